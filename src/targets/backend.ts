@@ -1,0 +1,46 @@
+/**
+ * A backend stores blocks. It knows nothing of CDBs, LUNs or rings: byte
+ * offsets in, bytes out (nbdkit's plugin shape). Offsets and lengths passed in
+ * are always multiples of the LUN's block size and inside `size`; the logical
+ * unit checks that before calling.
+ *
+ * Results are values: `null` means done, a BackendError means the I/O failed.
+ * A backend may answer synchronously (the RAM backend does, so the hot path
+ * allocates no promise) or with a promise (file-backed, remote).
+ */
+export type BackendErrorKind =
+  | 'medium' // unrecoverable read/write error at `offset` (MEDIUM ERROR)
+  | 'nospace' // the store cannot grow (memory limit, disk full)
+  | 'io' // anything else that went wrong underneath
+
+export interface BackendError {
+  readonly kind: BackendErrorKind
+  /** Byte offset of the first failing byte, when known. */
+  readonly offset?: number
+  readonly message: string
+}
+
+export type IoResult = BackendError | null
+export type MaybeAsync<T> = T | Promise<T>
+
+export interface Backend {
+  /** A short name for info files and logs: "ram", "file", … */
+  readonly kind: string
+  /** Capacity in bytes. */
+  readonly size: number
+  /** Fill `dst` from `offset`. Never-written ranges read as zeros. */
+  read(offset: number, dst: Buffer): MaybeAsync<IoResult>
+  /** Store `src` at `offset`. `src` may be reused by the caller once this answers. */
+  write(offset: number, src: Buffer): MaybeAsync<IoResult>
+  /** Make everything written so far durable. */
+  flush(): MaybeAsync<IoResult>
+  /** Forget a range: it reads as zeros afterwards and may free memory. */
+  unmap(offset: number, length: number): MaybeAsync<IoResult>
+  /** Bytes actually held (RAM) or allocated (file), for stats and info files. */
+  allocatedBytes(): number
+  close(): Promise<void>
+}
+
+export function isPromise<T>(v: MaybeAsync<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown })?.then === 'function'
+}

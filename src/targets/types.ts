@@ -1,0 +1,35 @@
+import type { Backend } from './backend.js'
+
+/** One logical unit as a target port exports it: identity, geometry and the store. */
+export interface Lun {
+  /** LUN number on its port (0..255 in the flat addressing fcfs uses). */
+  readonly lun: number
+  readonly blockSize: 512 | 4096
+  /** Capacity in logical blocks; backend.size === blocks * blockSize. */
+  readonly blocks: number
+  readonly backend: Backend
+  readonly vendor: string // INQUIRY T10 vendor id, ≤ 8 ASCII chars
+  readonly product: string // ≤ 16 ASCII chars
+  readonly revision: string // ≤ 4 ASCII chars
+  readonly serial: string // unit serial number (VPD 0x80)
+  /** NAA-6 style 16-hex-digit identifier of the logical unit itself (VPD 0x83). */
+  readonly naa: string
+  writeProtect: boolean
+}
+
+/** An FC target port on the fabric. */
+export interface TargetPort {
+  /** 16 lowercase hex digits, e.g. "2100001b32a1b2c3". */
+  readonly wwpn: string
+  readonly wwnn: string
+  /** 24-bit FC port id (D_ID), e.g. 0x010200. */
+  readonly portId: number
+  /** The loop id / target handle the HBA addresses it by (0..125 on a loop, up to 2047 on a fabric). */
+  readonly loopId: number
+  readonly luns: Map<number, Lun>
+}
+
+/** What the HBA's firmware sees when it logs into the fabric. */
+export interface Fabric {
+  readonly ports: TargetPort[]
+}
