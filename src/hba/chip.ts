@@ -1,0 +1,127 @@
+/**
+ * The emulated ISP chip as the host sees it: a register file, an interrupt
+ * line, and the firmware running behind them. The driver reaches the chip
+ * ONLY through readReg/writeReg, host memory (the DMA space) and the
+ * interrupt handler it attaches — never by calling into the firmware.
+ */
+import type { Logger } from '../log.js'
+import type { Fabric } from '../targets/types.js'
+import type { DmaSpace } from './dma.js'
+import { Firmware, type FirmwareOptions } from './firmware.js'
+import { Hccr, HostStatus, Reg, REG_NAMES } from './registers.js'
+
+export interface ChipOptions extends Partial<FirmwareOptions> {
+  /** Index of this HBA in the host, for names and logs. */
+  index: number
+  dma: DmaSpace
+  fabric: Fabric
+  log: Logger
+}
+
+export class IspChip {
+  readonly index: number
+  /** Register file, indexed by byte offset / 2. */
+  private readonly regs = new Uint16Array(0x100 / 2)
+  private isr: (() => void) | null = null
+  private deliveryScheduled = false
+  readonly firmware: Firmware
+  private readonly log: Logger
+  readonly counters = { interrupts: 0, unknownRegisterWrites: 0 }
+
+  constructor(opts: ChipOptions) {
+    this.index = opts.index
+    this.log = opts.log
+    this.firmware = new Firmware(this, opts.dma, opts.fabric, opts.log, opts)
+  }
+
+  // ---- host side ----
+
+  readReg(offset: number): number {
+    return this.regs[offset >>> 1]
+  }
+
+  writeReg(offset: number, value: number): void {
+    value &= 0xffff
+    switch (offset) {
+      case Reg.REQ_Q_IN: // the doorbell
+        this.regs[offset >>> 1] = value
+        this.firmware.doorbell()
+        return
+      case Reg.RSP_Q_OUT:
+        this.regs[offset >>> 1] = value
+        this.firmware.responsesConsumed()
+        return
+      case Reg.HCCR:
+        this.hccr(value)
+        return
+      case Reg.MAILBOX0:
+      case Reg.MAILBOX1:
+      case Reg.MAILBOX2:
+      case Reg.MAILBOX3:
+      case Reg.MAILBOX4:
+      case Reg.MAILBOX5:
+      case Reg.MAILBOX6:
+      case Reg.MAILBOX7:
+        this.regs[offset >>> 1] = value
+        return
+      default:
+        // Read-only or unknown registers: hardware ignores the write.
+        this.counters.unknownRegisterWrites++
+        this.log.warn({ event: 'register_write_ignored', register: REG_NAMES.get(offset) ?? `0x${offset.toString(16)}`, value }, 'write to a register the host may not write')
+    }
+  }
+
+  /** The interrupt line: the driver's service routine. */
+  attachInterrupt(isr: () => void): void {
+    this.isr = isr
+  }
+
+  private hccr(cmd: number): void {
+    switch (cmd) {
+      case Hccr.CLR_RISC_INT:
+        this.regs[Reg.HOST_STATUS >>> 1] = 0
+        this.firmware.interruptAcknowledged()
+        return
+      case Hccr.SET_HOST_INT:
+        this.firmware.mailboxCommand()
+        return
+      case Hccr.RESET_RISC:
+        this.firmware.reset()
+        return
+      default:
+        this.counters.unknownRegisterWrites++
+        this.log.warn({ event: 'hccr_ignored', value: cmd }, 'unknown HCCR command')
+    }
+  }
+
+  // ---- firmware side ----
+
+  /** Firmware sets a register the host reads (queue pointers, mailboxes). */
+  setReg(offset: number, value: number): void {
+    this.regs[offset >>> 1] = value
+  }
+
+  /** True while an interrupt is asserted and not yet acknowledged. */
+  get interruptPending(): boolean {
+    return (this.regs[Reg.HOST_STATUS >>> 1] & HostStatus.RISC_INT) !== 0
+  }
+
+  /**
+   * Asserts the interrupt with `type` in HOST_STATUS. Level-triggered: the
+   * line stays up until the host writes CLR_RISC_INT; the firmware must not
+   * raise another cause before that (it queues causes itself).
+   */
+  raiseInterrupt(type: number): void {
+    this.regs[Reg.HOST_STATUS >>> 1] = HostStatus.RISC_INT | type
+    this.counters.interrupts++
+    if (!this.deliveryScheduled) {
+      this.deliveryScheduled = true
+      setImmediate(this.deliver)
+    }
+  }
+
+  private readonly deliver = (): void => {
+    this.deliveryScheduled = false
+    if (this.interruptPending && this.isr) this.isr()
+  }
+}

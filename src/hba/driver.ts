@@ -1,0 +1,541 @@
+/**
+ * The host-side HBA driver (the qla2xxx role). Upper layers call submit();
+ * the driver maps the data buffer for DMA, writes a Command Type 3 entry (and
+ * Continuation Type 1 entries when the segments do not fit) into the request
+ * ring, and rings the doorbell (REQ_Q_IN). Completions arrive by interrupt:
+ * the ISR drains the response ring up to RSP_Q_IN, stamps each entry
+ * processed, writes RSP_Q_OUT, and calls each command's callback.
+ *
+ * When the ring or the handle table is full, commands wait in FIFO order and
+ * are posted as completions free room (back-pressure, never loss).
+ */
+import type { Logger } from '../log.js'
+import { InternalError, FcfsError } from '../errors.js'
+import { DataDirection } from '../scsi/types.js'
+import type { IspChip } from './chip.js'
+import type { DmaSpace } from './dma.js'
+import {
+  COMMAND_T3,
+  CompStatus,
+  ControlFlags,
+  DSEG_SIZE,
+  DSEGS_IN_COMMAND,
+  DSEGS_IN_CONTINUATION,
+  ENTRY_SIZE,
+  EntryType,
+  RESPONSE_PROCESSED,
+  STATUS_CONT,
+  STATUS_T0,
+  ScsiStatusFlags,
+  compStatusName,
+  encodeMarker,
+  entriesFor,
+  writeU64LE,
+  MarkerModifier,
+} from './iocb.js'
+import { decodeIdEntry, decodePortDb, encodeIcb, ICB_SIZE, ID_ENTRY_SIZE, PORT_DB_SIZE, PortState } from './mailbox.js'
+import { Hccr, HostStatus, IntType, Mbc, Mbs, Reg, addressToMailboxes } from './registers.js'
+import { Ring } from './ring.js'
+
+export interface ScsiRequest {
+  /** Target handle: the loop id of a logged-in port (from `ports`). */
+  target: number
+  lun: number
+  /** CDB bytes (6, 10, 12 or 16). */
+  cdb: Uint8Array
+  /** Data buffer (mapped for DMA as is, no copy) or null. */
+  data: Buffer | null
+  direction: DataDirection
+  /** Firmware timeout in seconds (IOCB field). */
+  timeout?: number
+}
+
+export interface Completion {
+  compStatus: number
+  /** The SCSI status byte. */
+  scsiStatus: number
+  sense: Buffer | null
+  residual: number
+  /** Bytes actually moved. */
+  transferred: number
+  /** Non-zero when the firmware rejected the entry itself (EntryStatus bits). */
+  entryStatus: number
+}
+
+export type CompletionCallback = (c: Completion) => void
+
+export interface PortInfo {
+  loopId: number
+  portId: number
+  wwpn: string
+  wwnn: string
+}
+
+export interface DriverOptions {
+  requestEntries: number
+  responseEntries: number
+  /** Handles (commands outstanding at the HBA). */
+  maxOutstanding: number
+  /** Largest data segment descriptor; bigger buffers are split. */
+  maxSegmentSize: number
+  /** This HBA's own port and node names. */
+  wwpn: string
+  wwnn: string
+  log: Logger
+}
+
+export const DEFAULT_DRIVER_OPTIONS = {
+  requestEntries: 2048,
+  responseEntries: 512,
+  maxOutstanding: 4096,
+  maxSegmentSize: 64 * 1024,
+}
+
+interface Pending {
+  handle: number
+  req: ScsiRequest
+  cb: CompletionCallback
+  address: number // bus address of the mapped data, 0 when none
+  byteCount: number
+}
+
+export class DriverError extends FcfsError {
+  constructor(message: string) {
+    super('FCFS_HBA', message)
+  }
+}
+
+/** Largest handle index (handles are index | generation << 16). */
+const INDEX_MASK = 0xffff
+
+export class HbaDriver {
+  readonly chip: IspChip
+  readonly dma: DmaSpace
+  private readonly opts: DriverOptions
+  private readonly log: Logger
+
+  private reqRing!: Ring
+  private rspRing!: Ring
+  private reqIn = 0
+  private reqOutCache = 0
+  private rspOut = 0
+
+  private readonly slots: (Pending | undefined)[]
+  private readonly generations: Uint16Array
+  private readonly freeHandles: number[] = []
+  private readonly waiting: Pending[] = []
+  private waitingHead = 0
+  private ready = false
+  private closing = false
+
+  private mailboxBusy: Promise<void> = Promise.resolve()
+  private mailboxWaiter: ((mb: number[]) => void) | null = null
+
+  ports: PortInfo[] = []
+
+  readonly stats = {
+    commands: 0,
+    completions: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+    errors: 0,
+    interrupts: 0,
+    responseInterrupts: 0,
+    outstanding: 0,
+    peakOutstanding: 0,
+    waiting: 0,
+    peakWaiting: 0,
+    ringFullWaits: 0,
+    entriesPosted: 0,
+    staleCompletions: 0,
+    byCompStatus: {} as Record<string, number>,
+  }
+
+  constructor(chip: IspChip, dma: DmaSpace, opts: Partial<DriverOptions> & Pick<DriverOptions, 'wwpn' | 'wwnn' | 'log'>) {
+    this.chip = chip
+    this.dma = dma
+    this.opts = { ...DEFAULT_DRIVER_OPTIONS, ...opts }
+    this.log = opts.log
+    const n = this.opts.maxOutstanding
+    if (n < 1 || n > INDEX_MASK) throw new InternalError(`maxOutstanding ${n} must be 1..${INDEX_MASK}`)
+    this.slots = new Array(n + 1)
+    this.generations = new Uint16Array(n + 1)
+    // Handle index 0 is never used: a zero handle means "none".
+    for (let i = n; i >= 1; i--) this.freeHandles.push(i)
+    chip.attachInterrupt(this.isr)
+  }
+
+  get isReady(): boolean {
+    return this.ready
+  }
+
+  /** Brings the firmware up and logs into the fabric (like a driver probe). */
+  async init(): Promise<void> {
+    const { requestEntries, responseEntries } = this.opts
+    const reqMem = Buffer.alloc(requestEntries * ENTRY_SIZE)
+    const rspMem = Buffer.alloc(responseEntries * ENTRY_SIZE)
+    this.reqRing = new Ring(reqMem, requestEntries)
+    this.rspRing = new Ring(rspMem, responseEntries)
+    const icb = Buffer.alloc(ICB_SIZE)
+    const reqAddr = this.dma.map(reqMem)
+    const rspAddr = this.dma.map(rspMem)
+    encodeIcb(
+      {
+        maxFrameSize: 2048,
+        executionThrottle: Math.min(this.opts.maxOutstanding, 0xffff),
+        portName: this.opts.wwpn,
+        nodeName: this.opts.wwnn,
+        requestQLength: requestEntries,
+        responseQLength: responseEntries,
+        requestQAddress: reqAddr,
+        responseQAddress: rspAddr,
+      },
+      icb,
+      0,
+    )
+    const icbAddr = this.dma.map(icb)
+    try {
+      const mb = await this.mailbox([Mbc.INITIALIZE_FIRMWARE], icbAddr)
+      if (mb[0] !== Mbs.COMPLETE) throw new DriverError(`INITIALIZE FIRMWARE failed: mailbox status 0x${mb[0].toString(16)}`)
+    } finally {
+      this.dma.unmap(icbAddr)
+    }
+    this.reqIn = this.reqOutCache = this.rspOut = 0
+    this.ready = true
+    // A marker after (re)initialisation, as qla2xxx sends after a reset.
+    this.postMarker(0, 0, MarkerModifier.SYNC_ALL)
+    this.ports = await this.discover()
+    this.log.info({ event: 'hba_ready', hba: this.chip.index, targets: this.ports.length }, 'HBA online')
+  }
+
+  /** GET ID LIST, then GET PORT DATABASE for each logged-in port. */
+  async discover(): Promise<PortInfo[]> {
+    const max = 2048
+    const list = Buffer.alloc(max * ID_ENTRY_SIZE)
+    const listAddr = this.dma.map(list)
+    const db = Buffer.alloc(PORT_DB_SIZE)
+    const dbAddr = this.dma.map(db)
+    try {
+      const mb = await this.mailbox([Mbc.GET_ID_LIST, max], listAddr)
+      if (mb[0] !== Mbs.COMPLETE) throw new DriverError(`GET ID LIST failed: mailbox status 0x${mb[0].toString(16)}`)
+      const ports: PortInfo[] = []
+      for (let i = 0; i < mb[1]; i++) {
+        const { loopId } = decodeIdEntry(list, i * ID_ENTRY_SIZE)
+        const r = await this.mailbox([Mbc.GET_PORT_DATABASE, loopId], dbAddr)
+        if (r[0] !== Mbs.COMPLETE) continue
+        const e = decodePortDb(db, 0)
+        if (e.state !== PortState.READY) continue
+        ports.push({ loopId, portId: e.portId, wwpn: e.portName, wwnn: e.nodeName })
+      }
+      return ports
+    } finally {
+      this.dma.unmap(listAddr)
+      this.dma.unmap(dbAddr)
+    }
+  }
+
+  /** Issues a mailbox command; one at a time, as the registers are shared. */
+  mailbox(regs: number[], address?: number): Promise<number[]> {
+    const run = this.mailboxBusy.then(
+      () =>
+        new Promise<number[]>((resolve) => {
+          this.mailboxWaiter = resolve
+          const mb = [...regs]
+          while (mb.length < 8) mb.push(0)
+          if (address !== undefined) {
+            const a = addressToMailboxes(address)
+            mb[2] = a.mb2
+            mb[3] = a.mb3
+            mb[6] = a.mb6
+            mb[7] = a.mb7
+          }
+          for (let i = 0; i < 8; i++) this.chip.writeReg(Reg.MAILBOX0 + 2 * i, mb[i])
+          this.chip.writeReg(Reg.HCCR, Hccr.SET_HOST_INT)
+        }),
+    )
+    this.mailboxBusy = run.then(
+      () => undefined,
+      () => undefined,
+    )
+    return run
+  }
+
+  // ---- the I/O path ----
+
+  /** Queues a command; `cb` is called exactly once, always asynchronously. */
+  submit(req: ScsiRequest, cb: CompletionCallback): void {
+    if (!this.ready || this.closing) {
+      const byteCount = req.data ? req.data.length : 0
+      process.nextTick(cb, failed(CompStatus.PORT_UNAVAILABLE, byteCount))
+      return
+    }
+    const p: Pending = { handle: 0, req, cb, address: 0, byteCount: req.data ? req.data.length : 0 }
+    this.stats.commands++
+    if (this.waitingHead < this.waiting.length || !this.post(p)) {
+      this.waiting.push(p)
+      const w = this.waiting.length - this.waitingHead
+      this.stats.waiting = w
+      if (w > this.stats.peakWaiting) this.stats.peakWaiting = w
+    }
+  }
+
+  /** The promise form of submit, for the direct API and tests. */
+  exec(req: ScsiRequest): Promise<Completion> {
+    return new Promise((resolve) => this.submit(req, resolve))
+  }
+
+  /** Writes the command into the ring if there is room; false when it must wait. */
+  private post(p: Pending): boolean {
+    const { req } = p
+    const maxSeg = this.opts.maxSegmentSize
+    const nseg = p.byteCount > 0 ? Math.ceil(p.byteCount / maxSeg) : 0
+    const need = entriesFor(nseg)
+    if (need > 255) throw new InternalError(`a ${p.byteCount}-byte transfer needs ${need} ring entries (max 255)`)
+    const ring = this.reqRing
+    if (this.freeHandles.length === 0) return false
+    if (ring.free(this.reqIn, this.reqOutCache) < need) {
+      this.reqOutCache = this.chip.readReg(Reg.REQ_Q_OUT)
+      if (ring.free(this.reqIn, this.reqOutCache) < need) {
+        this.stats.ringFullWaits++
+        return false
+      }
+    }
+    const index = this.freeHandles.pop()!
+    const gen = (this.generations[index] = (this.generations[index] + 1) & 0xffff)
+    const handle = ((gen << 16) | index) >>> 0
+    p.handle = handle
+    this.slots[index] = p
+    if (p.byteCount > 0) p.address = this.dma.map(req.data!)
+
+    const mem = ring.memory
+    const at = ring.offsetOf(this.reqIn)
+    mem.fill(0, at, at + ENTRY_SIZE)
+    mem[at + COMMAND_T3.entryType.offset] = EntryType.COMMAND_T3
+    mem[at + COMMAND_T3.entryCount.offset] = need
+    mem.writeUInt32LE(handle, at + COMMAND_T3.handle.offset)
+    mem.writeUInt16LE(req.target, at + COMMAND_T3.target.offset)
+    mem.writeUInt16LE(req.lun, at + COMMAND_T3.lun.offset)
+    const dirFlag =
+      req.direction === DataDirection.In ? ControlFlags.DATA_IN : req.direction === DataDirection.Out ? ControlFlags.DATA_OUT : 0
+    mem.writeUInt16LE(ControlFlags.SIMPLE_TAG | (p.byteCount > 0 ? dirFlag : 0), at + COMMAND_T3.controlFlags.offset)
+    mem.writeUInt16LE(req.timeout ?? 30, at + COMMAND_T3.timeout.offset)
+    mem.writeUInt16LE(nseg, at + COMMAND_T3.dsegCount.offset)
+    mem.set(req.cdb.length > 16 ? req.cdb.subarray(0, 16) : req.cdb, at + COMMAND_T3.cdb.offset)
+    mem.writeUInt32LE(p.byteCount, at + COMMAND_T3.byteCount.offset)
+
+    // Data segment descriptors: two in the command, five per continuation.
+    let entryAt = at
+    let slot = 0
+    let idx = this.reqIn
+    for (let s = 0; s < nseg; s++) {
+      let off: number
+      if (s < DSEGS_IN_COMMAND) {
+        off = at + COMMAND_T3.dseg0.offset + s * DSEG_SIZE
+      } else {
+        if (slot === 0) {
+          idx = ring.next(idx)
+          entryAt = ring.offsetOf(idx)
+          mem.fill(0, entryAt, entryAt + ENTRY_SIZE)
+          mem[entryAt] = EntryType.CONTINUATION_T1
+          mem[entryAt + 1] = 1
+        }
+        off = entryAt + 4 + slot * DSEG_SIZE
+        slot = slot + 1 === DSEGS_IN_CONTINUATION ? 0 : slot + 1
+      }
+      const start = s * maxSeg
+      writeU64LE(mem, off, p.address + start)
+      mem.writeUInt32LE(Math.min(maxSeg, p.byteCount - start), off + 8)
+    }
+    this.reqIn = ring.next(this.reqIn, need)
+    this.stats.entriesPosted += need
+    const out = ++this.stats.outstanding
+    if (out > this.stats.peakOutstanding) this.stats.peakOutstanding = out
+    this.chip.writeReg(Reg.REQ_Q_IN, this.reqIn) // the doorbell
+    return true
+  }
+
+  private postMarker(target: number, lun: number, modifier: number): void {
+    const ring = this.reqRing
+    if (ring.free(this.reqIn, this.chip.readReg(Reg.REQ_Q_OUT)) < 1) return
+    encodeMarker({ target, lun, modifier }, ring.memory, ring.offsetOf(this.reqIn))
+    this.reqIn = ring.next(this.reqIn)
+    this.chip.writeReg(Reg.REQ_Q_IN, this.reqIn)
+  }
+
+  private postWaiting(): void {
+    while (this.waitingHead < this.waiting.length) {
+      const p = this.waiting[this.waitingHead]
+      if (!this.post(p)) break
+      this.waiting[this.waitingHead++] = undefined as unknown as Pending
+    }
+    if (this.waitingHead === this.waiting.length) {
+      this.waiting.length = 0
+      this.waitingHead = 0
+    } else if (this.waitingHead > 1024) {
+      this.waiting.splice(0, this.waitingHead)
+      this.waitingHead = 0
+    }
+    this.stats.waiting = this.waiting.length - this.waitingHead
+  }
+
+  // ---- interrupt service ----
+
+  private readonly isr = (): void => {
+    const hs = this.chip.readReg(Reg.HOST_STATUS)
+    if ((hs & HostStatus.RISC_INT) === 0) return
+    this.stats.interrupts++
+    const type = hs & 0xff
+    let mailboxResult: number[] | null = null
+    switch (type) {
+      case IntType.RESPONSE_QUEUE:
+        this.stats.responseInterrupts++
+        this.drainResponses()
+        break
+      case IntType.MBX_OK:
+      case IntType.MBX_FAIL: {
+        mailboxResult = []
+        for (let i = 0; i < 8; i++) mailboxResult.push(this.chip.readReg(Reg.MAILBOX0 + 2 * i))
+        break
+      }
+      case IntType.ASYNC_EVENT:
+        this.log.info({ event: 'async_event', hba: this.chip.index, code: this.chip.readReg(Reg.MAILBOX0) }, 'HBA async event')
+        break
+      default:
+        this.log.warn({ event: 'interrupt_unknown', hba: this.chip.index, hostStatus: hs }, 'unknown interrupt type')
+    }
+    this.chip.writeReg(Reg.HCCR, Hccr.CLR_RISC_INT)
+    if (mailboxResult && this.mailboxWaiter) {
+      const w = this.mailboxWaiter
+      this.mailboxWaiter = null
+      w(mailboxResult)
+    }
+    if (this.waitingHead < this.waiting.length) this.postWaiting()
+  }
+
+  private drainResponses(): void {
+    const ring = this.rspRing
+    const mem = ring.memory
+    const inIdx = this.chip.readReg(Reg.RSP_Q_IN)
+    if (inIdx >= ring.size) {
+      this.log.error({ event: 'rsp_q_in_invalid', rspQIn: inIdx }, 'RSP_Q_IN beyond the ring')
+      return
+    }
+    while (this.rspOut !== inIdx) {
+      const at = ring.offsetOf(this.rspOut)
+      const type = mem[at]
+      const count = Math.max(1, mem[at + 1])
+      if (type === EntryType.STATUS_T0) {
+        this.completeFromStatus(ring, this.rspOut, count)
+      } else {
+        this.log.warn({ event: 'response_unknown', hba: this.chip.index, entryType: type }, 'unexpected response entry')
+      }
+      // Stamp every entry of this status as processed before giving it back.
+      let i = this.rspOut
+      for (let k = 0; k < count; k++) {
+        mem.writeUInt32LE(RESPONSE_PROCESSED, ring.offsetOf(i) + ENTRY_SIZE - 4)
+        i = ring.next(i)
+      }
+      this.rspOut = i
+    }
+    this.chip.writeReg(Reg.RSP_Q_OUT, this.rspOut)
+  }
+
+  private completeFromStatus(ring: Ring, index: number, count: number): void {
+    const mem = ring.memory
+    const at = ring.offsetOf(index)
+    const handle = mem.readUInt32LE(at + STATUS_T0.handle.offset)
+    const slotIndex = handle & INDEX_MASK
+    const p = slotIndex <= this.opts.maxOutstanding ? this.slots[slotIndex] : undefined
+    if (!p || p.handle !== handle) {
+      this.stats.staleCompletions++
+      this.log.warn({ event: 'completion_stale', hba: this.chip.index, handle }, 'status for a handle that is not outstanding')
+      return
+    }
+    const entryStatus = mem[at + STATUS_T0.entryStatus.offset]
+    const word = mem.readUInt16LE(at + STATUS_T0.scsiStatus.offset)
+    const compStatus = mem.readUInt16LE(at + STATUS_T0.compStatus.offset)
+    const residual = mem.readUInt32LE(at + STATUS_T0.residual.offset)
+    let sense: Buffer | null = null
+    if (word & ScsiStatusFlags.SENSE_VALID) {
+      const len = mem.readUInt16LE(at + STATUS_T0.senseLen.offset)
+      sense = Buffer.allocUnsafe(len)
+      let got = mem.copy(sense, 0, at + STATUS_T0.sense.offset, at + STATUS_T0.sense.offset + Math.min(len, STATUS_T0.sense.size))
+      let i = index
+      for (let k = 1; k < count && got < len; k++) {
+        i = ring.next(i)
+        const c = ring.offsetOf(i)
+        got += mem.copy(sense, got, c + STATUS_CONT.sense.offset, c + STATUS_CONT.sense.offset + Math.min(len - got, STATUS_CONT.sense.size))
+      }
+      if (got < len) sense = sense.subarray(0, got)
+    }
+    let transferred = 0
+    if (entryStatus === 0) {
+      if (compStatus === CompStatus.COMPLETE || compStatus === CompStatus.DATA_UNDERRUN || compStatus === CompStatus.DATA_OVERRUN) {
+        transferred = word & ScsiStatusFlags.RESID_UNDER ? p.byteCount - residual : p.byteCount
+      }
+    }
+    this.finish(p, slotIndex, { compStatus, scsiStatus: word & 0xff, sense, residual, transferred, entryStatus })
+  }
+
+  private finish(p: Pending, slotIndex: number, c: Completion): void {
+    this.slots[slotIndex] = undefined
+    this.freeHandles.push(slotIndex)
+    if (p.address) this.dma.unmap(p.address)
+    this.stats.outstanding--
+    this.stats.completions++
+    if (c.entryStatus !== 0 || (c.compStatus !== CompStatus.COMPLETE && c.compStatus !== CompStatus.DATA_UNDERRUN) || c.scsiStatus !== 0) {
+      this.stats.errors++
+      const name = c.entryStatus ? `entry_status_0x${c.entryStatus.toString(16)}` : compStatusName(c.compStatus)
+      this.stats.byCompStatus[name] = (this.stats.byCompStatus[name] ?? 0) + 1
+    } else if (p.req.direction === DataDirection.In) {
+      this.stats.bytesRead += c.transferred
+    } else if (p.req.direction === DataDirection.Out) {
+      this.stats.bytesWritten += c.transferred
+    }
+    p.cb(c)
+  }
+
+  /** Stops accepting commands, waits for outstanding ones (bounded), resets the chip. */
+  async shutdown(waitMs = 5000): Promise<void> {
+    this.closing = true
+    const deadline = Date.now() + waitMs
+    while (this.stats.outstanding > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5))
+    }
+    // Anything still waiting or outstanding is failed back to its caller.
+    for (let i = this.waitingHead; i < this.waiting.length; i++) {
+      const p = this.waiting[i]
+      process.nextTick(p.cb, failed(CompStatus.ABORTED, p.byteCount))
+    }
+    this.waiting.length = 0
+    this.waitingHead = 0
+    for (let i = 1; i < this.slots.length; i++) {
+      const p = this.slots[i]
+      if (p) this.finish(p, i, failed(CompStatus.ABORTED, p.byteCount))
+    }
+    this.ready = false
+    this.chip.writeReg(Reg.HCCR, Hccr.RESET_RISC)
+  }
+
+  /** A snapshot of the rings and registers, for the hba/<n>/ring file. */
+  ringState(): Record<string, number> {
+    return {
+      requestEntries: this.reqRing?.size ?? 0,
+      responseEntries: this.rspRing?.size ?? 0,
+      reqQIn: this.chip.readReg(Reg.REQ_Q_IN),
+      reqQOut: this.chip.readReg(Reg.REQ_Q_OUT),
+      rspQIn: this.chip.readReg(Reg.RSP_Q_IN),
+      rspQOut: this.chip.readReg(Reg.RSP_Q_OUT),
+      hostStatus: this.chip.readReg(Reg.HOST_STATUS),
+      requestEntriesInUse: this.reqRing ? this.reqRing.used(this.reqIn, this.chip.readReg(Reg.REQ_Q_OUT)) : 0,
+      outstanding: this.stats.outstanding,
+      waiting: this.waiting.length - this.waitingHead,
+      freeHandles: this.freeHandles.length,
+      dmaMappings: this.dma.mapped,
+    }
+  }
+}
+
+function failed(compStatus: number, byteCount: number): Completion {
+  return { compStatus, scsiStatus: 0, sense: null, residual: byteCount, transferred: 0, entryStatus: 0 }
+}

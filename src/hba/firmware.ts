@@ -1,0 +1,533 @@
+/**
+ * The emulated RISC firmware. It sees host memory only through bus addresses
+ * (the DMA space), the host only through its registers and the interrupt,
+ * and the fabric's target ports only as SCSI targets it logged into.
+ *
+ * Request path:  doorbell (REQ_Q_IN) → consume entries up to REQ_Q_IN →
+ *                resolve data segments → run the exchange on the target.
+ * Response path: completed exchanges queue up → written as Status Type 0
+ *                entries while the response ring has room → RSP_Q_IN →
+ *                one interrupt for everything posted together (coalescing).
+ */
+import type { Logger } from '../log.js'
+import type { Fabric, TargetPort } from '../targets/types.js'
+import { ScsiTarget } from '../scsi/target.js'
+import type { ScsiCommand, ScsiOutcome } from '../scsi/types.js'
+import type { DmaSpace } from './dma.js'
+import {
+  COMMAND_T3,
+  CompStatus,
+  ControlFlags,
+  DSEG_SIZE,
+  DSEGS_IN_COMMAND,
+  DSEGS_IN_CONTINUATION,
+  ENTRY_SIZE,
+  EntryStatus,
+  EntryType,
+  ScsiStatusFlags,
+  encodeStatusCont,
+  encodeStatusT0,
+  entriesFor,
+  readU64LE,
+  statusEntriesFor,
+  SENSE_IN_STATUS,
+  SENSE_IN_CONT,
+  decodeMarker,
+} from './iocb.js'
+import { decodeIcb, encodeIdEntry, encodePortDb, ID_ENTRY_SIZE, PORT_DB_SIZE, PortState } from './mailbox.js'
+import { IntType, Mbc, Mbs, Reg, mailboxesToAddress } from './registers.js'
+import { Ring } from './ring.js'
+import type { IspChip } from './chip.js'
+
+export interface FirmwareOptions {
+  /** Exchanges the firmware can hold at once (commands in progress). */
+  maxExchanges: number
+}
+
+const TASK_SET_FULL = 0x28
+
+interface Login {
+  port: TargetPort
+  target: ScsiTarget
+  loggedIn: boolean
+}
+
+/** One command the firmware is working on (an FC exchange). */
+interface Exchange {
+  handle: number
+  loopId: number
+  lun: number
+  byteCount: number
+  dataIn: boolean
+  /** For data-in commands whose segments were not contiguous: where to scatter. */
+  scatter: Buffer[] | null
+  gathered: Buffer | null
+  aborted: boolean
+}
+
+/** A status waiting for room on the response ring. */
+interface PendingStatus {
+  handle: number
+  entryStatus: number
+  scsiStatus: number
+  compStatus: number
+  residual: number
+  sense: Buffer | null
+}
+
+export class Firmware {
+  private readonly chip: IspChip
+  private readonly dma: DmaSpace
+  private readonly fabric: Fabric
+  private readonly log: Logger
+  private readonly maxExchanges: number
+
+  private ready = false
+  private reqRing: Ring | null = null
+  private rspRing: Ring | null = null
+  private reqOut = 0
+  private rspIn = 0
+  private initiator = '0000000000000000'
+  private readonly logins = new Map<number, Login>()
+  private readonly exchanges = new Map<number, Exchange>()
+
+  private processScheduled = false
+  private flushScheduled = false
+  private readonly pending: PendingStatus[] = []
+  private pendingHead = 0
+
+  // Interrupt causes waiting for the line to be free.
+  private mailboxDone: { status: number; out: number[] } | null = null
+  private readonly asyncEvents: number[] = []
+  private responseUpdate = false
+
+  readonly counters = {
+    commands: 0,
+    rejectedEntries: 0,
+    markers: 0,
+    statusEntries: 0,
+    responseInterrupts: 0,
+    dmaErrors: 0,
+    aborted: 0,
+  }
+
+  constructor(chip: IspChip, dma: DmaSpace, fabric: Fabric, log: Logger, opts: Partial<FirmwareOptions>) {
+    this.chip = chip
+    this.dma = dma
+    this.fabric = fabric
+    this.log = log
+    this.maxExchanges = opts.maxExchanges ?? 4096
+  }
+
+  get outstanding(): number {
+    return this.exchanges.size
+  }
+
+  // ---- events from the chip's registers ----
+
+  doorbell(): void {
+    if (!this.processScheduled) {
+      this.processScheduled = true
+      setImmediate(this.processRequests)
+    }
+  }
+
+  responsesConsumed(): void {
+    if (this.pendingHead < this.pending.length) this.scheduleFlush()
+  }
+
+  interruptAcknowledged(): void {
+    this.raiseNextCause()
+  }
+
+  reset(): void {
+    this.ready = false
+    this.reqRing = this.rspRing = null
+    this.reqOut = this.rspIn = 0
+    for (const ex of this.exchanges.values()) ex.aborted = true
+    this.exchanges.clear()
+    this.pending.length = 0
+    this.pendingHead = 0
+    this.responseUpdate = false
+    this.mailboxDone = null
+    this.asyncEvents.length = 0
+    this.chip.setReg(Reg.REQ_Q_OUT, 0)
+    this.chip.setReg(Reg.RSP_Q_IN, 0)
+  }
+
+  mailboxCommand(): void {
+    const mb: number[] = []
+    for (let i = 0; i < 8; i++) mb.push(this.chip.readReg(Reg.MAILBOX0 + 2 * i))
+    // The RISC answers mailbox commands asynchronously, like the hardware.
+    setImmediate(() => {
+      const [status, ...out] = this.runMailbox(mb)
+      this.mailboxDone = { status, out }
+      this.raiseNextCause()
+    })
+  }
+
+  // ---- mailbox commands ----
+
+  /** Returns [mailbox0 status, mailbox1.., ] */
+  private runMailbox(mb: number[]): number[] {
+    const cmd = mb[0]
+    const address = mailboxesToAddress(mb[2], mb[3], mb[6], mb[7])
+    switch (cmd) {
+      case Mbc.INITIALIZE_FIRMWARE:
+        return this.initialize(address)
+      case Mbc.GET_ID_LIST: {
+        if (!this.ready) return [Mbs.COMMAND_ERROR]
+        const max = mb[1]
+        const logged = [...this.logins.entries()].filter(([, l]) => l.loggedIn)
+        const buf = this.dma.resolve(address, Math.min(max, logged.length) * ID_ENTRY_SIZE)
+        if (!buf) return [Mbs.COMMAND_PARAMETER_ERROR]
+        let n = 0
+        for (const [loopId, l] of logged) {
+          if (n >= max) break
+          encodeIdEntry({ portId: l.port.portId, loopId }, buf, n * ID_ENTRY_SIZE)
+          n++
+        }
+        return [Mbs.COMPLETE, n]
+      }
+      case Mbc.GET_PORT_DATABASE: {
+        if (!this.ready) return [Mbs.COMMAND_ERROR]
+        const login = this.logins.get(mb[1])
+        const buf = this.dma.resolve(address, PORT_DB_SIZE)
+        if (!buf) return [Mbs.COMMAND_PARAMETER_ERROR]
+        if (!login) return [Mbs.COMMAND_PARAMETER_ERROR]
+        encodePortDb(
+          {
+            state: login.loggedIn ? PortState.READY : PortState.LOGGED_OUT,
+            portId: login.port.portId,
+            nodeName: login.port.wwnn,
+            portName: login.port.wwpn,
+            loopId: mb[1],
+          },
+          buf,
+          0,
+        )
+        return [Mbs.COMPLETE]
+      }
+      case Mbc.ABORT_COMMAND: {
+        const handle = ((mb[2] << 16) | mb[1]) >>> 0
+        const ex = this.exchanges.get(handle)
+        if (!ex) return [Mbs.COMMAND_ERROR]
+        this.abortExchange(ex)
+        return [Mbs.COMPLETE]
+      }
+      case Mbc.TARGET_RESET: {
+        for (const ex of [...this.exchanges.values()]) if (ex.loopId === mb[1]) this.abortExchange(ex)
+        return [Mbs.COMPLETE]
+      }
+      default:
+        this.log.warn({ event: 'mailbox_invalid', command: cmd }, 'unknown mailbox command')
+        return [Mbs.INVALID_COMMAND]
+    }
+  }
+
+  private initialize(icbAddress: number): number[] {
+    const icbMem = this.dma.resolve(icbAddress, 64)
+    if (!icbMem) return [Mbs.COMMAND_PARAMETER_ERROR]
+    let icb
+    try {
+      icb = decodeIcb(icbMem, 0)
+    } catch (err) {
+      this.log.warn({ event: 'icb_invalid', err: (err as Error).message }, 'bad init control block')
+      return [Mbs.COMMAND_PARAMETER_ERROR]
+    }
+    const reqMem = this.dma.resolve(icb.requestQAddress, icb.requestQLength * ENTRY_SIZE)
+    const rspMem = this.dma.resolve(icb.responseQAddress, icb.responseQLength * ENTRY_SIZE)
+    if (!reqMem || !rspMem || icb.requestQLength < 2 || icb.responseQLength < 2) {
+      return [Mbs.COMMAND_PARAMETER_ERROR]
+    }
+    this.reqRing = new Ring(reqMem, icb.requestQLength)
+    this.rspRing = new Ring(rspMem, icb.responseQLength)
+    this.reqOut = 0
+    this.rspIn = 0
+    this.chip.setReg(Reg.REQ_Q_OUT, 0)
+    this.chip.setReg(Reg.RSP_Q_IN, 0)
+    this.initiator = icb.portName
+    // Fabric login (PLOGI/PRLI) to every target port: each gets its loop id.
+    this.logins.clear()
+    for (const port of this.fabric.ports) {
+      this.logins.set(port.loopId, { port, target: new ScsiTarget(port), loggedIn: true })
+    }
+    this.ready = true
+    this.log.debug({ event: 'firmware_ready', targets: this.logins.size, requestQ: icb.requestQLength, responseQ: icb.responseQLength }, 'firmware initialised')
+    return [Mbs.COMPLETE]
+  }
+
+  // ---- request ring ----
+
+  private readonly processRequests = (): void => {
+    this.processScheduled = false
+    const ring = this.reqRing
+    if (!this.ready || !ring) return
+    const mem = ring.memory
+    const inIdx = this.chip.readReg(Reg.REQ_Q_IN)
+    if (inIdx >= ring.size) {
+      this.log.error({ event: 'doorbell_invalid', reqQIn: inIdx, size: ring.size }, 'REQ_Q_IN beyond the ring; ignored')
+      return
+    }
+    while (this.reqOut !== inIdx) {
+      const at = ring.offsetOf(this.reqOut)
+      const type = mem[at]
+      const count = mem[at + 1]
+      const avail = ring.used(inIdx, this.reqOut)
+      if (type === EntryType.COMMAND_T3) {
+        if (count === 0 || count > avail) {
+          this.reject(mem, at, EntryStatus.BAD_COUNT)
+          this.reqOut = ring.next(this.reqOut)
+          continue
+        }
+        this.startCommand(ring, this.reqOut, count)
+        this.reqOut = ring.next(this.reqOut, count)
+      } else if (type === EntryType.MARKER) {
+        const m = decodeMarker(mem, at)
+        this.counters.markers++
+        this.log.debug({ event: 'marker', target: m.target, lun: m.lun, modifier: m.modifier }, 'marker consumed')
+        this.reqOut = ring.next(this.reqOut)
+      } else {
+        this.reject(mem, at, EntryStatus.BAD_TYPE)
+        this.reqOut = ring.next(this.reqOut)
+      }
+    }
+    this.chip.setReg(Reg.REQ_Q_OUT, this.reqOut)
+  }
+
+  /** Returns a rejected entry to the host with entry_status bits set. */
+  private reject(mem: Buffer, at: number, bits: number): void {
+    this.counters.rejectedEntries++
+    const handle = mem.readUInt32LE(at + COMMAND_T3.handle.offset)
+    this.log.warn({ event: 'entry_rejected', entryType: mem[at], entryStatus: bits, handle }, 'request entry rejected')
+    this.post({ handle, entryStatus: bits, scsiStatus: 0, compStatus: 0, residual: 0, sense: null })
+  }
+
+  private startCommand(ring: Ring, index: number, count: number): void {
+    const mem = ring.memory
+    const at = ring.offsetOf(index)
+    const handle = mem.readUInt32LE(at + COMMAND_T3.handle.offset)
+    const loopId = mem.readUInt16LE(at + COMMAND_T3.target.offset)
+    const lun = mem.readUInt16LE(at + COMMAND_T3.lun.offset)
+    const flags = mem.readUInt16LE(at + COMMAND_T3.controlFlags.offset)
+    const dsegCount = mem.readUInt16LE(at + COMMAND_T3.dsegCount.offset)
+    const byteCount = mem.readUInt32LE(at + COMMAND_T3.byteCount.offset)
+    this.counters.commands++
+
+    if (entriesFor(dsegCount) !== count) return this.reject(mem, at, EntryStatus.BAD_COUNT)
+    const dataIn = (flags & ControlFlags.DATA_IN) !== 0
+    const dataOut = (flags & ControlFlags.DATA_OUT) !== 0
+    if ((dataIn && dataOut) || ((dataIn || dataOut) !== byteCount > 0) || (byteCount > 0) !== dsegCount > 0) {
+      return this.reject(mem, at, EntryStatus.BAD_PARAMETER)
+    }
+    if (this.exchanges.size >= this.maxExchanges || this.exchanges.has(handle)) {
+      return this.reject(mem, at, EntryStatus.BUSY)
+    }
+
+    // Gather the segment descriptors from the command and its continuations.
+    let data: Buffer | null = null
+    let scatter: Buffer[] | null = null
+    let gathered: Buffer | null = null
+    if (dsegCount > 0) {
+      const addrs: number[] = []
+      const lens: number[] = []
+      let total = 0
+      for (let i = 0; i < dsegCount; i++) {
+        let off: number
+        if (i < DSEGS_IN_COMMAND) off = at + COMMAND_T3.dseg0.offset + i * DSEG_SIZE
+        else {
+          const k = i - DSEGS_IN_COMMAND
+          const entry = ring.next(index, 1 + Math.floor(k / DSEGS_IN_CONTINUATION))
+          const eat = ring.offsetOf(entry)
+          if (mem[eat] !== EntryType.CONTINUATION_T1) return this.reject(mem, at, EntryStatus.BAD_TYPE)
+          off = eat + 4 + (k % DSEGS_IN_CONTINUATION) * DSEG_SIZE
+        }
+        addrs.push(readU64LE(mem, off))
+        const len = mem.readUInt32LE(off + 8)
+        lens.push(len)
+        total += len
+      }
+      if (total !== byteCount) return this.reject(mem, at, EntryStatus.BAD_PARAMETER)
+      // Contiguous segments of one mapping move as one view (no copy).
+      let contiguous = true
+      for (let i = 1; i < dsegCount; i++) if (addrs[i] !== addrs[i - 1] + lens[i - 1]) contiguous = false
+      if (contiguous) {
+        data = this.dma.resolve(addrs[0], byteCount)
+      } else {
+        const views: Buffer[] = []
+        for (let i = 0; i < dsegCount; i++) {
+          const v = this.dma.resolve(addrs[i], lens[i])
+          if (!v) {
+            views.length = 0
+            break
+          }
+          views.push(v)
+        }
+        if (views.length === dsegCount) {
+          // Scattered segments go through the firmware's own buffer.
+          gathered = dataOut ? Buffer.concat(views, byteCount) : Buffer.allocUnsafe(byteCount)
+          if (dataIn) scatter = views
+          data = gathered
+        }
+      }
+      if (!data) {
+        this.counters.dmaErrors++
+        this.post({ handle, entryStatus: 0, scsiStatus: 0, compStatus: CompStatus.DMA_ERROR, residual: byteCount, sense: null })
+        return
+      }
+    }
+
+    const login = this.logins.get(loopId)
+    if (!login || !login.loggedIn) {
+      const cs = login ? CompStatus.PORT_LOGGED_OUT : CompStatus.PORT_UNAVAILABLE
+      this.post({ handle, entryStatus: 0, scsiStatus: 0, compStatus: cs, residual: byteCount, sense: null })
+      return
+    }
+
+    // The firmware keeps its own copy of the CDB: the ring slot is reused
+    // as soon as REQ_Q_OUT moves past it.
+    const cdb = Buffer.from(mem.subarray(at + COMMAND_T3.cdb.offset, at + COMMAND_T3.cdb.offset + 16))
+    const ex: Exchange = { handle, loopId, lun, byteCount, dataIn, scatter, gathered, aborted: false }
+    this.exchanges.set(handle, ex)
+    const cmd: ScsiCommand = {
+      cdb,
+      dataIn: dataIn ? data : null,
+      dataOut: dataOut ? data : null,
+      initiator: this.initiator,
+    }
+    login.target.execute(lun, cmd, (outcome) => this.finish(ex, outcome))
+  }
+
+  private finish(ex: Exchange, o: ScsiOutcome): void {
+    if (ex.aborted) return // already answered with ABORTED
+    this.exchanges.delete(ex.handle)
+    if (ex.scatter && ex.gathered) {
+      let pos = 0
+      for (const v of ex.scatter) {
+        if (pos >= o.transferred) break
+        pos += ex.gathered.copy(v, 0, pos, Math.min(o.transferred, pos + v.length))
+      }
+    }
+    let scsiStatus = o.status & 0xff
+    let compStatus: number = CompStatus.COMPLETE
+    let residual = 0
+    if (o.sense && o.sense.length > 0) scsiStatus |= ScsiStatusFlags.SENSE_VALID
+    if (o.wanted > ex.byteCount) {
+      compStatus = CompStatus.DATA_OVERRUN
+      residual = o.wanted - ex.byteCount
+      scsiStatus |= ScsiStatusFlags.RESID_OVER
+    } else if (o.transferred < ex.byteCount) {
+      residual = ex.byteCount - o.transferred
+      scsiStatus |= ScsiStatusFlags.RESID_UNDER
+      if ((o.status & 0xff) === 0) compStatus = CompStatus.DATA_UNDERRUN
+    }
+    if ((o.status & 0xff) === TASK_SET_FULL) compStatus = CompStatus.QUEUE_FULL
+    this.post({ handle: ex.handle, entryStatus: 0, scsiStatus, compStatus, residual, sense: o.sense })
+  }
+
+  private abortExchange(ex: Exchange): void {
+    ex.aborted = true
+    this.exchanges.delete(ex.handle)
+    this.counters.aborted++
+    this.post({ handle: ex.handle, entryStatus: 0, scsiStatus: 0, compStatus: CompStatus.ABORTED, residual: ex.byteCount, sense: null })
+  }
+
+  // ---- response ring ----
+
+  private post(s: PendingStatus): void {
+    this.pending.push(s)
+    this.scheduleFlush()
+  }
+
+  private scheduleFlush(): void {
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(this.flushResponses)
+    }
+  }
+
+  /** Writes queued statuses while the response ring has room, then interrupts once. */
+  private readonly flushResponses = (): void => {
+    this.flushScheduled = false
+    const ring = this.rspRing
+    if (!ring) return
+    const mem = ring.memory
+    const out = this.chip.readReg(Reg.RSP_Q_OUT)
+    if (out >= ring.size) {
+      this.log.error({ event: 'rsp_q_out_invalid', rspQOut: out }, 'RSP_Q_OUT beyond the ring; waiting for a valid value')
+      return
+    }
+    let wrote = 0
+    while (this.pendingHead < this.pending.length) {
+      const s = this.pending[this.pendingHead]
+      const senseLen = s.sense ? s.sense.length : 0
+      const n = statusEntriesFor(senseLen)
+      if (ring.free(this.rspIn, out) < n) break
+      encodeStatusT0(
+        {
+          entryCount: n,
+          entryStatus: s.entryStatus,
+          handle: s.handle,
+          scsiStatus: s.scsiStatus,
+          compStatus: s.compStatus,
+          stateFlags: 0,
+          statusFlags: 0,
+          residual: s.residual,
+          sense: s.sense,
+        },
+        mem,
+        ring.offsetOf(this.rspIn),
+      )
+      this.rspIn = ring.next(this.rspIn)
+      for (let from = SENSE_IN_STATUS; from < senseLen; from += SENSE_IN_CONT) {
+        encodeStatusCont(s.sense!, from, mem, ring.offsetOf(this.rspIn))
+        this.rspIn = ring.next(this.rspIn)
+      }
+      this.pending[this.pendingHead++] = undefined as unknown as PendingStatus
+      wrote++
+    }
+    if (this.pendingHead === this.pending.length) {
+      this.pending.length = 0
+      this.pendingHead = 0
+    }
+    if (wrote > 0) {
+      this.counters.statusEntries += wrote
+      this.chip.setReg(Reg.RSP_Q_IN, this.rspIn)
+      this.responseUpdate = true
+      this.raiseNextCause()
+    }
+  }
+
+  // ---- interrupt causes ----
+
+  private raiseNextCause(): void {
+    if (this.chip.interruptPending) return // wait for the host to acknowledge
+    if (this.mailboxDone) {
+      const { status, out } = this.mailboxDone
+      this.mailboxDone = null
+      this.chip.setReg(Reg.MAILBOX0, status)
+      for (let i = 0; i < out.length && i < 7; i++) this.chip.setReg(Reg.MAILBOX1 + 2 * i, out[i])
+      this.chip.raiseInterrupt(status === Mbs.COMPLETE ? IntType.MBX_OK : IntType.MBX_FAIL)
+      return
+    }
+    const event = this.asyncEvents.shift()
+    if (event !== undefined) {
+      this.chip.setReg(Reg.MAILBOX0, event)
+      this.chip.raiseInterrupt(IntType.ASYNC_EVENT)
+      return
+    }
+    if (this.responseUpdate) {
+      this.responseUpdate = false
+      this.counters.responseInterrupts++
+      this.chip.raiseInterrupt(IntType.RESPONSE_QUEUE)
+    }
+  }
+
+  /** Queues an asynchronous event for the host (LIP, loop up/down, RSCN). */
+  raiseAsyncEvent(code: number): void {
+    this.asyncEvents.push(code)
+    this.raiseNextCause()
+  }
+}
+
+export { TASK_SET_FULL }
