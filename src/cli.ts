@@ -1,0 +1,191 @@
+#!/usr/bin/env node
+/**
+ * fcfs command line: mount a fabric in the foreground, unmount it from
+ * another shell, look at it. Bad flags and bad configs exit with status 2 and
+ * a message that names what was wrong; nothing is mounted then.
+ */
+import yargs, { type Argv } from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import { readFile } from 'node:fs/promises'
+import { resolve, join } from 'node:path'
+import { createLogger, LOG_LEVELS } from './log.js'
+import { ConfigError, FcfsError } from './errors.js'
+import { parseSize, formatSize } from './util/size.js'
+import { defaultConfig, loadConfigFile, type FabricConfig } from './targets/config.js'
+import { startServer, type Server } from './server.js'
+import { fusermountUnmount, isFuseMounted } from './fs/mount.js'
+
+const EXIT_USAGE = 2
+
+function fail(message: string): never {
+  process.stderr.write(`fcfs: ${message}\n`)
+  process.exit(EXIT_USAGE)
+}
+
+interface MountArgs {
+  mountpoint: string
+  targets?: number
+  size?: string
+  'block-size'?: number
+  config?: string
+  'log-level': string
+  'allow-other': boolean
+}
+
+async function configFrom(a: MountArgs): Promise<FabricConfig> {
+  if (a.config) {
+    if (a.targets !== undefined || a.size !== undefined || a['block-size'] !== undefined) {
+      throw new ConfigError('--config', 'cannot be combined with --targets, --size or --block-size (put them in the file)')
+    }
+    return loadConfigFile(a.config)
+  }
+  const targets = a.targets ?? 2
+  if (!Number.isInteger(targets) || targets < 1 || targets > 127) {
+    throw new ConfigError('--targets', `must be a whole number from 1 to 127, got ${JSON.stringify(a.targets)}`)
+  }
+  const blockSize = a['block-size'] ?? 512
+  if (blockSize !== 512 && blockSize !== 4096) {
+    throw new ConfigError('--block-size', `must be 512 or 4096, got ${JSON.stringify(a['block-size'])}`)
+  }
+  const size = parseSize(a.size ?? '1GiB', '--size')
+  if (size % blockSize !== 0) {
+    throw new ConfigError('--size', `${size} bytes is not a multiple of the ${blockSize}-byte block size`)
+  }
+  return defaultConfig({ targets, size, blockSize })
+}
+
+function banner(server: Server): string {
+  const mnt = server.mountpoint
+  const out = [`fcfs mounted at ${mnt}`]
+  const ports = server.drivers[0].ports
+  out.push(`  HBA 0: ${ports.length} target port(s), ${server.devices.length} LUN(s)`)
+  for (const d of server.devices) {
+    const path = d.info.lun === 0 ? join(mnt, 'wwn', d.info.wwpn, 'rwbuf') : join(mnt, 'wwn', d.info.wwpn, 'lun', String(d.info.lun), 'rwbuf')
+    out.push(`  ${path}  ${formatSize(d.capacity)}, ${d.blockSize}-byte blocks`)
+  }
+  const first = server.devices[0]
+  if (first) {
+    const rw = join(mnt, 'wwn', first.info.wwpn, 'rwbuf')
+    out.push('Try:')
+    out.push(`  dd if=/dev/urandom of=${rw} bs=1M count=16 oflag=direct`)
+    out.push(`  cat ${join(mnt, 'wwn', first.info.wwpn, 'lun', String(first.info.lun), 'info')} ${join(mnt, 'hba', '0', 'stats')}`)
+  }
+  out.push(`Stop with Ctrl-C, or from another shell: npx fcfs umount ${mnt}`)
+  return out.join('\n') + '\n'
+}
+
+async function mountCommand(a: MountArgs): Promise<void> {
+  let config: FabricConfig
+  try {
+    config = await configFrom(a)
+  } catch (err) {
+    if (err instanceof FcfsError) fail(err.message)
+    throw err
+  }
+  const log = createLogger(a['log-level'] as never)
+  let server: Server
+  try {
+    server = await startServer({ mountpoint: a.mountpoint, config, log, allowOther: a['allow-other'] })
+  } catch (err) {
+    process.stderr.write(`fcfs: ${(err as Error).message}\n`)
+    process.exit(1)
+  }
+  process.stdout.write(banner(server))
+  let signals = 0
+  const onSignal = (sig: string): void => {
+    if (++signals > 1) {
+      process.stderr.write(`fcfs: second ${sig}, exiting without waiting\n`)
+      process.exit(1)
+    }
+    void server.stop(sig)
+  }
+  process.on('SIGINT', () => onSignal('SIGINT'))
+  process.on('SIGTERM', () => onSignal('SIGTERM'))
+  await server.stopped
+  // Give pino a moment to flush, then leave (fuse-native keeps handles open).
+  setTimeout(() => process.exit(0), 50)
+}
+
+async function umountCommand(mountpoint: string): Promise<void> {
+  const mnt = resolve(mountpoint)
+  if (!(await isFuseMounted(mnt))) fail(`${mnt} is not a mounted fcfs (not in /proc/self/mountinfo)`)
+  // Ask the server to stop, so it flushes and exits; fall back to fusermount.
+  const pid = await readFile(join(mnt, 'server'), 'utf8')
+    .then((t) => Number(/^pid: (\d+)$/m.exec(t)?.[1]))
+    .catch(() => NaN)
+  if (Number.isInteger(pid) && pid > 0) {
+    try {
+      process.kill(pid, 'SIGTERM')
+      for (let i = 0; i < 200 && (await isFuseMounted(mnt)); i++) await new Promise((r) => setTimeout(r, 50))
+    } catch {
+      // The server is gone: a stale mount. fusermount cleans it below.
+    }
+  }
+  if (await isFuseMounted(mnt)) await fusermountUnmount(mnt)
+  process.stdout.write(`unmounted ${mnt}\n`)
+}
+
+async function statusCommand(mountpoint: string): Promise<void> {
+  const mnt = resolve(mountpoint)
+  if (!(await isFuseMounted(mnt))) fail(`${mnt} is not a mounted fcfs`)
+  const read = (p: string): Promise<string> => readFile(join(mnt, p), 'utf8')
+  process.stdout.write(await read('hba/0/info'))
+  const { readdir } = await import('node:fs/promises')
+  for (const wwpn of await readdir(join(mnt, 'wwn'))) {
+    process.stdout.write(`\n[${wwpn}]\n` + (await read(`wwn/${wwpn}/info`)))
+  }
+  process.stdout.write('\n[hba 0 stats]\n' + (await read('hba/0/stats')))
+}
+
+export function buildCli(argv: string[]): Argv {
+  return yargs(argv)
+    .scriptName('fcfs')
+    .usage('$0 <command> [options]\n\nAn emulated Fibre Channel SAN mounted with FUSE: every target port a directory, every LUN a file.')
+    .command(
+      'mount <mountpoint>',
+      'mount a fabric in the foreground (Ctrl-C unmounts)',
+      (y) =>
+        y
+          .positional('mountpoint', { type: 'string', demandOption: true, describe: 'directory to mount on (created if missing)' })
+          .option('targets', { type: 'number', describe: 'number of target ports in the default fabric (1-127)', defaultDescription: '2' })
+          .option('size', { type: 'string', describe: 'capacity of each LUN, e.g. 1GiB, 512M, 1T (sparse RAM)', defaultDescription: '1GiB' })
+          .option('block-size', { type: 'number', describe: 'logical block size: 512 or 4096', defaultDescription: '512' })
+          .option('config', { type: 'string', describe: 'fabric config file (JSON); see the README' })
+          .option('log-level', { type: 'string', choices: LOG_LEVELS as string[], default: 'info', describe: 'log level' })
+          .option('allow-other', { type: 'boolean', default: false, describe: 'let other users reach the mount (needs user_allow_other)' })
+          .example('$0 mount /mnt/fc', 'two 1 GiB targets with 512-byte blocks')
+          .example('$0 mount /mnt/fc --targets 4 --size 1TiB --block-size 4096', 'four sparse 1 TiB LUNs')
+          .example('$0 mount /mnt/fc --config fabric.json', 'a fabric described in a file'),
+      (a) => mountCommand(a as unknown as MountArgs),
+    )
+    .command(
+      'umount <mountpoint>',
+      'unmount a running fcfs from another shell',
+      (y) => y.positional('mountpoint', { type: 'string', demandOption: true }).example('$0 umount /mnt/fc', 'stop the server mounted there'),
+      (a) => umountCommand(a.mountpoint as string),
+    )
+    .command(
+      'status <mountpoint>',
+      'print the fabric and the HBA counters of a mount',
+      (y) => y.positional('mountpoint', { type: 'string', demandOption: true }).example('$0 status /mnt/fc', 'targets, LUNs and counters'),
+      (a) => statusCommand(a.mountpoint as string),
+    )
+    .example('$0 mount /tmp/fc', 'mount the default fabric on /tmp/fc')
+    .example('dd if=/dev/zero of=/tmp/fc/wwn/21000024ff000001/rwbuf bs=1M count=8 oflag=direct', 'write through the HBA')
+    .example('$0 umount /tmp/fc', 'unmount it')
+    .demandCommand(1, 'name a command: mount, umount or status')
+    .strict()
+    .fail((msg, err) => {
+      if (err && !(err instanceof FcfsError)) throw err
+      fail(err ? err.message : `${msg} (see fcfs --help)`)
+    })
+    .help()
+    .alias('h', 'help')
+    .version(false)
+    .wrap(Math.min(110, process.stdout.columns || 110))
+}
+
+buildCli(hideBin(process.argv)).parseAsync().catch((err: Error) => {
+  process.stderr.write(`fcfs: ${err.stack ?? err.message}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,262 @@
+/**
+ * One logical unit as the file interface drives it: geometry learned by SCSI
+ * at mount, READ/WRITE commands through the HBA driver, read-modify-write for
+ * unaligned requests, bounded retries, and the last failure kept for the
+ * `sense` info file. Callbacks get a byte count (≥ 0) or a negative errno.
+ */
+import type { HbaDriver, Completion } from '../hba/driver.js'
+import { DataDirection } from '../scsi/types.js'
+import { encodeReadWrite, encodeSyncCache10 } from '../scsi/cdb.js'
+import { classify, Errno, RETRY_LIMIT } from './errno.js'
+import { RangeLock } from './rangelock.js'
+
+export interface DeviceInfo {
+  wwpn: string
+  wwnn: string
+  loopId: number
+  portId: number
+  lun: number
+  blockSize: number
+  blocks: number
+  vendor: string
+  product: string
+  revision: string
+}
+
+export interface LastError {
+  time: string
+  op: string
+  lba: number
+  blocks: number
+  compStatus: number
+  scsiStatus: number
+  entryStatus: number
+  sense: Buffer | null
+  reason: string
+  errno: number
+}
+
+export type IoCallback = (result: number) => void
+
+type Op = 'read' | 'write'
+
+export class BlockDevice {
+  readonly info: DeviceInfo
+  readonly capacity: number
+  readonly blockSize: number
+  private readonly driver: HbaDriver
+  private readonly maxBlocks: number
+  readonly locks = new RangeLock()
+  lastError: LastError | null = null
+  /** False once the LUN is gone (hot-unplug): every I/O then fails with ENXIO. */
+  present = true
+
+  readonly stats = {
+    reads: 0,
+    writes: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+    readModifyWrites: 0,
+    syncs: 0,
+    errors: 0,
+    retries: 0,
+  }
+
+  constructor(driver: HbaDriver, info: DeviceInfo, maxTransferBytes = 1024 * 1024) {
+    this.driver = driver
+    this.info = info
+    this.blockSize = info.blockSize
+    this.capacity = info.blocks * info.blockSize
+    this.maxBlocks = Math.max(1, Math.floor(maxTransferBytes / info.blockSize))
+  }
+
+  /** Sends one command, retrying what is worth retrying; cb(0 | -errno, completion). */
+  command(
+    op: string,
+    cdb: Uint8Array,
+    data: Buffer | null,
+    direction: DataDirection,
+    lba: number,
+    blocks: number,
+    cb: (errno: number, c: Completion) => void,
+  ): void {
+    if (!this.present) {
+      process.nextTick(cb, Errno.ENXIO, { compStatus: 0x28, scsiStatus: 0, sense: null, residual: 0, transferred: 0, entryStatus: 0 })
+      return
+    }
+    let attempt = 0
+    const req = { target: this.info.loopId, lun: this.info.lun, cdb, data, direction }
+    const onDone = (c: Completion): void => {
+      const v = classify(c)
+      if (v.kind === 'ok') return cb(0, c)
+      if (v.kind === 'retry' && attempt < RETRY_LIMIT) {
+        attempt++
+        this.stats.retries++
+        // Unit attentions clear at once; BUSY and TASK SET FULL get a short backoff.
+        if (v.reason === 'UNIT ATTENTION') this.driver.submit(req, onDone)
+        else setTimeout(() => this.driver.submit(req, onDone), 1 << attempt)
+        return
+      }
+      this.stats.errors++
+      this.lastError = {
+        time: new Date().toISOString(),
+        op,
+        lba,
+        blocks,
+        compStatus: c.compStatus,
+        scsiStatus: c.scsiStatus,
+        entryStatus: c.entryStatus,
+        sense: c.sense,
+        reason: v.reason,
+        errno: v.errno,
+      }
+      cb(v.errno, c)
+    }
+    this.driver.submit(req, onDone)
+  }
+
+  /**
+   * Moves whole blocks [lba, lba + blocks) to or from `buf`, split into
+   * commands of at most maxBlocks. Reports the bytes of the contiguous
+   * successful prefix, or the first error when nothing moved.
+   */
+  transfer(op: Op, lba: number, blocks: number, buf: Buffer, cb: IoCallback): void {
+    const bs = this.blockSize
+    const direction = op === 'read' ? DataDirection.In : DataDirection.Out
+    if (blocks <= this.maxBlocks) {
+      const cdb = Buffer.allocUnsafe(16)
+      const n = encodeReadWrite(op, lba, blocks, cdb)
+      this.command(op.toUpperCase(), cdb.subarray(0, n), buf, direction, lba, blocks, (errno, c) => {
+        if (errno < 0) return cb(errno)
+        this.account(op, c.transferred)
+        cb(c.transferred)
+      })
+      return
+    }
+    const pieces = Math.ceil(blocks / this.maxBlocks)
+    const results = new Array<number>(pieces)
+    let left = pieces
+    for (let i = 0; i < pieces; i++) {
+      const start = i * this.maxBlocks
+      const count = Math.min(this.maxBlocks, blocks - start)
+      this.transfer(op, lba + start, count, buf.subarray(start * bs, (start + count) * bs), (r) => {
+        results[i] = r
+        if (--left > 0) return
+        let total = 0
+        for (let k = 0; k < pieces; k++) {
+          const r = results[k]
+          if (r < 0) return cb(total > 0 ? total : r)
+          total += r
+          if (r < this.maxBlocks * bs && k < pieces - 1) break // short piece: stop at the hole
+        }
+        cb(total)
+      })
+    }
+  }
+
+  private account(op: Op, bytes: number): void {
+    if (op === 'read') {
+      this.stats.reads++
+      this.stats.bytesRead += bytes
+    } else {
+      this.stats.writes++
+      this.stats.bytesWritten += bytes
+    }
+  }
+
+  /** pread semantics of a block device: 0 at or past the end, short across it. */
+  read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    const cap = this.capacity
+    if (pos >= cap || len <= 0) return cb(0)
+    if (len > cap - pos) len = cap - pos
+    const bs = this.blockSize
+    const head = pos % bs
+    if (head === 0 && len % bs === 0) {
+      this.transfer('read', pos / bs, len / bs, buf.length === len ? buf : buf.subarray(0, len), cb)
+      return
+    }
+    const first = (pos - head) / bs
+    const last = Math.floor((pos + len - 1) / bs)
+    const n = last - first + 1
+    const tmp = Buffer.allocUnsafe(n * bs)
+    this.transfer('read', first, n, tmp, (r) => {
+      if (r < 0) return cb(r)
+      const got = Math.min(len, r - head)
+      if (got <= 0) return cb(Errno.EIO)
+      tmp.copy(buf, 0, head, head + got)
+      cb(got)
+    })
+  }
+
+  /**
+   * pwrite semantics of a block device: ENOSPC at or past the end, a short
+   * count across it. Unaligned edges are read, merged and written back while
+   * the blocks are held exclusively, so concurrent writers never lose bytes.
+   */
+  write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    if (len <= 0) return cb(0)
+    const cap = this.capacity
+    if (pos >= cap) return cb(Errno.ENOSPC)
+    if (len > cap - pos) len = cap - pos
+    const bs = this.blockSize
+    const head = pos % bs
+    const tailEnd = (pos + len) % bs
+    const first = (pos - head) / bs
+    const last = Math.floor((pos + len - 1) / bs)
+    const n = last - first + 1
+    const data = buf.length === len ? buf : buf.subarray(0, len)
+
+    if (head === 0 && tailEnd === 0) {
+      this.locks.acquire(first, last, false, (release) => {
+        this.transfer('write', first, n, data, (r) => {
+          release()
+          cb(r)
+        })
+      })
+      return
+    }
+
+    this.locks.acquire(first, last, true, (release) => {
+      this.stats.readModifyWrites++
+      const tmp = Buffer.allocUnsafe(n * bs)
+      const fail = (errno: number): void => {
+        release()
+        cb(errno)
+      }
+      const merge = (): void => {
+        data.copy(tmp, head)
+        this.transfer('write', first, n, tmp, (r) => {
+          release()
+          if (r < 0) return cb(r)
+          const wrote = Math.min(len, r - head)
+          cb(wrote > 0 ? wrote : Errno.EIO)
+        })
+      }
+      // Read what the new bytes do not cover: the whole range when it is at
+      // most two blocks, else just the partial head and tail blocks.
+      if (n <= 2) {
+        this.transfer('read', first, n, tmp, (r) => (r < 0 ? fail(r) : r < n * bs ? fail(Errno.EIO) : merge()))
+        return
+      }
+      let pending = (head !== 0 ? 1 : 0) + (tailEnd !== 0 ? 1 : 0)
+      let failed = 0
+      const edgeDone = (r: number): void => {
+        if (r < 0) failed = failed || r
+        else if (r < bs) failed = failed || Errno.EIO
+        if (--pending > 0) return
+        if (failed) fail(failed)
+        else merge()
+      }
+      if (head !== 0) this.transfer('read', first, 1, tmp.subarray(0, bs), edgeDone)
+      if (tailEnd !== 0) this.transfer('read', last, 1, tmp.subarray((n - 1) * bs), edgeDone)
+    })
+  }
+
+  /** fsync: SYNCHRONIZE CACHE(10) over the whole LUN. */
+  sync(cb: IoCallback): void {
+    const cdb = Buffer.allocUnsafe(16)
+    const n = encodeSyncCache10(0, 0, cdb)
+    this.stats.syncs++
+    this.command('SYNCHRONIZE CACHE', cdb.subarray(0, n), null, DataDirection.None, 0, 0, (errno) => cb(errno))
+  }
+}

@@ -1,0 +1,247 @@
+/**
+ * The FUSE operations of fcfs, one short method per op (libfuse example
+ * style). Each returns through its callback a value ≥ 0 or a negative errno.
+ * Nothing here blocks: every rwbuf read/write becomes commands on the HBA
+ * and answers when they complete, so many requests are in flight at once.
+ */
+import { constants } from 'node:fs'
+import type { HbaDriver } from '../hba/driver.js'
+import type { Logger } from '../log.js'
+import type { BlockDevice } from './blockdev.js'
+import { Errno } from './errno.js'
+import { describeLastError, hbaInfo, hbaRing, hbaStats, hbaStatsJson, lines, lunInfo, lunStats, portInfo } from './info.js'
+import { OcbTable, type Ocb } from './ocb.js'
+import { Tree, type Node } from './tree.js'
+
+const O_ACCMODE = 3
+const WRITE_THROUGH = constants.O_DIRECT | constants.O_SYNC | constants.O_DSYNC
+
+type Cb = (result: number) => void
+
+export interface FsOptions {
+  drivers: HbaDriver[]
+  devices: BlockDevice[]
+  log: Logger
+  mountpoint: string
+}
+
+export interface StatLike {
+  mode: number
+  size: number
+  uid: number
+  gid: number
+  nlink: number
+  blksize: number
+  blocks: number
+  mtime: Date
+  atime: Date
+  ctime: Date
+}
+
+export class Filesystem {
+  readonly tree = new Tree()
+  readonly ocbs = new OcbTable()
+  private readonly log: Logger
+  private readonly started = new Date()
+  private readonly uid = process.getuid?.() ?? 0
+  private readonly gid = process.getgid?.() ?? 0
+  private readonly opts: FsOptions
+
+  constructor(opts: FsOptions) {
+    this.opts = opts
+    this.log = opts.log
+    this.build()
+  }
+
+  private build(): void {
+    const t = this.tree
+    t.dir('/wwn')
+    const byPort = new Map<string, BlockDevice[]>()
+    for (const d of this.opts.devices) {
+      const list = byPort.get(d.info.wwpn) ?? []
+      list.push(d)
+      byPort.set(d.info.wwpn, list)
+    }
+    for (const [wwpn, devs] of byPort) {
+      const base = `/wwn/${wwpn}`
+      t.dir(base)
+      const lun0 = devs.find((d) => d.info.lun === 0)
+      if (lun0) t.add({ kind: 'rwbuf', path: `${base}/rwbuf`, dev: lun0 })
+      t.add({ kind: 'info', path: `${base}/info`, render: () => portInfo(devs, wwpn) })
+      for (const d of devs) {
+        const lb = `${base}/lun/${d.info.lun}`
+        t.add({ kind: 'rwbuf', path: `${lb}/rwbuf`, dev: d })
+        t.add({ kind: 'info', path: `${lb}/info`, render: () => lunInfo(d) })
+        t.add({ kind: 'info', path: `${lb}/sense`, render: () => describeLastError(d.lastError) })
+        t.add({ kind: 'info', path: `${lb}/stats`, render: () => lunStats(d) })
+      }
+    }
+    this.opts.drivers.forEach((drv, i) => {
+      t.dir(`/hba/${i}`)
+      t.add({ kind: 'info', path: `/hba/${i}/info`, render: () => hbaInfo(drv, i) })
+      t.add({ kind: 'info', path: `/hba/${i}/ring`, render: () => hbaRing(drv) })
+      t.add({ kind: 'info', path: `/hba/${i}/stats`, render: () => hbaStats(drv) })
+      t.add({ kind: 'info', path: `/hba/${i}/stats.json`, render: () => hbaStatsJson(drv) })
+    })
+    t.add({
+      kind: 'info',
+      path: '/server',
+      render: () =>
+        lines([
+          ['pid', process.pid],
+          ['mountpoint', this.opts.mountpoint],
+          ['started', this.started.toISOString()],
+          ['open_handles', this.ocbs.open],
+        ]),
+    })
+  }
+
+  private stat(node: Node): StatLike {
+    const base = { uid: this.uid, gid: this.gid, mtime: this.started, atime: this.started, ctime: this.started, blocks: 0 }
+    switch (node.kind) {
+      case 'dir':
+        return { ...base, mode: constants.S_IFDIR | 0o755, size: 4096, nlink: 2 + node.children.length, blksize: 4096 }
+      case 'rwbuf':
+        return { ...base, mode: constants.S_IFREG | 0o660, size: node.dev.capacity, nlink: 1, blksize: node.dev.blockSize }
+      case 'info':
+        return { ...base, mode: constants.S_IFREG | 0o444, size: Buffer.byteLength(node.render()), nlink: 1, blksize: 4096 }
+    }
+  }
+
+  // ---- FUSE operations ----
+
+  getattr(path: string, cb: (err: number, st?: StatLike) => void): void {
+    const node = this.tree.get(path)
+    if (!node) return cb(Errno.ENOENT)
+    cb(0, this.stat(node))
+  }
+
+  readdir(path: string, cb: (err: number, names?: string[]) => void): void {
+    const node = this.tree.get(path)
+    if (!node) return cb(Errno.ENOENT)
+    if (node.kind !== 'dir') return cb(Errno.ENOTDIR)
+    cb(0, node.children)
+  }
+
+  open(path: string, flags: number, cb: (err: number, fh?: number) => void): void {
+    const node = this.tree.get(path)
+    if (!node) return cb(Errno.ENOENT)
+    if (node.kind === 'dir') return cb(Errno.EISDIR)
+    const acc = flags & O_ACCMODE
+    const writable = acc === constants.O_WRONLY || acc === constants.O_RDWR
+    const readable = acc === constants.O_RDONLY || acc === constants.O_RDWR
+    if (node.kind === 'info' && writable) return cb(Errno.EACCES)
+    const ocb = this.ocbs.add(
+      (fh): Ocb => ({
+        fh,
+        node,
+        dev: node.kind === 'rwbuf' ? node.dev : null,
+        flags,
+        writable,
+        readable,
+        direct: (flags & WRITE_THROUGH) !== 0,
+        content: node.kind === 'info' ? Buffer.from(node.render()) : null,
+        reads: 0,
+        writes: 0,
+        bytesRead: 0,
+        bytesWritten: 0,
+        lastError: null,
+      }),
+    )
+    cb(0, ocb.fh)
+  }
+
+  read(fh: number, buf: Buffer, len: number, pos: number, cb: Cb): void {
+    const ocb = this.ocbs.get(fh)
+    if (!ocb || !ocb.readable) return cb(Errno.EBADF)
+    const dev = ocb.dev
+    if (dev) {
+      dev.read(buf, len, pos, (r) => {
+        if (r >= 0) {
+          ocb.reads++
+          ocb.bytesRead += r
+        } else ocb.lastError = dev.lastError
+        cb(r)
+      })
+      return
+    }
+    const content = ocb.content!
+    if (pos >= content.length) return cb(0)
+    cb(content.copy(buf, 0, pos, Math.min(content.length, pos + len)))
+  }
+
+  write(fh: number, buf: Buffer, len: number, pos: number, cb: Cb): void {
+    const ocb = this.ocbs.get(fh)
+    if (!ocb || !ocb.writable) return cb(Errno.EBADF)
+    const dev = ocb.dev
+    if (!dev) return cb(Errno.EACCES)
+    dev.write(buf, len, pos, (r) => {
+      if (r >= 0) {
+        ocb.writes++
+        ocb.bytesWritten += r
+      } else ocb.lastError = dev.lastError
+      cb(r)
+    })
+  }
+
+  /** A block device has a fixed size: truncation is accepted and changes nothing. */
+  truncate(path: string, cb: Cb): void {
+    const node = this.tree.get(path)
+    if (!node) return cb(Errno.ENOENT)
+    if (node.kind === 'dir') return cb(Errno.EISDIR)
+    cb(node.kind === 'rwbuf' ? 0 : Errno.EACCES)
+  }
+
+  fsync(fh: number, cb: Cb): void {
+    const ocb = this.ocbs.get(fh)
+    if (!ocb) return cb(Errno.EBADF)
+    if (!ocb.dev) return cb(0)
+    ocb.dev.sync(cb)
+  }
+
+  flush(fh: number, cb: Cb): void {
+    cb(this.ocbs.get(fh) ? 0 : Errno.EBADF)
+  }
+
+  release(fh: number, cb: Cb): void {
+    this.ocbs.release(fh)
+    cb(0)
+  }
+
+  statfs(cb: (err: number, st?: object) => void): void {
+    let bytes = 0
+    for (const d of this.opts.devices) bytes += d.capacity
+    const blocks = Math.floor(bytes / 4096)
+    cb(0, { bsize: 4096, frsize: 4096, blocks, bfree: 0, bavail: 0, files: 0, ffree: 0, favail: 0, fsid: 0, flag: 0, namemax: 255 })
+  }
+
+  /** The ops object fuse-native wants. */
+  fuseOps(): Record<string, unknown> {
+    const eperm = (...args: unknown[]): void => (args[args.length - 1] as Cb)(Errno.EPERM)
+    return {
+      getattr: (p: string, cb: (e: number, st?: StatLike) => void) => this.getattr(p, cb),
+      fgetattr: (p: string, _fh: number, cb: (e: number, st?: StatLike) => void) => this.getattr(p, cb),
+      readdir: (p: string, cb: (e: number, n?: string[]) => void) => this.readdir(p, cb),
+      open: (p: string, flags: number, cb: (e: number, fh?: number) => void) => this.open(p, flags, cb),
+      read: (_p: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) => this.read(fh, buf, len, pos, cb),
+      write: (_p: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) => this.write(fh, buf, len, pos, cb),
+      truncate: (p: string, _size: number, cb: Cb) => this.truncate(p, cb),
+      ftruncate: (p: string, _fh: number, _size: number, cb: Cb) => this.truncate(p, cb),
+      fsync: (_p: string, _datasync: boolean, fh: number, cb: Cb) => this.fsync(fh, cb),
+      flush: (_p: string, fh: number, cb: Cb) => this.flush(fh, cb),
+      release: (_p: string, fh: number, cb: Cb) => this.release(fh, cb),
+      statfs: (_p: string, cb: (e: number, st?: object) => void) => this.statfs(cb),
+      utimens: (_p: string, _a: unknown, _m: unknown, cb: Cb) => cb(0),
+      create: eperm,
+      mknod: eperm,
+      mkdir: eperm,
+      unlink: eperm,
+      rmdir: eperm,
+      rename: eperm,
+      link: eperm,
+      symlink: eperm,
+      chmod: eperm,
+      chown: eperm,
+    }
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * The path tree of the mount. Every path maps to a node through one Map
+ * lookup; directories keep their children's names in insertion order.
+ *
+ *   /wwn/<wwpn>/rwbuf              LUN 0
+ *   /wwn/<wwpn>/info               the port
+ *   /wwn/<wwpn>/lun/<n>/rwbuf      every LUN
+ *   /wwn/<wwpn>/lun/<n>/{info,sense,stats}
+ *   /hba/<n>/{info,ring,stats,stats.json}
+ *   /server                        pid and mount facts (used by `fcfs umount`)
+ */
+import type { BlockDevice } from './blockdev.js'
+
+export type Node =
+  | { kind: 'dir'; path: string; children: string[] }
+  | { kind: 'rwbuf'; path: string; dev: BlockDevice }
+  | { kind: 'info'; path: string; render: () => string }
+
+export class Tree {
+  private readonly nodes = new Map<string, Node>()
+
+  constructor() {
+    this.nodes.set('/', { kind: 'dir', path: '/', children: [] })
+  }
+
+  get(path: string): Node | undefined {
+    return this.nodes.get(path)
+  }
+
+  /** Adds a file node, creating parent directories as needed. */
+  add(node: Node): Node {
+    if (this.nodes.has(node.path)) throw new Error(`path ${node.path} already exists`)
+    this.ensureParents(node.path)
+    this.nodes.set(node.path, node)
+    return node
+  }
+
+  dir(path: string): Node {
+    const existing = this.nodes.get(path)
+    if (existing) return existing
+    return this.add({ kind: 'dir', path, children: [] })
+  }
+
+  private ensureParents(path: string): void {
+    const slash = path.lastIndexOf('/')
+    const parentPath = slash === 0 ? '/' : path.slice(0, slash)
+    const name = path.slice(slash + 1)
+    let parent = this.nodes.get(parentPath)
+    if (!parent) parent = this.dir(parentPath)
+    if (parent.kind !== 'dir') throw new Error(`${parentPath} is not a directory`)
+    parent.children.push(name)
+  }
+
+  /** Removes a node and everything under it. */
+  remove(path: string): void {
+    const node = this.nodes.get(path)
+    if (!node || path === '/') return
+    if (node.kind === 'dir') for (const c of [...node.children]) this.remove(path + '/' + c)
+    this.nodes.delete(path)
+    const slash = path.lastIndexOf('/')
+    const parent = this.nodes.get(slash === 0 ? '/' : path.slice(0, slash))
+    if (parent && parent.kind === 'dir') {
+      const i = parent.children.indexOf(path.slice(slash + 1))
+      if (i >= 0) parent.children.splice(i, 1)
+    }
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The composition root: a fabric of targets, an HBA bound to it, the SCSI
+ * scan that finds the LUNs, and the filesystem mounted over them.
+ */
+import { resolve } from 'node:path'
+import type { Logger } from './log.js'
+import { createHba } from './hba/index.js'
+import type { HbaDriver } from './hba/driver.js'
+import { buildFabric, closeFabric, type FabricConfig } from './targets/config.js'
+import type { Fabric } from './targets/types.js'
+import { BlockDevice } from './fs/blockdev.js'
+import { scanPort } from './fs/scan.js'
+import { Filesystem } from './fs/filesystem.js'
+import { mountFuse, isFuseMounted, type Mounted } from './fs/mount.js'
+
+export interface ServerOptions {
+  mountpoint: string
+  config: FabricConfig
+  log: Logger
+  allowOther?: boolean
+}
+
+export interface Server {
+  mountpoint: string
+  fabric: Fabric
+  drivers: HbaDriver[]
+  devices: BlockDevice[]
+  fs: Filesystem
+  /** Unmounts, drains the HBA and closes the backends. Idempotent. */
+  stop(reason?: string): Promise<void>
+  /** Resolves once the server stopped (by stop() or an external unmount). */
+  stopped: Promise<void>
+}
+
+/** Brings up the fabric and the HBA and scans it, without mounting (the direct path uses this too). */
+export async function startFabric(config: FabricConfig, log: Logger): Promise<{ fabric: Fabric; driver: HbaDriver; devices: BlockDevice[] }> {
+  const fabric = buildFabric(config)
+  const driver = await createHba({ index: 0, fabric, log })
+  const devices: BlockDevice[] = []
+  for (const port of driver.ports) {
+    for (const info of await scanPort(driver, port, log)) devices.push(new BlockDevice(driver, info))
+  }
+  return { fabric, driver, devices }
+}
+
+export async function startServer(opts: ServerOptions): Promise<Server> {
+  const log = opts.log
+  const mountpoint = resolve(opts.mountpoint)
+  const { fabric, driver, devices } = await startFabric(opts.config, log)
+  const fs = new Filesystem({ drivers: [driver], devices, log, mountpoint })
+  let mounted: Mounted
+  try {
+    mounted = await mountFuse(mountpoint, fs.fuseOps(), { allowOther: opts.allowOther })
+  } catch (err) {
+    await driver.shutdown(0)
+    await closeFabric(fabric)
+    throw err
+  }
+  log.info({ event: 'mounted', mountpoint, targets: driver.ports.length, luns: devices.length }, 'fcfs mounted')
+
+  let resolveStopped!: () => void
+  const stopped = new Promise<void>((r) => (resolveStopped = r))
+  let stopping: Promise<void> | null = null
+
+  // Someone ran `fusermount -u` on us: notice it and shut down cleanly.
+  const watch = setInterval(() => {
+    void isFuseMounted(mountpoint).then((still) => {
+      if (!still && !stopping) void stop('unmounted externally')
+    })
+  }, 1000)
+  watch.unref()
+
+  function stop(reason = 'requested'): Promise<void> {
+    stopping ??= (async () => {
+      clearInterval(watch)
+      log.info({ event: 'stopping', mountpoint, reason }, 'unmounting')
+      if (await isFuseMounted(mountpoint)) {
+        await mounted.unmount().catch((err: Error) => log.error({ event: 'unmount_failed', err: err.message }, 'unmount failed'))
+      }
+      await driver.shutdown()
+      await closeFabric(fabric)
+      log.info({ event: 'stopped', mountpoint }, 'fcfs stopped')
+      resolveStopped()
+    })()
+    return stopping
+  }
+
+  return { mountpoint, fabric, drivers: [driver], devices, fs, stop, stopped }
+}
