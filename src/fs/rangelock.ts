@@ -35,7 +35,7 @@ export class RangeLock {
   /** Calls `fn(release)` once [first, last] can be held; release exactly once. */
   acquire(first: number, last: number, exclusive: boolean, fn: (release: Release) => void): void {
     const holder: Holder = { first, last, exclusive }
-    if (this.waiters.length === 0 && !this.conflictsHeld(holder)) {
+    if (!this.conflictsHeld(holder) && !this.conflictsWaiting(holder, this.waiters.length)) {
       this.held.push(holder)
       fn(this.releaser(holder))
       return
@@ -59,14 +59,18 @@ export class RangeLock {
     return false
   }
 
+  /** Conflicts with any of the first `upTo` waiters (they came earlier). */
+  private conflictsWaiting(h: Holder, upTo: number): boolean {
+    for (let j = 0; j < upTo; j++) if (conflict(h, this.waiters[j].holder)) return true
+    return false
+  }
+
   private wake(): void {
     const granted: Waiter[] = []
     for (let i = 0; i < this.waiters.length; ) {
       const w = this.waiters[i]
-      let blocked = this.conflictsHeld(w.holder)
       // FIFO among conflicting requests: an earlier waiter that conflicts goes first.
-      for (let j = 0; !blocked && j < i; j++) if (conflict(w.holder, this.waiters[j].holder)) blocked = true
-      if (blocked) {
+      if (this.conflictsHeld(w.holder) || this.conflictsWaiting(w.holder, i)) {
         i++
         continue
       }
