@@ -74,7 +74,7 @@ describe('RangeLock', () => {
     let releaseB!: () => void
     lock.acquire(0, 3, false, (r) => ((releaseA = r), order.push('A')))
     lock.acquire(3, 3, true, (r) => ((releaseB = r), order.push('B-rmw')))
-    lock.acquire(2, 2, false, () => order.push('C'))
+    lock.acquire(3, 3, false, () => order.push('C')) // overlaps the waiting RMW: queues behind it
     lock.acquire(9, 9, true, () => order.push('D-elsewhere'))
     expect(order).toEqual(['A', 'D-elsewhere'])
     releaseA()
