@@ -83,11 +83,10 @@ describe('concurrent clients', () => {
       const paths = await devPaths(wwpn)
       const results = await Promise.all(ranges.map((r) =>
         python(WRITER, [paths[r.wid % paths.length], r.wid, base + r.off, r.len, 150, r.wid % 4 === 3 ? 'sync' : 'buffered'], { timeoutMs: 120_000 })))
-      for (const r of results) {
-        expect(r.stderr).toBe('')
-        expect(r.code).toBe(0)
-        expect(JSON.parse(r.stdout)).toMatchObject({ bad: 0, first: null })
-      }
+      for (const r of results) expect(r.stderr + `exit ${r.code}`).toBe('exit 0')
+      const reports = results.map((r) => JSON.parse(r.stdout) as { wid: number; bad: number; first: string | null })
+      // every writer read back its own bytes after each of its writes
+      expect(reports.filter((x) => x.bad > 0)).toEqual([])
 
       const expected = Buffer.alloc(span, 0xee)
       for (const r of ranges) expected.fill(0x10 + r.wid, r.off, r.off + r.len)
