@@ -140,8 +140,8 @@ describe('dd, cat and cmp on a LUN', () => {
     const r = await run('fio', [
       '--name=verify', `--filename=${fab.rwbuf(1)}`, '--rw=randwrite', '--bs=4k',
       `--offset=${600 * MiB}`, '--size=8M', '--direct=1', '--ioengine=psync',
-      '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--randrepeat=1', '--output-format=terse',
-    ], { timeoutMs: 120_000 })
+      '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0', '--randrepeat=1', '--output-format=terse',
+    ], { timeoutMs: 120_000, cwd: scratch })
     expect(r.stderr).not.toMatch(/verify|error/i)
     expect(r.code, r.stdout + r.stderr).toBe(0)
   })
