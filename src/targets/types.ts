@@ -12,7 +12,7 @@ export interface Lun {
   readonly product: string // ≤ 16 ASCII chars
   readonly revision: string // ≤ 4 ASCII chars
   readonly serial: string // unit serial number (VPD 0x80)
-  /** NAA-6 style 16-hex-digit identifier of the logical unit itself (VPD 0x83). */
+  /** NAA-5 16-hex-digit identifier of the logical unit itself (VPD 0x83): "5" + OUI + vendor specific. */
   readonly naa: string
   writeProtect: boolean
 }

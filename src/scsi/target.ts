@@ -1,0 +1,91 @@
+/**
+ * The SCSI side of one FC target port: routes each command to the logical
+ * unit at its LUN and answers for LUNs that have none.
+ *
+ *  - REPORT LUNS, to any LUN number: the port's LUN list (SPC-4 6.33).
+ *  - INQUIRY to a LUN with no logical unit: standard data with peripheral
+ *    qualifier 011b and device type 0x1F (SPC-4 6.4.2); EVPD pages there fail.
+ *  - REQUEST SENSE there: GOOD with LOGICAL UNIT NOT SUPPORTED as its sense
+ *    data (SPC-4 6.29.1).
+ *  - Anything else there (even an unknown opcode): ILLEGAL REQUEST, LOGICAL
+ *    UNIT NOT SUPPORTED.
+ *
+ * A logical unit is created once per `Lun` object and shared by every port
+ * that exports it (a WeakMap keyed by the Lun), so unit attentions and other
+ * logical-unit state are the same on every path, as multipath expects.
+ */
+import type { Lun, TargetPort } from '../targets/types.js'
+import { INQUIRY, INQUIRY_EVPD, Op } from './cdb.js'
+import { DeviceType, encodeStandardInquiry, PeripheralQualifier, STANDARD_INQUIRY } from './data.js'
+import { LogicalUnit } from './lu.js'
+import { reportLuns } from './luns.js'
+import { isOutcome, resolveCommand } from './opcodes.js'
+import { dataInResponse } from './respond.js'
+import { readU16BE } from './bytes.js'
+import { Asc, fail, SenseKey } from './sense.js'
+import { senseData } from './sense_cmds.js'
+import type { Done, ScsiCommand, ScsiOutcome } from './types.js'
+
+const units = new WeakMap<Lun, LogicalUnit>()
+
+/** The one LogicalUnit for `lun`, created on first use. */
+export function logicalUnitFor(lun: Lun): LogicalUnit {
+  let lu = units.get(lun)
+  if (lu === undefined) {
+    lu = new LogicalUnit(lun)
+    units.set(lun, lu)
+  }
+  return lu
+}
+
+export class ScsiTarget {
+  readonly port: TargetPort
+
+  constructor(port: TargetPort) {
+    this.port = port
+  }
+
+  /** Executes `cmd` addressed to `lun` on this port; `done` is called exactly once, possibly synchronously. */
+  execute(lun: number, cmd: ScsiCommand, done: Done): void {
+    if (cmd.cdb[0] === Op.REPORT_LUNS) return done(this.reportLuns(cmd))
+    const l = this.port.luns.get(lun)
+    if (l !== undefined) return logicalUnitFor(l).execute(cmd, done)
+    done(this.noUnit(cmd))
+  }
+
+  /** The LUN numbers this port exports, ascending. */
+  lunNumbers(): number[] {
+    return [...this.port.luns.keys()].sort((a, b) => a - b)
+  }
+
+  private reportLuns(cmd: ScsiCommand): ScsiOutcome {
+    const r = resolveCommand(cmd.cdb)
+    if (isOutcome(r)) return r
+    return reportLuns(this.lunNumbers(), cmd)
+  }
+
+  private noUnit(cmd: ScsiCommand): ScsiOutcome {
+    const op = cmd.cdb[0]
+    if (op !== Op.INQUIRY && op !== Op.REQUEST_SENSE) return fail(SenseKey.ILLEGAL_REQUEST, Asc.LOGICAL_UNIT_NOT_SUPPORTED)
+    const r = resolveCommand(cmd.cdb)
+    if (isOutcome(r)) return r
+    if (op === Op.INQUIRY) {
+      const F = INQUIRY.fields
+      if ((cmd.cdb[F.flags.offset] & INQUIRY_EVPD) !== 0) return fail(SenseKey.ILLEGAL_REQUEST, Asc.LOGICAL_UNIT_NOT_SUPPORTED)
+      const data = Buffer.alloc(STANDARD_INQUIRY.size)
+      const id = this.port.luns.values().next().value as Lun | undefined
+      encodeStandardInquiry(
+        {
+          peripheralQualifier: PeripheralQualifier.NOT_SUPPORTED,
+          deviceType: DeviceType.UNKNOWN,
+          vendor: id?.vendor ?? '',
+          product: id?.product ?? '',
+          revision: id?.revision ?? '',
+        },
+        data,
+      )
+      return dataInResponse(cmd, data, data.length, readU16BE(cmd.cdb, F.allocLen.offset))
+    }
+    return senseData(cmd, { key: SenseKey.ILLEGAL_REQUEST, ...Asc.LOGICAL_UNIT_NOT_SUPPORTED })
+  }
+}
