@@ -185,6 +185,12 @@ export function buildCli(argv: string[]): Argv {
     .wrap(Math.min(110, process.stdout.columns || 110))
 }
 
+// `fcfs status <mnt> | head` closes stdout early: that is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0)
+  throw err
+})
+
 buildCli(hideBin(process.argv)).parseAsync().catch((err: Error) => {
   process.stderr.write(`fcfs: ${err.stack ?? err.message}\n`)
   process.exit(1)
