@@ -25,16 +25,16 @@ export function dataInResponse(cmd: ScsiCommand, data: Uint8Array, length: numbe
  *  - 'medium' → MEDIUM ERROR, UNRECOVERED READ ERROR (read) or WRITE ERROR
  *    (write, flush), INFORMATION = the failing LBA (the backend's offset when
  *    it gave one, else the first LBA of the command, if any);
- *  - 'nospace' on a write → MEDIUM ERROR, WRITE ERROR. SBC-3 has DATA PROTECT,
- *    SPACE ALLOCATION FAILED WRITE PROTECT (27/07) for a thin pool that ran
- *    out, but it tells the initiator the unit is now write protected, and fs/
- *    turns DATA PROTECT into EROFS; the store is not read-only, the write
- *    simply failed, so WRITE ERROR (EIO) is the honest answer;
+ *  - 'nospace' on a write → DATA PROTECT, SPACE ALLOCATION FAILED WRITE
+ *    PROTECT (27/07), INFORMATION as above: what a thin-provisioned array
+ *    answers when its pool ran out (SBC-3 4.7.3.6), and what Linux turns into
+ *    ENOSPC ("thin provisioning hard threshold reached", scsi_error.c);
  *  - anything else → HARDWARE ERROR, INTERNAL TARGET FAILURE.
  */
 export function backendFailure(err: BackendError, op: 'read' | 'write' | 'flush', blockSize: number, firstLba?: number): ScsiOutcome {
-  if (err.kind === 'medium' || (err.kind === 'nospace' && op !== 'read')) {
-    const info = err.offset !== undefined ? Math.floor(err.offset / blockSize) : firstLba
+  const info = err.offset !== undefined ? Math.floor(err.offset / blockSize) : firstLba
+  if (err.kind === 'nospace' && op !== 'read') return fail(SenseKey.DATA_PROTECT, Asc.SPACE_ALLOCATION_FAILED_WRITE_PROTECT, { info })
+  if (err.kind === 'medium' || err.kind === 'nospace') {
     return fail(SenseKey.MEDIUM_ERROR, op === 'read' ? Asc.UNRECOVERED_READ_ERROR : Asc.WRITE_ERROR, { info })
   }
   return fail(SenseKey.HARDWARE_ERROR, Asc.INTERNAL_TARGET_FAILURE)

@@ -114,7 +114,7 @@ export const Asc = {
   LOGICAL_UNIT_NOT_SUPPORTED: code(0x25, 0x00), // 25/00 no logical unit at this LUN
   INVALID_FIELD_IN_PARAMETER_LIST: code(0x26, 0x00), // 26/00 a parameter data field is wrong; SKS points at it
   WRITE_PROTECTED: code(0x27, 0x00), // 27/00 the logical unit is write protected
-  SPACE_ALLOCATION_FAILED_WRITE_PROTECT: code(0x27, 0x07), // 27/07 thin provisioning ran out (unused: see rw.ts)
+  SPACE_ALLOCATION_FAILED_WRITE_PROTECT: code(0x27, 0x07), // 27/07 thin provisioning ran out (a 'nospace' backend write: respond.ts)
   NOT_READY_TO_READY_CHANGE: code(0x28, 0x00), // 28/00 medium may have changed
   POWER_ON_RESET_OR_BUS_DEVICE_RESET: code(0x29, 0x00), // 29/00 power on, reset or bus device reset occurred
   POWER_ON_OCCURRED: code(0x29, 0x01), // 29/01 power on occurred

@@ -388,9 +388,9 @@ describe('backend failures', () => {
     expect(sense(r)).toMatchObject({ key: 3, asc: 0x0c, ascq: 0, info: 77 })
   })
 
-  it('reports a store that cannot grow as MEDIUM ERROR, WRITE ERROR', () => {
+  it('reports a store that cannot grow as DATA PROTECT, SPACE ALLOCATION FAILED WRITE PROTECT', () => {
     const lu = readyLu(makeLun({ backend: new FaultyBackend(2048 * 512, { write: { kind: 'nospace', message: 'full' } }) }))
-    expect(sense(run(lu, (c) => encodeReadWrite('write', 0, 1, c), { dataOut: Buffer.alloc(512, 1) }))).toMatchObject({ key: 3, asc: 0x0c })
+    expect(sense(run(lu, (c) => encodeReadWrite('write', 9, 1, c), { dataOut: Buffer.alloc(512, 1) }))).toMatchObject({ key: 7, asc: 0x27, ascq: 0x07, info: 9 })
   })
 
   it('reports any other backend failure as HARDWARE ERROR, INTERNAL TARGET FAILURE', () => {
