@@ -26,6 +26,17 @@ export interface TargetPort {
   readonly portId: number
   /** The loop id / target handle the HBA addresses it by (0..125 on a loop, up to 2047 on a fabric). */
   readonly loopId: number
+  /**
+   * RELATIVE TARGET PORT IDENTIFIER (SPC-4 7.8.6.8, VPD 0x83 designator type 4,
+   * REPORT TARGET PORT GROUPS): 1..65535, unique across the fabric, so every
+   * path to a shared logical unit names a different port.
+   */
+  readonly relativePortId: number
+  /**
+   * TARGET PORT GROUP (designator type 5, REPORT TARGET PORT GROUPS): 0..65535.
+   * Ports in one group share an ALUA access state; default 1 for every port.
+   */
+  readonly portGroup: number
   readonly luns: Map<number, Lun>
 }
 
