@@ -357,7 +357,7 @@ export function defaultConfig(opts: DefaultConfigOptions = {}): FabricConfig {
 
 /** Target ports with RAM backends, as the HBA firmware sees them. */
 export function buildFabric(cfg: FabricConfig): Fabric {
-  const ports = cfg.targets.map((t): TargetPort => {
+  const ports = cfg.targets.map((t, i): TargetPort => {
     const luns = new Map<number, Lun>()
     for (const l of t.luns) {
       luns.set(l.lun, {
@@ -373,7 +373,7 @@ export function buildFabric(cfg: FabricConfig): Fabric {
         writeProtect: l.writeProtect,
       })
     }
-    return { wwpn: t.wwpn, wwnn: t.wwnn, portId: t.portId, loopId: t.loopId, luns }
+    return { wwpn: t.wwpn, wwnn: t.wwnn, portId: t.portId, loopId: t.loopId, relativePortId: i + 1, portGroup: 1, luns }
   })
   return { ports }
 }
