@@ -38,7 +38,15 @@ export interface TargetPort {
    */
   readonly portGroup: number
   readonly luns: Map<number, Lun>
+  /**
+   * ALUA asymmetric access state of this port's group (SPC-4 5.16), as REPORT
+   * TARGET PORT GROUPS reports it. Absent: active/optimized.
+   */
+  aluaState?: AluaState
 }
+
+/** SPC-4 asymmetric access states, as REPORT TARGET PORT GROUPS names them. */
+export type AluaState = 'active/optimized' | 'active/non-optimized' | 'standby' | 'unavailable' | 'offline' | 'transitioning'
 
 /** What the HBA's firmware sees when it logs into the fabric. */
 export interface Fabric {
