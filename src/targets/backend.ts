@@ -38,6 +38,9 @@ export interface Backend {
   unmap(offset: number, length: number): MaybeAsync<IoResult>
   /** Bytes actually held (RAM) or allocated (file), for stats and info files. */
   allocatedBytes(): number
+  /** Optional facts for info files, e.g. { backend: 'file', path: '/data/lun0.img' }. */
+  info?(): Record<string, string | number>
+  /** Releases the store (and, for files, makes it durable and drops the lock). Never rejects. */
   close(): Promise<void>
 }
 

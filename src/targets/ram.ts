@@ -10,12 +10,20 @@
  *
  * Invariant: a write either completes entirely or changes nothing. When a
  * memory limit is set, the chunks a write would add are counted first, and a
- * write that would pass the limit fails with 'nospace' before touching data.
+ * write that would pass the limit fails with 'nospace' before touching data
+ * (the SCSI layer answers DATA PROTECT, SPACE ALLOCATION FAILED WRITE
+ * PROTECT, as a thin pool that ran out does), and the first such failure is
+ * logged once as a warning. Writes into chunks already held, writes of zeros
+ * and reads keep working; unmap frees chunks and so makes room again.
+ *
+ * allocatedBytes() is the sum of the chunks held: a chunk is freed when an
+ * unmap covers it whole, or leaves it all zeros.
  *
  * All answers are synchronous (no promise), which keeps the SCSI hot path
  * free of allocations.
  */
 import { InternalError } from '../errors.js'
+import type { Logger } from '../log.js'
 import type { Backend, IoResult } from './backend.js'
 
 export const RAM_CHUNK_SIZE = 64 * 1024
@@ -25,6 +33,8 @@ const ZEROS = Buffer.alloc(RAM_CHUNK_SIZE)
 export interface RamBackendOptions {
   /** Most bytes of chunks to hold; a write needing more fails with 'nospace'. */
   readonly memoryLimit?: number
+  /** Where the one-time "memory limit reached" warning goes. */
+  readonly log?: Logger
 }
 
 export class RamBackend implements Backend {
@@ -33,11 +43,15 @@ export class RamBackend implements Backend {
   readonly memoryLimit: number
   private readonly chunks = new Map<number, Buffer>()
   private held = 0
+  private readonly log: Logger | undefined
+  private warned = false
 
   constructor(size: number, opts?: RamBackendOptions) {
     if (!Number.isSafeInteger(size) || size <= 0) throw new InternalError(`RamBackend size ${size} must be a positive integer`)
     this.size = size
     this.memoryLimit = opts?.memoryLimit ?? Infinity
+    if (!(this.memoryLimit >= 0)) throw new InternalError(`RamBackend memoryLimit ${this.memoryLimit} must be 0 or more`)
+    this.log = opts?.log
   }
 
   private check(offset: number, length: number, what: string): void {
@@ -70,13 +84,7 @@ export class RamBackend implements Backend {
     this.check(offset, src.length, 'write')
     if (this.memoryLimit !== Infinity) {
       const adding = this.bytesToAdd(offset, src)
-      if (adding > 0 && this.held + adding > this.memoryLimit) {
-        return {
-          kind: 'nospace',
-          offset,
-          message: `RAM backend memory limit of ${this.memoryLimit} bytes reached (${this.held} held, ${adding} more needed)`,
-        }
-      }
+      if (adding > 0 && this.held + adding > this.memoryLimit) return this.noSpace(offset, adding)
     }
     let pos = 0
     while (pos < src.length) {
@@ -102,6 +110,21 @@ export class RamBackend implements Backend {
     return null
   }
 
+  private noSpace(offset: number, adding: number): IoResult {
+    if (!this.warned) {
+      this.warned = true
+      this.log?.warn(
+        { event: 'memory_limit_reached', memoryLimit: this.memoryLimit, held: this.held, needed: adding, offset },
+        'RAM backend memory limit reached: writes to unallocated blocks fail until blocks are unmapped (logged once)',
+      )
+    }
+    return {
+      kind: 'nospace',
+      offset,
+      message: `RAM backend memory limit of ${this.memoryLimit} bytes reached (${this.held} held, ${adding} more needed)`,
+    }
+  }
+
   /** Bytes of new chunks that writing `src` at `offset` would allocate. */
   private bytesToAdd(offset: number, src: Buffer): number {
     let adding = 0
@@ -121,7 +144,7 @@ export class RamBackend implements Backend {
     return null
   }
 
-  /** Whole chunks in the range are freed; the partial ones at its ends are zeroed. */
+  /** Whole chunks in the range are freed; the partial ones at its ends are zeroed, and freed if nothing else is left in them. */
   unmap(offset: number, length: number): IoResult {
     this.check(offset, length, 'unmap')
     let pos = 0
@@ -137,6 +160,10 @@ export class RamBackend implements Backend {
           this.held -= chunk.length
         } else {
           chunk.fill(0, within, within + n)
+          if (isZero(chunk, 0, chunk.length)) {
+            this.chunks.delete(index)
+            this.held -= chunk.length
+          }
         }
       }
       pos += n
@@ -146,6 +173,10 @@ export class RamBackend implements Backend {
 
   allocatedBytes(): number {
     return this.held
+  }
+
+  info(): Record<string, string | number> {
+    return { backend: 'ram', size: this.size, allocated: this.held, memoryLimit: this.memoryLimit === Infinity ? 'none' : this.memoryLimit }
   }
 
   async close(): Promise<void> {
