@@ -6,7 +6,7 @@ import { resolve } from 'node:path'
 import type { Logger } from './log.js'
 import { createHba } from './hba/index.js'
 import type { HbaDriver } from './hba/driver.js'
-import { buildFabric, closeFabric, type FabricConfig } from './targets/config.js'
+import { closeFabric, openFabric, type FabricConfig } from './targets/config.js'
 import type { Fabric } from './targets/types.js'
 import { BlockDevice } from './fs/blockdev.js'
 import { scanPort } from './fs/scan.js'
@@ -34,13 +34,22 @@ export interface Server {
 
 /** Brings up the fabric and the HBA and scans it, without mounting (the direct path uses this too). */
 export async function startFabric(config: FabricConfig, log: Logger): Promise<{ fabric: Fabric; driver: HbaDriver; devices: BlockDevice[] }> {
-  const fabric = buildFabric(config)
-  const driver = await createHba({ index: 0, fabric, log })
-  const devices: BlockDevice[] = []
-  for (const port of driver.ports) {
-    for (const info of await scanPort(driver, port, log)) devices.push(new BlockDevice(driver, info))
+  // Opens (and, for files, locks) every backend; a bad path or a locked file is a ConfigError.
+  const fabric = await openFabric(config, { log })
+  let driver: HbaDriver | undefined
+  try {
+    driver = await createHba({ index: 0, fabric, log })
+    const devices: BlockDevice[] = []
+    for (const port of driver.ports) {
+      for (const info of await scanPort(driver, port, log)) devices.push(new BlockDevice(driver, info))
+    }
+    return { fabric, driver, devices }
+  } catch (err) {
+    // Never leave backing files locked behind a failed start.
+    await driver?.shutdown(0)
+    await closeFabric(fabric, log)
+    throw err
   }
-  return { fabric, driver, devices }
 }
 
 export async function startServer(opts: ServerOptions): Promise<Server> {
@@ -53,7 +62,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     mounted = await mountFuse(mountpoint, fs.fuseOps(), { allowOther: opts.allowOther })
   } catch (err) {
     await driver.shutdown(0)
-    await closeFabric(fabric)
+    await closeFabric(fabric, log)
     throw err
   }
   log.info({ event: 'mounted', mountpoint, targets: driver.ports.length, luns: devices.length }, 'fcfs mounted')
@@ -78,7 +87,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
         await mounted.unmount().catch((err: Error) => log.error({ event: 'unmount_failed', err: err.message }, 'unmount failed'))
       }
       await driver.shutdown()
-      await closeFabric(fabric)
+      await closeFabric(fabric, log)
       log.info({ event: 'stopped', mountpoint }, 'fcfs stopped')
       resolveStopped()
     })()

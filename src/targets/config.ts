@@ -1,54 +1,115 @@
 /**
- * The fabric config: which target ports exist and what LUNs they export.
+ * The fabric config: which target ports exist, what LUNs they export and
+ * where each LUN keeps its data.
  *
  * A JSON file (`fcfs mount <mnt> --config fabric.json`). Every key is
  * optional except `targets`; unknown keys are errors, and every error names
- * the field it is about, e.g. `targets[1].luns[0].size: must be a size like
- * 1GiB or 512M, got "1 potato"`.
+ * the field it is about and why, e.g.
+ *   targets[1].luns[0].size: must be a size like 1GiB or 512M, got "1 potato"
+ *   targets[1].luns[0].logicalUnit: no logicalUnits entry with id "x"
  *
  *   {
- *     "defaults": { "size": "1GiB", "blockSize": 512 },
+ *     "defaults": {
+ *       "size": "1GiB", "blockSize": 512,
+ *       "backingDir": "luns"                  // LUNs without a backend: files <backingDir>/<wwpn>-lun<n>.img
+ *     },
  *     "targets": [
  *       {
  *         "wwpn": "21:00:00:24:ff:00:00:01",  // 16 hex digits, colons optional; default 21000024ff000001, …
  *         "wwnn": "20000024ff000001",         // default 20000024ff000001, …
  *         "loopId": 1,                        // 0..2047, default 1, 2, … (unique)
  *         "portId": "0x010100",               // 24-bit FC port id (number or hex string), default 0x010100, 0x010200, …
+ *         "relativePortId": 1,                // 1..65535, unique; default 1, 2, … (VPD 0x83, REPORT TARGET PORT GROUPS)
+ *         "portGroup": 1,                     // target port group 0..65535, default 1 (ALUA: ports of a group share a state)
  *         "vendor": "FCFS", "product": "RAMDISK", "revision": "0001",
+ *         "serial": "ARRAY0001",              // base of its LUNs' serials, default the wwpn
  *         "luns": [                           // default: one LUN 0 of the default size
  *           { "lun": 0, "size": "4GiB", "blockSize": 4096 },
  *           { "lun": 1, "size": 1073741824, "backend": { "type": "ram", "memoryLimit": "256MiB" },
- *             "serial": "LUN1SERIAL", "writeProtect": true }
+ *             "serial": "LUN1SERIAL", "writeProtect": true },
+ *           { "lun": 2, "size": "64GiB", "backend": { "type": "file", "path": "data/lun2.img", "create": true } },
+ *           { "lun": 3, "logicalUnit": "shared0" }
  *         ]
  *       },
- *       { "luns": [ { "size": "16GiB" } ] }
+ *       { "luns": [ { "size": "16GiB" }, { "lun": 3, "logicalUnit": "shared0" } ] }
+ *     ],
+ *     "logicalUnits": [                       // units exported through several ports (multipath)
+ *       { "id": "shared0", "size": "1GiB", "backend": { "type": "file", "path": "shared0.img" } }
  *     ]
  *   }
  *
  * (Comments are for this page only: the file is plain JSON.)
  *
- * Rules: 1..127 targets; wwpn, wwnn, loopId and portId unique across targets;
- * lun 0..255 (default: its index), unique per target; size > 0 and a
- * multiple of blockSize (512 or 4096, default 512); vendor ≤ 8, product ≤ 16,
- * revision ≤ 4 printable ASCII characters; serial ≤ 64 (default
- * "<wwpn>-L<lun>"). Each LUN's NAA-5 name (VPD 0x83) is derived from its
- * target's wwnn and its LUN number: "5" + the wwnn's IEEE OUI + the last six
- * hex digits of the wwnn + the LUN in three hex digits, e.g. 50024ff000001000.
+ * Targets: 1..127; wwpn, wwnn, loopId, portId and relativePortId unique
+ * across targets; vendor ≤ 8, product ≤ 16, revision ≤ 4 printable ASCII
+ * characters (product defaults to RAMDISK for a RAM-backed LUN and FILEDISK
+ * for a file-backed one); serial ≤ 59.
+ *
+ * LUNs: lun 0..255 (default: its index), unique per target; size > 0 and a
+ * multiple of blockSize (512 or 4096, default 512); serial ≤ 64 (default
+ * "<target serial>-L<lun>", i.e. "<wwpn>-L<lun>"). Each LUN's NAA-5 name
+ * (VPD 0x83) is derived from its target's wwnn and its LUN number: "5" + the
+ * wwnn's IEEE OUI + the last six hex digits of the wwnn + the LUN in three hex
+ * digits, e.g. 50024ff000001000.
+ *
+ * Backends:
+ *  - { "type": "ram", "memoryLimit": "256MiB" }: sparse RAM, the default.
+ *    Memory grows with what is written (64 KiB chunks); a write that would
+ *    pass memoryLimit fails (the initiator sees DATA PROTECT, SPACE
+ *    ALLOCATION FAILED WRITE PROTECT) and a warning is logged once; unmapped
+ *    ranges free their memory. No limit when memoryLimit is left out.
+ *  - { "type": "file", "path": "lun0.img", "create": true }: a file. A
+ *    relative path is resolved against the config file's directory. A missing
+ *    file is created sparse (create defaults to true; with false a missing
+ *    file is an error); a smaller file is extended sparse; a larger one is an
+ *    error (a LUN never truncates its file). The file is locked with
+ *    `<path>.lock` (holding the pid) while mounted: a second fcfs refuses it
+ *    with an error naming the LUN and the holding pid; a lock left by a dead
+ *    process (kill -9) is taken over with a warning. SYNCHRONIZE CACHE, FUA
+ *    writes and fsync on rwbuf reach fdatasync: what was flushed survives a
+ *    crash and a remount. Unmapped ranges read as zeros: ranges of 1 MiB or
+ *    more are punched out with util-linux `fallocate --punch-hole`, shorter
+ *    ones (or all, where fallocate is missing) are overwritten with zeros.
+ *    No two LUNs may name the same file: export one unit through several
+ *    ports with logicalUnits instead.
+ *  - defaults.backingDir (the CLI's --backing-dir): every LUN that names no
+ *    backend is a file `<backingDir>/<wwpn>-lun<n>.img`.
+ *
+ * Multipath: a logicalUnits entry { "id", "size", "blockSize", "backend",
+ * "serial", "writeProtect", "vendor", "product", "revision", "naa" } is one
+ * logical unit; every target LUN { "lun": n, "logicalUnit": "<id>" } exports
+ * that same unit (same data, same unit attentions, same NAA designator), so
+ * each port's rwbuf is one path to it. Such a LUN entry takes no other
+ * settings. A unit has the same LUN number on every port that exports it, is
+ * exported at most once per port, and must be exported by at least one port.
+ * Its serial defaults to its id, its NAA name to the one derived from its
+ * first exporting target and LUN, its vendor/product/revision to that
+ * target's. ids: 1 to 64 of A-Z a-z 0-9 . _ : - (starting with a letter or
+ * digit).
  */
 import { readFile } from 'node:fs/promises'
+import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { z } from 'zod'
-import { ConfigError } from '../errors.js'
+import { ConfigError, InternalError } from '../errors.js'
+import type { Logger } from '../log.js'
 import { parseSize } from '../util/size.js'
+import type { Backend } from './backend.js'
+import { FileBackend } from './file.js'
 import { RamBackend } from './ram.js'
 import type { Fabric, Lun, TargetPort } from './types.js'
 import { defaultWwnn, defaultWwpn, parseWwn } from './wwn.js'
+
+export type BackendConfig =
+  | { readonly type: 'ram'; readonly memoryLimit?: number }
+  /** `path` is absolute once validated. */
+  | { readonly type: 'file'; readonly path: string; readonly create: boolean }
 
 export interface LunConfig {
   readonly lun: number
   /** Bytes. */
   readonly size: number
   readonly blockSize: 512 | 4096
-  readonly backend: { readonly type: 'ram'; readonly memoryLimit?: number }
+  readonly backend: BackendConfig
   readonly vendor: string
   readonly product: string
   readonly revision: string
@@ -56,6 +117,8 @@ export interface LunConfig {
   /** 16 hex digits, NAA 5. */
   readonly naa: string
   readonly writeProtect: boolean
+  /** Set when this LUN exports a shared unit (logicalUnits[].id): every LUN naming it is the same logical unit. */
+  readonly logicalUnit?: string
 }
 
 export interface TargetConfig {
@@ -63,35 +126,54 @@ export interface TargetConfig {
   readonly wwnn: string
   readonly loopId: number
   readonly portId: number
+  readonly relativePortId: number
+  readonly portGroup: number
   readonly luns: readonly LunConfig[]
 }
 
 /** A validated, fully defaulted fabric description. */
 export interface FabricConfig {
   readonly targets: readonly TargetConfig[]
+  /** The ids of the shared logical units (config logicalUnits[]), in file order. */
+  readonly logicalUnits: readonly string[]
 }
 
 export const MAX_TARGETS = 127
 export const MAX_LOOP_ID = 2047
 export const MAX_LUN = 255
+export const MAX_RELATIVE_PORT_ID = 0xffff
+export const MAX_PORT_GROUP = 0xffff
 export const DEFAULT_SIZE = '1GiB'
 export const DEFAULT_BLOCK_SIZE = 512
 export const DEFAULT_VENDOR = 'FCFS'
 export const DEFAULT_PRODUCT = 'RAMDISK'
+export const DEFAULT_FILE_PRODUCT = 'FILEDISK'
 export const DEFAULT_REVISION = '0001'
+export const DEFAULT_PORT_GROUP = 1
+
+/** The file a LUN gets under a backing directory (defaults.backingDir, --backing-dir). */
+export function backingFileName(wwpn: string, lun: number): string {
+  return `${wwpn}-lun${lun}.img`
+}
 
 // ---- shape (zod): types and unknown keys; meaning is checked below -------
 
 const sizeInput = z.union([z.string(), z.number()])
+
+const backendSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('ram'), memoryLimit: sizeInput.optional() }).strict(),
+  z.object({ type: z.literal('file'), path: z.string(), create: z.boolean().optional() }).strict(),
+])
 
 const lunSchema = z
   .object({
     lun: z.number().optional(),
     size: sizeInput.optional(),
     blockSize: z.number().optional(),
-    backend: z.object({ type: z.literal('ram'), memoryLimit: sizeInput.optional() }).strict().optional(),
+    backend: backendSchema.optional(),
     serial: z.string().optional(),
     writeProtect: z.boolean().optional(),
+    logicalUnit: z.string().optional(),
   })
   .strict()
 
@@ -101,21 +183,42 @@ const targetSchema = z
     wwnn: z.string().optional(),
     loopId: z.number().optional(),
     portId: z.union([z.number(), z.string()]).optional(),
+    relativePortId: z.number().optional(),
+    portGroup: z.number().optional(),
     vendor: z.string().optional(),
     product: z.string().optional(),
     revision: z.string().optional(),
+    serial: z.string().optional(),
     luns: z.array(lunSchema).optional(),
+  })
+  .strict()
+
+const logicalUnitSchema = z
+  .object({
+    id: z.string(),
+    size: sizeInput.optional(),
+    blockSize: z.number().optional(),
+    backend: backendSchema.optional(),
+    serial: z.string().optional(),
+    writeProtect: z.boolean().optional(),
+    vendor: z.string().optional(),
+    product: z.string().optional(),
+    revision: z.string().optional(),
+    naa: z.string().optional(),
   })
   .strict()
 
 const fileSchema = z
   .object({
     targets: z.array(targetSchema),
-    defaults: z.object({ size: sizeInput.optional(), blockSize: z.number().optional() }).strict().optional(),
+    logicalUnits: z.array(logicalUnitSchema).optional(),
+    defaults: z.object({ size: sizeInput.optional(), blockSize: z.number().optional(), backingDir: z.string().optional() }).strict().optional(),
   })
   .strict()
 
 type FileInput = z.infer<typeof fileSchema>
+type BackendInput = z.infer<typeof backendSchema>
+type LogicalUnitInput = z.infer<typeof logicalUnitSchema>
 
 /** "targets[1].luns[0].size" from ['targets', 1, 'luns', 0, 'size']. */
 export function fieldPath(path: readonly (string | number)[]): string {
@@ -134,6 +237,11 @@ const errorMap: z.ZodErrorMap = (issue, ctx) => {
       return { message: issue.received === 'undefined' ? 'is required' : `must be ${article(issue.expected)}, got ${show(ctx.data)}` }
     case z.ZodIssueCode.invalid_union:
       return { message: `must be a number or a string, got ${show(ctx.data)}` }
+    case z.ZodIssueCode.invalid_union_discriminator: {
+      const got = (ctx.data as { type?: unknown } | undefined)?.type
+      const options = issue.options.map((o) => JSON.stringify(o)).join(' or ')
+      return { message: got === undefined ? `is required: ${options}` : `must be ${options}, got ${show(got)}` }
+    }
     case z.ZodIssueCode.invalid_literal:
       return { message: `must be ${JSON.stringify(issue.expected)}, got ${show(ctx.data)}` }
     default:
@@ -162,6 +270,9 @@ function in_(source: string): string {
 // ---- meaning ---------------------------------------------------------------
 
 const PRINTABLE = /^[\x20-\x7e]*$/
+const UNIT_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/
+const NAA5 = /^5[0-9a-fA-F]{15}$/
+const LUN_SUFFIX_MAX = '-L255'.length
 
 function ascii(v: string | undefined, def: string, max: number, field: string): string {
   const s = v ?? def
@@ -209,51 +320,117 @@ function nextFree<T>(taken: Set<T>, gen: (k: number) => T, start: { k: number })
   }
 }
 
+export interface ParseOptions {
+  /** Directory that relative backend paths and defaults.backingDir are resolved against (default: the current directory). */
+  readonly baseDir?: string
+}
+
 /** Validates a parsed JSON value (from a file or built in code) into a FabricConfig. `source` names it in messages. */
-export function parseConfig(obj: unknown, source: string): FabricConfig {
+export function parseConfig(obj: unknown, source: string, opts: ParseOptions = {}): FabricConfig {
   const r = fileSchema.safeParse(obj, { errorMap })
   if (!r.success) throw zodToConfigError(r.error, source)
   try {
-    return validate(r.data)
+    return validate(r.data, resolve(opts.baseDir ?? '.'))
   } catch (e) {
     if (e instanceof ConfigError && source) throw new ConfigError(e.field, `${e.message.slice(e.field.length + 2)}${in_(source)}`)
     throw e
   }
 }
 
-function validate(input: FileInput): FabricConfig {
+function backendOf(b: BackendInput | undefined, field: string, baseDir: string, fallbackFile: string | undefined): BackendConfig {
+  if (b === undefined) return fallbackFile === undefined ? { type: 'ram' } : { type: 'file', path: fallbackFile, create: true }
+  if (b.type === 'ram') {
+    if (b.memoryLimit === undefined) return { type: 'ram' }
+    // 0 is a legal limit (nothing can be written); parseSize refuses it, so let it through here.
+    const memoryLimit = b.memoryLimit === 0 || b.memoryLimit === '0' ? 0 : parseSize(b.memoryLimit, `${field}.memoryLimit`)
+    return { type: 'ram', memoryLimit }
+  }
+  if (b.path.trim() === '') throw new ConfigError(`${field}.path`, 'must name a file, got ""')
+  if (b.path.includes('\0')) throw new ConfigError(`${field}.path`, `must not contain a NUL character`)
+  return { type: 'file', path: isAbsolute(b.path) ? resolve(b.path) : resolve(baseDir, b.path), create: b.create ?? true }
+}
+
+interface UnitDraft {
+  readonly index: number
+  readonly input: LogicalUnitInput
+  /** The LunConfig every export shares, once the first exporter made it. */
+  config?: LunConfig
+  firstExport?: string
+}
+
+function validate(input: FileInput, baseDir: string): FabricConfig {
   const ts = input.targets
   if (ts.length < 1 || ts.length > MAX_TARGETS) throw new ConfigError('targets', `must list 1 to ${MAX_TARGETS} targets, got ${ts.length}`)
   const defSize = input.defaults?.size ?? DEFAULT_SIZE
   const defBlock = blockSizeOf(input.defaults?.blockSize, DEFAULT_BLOCK_SIZE, 'defaults.blockSize')
   const defBytes = parseSize(defSize, 'defaults.size')
+  let backingDir: string | undefined
+  if (input.defaults?.backingDir !== undefined) {
+    if (input.defaults.backingDir.trim() === '') throw new ConfigError('defaults.backingDir', 'must name a directory, got ""')
+    backingDir = resolve(baseDir, input.defaults.backingDir)
+  }
+
+  // Shared logical units, by id.
+  const units = new Map<string, UnitDraft>()
+  ;(input.logicalUnits ?? []).forEach((u, k) => {
+    const at = `logicalUnits[${k}]`
+    if (!UNIT_ID.test(u.id)) {
+      throw new ConfigError(`${at}.id`, `must be 1 to 64 of A-Z a-z 0-9 . _ : - starting with a letter or digit, got ${JSON.stringify(u.id)}`)
+    }
+    const prev = units.get(u.id)
+    if (prev !== undefined) throw new ConfigError(`${at}.id`, `${JSON.stringify(u.id)} is already used by logicalUnits[${prev.index}]`)
+    units.set(u.id, { index: k, input: u })
+  })
 
   // Explicit names and ids first, so defaults can step around them.
   const wwpns = new Map<string, number>()
   const wwnns = new Map<string, number>()
   const loopIds = new Map<number, number>()
   const portIds = new Map<number, number>()
+  const relIds = new Map<number, number>()
   const explicit = ts.map((t, i) => {
     const wwpn = t.wwpn === undefined ? undefined : parseWwn(t.wwpn, `targets[${i}].wwpn`)
     const wwnn = t.wwnn === undefined ? undefined : parseWwn(t.wwnn, `targets[${i}].wwnn`)
     const loopId = t.loopId === undefined ? undefined : intIn(t.loopId, 0, MAX_LOOP_ID, `targets[${i}].loopId`)
     const portId = t.portId === undefined ? undefined : portIdOf(t.portId, `targets[${i}].portId`)
+    const relativePortId = t.relativePortId === undefined ? undefined : intIn(t.relativePortId, 1, MAX_RELATIVE_PORT_ID, `targets[${i}].relativePortId`)
     unique(wwpns, wwpn, i, 'wwpn')
     unique(wwnns, wwnn, i, 'wwnn')
     unique(loopIds, loopId, i, 'loopId')
     unique(portIds, portId, i, 'portId')
-    return { wwpn, wwnn, loopId, portId }
+    unique(relIds, relativePortId, i, 'relativePortId')
+    return { wwpn, wwnn, loopId, portId, relativePortId }
   })
   const takenWwpn = new Set(wwpns.keys())
   const takenWwnn = new Set(wwnns.keys())
   const takenLoop = new Set(loopIds.keys())
   const takenPort = new Set(portIds.keys())
+  const takenRel = new Set(relIds.keys())
   const kWwpn = { k: 0 }
   const kWwnn = { k: 0 }
   const kLoop = { k: 0 }
   const kPort = { k: 0 }
+  const kRel = { k: 0 }
 
   const naas = new Map<string, string>()
+  const files = new Map<string, string>()
+  const claimNaa = (naa: string, who: string, where: string, field: string, hint: string): void => {
+    const clash = naas.get(naa)
+    if (clash !== undefined) throw new ConfigError(field, `gives ${who} the same NAA name ${naa} as ${clash}; ${hint}`)
+    naas.set(naa, where)
+  }
+  const claimFile = (b: BackendConfig, who: string, field: string): void => {
+    if (b.type !== 'file') return
+    const prev = files.get(b.path)
+    if (prev !== undefined) {
+      throw new ConfigError(
+        `${field}.path`,
+        `${b.path} is already the backing file of ${prev}; to export one logical unit through several ports, declare it once in logicalUnits`,
+      )
+    }
+    files.set(b.path, who)
+  }
+
   const targets = ts.map((t, i): TargetConfig => {
     const at = `targets[${i}]`
     const e = explicit[i]
@@ -261,48 +438,120 @@ function validate(input: FileInput): FabricConfig {
     const wwnn = e.wwnn ?? nextFree(takenWwnn, defaultWwnn, kWwnn)
     const loopId = e.loopId ?? nextFree(takenLoop, (k) => k + 1, kLoop)
     const portId = e.portId ?? nextFree(takenPort, (k) => 0x010000 | ((k + 1) << 8), kPort)
+    const relativePortId = e.relativePortId ?? nextFree(takenRel, (k) => k + 1, kRel)
+    const portGroup = t.portGroup === undefined ? DEFAULT_PORT_GROUP : intIn(t.portGroup, 0, MAX_PORT_GROUP, `${at}.portGroup`)
     if (loopId > MAX_LOOP_ID) throw new ConfigError(`${at}.loopId`, `no free loop id is left for this target`)
-    const vendor = ascii(t.vendor, DEFAULT_VENDOR, 8, `${at}.vendor`)
-    const product = ascii(t.product, DEFAULT_PRODUCT, 16, `${at}.product`)
-    const revision = ascii(t.revision, DEFAULT_REVISION, 4, `${at}.revision`)
     const lunInputs = t.luns ?? [{}]
     if (lunInputs.length === 0) throw new ConfigError(`${at}.luns`, 'must list at least one LUN (leave it out for one LUN of the default size)')
+    const vendor = ascii(t.vendor, DEFAULT_VENDOR, 8, `${at}.vendor`)
+    if (t.product !== undefined) ascii(t.product, '', 16, `${at}.product`)
+    const revision = ascii(t.revision, DEFAULT_REVISION, 4, `${at}.revision`)
+    const targetSerial = ascii(t.serial, wwpn, 64 - LUN_SUFFIX_MAX, `${at}.serial`)
     const seen = new Map<number, number>()
+    const exported = new Map<string, number>()
     const luns = lunInputs.map((l, j): LunConfig => {
       const lat = `${at}.luns[${j}]`
       const lun = l.lun === undefined ? j : intIn(l.lun, 0, MAX_LUN, `${lat}.lun`)
       const prev = seen.get(lun)
       if (prev !== undefined) throw new ConfigError(`${lat}.lun`, `LUN ${lun} is already used by ${at}.luns[${prev}]`)
       seen.set(lun, j)
+
+      if (l.logicalUnit !== undefined) {
+        const id = l.logicalUnit
+        const u = units.get(id)
+        if (u === undefined) {
+          const known = [...units.keys()].map((k) => JSON.stringify(k)).join(', ')
+          throw new ConfigError(`${lat}.logicalUnit`, `no logicalUnits entry with id ${JSON.stringify(id)}${known ? ` (ids: ${known})` : ''}`)
+        }
+        for (const k of ['size', 'blockSize', 'backend', 'serial', 'writeProtect'] as const) {
+          if (l[k] !== undefined) {
+            throw new ConfigError(`${lat}.${k}`, `cannot be set on a LUN that exports logical unit ${JSON.stringify(id)}; set it in logicalUnits[${u.index}]`)
+          }
+        }
+        const twice = exported.get(id)
+        if (twice !== undefined) throw new ConfigError(`${lat}.logicalUnit`, `${JSON.stringify(id)} is already exported by this target as ${at}.luns[${twice}]`)
+        exported.set(id, j)
+        if (u.config === undefined) {
+          u.config = sharedUnit(u, lun, wwnn, { vendor, product: t.product, revision }, defBytes, defBlock, baseDir, backingDir)
+          u.firstExport = lat
+          const naaField = u.input.naa !== undefined ? `logicalUnits[${u.index}].naa` : `${at}.wwnn`
+          claimNaa(u.config.naa, `logical unit ${JSON.stringify(id)}`, `logicalUnits[${u.index}]`, naaField, 'choose another naa or wwnn')
+          claimFile(u.config.backend, `logicalUnits[${u.index}]`, `logicalUnits[${u.index}].backend`)
+        } else if (u.config.lun !== lun) {
+          throw new ConfigError(
+            `${lat}.lun`,
+            `logical unit ${JSON.stringify(id)} is LUN ${u.config.lun} at ${u.firstExport}; a unit has the same LUN number on every port, got ${lun}`,
+          )
+        }
+        return u.config
+      }
+
       const blockSize = blockSizeOf(l.blockSize, defBlock, `${lat}.blockSize`)
       const size = l.size === undefined ? defBytes : parseSize(l.size, `${lat}.size`)
       if (size % blockSize !== 0) {
         throw new ConfigError(`${lat}.size`, `must be a multiple of the ${blockSize}-byte block size, got ${size} bytes`)
       }
-      const memoryLimit = l.backend?.memoryLimit === undefined ? undefined : parseSize(l.backend.memoryLimit, `${lat}.backend.memoryLimit`)
-      const serial = l.serial === undefined ? `${wwpn}-L${lun}` : ascii(l.serial, '', 64, `${lat}.serial`)
+      const fallback = backingDir === undefined ? undefined : join(backingDir, backingFileName(wwpn, lun))
+      const backend = backendOf(l.backend, `${lat}.backend`, baseDir, fallback)
+      claimFile(backend, lat, `${lat}.backend`)
+      const serial = l.serial === undefined ? `${targetSerial}-L${lun}` : ascii(l.serial, '', 64, `${lat}.serial`)
       const naa = deriveNaa(wwnn, lun)
-      const clash = naas.get(naa)
-      if (clash !== undefined) {
-        throw new ConfigError(`${at}.wwnn`, `gives LUN ${lun} the same NAA name ${naa} as ${clash}; choose wwnns that differ in their last six hex digits`)
-      }
-      naas.set(naa, `${lat}`)
-      return {
-        lun,
-        size,
-        blockSize,
-        backend: memoryLimit === undefined ? { type: 'ram' } : { type: 'ram', memoryLimit },
-        vendor,
-        product,
-        revision,
-        serial,
-        naa,
-        writeProtect: l.writeProtect ?? false,
-      }
+      claimNaa(naa, `LUN ${lun}`, lat, `${at}.wwnn`, 'choose wwnns that differ in their last six hex digits')
+      const product = t.product ?? (backend.type === 'file' ? DEFAULT_FILE_PRODUCT : DEFAULT_PRODUCT)
+      return { lun, size, blockSize, backend, vendor, product, revision, serial, naa, writeProtect: l.writeProtect ?? false }
     })
-    return { wwpn, wwnn, loopId, portId, luns }
+    return { wwpn, wwnn, loopId, portId, relativePortId, portGroup, luns }
   })
-  return { targets }
+
+  for (const [id, u] of units) {
+    if (u.config === undefined) {
+      throw new ConfigError(
+        `logicalUnits[${u.index}]`,
+        `${JSON.stringify(id)} is not exported by any target; add { "lun": 0, "logicalUnit": ${JSON.stringify(id)} } to a target's luns`,
+      )
+    }
+  }
+  return { targets, logicalUnits: [...units.keys()] }
+}
+
+function sharedUnit(
+  u: UnitDraft,
+  lun: number,
+  wwnn: string,
+  target: { vendor: string; product: string | undefined; revision: string },
+  defBytes: number,
+  defBlock: 512 | 4096,
+  baseDir: string,
+  backingDir: string | undefined,
+): LunConfig {
+  const at = `logicalUnits[${u.index}]`
+  const l = u.input
+  const blockSize = blockSizeOf(l.blockSize, defBlock, `${at}.blockSize`)
+  const size = l.size === undefined ? defBytes : parseSize(l.size, `${at}.size`)
+  if (size % blockSize !== 0) throw new ConfigError(`${at}.size`, `must be a multiple of the ${blockSize}-byte block size, got ${size} bytes`)
+  const fallback = backingDir === undefined ? undefined : join(backingDir, `${l.id}.img`)
+  const backend = backendOf(l.backend, `${at}.backend`, baseDir, fallback)
+  const isFile = backend.type === 'file'
+  let naa: string
+  if (l.naa !== undefined) {
+    if (!NAA5.test(l.naa)) throw new ConfigError(`${at}.naa`, `must be an NAA-5 name of 16 hex digits starting with 5, got ${JSON.stringify(l.naa)}`)
+    naa = l.naa.toLowerCase()
+  } else {
+    naa = deriveNaa(wwnn, lun)
+  }
+  return {
+    lun,
+    size,
+    blockSize,
+    backend,
+    vendor: ascii(l.vendor, target.vendor, 8, `${at}.vendor`),
+    product: ascii(l.product, target.product ?? (isFile ? DEFAULT_FILE_PRODUCT : DEFAULT_PRODUCT), 16, `${at}.product`),
+    revision: ascii(l.revision, target.revision, 4, `${at}.revision`),
+    serial: ascii(l.serial, l.id, 64, `${at}.serial`),
+    naa,
+    writeProtect: l.writeProtect ?? false,
+    logicalUnit: l.id,
+  }
 }
 
 function unique<T>(seen: Map<T, number>, v: T | undefined, i: number, name: string): void {
@@ -334,13 +583,15 @@ export async function loadConfigFile(path: string): Promise<FabricConfig> {
     }
     throw new ConfigError(path, `is not valid JSON${where}: ${msg}`)
   }
-  return parseConfig(obj, path)
+  return parseConfig(obj, path, { baseDir: dirname(resolve(path)) })
 }
 
 export interface DefaultConfigOptions {
   readonly targets?: number
   readonly size?: string | number
   readonly blockSize?: number
+  /** Make every LUN a file `<backingDir>/<wwpn>-lun<n>.img` (relative: against the current directory). */
+  readonly backingDir?: string
 }
 
 /** The fabric fcfs serves without a config file: `targets` ports, each with one LUN 0. */
@@ -349,36 +600,155 @@ export function defaultConfig(opts: DefaultConfigOptions = {}): FabricConfig {
   return parseConfig(
     {
       targets: Array.from({ length: n }, () => ({})),
-      defaults: { size: opts.size ?? DEFAULT_SIZE, blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE },
+      defaults: {
+        size: opts.size ?? DEFAULT_SIZE,
+        blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE,
+        ...(opts.backingDir !== undefined ? { backingDir: opts.backingDir } : {}),
+      },
     },
     '',
   )
 }
 
-/** Target ports with RAM backends, as the HBA firmware sees them. */
-export function buildFabric(cfg: FabricConfig): Fabric {
+// ---- building the fabric ---------------------------------------------------
+
+/** Where unit `key` is described in the config, for errors found while opening its backend. */
+interface UnitPlan {
+  readonly cfg: LunConfig
+  /** "targets[0].luns[1]" or "logicalUnits[2]". */
+  readonly field: string
+  /** "LUN 1 of target 21000024ff000001" or 'logical unit "shared0"'. */
+  readonly user: string
+  readonly logContext: Record<string, string | number>
+}
+
+/** One plan per logical unit (a shared unit once), in config order. */
+function planUnits(cfg: FabricConfig): Map<string, UnitPlan> {
+  const plans = new Map<string, UnitPlan>()
+  cfg.targets.forEach((t, i) =>
+    t.luns.forEach((l, j) => {
+      if (l.logicalUnit !== undefined) {
+        const key = `lu:${l.logicalUnit}`
+        if (!plans.has(key)) {
+          const k = cfg.logicalUnits.indexOf(l.logicalUnit)
+          plans.set(key, { cfg: l, field: `logicalUnits[${k}]`, user: `logical unit ${JSON.stringify(l.logicalUnit)}`, logContext: { logicalUnit: l.logicalUnit } })
+        }
+      } else {
+        plans.set(`t:${i}:${j}`, { cfg: l, field: `targets[${i}].luns[${j}]`, user: `LUN ${l.lun} of target ${t.wwpn}`, logContext: { wwpn: t.wwpn, lun: l.lun } })
+      }
+    }),
+  )
+  return plans
+}
+
+function unitKey(l: LunConfig, i: number, j: number): string {
+  return l.logicalUnit !== undefined ? `lu:${l.logicalUnit}` : `t:${i}:${j}`
+}
+
+function assemble(cfg: FabricConfig, backends: Map<string, Backend>): Fabric {
+  const lunObjects = new Map<string, Lun>()
   const ports = cfg.targets.map((t, i): TargetPort => {
     const luns = new Map<number, Lun>()
-    for (const l of t.luns) {
-      luns.set(l.lun, {
-        lun: l.lun,
-        blockSize: l.blockSize,
-        blocks: l.size / l.blockSize,
-        backend: new RamBackend(l.size, { memoryLimit: l.backend.memoryLimit }),
-        vendor: l.vendor,
-        product: l.product,
-        revision: l.revision,
-        serial: l.serial,
-        naa: l.naa,
-        writeProtect: l.writeProtect,
-      })
-    }
-    return { wwpn: t.wwpn, wwnn: t.wwnn, portId: t.portId, loopId: t.loopId, relativePortId: i + 1, portGroup: 1, luns }
+    t.luns.forEach((l, j) => {
+      const key = unitKey(l, i, j)
+      let obj = lunObjects.get(key)
+      if (obj === undefined) {
+        obj = {
+          lun: l.lun,
+          blockSize: l.blockSize,
+          blocks: l.size / l.blockSize,
+          backend: backends.get(key)!,
+          vendor: l.vendor,
+          product: l.product,
+          revision: l.revision,
+          serial: l.serial,
+          naa: l.naa,
+          writeProtect: l.writeProtect,
+        }
+        lunObjects.set(key, obj)
+      }
+      luns.set(l.lun, obj)
+    })
+    return { wwpn: t.wwpn, wwnn: t.wwnn, portId: t.portId, loopId: t.loopId, relativePortId: t.relativePortId, portGroup: t.portGroup, luns }
   })
   return { ports }
 }
 
-/** Closes every backend of the fabric. */
-export async function closeFabric(f: Fabric): Promise<void> {
-  await Promise.all(f.ports.flatMap((p) => [...p.luns.values()].map((l) => l.backend.close())))
+export interface OpenFabricOptions {
+  /** Backends log through children of this: { wwpn, lun } or { logicalUnit }. */
+  readonly log?: Logger
+}
+
+/**
+ * Target ports with RAM backends only, synchronously (unit tests, benches).
+ * A config with a file backend needs openFabric.
+ */
+export function buildFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}): Fabric {
+  const backends = new Map<string, Backend>()
+  for (const [key, p] of planUnits(cfg)) {
+    const b = p.cfg.backend
+    if (b.type !== 'ram') throw new InternalError(`buildFabric: ${p.field} has a ${b.type} backend; use openFabric`)
+    backends.set(key, new RamBackend(p.cfg.size, { memoryLimit: b.memoryLimit, log: opts.log?.child(p.logContext) }))
+  }
+  return assemble(cfg, backends)
+}
+
+/** How many backends are opened at once. */
+const OPEN_PARALLEL = 16
+
+/**
+ * Target ports with their backends opened (files created, extended and
+ * locked), as the HBA firmware sees them. A port that exports a shared
+ * logical unit holds the very same Lun object as every other port exporting
+ * it. On failure every backend opened so far is closed again and the error of
+ * the first unit (in config order) that failed is thrown: a ConfigError
+ * naming its field for a bad path, a file that is too large or locked.
+ */
+export async function openFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}): Promise<Fabric> {
+  const plans = [...planUnits(cfg)]
+  const backends = new Map<string, Backend>()
+  const errors = new Map<number, unknown>() // plan index → what opening it threw
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < plans.length && errors.size === 0) {
+      const at = next++
+      const [key, p] = plans[at]
+      const b = p.cfg.backend
+      const log = opts.log?.child(p.logContext)
+      try {
+        backends.set(
+          key,
+          b.type === 'ram'
+            ? new RamBackend(p.cfg.size, { memoryLimit: b.memoryLimit, log })
+            : await FileBackend.open({
+                path: b.path,
+                size: p.cfg.size,
+                create: b.create,
+                field: `${p.field}.backend`,
+                sizeField: `${p.field}.size`,
+                user: p.user,
+                log,
+              }),
+        )
+      } catch (e) {
+        errors.set(at, e)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(OPEN_PARALLEL, plans.length) }, worker))
+  if (errors.size > 0) {
+    await Promise.all([...backends.values()].map((b) => b.close()))
+    throw errors.get(Math.min(...errors.keys()))
+  }
+  return assemble(cfg, backends)
+}
+
+/** Closes every backend of the fabric once (a shared unit's too). Never rejects; failures go to `log`. */
+export async function closeFabric(f: Fabric, log?: Logger): Promise<void> {
+  const backends = new Set<Backend>()
+  for (const p of f.ports) for (const l of p.luns.values()) backends.add(l.backend)
+  const results = await Promise.allSettled([...backends].map((b) => b.close()))
+  for (const r of results) {
+    if (r.status === 'rejected') log?.error({ event: 'backend_close_failed', err: (r.reason as Error)?.message ?? String(r.reason) }, 'closing a backend failed')
+  }
 }

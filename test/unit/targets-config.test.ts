@@ -58,7 +58,7 @@ describe('fabric config errors name the field', () => {
     ['a LUN setting put on the target', { targets: [{ writeProtect: true }] }, 'targets[0].writeProtect', /is not a known setting/],
     ['a wwpn that is not a string', { targets: [{ wwpn: 21 }] }, 'targets[0].wwpn', /must be a string, got 21/],
     ['a LUN flag of the wrong type', { targets: [{ luns: [{ writeProtect: 'yes' }] }] }, 'targets[0].luns[0].writeProtect', /must be a boolean, got "yes"/],
-    ['an unknown backend type', { targets: [{ luns: [{ backend: { type: 'file' } }] }] }, 'targets[0].luns[0].backend.type', /must be "ram", got "file"/],
+    ['an unknown backend type', { targets: [{ luns: [{ backend: { type: 'nbd' } }] }] }, 'targets[0].luns[0].backend.type', /must be "ram" or "file", got "nbd"/],
     ['a bad memory limit', { targets: [{ luns: [{ backend: { type: 'ram', memoryLimit: 'lots' } }] }] }, 'targets[0].luns[0].backend.memoryLimit', /must be a size/],
     ['no targets', { targets: [] }, 'targets', /1 to 127 targets/],
     ['128 targets', { targets: Array.from({ length: 128 }, () => ({})) }, 'targets', /1 to 127 targets/],
