@@ -28,14 +28,15 @@ interface MountArgs {
   size?: string
   'block-size'?: number
   config?: string
+  'backing-dir'?: string
   'log-level': string
   'allow-other': boolean
 }
 
 async function configFrom(a: MountArgs): Promise<FabricConfig> {
   if (a.config) {
-    if (a.targets !== undefined || a.size !== undefined || a['block-size'] !== undefined) {
-      throw new ConfigError('--config', 'cannot be combined with --targets, --size or --block-size (put them in the file)')
+    if (a.targets !== undefined || a.size !== undefined || a['block-size'] !== undefined || a['backing-dir'] !== undefined) {
+      throw new ConfigError('--config', 'cannot be combined with --targets, --size, --block-size or --backing-dir (put them in the file)')
     }
     return loadConfigFile(a.config)
   }
@@ -51,7 +52,11 @@ async function configFrom(a: MountArgs): Promise<FabricConfig> {
   if (size % blockSize !== 0) {
     throw new ConfigError('--size', `${size} bytes is not a multiple of the ${blockSize}-byte block size`)
   }
-  return defaultConfig({ targets, size, blockSize })
+  const backingDir = a['backing-dir']
+  if (backingDir !== undefined && (typeof backingDir !== 'string' || backingDir.trim() === '')) {
+    throw new ConfigError('--backing-dir', `must name a directory, got ${JSON.stringify(backingDir)}`)
+  }
+  return defaultConfig({ targets, size, blockSize, backingDir: backingDir === undefined ? undefined : resolve(backingDir) })
 }
 
 function banner(server: Server): string {
@@ -151,10 +156,15 @@ export function buildCli(argv: string[]): Argv {
           .option('size', { type: 'string', describe: 'capacity of each LUN, e.g. 1GiB, 512M, 1T (sparse RAM)', defaultDescription: '1GiB' })
           .option('block-size', { type: 'number', describe: 'logical block size: 512 or 4096', defaultDescription: '512' })
           .option('config', { type: 'string', describe: 'fabric config file (JSON); see the README' })
+          .option('backing-dir', {
+            type: 'string',
+            describe: 'keep each LUN in a file <dir>/<wwpn>-lun<n>.img (created sparse, locked while mounted) instead of RAM',
+          })
           .option('log-level', { type: 'string', choices: LOG_LEVELS as string[], default: 'info', describe: 'log level' })
           .option('allow-other', { type: 'boolean', default: false, describe: 'let other users reach the mount (needs user_allow_other)' })
           .example('$0 mount /mnt/fc', 'two 1 GiB targets with 512-byte blocks')
           .example('$0 mount /mnt/fc --targets 4 --size 1TiB --block-size 4096', 'four sparse 1 TiB LUNs')
+          .example('$0 mount /mnt/fc --backing-dir /var/lib/fcfs', 'the default fabric, persistent in files')
           .example('$0 mount /mnt/fc --config fabric.json', 'a fabric described in a file'),
       (a) => mountCommand(a as unknown as MountArgs),
     )
