@@ -122,12 +122,23 @@ async function umountCommand(mountpoint: string): Promise<void> {
     try {
       process.kill(pid, 'SIGTERM')
       for (let i = 0; i < 200 && (await isFuseMounted(mnt)); i++) await new Promise((r) => setTimeout(r, 50))
+      // Then until the server has exited: it is still closing (and unlocking) its backing files.
+      for (let i = 0; i < 200 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50))
     } catch {
       // The server is gone: a stale mount. fusermount cleans it below.
     }
   }
   if (await isFuseMounted(mnt)) await fusermountUnmount(mnt)
   process.stdout.write(`unmounted ${mnt}\n`)
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
 
 async function statusCommand(mountpoint: string): Promise<void> {
