@@ -55,6 +55,8 @@ export interface FileBackendOptions {
   /** Who uses the file, for the lock error, e.g. "LUN 1 of target 21000024ff000001". */
   readonly user?: string
   readonly log?: Logger
+  /** How long a live lock holder is given to let go (lock.ts LOCK_GRACE_MS by default). */
+  readonly lockGraceMs?: number
 }
 
 export class FileBackend implements Backend {
@@ -106,7 +108,7 @@ export class FileBackend implements Backend {
 
     let lock: FileLock
     try {
-      lock = await lockFile(real, o.log)
+      lock = await lockFile(real, o.log, o.lockGraceMs)
     } catch (e) {
       if (e instanceof LockHeldError) {
         const by = e.owner.pid === process.pid ? `this fcfs (pid ${e.owner.pid}) already` : `pid ${e.owner.pid}`

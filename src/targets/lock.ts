@@ -15,7 +15,9 @@
  *             we then see its live pid)
  *
  * An empty lock file is a taker between its open and its write: it is read
- * again for a moment before being called stale.
+ * again for a moment before being called stale. A live owner other than this
+ * process gets LOCK_GRACE_MS to let go (a server that was just unmounted is
+ * still closing its files) before the lock counts as held.
  *
  * Released by unlinking, only while the file still names us. A process that
  * exits without releasing (an exception, process.exit) removes its locks in
@@ -105,12 +107,19 @@ export async function ownerAlive(owner: LockOwner): Promise<boolean> {
 
 const EMPTY_RETRIES = 10
 const EMPTY_WAIT_MS = 50
+/**
+ * How long a live owner is given to go away before the lock counts as held:
+ * `fcfs umount` returns once the mount is gone, while the old server is
+ * still closing its files, and an immediate remount should not trip on that.
+ */
+export const LOCK_GRACE_MS = 2000
+const GRACE_POLL_MS = 100
 
 /**
  * Takes `<file>.lock`. Throws LockHeldError when a live process holds it; a
  * stale lock is taken over after a warning on `log`.
  */
-export async function lockFile(file: string, log?: Logger): Promise<FileLock> {
+export async function lockFile(file: string, log?: Logger, graceMs = LOCK_GRACE_MS): Promise<FileLock> {
   const lockPath = `${file}.lock`
   const me: LockOwner = { pid: process.pid, start: await processStart(process.pid) }
   const content = `${me.pid}\n${me.start !== undefined ? `start ${me.start}\n` : ''}`
@@ -131,7 +140,10 @@ export async function lockFile(file: string, log?: Logger): Promise<FileLock> {
     if (attempt >= 8) throw new Error(`${lockPath}: could not be taken after ${attempt + 1} attempts (it keeps changing)`)
     const owner = await readOwner(lockPath)
     if (owner === 'gone') continue
-    if (owner !== null && (await ownerAlive(owner))) throw new LockHeldError(lockPath, owner)
+    if (owner !== null && (await ownerAlive(owner))) {
+      if (owner.pid === process.pid || !(await goesAway(lockPath, owner, graceMs))) throw new LockHeldError(lockPath, owner)
+      continue
+    }
     log?.warn(
       { event: 'stale_lock', lock: lockPath, pid: owner?.pid ?? null },
       owner ? `taking over the stale lock of pid ${owner.pid}, which is gone` : 'taking over an unreadable stale lock',
@@ -140,6 +152,16 @@ export async function lockFile(file: string, log?: Logger): Promise<FileLock> {
       if (err.code !== 'ENOENT') throw err
     })
   }
+}
+
+/** Whether, within `ms`, the lock file disappears or its owner dies. */
+async function goesAway(lockPath: string, owner: LockOwner, ms: number): Promise<boolean> {
+  for (let waited = 0; waited < ms; waited += GRACE_POLL_MS) {
+    await new Promise((r) => setTimeout(r, GRACE_POLL_MS))
+    const now = await readOwner(lockPath)
+    if (now === 'gone' || now === null || now.pid !== owner.pid || !(await ownerAlive(owner))) return true
+  }
+  return false
 }
 
 /** The lock's owner, null when it stays unreadable, 'gone' when the file disappeared meanwhile. */
