@@ -12,8 +12,9 @@ import { createLogger, LOG_LEVELS } from './log.js'
 import { ConfigError, FcfsError } from './errors.js'
 import { parseSize, formatSize } from './util/size.js'
 import { defaultConfig, loadConfigFile, type FabricConfig } from './targets/config.js'
-import { startServer, type Server } from './server.js'
+import { startServer, type Server, type ServerOptions } from './server.js'
 import { fusermountUnmount, isFuseMounted } from './fs/mount.js'
+import { parseChap, parsePortal } from './iscsi/server.js'
 
 const EXIT_USAGE = 2
 
@@ -31,6 +32,8 @@ interface MountArgs {
   'backing-dir'?: string
   'log-level': string
   'allow-other': boolean
+  'iscsi-portal'?: string
+  'iscsi-chap'?: string
 }
 
 async function configFrom(a: MountArgs): Promise<FabricConfig> {
@@ -68,6 +71,10 @@ function banner(server: Server): string {
     const path = d.info.lun === 0 ? join(mnt, 'wwn', d.info.wwpn, 'rwbuf') : join(mnt, 'wwn', d.info.wwpn, 'lun', String(d.info.lun), 'rwbuf')
     out.push(`  ${path}  ${formatSize(d.capacity)}, ${d.blockSize}-byte blocks`)
   }
+  if (server.iscsi) {
+    const { host, port } = server.iscsi.address()
+    out.push(`  iSCSI portal ${host.includes(':') ? `[${host}]` : host}:${port}: ${server.iscsi.targetNames().length} target(s) iqn.2026-11.io.fcfs:<wwpn>`)
+  }
   const first = server.devices[0]
   if (first) {
     const rw = join(mnt, 'wwn', first.info.wwpn, 'rwbuf')
@@ -81,8 +88,13 @@ function banner(server: Server): string {
 
 async function mountCommand(a: MountArgs): Promise<void> {
   let config: FabricConfig
+  let iscsi: ServerOptions['iscsi']
   try {
     config = await configFrom(a)
+    if (a['iscsi-chap'] !== undefined && a['iscsi-portal'] === undefined) throw new ConfigError('--iscsi-chap', 'needs --iscsi-portal')
+    if (a['iscsi-portal'] !== undefined) {
+      iscsi = { ...parsePortal(String(a['iscsi-portal'])), chap: a['iscsi-chap'] !== undefined ? parseChap(String(a['iscsi-chap'])) : undefined }
+    }
   } catch (err) {
     if (err instanceof FcfsError) fail(err.message)
     throw err
@@ -90,7 +102,7 @@ async function mountCommand(a: MountArgs): Promise<void> {
   const log = createLogger(a['log-level'] as never)
   let server: Server
   try {
-    server = await startServer({ mountpoint: a.mountpoint, config, log, allowOther: a['allow-other'] })
+    server = await startServer({ mountpoint: a.mountpoint, config, log, allowOther: a['allow-other'], iscsi })
   } catch (err) {
     process.stderr.write(`fcfs: ${(err as Error).message}\n`)
     process.exit(1)
@@ -172,11 +184,14 @@ export function buildCli(argv: string[]): Argv {
             describe: 'keep each LUN in a file <dir>/<wwpn>-lun<n>.img (created sparse, locked while mounted) instead of RAM',
           })
           .option('log-level', { type: 'string', choices: LOG_LEVELS as string[], default: 'info', describe: 'log level' })
+          .option('iscsi-portal', { type: 'string', describe: 'also serve every target over iSCSI at host:port (iqn.2026-11.io.fcfs:<wwpn>)' })
+          .option('iscsi-chap', { type: 'string', describe: 'require one-way CHAP from iSCSI initiators: user:secret (secret ≥ 12 characters)' })
           .option('allow-other', { type: 'boolean', default: false, describe: 'let other users reach the mount (needs user_allow_other)' })
           .example('$0 mount /mnt/fc', 'two 1 GiB targets with 512-byte blocks')
           .example('$0 mount /mnt/fc --targets 4 --size 1TiB --block-size 4096', 'four sparse 1 TiB LUNs')
           .example('$0 mount /mnt/fc --backing-dir /var/lib/fcfs', 'the default fabric, persistent in files')
-          .example('$0 mount /mnt/fc --config fabric.json', 'a fabric described in a file'),
+          .example('$0 mount /mnt/fc --config fabric.json', 'a fabric described in a file')
+          .example('$0 mount /mnt/fc --iscsi-portal 127.0.0.1:3260', 'and export the targets over iSCSI'),
       (a) => mountCommand(a as unknown as MountArgs),
     )
     .command(

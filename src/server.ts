@@ -12,12 +12,15 @@ import { BlockDevice } from './fs/blockdev.js'
 import { scanPort } from './fs/scan.js'
 import { Filesystem } from './fs/filesystem.js'
 import { mountFuse, isFuseMounted, type Mounted } from './fs/mount.js'
+import { startIscsiPortal, type IscsiPortal, type PortalOptions } from './iscsi/server.js'
 
 export interface ServerOptions {
   mountpoint: string
   config: FabricConfig
   log: Logger
   allowOther?: boolean
+  /** Serve the targets over iSCSI too (off unless given). */
+  iscsi?: Pick<PortalOptions, 'host' | 'port' | 'chap'>
 }
 
 export interface Server {
@@ -26,6 +29,7 @@ export interface Server {
   drivers: HbaDriver[]
   devices: BlockDevice[]
   fs: Filesystem
+  iscsi?: IscsiPortal
   /** Unmounts, drains the HBA and closes the backends. Idempotent. */
   stop(reason?: string): Promise<void>
   /** Resolves once the server stopped (by stop() or an external unmount). */
@@ -58,9 +62,12 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   const { fabric, driver, devices } = await startFabric(opts.config, log)
   const fs = new Filesystem({ drivers: [driver], devices, log, mountpoint })
   let mounted: Mounted
+  let iscsi: IscsiPortal | undefined
   try {
+    if (opts.iscsi) iscsi = await startIscsiPortal({ ...opts.iscsi, driver, log })
     mounted = await mountFuse(mountpoint, fs.fuseOps(), { allowOther: opts.allowOther })
   } catch (err) {
+    await iscsi?.close()
     await driver.shutdown(0)
     await closeFabric(fabric, log)
     throw err
@@ -86,6 +93,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       if (await isFuseMounted(mountpoint)) {
         await mounted.unmount().catch((err: Error) => log.error({ event: 'unmount_failed', err: err.message }, 'unmount failed'))
       }
+      await iscsi?.close()
       await driver.shutdown()
       await closeFabric(fabric, log)
       log.info({ event: 'stopped', mountpoint }, 'fcfs stopped')
@@ -94,5 +102,5 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     return stopping
   }
 
-  return { mountpoint, fabric, drivers: [driver], devices, fs, stop, stopped }
+  return { mountpoint, fabric, drivers: [driver], devices, fs, iscsi, stop, stopped }
 }

@@ -1,0 +1,202 @@
+/**
+ * The iSCSI portal: a net.Server on host:port that serves every target port
+ * the HBA logged into as the iSCSI target `iqn.2026-11.io.fcfs:<wwpn>`, and
+ * every LUN behind it as the same LUN number. Commands go through the HBA
+ * driver's submit(), exactly like file I/O, so stats, the trace and fault
+ * injection see them.
+ *
+ * Sessions are kept by TSIH; a new login with the same initiator name, ISID
+ * and target replaces the old session (session reinstatement, §6.3.5).
+ */
+import { createServer, type Server as NetServer, type Socket } from 'node:net'
+import type { Logger } from '../log.js'
+import type { HbaDriver } from '../hba/driver.js'
+import { ConfigError } from '../errors.js'
+import { Connection, type NewSession, type PortalContext } from './connection.js'
+import { DEFAULT_LIMITS, type ChapConfig, type TargetLimits } from './login.js'
+import { Session, type SessionTarget } from './session.js'
+import { targetIqn } from './text.js'
+
+export const DEFAULT_ISCSI_PORT = 3260
+
+export interface PortalOptions {
+  host: string
+  port: number
+  driver: HbaDriver
+  log: Logger
+  chap?: ChapConfig
+  limits?: Partial<TargetLimits>
+}
+
+export interface PortalAddress {
+  host: string
+  port: number
+}
+
+/** "host:port", "host" (port 3260) or "[v6]:port"; throws a ConfigError naming `flag`. */
+export function parsePortal(value: string, flag = '--iscsi-portal'): PortalAddress {
+  const bad = (why: string): never => {
+    throw new ConfigError(flag, `${why}; expected host:port such as 127.0.0.1:3260, got ${JSON.stringify(value)}`)
+  }
+  if (typeof value !== 'string' || value.trim() === '') bad('is empty')
+  let host: string
+  let portText: string | undefined
+  const v6 = /^\[([0-9a-fA-F:.]+)\](?::(.*))?$/.exec(value)
+  if (v6) {
+    host = v6[1]
+    portText = v6[2]
+  } else {
+    const parts = value.split(':')
+    if (parts.length > 2) bad('an IPv6 address must be in brackets')
+    host = parts[0]
+    portText = parts[1]
+  }
+  if (!host) bad('names no host')
+  if (!/^[A-Za-z0-9.:_-]+$/.test(host)) bad(`"${host}" is not a host name or address`)
+  let port = DEFAULT_ISCSI_PORT
+  if (portText !== undefined) {
+    if (!/^[0-9]{1,5}$/.test(portText)) bad(`"${portText}" is not a port number`)
+    port = Number(portText)
+    if (port < 1 || port > 65535) bad(`port ${port} is outside 1..65535`)
+  }
+  return { host, port }
+}
+
+/** "user:secret" for --iscsi-chap; throws a ConfigError naming `flag`. */
+export function parseChap(value: string, flag = '--iscsi-chap'): ChapConfig {
+  const i = value.indexOf(':')
+  if (i <= 0 || i === value.length - 1) throw new ConfigError(flag, `expected user:secret, got ${JSON.stringify(value)}`)
+  const secret = value.slice(i + 1)
+  if (secret.length < 12) throw new ConfigError(flag, `the CHAP secret must be at least 12 characters (RFC 7143 §12.1.3), got ${secret.length}`)
+  return { user: value.slice(0, i), secret }
+}
+
+export class IscsiPortal implements PortalContext {
+  readonly log: Logger
+  readonly limits: TargetLimits
+  readonly chap?: ChapConfig
+  readonly portalGroupTag = 1
+  private readonly driver: HbaDriver
+  private readonly opts: PortalOptions
+  private readonly server: NetServer
+  private readonly targets = new Map<string, SessionTarget>()
+  private readonly sessions = new Map<number, Session>()
+  private readonly conns = new Set<Connection>()
+  private nextTsih = 1
+  private bound: PortalAddress | null = null
+
+  constructor(opts: PortalOptions) {
+    this.opts = opts
+    this.driver = opts.driver
+    this.log = opts.log.child({ component: 'iscsi' })
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits }
+    this.chap = opts.chap
+    for (const port of opts.driver.ports) {
+      const iqn = targetIqn(port.wwpn)
+      this.targets.set(iqn, { iqn, port })
+    }
+    this.server = createServer((socket) => this.accept(socket))
+    this.server.on('error', (err) => this.log.error({ event: 'iscsi_server_error', err: err.message }, 'portal error'))
+  }
+
+  /** Starts listening; rejects with a clear message when the address is taken or not ours. */
+  listen(): Promise<PortalAddress> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new ConfigError('--iscsi-portal', `cannot listen on ${this.opts.host}:${this.opts.port}: ${err.code ?? err.message}`))
+      }
+      this.server.once('error', onError)
+      this.server.listen({ host: this.opts.host, port: this.opts.port }, () => {
+        this.server.off('error', onError)
+        const a = this.server.address()
+        this.bound = typeof a === 'object' && a ? { host: a.address, port: a.port } : { host: this.opts.host, port: this.opts.port }
+        this.log.info({ event: 'iscsi_listening', host: this.bound.host, port: this.bound.port, targets: this.targets.size, chap: !!this.chap }, 'iSCSI portal listening')
+        resolve(this.bound)
+      })
+    })
+  }
+
+  address(): PortalAddress {
+    if (!this.bound) throw new ConfigError('--iscsi-portal', 'the portal is not listening')
+    return this.bound
+  }
+
+  targetNames(): string[] {
+    return [...this.targets.keys()]
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size
+  }
+
+  private accept(socket: Socket): void {
+    const c = new Connection(socket, this)
+    this.conns.add(c)
+  }
+
+  // ---- PortalContext ----
+
+  findTarget(iqn: string): SessionTarget | undefined {
+    return this.targets.get(iqn)
+  }
+
+  sessionExists(tsih: number): boolean {
+    return this.sessions.has(tsih)
+  }
+
+  createSession(n: NewSession): Session {
+    // Reinstatement: the same I_T nexus logging in again replaces the old session.
+    for (const s of this.sessions.values()) {
+      if (s.type === n.type && s.initiatorName === n.initiatorName && s.isid.equals(n.isid) && s.target?.iqn === n.target?.iqn) {
+        this.log.info({ event: 'iscsi_session_reinstated', tsih: s.tsih }, 'session reinstated by a new login')
+        for (const c of this.conns) if (c.session === s) c.destroy()
+        s.close()
+        this.sessions.delete(s.tsih)
+      }
+    }
+    let tsih = this.nextTsih
+    while (this.sessions.has(tsih)) tsih = tsih >= 0xffff ? 1 : tsih + 1
+    this.nextTsih = tsih >= 0xffff ? 1 : tsih + 1
+    const s = new Session({
+      tsih,
+      isid: n.isid,
+      initiatorName: n.initiatorName,
+      type: n.type,
+      target: n.target,
+      allTargets: () => this.targetNames(),
+      driver: this.driver,
+      cmdSN: n.cmdSN,
+      log: this.log.child({ tsih }),
+      tasksOn: (loopId, _lun) => [...this.sessions.values()].filter((x) => x.target?.port.loopId === loopId),
+    })
+    s.conn = n.conn
+    this.sessions.set(tsih, s)
+    return s
+  }
+
+  connectionClosed(c: Connection): void {
+    this.conns.delete(c)
+    const s = c.session
+    if (s && this.sessions.get(s.tsih) === s) {
+      // ErrorRecoveryLevel 0 with one connection per session: losing it ends the session.
+      this.sessions.delete(s.tsih)
+      this.log.info({ event: 'iscsi_session_closed', tsih: s.tsih }, 'iSCSI session closed')
+    }
+  }
+
+  /** Stops listening and drops every connection. Idempotent. */
+  async close(): Promise<void> {
+    for (const c of [...this.conns]) c.destroy()
+    await new Promise<void>((resolve) => {
+      if (!this.server.listening) return resolve()
+      this.server.close(() => resolve())
+    })
+    this.log.info({ event: 'iscsi_closed' }, 'iSCSI portal closed')
+  }
+}
+
+export async function startIscsiPortal(opts: PortalOptions): Promise<IscsiPortal> {
+  const p = new IscsiPortal(opts)
+  await p.listen()
+  return p
+}

@@ -1,0 +1,746 @@
+/**
+ * One iSCSI session in full feature phase: CmdSN windowing, the task table,
+ * SCSI commands carried to the HBA driver (the same submit() that file I/O
+ * uses), data movement (immediate and unsolicited data, R2T, Data-Out,
+ * Data-In with phase-collapsed status), task management, NOP, Text and
+ * Logout. The transport (framing, StatSN, the socket) is the connection's.
+ *
+ * A write task's life:
+ *
+ *   SCSI Command ─▶ [immediate data] ─▶ [unsolicited Data-Out … F] ─▶ R2T/Data-Out … ─▶ submit ─▶ SCSI Response
+ *                   └─────────── first burst (FirstBurstLength) ─┘    (MaxBurstLength each)
+ *
+ * A read task: submit ─▶ Data-In … (F at each MaxBurstLength, S on the last
+ * when there is no sense) ─▶ [SCSI Response when status was not collapsed].
+ *
+ * Sequence numbers use serial arithmetic (RFC 1982, 32 bits).
+ */
+import type { Logger } from '../log.js'
+import type { Completion, HbaDriver, PortInfo } from '../hba/driver.js'
+import { CompStatus } from '../hba/iocb.js'
+import { DataDirection } from '../scsi/types.js'
+import { Asc, SenseKey, Status, encodeFixedSense } from '../scsi/sense.js'
+import type { SessionParams } from './login.js'
+import {
+  BHS_SIZE,
+  DATA_IN,
+  LOGOUT_RSP,
+  LogoutReason,
+  LogoutResponse,
+  NOP_IN,
+  R2T,
+  RESERVED_TAG,
+  RejectReason,
+  SCSI_RESPONSE,
+  ScsiResponseCode,
+  TASK_MGMT_RSP,
+  TEXT_RSP,
+  TmfFunction,
+  TmfResponse,
+  encodeBhs,
+  type BhsOf,
+  type DataOut,
+  type LogoutReq,
+  type NopOut,
+  type PduLayout,
+  type ScsiCommandPdu,
+  type TaskMgmtReq,
+  type TextReq,
+} from './pdu.js'
+import { decodeText, encodeText, sendTargets, type KeyValues } from './text.js'
+
+/** Largest transfer one command may ask for (the HBA maps at most ~80 MiB in one command). */
+export const MAX_TRANSFER = 64 * 1024 * 1024
+/** Commands a session may have queued (the CmdSN window). */
+export const QUEUE_DEPTH = 64
+
+export const snaLt = (a: number, b: number): boolean => ((a - b) | 0) < 0
+export const snaLe = (a: number, b: number): boolean => ((a - b) | 0) <= 0
+
+/** What a session needs from its connection. */
+export interface Transport {
+  readonly params: SessionParams
+  /** Frames and sends a PDU (BHS already encoded; DataSegmentLength is set by the framing). */
+  send(bhs: Buffer, data: Buffer | null): void
+  /** StatSN for a status-carrying PDU: returns the current value and advances it. */
+  takeStatSN(): number
+  /** StatSN for PDUs that do not carry status (R2T, Data-In without S). */
+  peekStatSN(): number
+  /** "host:port,tpgt" this connection reached us on, for SendTargets. */
+  readonly portalAddress: string
+  reject(reason: number, bhs: Buffer): void
+  /** Closes the connection after everything queued so far has been written. */
+  closeAfterFlush(): void
+}
+
+export interface SessionTarget {
+  iqn: string
+  port: PortInfo
+}
+
+interface R2tState {
+  offset: number
+  length: number
+  received: number
+}
+
+interface Task {
+  itt: number
+  lun: number
+  cdb: Buffer
+  edtl: number
+  read: boolean
+  write: boolean
+  inWindow: boolean
+  buf: Buffer | null
+  received: number
+  /** Unsolicited bytes still to come (after immediate data). */
+  unsolicitedLeft: number
+  /** Next byte offset not yet covered by data or an R2T. */
+  nextOffset: number
+  r2ts: Map<number, R2tState>
+  r2tSN: number
+  state: 'data-out' | 'submitted' | 'done'
+  aborted: boolean
+  waiters: (() => void)[]
+}
+
+export interface SessionOptions {
+  tsih: number
+  isid: Buffer
+  initiatorName: string
+  type: 'Normal' | 'Discovery'
+  /** The target of a Normal session. */
+  target: SessionTarget | null
+  /** All target names, for SendTargets=All. */
+  allTargets: () => readonly string[]
+  driver: HbaDriver
+  cmdSN: number
+  log: Logger
+  /** Tasks of every session on a target port and LUN (LUN reset reaches them all). */
+  tasksOn: (loopId: number, lun: number | null) => Session[]
+}
+
+export class Session {
+  readonly tsih: number
+  readonly isid: Buffer
+  readonly initiatorName: string
+  readonly type: 'Normal' | 'Discovery'
+  readonly target: SessionTarget | null
+  private readonly opts: SessionOptions
+  private readonly driver: HbaDriver
+  private readonly log: Logger
+  conn: Transport | null = null
+
+  expCmdSN: number
+  private lastMaxCmdSN: number
+  private inWindow = 0
+  /** Commands that arrived ahead of ExpCmdSN, by CmdSN. */
+  private readonly early = new Map<number, () => void>()
+  private readonly tasks = new Map<number, Task>()
+  private nextTtt = 1
+  private textPending: { itt: number; rest: Buffer; ttt: number } | null = null
+  private textIn: Buffer[] = []
+  closed = false
+
+  readonly stats = { commands: 0, dataIn: 0, dataOut: 0, r2t: 0, tmf: 0, rejects: 0 }
+
+  constructor(o: SessionOptions) {
+    this.opts = o
+    this.tsih = o.tsih
+    this.isid = o.isid
+    this.initiatorName = o.initiatorName
+    this.type = o.type
+    this.target = o.target
+    this.driver = o.driver
+    this.log = o.log
+    this.expCmdSN = o.cmdSN >>> 0
+    this.lastMaxCmdSN = (this.expCmdSN + QUEUE_DEPTH - 1) >>> 0
+  }
+
+  get maxCmdSN(): number {
+    const m = (this.expCmdSN + QUEUE_DEPTH - 1 - this.inWindow) >>> 0
+    if (snaLt(this.lastMaxCmdSN, m)) this.lastMaxCmdSN = m
+    return this.lastMaxCmdSN
+  }
+
+  get outstanding(): number {
+    return this.tasks.size
+  }
+
+  // ---- CmdSN ordering ----
+
+  /**
+   * Runs `handler` in CmdSN order. Immediate PDUs run at once; a CmdSN
+   * outside [ExpCmdSN, MaxCmdSN] is ignored (§4.2.2.1); one ahead of
+   * ExpCmdSN waits for the gap to fill.
+   */
+  ordered(immediate: boolean, cmdSN: number, handler: () => void): void {
+    if (immediate) {
+      handler()
+      return
+    }
+    if (snaLt(cmdSN, this.expCmdSN) || snaLt(this.maxCmdSN, cmdSN)) {
+      this.log.debug({ event: 'iscsi_cmdsn_outside_window', cmdSN, expCmdSN: this.expCmdSN, maxCmdSN: this.maxCmdSN }, 'CmdSN outside the window: ignored')
+      return
+    }
+    if (cmdSN !== this.expCmdSN) {
+      this.early.set(cmdSN, handler)
+      return
+    }
+    this.expCmdSN = (this.expCmdSN + 1) >>> 0
+    handler()
+    for (let h = this.early.get(this.expCmdSN); h; h = this.early.get(this.expCmdSN)) {
+      this.early.delete(this.expCmdSN)
+      this.expCmdSN = (this.expCmdSN + 1) >>> 0
+      h()
+    }
+  }
+
+  // ---- PDU encoding with the sequence fields filled in ----
+
+  private bhs<L extends PduLayout>(l: L, v: Partial<BhsOf<L>>): Buffer {
+    const b = Buffer.allocUnsafe(BHS_SIZE)
+    encodeBhs(l, v, b, 0)
+    return b
+  }
+
+  private send(bhs: Buffer, data: Buffer | null = null): void {
+    if (!this.conn || this.closed) return
+    this.conn.send(bhs, data)
+  }
+
+  // ---- SCSI commands ----
+
+  scsiCommand(h: ScsiCommandPdu, raw: Buffer, immediateData: Buffer): void {
+    const conn = this.conn
+    if (!conn) return
+    const p = conn.params
+    if (this.type !== 'Normal' || !this.target) {
+      conn.reject(RejectReason.PROTOCOL_ERROR, raw)
+      return
+    }
+    if (this.tasks.has(h.itt)) {
+      conn.reject(RejectReason.TASK_IN_PROGRESS, raw)
+      return
+    }
+    if (h.read && h.write) {
+      conn.reject(RejectReason.COMMAND_NOT_SUPPORTED, raw) // bidirectional commands: the HBA has one data direction
+      return
+    }
+    const edtl = h.expectedDataTransferLength
+    if (immediateData.length > 0 && (!h.write || !p.immediateData || immediateData.length > Math.min(p.firstBurstLength, edtl))) {
+      conn.reject(RejectReason.PROTOCOL_ERROR, raw)
+      return
+    }
+    this.ordered(h.immediate, h.cmdSN, () => this.startTask(h, immediateData))
+  }
+
+  private startTask(h: ScsiCommandPdu, immediateData: Buffer): void {
+    const p = this.conn!.params
+    this.stats.commands++
+    const edtl = h.expectedDataTransferLength
+    const task: Task = {
+      itt: h.itt,
+      lun: h.lun,
+      cdb: h.cdb,
+      edtl,
+      read: h.read,
+      write: h.write,
+      inWindow: !h.immediate,
+      buf: null,
+      received: 0,
+      unsolicitedLeft: 0,
+      nextOffset: 0,
+      r2ts: new Map(),
+      r2tSN: 0,
+      state: 'data-out',
+      aborted: false,
+      waiters: [],
+    }
+    this.tasks.set(task.itt, task)
+    if (task.inWindow) this.inWindow++
+
+    if (edtl > MAX_TRANSFER) {
+      // Answer at once; any unsolicited data that follows finds no task and is dropped.
+      this.respond(task, Status.CHECK_CONDITION, encodeFixedSense({ key: SenseKey.ILLEGAL_REQUEST, ...Asc.INVALID_FIELD_IN_CDB }), 0, 0, edtl)
+      return
+    }
+    if (!h.write || edtl === 0) {
+      this.submit(task)
+      return
+    }
+    task.buf = Buffer.alloc(edtl)
+    if (immediateData.length > 0) {
+      immediateData.copy(task.buf, 0)
+      task.received = immediateData.length
+    }
+    task.nextOffset = task.received
+    if (!p.initialR2T && !h.final) {
+      const firstBurst = Math.min(p.firstBurstLength, edtl)
+      task.unsolicitedLeft = Math.max(0, firstBurst - task.received)
+      task.nextOffset = firstBurst
+    }
+    this.advanceWrite(task)
+  }
+
+  dataOut(h: DataOut, raw: Buffer, data: Buffer): void {
+    const conn = this.conn
+    if (!conn) return
+    this.stats.dataOut++
+    const task = this.tasks.get(h.itt)
+    if (!task) {
+      // The task is gone (aborted, or answered early): its data is dropped (§4.2.2.2 at ERL 0).
+      if (h.ttt !== RESERVED_TAG) conn.reject(RejectReason.INVALID_PDU_FIELD, raw)
+      return
+    }
+    if (task.state !== 'data-out' || !task.buf) {
+      if (!task.aborted) conn.reject(RejectReason.PROTOCOL_ERROR, raw)
+      return
+    }
+    const off = h.bufferOffset
+    if (off + data.length > task.edtl) {
+      conn.reject(RejectReason.PROTOCOL_ERROR, raw)
+      return
+    }
+    if (h.ttt === RESERVED_TAG) {
+      if (data.length > task.unsolicitedLeft) {
+        conn.reject(RejectReason.PROTOCOL_ERROR, raw)
+        return
+      }
+      task.unsolicitedLeft -= data.length
+      if (h.final) task.unsolicitedLeft = 0 // the initiator ended the unsolicited burst early
+    } else {
+      const r = task.r2ts.get(h.ttt)
+      if (!r || off < r.offset || off + data.length > r.offset + r.length) {
+        conn.reject(RejectReason.INVALID_PDU_FIELD, raw)
+        return
+      }
+      r.received += data.length
+      if (h.final || r.received >= r.length) task.r2ts.delete(h.ttt)
+    }
+    data.copy(task.buf, off)
+    task.received += data.length
+    this.advanceWrite(task)
+  }
+
+  /** Issues R2Ts for what is still missing, or submits when the data is complete. */
+  private advanceWrite(task: Task): void {
+    if (task.aborted) return
+    const p = this.conn!.params
+    if (task.received >= task.edtl) {
+      task.r2ts.clear()
+      this.submit(task)
+      return
+    }
+    if (task.unsolicitedLeft > 0) return
+    // Unsolicited data that did not come (F early) is asked for again by R2T.
+    if (task.r2ts.size === 0 && task.nextOffset > task.received) task.nextOffset = task.received
+    while (task.r2ts.size < p.maxOutstandingR2T && task.nextOffset < task.edtl) {
+      const length = Math.min(p.maxBurstLength, task.edtl - task.nextOffset)
+      const ttt = this.allocTtt()
+      task.r2ts.set(ttt, { offset: task.nextOffset, length, received: 0 })
+      this.stats.r2t++
+      this.send(
+        this.bhs(R2T, {
+          final: true,
+          lun: task.lun,
+          itt: task.itt,
+          ttt,
+          statSN: this.conn!.peekStatSN(),
+          expCmdSN: this.expCmdSN,
+          maxCmdSN: this.maxCmdSN,
+          r2tSN: task.r2tSN++,
+          bufferOffset: task.nextOffset,
+          desiredDataTransferLength: length,
+        }),
+      )
+      task.nextOffset += length
+    }
+  }
+
+  private allocTtt(): number {
+    const t = this.nextTtt
+    this.nextTtt = this.nextTtt >= 0xfffffffe ? 1 : this.nextTtt + 1
+    return t
+  }
+
+  private submit(task: Task): void {
+    if (!this.target) return
+    task.state = 'submitted'
+    const direction = task.edtl === 0 ? DataDirection.None : task.write ? DataDirection.Out : task.read ? DataDirection.In : DataDirection.None
+    let data: Buffer | null = null
+    if (direction === DataDirection.Out) data = task.buf
+    else if (direction === DataDirection.In) data = task.buf = Buffer.allocUnsafe(task.edtl)
+    try {
+      this.driver.submit({ target: this.target.port.loopId, lun: task.lun < 0 ? 0xffff : task.lun, cdb: task.cdb, data, direction }, (c) =>
+        this.completed(task, c),
+      )
+    } catch (err) {
+      this.log.error({ event: 'iscsi_submit_failed', itt: task.itt, err: (err as Error).message }, 'HBA refused the command')
+      this.respondFailure(task)
+    }
+  }
+
+  private completed(task: Task, c: Completion): void {
+    if (task.aborted || this.closed) {
+      this.finish(task)
+      return
+    }
+    if (c.entryStatus !== 0) {
+      this.respondFailure(task)
+      return
+    }
+    let status = c.scsiStatus
+    let sense = c.sense && c.sense.length > 0 ? c.sense : null
+    switch (c.compStatus) {
+      case CompStatus.COMPLETE:
+      case CompStatus.DATA_UNDERRUN:
+      case CompStatus.DATA_OVERRUN:
+        break
+      case CompStatus.QUEUE_FULL:
+        status = Status.TASK_SET_FULL
+        sense = null
+        break
+      case CompStatus.ABORTED:
+      case CompStatus.RESET:
+        status = Status.TASK_ABORTED
+        sense = null
+        break
+      default:
+        this.log.warn({ event: 'iscsi_hba_failure', itt: task.itt, compStatus: c.compStatus }, 'HBA failed the command')
+        this.respondFailure(task)
+        return
+    }
+    const overflow = c.compStatus === CompStatus.DATA_OVERRUN ? c.residual : 0
+    const moved = Math.min(c.transferred, task.edtl)
+    if (task.read && task.buf && moved > 0) {
+      this.sendDataIn(task, task.buf.subarray(0, moved), status, sense, overflow)
+      return
+    }
+    this.respond(task, status, sense, moved, overflow, task.edtl - moved)
+  }
+
+  /** Data-In PDUs for `data`, with the status in the last one when there is no sense. */
+  private sendDataIn(task: Task, data: Buffer, status: number, sense: Buffer | null, overflow: number): void {
+    const conn = this.conn!
+    const p = conn.params
+    const seg = p.maxXmitDataSegmentLength
+    const underflow = overflow ? 0 : task.edtl - data.length
+    const collapse = sense === null
+    let dataSN = 0
+    let burst = 0
+    for (let off = 0; off < data.length; ) {
+      const n = Math.min(seg, data.length - off, p.maxBurstLength - burst)
+      const last = off + n >= data.length
+      burst += n
+      const endOfBurst = last || burst >= p.maxBurstLength
+      const withStatus = last && collapse
+      this.stats.dataIn++
+      this.send(
+        this.bhs(DATA_IN, {
+          final: endOfBurst,
+          statusPresent: withStatus,
+          overflow: withStatus && overflow > 0,
+          underflow: withStatus && underflow > 0,
+          status: withStatus ? status : 0,
+          itt: task.itt,
+          ttt: RESERVED_TAG,
+          statSN: withStatus ? conn.takeStatSN() : 0,
+          expCmdSN: this.expCmdSN,
+          maxCmdSN: this.maxCmdSN,
+          dataSN: dataSN++,
+          bufferOffset: off,
+          residualCount: withStatus ? overflow || underflow : 0,
+        }),
+        data.subarray(off, off + n),
+      )
+      if (endOfBurst) burst = 0
+      off += n
+    }
+    task.r2tSN = dataSN // ExpDataSN counts Data-In PDUs for reads
+    if (collapse) {
+      this.release(task) // released after the last send so MaxCmdSN above did not open early
+      this.finish(task)
+      return
+    }
+    this.respond(task, status, sense, data.length, overflow, underflow)
+  }
+
+  private respond(task: Task, status: number, sense: Buffer | null, _moved: number, overflow: number, underflow: number): void {
+    const conn = this.conn
+    this.release(task)
+    if (conn && !this.closed) {
+      let data: Buffer | null = null
+      if (sense) {
+        data = Buffer.allocUnsafe(2 + sense.length)
+        data.writeUInt16BE(sense.length, 0)
+        sense.copy(data, 2)
+      }
+      const under = overflow ? 0 : underflow
+      this.send(
+        this.bhs(SCSI_RESPONSE, {
+          final: true,
+          overflow: overflow > 0,
+          underflow: under > 0,
+          response: ScsiResponseCode.COMPLETED,
+          status,
+          itt: task.itt,
+          statSN: conn.takeStatSN(),
+          expCmdSN: this.expCmdSN,
+          maxCmdSN: this.maxCmdSN,
+          expDataSN: task.r2tSN,
+          residualCount: overflow || under,
+        }),
+        data,
+      )
+    }
+    this.finish(task)
+  }
+
+  /** The HBA or the link failed the command: "target failure" (§11.4.3), no SCSI status. */
+  private respondFailure(task: Task): void {
+    const conn = this.conn
+    this.release(task)
+    if (conn && !this.closed && !task.aborted) {
+      this.send(
+        this.bhs(SCSI_RESPONSE, {
+          final: true,
+          response: ScsiResponseCode.TARGET_FAILURE,
+          status: 0,
+          itt: task.itt,
+          statSN: conn.takeStatSN(),
+          expCmdSN: this.expCmdSN,
+          maxCmdSN: this.maxCmdSN,
+          expDataSN: task.r2tSN,
+        }),
+      )
+    }
+    this.finish(task)
+  }
+
+  /** Frees the task's place in the CmdSN window (before the response, so its MaxCmdSN opens). */
+  private release(task: Task): void {
+    if (task.inWindow) {
+      task.inWindow = false
+      this.inWindow--
+    }
+  }
+
+  private finish(task: Task): void {
+    this.release(task)
+    if (task.state === 'done') return
+    task.state = 'done'
+    if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt)
+    task.buf = null
+    for (const w of task.waiters.splice(0)) w()
+  }
+
+  // ---- task management ----
+
+  /** Marks tasks aborted and resolves once none of them is at the HBA any more. */
+  abortTasks(match: (t: Task) => boolean): Promise<void> {
+    const waits: Promise<void>[] = []
+    for (const t of [...this.tasks.values()]) {
+      if (!match(t)) continue
+      t.aborted = true
+      if (t.state === 'data-out') this.finish(t)
+      else if (t.state === 'submitted') waits.push(new Promise((r) => t.waiters.push(r)))
+    }
+    return Promise.all(waits).then(() => undefined)
+  }
+
+  hasTask(itt: number): boolean {
+    return this.tasks.has(itt)
+  }
+
+  taskManagement(h: TaskMgmtReq): void {
+    this.ordered(h.immediate, h.cmdSN, () => void this.runTmf(h))
+  }
+
+  private async runTmf(h: TaskMgmtReq): Promise<void> {
+    this.stats.tmf++
+    let response: number = TmfResponse.FUNCTION_COMPLETE
+    const loopId = this.target?.port.loopId ?? -1
+    switch (h.function) {
+      case TmfFunction.ABORT_TASK: {
+        const t = this.tasks.get(h.referencedTaskTag)
+        if (!t || t.lun !== h.lun) {
+          // §11.5.1: a task not seen yet whose CmdSN is inside the window and before this request
+          // is considered received (and so done); anything else does not exist.
+          const inWindow = !snaLt(h.refCmdSN, this.expCmdSN) && snaLe(h.refCmdSN, this.maxCmdSN)
+          response = !t && inWindow && snaLt(h.refCmdSN, h.cmdSN) ? TmfResponse.FUNCTION_COMPLETE : TmfResponse.TASK_DOES_NOT_EXIST
+          break
+        }
+        await this.abortTasks((x) => x === t)
+        break
+      }
+      case TmfFunction.ABORT_TASK_SET:
+      case TmfFunction.CLEAR_TASK_SET:
+        await this.abortTasks((x) => x.lun === h.lun)
+        break
+      case TmfFunction.LOGICAL_UNIT_RESET:
+        await Promise.all(this.opts.tasksOn(loopId, h.lun).map((s) => s.abortTasks((x) => x.lun === h.lun)))
+        break
+      case TmfFunction.TARGET_WARM_RESET:
+        await Promise.all(this.opts.tasksOn(loopId, null).map((s) => s.abortTasks(() => true)))
+        break
+      case TmfFunction.TASK_REASSIGN:
+        response = TmfResponse.REASSIGNMENT_NOT_SUPPORTED // ErrorRecoveryLevel is 0
+        break
+      default:
+        // CLEAR ACA (no ACA here), TARGET COLD RESET: not supported.
+        response = TmfResponse.FUNCTION_NOT_SUPPORTED
+    }
+    if (this.closed || !this.conn) return
+    this.send(
+      this.bhs(TASK_MGMT_RSP, {
+        final: true,
+        response,
+        itt: h.itt,
+        statSN: this.conn.takeStatSN(),
+        expCmdSN: this.expCmdSN,
+        maxCmdSN: this.maxCmdSN,
+      }),
+    )
+  }
+
+  // ---- NOP, Text, Logout ----
+
+  nopOut(h: NopOut, data: Buffer): void {
+    this.ordered(h.immediate, h.cmdSN, () => {
+      if (h.itt === RESERVED_TAG) return // a ping that wants no answer, or the answer to ours
+      const conn = this.conn
+      if (!conn || this.closed) return
+      const echo = data.length > conn.params.maxXmitDataSegmentLength ? data.subarray(0, conn.params.maxXmitDataSegmentLength) : data
+      this.send(
+        this.bhs(NOP_IN, {
+          final: true,
+          lun: h.lun < 0 ? 0 : h.lun,
+          itt: h.itt,
+          ttt: RESERVED_TAG,
+          statSN: conn.takeStatSN(),
+          expCmdSN: this.expCmdSN,
+          maxCmdSN: this.maxCmdSN,
+        }),
+        echo.length ? Buffer.from(echo) : null,
+      )
+    })
+  }
+
+  text(h: TextReq, raw: Buffer, data: Buffer): void {
+    this.ordered(h.immediate, h.cmdSN, () => this.runText(h, raw, data))
+  }
+
+  private runText(h: TextReq, raw: Buffer, data: Buffer): void {
+    const conn = this.conn
+    if (!conn || this.closed) return
+    let payload: Buffer
+    if (h.ttt !== RESERVED_TAG) {
+      // The initiator asks for the next piece of a long answer.
+      const pend = this.textPending
+      if (!pend || pend.ttt !== h.ttt || pend.itt !== h.itt) {
+        conn.reject(RejectReason.INVALID_PDU_FIELD, raw)
+        return
+      }
+      payload = pend.rest
+      this.textPending = null
+    } else {
+      this.textIn.push(Buffer.from(data))
+      if (h.continue) {
+        // More keys follow: acknowledge with an empty response (§11.10.2).
+        this.sendText(h.itt, Buffer.alloc(0), false, RESERVED_TAG, h.lun)
+        return
+      }
+      const all = Buffer.concat(this.textIn)
+      this.textIn = []
+      let kv: KeyValues
+      try {
+        kv = decodeText(all)
+      } catch {
+        conn.reject(RejectReason.PROTOCOL_ERROR, raw)
+        return
+      }
+      const out: KeyValues = []
+      for (const [k, v] of kv) {
+        if (k === 'SendTargets') {
+          out.push(...sendTargets(v, this.type === 'Discovery' ? this.opts.allTargets() : v === '' || v === 'All' ? [this.target!.iqn] : this.opts.allTargets(), this.target?.iqn ?? null, conn.portalAddress))
+        } else {
+          out.push([k, 'NotUnderstood'])
+        }
+      }
+      payload = encodeText(out)
+    }
+    const max = conn.params.maxXmitDataSegmentLength
+    if (payload.length > max) {
+      // Split at a NUL boundary when possible so every piece is whole pairs.
+      let cut = payload.lastIndexOf(0, max - 1) + 1
+      if (cut <= 0) cut = max
+      const ttt = this.allocTtt()
+      this.textPending = { itt: h.itt, rest: payload.subarray(cut), ttt }
+      this.sendText(h.itt, payload.subarray(0, cut), false, ttt, h.lun, true)
+      return
+    }
+    this.sendText(h.itt, payload, true, RESERVED_TAG, h.lun)
+  }
+
+  private sendText(itt: number, payload: Buffer, final: boolean, ttt: number, lun: number, more = false): void {
+    const conn = this.conn!
+    this.send(
+      this.bhs(TEXT_RSP, {
+        final,
+        continue: more,
+        lun: lun < 0 ? 0 : lun,
+        itt,
+        ttt,
+        statSN: conn.takeStatSN(),
+        expCmdSN: this.expCmdSN,
+        maxCmdSN: this.maxCmdSN,
+      }),
+      payload.length ? payload : null,
+    )
+  }
+
+  logout(h: LogoutReq): void {
+    this.ordered(h.immediate, h.cmdSN, () => {
+      const conn = this.conn
+      if (!conn || this.closed) return
+      const response =
+        h.reasonCode === LogoutReason.REMOVE_FOR_RECOVERY
+          ? LogoutResponse.RECOVERY_NOT_SUPPORTED
+          : h.reasonCode === LogoutReason.CLOSE_SESSION || h.reasonCode === LogoutReason.CLOSE_CONNECTION
+            ? LogoutResponse.SUCCESS
+            : LogoutResponse.CLEANUP_FAILED
+      // Commands still at the HBA finish first, so nothing is acknowledged after the logout.
+      const pending = [...this.tasks.values()].filter((t) => t.state === 'submitted').map((t) => new Promise<void>((r) => t.waiters.push(r)))
+      void Promise.all(pending).then(() => {
+        if (this.closed || !this.conn) return
+        this.send(
+          this.bhs(LOGOUT_RSP, {
+            final: true,
+            response,
+            itt: h.itt,
+            statSN: this.conn.takeStatSN(),
+            expCmdSN: this.expCmdSN,
+            maxCmdSN: this.maxCmdSN,
+            time2Wait: 0,
+            time2Retain: 0,
+          }),
+        )
+        if (response === LogoutResponse.SUCCESS) this.conn.closeAfterFlush()
+      })
+    })
+  }
+
+  /** The connection is gone: drop every task (commands at the HBA finish unseen). */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    for (const t of [...this.tasks.values()]) {
+      t.aborted = true
+      if (t.state === 'data-out') this.finish(t)
+    }
+    this.early.clear()
+    this.conn = null
+  }
+}
