@@ -154,8 +154,24 @@ export class FileBackend implements Backend {
     }
   }
 
-  async read(offset: number, dst: Buffer): Promise<IoResult> {
+  // The range checks throw synchronously, as RamBackend's do: a bad range is a
+  // bug in the caller and must not turn into a promise nobody awaits.
+  read(offset: number, dst: Buffer): Promise<IoResult> {
     this.check(offset, dst.length, 'read')
+    return this.readAt(offset, dst)
+  }
+
+  write(offset: number, src: Buffer): Promise<IoResult> {
+    this.check(offset, src.length, 'write')
+    return this.writeAt(offset, src)
+  }
+
+  unmap(offset: number, length: number): Promise<IoResult> {
+    this.check(offset, length, 'unmap')
+    return this.unmapAt(offset, length)
+  }
+
+  private async readAt(offset: number, dst: Buffer): Promise<IoResult> {
     try {
       let pos = 0
       while (pos < dst.length) {
@@ -173,8 +189,7 @@ export class FileBackend implements Backend {
     }
   }
 
-  async write(offset: number, src: Buffer): Promise<IoResult> {
-    this.check(offset, src.length, 'write')
+  private async writeAt(offset: number, src: Buffer): Promise<IoResult> {
     try {
       let pos = 0
       while (pos < src.length) {
@@ -197,8 +212,7 @@ export class FileBackend implements Backend {
     }
   }
 
-  async unmap(offset: number, length: number): Promise<IoResult> {
-    this.check(offset, length, 'unmap')
+  private async unmapAt(offset: number, length: number): Promise<IoResult> {
     if (length === 0) return null
     if (length >= PUNCH_MIN_BYTES && this.punch) {
       const err = await punchHole(this.path, offset, length)

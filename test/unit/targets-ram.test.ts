@@ -1,4 +1,6 @@
+import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
+import type { Logger } from '../../src/log.js'
 import { RAM_CHUNK_SIZE, RamBackend } from '../../src/targets/ram.js'
 
 const C = RAM_CHUNK_SIZE
@@ -104,5 +106,79 @@ describe('RamBackend', () => {
     b.write(0, Buffer.alloc(512, 1))
     await b.close()
     expect(b.allocatedBytes()).toBe(0)
+  })
+})
+
+function capture(): { log: Logger; records: Record<string, unknown>[] } {
+  const records: Record<string, unknown>[] = []
+  const log = pino({ level: 'info' }, { write: (s: string) => void records.push(JSON.parse(s)) })
+  return { log, records }
+}
+
+describe('RamBackend memory limit', () => {
+  it('fails a write past the limit as nospace with a message naming the limit, before touching data', () => {
+    const b = new RamBackend(16 * C, { memoryLimit: 3 * C })
+    expect(b.write(0, Buffer.alloc(3 * C, 9))).toBeNull()
+    const r = b.write(3 * C, Buffer.alloc(512, 1))
+    expect(r).toMatchObject({ kind: 'nospace', offset: 3 * C })
+    expect(r!.message).toMatch(/memory limit of 196608 bytes reached/)
+    expect(b.allocatedBytes()).toBe(3 * C)
+    const dst = Buffer.alloc(512, 0xaa)
+    b.read(3 * C, dst)
+    expect(dst.every((x) => x === 0)).toBe(true)
+  })
+
+  it('logs the limit being reached once, as a warning with numbers as fields', () => {
+    const { log, records } = capture()
+    const b = new RamBackend(16 * C, { memoryLimit: C, log })
+    b.write(0, Buffer.alloc(C, 1))
+    for (let i = 1; i < 5; i++) expect(b.write(i * C, Buffer.alloc(C, 1))).toMatchObject({ kind: 'nospace' })
+    const warnings = records.filter((r) => r.event === 'memory_limit_reached')
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toMatchObject({ level: 40, memoryLimit: C, held: C, needed: C, offset: C })
+  })
+
+  it('makes room again once an unmap frees memory', () => {
+    const b = new RamBackend(16 * C, { memoryLimit: 2 * C })
+    b.write(0, Buffer.alloc(2 * C, 1))
+    expect(b.write(8 * C, Buffer.alloc(C, 2))).toMatchObject({ kind: 'nospace' })
+    expect(b.unmap(0, C)).toBeNull()
+    expect(b.allocatedBytes()).toBe(C)
+    expect(b.write(8 * C, Buffer.alloc(C, 2))).toBeNull()
+    expect(b.allocatedBytes()).toBe(2 * C)
+  })
+
+  it('refuses every write of data with a limit of zero, but accepts zeros', () => {
+    const b = new RamBackend(4 * C, { memoryLimit: 0 })
+    expect(b.write(0, Buffer.alloc(512))).toBeNull()
+    expect(b.write(0, Buffer.alloc(512, 1))).toMatchObject({ kind: 'nospace' })
+    expect(b.allocatedBytes()).toBe(0)
+  })
+
+  it('frees a chunk once unmaps in pieces have zeroed all of it', () => {
+    const b = new RamBackend(4 * C)
+    b.write(C, Buffer.alloc(C, 5))
+    expect(b.allocatedBytes()).toBe(C)
+    b.unmap(C, C / 2)
+    expect(b.allocatedBytes()).toBe(C)
+    b.unmap(C + C / 2, C / 2)
+    expect(b.allocatedBytes()).toBe(0)
+  })
+
+  it('keeps a partly unmapped chunk that still holds data', () => {
+    const b = new RamBackend(4 * C)
+    b.write(0, Buffer.alloc(C, 5))
+    b.unmap(4096, 4096)
+    expect(b.allocatedBytes()).toBe(C)
+    const dst = Buffer.alloc(3 * 4096)
+    b.read(0, dst)
+    expect(dst.subarray(0, 4096).every((x) => x === 5)).toBe(true)
+    expect(dst.subarray(4096, 8192).every((x) => x === 0)).toBe(true)
+    expect(dst.subarray(8192).every((x) => x === 5)).toBe(true)
+  })
+
+  it('describes itself for info files', () => {
+    expect(new RamBackend(C, { memoryLimit: C }).info()).toEqual({ backend: 'ram', size: C, allocated: 0, memoryLimit: C })
+    expect(new RamBackend(C).info().memoryLimit).toBe('none')
   })
 })
