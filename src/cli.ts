@@ -13,6 +13,7 @@ import { ConfigError, FcfsError } from './errors.js'
 import { parseSize, formatSize } from './util/size.js'
 import { defaultConfig, loadConfigFile, type FabricConfig } from './targets/config.js'
 import { startServer, type Server, type ServerOptions } from './server.js'
+import { TUNING_OPTIONS, tuningFromArgs, type Tuning, type TuningArgs } from './tuning.js'
 import { fusermountUnmount, isFuseMounted } from './fs/mount.js'
 import { parseChap, parsePortal } from './iscsi/server.js'
 
@@ -23,7 +24,7 @@ function fail(message: string): never {
   process.exit(EXIT_USAGE)
 }
 
-interface MountArgs {
+interface MountArgs extends TuningArgs {
   mountpoint: string
   targets?: number
   size?: string
@@ -89,8 +90,10 @@ function banner(server: Server): string {
 async function mountCommand(a: MountArgs): Promise<void> {
   let config: FabricConfig
   let iscsi: ServerOptions['iscsi']
+  let tuning: Tuning
   try {
     config = await configFrom(a)
+    tuning = tuningFromArgs(a)
     if (a['iscsi-chap'] !== undefined && a['iscsi-portal'] === undefined) throw new ConfigError('--iscsi-chap', 'needs --iscsi-portal')
     if (a['iscsi-portal'] !== undefined) {
       iscsi = { ...parsePortal(String(a['iscsi-portal'])), chap: a['iscsi-chap'] !== undefined ? parseChap(String(a['iscsi-chap'])) : undefined }
@@ -102,7 +105,7 @@ async function mountCommand(a: MountArgs): Promise<void> {
   const log = createLogger(a['log-level'] as never)
   let server: Server
   try {
-    server = await startServer({ mountpoint: a.mountpoint, config, log, allowOther: a['allow-other'], iscsi })
+    server = await startServer({ mountpoint: a.mountpoint, config, log, allowOther: a['allow-other'], iscsi, tuning })
   } catch (err) {
     process.stderr.write(`fcfs: ${(err as Error).message}\n`)
     process.exit(1)
@@ -187,10 +190,13 @@ export function buildCli(argv: string[]): Argv {
           .option('iscsi-portal', { type: 'string', describe: 'also serve every target over iSCSI at host:port (iqn.2026-11.io.fcfs:<wwpn>)' })
           .option('iscsi-chap', { type: 'string', describe: 'require one-way CHAP from iSCSI initiators: user:secret (secret ≥ 12 characters)' })
           .option('allow-other', { type: 'boolean', default: false, describe: 'let other users reach the mount (needs user_allow_other)' })
+          .options(TUNING_OPTIONS)
           .example('$0 mount /mnt/fc', 'two 1 GiB targets with 512-byte blocks')
           .example('$0 mount /mnt/fc --targets 4 --size 1TiB --block-size 4096', 'four sparse 1 TiB LUNs')
           .example('$0 mount /mnt/fc --backing-dir /var/lib/fcfs', 'the default fabric, persistent in files')
           .example('$0 mount /mnt/fc --config fabric.json', 'a fabric described in a file')
+          .example('$0 mount /mnt/fc --link 2G --latency 50us', 'model a 2GFC link: ≈200 MB/s each way')
+          .example('$0 mount /mnt/fc --profile isp2300 --queue-depth 32', "the seed's ISP2300: 2G, 40,000 commands/s")
           .example('$0 mount /mnt/fc --iscsi-portal 127.0.0.1:3260', 'and export the targets over iSCSI'),
       (a) => mountCommand(a as unknown as MountArgs),
     )

@@ -12,6 +12,7 @@ import { BlockDevice } from './fs/blockdev.js'
 import { scanPort } from './fs/scan.js'
 import { Filesystem } from './fs/filesystem.js'
 import { mountFuse, isFuseMounted, type Mounted } from './fs/mount.js'
+import { DEFAULT_TUNING, type Tuning } from './tuning.js'
 import { startIscsiPortal, type IscsiPortal, type PortalOptions } from './iscsi/server.js'
 
 export interface ServerOptions {
@@ -19,6 +20,8 @@ export interface ServerOptions {
   config: FabricConfig
   log: Logger
   allowOther?: boolean
+  /** Link model, queue depth, write-back, readahead, trace (defaults: DEFAULT_TUNING). */
+  tuning?: Tuning
   /** Serve the targets over iSCSI too (off unless given). */
   iscsi?: Pick<PortalOptions, 'host' | 'port' | 'chap'>
 }
@@ -37,15 +40,22 @@ export interface Server {
 }
 
 /** Brings up the fabric and the HBA and scans it, without mounting (the direct path uses this too). */
-export async function startFabric(config: FabricConfig, log: Logger): Promise<{ fabric: Fabric; driver: HbaDriver; devices: BlockDevice[] }> {
+export async function startFabric(
+  config: FabricConfig,
+  log: Logger,
+  tuning: Tuning = DEFAULT_TUNING,
+): Promise<{ fabric: Fabric; driver: HbaDriver; devices: BlockDevice[] }> {
   // Opens (and, for files, locks) every backend; a bad path or a locked file is a ConfigError.
   const fabric = await openFabric(config, { log })
   let driver: HbaDriver | undefined
   try {
-    driver = await createHba({ index: 0, fabric, log })
+    driver = await createHba({ index: 0, fabric, log, link: tuning.link, queueDepth: tuning.queueDepth })
+    driver.trace.setAlways(tuning.trace)
     const devices: BlockDevice[] = []
     for (const port of driver.ports) {
-      for (const info of await scanPort(driver, port, log)) devices.push(new BlockDevice(driver, info))
+      for (const info of await scanPort(driver, port, log)) {
+        devices.push(new BlockDevice(driver, info, { queueDepth: tuning.queueDepth, writebackWindow: tuning.writeback }))
+      }
     }
     return { fabric, driver, devices }
   } catch (err) {
@@ -59,8 +69,9 @@ export async function startFabric(config: FabricConfig, log: Logger): Promise<{ 
 export async function startServer(opts: ServerOptions): Promise<Server> {
   const log = opts.log
   const mountpoint = resolve(opts.mountpoint)
-  const { fabric, driver, devices } = await startFabric(opts.config, log)
-  const fs = new Filesystem({ drivers: [driver], devices, log, mountpoint })
+  const tuning = opts.tuning ?? DEFAULT_TUNING
+  const { fabric, driver, devices } = await startFabric(opts.config, log, tuning)
+  const fs = new Filesystem({ drivers: [driver], devices, log, mountpoint, readahead: tuning.readahead })
   let mounted: Mounted
   let iscsi: IscsiPortal | undefined
   try {
@@ -94,6 +105,8 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
         await mounted.unmount().catch((err: Error) => log.error({ event: 'unmount_failed', err: err.message }, 'unmount failed'))
       }
       await iscsi?.close()
+      // Answered buffered writes reach the targets before the HBA goes down.
+      await drainAll(devices, 10_000, log)
       await driver.shutdown()
       await closeFabric(fabric, log)
       log.info({ event: 'stopped', mountpoint }, 'fcfs stopped')
@@ -103,4 +116,14 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   }
 
   return { mountpoint, fabric, drivers: [driver], devices, fs, iscsi, stop, stopped }
+}
+
+/** Waits (bounded) until every device's write-back has completed. */
+function drainAll(devices: BlockDevice[], ms: number, log: Logger): Promise<void> {
+  const pending = devices.filter((d) => d.writebackPending > 0)
+  if (pending.length === 0) return Promise.resolve()
+  log.info({ event: 'writeback_drain', devices: pending.length }, 'waiting for buffered writes to reach the targets')
+  const all = Promise.all(pending.map((d) => new Promise<void>((r) => d.drain(r))))
+  const timeout = new Promise<void>((r) => setTimeout(r, ms).unref())
+  return Promise.race([all.then(() => undefined), timeout])
 }

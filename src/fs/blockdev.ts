@@ -38,6 +38,33 @@ export interface LastError {
 
 export type IoCallback = (result: number) => void
 
+export interface BlockDeviceOptions {
+  /** Largest single READ/WRITE; bigger transfers are split. */
+  maxTransferBytes: number
+  /** Commands this host keeps outstanding per LUN (the target's queue depth). */
+  queueDepth: number
+  /** Bytes of answered-but-unwritten buffered writes per LUN; 0 = write-through only. */
+  writebackWindow: number
+}
+
+export const DEFAULT_BLOCKDEV_OPTIONS: BlockDeviceOptions = {
+  maxTransferBytes: 1024 * 1024,
+  queueDepth: 64,
+  writebackWindow: 16 * 1024 * 1024,
+}
+
+/** Something that caches data read from the device and must forget it when those bytes are written. */
+export interface ReadCache {
+  invalidate(start: number, end: number): void
+}
+
+interface WaitingWrite {
+  buf: Buffer
+  len: number
+  pos: number
+  cb: IoCallback
+}
+
 type Op = 'read' | 'write'
 
 export class BlockDevice {
@@ -60,14 +87,79 @@ export class BlockDevice {
     syncs: 0,
     errors: 0,
     retries: 0,
+    /** Commands that waited because queueDepth were already outstanding. */
+    throttled: 0,
+    writebackWrites: 0,
+    writebackBytes: 0,
+    writebackErrors: 0,
+    writebackWindowWaits: 0,
+    readaheadHits: 0,
+    readaheadChunks: 0,
+    readaheadDropped: 0,
   }
 
-  constructor(driver: HbaDriver, info: DeviceInfo, maxTransferBytes = 1024 * 1024) {
+  // Host-side queue: at most queueDepth commands of this LUN at the HBA.
+  readonly queueDepth: number
+  private inflight = 0
+  private readonly throttled: (() => void)[] = []
+  private throttledHead = 0
+
+  // Write-back: answered writes still on their way, by sequence number.
+  readonly writebackWindow: number
+  private wbSeq = 0
+  private readonly wbInflight = new Map<number, number>()
+  private wbBytes = 0
+  private readonly wbWaiting: WaitingWrite[] = []
+  private readonly drainWaiters: { target: number; cb: () => void }[] = []
+  /** Bumped on every write-back failure; handles remember the value they have seen. */
+  wbErrorSeq = 0
+  wbErrno = 0
+
+  /** Readahead caches of open handles, told about every write. */
+  readonly caches = new Set<ReadCache>()
+
+  constructor(driver: HbaDriver, info: DeviceInfo, opts: Partial<BlockDeviceOptions> = {}) {
+    const o = { ...DEFAULT_BLOCKDEV_OPTIONS, ...opts }
     this.driver = driver
     this.info = info
     this.blockSize = info.blockSize
     this.capacity = info.blocks * info.blockSize
-    this.maxBlocks = Math.max(1, Math.floor(maxTransferBytes / info.blockSize))
+    this.maxBlocks = Math.max(1, Math.floor(o.maxTransferBytes / info.blockSize))
+    this.queueDepth = Math.max(1, o.queueDepth)
+    this.writebackWindow = Math.max(0, o.writebackWindow)
+  }
+
+  get writebackPending(): number {
+    return this.wbInflight.size
+  }
+
+  get writebackPendingBytes(): number {
+    return this.wbBytes
+  }
+
+  /** Hands a command to the driver, or queues it while queueDepth are outstanding. */
+  private submit(req: Parameters<HbaDriver['submit']>[0], cb: (c: Completion) => void): void {
+    if (this.inflight < this.queueDepth) {
+      this.inflight++
+      this.driver.submit(req, (c) => {
+        this.inflight--
+        if (this.throttledHead < this.throttled.length) this.release()
+        cb(c)
+      })
+      return
+    }
+    this.stats.throttled++
+    this.throttled.push(() => this.submit(req, cb))
+  }
+
+  private release(): void {
+    const next = this.throttled[this.throttledHead]
+    this.throttled[this.throttledHead++] = undefined as unknown as () => void
+    if (this.throttledHead === this.throttled.length) {
+      this.throttled.length = 0
+      this.throttledHead = 0
+    }
+    next()
   }
 
   /** Sends one command, retrying what is worth retrying; cb(0 | -errno, completion). */
@@ -93,8 +185,8 @@ export class BlockDevice {
         attempt++
         this.stats.retries++
         // Unit attentions clear at once; BUSY and TASK SET FULL get a short backoff.
-        if (v.reason === 'UNIT ATTENTION') this.driver.submit(req, onDone)
-        else setTimeout(() => this.driver.submit(req, onDone), 1 << attempt)
+        if (v.reason === 'UNIT ATTENTION') this.submit(req, onDone)
+        else setTimeout(() => this.submit(req, onDone), 1 << attempt)
         return
       }
       this.stats.errors++
@@ -112,7 +204,7 @@ export class BlockDevice {
       }
       cb(v.errno, c)
     }
-    this.driver.submit(req, onDone)
+    this.submit(req, onDone)
   }
 
   /**
@@ -171,21 +263,112 @@ export class BlockDevice {
     if (len > cap - pos) len = cap - pos
     const bs = this.blockSize
     const head = pos % bs
-    if (head === 0 && len % bs === 0) {
-      this.transfer('read', pos / bs, len / bs, buf.length === len ? buf : buf.subarray(0, len), cb)
-      return
-    }
     const first = (pos - head) / bs
     const last = Math.floor((pos + len - 1) / bs)
     const n = last - first + 1
+    if (head === 0 && len % bs === 0) {
+      this.readBlocks(first, n, buf.length === len ? buf : buf.subarray(0, len), this.wbInflight.size > 0, cb)
+      return
+    }
     const tmp = Buffer.allocUnsafe(n * bs)
-    this.transfer('read', first, n, tmp, (r) => {
+    this.readBlocks(first, n, tmp, this.wbInflight.size > 0, (r) => {
       if (r < 0) return cb(r)
       const got = Math.min(len, r - head)
       if (got <= 0) return cb(Errno.EIO)
       tmp.copy(buf, 0, head, head + got)
       cb(got)
     })
+  }
+
+  /**
+   * Reads whole blocks. With `lock`, the read waits for writes in flight to
+   * the same blocks (answered write-back writes, prefetches racing a write).
+   */
+  readBlocks(lba: number, blocks: number, buf: Buffer, lock: boolean, cb: IoCallback): void {
+    if (!lock) return this.transfer('read', lba, blocks, buf, cb)
+    this.locks.acquire(lba, lba + blocks - 1, false, (release) => {
+      this.transfer('read', lba, blocks, buf, (r) => {
+        release()
+        cb(r)
+      })
+    })
+  }
+
+  /** Tells every readahead cache that [start, end) bytes are being rewritten. */
+  private invalidate(start: number, end: number): void {
+    for (const c of this.caches) c.invalidate(start, end)
+  }
+
+  /**
+   * A buffered write: the data is copied and the caller answered at once
+   * while the WRITE goes on in the background, up to writebackWindow bytes
+   * per LUN (then callers wait for room). A failure after the answer is
+   * counted and reported by the next fsync/flush (wbErrorSeq).
+   */
+  writeBack(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    if (this.writebackWindow === 0) return this.write(buf, len, pos, cb)
+    if (len <= 0) return cb(0)
+    const cap = this.capacity
+    if (pos >= cap) return cb(Errno.ENOSPC)
+    if (len > cap - pos) len = cap - pos
+    if (this.wbWaiting.length > 0 || (this.wbBytes > 0 && this.wbBytes + len > this.writebackWindow)) {
+      this.stats.writebackWindowWaits++
+      this.wbWaiting.push({ buf, len, pos, cb })
+      return
+    }
+    this.startWriteBack(buf, len, pos, cb)
+  }
+
+  private startWriteBack(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    const copy = Buffer.allocUnsafe(len)
+    buf.copy(copy, 0, 0, len)
+    const seq = ++this.wbSeq
+    this.wbInflight.set(seq, len)
+    this.wbBytes += len
+    this.stats.writebackWrites++
+    this.stats.writebackBytes += len
+    this.write(copy, len, pos, (r) => this.writeBackDone(seq, len, pos, r))
+    cb(len)
+  }
+
+  private writeBackDone(seq: number, len: number, pos: number, r: number): void {
+    this.wbInflight.delete(seq)
+    this.wbBytes -= len
+    if (r < len) {
+      this.wbErrno = r < 0 ? r : Errno.EIO
+      this.wbErrorSeq++
+      this.stats.writebackErrors++
+    }
+    while (this.wbWaiting.length > 0) {
+      const w = this.wbWaiting[0]
+      if (this.wbBytes > 0 && this.wbBytes + w.len > this.writebackWindow) break
+      this.wbWaiting.shift()
+      this.startWriteBack(w.buf, w.len, w.pos, w.cb)
+    }
+    if (this.drainWaiters.length > 0) this.checkDrains()
+  }
+
+  /** Calls cb once every write-back write answered before now has completed. */
+  drain(cb: () => void): void {
+    const target = this.wbSeq
+    if (this.oldestWriteBack() > target) return process.nextTick(cb)
+    this.drainWaiters.push({ target, cb })
+  }
+
+  private oldestWriteBack(): number {
+    for (const seq of this.wbInflight.keys()) return seq // insertion order = sequence order
+    return Infinity
+  }
+
+  private checkDrains(): void {
+    const oldest = this.oldestWriteBack()
+    for (let i = 0; i < this.drainWaiters.length; ) {
+      const w = this.drainWaiters[i]
+      if (w.target < oldest) {
+        this.drainWaiters.splice(i, 1)
+        w.cb()
+      } else i++
+    }
   }
 
   /**
@@ -205,9 +388,11 @@ export class BlockDevice {
     const last = Math.floor((pos + len - 1) / bs)
     const n = last - first + 1
     const data = buf.length === len ? buf : buf.subarray(0, len)
+    if (this.caches.size > 0) this.invalidate(pos, pos + len)
 
+    // Writes hold their blocks exclusively: reads that must see them wait.
     if (head === 0 && tailEnd === 0) {
-      this.locks.acquire(first, last, false, (release) => {
+      this.locks.acquire(first, last, true, (release) => {
         this.transfer('write', first, n, data, (r) => {
           release()
           cb(r)

@@ -9,8 +9,22 @@ import type { HbaDriver } from '../hba/driver.js'
 import type { Logger } from '../log.js'
 import type { BlockDevice } from './blockdev.js'
 import { Errno } from './errno.js'
-import { describeLastError, hbaInfo, hbaRing, hbaStats, hbaStatsJson, lines, lunInfo, lunStats, portInfo } from './info.js'
+import {
+  describeLastError,
+  hbaInfo,
+  hbaRing,
+  hbaStats,
+  hbaStatsJson,
+  lines,
+  lunInfo,
+  lunStats,
+  lunStatsJson,
+  portInfo,
+  targetStats,
+  targetStatsJson,
+} from './info.js'
 import { OcbTable, type Ocb } from './ocb.js'
+import { DEFAULT_READAHEAD, Readahead } from './readahead.js'
 import { Tree, type Node } from './tree.js'
 
 const O_ACCMODE = 3
@@ -23,7 +37,15 @@ export interface FsOptions {
   devices: BlockDevice[]
   log: Logger
   mountpoint: string
+  /** Readahead per buffered handle: bytes ahead (0 = off) and the size of each READ. */
+  readahead?: { window: number; chunk: number }
 }
+
+const CONTROL_HELP = `commands (one per line, written to this file):
+  reset           zero the statistics of this HBA, its targets and LUNs
+  trace on|off    keep the trace running even when nobody has it open
+  trace clear     forget the lines traced so far
+`
 
 export interface StatLike {
   mode: number
@@ -73,11 +95,27 @@ export class Filesystem {
         t.add({ kind: 'rwbuf', path: `${lb}/rwbuf`, dev: d })
         t.add({ kind: 'info', path: `${lb}/info`, render: () => lunInfo(d) })
         t.add({ kind: 'info', path: `${lb}/sense`, render: () => describeLastError(d.lastError) })
-        t.add({ kind: 'info', path: `${lb}/stats`, render: () => lunStats(d) })
+        t.add({ kind: 'info', path: `${lb}/stats`, render: () => lunStats(d, this.opts.drivers[0]) })
       }
+    }
+    for (const [wwpn, devs] of byPort) {
+      const drv = this.opts.drivers[0]
+      const loopId = devs[0].info.loopId
+      t.add({ kind: 'info', path: `/wwn/${wwpn}/stats`, render: () => targetStats(drv, loopId, wwpn) })
+      t.add({ kind: 'info', path: `/wwn/${wwpn}/stats.json`, render: () => targetStatsJson(drv, loopId, wwpn) })
+      for (const d of devs) t.add({ kind: 'info', path: `/wwn/${wwpn}/lun/${d.info.lun}/stats.json`, render: () => lunStatsJson(d, drv) })
     }
     this.opts.drivers.forEach((drv, i) => {
       t.dir(`/hba/${i}`)
+      t.add({
+        kind: 'stream',
+        path: `/hba/${i}/trace`,
+        size: () => drv.trace.size,
+        read: (buf, len, pos) => drv.trace.read(buf, len, pos),
+        attach: () => drv.trace.attach(),
+        detach: () => drv.trace.detach(),
+      })
+      t.add({ kind: 'control', path: `/hba/${i}/control`, help: CONTROL_HELP, write: (text) => this.control(drv, i, text) })
       t.add({ kind: 'info', path: `/hba/${i}/info`, render: () => hbaInfo(drv, i) })
       t.add({ kind: 'info', path: `/hba/${i}/ring`, render: () => hbaRing(drv) })
       t.add({ kind: 'info', path: `/hba/${i}/stats`, render: () => hbaStats(drv) })
@@ -105,7 +143,35 @@ export class Filesystem {
         return { ...base, mode: constants.S_IFREG | 0o660, size: node.dev.capacity, nlink: 1, blksize: node.dev.blockSize }
       case 'info':
         return { ...base, mode: constants.S_IFREG | 0o444, size: Buffer.byteLength(node.render()), nlink: 1, blksize: 4096 }
+      case 'stream':
+        return { ...base, mode: constants.S_IFREG | 0o444, size: node.size(), nlink: 1, blksize: 4096, mtime: new Date() }
+      case 'control':
+        return { ...base, mode: constants.S_IFREG | 0o600, size: Buffer.byteLength(node.help), nlink: 1, blksize: 4096 }
     }
+  }
+
+  /** Runs the lines written to hba/<n>/control; unknown commands are EINVAL and change nothing. */
+  private control(drv: HbaDriver, index: number, text: string): number {
+    const cmds = text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !l.startsWith('#'))
+    const known = /^(reset|trace (on|off|clear))$/
+    const bad = cmds.find((c) => !known.test(c))
+    if (bad !== undefined) {
+      this.log.warn({ event: 'control_invalid', hba: index, command: bad }, 'unknown control command')
+      return Errno.EINVAL
+    }
+    for (const c of cmds) {
+      if (c === 'reset') {
+        drv.resetStats()
+        for (const d of this.opts.devices) for (const k of Object.keys(d.stats) as (keyof typeof d.stats)[]) d.stats[k] = 0
+      } else if (c === 'trace on') drv.trace.setAlways(true)
+      else if (c === 'trace off') drv.trace.setAlways(false)
+      else if (c === 'trace clear') drv.trace.clear()
+      this.log.info({ event: 'control', hba: index, command: c }, 'control command')
+    }
+    return 0
   }
 
   // ---- FUSE operations ----
@@ -130,22 +196,29 @@ export class Filesystem {
     const acc = flags & O_ACCMODE
     const writable = acc === constants.O_WRONLY || acc === constants.O_RDWR
     const readable = acc === constants.O_RDONLY || acc === constants.O_RDWR
-    if (node.kind === 'info' && writable) return cb(Errno.EACCES)
+    if ((node.kind === 'info' || node.kind === 'stream') && writable) return cb(Errno.EACCES)
+    if (node.kind === 'control' && readable) return cb(Errno.EACCES)
+    const direct = (flags & WRITE_THROUGH) !== 0
+    const dev = node.kind === 'rwbuf' ? node.dev : null
+    const ra = this.opts.readahead ?? DEFAULT_READAHEAD
+    if (node.kind === 'stream') node.attach()
     const ocb = this.ocbs.add(
       (fh): Ocb => ({
         fh,
         node,
-        dev: node.kind === 'rwbuf' ? node.dev : null,
+        dev,
         flags,
         writable,
         readable,
-        direct: (flags & WRITE_THROUGH) !== 0,
+        direct,
         content: node.kind === 'info' ? Buffer.from(node.render()) : null,
         reads: 0,
         writes: 0,
         bytesRead: 0,
         bytesWritten: 0,
         lastError: null,
+        ra: dev && readable && !direct && ra.window > 0 ? new Readahead(dev, ra.window, ra.chunk) : null,
+        wbErrorSeen: dev ? dev.wbErrorSeq : 0,
       }),
     )
     cb(0, ocb.fh)
@@ -156,15 +229,19 @@ export class Filesystem {
     if (!ocb || !ocb.readable) return cb(Errno.EBADF)
     const dev = ocb.dev
     if (dev) {
-      dev.read(buf, len, pos, (r) => {
+      const done = (r: number): void => {
         if (r >= 0) {
           ocb.reads++
           ocb.bytesRead += r
         } else ocb.lastError = dev.lastError
         cb(r)
-      })
+      }
+      if (ocb.ra) ocb.ra.read(buf, len, pos, done)
+      else dev.read(buf, len, pos, done)
       return
     }
+    const node = ocb.node
+    if (node.kind === 'stream') return cb(node.read(buf, len, pos))
     const content = ocb.content!
     if (pos >= content.length) return cb(0)
     cb(content.copy(buf, 0, pos, Math.min(content.length, pos + len)))
@@ -174,14 +251,31 @@ export class Filesystem {
     const ocb = this.ocbs.get(fh)
     if (!ocb || !ocb.writable) return cb(Errno.EBADF)
     const dev = ocb.dev
+    const node = ocb.node
+    if (node.kind === 'control') {
+      const r = node.write(buf.toString('utf8', 0, len))
+      return cb(r < 0 ? r : len)
+    }
     if (!dev) return cb(Errno.EACCES)
-    dev.write(buf, len, pos, (r) => {
+    const done = (r: number): void => {
       if (r >= 0) {
         ocb.writes++
         ocb.bytesWritten += r
       } else ocb.lastError = dev.lastError
       cb(r)
-    })
+    }
+    // Buffered handles get write-back; O_DIRECT/O_SYNC/O_DSYNC stay write-through and exact.
+    if (ocb.direct) dev.write(buf, len, pos, done)
+    else dev.writeBack(buf, len, pos, done)
+  }
+
+  /** The write-back error this handle has not been told about yet (0 if none), as Linux's errseq does. */
+  private writebackError(ocb: Ocb): number {
+    const dev = ocb.dev
+    if (!dev || dev.wbErrorSeq === ocb.wbErrorSeen) return 0
+    ocb.wbErrorSeen = dev.wbErrorSeq
+    ocb.lastError = dev.lastError
+    return dev.wbErrno || Errno.EIO
   }
 
   /** A block device has a fixed size: truncation is accepted and changes nothing. */
@@ -189,22 +283,36 @@ export class Filesystem {
     const node = this.tree.get(path)
     if (!node) return cb(Errno.ENOENT)
     if (node.kind === 'dir') return cb(Errno.EISDIR)
-    cb(node.kind === 'rwbuf' ? 0 : Errno.EACCES)
+    cb(node.kind === 'rwbuf' || node.kind === 'control' ? 0 : Errno.EACCES)
   }
 
   fsync(fh: number, cb: Cb): void {
     const ocb = this.ocbs.get(fh)
     if (!ocb) return cb(Errno.EBADF)
-    if (!ocb.dev) return cb(0)
-    ocb.dev.sync(cb)
+    const dev = ocb.dev
+    if (!dev) return cb(0)
+    // Every answered write first, then SYNCHRONIZE CACHE, then any write-back error.
+    dev.drain(() =>
+      dev.sync((r) => {
+        const wb = this.writebackError(ocb)
+        cb(wb < 0 ? wb : r)
+      }),
+    )
   }
 
+  /** close(): waits for this LUN's write-back and reports its error once. */
   flush(fh: number, cb: Cb): void {
-    cb(this.ocbs.get(fh) ? 0 : Errno.EBADF)
+    const ocb = this.ocbs.get(fh)
+    if (!ocb) return cb(Errno.EBADF)
+    const dev = ocb.dev
+    if (!dev || !ocb.writable) return cb(0)
+    dev.drain(() => cb(this.writebackError(ocb)))
   }
 
   release(fh: number, cb: Cb): void {
-    this.ocbs.release(fh)
+    const ocb = this.ocbs.release(fh)
+    if (ocb?.ra) ocb.ra.close()
+    if (ocb && ocb.node.kind === 'stream') ocb.node.detach()
     cb(0)
   }
 

@@ -2,7 +2,8 @@
  * Text for the read-only info files. Plain "key: value" lines a person can
  * read and a script can split; stats also come as JSON.
  */
-import type { HbaDriver } from '../hba/driver.js'
+import type { HbaDriver, LinkView } from '../hba/driver.js'
+import type { IoStats } from '../hba/stats.js'
 import { compStatusName } from '../hba/iocb.js'
 import { describeSense, statusName } from '../scsi/sense.js'
 import type { BlockDevice, LastError } from './blockdev.js'
@@ -43,9 +44,6 @@ export function lunInfo(dev: BlockDevice): string {
   ])
 }
 
-export function lunStats(dev: BlockDevice): string {
-  return lines(Object.entries(dev.stats))
-}
 
 export function describeLastError(e: LastError | null): string {
   if (!e) return 'none\n'
@@ -90,12 +88,115 @@ export function hbaStats(driver: HbaDriver): string {
   }
   const perInterrupt = s.responseInterrupts ? (s.completions / s.responseInterrupts).toFixed(2) : '0'
   flat.push(['completions_per_interrupt', perInterrupt])
-  for (const [k, v] of Object.entries(s.byCompStatus)) flat.push([`errors_${k}`, v])
+  for (const [k, v] of Object.entries(s.byCompStatus)) flat.push([`errors_${k.replace(/[^A-Za-z0-9]+/g, '_')}`, v])
+  flat.push(...latencyPairs(driver.io))
+  flat.push(...linkPairs(driver.link))
   return lines(flat)
 }
 
+function latencyPairs(io: IoStats): [string, string | number][] {
+  const l = io.latency.toJSON()
+  return [
+    ['latency_mean_us', l.mean_us],
+    ['latency_p50_us', l.p50_us],
+    ['latency_p90_us', l.p90_us],
+    ['latency_p99_us', l.p99_us],
+    ['latency_p999_us', l.p999_us],
+    ['latency_max_us', l.max_us],
+  ]
+}
+
+function linkPairs(link: LinkView | null): [string, string | number][] {
+  if (!link) return []
+  const mbs = (b: number): string => (b / 1e6).toFixed(1)
+  return [
+    ['link_rate_MBps', link.rate ? mbs(link.rate) : 'unlimited'],
+    ['link_latency_us', (link.latencyNs / 1000).toFixed(1)],
+    ['link_command_rate', link.commandRate || 'unlimited'],
+    ['link_in_MBps', mbs(link.inBytesPerSec)],
+    ['link_out_MBps', mbs(link.outBytesPerSec)],
+    ['link_in_utilisation_pct', (link.inUtilisation * 100).toFixed(1)],
+    ['link_out_utilisation_pct', (link.outUtilisation * 100).toFixed(1)],
+    ['firmware_exchanges', link.exchanges],
+    ['firmware_queue_full', link.queueFull],
+  ]
+}
+
+function ioPairs(io: IoStats): [string, string | number][] {
+  const out: [string, string | number][] = [
+    ['commands', io.commands],
+    ['completions', io.completions],
+    ['read_commands', io.reads],
+    ['write_commands', io.writes],
+    ['bytes_read', io.bytesRead],
+    ['bytes_written', io.bytesWritten],
+    ['errors', io.errors],
+    ['outstanding', io.outstanding],
+    ['peak_outstanding', io.peakOutstanding],
+  ]
+  for (const [k, v] of Object.entries(io.errorsByKind)) out.push([`errors_${k.replace(/[^A-Za-z0-9]+/g, '_')}`, v])
+  out.push(...latencyPairs(io))
+  return out
+}
+
+/** wwn/<wwpn>/stats: what the HBA saw of this target port. */
+export function targetStats(driver: HbaDriver, loopId: number, wwpn: string): string {
+  return lines([['wwpn', wwpn], ['loop_id', loopId], ...ioPairs(driver.targetStats(loopId))])
+}
+
+export function targetStatsJson(driver: HbaDriver, loopId: number, wwpn: string): string {
+  return JSON.stringify({ wwpn, loopId, ...driver.targetStats(loopId).toJSON() }, null, 2) + '\n'
+}
+
+/** wwn/<wwpn>/lun/<n>/stats: the file interface's counters and the HBA's for this LUN. */
+export function lunStats(dev: BlockDevice, driver?: HbaDriver): string {
+  const pairs: [string, string | number][] = Object.entries(dev.stats)
+  pairs.push(['writeback_pending', dev.writebackPending], ['writeback_pending_bytes', dev.writebackPendingBytes])
+  if (driver) pairs.push(...ioPairs(driver.lunStats(dev.info.loopId, dev.info.lun)))
+  return lines(pairs)
+}
+
+export function lunStatsJson(dev: BlockDevice, driver: HbaDriver): string {
+  return (
+    JSON.stringify(
+      {
+        wwpn: dev.info.wwpn,
+        lun: dev.info.lun,
+        fs: { ...dev.stats, writebackPending: dev.writebackPending, writebackPendingBytes: dev.writebackPendingBytes },
+        hba: driver.lunStats(dev.info.loopId, dev.info.lun).toJSON(),
+      },
+      null,
+      2,
+    ) + '\n'
+  )
+}
+
 export function hbaStatsJson(driver: HbaDriver): string {
-  return JSON.stringify({ ...driver.stats, ring: driver.ringState() }, null, 2) + '\n'
+  const targets: Record<string, unknown> = {}
+  for (const p of driver.ports) targets[p.wwpn] = { loopId: p.loopId, ...driver.targetStats(p.loopId).toJSON() }
+  const luns: Record<string, unknown> = {}
+  for (const [key, io] of driver.lunIo) {
+    const loopId = Math.floor(key / 0x10000)
+    const wwpn = driver.ports.find((p) => p.loopId === loopId)?.wwpn ?? `loop${loopId}`
+    luns[`${wwpn}/${key % 0x10000}`] = io.toJSON()
+  }
+  const s = driver.stats
+  return (
+    JSON.stringify(
+      {
+        time: new Date().toISOString(),
+        ...s,
+        completionsPerInterrupt: s.responseInterrupts ? s.completions / s.responseInterrupts : 0,
+        latency: driver.io.latency.toJSON(),
+        link: driver.link,
+        ring: driver.ringState(),
+        targets,
+        luns,
+      },
+      null,
+      2,
+    ) + '\n'
+  )
 }
 
 function hex2(n: number): string {

@@ -4,6 +4,7 @@
  * read and write finds its OCB, its LUN and its cached geometry in O(1).
  */
 import type { BlockDevice, LastError } from './blockdev.js'
+import type { Readahead } from './readahead.js'
 import type { Node } from './tree.js'
 
 export interface Ocb {
@@ -23,6 +24,10 @@ export interface Ocb {
   bytesRead: number
   bytesWritten: number
   lastError: LastError | null
+  /** Readahead of a buffered reader, null for O_DIRECT handles and info files. */
+  ra: Readahead | null
+  /** The device's write-back error sequence this handle has already been told about. */
+  wbErrorSeen: number
 }
 
 export class OcbTable {

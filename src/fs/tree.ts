@@ -6,7 +6,8 @@
  *   /wwn/<wwpn>/info               the port
  *   /wwn/<wwpn>/lun/<n>/rwbuf      every LUN
  *   /wwn/<wwpn>/lun/<n>/{info,sense,stats}
- *   /hba/<n>/{info,ring,stats,stats.json}
+ *   /wwn/<wwpn>/lun/<n>/stats.json, /wwn/<wwpn>/stats[.json]
+ *   /hba/<n>/{info,ring,stats,stats.json,link,trace,control}
  *   /server                        pid and mount facts (used by `fcfs umount`)
  */
 import type { BlockDevice } from './blockdev.js'
@@ -15,6 +16,10 @@ export type Node =
   | { kind: 'dir'; path: string; children: string[] }
   | { kind: 'rwbuf'; path: string; dev: BlockDevice }
   | { kind: 'info'; path: string; render: () => string }
+  /** A growing text file read at absolute offsets (the trace): open attaches a reader. */
+  | { kind: 'stream'; path: string; size: () => number; read: (buf: Buffer, len: number, pos: number) => number; attach: () => void; detach: () => void }
+  /** A write-only control file: each write is one or more command lines; the result is the byte count or -errno. */
+  | { kind: 'control'; path: string; help: string; write: (text: string) => number }
 
 export class Tree {
   private readonly nodes = new Map<string, Node>()

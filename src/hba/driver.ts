@@ -33,7 +33,11 @@ import {
   writeU64LE,
   MarkerModifier,
 } from './iocb.js'
-import { decodeIdEntry, decodePortDb, encodeIcb, ICB_SIZE, ID_ENTRY_SIZE, PORT_DB_SIZE, PortState } from './mailbox.js'
+import { decodeIdEntry, decodeLinkStats, decodePortDb, encodeIcb, ICB_SIZE, ID_ENTRY_SIZE, LINK_STATS_SIZE, PORT_DB_SIZE, PortState, type LinkStats } from './mailbox.js'
+import { IoStats } from './stats.js'
+import { TraceBuffer } from './trace.js'
+import { opcodeName } from '../scsi/opcodes.js'
+import { describeSense, statusName } from '../scsi/sense.js'
 import { Hccr, HostStatus, IntType, Mbc, Mbs, Reg, addressToMailboxes } from './registers.js'
 import { Ring } from './ring.js'
 
@@ -97,6 +101,20 @@ interface Pending {
   cb: CompletionCallback
   address: number // bus address of the mapped data, 0 when none
   byteCount: number
+  /** performance.now() at submit, for the latency histogram. */
+  t0: number
+  target: IoStats
+  lun: IoStats
+}
+
+/** What the driver learned of its link by GET LINK STATISTICS, with rates over the last interval. */
+export interface LinkView extends LinkStats {
+  /** Bytes/s moved over the last refresh interval, per direction. */
+  inBytesPerSec: number
+  outBytesPerSec: number
+  /** Fraction of the interval the wire was busy, per direction (0..1); 0 when unlimited. */
+  inUtilisation: number
+  outUtilisation: number
 }
 
 export class DriverError extends FcfsError {
@@ -132,6 +150,14 @@ export class HbaDriver {
   private mailboxWaiter: ((mb: number[]) => void) | null = null
 
   ports: PortInfo[] = []
+  /** Counters and latency for the whole HBA, per target (loop id) and per LUN. */
+  readonly io = new IoStats()
+  readonly targetIo = new Map<number, IoStats>()
+  readonly lunIo = new Map<number, IoStats>()
+  readonly trace = new TraceBuffer()
+  link: LinkView | null = null
+  private linkTimer: NodeJS.Timeout | null = null
+  private linkPrev: { at: number; s: LinkStats } | null = null
 
   readonly stats = {
     commands: 0,
@@ -205,6 +231,9 @@ export class HbaDriver {
     // A marker after (re)initialisation, as qla2xxx sends after a reset.
     this.postMarker(0, 0, MarkerModifier.SYNC_ALL)
     this.ports = await this.discover()
+    await this.refreshLink()
+    this.linkTimer = setInterval(() => void this.refreshLink(), 1000)
+    this.linkTimer.unref()
     this.log.info({ event: 'hba_ready', hba: this.chip.index, targets: this.ports.length }, 'HBA online')
   }
 
@@ -232,6 +261,63 @@ export class HbaDriver {
       this.dma.unmap(listAddr)
       this.dma.unmap(dbAddr)
     }
+  }
+
+  /** GET LINK STATISTICS into a DMA buffer; keeps rates over the interval since the last call. */
+  async refreshLink(): Promise<LinkView | null> {
+    if (!this.ready || this.closing) return this.link
+    const buf = Buffer.alloc(LINK_STATS_SIZE)
+    const addr = this.dma.map(buf)
+    try {
+      const mb = await this.mailbox([Mbc.GET_LINK_STATISTICS], addr)
+      if (mb[0] !== Mbs.COMPLETE) return this.link
+    } finally {
+      this.dma.unmap(addr)
+    }
+    const s = decodeLinkStats(buf, 0)
+    const prev = this.linkPrev
+    const at = s.uptimeUs
+    let view: LinkView = { ...s, inBytesPerSec: 0, outBytesPerSec: 0, inUtilisation: 0, outUtilisation: 0 }
+    if (prev && at > prev.at) {
+      const dt = at - prev.at
+      view = {
+        ...s,
+        inBytesPerSec: ((s.bytesIn - prev.s.bytesIn) * 1e6) / dt,
+        outBytesPerSec: ((s.bytesOut - prev.s.bytesOut) * 1e6) / dt,
+        inUtilisation: s.rate ? Math.min(1, (s.busyInUs - prev.s.busyInUs) / dt) : 0,
+        outUtilisation: s.rate ? Math.min(1, (s.busyOutUs - prev.s.busyOutUs) / dt) : 0,
+      }
+    }
+    this.linkPrev = { at, s }
+    this.link = view
+    return view
+  }
+
+  /** Statistics of target `loopId` (created on first use). */
+  targetStats(loopId: number): IoStats {
+    let s = this.targetIo.get(loopId)
+    if (!s) this.targetIo.set(loopId, (s = new IoStats()))
+    return s
+  }
+
+  lunStats(loopId: number, lun: number): IoStats {
+    const key = loopId * 0x10000 + lun
+    let s = this.lunIo.get(key)
+    if (!s) this.lunIo.set(key, (s = new IoStats()))
+    return s
+  }
+
+  /** Zeroes every counter (what is outstanding now stays). */
+  resetStats(): void {
+    const s = this.stats
+    s.commands = s.completions = s.bytesRead = s.bytesWritten = s.errors = 0
+    s.interrupts = s.responseInterrupts = s.ringFullWaits = s.entriesPosted = s.staleCompletions = 0
+    s.peakOutstanding = s.outstanding
+    s.peakWaiting = s.waiting
+    for (const k of Object.keys(s.byCompStatus)) delete s.byCompStatus[k]
+    this.io.reset()
+    for (const t of this.targetIo.values()) t.reset()
+    for (const l of this.lunIo.values()) l.reset()
   }
 
   /** Issues a mailbox command; one at a time, as the registers are shared. */
@@ -269,8 +355,20 @@ export class HbaDriver {
       process.nextTick(cb, failed(CompStatus.PORT_UNAVAILABLE, byteCount))
       return
     }
-    const p: Pending = { handle: 0, req, cb, address: 0, byteCount: req.data ? req.data.length : 0 }
+    const p: Pending = {
+      handle: 0,
+      req,
+      cb,
+      address: 0,
+      byteCount: req.data ? req.data.length : 0,
+      t0: performance.now(),
+      target: this.targetStats(req.target),
+      lun: this.lunStats(req.target, req.lun),
+    }
     this.stats.commands++
+    this.io.submitted()
+    p.target.submitted()
+    p.lun.submitted()
     if (this.waitingHead < this.waiting.length || !this.post(p)) {
       this.waiting.push(p)
       const w = this.waiting.length - this.waitingHead
@@ -483,21 +581,30 @@ export class HbaDriver {
     if (p.address) this.dma.unmap(p.address)
     this.stats.outstanding--
     this.stats.completions++
-    if (c.entryStatus !== 0 || (c.compStatus !== CompStatus.COMPLETE && c.compStatus !== CompStatus.DATA_UNDERRUN) || c.scsiStatus !== 0) {
+    const kind = errorKind(c)
+    if (kind !== null) {
       this.stats.errors++
-      const name = c.entryStatus ? `entry_status_0x${c.entryStatus.toString(16)}` : compStatusName(c.compStatus)
-      this.stats.byCompStatus[name] = (this.stats.byCompStatus[name] ?? 0) + 1
+      this.stats.byCompStatus[kind] = (this.stats.byCompStatus[kind] ?? 0) + 1
     } else if (p.req.direction === DataDirection.In) {
       this.stats.bytesRead += c.transferred
     } else if (p.req.direction === DataDirection.Out) {
       this.stats.bytesWritten += c.transferred
     }
+    const now = performance.now()
+    const us = (now - p.t0) * 1000
+    const dir = p.req.direction === DataDirection.In ? 'in' : p.req.direction === DataDirection.Out ? 'out' : 'none'
+    this.io.completed(us, dir, c.transferred, kind)
+    p.target.completed(us, dir, c.transferred, kind)
+    p.lun.completed(us, dir, c.transferred, kind)
+    if (this.trace.enabled) this.trace.push(traceLine(this.chip.index, p, c, us))
     p.cb(c)
   }
 
   /** Stops accepting commands, waits for outstanding ones (bounded), resets the chip. */
   async shutdown(waitMs = 5000): Promise<void> {
     this.closing = true
+    if (this.linkTimer) clearInterval(this.linkTimer)
+    this.linkTimer = null
     const deadline = Date.now() + waitMs
     while (this.stats.outstanding > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 5))
@@ -534,6 +641,47 @@ export class HbaDriver {
       dmaMappings: this.dma.mapped,
     }
   }
+}
+
+/** Null for a good completion, else a short name of what went wrong (for the errors-by-kind counters). */
+export function errorKind(c: Completion): string | null {
+  if (c.entryStatus !== 0) return `ENTRY_STATUS_0x${c.entryStatus.toString(16).padStart(2, '0')}`
+  if (c.compStatus !== CompStatus.COMPLETE && c.compStatus !== CompStatus.DATA_UNDERRUN) return compStatusName(c.compStatus)
+  if (c.scsiStatus === 0) return null
+  if (c.scsiStatus === 0x02 && c.sense && c.sense.length >= 3) {
+    const key = (c.sense[0] & 0x7f) >= 0x72 ? c.sense[1] & 0x0f : c.sense[2] & 0x0f
+    return 'CHECK CONDITION/' + describeSense(key, 0, 0).split(':')[0]
+  }
+  return statusName(c.scsiStatus)
+}
+
+/** One trace line: time, hba, target, lun, opcode, lba/blocks, outcome, latency. */
+function traceLine(hba: number, p: Pending, c: Completion, us: number): string {
+  const cdb = p.req.cdb
+  const op = opcodeName(cdb)
+  const rw = lbaAndBlocks(cdb)
+  let outcome: string
+  if (c.entryStatus !== 0) outcome = `entry_status=0x${c.entryStatus.toString(16)}`
+  else if (c.compStatus !== CompStatus.COMPLETE && c.compStatus !== CompStatus.DATA_UNDERRUN) outcome = compStatusName(c.compStatus)
+  else outcome = statusName(c.scsiStatus)
+  if (c.sense && c.sense.length >= 14 && (c.sense[0] & 0x7f) < 0x72) outcome += ` [${describeSense(c.sense[2] & 0xf, c.sense[12], c.sense[13])}]`
+  else if (c.sense && c.sense.length >= 4) outcome += ` [${describeSense(c.sense[1] & 0xf, c.sense[2], c.sense[3])}]`
+  if (c.residual && c.compStatus === CompStatus.DATA_UNDERRUN) outcome += ` residual=${c.residual}`
+  return `${new Date().toISOString()} hba${hba} t${p.req.target} lun${p.req.lun} ${op}${rw} bytes=${p.byteCount} ${outcome} ${(us / 1000).toFixed(3)}ms`
+}
+
+/** " lba=N blocks=N" for the READ/WRITE-shaped CDBs (by CDB length group), "" otherwise. */
+function lbaAndBlocks(cdb: Uint8Array): string {
+  const op = cdb[0]
+  const group = op >> 5
+  const isRw = op === 0x08 || op === 0x0a || op === 0x28 || op === 0x2a || op === 0x2e || op === 0x2f || op === 0x88 || op === 0x8a || op === 0x8e || op === 0x8f || op === 0xa8 || op === 0xaa || op === 0x35 || op === 0x91 || op === 0x41 || op === 0x93 || op === 0x89 || op === 0x34 || op === 0x90
+  if (!isRw) return ''
+  const v = Buffer.from(cdb.buffer, cdb.byteOffset, cdb.length)
+  if (group === 0 && v.length >= 6) return ` lba=${((v[1] & 0x1f) << 16) | (v[2] << 8) | v[3]} blocks=${v[4] || 256}`
+  if (group === 1 && v.length >= 10) return ` lba=${v.readUInt32BE(2)} blocks=${v.readUInt16BE(7)}`
+  if (group === 5 && v.length >= 12) return ` lba=${v.readUInt32BE(2)} blocks=${v.readUInt32BE(6)}`
+  if (group === 4 && v.length >= 16) return ` lba=${Number(v.readBigUInt64BE(2))} blocks=${v.readUInt32BE(10)}`
+  return ''
 }
 
 function failed(compStatus: number, byteCount: number): Completion {

@@ -34,7 +34,8 @@ import {
   SENSE_IN_CONT,
   decodeMarker,
 } from './iocb.js'
-import { decodeIcb, encodeIdEntry, encodePortDb, ID_ENTRY_SIZE, PORT_DB_SIZE, PortState } from './mailbox.js'
+import { decodeIcb, encodeIdEntry, encodeLinkStats, encodePortDb, ID_ENTRY_SIZE, LINK_STATS_SIZE, PORT_DB_SIZE, PortState } from './mailbox.js'
+import { Dir, LinkClock, UNLIMITED_LINK, type LinkModel } from './timing.js'
 import { IntType, Mbc, Mbs, Reg, mailboxesToAddress } from './registers.js'
 import { Ring } from './ring.js'
 import type { IspChip } from './chip.js'
@@ -42,7 +43,13 @@ import type { IspChip } from './chip.js'
 export interface FirmwareOptions {
   /** Exchanges the firmware can hold at once (commands in progress). */
   maxExchanges: number
+  /** The link timing model (default: unlimited, nothing modelled). */
+  link: LinkModel
+  /** Commands a logical unit accepts at once; more get TASK SET FULL. */
+  queueDepth: number
 }
+
+export const DEFAULT_QUEUE_DEPTH = 64
 
 const TASK_SET_FULL = 0x28
 
@@ -57,12 +64,22 @@ interface Exchange {
   handle: number
   loopId: number
   lun: number
+  /** loopId * 65536 + lun: the task set this exchange counts against. */
+  taskSet: number
   byteCount: number
   dataIn: boolean
+  /** When the firmware started it (command-rate slot, ms). */
+  slot: number
   /** For data-in commands whose segments were not contiguous: where to scatter. */
   scatter: Buffer[] | null
   gathered: Buffer | null
   aborted: boolean
+}
+
+/** A finished exchange waiting for its modelled completion time. */
+interface Delivery {
+  ex: Exchange
+  status: PendingStatus
 }
 
 /** A status waiting for room on the response ring. */
@@ -81,6 +98,10 @@ export class Firmware {
   private readonly fabric: Fabric
   private readonly log: Logger
   private readonly maxExchanges: number
+  private readonly queueDepth: number
+  private readonly clock: LinkClock<Delivery>
+  private readonly taskSets = new Map<number, number>()
+  private readonly bootTime = performance.now()
 
   private ready = false
   private reqRing: Ring | null = null
@@ -109,6 +130,7 @@ export class Firmware {
     responseInterrupts: 0,
     dmaErrors: 0,
     aborted: 0,
+    queueFull: 0,
   }
 
   constructor(chip: IspChip, dma: DmaSpace, fabric: Fabric, log: Logger, opts: Partial<FirmwareOptions>) {
@@ -117,6 +139,12 @@ export class Firmware {
     this.fabric = fabric
     this.log = log
     this.maxExchanges = opts.maxExchanges ?? 4096
+    this.queueDepth = opts.queueDepth ?? DEFAULT_QUEUE_DEPTH
+    this.clock = new LinkClock<Delivery>(opts.link ?? UNLIMITED_LINK, this.deliver)
+  }
+
+  get link(): LinkModel {
+    return this.clock.model
   }
 
   get outstanding(): number {
@@ -146,6 +174,8 @@ export class Firmware {
     this.reqOut = this.rspIn = 0
     for (const ex of this.exchanges.values()) ex.aborted = true
     this.exchanges.clear()
+    this.taskSets.clear()
+    this.clock.clear()
     this.pending.length = 0
     this.pendingHead = 0
     this.responseUpdate = false
@@ -217,6 +247,33 @@ export class Firmware {
       }
       case Mbc.TARGET_RESET: {
         for (const ex of [...this.exchanges.values()]) if (ex.loopId === mb[1]) this.abortExchange(ex)
+        return [Mbs.COMPLETE]
+      }
+      case Mbc.LUN_RESET: {
+        for (const ex of [...this.exchanges.values()]) if (ex.loopId === mb[1] && ex.lun === mb[2]) this.abortExchange(ex)
+        return [Mbs.COMPLETE]
+      }
+      case Mbc.GET_LINK_STATISTICS: {
+        const buf = this.dma.resolve(address, LINK_STATS_SIZE)
+        if (!buf) return [Mbs.COMMAND_PARAMETER_ERROR]
+        const m = this.clock.model
+        encodeLinkStats(
+          {
+            rate: m.rate ?? 0,
+            latencyNs: m.latencyMs * 1e6,
+            commandRate: m.commandRate ?? 0,
+            uptimeUs: (performance.now() - this.bootTime) * 1000,
+            busyInUs: this.clock.busyMs[Dir.In] * 1000,
+            busyOutUs: this.clock.busyMs[Dir.Out] * 1000,
+            bytesIn: this.clock.bytes[Dir.In],
+            bytesOut: this.clock.bytes[Dir.Out],
+            exchanges: this.exchanges.size,
+            queueFull: this.counters.queueFull,
+            pendingStatus: this.clock.pending,
+          },
+          buf,
+          0,
+        )
         return [Mbs.COMPLETE]
       }
       default:
@@ -384,10 +441,22 @@ export class Firmware {
       return
     }
 
+    // The task set of the logical unit is full: answer TASK SET FULL at once
+    // (the target does, without moving data), as a real array would.
+    const taskSet = loopId * 0x10000 + lun
+    const inSet = this.taskSets.get(taskSet) ?? 0
+    if (inSet >= this.queueDepth) {
+      this.counters.queueFull++
+      this.post({ handle, entryStatus: 0, scsiStatus: TASK_SET_FULL, compStatus: CompStatus.QUEUE_FULL, residual: byteCount, sense: null })
+      return
+    }
+    this.taskSets.set(taskSet, inSet + 1)
+
     // The firmware keeps its own copy of the CDB: the ring slot is reused
     // as soon as REQ_Q_OUT moves past it.
     const cdb = Buffer.from(mem.subarray(at + COMMAND_T3.cdb.offset, at + COMMAND_T3.cdb.offset + 16))
-    const ex: Exchange = { handle, loopId, lun, byteCount, dataIn, scatter, gathered, aborted: false }
+    const slot = this.clock.commandSlot()
+    const ex: Exchange = { handle, loopId, lun, taskSet, byteCount, dataIn, slot, scatter, gathered, aborted: false }
     this.exchanges.set(handle, ex)
     const cmd: ScsiCommand = {
       cdb,
@@ -400,7 +469,6 @@ export class Firmware {
 
   private finish(ex: Exchange, o: ScsiOutcome): void {
     if (ex.aborted) return // already answered with ABORTED
-    this.exchanges.delete(ex.handle)
     if (ex.scatter && ex.gathered) {
       let pos = 0
       for (const v of ex.scatter) {
@@ -422,12 +490,31 @@ export class Firmware {
       if ((o.status & 0xff) === 0) compStatus = CompStatus.DATA_UNDERRUN
     }
     if ((o.status & 0xff) === TASK_SET_FULL) compStatus = CompStatus.QUEUE_FULL
-    this.post({ handle: ex.handle, entryStatus: 0, scsiStatus, compStatus, residual, sense: o.sense })
+    const status: PendingStatus = { handle: ex.handle, entryStatus: 0, scsiStatus, compStatus, residual, sense: o.sense }
+    if (this.clock.instant) return this.deliver({ ex, status })
+    // The data crosses the wire of its direction; the status follows.
+    const moved = ex.byteCount - residual
+    this.clock.schedule({ ex, status }, this.clock.dueTime(ex.slot, ex.dataIn ? Dir.In : Dir.Out, moved > 0 ? moved : 0))
+  }
+
+  /** The modelled time of an exchange has come: its status goes to the host. */
+  private readonly deliver = (d: Delivery): void => {
+    const ex = d.ex
+    if (ex.aborted) return
+    this.endExchange(ex)
+    this.post(d.status)
+  }
+
+  private endExchange(ex: Exchange): void {
+    this.exchanges.delete(ex.handle)
+    const n = (this.taskSets.get(ex.taskSet) ?? 1) - 1
+    if (n > 0) this.taskSets.set(ex.taskSet, n)
+    else this.taskSets.delete(ex.taskSet)
   }
 
   private abortExchange(ex: Exchange): void {
     ex.aborted = true
-    this.exchanges.delete(ex.handle)
+    this.endExchange(ex)
     this.counters.aborted++
     this.post({ handle: ex.handle, entryStatus: 0, scsiStatus: 0, compStatus: CompStatus.ABORTED, residual: ex.byteCount, sense: null })
   }

@@ -7,12 +7,17 @@ import type { Fabric } from '../targets/types.js'
 import { IspChip } from './chip.js'
 import { DmaSpace } from './dma.js'
 import { HbaDriver, type DriverOptions } from './driver.js'
+import type { LinkModel } from './timing.js'
 
 export interface HbaOptions extends Partial<Omit<DriverOptions, 'log'>> {
   index?: number
   fabric: Fabric
   log: Logger
   maxExchanges?: number
+  /** Link timing (default unlimited). */
+  link?: LinkModel
+  /** Per-LUN queue depth of the targets (default 64). */
+  queueDepth?: number
 }
 
 /** The host HBA port names: 21:00:00:1b:32:00:00:<n>, like a QLogic HBA. */
@@ -28,7 +33,7 @@ export async function createHba(opts: HbaOptions): Promise<HbaDriver> {
   const index = opts.index ?? 0
   const dma = new DmaSpace()
   const log = opts.log.child({ hba: index })
-  const chip = new IspChip({ index, dma, fabric: opts.fabric, log, maxExchanges: opts.maxExchanges })
+  const chip = new IspChip({ index, dma, fabric: opts.fabric, log, maxExchanges: opts.maxExchanges, link: opts.link, queueDepth: opts.queueDepth })
   const driver = new HbaDriver(chip, dma, {
     ...opts,
     wwpn: opts.wwpn ?? hbaWwpn(index),

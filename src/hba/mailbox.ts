@@ -142,6 +142,44 @@ export function decodePortDb(view: Buffer, offset: number): PortDbEntry {
   }
 }
 
+/**
+ * The link statistics block (GET LINK STATISTICS, DMA'd to the host): what
+ * the firmware knows about its wire. Times in microseconds, rates in bytes/s
+ * (0 = the link is not modelled), all little-endian u64 stored as doubles.
+ */
+export const LINK_STATS = {
+  rate: { offset: 0, size: 8 }, // payload bytes/s per direction, 0 = unlimited
+  latencyNs: { offset: 8, size: 8 },
+  commandRate: { offset: 16, size: 8 }, // commands/s cap, 0 = none
+  uptimeUs: { offset: 24, size: 8 },
+  busyInUs: { offset: 32, size: 8 }, // wire busy time, target → host
+  busyOutUs: { offset: 40, size: 8 }, // wire busy time, host → target
+  bytesIn: { offset: 48, size: 8 },
+  bytesOut: { offset: 56, size: 8 },
+  exchanges: { offset: 64, size: 8 }, // exchanges open now
+  queueFull: { offset: 72, size: 8 }, // commands answered TASK SET FULL
+  pendingStatus: { offset: 80, size: 8 }, // statuses waiting for their modelled time
+} as const satisfies Record<string, Field>
+export const LINK_STATS_SIZE = 96
+
+export type LinkStats = { -readonly [K in keyof typeof LINK_STATS]: number }
+
+export function encodeLinkStats(v: LinkStats, view: Buffer, offset: number): number {
+  need(view, offset, LINK_STATS_SIZE, 'link statistics')
+  view.fill(0, offset, offset + LINK_STATS_SIZE)
+  for (const k of Object.keys(LINK_STATS) as (keyof LinkStats)[]) {
+    view.writeBigUInt64LE(BigInt(Math.max(0, Math.round(v[k]))), offset + LINK_STATS[k].offset)
+  }
+  return LINK_STATS_SIZE
+}
+
+export function decodeLinkStats(view: Buffer, offset: number): LinkStats {
+  need(view, offset, LINK_STATS_SIZE, 'link statistics')
+  const out = {} as LinkStats
+  for (const k of Object.keys(LINK_STATS) as (keyof LinkStats)[]) out[k] = Number(view.readBigUInt64LE(offset + LINK_STATS[k].offset))
+  return out
+}
+
 export function writeWwn(view: Buffer, at: number, wwn: string): void {
   if (!/^[0-9a-f]{16}$/.test(wwn)) throw new DecodeError('WWN', `"${wwn}" is not 16 lowercase hex digits`)
   view.write(wwn, at, 8, 'hex')

@@ -48,6 +48,8 @@ export const Mbc = {
   GET_ID_LIST: 0x7c, // mb1 = max entries; mb2/3/6/7 = buffer; answer: mb1 = count
   ABORT_COMMAND: 0x15, // mb1 = handle low, mb2 = handle high
   TARGET_RESET: 0x18, // mb1 = loop id
+  LUN_RESET: 0x7e, // mb1 = loop id, mb2 = lun
+  GET_LINK_STATISTICS: 0x6d, // mb2/3/6/7 = buffer (LINK_STATS_SIZE bytes)
 } as const
 
 /** Mailbox status codes (mailbox0 after completion). */

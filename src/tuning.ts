@@ -1,0 +1,95 @@
+/**
+ * How the emulated HBA and the file interface behave under load: the link
+ * timing model, queue depth, write-back and readahead windows, tracing.
+ * One place for the flags, their defaults and their validation, so the CLI
+ * and the direct API agree.
+ */
+import { ConfigError } from './errors.js'
+import { PROFILES, UNLIMITED_LINK, parseDuration, parseLinkSpeed, type LinkModel } from './hba/timing.js'
+import { DEFAULT_QUEUE_DEPTH } from './hba/firmware.js'
+import { DEFAULT_BLOCKDEV_OPTIONS } from './fs/blockdev.js'
+import { DEFAULT_READAHEAD } from './fs/readahead.js'
+import { parseSize } from './util/size.js'
+
+export interface Tuning {
+  link: LinkModel
+  /** Per-LUN queue depth of the targets, and what the host keeps outstanding per LUN. */
+  queueDepth: number
+  /** Write-back window per LUN in bytes (0 = buffered writes are write-through too). */
+  writeback: number
+  /** Readahead per buffered handle: bytes ahead (0 = off) and READ size. */
+  readahead: { window: number; chunk: number }
+  /** Trace every command even when nobody has hba/<n>/trace open. */
+  trace: boolean
+}
+
+export const DEFAULT_TUNING: Tuning = {
+  link: UNLIMITED_LINK,
+  queueDepth: DEFAULT_QUEUE_DEPTH,
+  writeback: DEFAULT_BLOCKDEV_OPTIONS.writebackWindow,
+  readahead: { ...DEFAULT_READAHEAD },
+  trace: false,
+}
+
+export interface TuningArgs {
+  profile?: string
+  link?: string
+  latency?: string
+  'cmd-rate'?: number | string
+  'queue-depth'?: number
+  writeback?: string
+  readahead?: string
+  trace?: boolean
+}
+
+/** yargs option specs for the flags above. */
+export const TUNING_OPTIONS = {
+  profile: { type: 'string', describe: `a named HBA model: ${Object.keys(PROFILES).join(', ')} (isp2300 = 2G link, 40,000 commands/s)` },
+  link: { type: 'string', describe: 'link speed: 1G, 2G, 4G, 8G, 16G, 32G, 64G or unlimited (≈100 MB/s per 1G, each direction)', defaultDescription: 'unlimited' },
+  latency: { type: 'string', describe: 'added per-command latency, e.g. 50us, 1ms', defaultDescription: '0' },
+  'cmd-rate': { type: 'string', describe: 'most commands the firmware starts per second, or "unlimited"', defaultDescription: 'unlimited' },
+  'queue-depth': { type: 'number', describe: 'commands a LUN accepts at once (TASK SET FULL beyond)', defaultDescription: String(DEFAULT_QUEUE_DEPTH) },
+  writeback: { type: 'string', describe: 'write-back window per LUN for buffered writes, e.g. 16MiB; 0 = write-through', defaultDescription: '16MiB' },
+  readahead: { type: 'string', describe: 'readahead per buffered sequential reader, e.g. 4MiB; 0 = off', defaultDescription: '4MiB' },
+  trace: { type: 'boolean', describe: 'trace every command to hba/0/trace even when nobody reads it', default: false },
+} as const
+
+export function tuningFromArgs(a: TuningArgs): Tuning {
+  let link: LinkModel = DEFAULT_TUNING.link
+  if (a.profile !== undefined) {
+    const p = PROFILES[String(a.profile).toLowerCase()]
+    if (!p) throw new ConfigError('--profile', `must be one of ${Object.keys(PROFILES).join(', ')}, got ${JSON.stringify(a.profile)}`)
+    link = { ...p }
+  }
+  if (a.link !== undefined) link = { ...link, ...parseLinkSpeed(String(a.link), '--link') }
+  if (a.latency !== undefined) link = { ...link, latencyMs: parseDuration(String(a.latency), '--latency') }
+  if (a['cmd-rate'] !== undefined) {
+    const t = String(a['cmd-rate']).trim().toLowerCase()
+    const n = Number(t)
+    if (t === 'unlimited' || t === '0') link = { ...link, commandRate: null }
+    else if (Number.isFinite(n) && n >= 1 && n <= 100_000_000) link = { ...link, commandRate: n }
+    else throw new ConfigError('--cmd-rate', `must be a number of commands per second (1 to 100000000) or "unlimited", got ${JSON.stringify(a['cmd-rate'])}`)
+  }
+  let queueDepth = DEFAULT_TUNING.queueDepth
+  if (a['queue-depth'] !== undefined) {
+    const q = a['queue-depth']
+    if (!Number.isInteger(q) || q < 1 || q > 4096) throw new ConfigError('--queue-depth', `must be a whole number from 1 to 4096, got ${JSON.stringify(q)}`)
+    queueDepth = q
+  }
+  const writeback = a.writeback !== undefined ? sizeOrZero(a.writeback, '--writeback', 1 << 30) : DEFAULT_TUNING.writeback
+  const window = a.readahead !== undefined ? sizeOrZero(a.readahead, '--readahead', 256 << 20) : DEFAULT_TUNING.readahead.window
+  return {
+    link,
+    queueDepth,
+    writeback,
+    readahead: { window, chunk: DEFAULT_TUNING.readahead.chunk },
+    trace: a.trace ?? false,
+  }
+}
+
+function sizeOrZero(text: string, field: string, max: number): number {
+  if (String(text).trim() === '0') return 0
+  const n = parseSize(String(text), field)
+  if (n > max) throw new ConfigError(field, `must be at most ${max} bytes, got ${text}`)
+  return n
+}
