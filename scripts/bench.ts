@@ -1,0 +1,275 @@
+/**
+ * `npm run bench` — issue 6's benchmark, in one go, side by side:
+ *   fcfs through FUSE (fio), the ceiling (a minimal fuse-native file), the
+ *   peer (nbdkit memory + nbdfuse) and the direct API through the same ring,
+ *   at --link unlimited and at modelled link speeds.
+ * Writes bench-report/report.md, results.json and SVG charts.
+ *
+ *   npm run bench                      quick mode (default): a subset, 3 s per run
+ *   npm run bench -- --full            the whole matrix, 10 s per run
+ *   npm run bench -- --only 'seq-read' runs whose id (subject@link/workload) matches
+ *   npm run bench -- --help            every option
+ */
+import yargs from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import type { ChildProcess } from 'node:child_process'
+import { buildPlan, defaultLinks, LINKS, SUBJECTS, timingFor, type Link, type Mode, type Run, type SubjectName } from './bench/plan.js'
+import { fioVersion } from './bench/fio.js'
+import { cleanupAll, installSignalHandlers, memory, onPath, run } from './bench/proc.js'
+import {
+  ceilingSubject,
+  directSubject,
+  ensurePeerInstalled,
+  fcfsSubject,
+  FCFS_CLI,
+  peerSubject,
+  probeFcfs,
+  REPO_ROOT,
+  type Measurement,
+  type Subject,
+} from './bench/subjects.js'
+import type { DirectVia } from './bench/direct.js'
+import { createProgress } from './bench/progress.js'
+import { renderReport, type MemoryProbe, type ReportMeta } from './bench/report.js'
+import { jobsChartSpec, linkChartSpec, renderSvg } from './bench/charts.js'
+import { spawnServer, stopChild, forceUnmount } from './bench/proc.js'
+
+interface Args {
+  quick: boolean
+  full: boolean
+  only?: string
+  subjects: string
+  links?: string
+  runtime?: number
+  ramp?: number
+  out: string
+  'direct-via': DirectVia
+  profile: boolean
+  progress: boolean
+  install: boolean
+  'memory-probe': boolean
+  'dry-run': boolean
+}
+
+function parseArgs(argv: string[]): Args {
+  return yargs(argv)
+    .scriptName('npm run bench --')
+    .usage('$0 [options]\n\nMeasures fcfs side by side with a minimal FUSE ceiling, nbdkit+nbdfuse and the direct API; writes a Markdown report and SVG charts.')
+    .option('quick', { type: 'boolean', default: false, describe: 'quick mode (the default): a subset of the matrix, 3 s per run, ~2-4 min' })
+    .option('full', { type: 'boolean', default: false, describe: 'the full matrix of issue 6, 10 s per run (+2 s ramp)' })
+    .option('only', { type: 'string', describe: 'regex on run ids like fcfs@unlimited/seq-read-640k-direct-j48' })
+    .option('subjects', { type: 'string', default: SUBJECTS.join(','), describe: 'comma list of subjects' })
+    .option('links', { type: 'string', describe: `comma list of link speeds besides unlimited (${LINKS.join('|')})`, defaultDescription: defaultLinks().join(',') })
+    .option('runtime', { type: 'number', describe: 'seconds per run (overrides the mode)' })
+    .option('ramp', { type: 'number', describe: 'seconds of warm-up per run (overrides the mode)' })
+    .option('out', { type: 'string', default: path.join(REPO_ROOT, 'bench-report'), describe: 'report directory' })
+    .option('direct-via', { choices: ['module', 'blockdev'] as const, default: 'module' as DirectVia, describe: 'direct path: src/direct.ts openFabric (module) or the interim fs BlockDevice without FUSE (blockdev)' })
+    .option('profile', { type: 'boolean', default: false, describe: 'node --cpu-prof every fcfs server into <out>/profiles' })
+    .option('progress', { type: 'boolean', default: true, describe: 'progress display on stderr (--no-progress: silent)' })
+    .option('install', { type: 'boolean', default: true, describe: 'apt-get install fio, nbdkit and nbdfuse when missing and root (--no-install: never)' })
+    .option('memory-probe', { type: 'boolean', default: true, describe: 'also measure fcfs RSS with 4 × 1 TiB sparse LUNs, idle' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and exit' })
+    .check((a) => {
+      if (a.quick && a.full) throw new Error('--quick and --full exclude each other')
+      for (const s of String(a.subjects).split(',')) if (!(SUBJECTS as readonly string[]).includes(s)) throw new Error(`--subjects: unknown subject ${s}`)
+      for (const l of String(a.links ?? '').split(',').filter(Boolean)) if (!(LINKS as readonly string[]).includes(l)) throw new Error(`--links: unknown link ${l}`)
+      if (a.only) new RegExp(a.only)
+      return true
+    })
+    .strict()
+    .help()
+    .parseSync() as unknown as Args
+}
+
+const MB = 1e6
+
+function machineInfo(fio: string | null): string[] {
+  const cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.arch()
+  let commit = 'unknown'
+  try {
+    commit = readFileSync(path.join(REPO_ROOT, '.git', 'HEAD'), 'utf8').trim()
+    if (commit.startsWith('ref: ')) commit = `${commit.slice(5)} @ ${readFileSync(path.join(REPO_ROOT, '.git', commit.slice(5)), 'utf8').trim().slice(0, 10)}`
+  } catch { /* not a checkout */ }
+  return [
+    `machine: ${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${os.release()}, load average at start ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`,
+    `software: node ${process.version}, ${fio ?? 'fio missing'}, commit ${commit}`,
+  ]
+}
+
+async function ensureFio(install: boolean, log: (s: string) => void): Promise<string | null> {
+  let v = await fioVersion()
+  if (!v && install && process.getuid?.() === 0 && onPath('apt-get')) {
+    log('installing fio with apt-get …')
+    await run('env', ['DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '-q', 'fio'], { timeoutMs: 300_000 }).catch(() => null)
+    v = await fioVersion()
+  }
+  return v
+}
+
+/** fcfs RSS with 4 × 1 TiB sparse LUNs, right after mounting: capacity must cost nothing. */
+async function memoryProbe(): Promise<MemoryProbe> {
+  const what = '4 × 1 TiB sparse LUNs'
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'fcfs-bench-mem-'))
+  const mnt = path.join(dir, 'mnt')
+  await mkdir(mnt)
+  let proc: ChildProcess | undefined
+  try {
+    const s = await spawnServer(process.execPath, [FCFS_CLI, 'mount', mnt, '--targets', '4', '--size', '1TiB', '--log-level', 'warn'], (o) => o.includes(`fcfs mounted at ${mnt}`))
+    proc = s.proc
+    await readdir(path.join(mnt, 'wwn'))
+    await new Promise((r) => setTimeout(r, 1000))
+    const m = memory(proc.pid!)
+    return m ? { what, rss: m.rss } : { what, error: 'server gone' }
+  } catch (e) {
+    return { what, error: (e as Error).message.split('\n')[0] }
+  } finally {
+    if (proc) await stopChild(proc, 10_000)
+    await forceUnmount(mnt)
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined)
+  }
+}
+
+function summary(m: Measurement): string {
+  if (m.status !== 'ok') return `${m.run.id}: ${m.status}${m.note ? ` (${m.note.split('\n')[0].slice(0, 160)})` : ''}`
+  const parts = [`${(m.bw! / MB).toFixed(0)} MB/s`, `${m.iops!.toFixed(0)} IOPS`]
+  if (m.cpu !== undefined && m.cpu !== null) parts.push(`cpu ${m.cpu.toFixed(0)}%`)
+  if (m.peakOutstanding !== undefined && m.peakOutstanding !== null) parts.push(`peak ${m.peakOutstanding}`)
+  if (m.hwm) parts.push(`rss ${(m.hwm / 2 ** 20).toFixed(0)} MiB`)
+  return `${m.run.id}: ${parts.join(', ')}`
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(hideBin(process.argv))
+  const mode: Mode = args.full ? 'full' : 'quick'
+  const base = timingFor(mode)
+  const timing = { runtime: args.runtime ?? base.runtime, ramp: args.ramp ?? base.ramp }
+  const subjectsWanted = args.subjects.split(',') as SubjectName[]
+  const links = (args.links ? args.links.split(',').filter(Boolean) : defaultLinks()) as Link[]
+  const only = args.only ? new RegExp(args.only) : undefined
+  const plan = buildPlan({ mode, subjects: subjectsWanted, links, only })
+  if (args['dry-run']) {
+    for (const r of plan) process.stdout.write(`${r.id}\n`)
+    process.stdout.write(`${plan.length} runs\n`)
+    return 0
+  }
+
+  const progress = createProgress(args.progress)
+  const started = new Date()
+  let interrupted = false
+  let child: ChildProcess | null = null
+  installSignalHandlers((sig) => {
+    interrupted = true
+    progress.log(`bench: ${sig}: stopping the current run and unmounting everything …`)
+    try { child?.kill('SIGKILL') } catch { /* gone */ }
+  })
+
+  const notes: string[] = []
+  const fio = await ensureFio(args.install, progress.log)
+  if (!fio) throw new Error('fio is not installed (apt-get install -y fio)')
+  if (args.install && subjectsWanted.includes('peer')) await ensurePeerInstalled(progress.log)
+  const probe = await probeFcfs()
+  const subjects: Record<SubjectName, Subject> = {
+    fcfs: fcfsSubject(probe),
+    ceiling: ceilingSubject(),
+    peer: peerSubject(),
+    direct: directSubject(args['direct-via']),
+  }
+  const unavailable: Partial<Record<SubjectName, string>> = {}
+  for (const s of SUBJECTS) {
+    if (!subjectsWanted.includes(s)) { unavailable[s] = 'not selected (--subjects)'; continue }
+    const why = await subjects[s].unavailable()
+    if (why) unavailable[s] = why
+  }
+  if (!probe.link) notes.push('`fcfs mount --link` is not available yet: only `--link unlimited` ran; link rows are marked skipped')
+  if (args['direct-via'] === 'blockdev') notes.push('direct = interim stand-in: fs BlockDevice over startFabric(), no FUSE, no link model (--direct-via blockdev)')
+  notes.push('peer: one `nbdkit memory` + `nbdfuse` pair per target over a Unix socket, nbdfuse defaults (fuse3; it accepts no direct_io option)')
+  notes.push('ceiling: scripts/bench/ceiling-server.ts, fuse-native with the same option string as fcfs (src/fs/mount.ts MOUNT_OPTIONS), files over Buffers')
+
+  const out = path.resolve(args.out)
+  await mkdir(out, { recursive: true })
+  const workDir = await mkdtemp(path.join(os.tmpdir(), 'fcfs-bench-work-'))
+  const profileDir = args.profile ? path.join(out, 'profiles') : undefined
+  if (profileDir) await mkdir(profileDir, { recursive: true })
+
+  const results: Measurement[] = []
+  const skip = (r: Run, note: string): Measurement => ({ run: r, status: 'skipped', note })
+  const runnable = plan.filter((r) => !unavailable[r.subject] && !subjects[r.subject].linkUnsupported(r.link))
+  const perRun = timing.runtime + timing.ramp + 2
+  progress.start(runnable.length, runnable.length * perRun)
+  let memoryResult: MemoryProbe | undefined
+  try {
+    for (const r of plan) {
+      if (interrupted) break
+      const why = unavailable[r.subject] ?? subjects[r.subject].linkUnsupported(r.link)
+      if (why) {
+        results.push(skip(r, why))
+        continue
+      }
+      progress.runStart(r.id, timing.runtime + timing.ramp)
+      let m: Measurement
+      try {
+        m = await subjects[r.subject].run(r, { timing, workDir, profileDir, onChild: (p) => (child = p) })
+      } catch (e) {
+        m = { run: r, status: 'error', note: interrupted ? 'interrupted' : (e as Error).message }
+      }
+      child = null
+      results.push(m)
+      progress.runEnd(summary(m))
+    }
+    if (!interrupted && args['memory-probe'] && !unavailable.fcfs && (!only || only.test('fcfs@unlimited/memory'))) {
+      progress.log('memory probe: fcfs with 4 × 1 TiB sparse LUNs …')
+      memoryResult = await memoryProbe()
+      progress.log(`memory probe: ${memoryResult.rss ? `${(memoryResult.rss / MB).toFixed(0)} MB RSS` : memoryResult.error}`)
+    }
+  } finally {
+    progress.stop()
+    await cleanupAll()
+    await rm(workDir, { recursive: true, force: true }).catch(() => undefined)
+  }
+
+  // Report, charts, raw results.
+  const charts: string[] = []
+  for (const [name, spec] of [
+    ['throughput-vs-jobs.svg', jobsChartSpec(results)],
+    ['throughput-vs-link.svg', linkChartSpec(results)],
+  ] as const) {
+    if (!spec) continue
+    try {
+      await writeFile(path.join(out, name), await renderSvg(spec))
+      charts.push(name)
+    } catch (e) {
+      notes.push(`chart ${name} failed: ${(e as Error).message}`)
+    }
+  }
+  const meta: ReportMeta = {
+    mode,
+    timing,
+    started,
+    finished: new Date(),
+    interrupted,
+    machine: machineInfo(fio),
+    unavailable,
+    notes,
+    memory: memoryResult,
+    charts,
+    argv: ['npm run bench --', ...hideBin(process.argv)],
+  }
+  await writeFile(path.join(out, 'report.md'), renderReport(results, meta))
+  await writeFile(path.join(out, 'results.json'), JSON.stringify({ meta, results }, null, 2) + '\n')
+  process.stderr.write(`bench: report in ${path.relative(process.cwd(), path.join(out, 'report.md')) || out}\n`)
+  if (interrupted) return 130
+  return results.some((m) => m.status === 'error') ? 1 : 0
+}
+
+main().then(
+  (code) => process.exit(code),
+  async (err: Error) => {
+    await cleanupAll()
+    process.stderr.write(`bench: ${err.stack ?? err.message}\n`)
+    process.exit(1)
+  },
+)

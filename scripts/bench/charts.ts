@@ -1,0 +1,90 @@
+/**
+ * SVG charts with vega-lite, rendered in Node by vega's headless View
+ * (renderer 'none' + toSVG(): no canvas, no browser, no native deps).
+ */
+import * as vega from 'vega'
+import * as vl from 'vega-lite'
+import type { TopLevelSpec } from 'vega-lite'
+import { linkRate, LINKS, type Link } from './plan.js'
+import type { Measurement } from './subjects.js'
+
+export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  const compiled = vl.compile(spec).spec
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none' })
+  try {
+    return await view.toSVG()
+  } finally {
+    view.finalize()
+  }
+}
+
+const MB = 1e6
+
+/** Sequential workloads at --link unlimited: MB/s against jobs, one line per subject, a panel per family. */
+export function jobsChartSpec(ms: Measurement[]): TopLevelSpec | null {
+  const rows = ms
+    .filter((m) => m.status === 'ok' && m.run.link === 'unlimited' && m.run.workload.rw.length <= 5 /* read|write */)
+    .map((m) => ({
+      family: m.run.workload.id.replace(/-j\d+$/, ''),
+      jobs: m.run.workload.jobs,
+      subject: m.run.subject,
+      mbps: Math.round((m.bw ?? 0) / MB),
+    }))
+  // The direct path has one figure for both variants: draw it in the buffered panels too.
+  for (const r of [...rows]) {
+    if (r.subject === 'direct' && r.family.endsWith('-direct')) rows.push({ ...r, family: r.family.replace(/-direct$/, '-buffered') })
+  }
+  if (!rows.length) return null
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: 'Throughput vs jobs (--link unlimited, psync, 4 targets)',
+    data: { values: rows },
+    facet: { field: 'family', type: 'nominal', title: null },
+    columns: 4,
+    spec: {
+      width: 200,
+      height: 160,
+      layer: [
+        { mark: { type: 'line', point: true } },
+      ],
+      encoding: {
+        x: { field: 'jobs', type: 'ordinal', title: 'fio jobs', sort: 'ascending' },
+        y: { field: 'mbps', type: 'quantitative', title: 'MB/s' },
+        color: { field: 'subject', type: 'nominal', title: 'subject', sort: ['fcfs', 'ceiling', 'peer', 'direct'] },
+        tooltip: [{ field: 'subject' }, { field: 'jobs' }, { field: 'mbps' }],
+      },
+    },
+    resolve: { scale: { y: 'independent' } },
+  } as TopLevelSpec
+}
+
+/** fcfs (and direct) against the link speed, with the modelled link rate as a dashed line. */
+export function linkChartSpec(ms: Measurement[]): TopLevelSpec | null {
+  const order = LINKS as readonly string[]
+  const linked = ms.filter((m) => m.status === 'ok' && (m.run.subject === 'fcfs' || m.run.subject === 'direct'))
+  const links = new Set(linked.filter((m) => m.run.link !== 'unlimited').map((m) => m.run.link))
+  if (!links.size) return null
+  const families = new Set(linked.filter((m) => m.run.link !== 'unlimited').map((m) => m.run.workload.id))
+  const rows: Array<{ link: string; series: string; mbps: number; modelled: boolean }> = []
+  for (const m of linked) {
+    if (!families.has(m.run.workload.id)) continue
+    rows.push({ link: m.run.link, series: `${m.run.subject} ${m.run.workload.id}`, mbps: Math.round((m.bw ?? 0) / MB), modelled: false })
+  }
+  for (const l of links) rows.push({ link: l, series: 'modelled link rate', mbps: linkRate(l as Link)! / MB, modelled: true })
+  const domain = order.filter((l) => links.has(l as Link) || rows.some((r) => r.link === l))
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: 'Throughput vs link speed (fcfs through FUSE; dashed: modelled payload rate)',
+    width: 520,
+    height: 300,
+    data: { values: rows },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'link', type: 'ordinal', sort: domain, title: '--link' },
+      y: { field: 'mbps', type: 'quantitative', scale: { type: 'log' }, title: 'MB/s (log)' },
+      color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', columns: 2, labelLimit: 320 } },
+      strokeDash: { field: 'modelled', type: 'nominal', legend: null },
+      tooltip: [{ field: 'series' }, { field: 'link' }, { field: 'mbps' }],
+    },
+  } as TopLevelSpec
+}

@@ -1,0 +1,217 @@
+/**
+ * The direct path: the same HBA ring without FUSE, driven in-process by
+ * `jobs` concurrent loops (each one command at a time, like a psync fio job),
+ * spread over the LUNs exactly as fio spreads its jobs over the files.
+ *
+ * How a fabric is opened is one function per source, behind `DirectFabric`:
+ *   - `module`   src/direct.ts `openFabric(opts)`: the documented direct API
+ *                (issue 3). ADAPT `openViaModule` when that API lands.
+ *   - `blockdev` the fs layer's BlockDevice over startFabric() (no FUSE, no
+ *                link model): an interim stand-in, only with --direct-via blockdev.
+ *
+ * The worker runs in its own process so its CPU and RSS are its own:
+ *   node dist/scripts/bench/direct.js '<json WorkerInput>'   → prints one JSON line
+ */
+import { existsSync } from 'node:fs'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import path from 'node:path'
+import { isRead, REGION, type Link, type Workload } from './plan.js'
+import { memory } from './proc.js'
+
+export type DirectVia = 'module' | 'blockdev'
+
+export interface DirectLun {
+  read(buf: Buffer, pos: number): Promise<void>
+  write(buf: Buffer, pos: number): Promise<void>
+}
+
+export interface DirectFabric {
+  luns: DirectLun[]
+  /** HBA counters (peakOutstanding etc.) when the source exposes them */
+  hbaStats?(): Record<string, unknown>
+  close(): Promise<void>
+}
+
+export interface OpenOptions {
+  targets: number
+  size: number
+  link: Link
+}
+
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+/** dist/src/direct.js, next to the compiled bench. */
+export const DIRECT_MODULE = path.resolve(HERE, '..', '..', 'src', 'direct.js')
+
+/** Why the direct subject cannot run with this source, or null when it can. */
+export async function directUnavailable(via: DirectVia): Promise<string | null> {
+  if (via === 'blockdev') return null
+  if (!existsSync(DIRECT_MODULE)) return 'src/direct.ts (openFabric) does not exist yet; re-run once it lands, or use --direct-via blockdev for an interim figure'
+  const mod = (await import(pathToFileURL(DIRECT_MODULE).href)) as Record<string, unknown>
+  if (typeof mod.openFabric !== 'function') return 'src/direct.ts exports no openFabric()'
+  return null
+}
+
+/** Links the source can model. */
+export function directSupportsLink(via: DirectVia, link: Link): boolean {
+  return via === 'module' || link === 'unlimited'
+}
+
+// ---------------------------------------------------------------------------
+// Sources
+
+/**
+ * ADAPT HERE when src/direct.ts lands: map its openFabric() result onto
+ * DirectFabric. Written against the likely shape (an object with LUN handles
+ * that have promise read/write); it fails with a message naming what it found
+ * if the shape differs, and the run is reported as an error, not a number.
+ */
+async function openViaModule(o: OpenOptions): Promise<DirectFabric> {
+  const mod = (await import(pathToFileURL(DIRECT_MODULE).href)) as { openFabric: (opts: unknown) => Promise<Record<string, unknown>> }
+  const fab = await mod.openFabric({ targets: o.targets, size: o.size, link: o.link })
+  const list = (fab.luns ?? fab.devices ?? fab.targets) as Array<Record<string, unknown>> | undefined
+  if (!Array.isArray(list) || !list.length) throw new Error(`openFabric() returned no luns/devices/targets array (keys: ${Object.keys(fab).join(', ')})`)
+  const call = (lun: Record<string, unknown>, op: 'read' | 'write') => {
+    const f = lun[op] as ((...a: unknown[]) => Promise<unknown>) | undefined
+    if (typeof f !== 'function') throw new Error(`LUN handle has no ${op}() (keys: ${Object.keys(lun).join(', ')})`)
+    return async (buf: Buffer, pos: number): Promise<void> => {
+      const r = await f.call(lun, buf, pos)
+      if (typeof r === 'number' && r < 0) throw new Error(`${op} failed: ${r}`)
+    }
+  }
+  return {
+    luns: list.map((l) => ({ read: call(l, 'read'), write: call(l, 'write') })),
+    hbaStats: typeof fab.stats === 'function' ? () => (fab.stats as () => Record<string, unknown>)() : undefined,
+    close: async () => { await (fab.close as (() => Promise<void>) | undefined)?.call(fab) },
+  }
+}
+
+async function openViaBlockdev(o: OpenOptions): Promise<DirectFabric> {
+  const { startFabric } = await import('../../src/server.js')
+  const { defaultConfig, closeFabric } = await import('../../src/targets/config.js')
+  const { createLogger } = await import('../../src/log.js')
+  const log = createLogger('warn' as never)
+  const { fabric, driver, devices } = await startFabric(defaultConfig({ targets: o.targets, size: o.size, blockSize: 512 }), log)
+  const wrap = (op: 'read' | 'write', d: (typeof devices)[number]) => (buf: Buffer, pos: number) =>
+    new Promise<void>((resolve, reject) => d[op](buf, buf.length, pos, (r: number) => (r < 0 ? reject(new Error(`${op} failed: ${r}`)) : resolve())))
+  return {
+    luns: devices.map((d) => ({ read: wrap('read', d), write: wrap('write', d) })),
+    hbaStats: () => ({ ...driver.stats }),
+    close: async () => {
+      await driver.shutdown()
+      await closeFabric(fabric)
+    },
+  }
+}
+
+const SOURCES: Record<DirectVia, (o: OpenOptions) => Promise<DirectFabric>> = {
+  module: openViaModule,
+  blockdev: openViaBlockdev,
+}
+
+// ---------------------------------------------------------------------------
+// Worker
+
+export interface WorkerInput {
+  via: DirectVia
+  open: OpenOptions
+  workload: Workload
+  runtime: number
+  ramp: number
+}
+
+export interface WorkerOutput {
+  bw: number
+  iops: number
+  p50: number
+  p99: number
+  cpu: number
+  rss: number
+  hwm: number
+  peakOutstanding: number | null
+  commandsPerSecond: number
+}
+
+function percentile(sorted: Float64Array, q: number): number {
+  if (!sorted.length) return 0
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
+}
+
+export async function runWorker(input: WorkerInput): Promise<WorkerOutput> {
+  const { workload: w } = input
+  const fab = await SOURCES[input.via](input.open)
+  try {
+    const T = fab.luns.length
+    const slots = Math.max(1, Math.floor(REGION / w.bs))
+    const read = isRead(w)
+    const rand = w.rw.startsWith('rand')
+    const MAX_SAMPLES = 1 << 20
+    const lat = new Float64Array(MAX_SAMPLES)
+    let samples = 0
+    let ios = 0
+    let bytes = 0
+    let measuring = input.ramp === 0
+    let stop = false
+    const startAt = performance.now()
+    let measureFrom = startAt
+
+    const job = async (j: number): Promise<void> => {
+      const lun = fab.luns[j % T]
+      const base = Math.floor(j / T) * REGION
+      const buf = Buffer.alloc(w.bs, read ? 0 : 0x5a)
+      let k = 0
+      while (!stop) {
+        const slot = rand ? Math.floor(Math.random() * slots) : k++ % slots
+        const t0 = performance.now()
+        await (read ? lun.read(buf, base + slot * w.bs) : lun.write(buf, base + slot * w.bs))
+        if (measuring) {
+          lat[samples++ & (MAX_SAMPLES - 1)] = (performance.now() - t0) * 1000
+          ios++
+          bytes += w.bs
+        }
+      }
+    }
+    const jobs = Array.from({ length: w.jobs }, (_, j) => job(j))
+    let cpu0 = process.cpuUsage()
+    if (input.ramp > 0) {
+      await new Promise((r) => setTimeout(r, input.ramp * 1000))
+      measuring = true
+      measureFrom = performance.now()
+      cpu0 = process.cpuUsage()
+    }
+    await new Promise((r) => setTimeout(r, input.runtime * 1000))
+    stop = true
+    const elapsed = (performance.now() - measureFrom) / 1000
+    const cpu = process.cpuUsage(cpu0)
+    await Promise.all(jobs)
+    const sorted = lat.slice(0, Math.min(samples, MAX_SAMPLES)).sort()
+    const stats = fab.hbaStats?.()
+    const mem = memory(process.pid)
+    return {
+      bw: bytes / elapsed,
+      iops: ios / elapsed,
+      p50: percentile(sorted, 0.5),
+      p99: percentile(sorted, 0.99),
+      cpu: ((cpu.user + cpu.system) / 1e6 / elapsed) * 100,
+      rss: mem?.rss ?? process.memoryUsage().rss,
+      hwm: mem?.hwm ?? process.memoryUsage().rss,
+      peakOutstanding: typeof stats?.peakOutstanding === 'number' ? stats.peakOutstanding : null,
+      commandsPerSecond: ios / elapsed,
+    }
+  } finally {
+    await fab.close()
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const input = JSON.parse(process.argv[2] ?? '{}') as WorkerInput
+  runWorker(input).then(
+    (out) => {
+      process.stdout.write(JSON.stringify(out) + '\n')
+      process.exit(0)
+    },
+    (err: Error) => {
+      process.stderr.write(`direct worker: ${err.stack ?? err.message}\n`)
+      process.exit(1)
+    },
+  )
+}

@@ -1,0 +1,157 @@
+/**
+ * What the benchmark runs: the workloads of issue 6, the link speeds, the
+ * subjects, and which (subject, link, workload) triples quick and full mode
+ * pick. Everything else in scripts/bench/ only executes a plan.
+ */
+
+export type Rw = 'read' | 'write' | 'randread' | 'randwrite'
+
+export interface Workload {
+  /** e.g. `seq-read-640k-direct-j48`, `rand-write-4k-buffered-j8` */
+  id: string
+  rw: Rw
+  /** block size in bytes */
+  bs: number
+  /** concurrent fio jobs (psync: one request in flight each) */
+  jobs: number
+  /** O_DIRECT (true) or buffered (false) */
+  direct: boolean
+}
+
+export const LINKS = ['1G', '2G', '4G', '8G', '16G', '32G', '64G', 'unlimited'] as const
+export type Link = (typeof LINKS)[number]
+
+/** Modelled payload rate per direction, bytes/s (≈100 MB/s per 1GFC, MB = 10^6 bytes). */
+export function linkRate(link: Link): number | null {
+  if (link === 'unlimited') return null
+  return Number.parseInt(link, 10) * 100e6
+}
+
+export const SUBJECTS = ['fcfs', 'ceiling', 'peer', 'direct'] as const
+export type SubjectName = (typeof SUBJECTS)[number]
+
+export const SUBJECT_TITLES: Record<SubjectName, string> = {
+  fcfs: 'fcfs (FUSE → HBA ring)',
+  ceiling: 'ceiling (minimal fuse-native over a Buffer)',
+  peer: 'peer (nbdkit memory + nbdfuse)',
+  direct: 'direct API (same ring, no FUSE)',
+}
+
+export interface Run {
+  subject: SubjectName
+  link: Link
+  workload: Workload
+  /** `fcfs@unlimited/seq-read-640k-direct-j48`: what --only matches */
+  id: string
+}
+
+const KiB = 1024
+
+export function fmtBs(bs: number): string {
+  return bs >= 1024 * KiB && bs % (1024 * KiB) === 0 ? `${bs / (1024 * KiB)}m` : `${bs / KiB}k`
+}
+
+export function workload(rw: Rw, bs: number, direct: boolean, jobs: number): Workload {
+  const kind = rw.startsWith('rand') ? 'rand' : 'seq'
+  const op = rw.endsWith('read') ? 'read' : 'write'
+  return { id: `${kind}-${op}-${fmtBs(bs)}-${direct ? 'direct' : 'buffered'}-j${jobs}`, rw, bs, jobs, direct }
+}
+
+export function isRead(w: Workload): boolean {
+  return w.rw === 'read' || w.rw === 'randread'
+}
+
+/** The full matrix of issue 6: 24 sequential + 8 random workloads. */
+export function allWorkloads(): Workload[] {
+  const out: Workload[] = []
+  for (const rw of ['read', 'write'] as const) {
+    for (const bs of [640 * KiB, 1024 * KiB]) {
+      for (const direct of [true, false]) for (const jobs of [1, 8, 48]) out.push(workload(rw, bs, direct, jobs))
+    }
+  }
+  for (const rw of ['randread', 'randwrite'] as const) {
+    for (const direct of [true, false]) for (const jobs of [1, 8]) out.push(workload(rw, 4 * KiB, direct, jobs))
+  }
+  return out
+}
+
+/** Quick mode: the workloads that answer the issue's goals, a few seconds each. */
+const QUICK_UNLIMITED = [
+  'seq-read-640k-direct-j1',
+  'seq-read-640k-direct-j8',
+  'seq-read-640k-direct-j48',
+  'seq-write-640k-direct-j1',
+  'seq-write-640k-direct-j48',
+  'seq-read-640k-buffered-j1',
+  'seq-write-640k-buffered-j1',
+  'rand-read-4k-direct-j8',
+  'rand-write-4k-direct-j8',
+]
+const QUICK_LINKED = ['seq-read-640k-direct-j48', 'seq-write-640k-direct-j48', 'seq-read-640k-buffered-j1', 'seq-write-640k-buffered-j1']
+const LINKED: Link[] = ['2G', '4G', '8G', '16G']
+
+export type Mode = 'quick' | 'full'
+
+export interface PlanOptions {
+  mode: Mode
+  subjects: SubjectName[]
+  /** link speeds to run fcfs (and direct) at besides unlimited */
+  links: Link[]
+  only?: RegExp
+}
+
+export function defaultLinks(): Link[] {
+  return [...LINKED]
+}
+
+/**
+ * Runs are ordered workload by workload with every subject side by side, so
+ * that noise from other work on the machine hits all subjects alike. The
+ * direct path has no page cache, so it runs only the O_DIRECT variant of each
+ * workload; its figure stands for the buffered variant too.
+ */
+export function buildPlan(opts: PlanOptions): Run[] {
+  const all = allWorkloads()
+  const byId = new Map(all.map((w) => [w.id, w]))
+  const pick = (ids: string[]): Workload[] => ids.map((id) => byId.get(id)!)
+  const unlimited = opts.mode === 'full' ? all : pick(QUICK_UNLIMITED)
+  const linked = opts.mode === 'full' ? all : pick(QUICK_LINKED)
+  const runs: Run[] = []
+  const add = (subject: SubjectName, link: Link, w: Workload): void => {
+    if (!opts.subjects.includes(subject)) return
+    if (subject === 'direct' && !w.direct) return
+    const id = `${subject}@${link}/${w.id}`
+    if (opts.only && !opts.only.test(id)) return
+    runs.push({ subject, link, workload: w, id })
+  }
+  for (const w of unlimited) {
+    for (const s of SUBJECTS) add(s, 'unlimited', w)
+  }
+  for (const link of opts.links.filter((l) => l !== 'unlimited')) {
+    for (const w of linked) {
+      add('fcfs', link, w)
+      add('direct', link, w)
+    }
+  }
+  return runs
+}
+
+/** Timing per run. */
+export interface Timing {
+  /** seconds of measured I/O per run */
+  runtime: number
+  /** seconds of warm-up not counted (fio ramp_time) */
+  ramp: number
+}
+
+export function timingFor(mode: Mode): Timing {
+  return mode === 'full' ? { runtime: 10, ramp: 2 } : { runtime: 3, ramp: 0 }
+}
+
+/** The fabric every subject exposes: TARGETS files, each LUN_SIZE bytes. */
+export const TARGETS = 4
+export const LUN_SIZE = 1024 * 1024 * 1024
+/** Each fio job works in its own REGION of its file (fio offset_increment). */
+export const REGION = 20 * 1024 * KiB
+/** The ceiling holds real Buffers: enough for 12 jobs per file × REGION. */
+export const CEILING_FILE_SIZE = 256 * 1024 * KiB

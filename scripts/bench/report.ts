@@ -1,0 +1,260 @@
+/**
+ * bench-report/report.md: the side-by-side tables, the ratios issue 6 asks
+ * for, a goal check, and every run's raw figures. Also results.json.
+ */
+import { isRead, linkRate, SUBJECT_TITLES, SUBJECTS, type Link, type Mode, type SubjectName, type Timing, type Workload } from './plan.js'
+import type { Measurement } from './subjects.js'
+
+const MB = 1e6
+const MiB = 1024 * 1024
+
+export interface MemoryProbe {
+  /** what was mounted, e.g. "4 × 1 TiB sparse LUNs" */
+  what: string
+  rss?: number
+  error?: string
+}
+
+export interface ReportMeta {
+  mode: Mode
+  timing: Timing
+  started: Date
+  finished: Date
+  interrupted: boolean
+  machine: string[]
+  /** subject → why it did not run (absent: it ran) */
+  unavailable: Partial<Record<SubjectName, string>>
+  notes: string[]
+  memory?: MemoryProbe
+  charts: string[]
+  argv: string[]
+}
+
+// ---------------------------------------------------------------------------
+// Formatting
+
+const mbps = (b?: number): string => (b === undefined ? '—' : (b / MB).toFixed(b / MB >= 100 ? 0 : 1))
+const pct = (x?: number | null): string => (x === undefined || x === null || !Number.isFinite(x) ? '—' : `${x.toFixed(0)}%`)
+const ratio = (a?: number, b?: number): string => (a === undefined || b === undefined || !b ? '—' : `${(a / b).toFixed(2)}`)
+const mib = (b?: number | null): string => (b === undefined || b === null || !Number.isFinite(b) ? '—' : (b / MiB).toFixed(0))
+const num = (x?: number | null, digits = 0): string => (x === undefined || x === null || !Number.isFinite(x) ? '—' : x.toFixed(digits))
+
+/** A Markdown table; columns whose cells are all figures are right-aligned. Cells are one line. */
+function table(head: string[], rows: string[][]): string {
+  const clean = (c: string): string => {
+    const one = c.replace(/\s*\n\s*/g, ' / ').replace(/\|/g, '\\|')
+    return one.length > 220 ? one.slice(0, 217) + '…' : one
+  }
+  const figure = /^(—|-?[\d.,]+%?|skipped|error)$/
+  const right = head.map((_, i) => i > 0 && rows.length > 0 && rows.every((r) => figure.test((r[i] ?? '').trim() || '—')))
+  return [
+    `| ${head.join(' | ')} |`,
+    `| ${right.map((r) => (r ? '---:' : '---')).join(' | ')} |`,
+    ...rows.map((r) => `| ${r.map(clean).join(' | ')} |`),
+  ].join('\n')
+}
+
+// ---------------------------------------------------------------------------
+// Lookup
+
+class Results {
+  private readonly map = new Map<string, Measurement>()
+  constructor(readonly all: Measurement[]) {
+    for (const m of all) this.map.set(m.run.id, m)
+  }
+  get(subject: SubjectName, link: Link, w: Workload): Measurement | undefined {
+    return this.map.get(`${subject}@${link}/${w.id}`)
+  }
+  /** The direct path has no page cache: its O_DIRECT figure stands for the buffered workload too. */
+  direct(link: Link, w: Workload): Measurement | undefined {
+    return this.map.get(`direct@${link}/${w.id.replace(/-buffered-/, '-direct-')}`)
+  }
+  ok(m?: Measurement): number | undefined {
+    return m && m.status === 'ok' ? m.bw : undefined
+  }
+  workloads(link: Link): Workload[] {
+    const seen = new Map<string, Workload>()
+    for (const m of this.all) if (m.run.link === link && !seen.has(m.run.workload.id)) seen.set(m.run.workload.id, m.run.workload)
+    return [...seen.values()]
+  }
+  links(): Link[] {
+    return [...new Set(this.all.filter((m) => m.run.link !== 'unlimited').map((m) => m.run.link))]
+  }
+}
+
+function cell(m: Measurement | undefined): string {
+  if (!m) return '—'
+  if (m.status === 'skipped') return 'skipped'
+  if (m.status === 'error') return 'error'
+  return mbps(m.bw)
+}
+
+// ---------------------------------------------------------------------------
+// Sections
+
+function overheadTable(r: Results): string {
+  const rows = r.workloads('unlimited').map((w) => {
+    const f = r.get('fcfs', 'unlimited', w)
+    const c = r.get('ceiling', 'unlimited', w)
+    const p = r.get('peer', 'unlimited', w)
+    const d = r.direct('unlimited', w)
+    return [
+      w.id,
+      cell(f),
+      cell(c),
+      cell(p),
+      cell(d),
+      ratio(r.ok(f), r.ok(c)),
+      ratio(r.ok(f), r.ok(p)),
+      ratio(r.ok(f), r.ok(d)),
+      num(f?.status === 'ok' ? f.iops : undefined),
+      num(f?.peakOutstanding),
+      pct(f?.cpu),
+      pct(c?.cpu),
+      mib(f?.hwm),
+    ]
+  })
+  return table(
+    ['workload', 'fcfs MB/s', 'ceiling MB/s', 'peer MB/s', 'direct MB/s', 'fcfs/ceiling', 'fcfs/peer', 'file/direct', 'fcfs IOPS', 'fcfs peak outstanding', 'fcfs CPU', 'ceiling CPU', 'fcfs peak RSS MiB'],
+    rows,
+  )
+}
+
+function linkTable(r: Results): string {
+  const rows: string[][] = []
+  for (const link of r.links()) {
+    for (const w of r.workloads(link)) {
+      const f = r.get('fcfs', link, w)
+      const d = r.direct(link, w)
+      const rate = linkRate(link)!
+      rows.push([
+        w.id,
+        link,
+        mbps(rate),
+        cell(f),
+        ratio(r.ok(f), rate),
+        num(f?.peakOutstanding),
+        pct(f?.cpu),
+        mib(f?.hwm),
+        cell(d),
+        ratio(r.ok(d), rate),
+        ratio(r.ok(f), r.ok(d)),
+        f?.status === 'skipped' ? (f.note ?? '') : '',
+      ])
+    }
+  }
+  return table(['workload', 'link', 'modelled MB/s', 'fcfs MB/s', 'fcfs/link', 'fcfs peak outstanding', 'fcfs CPU', 'fcfs peak RSS MiB', 'direct MB/s', 'direct/link', 'file/direct', 'note'], rows)
+}
+
+type Verdict = 'pass' | 'FAIL' | 'not measured'
+
+function goals(r: Results, meta: ReportMeta): string {
+  const out: Array<[string, Verdict, string]> = []
+  const verdict = (xs: Array<boolean | undefined>): Verdict => (xs.some((x) => x === undefined) || !xs.length ? 'not measured' : xs.every(Boolean) ? 'pass' : 'FAIL')
+  const find = (link: Link, pred: (w: Workload) => boolean): Measurement[] =>
+    r.all.filter((m) => m.run.subject === 'fcfs' && m.run.link === link && pred(m.run.workload))
+
+  // Link-bound, 48 jobs at 640 KiB.
+  for (const [links, need] of [[['2G', '4G', '8G'], 0.97], [['16G'], 0.9]] as const) {
+    const ms = links.flatMap((l) => find(l as Link, (w) => w.bs === 640 * 1024 && w.jobs === 48 && !w.rw.startsWith('rand') && w.direct))
+    const ok = ms.map((m) => (m.status === 'ok' ? m.bw! / linkRate(m.run.link)! >= need && (m.peakOutstanding ?? 0) >= 48 : undefined))
+    const detail = ms.filter((m) => m.status === 'ok').map((m) => `${m.run.link} ${isRead(m.run.workload) ? 'read' : 'write'} ${ratio(m.bw, linkRate(m.run.link)!)} (peak ${num(m.peakOutstanding)})`).join('; ')
+    out.push([`640 KiB, 48 jobs over the targets ≥ ${need * 100}% of the link with ≥ 48 outstanding at ${links.join('/')}`, verdict(ok), detail || 'link runs skipped'])
+  }
+  {
+    const ms = (['2G', '4G', '8G'] as Link[]).flatMap((l) => find(l, (w) => w.jobs === 1 && !w.direct && !w.rw.startsWith('rand')))
+    const ok = ms.map((m) => (m.status === 'ok' ? m.bw! / linkRate(m.run.link)! >= 0.95 : undefined))
+    out.push(['single buffered reader / writer ≥ 95% of the link at 2G/4G/8G', verdict(ok), ms.filter((m) => m.status === 'ok').map((m) => `${m.run.link} ${m.run.workload.id} ${ratio(m.bw, linkRate(m.run.link)!)}`).join('; ') || 'link runs skipped'])
+  }
+  // Overhead-bound.
+  const ws = r.workloads('unlimited')
+  const vsCeiling = (pred: (w: Workload) => boolean, need: number): [Verdict, string] => {
+    const pairs = ws.filter(pred).map((w) => [w, r.ok(r.get('fcfs', 'unlimited', w)), r.ok(r.get('ceiling', 'unlimited', w))] as const)
+    const ok = pairs.map(([, f, c]) => (f === undefined || c === undefined ? undefined : f / c >= need))
+    return [verdict(ok), pairs.map(([w, f, c]) => `${w.id} ${ratio(f, c)}`).join('; ')]
+  }
+  out.push(['unlimited: fcfs ≥ 90% of the ceiling, 640 KiB sequential', ...vsCeiling((w) => w.bs === 640 * 1024 && !w.rw.startsWith('rand'), 0.9)])
+  out.push(['unlimited: fcfs ≥ 85% of the ceiling, 4 KiB random', ...vsCeiling((w) => w.rw.startsWith('rand'), 0.85)])
+  {
+    const pairs = ws.map((w) => [w, r.ok(r.get('fcfs', 'unlimited', w)), r.ok(r.get('peer', 'unlimited', w))] as const)
+    const ok = pairs.map(([, f, p]) => (f === undefined || p === undefined ? undefined : f > p))
+    const losers = pairs.filter(([, f, p]) => f !== undefined && p !== undefined && f <= p).map(([w, f, p]) => `${w.id} ${ratio(f, p)}`)
+    out.push(['unlimited: fcfs faster than nbdkit+nbdfuse on every workload', meta.unavailable.peer ? 'not measured' : verdict(ok), losers.length ? `slower on: ${losers.join('; ')}` : ''])
+  }
+  {
+    const best = r.all.filter((m) => m.run.subject === 'direct' && m.status === 'ok').reduce((a, m) => Math.max(a, m.iops ?? 0), 0)
+    out.push(['direct API ≥ 300,000 commands/s on one core (null target)', 'not measured', best ? `best direct IOPS in this run: ${best.toFixed(0)} (not a null-target run)` : 'needs src/direct.ts and a null target'])
+  }
+  if (meta.memory) {
+    const m = meta.memory
+    out.push([`RSS < 150 MB with ${m.what}`, m.rss === undefined ? 'not measured' : m.rss < 150e6 ? 'pass' : 'FAIL', m.rss !== undefined ? `${(m.rss / MB).toFixed(0)} MB idle after mount` : (m.error ?? '')])
+  }
+  return table(['goal (issue 6)', 'verdict', 'figures'], out.map(([g, v, d]) => [g, v, d]))
+}
+
+function allRuns(r: Results): string {
+  const rows = r.all.map((m) => [
+    m.run.id,
+    m.status === 'ok' ? mbps(m.bw) : m.status,
+    num(m.iops),
+    num(m.p50),
+    num(m.p99),
+    pct(m.cpu),
+    pct(m.clientCpu),
+    mib(m.rss),
+    mib(m.hwm),
+    num(m.peakOutstanding),
+    m.note ?? '',
+  ])
+  return table(['run', 'MB/s', 'IOPS', 'p50 µs', 'p99 µs', 'server CPU', 'fio CPU', 'RSS MiB', 'peak RSS MiB', 'peak outstanding', 'note'], rows)
+}
+
+export function renderReport(ms: Measurement[], meta: ReportMeta): string {
+  const r = new Results(ms)
+  const secs = ((meta.finished.getTime() - meta.started.getTime()) / 1000).toFixed(0)
+  const lines: string[] = []
+  lines.push(`# fcfs benchmark — ${meta.mode} run${meta.interrupted ? ' (INTERRUPTED: partial)' : ''}`)
+  lines.push('')
+  lines.push(`${meta.started.toISOString()}, ${secs} s, \`${meta.argv.join(' ')}\``)
+  lines.push('')
+  for (const m of meta.machine) lines.push(`- ${m}`)
+  lines.push(
+    `- every run: fio psync, ${meta.timing.runtime} s measured${meta.timing.ramp ? ` after ${meta.timing.ramp} s ramp` : ''}, jobs dealt round-robin over 4 files (targets), each job in its own 20 MiB region; buffered writes end with fsync; a fresh mount per run`,
+  )
+  lines.push('- MB/s = 10^6 bytes/s; link model ≈ 100 MB/s per 1GFC per direction; CPU = % of one core over the run (2 cores = 200%); RSS from /proc/<pid>/status')
+  lines.push('')
+  lines.push('Subjects:')
+  lines.push('')
+  for (const s of SUBJECTS) {
+    const why = meta.unavailable[s]
+    lines.push(`- **${s}**: ${SUBJECT_TITLES[s]}${why ? ` — _skipped: ${why}_` : ''}`)
+  }
+  for (const n of meta.notes) lines.push(`- ${n}`)
+  lines.push('')
+  lines.push('## Overhead-bound: `--link unlimited`')
+  lines.push('')
+  lines.push('file/direct compares fcfs through FUSE with the direct API on the same workload (the direct path has no page cache: its O_DIRECT figure stands for the buffered row too).')
+  lines.push('')
+  lines.push(overheadTable(r))
+  lines.push('')
+  if (r.links().length) {
+    lines.push('## Link-bound: fcfs at modelled link speeds')
+    lines.push('')
+    lines.push(linkTable(r))
+    lines.push('')
+  }
+  lines.push('## Goals')
+  lines.push('')
+  lines.push(goals(r, meta))
+  lines.push('')
+  if (meta.charts.length) {
+    lines.push('## Charts')
+    lines.push('')
+    for (const c of meta.charts) lines.push(`![${c}](${c})`, '')
+  }
+  lines.push('## Every run')
+  lines.push('')
+  lines.push(allRuns(r))
+  lines.push('')
+  return lines.join('\n')
+}

@@ -1,0 +1,342 @@
+/**
+ * The four subjects of issue 6 behind one interface. A FUSE subject mounts
+ * afresh for every run (fcfs's HBA counters have no reset yet, so a fresh
+ * mount is what makes "peak outstanding" and RSS belong to one workload),
+ * runs the fio job over its files, reads the counters and unmounts in a
+ * finally. The direct subject runs its worker process instead of fio.
+ */
+import { existsSync } from 'node:fs'
+import { mkdtemp, readdir, readFile, rm, rmdir, mkdir } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { ChildProcess } from 'node:child_process'
+import { CEILING_FILE_SIZE, LUN_SIZE, TARGETS, type Link, type Run, type SubjectName, type Timing } from './plan.js'
+import { fioJobFile, runFio } from './fio.js'
+import { cpuMeter, forceUnmount, isMounted, memoryOf, onPath, register, run, spawnServer, stopChild, waitFor } from './proc.js'
+import { directSupportsLink, directUnavailable, type DirectVia, type WorkerInput, type WorkerOutput } from './direct.js'
+
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+export const REPO_ROOT = path.resolve(HERE, '..', '..', '..')
+export const FCFS_CLI = path.join(REPO_ROOT, 'dist', 'src', 'cli.js')
+const CEILING_SERVER = path.join(HERE, 'ceiling-server.js')
+const DIRECT_WORKER = path.join(HERE, 'direct.js')
+
+export interface Measurement {
+  run: Run
+  status: 'ok' | 'skipped' | 'error'
+  note?: string
+  /** bytes/s */
+  bw?: number
+  iops?: number
+  /** completion latency, µs */
+  p50?: number
+  p99?: number
+  /** CPU of the serving process(es), percent of one core */
+  cpu?: number | null
+  /** bytes, at the end of the run */
+  rss?: number | null
+  /** peak RSS (VmHWM), bytes */
+  hwm?: number | null
+  /** fcfs/direct: the HBA's peak commands outstanding during the run */
+  peakOutstanding?: number | null
+  /** fio's own CPU (the client), percent of one core */
+  clientCpu?: number
+  seconds?: number
+}
+
+export interface RunContext {
+  timing: Timing
+  /** directory for fio job files and CPU profiles */
+  workDir: string
+  /** node --cpu-prof the fcfs process into this directory */
+  profileDir?: string
+  /** called with each child (fio, worker) so SIGINT can kill it */
+  onChild?: (p: ChildProcess) => void
+}
+
+export interface Subject {
+  name: SubjectName
+  /** null when the subject can run, else why not (the report shows it) */
+  unavailable(): Promise<string | null>
+  /** null when the subject can run at this link, else why not */
+  linkUnsupported(link: Link): string | null
+  run(r: Run, ctx: RunContext): Promise<Measurement>
+}
+
+// ---------------------------------------------------------------------------
+// Mounted FUSE subjects
+
+interface Mounted {
+  files: string[]
+  pids: number[]
+  /** fcfs: the HBA counters after the run */
+  hbaStats?: () => Promise<Record<string, unknown> | null>
+  stop(): Promise<void>
+}
+
+async function tmpDir(prefix: string): Promise<string> {
+  return mkdtemp(path.join(os.tmpdir(), prefix))
+}
+
+async function removeDir(dir: string, mnts: string[]): Promise<void> {
+  for (const m of mnts) {
+    if (await isMounted(m)) return // never rm -r through a live mount
+    await rmdir(m).catch(() => undefined)
+  }
+  await rm(dir, { recursive: true, force: true })
+}
+
+async function measureFio(r: Run, ctx: RunContext, m: Mounted, jobName: string): Promise<Measurement> {
+  for (const f of m.files) {
+    // A file that is not on a mount would be written on the local disk: refuse.
+    if (!existsSync(f)) throw new Error(`${f} does not exist`)
+  }
+  const text = fioJobFile(r.workload, m.files, ctx.timing)
+  const cpu = cpuMeter(m.pids)
+  const t0 = Date.now()
+  const fio = await runFio(path.join(ctx.workDir, `${jobName}.fio`), text, ctx.timing, ctx.onChild)
+  const cpuPct = cpu.stop()
+  const mem = memoryOf(m.pids)
+  const stats = (await m.hbaStats?.()) ?? null
+  return {
+    run: r,
+    status: 'ok',
+    bw: fio.bw,
+    iops: fio.iops,
+    p50: fio.p50,
+    p99: fio.p99,
+    cpu: cpuPct,
+    rss: mem?.rss ?? null,
+    hwm: mem?.hwm ?? null,
+    peakOutstanding: typeof stats?.peakOutstanding === 'number' ? stats.peakOutstanding : stats ? null : undefined,
+    clientCpu: fio.clientCpu,
+    seconds: (Date.now() - t0) / 1000,
+  }
+}
+
+async function runMounted(r: Run, ctx: RunContext, mount: () => Promise<Mounted>): Promise<Measurement> {
+  const m = await mount()
+  try {
+    return await measureFio(r, ctx, m, r.id.replace(/[^\w.-]+/g, '_'))
+  } finally {
+    await m.stop()
+  }
+}
+
+// ---------------------------------------------------------------------------
+// fcfs
+
+export interface FcfsProbe {
+  built: boolean
+  /** `fcfs mount --link` exists */
+  link: boolean
+}
+
+export async function probeFcfs(): Promise<FcfsProbe> {
+  if (!existsSync(FCFS_CLI)) return { built: false, link: false }
+  const help = await run(process.execPath, [FCFS_CLI, 'mount', '--help']).catch(() => null)
+  return { built: true, link: !!help && /--link\b/.test(help.stdout + help.stderr) }
+}
+
+export function fcfsSubject(probe: FcfsProbe): Subject {
+  return {
+    name: 'fcfs',
+    unavailable: async () => (probe.built ? null : `${path.relative(REPO_ROOT, FCFS_CLI)} is not built (npm run build)`),
+    linkUnsupported: (link) => (link === 'unlimited' || probe.link ? null : '`fcfs mount --link` does not exist yet'),
+    run: (r, ctx) =>
+      runMounted(r, ctx, async () => {
+        const dir = await tmpDir('fcfs-bench-')
+        const mnt = path.join(dir, 'mnt')
+        await mkdir(mnt)
+        const node: string[] = []
+        if (ctx.profileDir) node.push('--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', `${r.id.replace(/[^\w.-]+/g, '_')}.cpuprofile`)
+        const args = [...node, FCFS_CLI, 'mount', mnt, '--targets', String(TARGETS), '--size', `${LUN_SIZE / 1024 ** 3}GiB`, '--log-level', 'warn']
+        if (probe.link) args.push('--link', r.link)
+        let proc: ChildProcess | undefined
+        const stop = async (): Promise<void> => {
+          if (proc) await stopChild(proc, 15_000)
+          await forceUnmount(mnt)
+          await removeDir(dir, [mnt])
+        }
+        const entry = { mnt, proc: undefined as ChildProcess | undefined, stop }
+        const unregister = register(entry)
+        try {
+          const s = await spawnServer(process.execPath, args, (out) => out.split('\n').some((l) => l.trimEnd() === `fcfs mounted at ${mnt}`))
+          proc = entry.proc = s.proc
+          const wwpns = (await readdir(path.join(mnt, 'wwn'))).filter((n) => /^[0-9a-f]{16}$/.test(n)).sort()
+          return {
+            files: wwpns.map((w) => path.join(mnt, 'wwn', w, 'rwbuf')),
+            pids: [proc.pid!],
+            hbaStats: async () => {
+              try {
+                return JSON.parse(await readFile(path.join(mnt, 'hba', '0', 'stats.json'), 'utf8')) as Record<string, unknown>
+              } catch {
+                return null
+              }
+            },
+            stop: async () => {
+              await stop()
+              unregister()
+            },
+          }
+        } catch (e) {
+          await stop()
+          unregister()
+          throw e
+        }
+      }),
+  }
+}
+
+// ---------------------------------------------------------------------------
+// ceiling
+
+export function ceilingSubject(): Subject {
+  return {
+    name: 'ceiling',
+    unavailable: async () => (existsSync(CEILING_SERVER) ? null : `${CEILING_SERVER} is not built`),
+    linkUnsupported: (link) => (link === 'unlimited' ? null : 'no link model'),
+    run: (r, ctx) =>
+      runMounted(r, ctx, async () => {
+        const dir = await tmpDir('fcfs-bench-ceiling-')
+        const mnt = path.join(dir, 'mnt')
+        await mkdir(mnt)
+        let proc: ChildProcess | undefined
+        const stop = async (): Promise<void> => {
+          if (proc) await stopChild(proc, 10_000)
+          await forceUnmount(mnt)
+          await removeDir(dir, [mnt])
+        }
+        const entry = { mnt, proc: undefined as ChildProcess | undefined, stop }
+        const unregister = register(entry)
+        try {
+          const s = await spawnServer(process.execPath, [CEILING_SERVER, mnt, String(TARGETS), String(CEILING_FILE_SIZE)], (out) => out.includes(`ceiling mounted at ${mnt}`))
+          proc = entry.proc = s.proc
+          return {
+            files: Array.from({ length: TARGETS }, (_, i) => path.join(mnt, `f${i}`)),
+            pids: [proc.pid!],
+            stop: async () => {
+              await stop()
+              unregister()
+            },
+          }
+        } catch (e) {
+          await stop()
+          unregister()
+          throw e
+        }
+      }),
+  }
+}
+
+// ---------------------------------------------------------------------------
+// peer: nbdkit memory plugin + nbdfuse, one pair per target
+
+export function peerSubject(): Subject {
+  return {
+    name: 'peer',
+    unavailable: async () => {
+      const missing = ['nbdkit', 'nbdfuse'].filter((b) => !onPath(b))
+      if (!missing.length) return null
+      return `${missing.join(' and ')} not installed (apt-get install nbdkit libnbd-bin; the bench installs them itself when run as root)`
+    },
+    linkUnsupported: (link) => (link === 'unlimited' ? null : 'no link model'),
+    run: (r, ctx) =>
+      runMounted(r, ctx, async () => {
+        const dir = await tmpDir('fcfs-bench-peer-')
+        const procs: ChildProcess[] = []
+        const mnts: string[] = []
+        const stop = async (): Promise<void> => {
+          // Unmounting makes nbdfuse exit; nbdkit goes when asked (or with its parent).
+          for (const m of mnts) await forceUnmount(m)
+          for (const p of procs.reverse()) await stopChild(p, 5_000)
+          await removeDir(dir, mnts)
+        }
+        const unregister = register({ mnt: undefined, stop })
+        try {
+          const files: string[] = []
+          for (let i = 0; i < TARGETS; i++) {
+            const sock = path.join(dir, `t${i}.sock`)
+            const mnt = path.join(dir, `t${i}`)
+            const pidfile = path.join(dir, `t${i}.pid`)
+            await mkdir(mnt)
+            const kit = await spawnServer('nbdkit', ['-U', sock, '-f', '--exit-with-parent', 'memory', String(LUN_SIZE)], () => true)
+            procs.push(kit.proc)
+            await waitFor(async () => existsSync(sock), 10_000, `nbdkit socket ${sock}`)
+            const fuse = await spawnServer('nbdfuse', ['-P', pidfile, `${mnt}/nbd`, `nbd+unix:///?socket=${sock}`], () => true)
+            procs.push(fuse.proc)
+            mnts.push(mnt)
+            await waitFor(async () => existsSync(pidfile) && (await isMounted(mnt)), 10_000, `nbdfuse on ${mnt}`)
+            files.push(path.join(mnt, 'nbd'))
+          }
+          return {
+            files,
+            pids: procs.map((p) => p.pid!),
+            stop: async () => {
+              await stop()
+              unregister()
+            },
+          }
+        } catch (e) {
+          await stop()
+          unregister()
+          throw e
+        }
+      }),
+  }
+}
+
+/** apt-get install nbdkit + libnbd-bin (nbdfuse) when missing and we are root. */
+export async function ensurePeerInstalled(log: (s: string) => void): Promise<void> {
+  if (onPath('nbdkit') && onPath('nbdfuse')) return
+  if (process.getuid?.() !== 0 || !onPath('apt-get')) return
+  log('installing nbdkit and libnbd-bin (nbdfuse) with apt-get …')
+  const env = ['DEBIAN_FRONTEND=noninteractive']
+  let r = await run('env', [...env, 'apt-get', 'install', '-y', '-q', 'nbdkit', 'libnbd-bin'], { timeoutMs: 300_000 }).catch(() => null)
+  if (!r || r.code !== 0) {
+    await run('env', [...env, 'apt-get', 'update', '-q'], { timeoutMs: 300_000 }).catch(() => null)
+    r = await run('env', [...env, 'apt-get', 'install', '-y', '-q', 'nbdkit', 'libnbd-bin'], { timeoutMs: 300_000 }).catch(() => null)
+  }
+  if (!r || r.code !== 0) log(`apt-get install failed: ${(r?.stderr ?? '').trim().slice(-300)}`)
+}
+
+// ---------------------------------------------------------------------------
+// direct
+
+export function directSubject(via: DirectVia): Subject {
+  return {
+    name: 'direct',
+    unavailable: () => directUnavailable(via),
+    linkUnsupported: (link) => (directSupportsLink(via, link) ? null : `--direct-via ${via} has no link model`),
+    run: async (r, ctx) => {
+      const input: WorkerInput = {
+        via,
+        open: { targets: TARGETS, size: LUN_SIZE, link: r.link },
+        workload: r.workload,
+        runtime: ctx.timing.runtime,
+        ramp: ctx.timing.ramp,
+      }
+      const t0 = Date.now()
+      const res = await run(process.execPath, [DIRECT_WORKER, JSON.stringify(input)], {
+        timeoutMs: (ctx.timing.runtime + ctx.timing.ramp + 60) * 1000,
+        onSpawn: ctx.onChild,
+      })
+      if (res.code !== 0) throw new Error(`direct worker exited ${res.code}: ${res.stderr.trim().slice(-800)}`)
+      const out = JSON.parse(res.stdout.trim().split('\n').pop()!) as WorkerOutput
+      return {
+        run: r,
+        status: 'ok',
+        bw: out.bw,
+        iops: out.iops,
+        p50: out.p50,
+        p99: out.p99,
+        cpu: out.cpu,
+        rss: out.rss,
+        hwm: out.hwm,
+        peakOutstanding: out.peakOutstanding,
+        seconds: (Date.now() - t0) / 1000,
+      }
+    },
+  }
+}
