@@ -6,6 +6,10 @@
  * The PMI bit and the LOGICAL BLOCK ADDRESS field are obsolete in SBC-4; as in
  * SBC-3, an LBA with PMI=0 is rejected, and with PMI=1 the answer is the same
  * last LBA (there is no "substantial delay" boundary in RAM).
+ *
+ * READ CAPACITY(16) reports LBPME (logical block provisioning management:
+ * UNMAP works) and LBPRZ (unmapped blocks read as zeros), which every
+ * backend provides (targets/backend.ts `unmap`).
  */
 import { readU32BE, readU64BE } from './bytes.js'
 import { READ_CAPACITY_10, READ_CAPACITY_16, READ_CAPACITY_PMI } from './cdb.js'
@@ -27,7 +31,7 @@ export const readCapacity16: Handler = (u, cmd) => {
   if ((cmd.cdb[F.pmi.offset] & READ_CAPACITY_PMI) === 0 && readU64BE(cmd.cdb, F.lba.offset) !== 0) return invalidFieldInCdb(F.lba.offset)
   const allocLen = readU32BE(cmd.cdb, F.allocLen.offset)
   const data = Buffer.alloc(READ_CAPACITY_16_DATA.size)
-  // LBPME stays 0: fcfs does not implement UNMAP or WRITE SAME yet.
-  encodeReadCapacity16Data({ lastLba: u.lun.blocks - 1, blockSize: u.lun.blockSize }, data)
+  // Thin provisioned: UNMAP and WRITE SAME with UNMAP release blocks, which then read as zeros.
+  encodeReadCapacity16Data({ lastLba: u.lun.blocks - 1, blockSize: u.lun.blockSize, lbpme: true, lbprz: true }, data)
   return dataInResponse(cmd, data, data.length, allocLen)
 }

@@ -57,6 +57,15 @@ export const RESPONSE_DATA_FORMAT = 2
 export const INQUIRY_HISUP = 0x10
 export const INQUIRY_CMDQUE = 0x02
 
+/** TARGET PORT GROUP SUPPORT (byte 5 bits 5..4): asymmetric logical unit access (SPC-4 5.16). */
+export const Tpgs = {
+  NONE: 0b00, // no ALUA
+  IMPLICIT: 0b01, // the device server changes access states itself; REPORT TARGET PORT GROUPS tells them
+  EXPLICIT: 0b10, // SET TARGET PORT GROUPS changes them
+  BOTH: 0b11,
+} as const
+const TPGS_SHIFT = 4
+
 export interface StandardInquiry {
   readonly peripheralQualifier: number
   readonly deviceType: number
@@ -65,6 +74,8 @@ export interface StandardInquiry {
   readonly responseDataFormat: number
   readonly additionalLength: number
   readonly cmdQue: boolean
+  /** TARGET PORT GROUP SUPPORT (Tpgs). */
+  readonly tpgs: number
   readonly vendor: string
   readonly product: string
   readonly revision: string
@@ -76,6 +87,8 @@ export interface StandardInquiryInput {
   readonly vendor: string
   readonly product: string
   readonly revision: string
+  /** TARGET PORT GROUP SUPPORT (Tpgs); default NONE. */
+  readonly tpgs?: number
 }
 
 /** Writes the 36 bytes of standard INQUIRY data; returns 36. */
@@ -88,6 +101,7 @@ export function encodeStandardInquiry(v: StandardInquiryInput, buf: Uint8Array, 
   buf[offset + L.version.offset] = VERSION_SPC4
   buf[offset + L.flags3.offset] = INQUIRY_HISUP | RESPONSE_DATA_FORMAT
   buf[offset + L.additionalLength.offset] = size - 5
+  buf[offset + L.flags5.offset] = ((v.tpgs ?? Tpgs.NONE) & 0x3) << TPGS_SHIFT
   buf[offset + L.flags7.offset] = INQUIRY_CMDQUE
   writeAsciiPadded(buf, offset + L.vendor.offset, L.vendor.length, v.vendor)
   writeAsciiPadded(buf, offset + L.product.offset, L.product.length, v.product)
@@ -109,6 +123,7 @@ export function decodeStandardInquiry(buf: Uint8Array, offset = 0): StandardInqu
     responseDataFormat: buf[offset + L.flags3.offset] & 0x0f,
     additionalLength: buf[offset + L.additionalLength.offset],
     cmdQue: (buf[offset + L.flags7.offset] & INQUIRY_CMDQUE) !== 0,
+    tpgs: (buf[offset + L.flags5.offset] >> TPGS_SHIFT) & 0x3,
     vendor: readAsciiTrimmed(buf, offset + L.vendor.offset, L.vendor.length),
     product: readAsciiTrimmed(buf, offset + L.product.offset, L.product.length),
     revision: readAsciiTrimmed(buf, offset + L.revision.offset, L.revision.length),

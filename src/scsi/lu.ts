@@ -1,14 +1,19 @@
 /**
  * A SCSI logical unit over a `Lun` (identity, geometry, backend): the opcode
- * table dispatches, handlers answer, and the unit keeps the state SAM gives a
- * logical unit per initiator: its queue of unit attentions.
+ * table dispatches, handlers answer, and the unit keeps the state SAM/SPC
+ * give a logical unit: per initiator, its queue of unit attentions and
+ * whether it prevents medium removal; shared, the mode parameters, the
+ * started/stopped state and the target ports that export it.
  *
  * Unit attention (SAM-5 5.14, 6.2): a new logical unit has POWER ON, RESET,
  * OR BUS DEVICE RESET OCCURRED pending for every initiator. The first command
  * from an initiator other than INQUIRY, REPORT LUNS and REQUEST SENSE is
  * answered with CHECK CONDITION, UNIT ATTENTION and the condition is cleared;
  * REQUEST SENSE reports and clears it too. `raiseUnitAttention` queues a new
- * condition (capacity changed, LUN inventory changed…) for every initiator.
+ * condition for every initiator (but the one that caused it, for MODE
+ * PARAMETERS CHANGED): reset() → 29/00, notifyCapacityChanged() → 2A/09,
+ * notifyReportedLunsChanged() → 3F/0E, notifyAccessStateChanged() → 2A/06,
+ * a MODE SELECT that changed something → 2A/01.
  *
  *   initiator never seen  ──first command──▶  queue = [29/00] (then as below)
  *   queue non-empty       ──command──▶        CHECK CONDITION, UNIT ATTENTION, head removed
@@ -18,14 +23,16 @@
  * created unless the backend returned one.
  */
 import { isPromise } from '../targets/backend.js'
-import type { Lun } from '../targets/types.js'
+import type { Lun, TargetPort } from '../targets/types.js'
+import { accessDenied, notAccessible } from './alua.js'
+import { ModeState } from './mode.js'
 import { isOutcome, resolveCommand } from './opcodes.js'
 import { Asc, fail, SenseKey, toDescriptorSense, type AscAscq } from './sense.js'
 import type { Done, ScsiCommand, ScsiDevice, ScsiOutcome } from './types.js'
 import type { UnitContext } from './unit.js'
 
 export interface LogicalUnitOptions {
-  /** Report sense in descriptor format (the control mode page's D_SENSE). Default fixed. */
+  /** Report sense in descriptor format (the control mode page's D_SENSE default). Default fixed. */
   readonly descriptorSense?: boolean
 }
 
@@ -34,13 +41,18 @@ const MAX_PENDING = 16
 
 export class LogicalUnit implements ScsiDevice, UnitContext {
   readonly lun: Lun
-  descriptorSense: boolean
+  readonly mode: ModeState
   /** Per initiator: unit attentions not yet reported, oldest first. Absent = never seen. */
   private readonly attention = new Map<string, AscAscq[]>()
+  /** Target ports exporting this unit, by WWPN (ScsiTarget attaches them). */
+  private readonly ports = new Map<string, TargetPort>()
+  /** Initiators that sent PREVENT ALLOW MEDIUM REMOVAL with PREVENT = 1. */
+  private readonly preventing = new Set<string>()
+  private isStarted = true
 
   constructor(lun: Lun, opts?: LogicalUnitOptions) {
     this.lun = lun
-    this.descriptorSense = opts?.descriptorSense ?? false
+    this.mode = new ModeState({ descriptorSense: opts?.descriptorSense })
   }
 
   execute(cmd: ScsiCommand, done: Done): void {
@@ -61,6 +73,11 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
     }
   }
 
+  /**
+   * The gates a command passes, in SAM/SPC order, before its handler runs:
+   * CDB check (opcode, service action, reserved bits) → unit attention →
+   * ALUA access state of the receiving port → stopped unit.
+   */
   private run(cmd: ScsiCommand): ScsiOutcome | Promise<ScsiOutcome> {
     const r = resolveCommand(cmd.cdb)
     if (isOutcome(r)) return r
@@ -68,13 +85,77 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
       const ua = this.takeUnitAttention(cmd.initiator)
       if (ua !== null) return fail(SenseKey.UNIT_ATTENTION, ua)
     }
+    if (cmd.port !== undefined) {
+      const denied = accessDenied(cmd.port, r.alua)
+      if (denied !== null) return notAccessible(denied)
+    }
+    if (!this.isStarted && r.mediumAccess === true) return fail(SenseKey.NOT_READY, Asc.LUN_NOT_READY_INIT_REQUIRED)
     return r.handler(this, cmd)
   }
 
   private finish(o: ScsiOutcome): ScsiOutcome {
-    if (this.descriptorSense && o.sense !== null && (o.sense[0] & 0x7f) === 0x70) o.sense = toDescriptorSense(o.sense)
+    if (this.mode.descriptorSense && o.sense !== null && (o.sense[0] & 0x7f) === 0x70) o.sense = toDescriptorSense(o.sense)
     return o
   }
+
+  // ---- state handlers use (UnitContext) ------------------------------------
+
+  /** Sense in descriptor format (control mode page D_SENSE). */
+  get descriptorSense(): boolean {
+    return this.mode.descriptorSense
+  }
+
+  set descriptorSense(on: boolean) {
+    this.mode.descriptorSense = on
+  }
+
+  get started(): boolean {
+    return this.isStarted
+  }
+
+  writeProtected(): boolean {
+    return this.lun.writeProtect || this.mode.softwareWriteProtect
+  }
+
+  writeCacheEnabled(): boolean {
+    return this.mode.writeCacheEnabled
+  }
+
+  setStarted(started: boolean): void {
+    this.isStarted = started
+  }
+
+  setPreventRemoval(initiator: string, prevent: boolean): void {
+    if (prevent) this.preventing.add(initiator)
+    else this.preventing.delete(initiator)
+  }
+
+  /** True while some initiator prevents medium removal. */
+  get removalPrevented(): boolean {
+    return this.preventing.size > 0
+  }
+
+  modeParametersChanged(initiator: string): void {
+    this.raiseUnitAttention(Asc.MODE_PARAMETERS_CHANGED.asc, Asc.MODE_PARAMETERS_CHANGED.ascq, initiator)
+  }
+
+  targetPorts(): readonly TargetPort[] {
+    return [...this.ports.values()]
+  }
+
+  // ---- ports ---------------------------------------------------------------
+
+  /** Records that `port` exports this unit (REPORT TARGET PORT GROUPS lists it). */
+  attachPort(port: TargetPort): void {
+    if (this.ports.get(port.wwpn) !== port) this.ports.set(port.wwpn, port)
+  }
+
+  /** `port` no longer exports this unit. */
+  detachPort(port: TargetPort): void {
+    if (this.ports.get(port.wwpn) === port) this.ports.delete(port.wwpn)
+  }
+
+  // ---- unit attention ------------------------------------------------------
 
   takeUnitAttention(initiator: string): AscAscq | null {
     let q = this.attention.get(initiator)
@@ -91,13 +172,15 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
   }
 
   /**
-   * Queues a unit attention for every initiator. Initiators not seen yet
-   * still get POWER ON/RESET first, which tells them to rediscover everything.
-   * A reset condition (29/xx) replaces whatever was queued, as it supersedes it.
+   * Queues a unit attention for every initiator but `except`. Initiators not
+   * seen yet still get POWER ON/RESET first, which tells them to rediscover
+   * everything. A reset condition (29/xx) replaces whatever was queued, as
+   * it supersedes it; a condition already queued is not queued twice.
    */
-  raiseUnitAttention(asc: number, ascq: number): void {
+  raiseUnitAttention(asc: number, ascq: number, except?: string): void {
     const c: AscAscq = { asc, ascq }
-    for (const q of this.attention.values()) {
+    for (const [initiator, q] of this.attention) {
+      if (initiator === except) continue
       if (asc === 0x29) {
         q.length = 0
         q.push(c)
@@ -106,6 +189,34 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
         q.push(c)
       }
     }
+  }
+
+  // ---- events from the targets layer ----------------------------------------
+
+  /**
+   * LOGICAL UNIT RESET (or a target reset / hard reset reaching it): mode
+   * parameters back to their defaults, medium removal allowed again, and
+   * POWER ON, RESET, OR BUS DEVICE RESET OCCURRED for every initiator.
+   */
+  reset(): void {
+    this.mode.reset()
+    this.preventing.clear()
+    this.raiseUnitAttention(Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET.asc, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET.ascq)
+  }
+
+  /** The capacity changed (the Lun was resized): CAPACITY DATA HAS CHANGED for every initiator. */
+  notifyCapacityChanged(): void {
+    this.raiseUnitAttention(Asc.CAPACITY_DATA_HAS_CHANGED.asc, Asc.CAPACITY_DATA_HAS_CHANGED.ascq)
+  }
+
+  /** A port exporting this unit gained or lost LUNs: REPORTED LUNS DATA HAS CHANGED for every initiator. */
+  notifyReportedLunsChanged(): void {
+    this.raiseUnitAttention(Asc.REPORTED_LUNS_DATA_HAS_CHANGED.asc, Asc.REPORTED_LUNS_DATA_HAS_CHANGED.ascq)
+  }
+
+  /** A port group's ALUA state changed: ASYMMETRIC ACCESS STATE CHANGED for every initiator. */
+  notifyAccessStateChanged(): void {
+    this.raiseUnitAttention(Asc.ASYMMETRIC_ACCESS_STATE_CHANGED.asc, Asc.ASYMMETRIC_ACCESS_STATE_CHANGED.ascq)
   }
 }
 

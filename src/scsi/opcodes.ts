@@ -2,26 +2,35 @@
  * The one opcode table (scsi_debug's opcode_info_arr, QEMU's scsi_disk_reqops):
  * each row names a command, its CDB length, data direction, the bits the CDB
  * may have set (the len_mask) and its handler. It drives dispatch, names in
- * logs and traces, reserved-bit checks, and a future REPORT SUPPORTED
- * OPERATION CODES.
+ * logs and traces, reserved-bit checks, the unit attention / stopped unit /
+ * ALUA gates in lu.ts, and REPORT SUPPORTED OPERATION CODES (rsoc.ts), whose
+ * CDB USAGE DATA is the mask itself.
  *
  * mask[i] holds the bits allowed in CDB byte i; mask[0] is the opcode itself.
  * A set bit outside the mask is ILLEGAL REQUEST, INVALID FIELD IN CDB with a
  * field pointer to the byte and a bit pointer to the highest offending bit.
  * The control byte (last) allows only the vendor-specific bits 7..6: fcfs
  * supports neither NACA (ACA) nor linked commands, so NACA=1 is rejected as
- * SAM-5 requires.
+ * SAM-5 requires. RDPROTECT/WRPROTECT/VRPROTECT (byte 1 bits 7..5) are never
+ * allowed: there is no protection information (SBC-3 4.18). GROUP NUMBER
+ * (bits 5..0) is accepted and ignored.
  */
-import { synchronizeCache, testUnitReady } from './cache.js'
+import { reportTargetPortGroups, type AluaAccess } from './alua.js'
+import { preFetch, synchronizeCache, testUnitReady } from './cache.js'
 import { readCapacity10, readCapacity16 } from './capacity.js'
-import { Op, ServiceActionIn16 } from './cdb.js'
+import { MaintenanceIn, Op, ServiceActionIn16 } from './cdb.js'
 import { inquiry } from './inquiry.js'
 import { reportLunsOfUnit } from './luns.js'
+import { modeSelect, modeSense } from './mode.js'
+import { reportSupportedOperationCodes } from './rsoc.js'
 import { readWrite } from './rw.js'
 import { Asc, fail, invalidFieldInCdb, SenseKey } from './sense.js'
 import { requestSense } from './sense_cmds.js'
+import { preventAllowMediumRemoval, startStopUnit } from './startstop.js'
 import { DataDirection, type ScsiOutcome } from './types.js'
 import type { Handler } from './unit.js'
+import { unmap, writeSame } from './unmap.js'
+import { compareAndWrite, verify, writeAndVerify } from './verify.js'
 
 export interface OpcodeRow {
   readonly opcode: number
@@ -38,97 +47,153 @@ export interface OpcodeRow {
    * attention (SAM-5 5.14): the initiator needs them to find out what changed.
    */
   readonly runsDespiteUnitAttention?: boolean
+  /** Touches the medium: a stopped unit (START STOP UNIT) answers NOT READY, INITIALIZING COMMAND REQUIRED. */
+  readonly mediumAccess?: boolean
+  /** Runs through a port whose ALUA group is standby ('standby') or in any state ('any'); absent: active states only. */
+  readonly alua?: AluaAccess
+  /** Recommended timeout in seconds (REPORT SUPPORTED OPERATION CODES with RCTD); default 30. */
+  readonly timeout?: number
 }
 
 const CTRL = 0xc0
 const FF = 0xff
+const GRP = 0x3f
+const L4 = [FF, FF, FF, FF]
+const L8 = [...L4, ...L4]
+const IN = DataDirection.In
+const OUT = DataDirection.Out
+const NONE = DataDirection.None
+/** Long-running commands: a host should wait longer for them. */
+const LONG = 60
+
+const rsoc: Handler = (_u, cmd) => reportSupportedOperationCodes(OPCODES, cmd)
 
 export const OPCODES: readonly OpcodeRow[] = [
-  { opcode: Op.TEST_UNIT_READY, name: 'TEST UNIT READY', cdbLength: 6, direction: DataDirection.None, mask: [0x00, 0, 0, 0, 0, CTRL], handler: testUnitReady },
+  { opcode: Op.TEST_UNIT_READY, name: 'TEST UNIT READY', cdbLength: 6, direction: NONE, mask: [0x00, 0, 0, 0, 0, CTRL], handler: testUnitReady, mediumAccess: true },
   {
     opcode: Op.REQUEST_SENSE,
     name: 'REQUEST SENSE',
     cdbLength: 6,
-    direction: DataDirection.In,
+    direction: IN,
     mask: [0x03, 0x01, 0, 0, FF, CTRL],
     handler: requestSense,
     runsDespiteUnitAttention: true,
+    alua: 'any',
   },
-  { opcode: Op.READ_6, name: 'READ(6)', cdbLength: 6, direction: DataDirection.In, mask: [0x08, 0x1f, FF, FF, FF, CTRL], handler: readWrite },
-  { opcode: Op.WRITE_6, name: 'WRITE(6)', cdbLength: 6, direction: DataDirection.Out, mask: [0x0a, 0x1f, FF, FF, FF, CTRL], handler: readWrite },
+  { opcode: Op.READ_6, name: 'READ(6)', cdbLength: 6, direction: IN, mask: [0x08, 0x1f, FF, FF, FF, CTRL], handler: readWrite, mediumAccess: true },
+  { opcode: Op.WRITE_6, name: 'WRITE(6)', cdbLength: 6, direction: OUT, mask: [0x0a, 0x1f, FF, FF, FF, CTRL], handler: readWrite, mediumAccess: true },
   {
     opcode: Op.INQUIRY,
     name: 'INQUIRY',
     cdbLength: 6,
-    direction: DataDirection.In,
+    direction: IN,
     mask: [0x12, 0x01, FF, FF, FF, CTRL],
     handler: inquiry,
     runsDespiteUnitAttention: true,
+    alua: 'any',
   },
+  // MODE SELECT byte 1: PF (4), SP (0; refused by the handler with a pointer: saving is not supported).
+  { opcode: Op.MODE_SELECT_6, name: 'MODE SELECT(6)', cdbLength: 6, direction: OUT, mask: [0x15, 0x11, 0, 0, FF, CTRL], handler: modeSelect, alua: 'standby' },
+  // MODE SENSE(6) byte 1: DBD (3).
+  { opcode: Op.MODE_SENSE_6, name: 'MODE SENSE(6)', cdbLength: 6, direction: IN, mask: [0x1a, 0x08, FF, FF, FF, CTRL], handler: modeSense, alua: 'standby' },
+  // START STOP UNIT: IMMED; POWER CONDITION MODIFIER and POWER CONDITION must be 0; NO_FLUSH, LOEJ, START.
+  { opcode: Op.START_STOP_UNIT, name: 'START STOP UNIT', cdbLength: 6, direction: NONE, mask: [0x1b, 0x01, 0, 0, 0x07, CTRL], handler: startStopUnit, timeout: LONG },
+  { opcode: Op.PREVENT_ALLOW_MEDIUM_REMOVAL, name: 'PREVENT ALLOW MEDIUM REMOVAL', cdbLength: 6, direction: NONE, mask: [0x1e, 0, 0, 0, 0x03, CTRL], handler: preventAllowMediumRemoval },
   {
     opcode: Op.READ_CAPACITY_10,
     name: 'READ CAPACITY(10)',
     cdbLength: 10,
-    direction: DataDirection.In,
+    direction: IN,
     mask: [0x25, 0, FF, FF, FF, FF, 0, 0, 0x01, CTRL],
     handler: readCapacity10,
   },
-  // READ/WRITE(10/12/16) byte 1: DPO and FUA only. RDPROTECT/WRPROTECT (7..5)
-  // must be 0 on a unit without protection information (SBC-3 4.18).
-  { opcode: Op.READ_10, name: 'READ(10)', cdbLength: 10, direction: DataDirection.In, mask: [0x28, 0x18, FF, FF, FF, FF, 0x3f, FF, FF, CTRL], handler: readWrite },
-  { opcode: Op.WRITE_10, name: 'WRITE(10)', cdbLength: 10, direction: DataDirection.Out, mask: [0x2a, 0x18, FF, FF, FF, FF, 0x3f, FF, FF, CTRL], handler: readWrite },
+  // READ/WRITE(10/12/16) byte 1: DPO and FUA only.
+  { opcode: Op.READ_10, name: 'READ(10)', cdbLength: 10, direction: IN, mask: [0x28, 0x18, ...L4, GRP, FF, FF, CTRL], handler: readWrite, mediumAccess: true },
+  { opcode: Op.WRITE_10, name: 'WRITE(10)', cdbLength: 10, direction: OUT, mask: [0x2a, 0x18, ...L4, GRP, FF, FF, CTRL], handler: readWrite, mediumAccess: true },
+  // WRITE AND VERIFY byte 1: DPO, BYTCHK (bit 1; 1xb is reserved).
+  { opcode: Op.WRITE_AND_VERIFY_10, name: 'WRITE AND VERIFY(10)', cdbLength: 10, direction: OUT, mask: [0x2e, 0x12, ...L4, GRP, FF, FF, CTRL], handler: writeAndVerify, mediumAccess: true },
+  // VERIFY byte 1: DPO, BYTCHK (2..1).
+  { opcode: Op.VERIFY_10, name: 'VERIFY(10)', cdbLength: 10, direction: OUT, mask: [0x2f, 0x16, ...L4, GRP, FF, FF, CTRL], handler: verify, mediumAccess: true, timeout: LONG },
+  { opcode: Op.PRE_FETCH_10, name: 'PRE-FETCH(10)', cdbLength: 10, direction: NONE, mask: [0x34, 0x02, ...L4, GRP, FF, FF, CTRL], handler: preFetch, mediumAccess: true },
   {
     opcode: Op.SYNCHRONIZE_CACHE_10,
     name: 'SYNCHRONIZE CACHE(10)',
     cdbLength: 10,
-    direction: DataDirection.None,
-    mask: [0x35, 0x02, FF, FF, FF, FF, 0x3f, FF, FF, CTRL],
+    direction: NONE,
+    mask: [0x35, 0x02, ...L4, GRP, FF, FF, CTRL],
     handler: synchronizeCache,
+    mediumAccess: true,
+    timeout: LONG,
   },
-  {
-    opcode: Op.READ_16,
-    name: 'READ(16)',
-    cdbLength: 16,
-    direction: DataDirection.In,
-    mask: [0x88, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x3f, CTRL],
-    handler: readWrite,
-  },
-  {
-    opcode: Op.WRITE_16,
-    name: 'WRITE(16)',
-    cdbLength: 16,
-    direction: DataDirection.Out,
-    mask: [0x8a, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x3f, CTRL],
-    handler: readWrite,
-  },
+  // WRITE SAME(10) byte 1: UNMAP only (ANCHOR is not supported, PBDATA/LBDATA are obsolete).
+  { opcode: Op.WRITE_SAME_10, name: 'WRITE SAME(10)', cdbLength: 10, direction: OUT, mask: [0x41, 0x08, ...L4, GRP, FF, FF, CTRL], handler: writeSame, mediumAccess: true, timeout: LONG },
+  // UNMAP byte 1: ANCHOR is not supported.
+  { opcode: Op.UNMAP, name: 'UNMAP', cdbLength: 10, direction: OUT, mask: [0x42, 0, 0, 0, 0, 0, GRP, FF, FF, CTRL], handler: unmap, mediumAccess: true, timeout: LONG },
+  { opcode: Op.MODE_SELECT_10, name: 'MODE SELECT(10)', cdbLength: 10, direction: OUT, mask: [0x55, 0x11, 0, 0, 0, 0, 0, FF, FF, CTRL], handler: modeSelect, alua: 'standby' },
+  // MODE SENSE(10) byte 1: LLBAA (4), DBD (3).
+  { opcode: Op.MODE_SENSE_10, name: 'MODE SENSE(10)', cdbLength: 10, direction: IN, mask: [0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, CTRL], handler: modeSense, alua: 'standby' },
+  { opcode: Op.READ_16, name: 'READ(16)', cdbLength: 16, direction: IN, mask: [0x88, 0x18, ...L8, ...L4, GRP, CTRL], handler: readWrite, mediumAccess: true },
+  // COMPARE AND WRITE byte 1: DPO, FUA.
+  { opcode: Op.COMPARE_AND_WRITE, name: 'COMPARE AND WRITE', cdbLength: 16, direction: OUT, mask: [0x89, 0x18, ...L8, 0, 0, 0, FF, GRP, CTRL], handler: compareAndWrite, mediumAccess: true },
+  { opcode: Op.WRITE_16, name: 'WRITE(16)', cdbLength: 16, direction: OUT, mask: [0x8a, 0x18, ...L8, ...L4, GRP, CTRL], handler: readWrite, mediumAccess: true },
+  { opcode: Op.WRITE_AND_VERIFY_16, name: 'WRITE AND VERIFY(16)', cdbLength: 16, direction: OUT, mask: [0x8e, 0x12, ...L8, ...L4, GRP, CTRL], handler: writeAndVerify, mediumAccess: true },
+  { opcode: Op.VERIFY_16, name: 'VERIFY(16)', cdbLength: 16, direction: OUT, mask: [0x8f, 0x16, ...L8, ...L4, GRP, CTRL], handler: verify, mediumAccess: true, timeout: LONG },
+  { opcode: Op.PRE_FETCH_16, name: 'PRE-FETCH(16)', cdbLength: 16, direction: NONE, mask: [0x90, 0x02, ...L8, ...L4, GRP, CTRL], handler: preFetch, mediumAccess: true },
   {
     opcode: Op.SYNCHRONIZE_CACHE_16,
     name: 'SYNCHRONIZE CACHE(16)',
     cdbLength: 16,
-    direction: DataDirection.None,
-    mask: [0x91, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x3f, CTRL],
+    direction: NONE,
+    mask: [0x91, 0x02, ...L8, ...L4, GRP, CTRL],
     handler: synchronizeCache,
+    mediumAccess: true,
+    timeout: LONG,
   },
+  // WRITE SAME(16) byte 1: UNMAP, NDOB.
+  { opcode: Op.WRITE_SAME_16, name: 'WRITE SAME(16)', cdbLength: 16, direction: OUT, mask: [0x93, 0x09, ...L8, ...L4, GRP, CTRL], handler: writeSame, mediumAccess: true, timeout: LONG },
   {
     opcode: Op.SERVICE_ACTION_IN_16,
     serviceAction: ServiceActionIn16.READ_CAPACITY_16,
     name: 'READ CAPACITY(16)',
     cdbLength: 16,
-    direction: DataDirection.In,
-    mask: [0x9e, 0x1f, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0x01, CTRL],
+    direction: IN,
+    mask: [0x9e, 0x1f, ...L8, ...L4, 0x01, CTRL],
     handler: readCapacity16,
   },
   {
     opcode: Op.REPORT_LUNS,
     name: 'REPORT LUNS',
     cdbLength: 12,
-    direction: DataDirection.In,
-    mask: [0xa0, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, CTRL],
+    direction: IN,
+    mask: [0xa0, 0, FF, 0, 0, 0, ...L4, 0, CTRL],
     handler: reportLunsOfUnit,
     runsDespiteUnitAttention: true,
+    alua: 'any',
   },
-  { opcode: Op.READ_12, name: 'READ(12)', cdbLength: 12, direction: DataDirection.In, mask: [0xa8, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0x3f, CTRL], handler: readWrite },
-  { opcode: Op.WRITE_12, name: 'WRITE(12)', cdbLength: 12, direction: DataDirection.Out, mask: [0xaa, 0x18, FF, FF, FF, FF, FF, FF, FF, FF, 0x3f, CTRL], handler: readWrite },
+  // REPORT TARGET PORT GROUPS byte 1: PARAMETER DATA FORMAT 000b or 001b (bit 5) | service action.
+  {
+    opcode: Op.MAINTENANCE_IN,
+    serviceAction: MaintenanceIn.REPORT_TARGET_PORT_GROUPS,
+    name: 'REPORT TARGET PORT GROUPS',
+    cdbLength: 12,
+    direction: IN,
+    mask: [0xa3, 0x3f, 0, 0, 0, 0, ...L4, 0, CTRL],
+    handler: reportTargetPortGroups,
+    alua: 'any',
+  },
+  // REPORT SUPPORTED OPERATION CODES byte 2: RCTD (7) | REPORTING OPTIONS (2..0).
+  {
+    opcode: Op.MAINTENANCE_IN,
+    serviceAction: MaintenanceIn.REPORT_SUPPORTED_OPERATION_CODES,
+    name: 'REPORT SUPPORTED OPERATION CODES',
+    cdbLength: 12,
+    direction: IN,
+    mask: [0xa3, 0x1f, 0x87, FF, FF, FF, ...L4, 0, CTRL],
+    handler: rsoc,
+    alua: 'any',
+  },
+  { opcode: Op.READ_12, name: 'READ(12)', cdbLength: 12, direction: IN, mask: [0xa8, 0x18, ...L4, ...L4, GRP, CTRL], handler: readWrite, mediumAccess: true },
+  { opcode: Op.WRITE_12, name: 'WRITE(12)', cdbLength: 12, direction: OUT, mask: [0xaa, 0x18, ...L4, ...L4, GRP, CTRL], handler: readWrite, mediumAccess: true },
 ]
 
 const SERVICE_ACTION_MASK = 0x1f

@@ -17,44 +17,55 @@
  *    leave the rest stale while the command fails anyway, which no initiator
  *    can recover from sensibly. Rejecting keeps a failed WRITE a no-op.
  *
- * FUA: the write is followed by backend.flush() before GOOD.
+ * FUA, or the caching mode page's WCE = 0: the write is followed by
+ * backend.flush() before GOOD. Write protection is the Lun's flag or the
+ * control mode page's SWP.
  * Backend failures become sense in respond.ts (backendFailure).
  */
 import { isPromise, type IoResult, type MaybeAsync } from '../targets/backend.js'
 import type { Lun } from '../targets/types.js'
+import { andThen } from './chain.js'
 import { decodeReadWrite, type ReadWriteCdb } from './cdb.js'
 import { backendFailure } from './respond.js'
 import { Asc, fail, good, invalidFieldInCdb, SenseKey } from './sense.js'
 import type { ScsiCommand, ScsiOutcome } from './types.js'
-import { MAX_TRANSFER_BYTES, type Handler } from './unit.js'
+import { MAX_TRANSFER_BYTES, type Handler, type UnitContext } from './unit.js'
 
 export const readWrite: Handler = (u, cmd) => {
   const d = decodeReadWrite(cmd.cdb)
   const lun = u.lun
   if (d.lba + d.blocks > lun.blocks) return fail(SenseKey.ILLEGAL_REQUEST, Asc.LBA_OUT_OF_RANGE)
-  if (d.write && lun.writeProtect) return fail(SenseKey.DATA_PROTECT, Asc.WRITE_PROTECTED)
+  if (d.write && u.writeProtected()) return writeProtected()
   if (d.blocks === 0) return good(0, 0)
   const bytes = d.blocks * lun.blockSize
   if (bytes > MAX_TRANSFER_BYTES) return invalidFieldInCdb(d.lengthOffset)
-  return d.write ? write(lun, cmd, d, bytes) : read(lun, cmd, d, bytes)
+  return d.write ? write(u, cmd, d, bytes) : read(lun, cmd, d, bytes)
 }
 
-function write(lun: Lun, cmd: ScsiCommand, d: ReadWriteCdb, bytes: number): MaybeAsync<ScsiOutcome> {
+/** DATA PROTECT, WRITE PROTECTED: what every write-type command answers on a protected unit. */
+export function writeProtected(): ScsiOutcome {
+  return fail(SenseKey.DATA_PROTECT, Asc.WRITE_PROTECTED)
+}
+
+/** Whether a write must reach the medium before GOOD: FUA asked for it, or the write cache is off. */
+export function mustFlush(u: UnitContext, fua: boolean): boolean {
+  return fua || !u.writeCacheEnabled()
+}
+
+/** backend.write, then backend.flush when `flush`; the first failure. */
+export function writeAndFlush(lun: Lun, offset: number, src: Buffer, flush: boolean): MaybeAsync<IoResult> {
+  return andThen(lun.backend.write(offset, src), (e) => (e !== null || !flush ? e : lun.backend.flush()))
+}
+
+function write(u: UnitContext, cmd: ScsiCommand, d: ReadWriteCdb, bytes: number): MaybeAsync<ScsiOutcome> {
+  const lun = u.lun
   const src = cmd.dataOut
   if (src === null || src.length < bytes) {
     return fail(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_CDB, { sks: { cd: true, field: d.lengthOffset }, wanted: bytes })
   }
-  const r = lun.backend.write(d.lba * lun.blockSize, src.length === bytes ? src : src.subarray(0, bytes))
-  if (isPromise(r)) return r.then((e) => afterWrite(lun, d, bytes, e))
-  return afterWrite(lun, d, bytes, r)
-}
-
-function afterWrite(lun: Lun, d: ReadWriteCdb, bytes: number, e: IoResult): MaybeAsync<ScsiOutcome> {
-  if (e !== null) return backendFailure(e, 'write', lun.blockSize, d.lba)
-  if (!d.fua) return good(bytes, bytes)
-  const f = lun.backend.flush()
-  if (isPromise(f)) return f.then((fe) => (fe !== null ? backendFailure(fe, 'write', lun.blockSize, d.lba) : good(bytes, bytes)))
-  return f !== null ? backendFailure(f, 'write', lun.blockSize, d.lba) : good(bytes, bytes)
+  const r = writeAndFlush(lun, d.lba * lun.blockSize, src.length === bytes ? src : src.subarray(0, bytes), mustFlush(u, d.fua))
+  const finish = (e: IoResult) => (e !== null ? backendFailure(e, 'write', lun.blockSize, d.lba) : good(bytes, bytes))
+  return isPromise(r) ? r.then(finish) : finish(r)
 }
 
 function read(lun: Lun, cmd: ScsiCommand, d: ReadWriteCdb, bytes: number): MaybeAsync<ScsiOutcome> {

@@ -104,6 +104,9 @@ export const Asc = {
   LUN_NOT_READY_INIT_REQUIRED: code(0x04, 0x02), // 04/02 needs START STOP UNIT
   LUN_NOT_READY_MANUAL_INTERVENTION: code(0x04, 0x03), // 04/03 an operator must act
   LUN_NOT_READY_FORMAT_IN_PROGRESS: code(0x04, 0x04), // 04/04 FORMAT UNIT running
+  LUN_NOT_ACCESSIBLE_TRANSITIONING: code(0x04, 0x0a), // 04/0A ALUA: the port group is changing state
+  LUN_NOT_ACCESSIBLE_STANDBY: code(0x04, 0x0b), // 04/0B ALUA: this port's group is in standby
+  LUN_NOT_ACCESSIBLE_UNAVAILABLE: code(0x04, 0x0c), // 04/0C ALUA: this port's group is unavailable
   LUN_NOT_READY_OFFLINE: code(0x04, 0x12), // 04/12 the logical unit is offline
   WRITE_ERROR: code(0x0c, 0x00), // 0C/00 a write failed (also: the store could not grow)
   UNRECOVERED_READ_ERROR: code(0x11, 0x00), // 11/00 a read failed at INFORMATION
@@ -122,6 +125,7 @@ export const Asc = {
   BUS_DEVICE_RESET_FUNCTION_OCCURRED: code(0x29, 0x03), // 29/03 target reset occurred
   I_T_NEXUS_LOSS_OCCURRED: code(0x29, 0x07), // 29/07 the initiator logged out and back in
   PARAMETERS_CHANGED: code(0x2a, 0x00), // 2A/00 mode or log parameters changed
+  ASYMMETRIC_ACCESS_STATE_CHANGED: code(0x2a, 0x06), // 2A/06 an ALUA port group changed state; re-run RTPG
   MODE_PARAMETERS_CHANGED: code(0x2a, 0x01), // 2A/01 another initiator changed a mode page
   CAPACITY_DATA_HAS_CHANGED: code(0x2a, 0x09), // 2A/09 re-read the capacity
   COMMANDS_CLEARED_BY_ANOTHER_INITIATOR: code(0x2f, 0x00), // 2F/00 another initiator cleared the task set
@@ -140,6 +144,9 @@ const ASC_NAMES = new Map<number, string>([
   [0x0402, 'LOGICAL UNIT NOT READY, INITIALIZING COMMAND REQUIRED'],
   [0x0403, 'LOGICAL UNIT NOT READY, MANUAL INTERVENTION REQUIRED'],
   [0x0404, 'LOGICAL UNIT NOT READY, FORMAT IN PROGRESS'],
+  [0x040a, 'LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC ACCESS STATE TRANSITION'],
+  [0x040b, 'LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE'],
+  [0x040c, 'LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN UNAVAILABLE STATE'],
   [0x0412, 'LOGICAL UNIT NOT READY, OFFLINE'],
   [0x0c00, 'WRITE ERROR'],
   [0x1100, 'UNRECOVERED READ ERROR'],
@@ -160,6 +167,7 @@ const ASC_NAMES = new Map<number, string>([
   [0x2907, 'I_T NEXUS LOSS OCCURRED'],
   [0x2a00, 'PARAMETERS CHANGED'],
   [0x2a01, 'MODE PARAMETERS CHANGED'],
+  [0x2a06, 'ASYMMETRIC ACCESS STATE CHANGED'],
   [0x2a09, 'CAPACITY DATA HAS CHANGED'],
   [0x2f00, 'COMMANDS CLEARED BY ANOTHER INITIATOR'],
   [0x3900, 'SAVING PARAMETERS NOT SUPPORTED'],
@@ -390,6 +398,16 @@ export function fail(key: number, c: AscAscq, extra?: CheckConditionExtra): Scsi
 /** ILLEGAL REQUEST, INVALID FIELD IN CDB, pointing at CDB byte `field` (and `bit`, when given). */
 export function invalidFieldInCdb(field: number, bit?: number): ScsiOutcome {
   return fail(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_CDB, { sks: bit === undefined ? { cd: true, field } : { cd: true, field, bit } })
+}
+
+/** ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST, pointing at byte `field` of the data-out (and `bit`, when given). */
+export function invalidFieldInParameterList(field: number, bit?: number): ScsiOutcome {
+  return fail(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_PARAMETER_LIST, { sks: bit === undefined ? { cd: false, field } : { cd: false, field, bit } })
+}
+
+/** ILLEGAL REQUEST, PARAMETER LIST LENGTH ERROR: the data-out is shorter than its own contents say. */
+export function parameterListLengthError(): ScsiOutcome {
+  return fail(SenseKey.ILLEGAL_REQUEST, Asc.PARAMETER_LIST_LENGTH_ERROR)
 }
 
 /** GOOD with `transferred` bytes moved of `wanted`. */

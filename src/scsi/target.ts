@@ -12,7 +12,15 @@
  *
  * A logical unit is created once per `Lun` object and shared by every port
  * that exports it (a WeakMap keyed by the Lun), so unit attentions and other
- * logical-unit state are the same on every path, as multipath expects.
+ * logical-unit state are the same on every path, as multipath expects. Each
+ * command is handed on with `port` set to this port, so VPD 0x83 names the
+ * path it came through and the port's ALUA state applies; each logical unit
+ * knows the ports that export it (REPORT TARGET PORT GROUPS).
+ *
+ * Events the targets layer (or the firmware's task management) reports here:
+ *   lunsChanged()        the port's LUN map changed: REPORTED LUNS DATA HAS CHANGED
+ *   resetLun(n) / reset()  LOGICAL UNIT RESET / TARGET RESET: POWER ON, RESET
+ *   aluaStateChanged()   the port's aluaState changed: ASYMMETRIC ACCESS STATE CHANGED
  */
 import type { Lun, TargetPort } from '../targets/types.js'
 import { INQUIRY, INQUIRY_EVPD, Op } from './cdb.js'
@@ -40,17 +48,68 @@ export function logicalUnitFor(lun: Lun): LogicalUnit {
 
 export class ScsiTarget {
   readonly port: TargetPort
+  /** The logical units this port is attached to (as of the last lunsChanged()). */
+  private readonly units = new Set<LogicalUnit>()
 
   constructor(port: TargetPort) {
     this.port = port
+    for (const l of port.luns.values()) this.attach(logicalUnitFor(l))
   }
 
   /** Executes `cmd` addressed to `lun` on this port; `done` is called exactly once, possibly synchronously. */
   execute(lun: number, cmd: ScsiCommand, done: Done): void {
     if (cmd.cdb[0] === Op.REPORT_LUNS) return done(this.reportLuns(cmd))
     const l = this.port.luns.get(lun)
-    if (l !== undefined) return logicalUnitFor(l).execute(cmd, done)
+    if (l !== undefined) {
+      const lu = logicalUnitFor(l)
+      if (!this.units.has(lu)) this.attach(lu)
+      return lu.execute(cmd.port === this.port ? cmd : { ...cmd, port: this.port }, done)
+    }
     done(this.noUnit(cmd))
+  }
+
+  /**
+   * The port's LUN map changed (a LUN added or removed): attach and detach
+   * the logical units, and raise REPORTED LUNS DATA HAS CHANGED on every
+   * logical unit the port still exports, so each initiator re-runs REPORT
+   * LUNS. A newly added unit reports POWER ON first anyway.
+   */
+  lunsChanged(): void {
+    const now = new Set<LogicalUnit>()
+    for (const l of this.port.luns.values()) now.add(logicalUnitFor(l))
+    for (const lu of this.units) {
+      if (!now.has(lu)) {
+        lu.detachPort(this.port)
+        this.units.delete(lu)
+      }
+    }
+    for (const lu of now) {
+      this.attach(lu)
+      lu.notifyReportedLunsChanged()
+    }
+  }
+
+  /** LOGICAL UNIT RESET of LUN `lun`; false when the port has no such LUN. */
+  resetLun(lun: number): boolean {
+    const l = this.port.luns.get(lun)
+    if (l === undefined) return false
+    logicalUnitFor(l).reset()
+    return true
+  }
+
+  /** TARGET RESET: every logical unit of the port is reset. */
+  reset(): void {
+    for (const l of this.port.luns.values()) logicalUnitFor(l).reset()
+  }
+
+  /** The port's ALUA state changed: every logical unit it exports reports ASYMMETRIC ACCESS STATE CHANGED. */
+  aluaStateChanged(): void {
+    for (const l of this.port.luns.values()) logicalUnitFor(l).notifyAccessStateChanged()
+  }
+
+  private attach(lu: LogicalUnit): void {
+    lu.attachPort(this.port)
+    this.units.add(lu)
   }
 
   /** The LUN numbers this port exports, ascending. */

@@ -3,6 +3,8 @@
  * SCSI logical unit: a CDB and data buffers in, an outcome out. Pure: no
  * timers, no I/O except through the LUN's backend.
  */
+import type { TargetPort } from '../targets/types.js'
+
 export const enum DataDirection {
   None = 0,
   In = 1, // target → initiator (READ)
@@ -22,6 +24,12 @@ export interface ScsiCommand {
   readonly dataOut: Buffer | null
   /** Initiator port WWPN: unit attentions and reservations are per initiator. */
   readonly initiator: string
+  /**
+   * The target port the command arrived through (ScsiTarget fills it in).
+   * VPD 0x83 names it, REPORT TARGET PORT GROUPS and the ALUA access state
+   * depend on it; absent when a logical unit is driven on its own.
+   */
+  readonly port?: TargetPort
 }
 
 export interface ScsiOutcome {

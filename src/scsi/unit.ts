@@ -4,14 +4,29 @@
  * with one), so a synchronous backend runs a command with no promise at all.
  */
 import type { MaybeAsync } from '../targets/backend.js'
-import type { Lun } from '../targets/types.js'
+import type { Lun, TargetPort } from '../targets/types.js'
+import type { ModeState } from './mode.js'
 import type { AscAscq } from './sense.js'
 import type { ScsiCommand, ScsiOutcome } from './types.js'
 
 export interface UnitContext {
   readonly lun: Lun
+  /** Current mode parameters (caching, control, read-write error recovery pages). */
+  readonly mode: ModeState
   /** The oldest pending unit attention for `initiator`, removed from its queue; null when none. */
   takeUnitAttention(initiator: string): AscAscq | null
+  /** The Lun's write-protect flag or the control page's SWP (software write protect). */
+  writeProtected(): boolean
+  /** The caching page's WCE. When false every write is forced to the medium, as with FUA. */
+  writeCacheEnabled(): boolean
+  /** START STOP UNIT: a stopped unit answers medium access with NOT READY, INITIALIZING COMMAND REQUIRED. */
+  setStarted(started: boolean): void
+  /** PREVENT ALLOW MEDIUM REMOVAL, per initiator. */
+  setPreventRemoval(initiator: string, prevent: boolean): void
+  /** A MODE SELECT from `initiator` changed parameters: MODE PARAMETERS CHANGED for every other initiator. */
+  modeParametersChanged(initiator: string): void
+  /** The target ports that export this unit, by relative port identifier (REPORT TARGET PORT GROUPS). */
+  targetPorts(): readonly TargetPort[]
 }
 
 export type Handler = (u: UnitContext, cmd: ScsiCommand) => MaybeAsync<ScsiOutcome>
@@ -20,3 +35,13 @@ export type Handler = (u: UnitContext, cmd: ScsiCommand) => MaybeAsync<ScsiOutco
 export const MAX_TRANSFER_BYTES = 32 * 1024 * 1024
 /** The transfer size that suits fcfs best (the filesystem layer's command size). */
 export const OPTIMAL_TRANSFER_BYTES = 1024 * 1024
+/** The most blocks one UNMAP may release in all (VPD 0xB0 MAXIMUM UNMAP LBA COUNT), in bytes. */
+export const MAX_UNMAP_BYTES = 1024 * 1024 * 1024
+/** The most block descriptors one UNMAP parameter list may carry (VPD 0xB0). */
+export const MAX_UNMAP_DESCRIPTORS = 256
+/** The most blocks one WRITE SAME may cover (VPD 0xB0 MAXIMUM WRITE SAME LENGTH), in bytes. */
+export const MAX_WRITE_SAME_BYTES = 1024 * 1024 * 1024
+/** The most blocks one COMPARE AND WRITE may cover (VPD 0xB0; the CDB field is one byte). */
+export const MAX_COMPARE_AND_WRITE_BLOCKS = 255
+/** The largest buffer a command that walks a long range (VERIFY, WRITE SAME) uses at once. */
+export const WORK_CHUNK_BYTES = 1024 * 1024

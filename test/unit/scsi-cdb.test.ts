@@ -178,7 +178,8 @@ describe('parameter data codecs', () => {
 
   it('round-trips standard INQUIRY data at a non-zero offset', () => {
     const b = Buffer.alloc(40, 0xaa)
-    encodeStandardInquiry({ peripheralQualifier: 3, deviceType: 0x1f, vendor: 'V', product: 'PRODUCT NAME 16C', revision: 'r1' }, b, 4)
+    encodeStandardInquiry({ peripheralQualifier: 3, deviceType: 0x1f, vendor: 'V', product: 'PRODUCT NAME 16C', revision: 'r1', tpgs: 1 }, b, 4)
+    expect(hex(b.subarray(4, 12))).toBe('7f0006121f100002')
     expect(decodeStandardInquiry(b, 4)).toEqual({
       peripheralQualifier: 3,
       deviceType: 0x1f,
@@ -187,6 +188,7 @@ describe('parameter data codecs', () => {
       responseDataFormat: 2,
       additionalLength: 31,
       cmdQue: true,
+      tpgs: 1,
       vendor: 'V',
       product: 'PRODUCT NAME 16C',
       revision: 'r1',

@@ -177,12 +177,12 @@ describe('unit attention', () => {
 })
 
 describe('INQUIRY', () => {
-  it('returns standard data for a disk: SPC-4, format 2, CmdQue, padded identity', () => {
+  it('returns standard data for a disk: SPC-4, format 2, implicit ALUA, CmdQue, padded identity', () => {
     const r = run(readyLu(), (c) => encodeInquiry(false, 0, 96, c), { dataIn: 96 })
     expect(r.status).toBe(0)
     expect(r.transferred).toBe(36)
     expect(r.wanted).toBe(96)
-    expect(hex(r.data.subarray(0, 8))).toBe('000006121f000002')
+    expect(hex(r.data.subarray(0, 8))).toBe('000006121f100002')
     expect(r.data.subarray(8, 36).toString('latin1')).toBe('FCFS    RAMDISK         0001')
   })
 
@@ -198,11 +198,11 @@ describe('INQUIRY', () => {
   })
 
   it('rejects a VPD page it does not have, pointing at byte 2', () => {
-    expect(sense(run(readyLu(), (c) => encodeInquiry(true, 0xb1, 96, c), { dataIn: 96 }))).toMatchObject({ asc: 0x24, sks: { field: 2 } })
+    expect(sense(run(readyLu(), (c) => encodeInquiry(true, 0xb3, 96, c), { dataIn: 96 }))).toMatchObject({ asc: 0x24, sks: { field: 2 } })
   })
 
   it('lists the supported VPD pages in page 0x00', () => {
-    expect(hex(run(readyLu(), (c) => encodeInquiry(true, 0, 255, c), { dataIn: 255 }).data)).toBe('000000040080' + '83b0')
+    expect(hex(run(readyLu(), (c) => encodeInquiry(true, 0, 255, c), { dataIn: 255 }).data)).toBe('00000006' + '008083b0b1b2')
   })
 
   it('returns the unit serial number in page 0x80', () => {
@@ -219,16 +219,22 @@ describe('INQUIRY', () => {
   })
 
   it.each([
-    [512, '00010000', '00000800'],
-    [4096, '00002000', '00000100'],
-  ])('reports block limits in page 0xB0 for %d-byte blocks', (bs, maxLen, optLen) => {
+    [512, '00010000', '00000800', '00200000', '0000000000200000'],
+    [4096, '00002000', '00000100', '00040000', '0000000000040000'],
+  ])('reports block limits in page 0xB0 for %d-byte blocks', (bs, maxLen, optLen, unmapLen, wsLen) => {
     const d = run(readyLu(makeLun({ blockSize: bs as 512 | 4096 })), (c) => encodeInquiry(true, 0xb0, 255, c), { dataIn: 255 }).data
     expect(d.length).toBe(64)
     expect(hex(d.subarray(0, 4))).toBe('00b0003c')
-    expect(hex(d.subarray(6, 8))).toBe('0001')
+    // WSNZ, MAXIMUM COMPARE AND WRITE LENGTH 255, OPTIMAL TRANSFER LENGTH GRANULARITY 1
+    expect(hex(d.subarray(4, 8))).toBe('01ff0001')
     expect(hex(d.subarray(8, 12))).toBe(maxLen)
     expect(hex(d.subarray(12, 16))).toBe(optLen)
-    expect(hex(d.subarray(16))).toBe('00'.repeat(48))
+    expect(hex(d.subarray(16, 20))).toBe('00000000') // no pre-fetch limit
+    expect(hex(d.subarray(20, 24))).toBe(unmapLen) // MAXIMUM UNMAP LBA COUNT: 1 GiB
+    expect(hex(d.subarray(24, 28))).toBe('00000100') // 256 descriptors
+    expect(hex(d.subarray(28, 36))).toBe('00000001' + '00000000') // granularity 1, no alignment
+    expect(hex(d.subarray(36, 44))).toBe(wsLen) // MAXIMUM WRITE SAME LENGTH: 1 GiB
+    expect(hex(d.subarray(44))).toBe('00'.repeat(20))
   })
 })
 
@@ -243,7 +249,8 @@ describe('READ CAPACITY', () => {
     expect(hex(run(readyLu(big), (c) => encodeReadCapacity10(c), { dataIn: 8 }).data)).toBe('ffffffff00000200')
     const r = run(readyLu(big), (c) => encodeReadCapacity16(32, c), { dataIn: 32 })
     expect(r.transferred).toBe(32)
-    expect(hex(r.data)).toBe('00000001ffffffff00000200' + '00'.repeat(20))
+    // LBPME | LBPRZ in byte 14: thin provisioned, unmapped blocks read as zeros.
+    expect(hex(r.data)).toBe('00000001ffffffff00000200' + '0000c000' + '00'.repeat(16))
   })
 
   it('truncates (16) to its allocation length', () => {

@@ -1,0 +1,60 @@
+/**
+ * START STOP UNIT (SBC-3 5.25) and PREVENT ALLOW MEDIUM REMOVAL (SBC-3 5.8).
+ *
+ * START=0 stops the unit: the cache is flushed first (unless NO_FLUSH), and
+ * from then on medium access commands answer NOT READY, INITIALIZING COMMAND
+ * REQUIRED until START=1 (lu.ts checks the table's `mediumAccess` rows).
+ * The medium is not removable, so LOEJ has nothing to eject and is ignored,
+ * as QEMU does. POWER CONDITION other than 0 is refused by the opcode mask.
+ *
+ * PREVENT ALLOW MEDIUM REMOVAL records, per initiator, whether removal is
+ * prevented (00b allow, 01b prevent; 1xb are for medium changers and
+ * refused). A logical unit reset clears it.
+ */
+import { andThen } from './chain.js'
+import { f, type Layout } from './layout.js'
+import { backendFailure } from './respond.js'
+import { good, invalidFieldInCdb } from './sense.js'
+import type { Handler } from './unit.js'
+
+export const START_STOP_UNIT = {
+  name: 'START STOP UNIT',
+  size: 6,
+  fields: { opcode: f(0), flags: f(1), reserved2: f(2), powerConditionModifier: f(3), flags4: f(4), control: f(5) },
+} as const satisfies Layout
+
+export const PREVENT_ALLOW_MEDIUM_REMOVAL = {
+  name: 'PREVENT ALLOW MEDIUM REMOVAL',
+  size: 6,
+  fields: { opcode: f(0), reserved1: f(1, 3), prevent: f(4), control: f(5) },
+} as const satisfies Layout
+
+export const STARTSTOP_LAYOUTS: readonly Layout[] = [START_STOP_UNIT, PREVENT_ALLOW_MEDIUM_REMOVAL]
+
+/** START STOP UNIT byte 4. */
+export const StartStop = { NO_FLUSH: 0x04, LOEJ: 0x02, START: 0x01 } as const
+
+export const startStopUnit: Handler = (u, cmd) => {
+  const b4 = cmd.cdb[START_STOP_UNIT.fields.flags4.offset]
+  if ((b4 & StartStop.START) !== 0) {
+    u.setStarted(true)
+    return good(0, 0)
+  }
+  if ((b4 & StartStop.NO_FLUSH) !== 0) {
+    u.setStarted(false)
+    return good(0, 0)
+  }
+  return andThen(u.lun.backend.flush(), (e) => {
+    if (e !== null) return backendFailure(e, 'flush', u.lun.blockSize)
+    u.setStarted(false)
+    return good(0, 0)
+  })
+}
+
+export const preventAllowMediumRemoval: Handler = (u, cmd) => {
+  const F = PREVENT_ALLOW_MEDIUM_REMOVAL.fields
+  const prevent = cmd.cdb[F.prevent.offset] & 0x03
+  if (prevent > 1) return invalidFieldInCdb(F.prevent.offset, 1)
+  u.setPreventRemoval(cmd.initiator, prevent === 1)
+  return good(0, 0)
+}
