@@ -1,0 +1,109 @@
+// Multipath as FC arrays do it: one logical unit (config `logicalUnits`) exported
+// through two target ports, each path its own rwbuf under its own WWPN directory,
+// the same data behind both, and writes through both paths at once all landing.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { randomBytes } from 'node:crypto'
+import { readFile, rm, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { makeTmp, MiB, requireFuse, run, startFcfs, type Fcfs } from '../helpers/mount.js'
+import { firstDiff, pread, pyio } from '../helpers/pyio.js'
+
+const WWPN_A = '500a098100000a01'
+const WWPN_B = '500a098200000b02'
+
+describe('one logical unit behind two target ports', () => {
+  let fab: Fcfs
+  let data: string
+
+  beforeAll(async () => {
+    requireFuse()
+    data = await makeTmp('fcfs-multipath-')
+    const cfg = path.join(data, 'fabric.json')
+    await writeFile(
+      cfg,
+      JSON.stringify({
+        targets: [
+          { wwpn: WWPN_A, wwnn: '500a098000000a00', luns: [{ lun: 0, logicalUnit: 'shared0' }, { lun: 1, logicalUnit: 'shared1' }, { lun: 2, size: '4MiB' }] },
+          { wwpn: WWPN_B, wwnn: '500a098000000b00', portGroup: 2, luns: [{ lun: 0, logicalUnit: 'shared0' }, { lun: 1, logicalUnit: 'shared1' }] },
+        ],
+        logicalUnits: [
+          { id: 'shared0', size: '64MiB', product: 'SHARED' },
+          { id: 'shared1', size: '32MiB', blockSize: 4096, backend: { type: 'file', path: 'shared1.img' } },
+        ],
+      }),
+    )
+    fab = await startFcfs({ config: cfg })
+  })
+
+  afterAll(async () => {
+    await fab?.stop()
+    if (data) await rm(data, { recursive: true, force: true })
+  })
+
+  const rw = (wwpn: string, lun = 0) => (lun === 0 ? path.join(fab.mnt, 'wwn', wwpn, 'rwbuf') : path.join(fab.mnt, 'wwn', wwpn, 'lun', String(lun), 'rwbuf'))
+
+  it('shows the unit under both WWPNs with the same size and INQUIRY strings', async () => {
+    expect(fab.wwpns).toEqual([WWPN_A, WWPN_B])
+    for (const w of [WWPN_A, WWPN_B]) {
+      expect((await run('stat', ['-c', '%s', rw(w)])).stdout.trim()).toBe(String(64 * MiB))
+      expect((await run('stat', ['-c', '%s %o', rw(w, 1)])).stdout.trim()).toBe(`${32 * MiB} 4096`)
+    }
+    const info = (w: string) => readFile(path.join(fab.mnt, 'wwn', w, 'lun', '0', 'info'), 'utf8')
+    const [a, b] = await Promise.all([info(WWPN_A), info(WWPN_B)])
+    expect(a).toMatch(/SHARED/)
+    expect(a.replace(WWPN_A, '')).toBe(b.replace(WWPN_B, ''))
+  })
+
+  it('reads through one WWPN the bytes written through the other', async () => {
+    const bytes = randomBytes(MiB + 512)
+    const [w, s] = await pyio(rw(WWPN_A), [{ op: 'pwrite', off: 9 * MiB + 512, data: bytes }, { op: 'fsync' }])
+    expect(w.ok && s.ok).toBe(true)
+    expect(firstDiff(await pread(rw(WWPN_B), 9 * MiB + 512, bytes.length), bytes)).toBeNull()
+
+    // And the other way round, on the file-backed unit with O_DIRECT.
+    const back = randomBytes(256 * 1024)
+    const dd = await run('bash', ['-c', `dd of='${rw(WWPN_B, 1)}' bs=64K seek=10 oflag=direct conv=notrunc iflag=fullblock status=none`], { input: back })
+    expect(dd.stderr).toBe('')
+    expect(dd.code).toBe(0)
+    const rd = await run('dd', [`if=${rw(WWPN_A, 1)}`, 'bs=64K', 'skip=10', 'count=4', 'iflag=direct', 'status=none'])
+    expect(firstDiff(rd.stdoutBuf, back)).toBeNull()
+  })
+
+  it('keeps a LUN that only one port exports off the other port', async () => {
+    await expect(readFile(path.join(fab.mnt, 'wwn', WWPN_A, 'lun', '2', 'info'), 'utf8')).resolves.toMatch(/lun/)
+    await expect(readFile(path.join(fab.mnt, 'wwn', WWPN_B, 'lun', '2', 'info'), 'utf8')).rejects.toThrow(/ENOENT/)
+  })
+
+  it('lands every write when both paths write at once, interleaved MiB by MiB', async () => {
+    // Path A writes the even MiBs of the first 32 MiB, path B the odd ones, each with
+    // its own process and O_DIRECT, all at the same time.
+    const chunks = Array.from({ length: 32 }, () => randomBytes(MiB))
+    const writer = (wwpn: string, parity: number) =>
+      pyio(
+        rw(wwpn),
+        chunks.flatMap((c, i) => (i % 2 === parity ? [{ op: 'pwrite' as const, off: i * MiB, data: c }] : [])),
+        { flags: ['O_RDWR', 'O_DIRECT'], timeoutMs: 120_000 },
+      )
+    const [ra, rb] = await Promise.all([writer(WWPN_A, 0), writer(WWPN_B, 1)])
+    for (const r of [...ra, ...rb]) expect(r).toMatchObject({ ok: true, n: MiB })
+    const want = Buffer.concat(chunks)
+    for (const w of [WWPN_A, WWPN_B]) {
+      const got = await run('dd', [`if=${rw(w)}`, 'bs=1M', 'count=32', 'iflag=direct', 'status=none'])
+      expect(firstDiff(got.stdoutBuf, want), `read back through ${w}`).toBeNull()
+    }
+  })
+
+  it('lands concurrent dd streams through both paths of the file-backed unit', async () => {
+    const a = randomBytes(8 * MiB)
+    const b = randomBytes(8 * MiB)
+    const dd = (wwpn: string, seekMiB: number, input: Buffer) =>
+      run('bash', ['-c', `dd of='${rw(wwpn, 1)}' bs=1M seek=${seekMiB} oflag=direct conv=notrunc,fsync iflag=fullblock status=none`], { input, timeoutMs: 120_000 })
+    const [da, db] = await Promise.all([dd(WWPN_A, 0, a), dd(WWPN_B, 8, b)])
+    expect([da.code, db.code, da.stderr, db.stderr]).toEqual([0, 0, '', ''])
+    const got = await run('dd', [`if=${rw(WWPN_B, 1)}`, 'bs=1M', 'count=16', 'iflag=direct', 'status=none'])
+    expect(firstDiff(got.stdoutBuf, Buffer.concat([a, b]))).toBeNull()
+    // The shared file behind both paths holds the same bytes.
+    const onDisk = await readFile(path.join(data, 'shared1.img'))
+    expect(firstDiff(onDisk.subarray(0, 16 * MiB), Buffer.concat([a, b]))).toBeNull()
+  })
+})
