@@ -55,6 +55,8 @@ export class DmaSpace {
     if (buf === undefined) return null
     const offset = address - region * REGION_SHIFT
     if (length < 0 || offset + length > buf.length) return null
+    // The whole mapping (the usual case) needs no new view.
+    if (offset === 0 && length === buf.length) return buf
     return buf.subarray(offset, offset + length)
   }
 

@@ -34,7 +34,7 @@ import {
   MarkerModifier,
 } from './iocb.js'
 import { decodeIdEntry, decodeLinkStats, decodePortDb, encodeIcb, ICB_SIZE, ID_ENTRY_SIZE, LINK_STATS_SIZE, PORT_DB_SIZE, PortState, type LinkStats } from './mailbox.js'
-import { IoStats } from './stats.js'
+import { IoStats, LatencyHistogram } from './stats.js'
 import { TraceBuffer } from './trace.js'
 import { opcodeName } from '../scsi/opcodes.js'
 import { describeSense, statusName } from '../scsi/sense.js'
@@ -122,6 +122,8 @@ export class DriverError extends FcfsError {
     super('FCFS_HBA', message)
   }
 }
+
+const ZERO_ENTRY = new Uint8Array(ENTRY_SIZE)
 
 /** Largest handle index (handles are index | generation << 16). */
 const INDEX_MASK = 0xffff
@@ -407,7 +409,7 @@ export class HbaDriver {
 
     const mem = ring.memory
     const at = ring.offsetOf(this.reqIn)
-    mem.fill(0, at, at + ENTRY_SIZE)
+    mem.set(ZERO_ENTRY, at)
     mem[at + COMMAND_T3.entryType.offset] = EntryType.COMMAND_T3
     mem[at + COMMAND_T3.entryCount.offset] = need
     mem.writeUInt32LE(handle, at + COMMAND_T3.handle.offset)
@@ -433,7 +435,7 @@ export class HbaDriver {
         if (slot === 0) {
           idx = ring.next(idx)
           entryAt = ring.offsetOf(idx)
-          mem.fill(0, entryAt, entryAt + ENTRY_SIZE)
+          mem.set(ZERO_ENTRY, entryAt)
           mem[entryAt] = EntryType.CONTINUATION_T1
           mem[entryAt + 1] = 1
         }
@@ -593,9 +595,10 @@ export class HbaDriver {
     const now = performance.now()
     const us = (now - p.t0) * 1000
     const dir = p.req.direction === DataDirection.In ? 'in' : p.req.direction === DataDirection.Out ? 'out' : 'none'
-    this.io.completed(us, dir, c.transferred, kind)
-    p.target.completed(us, dir, c.transferred, kind)
-    p.lun.completed(us, dir, c.transferred, kind)
+    const bucket = LatencyHistogram.bucketOf(us)
+    this.io.completed(us, dir, c.transferred, kind, bucket)
+    p.target.completed(us, dir, c.transferred, kind, bucket)
+    p.lun.completed(us, dir, c.transferred, kind, bucket)
     if (this.trace.enabled) this.trace.push(traceLine(this.chip.index, p, c, us))
     p.cb(c)
   }

@@ -64,8 +64,8 @@ interface Exchange {
   handle: number
   loopId: number
   lun: number
-  /** loopId * 65536 + lun: the task set this exchange counts against. */
-  taskSet: number
+  /** The task set (per target and LUN) this exchange counts against. */
+  taskSet: TaskSet
   byteCount: number
   dataIn: boolean
   /** When the firmware started it (command-rate slot, ms). */
@@ -74,6 +74,11 @@ interface Exchange {
   scatter: Buffer[] | null
   gathered: Buffer | null
   aborted: boolean
+}
+
+/** Commands open on one logical unit of one target (its task set). */
+interface TaskSet {
+  n: number
 }
 
 /** A finished exchange waiting for its modelled completion time. */
@@ -100,7 +105,7 @@ export class Firmware {
   private readonly maxExchanges: number
   private readonly queueDepth: number
   private readonly clock: LinkClock<Delivery>
-  private readonly taskSets = new Map<number, number>()
+  private readonly taskSets = new Map<number, TaskSet>()
   private readonly bootTime = performance.now()
 
   private ready = false
@@ -443,18 +448,20 @@ export class Firmware {
 
     // The task set of the logical unit is full: answer TASK SET FULL at once
     // (the target does, without moving data), as a real array would.
-    const taskSet = loopId * 0x10000 + lun
-    const inSet = this.taskSets.get(taskSet) ?? 0
-    if (inSet >= this.queueDepth) {
+    const key = loopId * 0x10000 + lun
+    let taskSet = this.taskSets.get(key)
+    if (taskSet === undefined) this.taskSets.set(key, (taskSet = { n: 0 }))
+    if (taskSet.n >= this.queueDepth) {
       this.counters.queueFull++
       this.post({ handle, entryStatus: 0, scsiStatus: TASK_SET_FULL, compStatus: CompStatus.QUEUE_FULL, residual: byteCount, sense: null })
       return
     }
-    this.taskSets.set(taskSet, inSet + 1)
+    taskSet.n++
 
     // The firmware keeps its own copy of the CDB: the ring slot is reused
     // as soon as REQ_Q_OUT moves past it.
-    const cdb = Buffer.from(mem.subarray(at + COMMAND_T3.cdb.offset, at + COMMAND_T3.cdb.offset + 16))
+    const cdb = Buffer.allocUnsafe(16)
+    mem.copy(cdb, 0, at + COMMAND_T3.cdb.offset, at + COMMAND_T3.cdb.offset + 16)
     const slot = this.clock.commandSlot()
     const ex: Exchange = { handle, loopId, lun, taskSet, byteCount, dataIn, slot, scatter, gathered, aborted: false }
     this.exchanges.set(handle, ex)
@@ -507,9 +514,7 @@ export class Firmware {
 
   private endExchange(ex: Exchange): void {
     this.exchanges.delete(ex.handle)
-    const n = (this.taskSets.get(ex.taskSet) ?? 1) - 1
-    if (n > 0) this.taskSets.set(ex.taskSet, n)
-    else this.taskSets.delete(ex.taskSet)
+    ex.taskSet.n--
   }
 
   private abortExchange(ex: Exchange): void {

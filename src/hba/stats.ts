@@ -17,20 +17,22 @@ export class LatencyHistogram {
   sumUs = 0
   maxUs = 0
 
-  record(us: number): void {
+  record(us: number, bucket = LatencyHistogram.bucketOf(us)): void {
     if (!(us > 0)) us = 0
     this.count++
     this.sumUs += us
     if (us > this.maxUs) this.maxUs = us
-    this.counts[LatencyHistogram.bucketOf(us)]++
+    this.counts[bucket]++
   }
 
+  /** Bucket of a latency: exponent from the leading zero count, two mantissa bits below it. */
   static bucketOf(us: number): number {
-    if (us < 1) return 0
-    const e = Math.floor(Math.log2(us))
-    const frac = us / 2 ** e - 1 // 0..1
-    const b = e * LatencyHistogram.SUB + Math.floor(frac * LatencyHistogram.SUB) + 1
-    return Math.min(b, LatencyHistogram.BUCKETS - 1)
+    if (!(us >= 1)) return 0
+    if (us >= 0x7fffffff) return LatencyHistogram.BUCKETS - 1
+    const u = us | 0
+    const e = 31 - Math.clz32(u)
+    const sub = e >= 2 ? (u >>> (e - 2)) & 3 : (u << (2 - e)) & 3
+    return Math.min(e * LatencyHistogram.SUB + sub + 1, LatencyHistogram.BUCKETS - 1)
   }
 
   /** Upper bound of bucket `b` in µs. */
@@ -95,10 +97,10 @@ export class IoStats {
     if (++this.outstanding > this.peakOutstanding) this.peakOutstanding = this.outstanding
   }
 
-  completed(us: number, dir: 'in' | 'out' | 'none', bytes: number, errorKind: string | null): void {
+  completed(us: number, dir: 'in' | 'out' | 'none', bytes: number, errorKind: string | null, bucket = LatencyHistogram.bucketOf(us)): void {
     this.completions++
     this.outstanding--
-    this.latency.record(us)
+    this.latency.record(us, bucket)
     if (errorKind !== null) {
       this.errors++
       this.errorsByKind[errorKind] = (this.errorsByKind[errorKind] ?? 0) + 1

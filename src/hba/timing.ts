@@ -111,9 +111,9 @@ export class LinkClock<T> {
 
   /** The time the firmware may start a command that arrived now (command-rate cap). */
   commandSlot(): number {
-    const now = this.now()
     const rate = this.model.commandRate
-    if (rate === null) return now
+    if (rate === null) return 0 // no cap: the transfer starts when the data is ready
+    const now = this.now()
     const slot = Math.max(now, this.cmdFree)
     this.cmdFree = slot + 1000 / rate
     return slot
