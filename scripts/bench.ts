@@ -185,7 +185,7 @@ async function main(): Promise<number> {
     if (why) unavailable[s] = why
   }
   if (!probe.link) notes.push('`fcfs mount --link` is not available yet: only `--link unlimited` ran; link rows are marked skipped')
-  if (args['direct-via'] === 'blockdev') notes.push('direct = interim stand-in: fs BlockDevice over startFabric(), no FUSE, no link model (--direct-via blockdev)')
+  if (args['direct-via'] === 'blockdev') notes.push('direct = interim stand-in: the fs layer BlockDevice over startFabric() with the CLI tuning (link model included), same HBA ring, no FUSE (--direct-via blockdev)')
   notes.push('peer: one `nbdkit memory` + `nbdfuse` pair per target over a Unix socket, nbdfuse defaults (fuse3; it accepts no direct_io option)')
   notes.push('ceiling: scripts/bench/ceiling-server.ts, fuse-native with the same option string as fcfs (src/fs/mount.ts MOUNT_OPTIONS), files over Buffers')
 

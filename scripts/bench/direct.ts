@@ -6,8 +6,9 @@
  * How a fabric is opened is one function per source, behind `DirectFabric`:
  *   - `module`   src/direct.ts `openFabric(opts)`: the documented direct API
  *                (issue 3). ADAPT `openViaModule` when that API lands.
- *   - `blockdev` the fs layer's BlockDevice over startFabric() (no FUSE, no
- *                link model): an interim stand-in, only with --direct-via blockdev.
+ *   - `blockdev` the fs layer's BlockDevice over startFabric() with the same
+ *                tuning (link model) as the CLI, no FUSE: an interim stand-in,
+ *                only with --direct-via blockdev.
  *
  * The worker runs in its own process so its CPU and RSS are its own:
  *   node dist/scripts/bench/direct.js '<json WorkerInput>'   → prints one JSON line
@@ -52,8 +53,8 @@ export async function directUnavailable(via: DirectVia): Promise<string | null> 
 }
 
 /** Links the source can model. */
-export function directSupportsLink(via: DirectVia, link: Link): boolean {
-  return via === 'module' || link === 'unlimited'
+export function directSupportsLink(_via: DirectVia, _link: Link): boolean {
+  return true
 }
 
 // ---------------------------------------------------------------------------
@@ -88,9 +89,11 @@ async function openViaModule(o: OpenOptions): Promise<DirectFabric> {
 async function openViaBlockdev(o: OpenOptions): Promise<DirectFabric> {
   const { startFabric } = await import('../../src/server.js')
   const { defaultConfig, closeFabric } = await import('../../src/targets/config.js')
+  const { tuningFromArgs } = await import('../../src/tuning.js')
   const { createLogger } = await import('../../src/log.js')
   const log = createLogger('warn' as never)
-  const { fabric, driver, devices } = await startFabric(defaultConfig({ targets: o.targets, size: o.size, blockSize: 512 }), log)
+  const { fabric, driver, devices } = await startFabric(defaultConfig({ targets: o.targets, size: o.size, blockSize: 512 }), log, tuningFromArgs({ link: o.link }))
+  driver.resetStats()
   const wrap = (op: 'read' | 'write', d: (typeof devices)[number]) => (buf: Buffer, pos: number) =>
     new Promise<void>((resolve, reject) => d[op](buf, buf.length, pos, (r: number) => (r < 0 ? reject(new Error(`${op} failed: ${r}`)) : resolve())))
   return {
@@ -98,7 +101,7 @@ async function openViaBlockdev(o: OpenOptions): Promise<DirectFabric> {
     hbaStats: () => ({ ...driver.stats }),
     close: async () => {
       await driver.shutdown()
-      await closeFabric(fabric)
+      await closeFabric(fabric, log)
     },
   }
 }

@@ -6,7 +6,7 @@
  * finally. The direct subject runs its worker process instead of fio.
  */
 import { existsSync } from 'node:fs'
-import { mkdtemp, readdir, readFile, rm, rmdir, mkdir } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, rmdir, mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -70,6 +70,8 @@ export interface Subject {
 interface Mounted {
   files: string[]
   pids: number[]
+  /** fcfs: zero the HBA counters before the run */
+  reset?: () => Promise<void>
   /** fcfs: the HBA counters after the run */
   hbaStats?: () => Promise<Record<string, unknown> | null>
   stop(): Promise<void>
@@ -93,6 +95,7 @@ async function measureFio(r: Run, ctx: RunContext, m: Mounted, jobName: string):
     if (!existsSync(f)) throw new Error(`${f} does not exist`)
   }
   const text = fioJobFile(r.workload, m.files, ctx.timing)
+  await m.reset?.()
   const cpu = cpuMeter(m.pids)
   const t0 = Date.now()
   const fio = await runFio(path.join(ctx.workDir, `${jobName}.fio`), text, ctx.timing, ctx.onChild)
@@ -168,6 +171,11 @@ export function fcfsSubject(probe: FcfsProbe): Subject {
           return {
             files: wwpns.map((w) => path.join(mnt, 'wwn', w, 'rwbuf')),
             pids: [proc.pid!],
+            // Counters start at the workload, not at the SCSI scan (hba/0/control `reset`, when present).
+            reset: async () => {
+              const ctl = path.join(mnt, 'hba', '0', 'control')
+              if (existsSync(ctl)) await writeFile(ctl, 'reset\n').catch(() => undefined)
+            },
             hbaStats: async () => {
               try {
                 return JSON.parse(await readFile(path.join(mnt, 'hba', '0', 'stats.json'), 'utf8')) as Record<string, unknown>
