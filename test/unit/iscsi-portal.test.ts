@@ -1,0 +1,248 @@
+// The portal over a real (emulated) HBA, driven by a raw socket: login,
+// R2T-driven writes, Data-In with collapsed status, NOP, and malformed PDUs
+// that must end in a Reject or a clean close, never a crash.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createConnection, type Socket } from 'node:net'
+import { randomBytes } from 'node:crypto'
+import { createHba } from '../../src/hba/index.js'
+import type { HbaDriver } from '../../src/hba/driver.js'
+import { buildFabric, closeFabric, defaultConfig } from '../../src/targets/config.js'
+import type { Fabric } from '../../src/targets/types.js'
+import { silentLogger } from '../../src/log.js'
+import { startIscsiPortal, type IscsiPortal } from '../../src/iscsi/server.js'
+import { PduReader, framePdu, type RawPdu } from '../../src/iscsi/framing.js'
+import {
+  BHS_SIZE,
+  DATA_IN,
+  DATA_OUT,
+  LOGIN_REQ,
+  LOGIN_RSP,
+  NOP_IN,
+  NOP_OUT,
+  Op,
+  R2T,
+  REJECT,
+  RejectReason,
+  SCSI_COMMAND,
+  SCSI_RESPONSE,
+  decodeBhs,
+  encodeBhs,
+  opcodeOf,
+  type BhsOf,
+  type PduLayout,
+} from '../../src/iscsi/pdu.js'
+import { decodeText, encodeText } from '../../src/iscsi/text.js'
+
+/** A bare-hands initiator: whole PDUs out, whole PDUs in. */
+class Raw {
+  private reader = new PduReader()
+  private queue: RawPdu[] = []
+  private waiters: ((p: RawPdu | null) => void)[] = []
+  closed = false
+  constructor(readonly s: Socket) {
+    this.reader.maxDataSegment = 1 << 24
+    s.on('data', (b) => {
+      this.reader.push(b)
+      for (let r = this.reader.next(); r; r = this.reader.next()) if (r.kind === 'pdu') this.deliver(r.pdu)
+    })
+    s.on('close', () => {
+      this.closed = true
+      for (const w of this.waiters.splice(0)) w(null)
+    })
+    s.on('error', () => {})
+  }
+  private deliver(p: RawPdu): void {
+    const w = this.waiters.shift()
+    if (w) w(p)
+    else this.queue.push(p)
+  }
+  static open(port: number): Promise<Raw> {
+    return new Promise((resolve) => {
+      const s = createConnection({ host: '127.0.0.1', port }, () => resolve(new Raw(s)))
+    })
+  }
+  send<L extends PduLayout>(l: L, v: Partial<BhsOf<L>>, data: Buffer | null = null): void {
+    const b = Buffer.alloc(BHS_SIZE)
+    encodeBhs(l, v, b)
+    for (const p of framePdu(b, data, { header: false, data: false })) this.s.write(p)
+  }
+  next(ms = 3000): Promise<RawPdu | null> {
+    const q = this.queue.shift()
+    if (q) return Promise.resolve(q)
+    if (this.closed) return Promise.resolve(null)
+    return new Promise((resolve) => {
+      const t = setTimeout(() => resolve(null), ms)
+      this.waiters.push((p) => {
+        clearTimeout(t)
+        resolve(p)
+      })
+    })
+  }
+  async login(target: string, ops: Record<string, string>): Promise<void> {
+    const keys = encodeText([
+      ['InitiatorName', 'iqn.test:raw'],
+      ['TargetName', target],
+      ['SessionType', 'Normal'],
+      ['AuthMethod', 'None'],
+    ])
+    this.send(LOGIN_REQ, { immediate: true, transit: true, csg: 0, nsg: 1, isid: Buffer.from('400001000001', 'hex'), itt: 0, cmdSN: 1 }, keys)
+    const r1 = decodeBhs(LOGIN_RSP, (await this.next())!.bhs)
+    expect([r1.statusClass, r1.transit, r1.nsg]).toEqual([0, true, 1])
+    this.send(LOGIN_REQ, { immediate: true, transit: true, csg: 1, nsg: 3, isid: Buffer.from('400001000001', 'hex'), itt: 0, cmdSN: 1 }, encodeText(Object.entries(ops)))
+    const p2 = (await this.next())!
+    const r2 = decodeBhs(LOGIN_RSP, p2.bhs)
+    expect([r2.statusClass, r2.transit, r2.nsg]).toEqual([0, true, 3])
+    expect(r2.tsih).toBeGreaterThan(0)
+    expect(Object.fromEntries(decodeText(p2.data)).MaxRecvDataSegmentLength).toBeDefined()
+  }
+}
+
+describe('iSCSI portal over the emulated HBA', () => {
+  let fabric: Fabric
+  let driver: HbaDriver
+  let portal: IscsiPortal
+  let port: number
+  let target: string
+
+  beforeAll(async () => {
+    fabric = buildFabric(defaultConfig({ targets: 1, size: 16 * 1024 * 1024, blockSize: 512 }))
+    driver = await createHba({ index: 0, fabric, log: silentLogger })
+    portal = await startIscsiPortal({ host: '127.0.0.1', port: 0, driver, log: silentLogger })
+    port = portal.address().port
+    target = portal.targetNames()[0]
+  })
+  afterAll(async () => {
+    await portal?.close()
+    await driver?.shutdown(0)
+    if (fabric) await closeFabric(fabric)
+  })
+
+  it('names each target port iqn.2026-11.io.fcfs:<wwpn>', () => {
+    expect(portal.targetNames()).toEqual([`iqn.2026-11.io.fcfs:${driver.ports[0].wwpn}`])
+  })
+
+  it('writes by R2T and Data-Out, then reads the data back in Data-In PDUs with the status in the last one', async () => {
+    const c = await Raw.open(port)
+    await c.login(target, { InitialR2T: 'Yes', ImmediateData: 'No', MaxBurstLength: '65536', MaxRecvDataSegmentLength: '16384' })
+    // TEST UNIT READY first: the power-on unit attention may be pending for this initiator.
+    c.send(SCSI_COMMAND, { final: true, itt: 1, cmdSN: 1, expStatSN: 0, cdb: Buffer.from('00000000000000000000000000000000', 'hex') })
+    expect(opcodeOf((await c.next())!.bhs)).toBe(Op.SCSI_RESPONSE)
+
+    const data = randomBytes(200 * 1024)
+    const blocks = data.length / 512
+    const cdb = Buffer.alloc(16)
+    cdb[0] = 0x2a // WRITE(10)
+    cdb.writeUInt32BE(100, 2)
+    cdb.writeUInt16BE(blocks, 7)
+    c.send(SCSI_COMMAND, { final: true, write: true, attr: 1, itt: 2, cmdSN: 2, expectedDataTransferLength: data.length, cdb })
+    const offsets: number[] = []
+    for (;;) {
+      const p = (await c.next())!
+      expect(p, 'a PDU before the timeout').not.toBeNull()
+      if (opcodeOf(p.bhs) === Op.SCSI_RESPONSE) {
+        const r = decodeBhs(SCSI_RESPONSE, p.bhs)
+        expect([r.response, r.status, r.itt, r.expDataSN]).toEqual([0, 0, 2, 4])
+        break
+      }
+      const r2t = decodeBhs(R2T, p.bhs)
+      offsets.push(r2t.bufferOffset)
+      expect(r2t.desiredDataTransferLength).toBeLessThanOrEqual(65536)
+      for (let off = 0; off < r2t.desiredDataTransferLength; off += 16384) {
+        const n = Math.min(16384, r2t.desiredDataTransferLength - off)
+        const at = r2t.bufferOffset + off
+        c.send(DATA_OUT, { final: off + n >= r2t.desiredDataTransferLength, itt: 2, ttt: r2t.ttt, bufferOffset: at, dataSN: off / 16384 }, data.subarray(at, at + n))
+      }
+    }
+    expect(offsets).toEqual([0, 65536, 131072, 196608])
+
+    cdb[0] = 0x28 // READ(10)
+    c.send(SCSI_COMMAND, { final: true, read: true, attr: 1, itt: 3, cmdSN: 3, expectedDataTransferLength: data.length, cdb })
+    const got = Buffer.alloc(data.length)
+    let pdus = 0
+    for (;;) {
+      const p = (await c.next())!
+      const d = decodeBhs(DATA_IN, p.bhs)
+      expect(d.dataSN).toBe(pdus++)
+      expect(p.data.length).toBeLessThanOrEqual(16384)
+      p.data.copy(got, d.bufferOffset)
+      if (d.statusPresent) {
+        expect([d.final, d.status, d.underflow, d.overflow]).toEqual([true, 0, false, false])
+        break
+      }
+    }
+    expect(got.equals(data)).toBe(true)
+    expect(pdus).toBe(Math.ceil(data.length / 16384))
+    c.s.destroy()
+  })
+
+  it('echoes a NOP-Out ping with its data', async () => {
+    const c = await Raw.open(port)
+    await c.login(target, {})
+    c.send(NOP_OUT, { immediate: true, final: true, itt: 9, ttt: 0xffffffff, cmdSN: 1 }, Buffer.from('ping'))
+    const p = (await c.next())!
+    const h = decodeBhs(NOP_IN, p.bhs)
+    expect([h.itt, h.ttt, p.data.toString()]).toEqual([9, 0xffffffff, 'ping'])
+    c.s.destroy()
+  })
+
+  it('rejects an unknown opcode with its header and keeps the connection', async () => {
+    const c = await Raw.open(port)
+    await c.login(target, {})
+    const bogus = Buffer.alloc(BHS_SIZE)
+    bogus[0] = 0x1c // not an initiator opcode
+    bogus.writeUInt32BE(0x1234, 16)
+    c.s.write(bogus)
+    const p = (await c.next())!
+    expect(opcodeOf(p.bhs)).toBe(Op.REJECT)
+    expect(decodeBhs(REJECT, p.bhs).reason).toBe(RejectReason.COMMAND_NOT_SUPPORTED)
+    expect(p.data.equals(bogus)).toBe(true)
+    c.send(NOP_OUT, { immediate: true, final: true, itt: 10, ttt: 0xffffffff, cmdSN: 1 })
+    expect(opcodeOf((await c.next())!.bhs)).toBe(Op.NOP_IN)
+    c.s.destroy()
+  })
+
+  it('rejects Data-Out for a transfer tag it never gave out', async () => {
+    const c = await Raw.open(port)
+    await c.login(target, {})
+    c.send(DATA_OUT, { final: true, itt: 77, ttt: 0x4242, bufferOffset: 0 }, Buffer.alloc(512))
+    const p = (await c.next())!
+    expect(decodeBhs(REJECT, p.bhs).reason).toBe(RejectReason.INVALID_PDU_FIELD)
+    c.s.destroy()
+  })
+
+  it('answers a non-Login PDU during login with a Login Response 0x020b and closes', async () => {
+    const c = await Raw.open(port)
+    c.send(SCSI_COMMAND, { final: true, itt: 5, cmdSN: 1, cdb: Buffer.alloc(16) })
+    const p = (await c.next())!
+    const h = decodeBhs(LOGIN_RSP, p.bhs)
+    expect([h.statusClass, h.statusDetail]).toEqual([2, 0x0b])
+    expect(await c.next()).toBeNull()
+    expect(c.closed).toBe(true)
+  })
+
+  it('closes the connection on a data segment longer than it declared', async () => {
+    const c = await Raw.open(port)
+    await c.login(target, {})
+    const bhs = Buffer.alloc(BHS_SIZE)
+    encodeBhs(NOP_OUT, { immediate: true, final: true, itt: 1, ttt: 0xffffffff }, bhs)
+    bhs.writeUIntBE(0xfffff0, 5, 3)
+    c.s.write(bhs)
+    const p = await c.next()
+    if (p) expect(decodeBhs(REJECT, p.bhs).reason).toBe(RejectReason.PROTOCOL_ERROR)
+    expect(await c.next()).toBeNull()
+    expect(c.closed).toBe(true)
+  })
+
+  it('survives random bytes on many connections and still logs in afterwards', async () => {
+    for (let i = 0; i < 20; i++) {
+      const c = await Raw.open(port)
+      c.s.write(randomBytes(48 + ((i * 37) % 200)))
+      c.s.end()
+      await c.next(500)
+      c.s.destroy()
+    }
+    const c = await Raw.open(port)
+    await c.login(target, {})
+    c.s.destroy()
+  })
+})
