@@ -21,6 +21,8 @@
  *         "portId": "0x010100",               // 24-bit FC port id (number or hex string), default 0x010100, 0x010200, …
  *         "relativePortId": 1,                // 1..65535, unique; default 1, 2, … (VPD 0x83, REPORT TARGET PORT GROUPS)
  *         "portGroup": 1,                     // target port group 0..65535, default 1 (ALUA: ports of a group share a state)
+ *         "aluaState": "active/optimized",    // the group's ALUA state: active/optimized (default), active/non-optimized,
+ *                                             //   standby, unavailable, offline, transitioning; the same on every port of a group
  *         "vendor": "FCFS", "product": "RAMDISK", "revision": "0001",
  *         "serial": "ARRAY0001",              // base of its LUNs' serials, default the wwpn
  *         "luns": [                           // default: one LUN 0 of the default size
@@ -64,8 +66,9 @@
  *    file is an error); a smaller file is extended sparse; a larger one is an
  *    error (a LUN never truncates its file). The file is locked with
  *    `<path>.lock` (holding the pid) while mounted: a second fcfs refuses it
- *    with an error naming the LUN and the holding pid; a lock left by a dead
- *    process (kill -9) is taken over with a warning. SYNCHRONIZE CACHE, FUA
+ *    with an error naming the LUN and the holding pid (after giving a holder
+ *    that is just shutting down 2 s to let go); a lock left by a dead process
+ *    (kill -9) is taken over with a warning. SYNCHRONIZE CACHE, FUA
  *    writes and fsync on rwbuf reach fdatasync: what was flushed survives a
  *    crash and a remount. Unmapped ranges read as zeros: ranges of 1 MiB or
  *    more are punched out with util-linux `fallocate --punch-hole`, shorter
@@ -96,7 +99,7 @@ import { parseSize } from '../util/size.js'
 import type { Backend } from './backend.js'
 import { FileBackend } from './file.js'
 import { RamBackend } from './ram.js'
-import type { Fabric, Lun, TargetPort } from './types.js'
+import type { AluaState, Fabric, Lun, TargetPort } from './types.js'
 import { defaultWwnn, defaultWwpn, parseWwn } from './wwn.js'
 
 export type BackendConfig =
@@ -128,6 +131,8 @@ export interface TargetConfig {
   readonly portId: number
   readonly relativePortId: number
   readonly portGroup: number
+  /** Only when the config names one; absent means active/optimized. */
+  readonly aluaState?: AluaState
   readonly luns: readonly LunConfig[]
 }
 
@@ -185,6 +190,7 @@ const targetSchema = z
     portId: z.union([z.number(), z.string()]).optional(),
     relativePortId: z.number().optional(),
     portGroup: z.number().optional(),
+    aluaState: z.string().optional(),
     vendor: z.string().optional(),
     product: z.string().optional(),
     revision: z.string().optional(),
@@ -270,6 +276,7 @@ function in_(source: string): string {
 // ---- meaning ---------------------------------------------------------------
 
 const PRINTABLE = /^[\x20-\x7e]*$/
+const ALUA_STATES: readonly AluaState[] = ['active/optimized', 'active/non-optimized', 'standby', 'unavailable', 'offline', 'transitioning']
 const UNIT_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/
 const NAA5 = /^5[0-9a-fA-F]{15}$/
 const LUN_SUFFIX_MAX = '-L255'.length
@@ -414,6 +421,7 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
 
   const naas = new Map<string, string>()
   const files = new Map<string, string>()
+  const groupStates = new Map<number, { state: AluaState; at: string }>()
   const claimNaa = (naa: string, who: string, where: string, field: string, hint: string): void => {
     const clash = naas.get(naa)
     if (clash !== undefined) throw new ConfigError(field, `gives ${who} the same NAA name ${naa} as ${clash}; ${hint}`)
@@ -441,6 +449,22 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
     const relativePortId = e.relativePortId ?? nextFree(takenRel, (k) => k + 1, kRel)
     const portGroup = t.portGroup === undefined ? DEFAULT_PORT_GROUP : intIn(t.portGroup, 0, MAX_PORT_GROUP, `${at}.portGroup`)
     if (loopId > MAX_LOOP_ID) throw new ConfigError(`${at}.loopId`, `no free loop id is left for this target`)
+    let aluaState: AluaState | undefined
+    if (t.aluaState !== undefined) {
+      aluaState = ALUA_STATES.find((a) => a === t.aluaState)
+      if (aluaState === undefined) {
+        throw new ConfigError(`${at}.aluaState`, `must be one of ${ALUA_STATES.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(t.aluaState)}`)
+      }
+    }
+    const groupState = groupStates.get(portGroup)
+    const myState = aluaState ?? 'active/optimized'
+    if (groupState === undefined) groupStates.set(portGroup, { state: myState, at })
+    else if (groupState.state !== myState) {
+      throw new ConfigError(
+        `${at}.aluaState`,
+        `is ${JSON.stringify(myState)}, but ${groupState.at} in the same port group ${portGroup} is ${JSON.stringify(groupState.state)}; ports of a group share one state`,
+      )
+    }
     const lunInputs = t.luns ?? [{}]
     if (lunInputs.length === 0) throw new ConfigError(`${at}.luns`, 'must list at least one LUN (leave it out for one LUN of the default size)')
     const vendor = ascii(t.vendor, DEFAULT_VENDOR, 8, `${at}.vendor`)
@@ -500,7 +524,7 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
       const product = t.product ?? (backend.type === 'file' ? DEFAULT_FILE_PRODUCT : DEFAULT_PRODUCT)
       return { lun, size, blockSize, backend, vendor, product, revision, serial, naa, writeProtect: l.writeProtect ?? false }
     })
-    return { wwpn, wwnn, loopId, portId, relativePortId, portGroup, luns }
+    return { wwpn, wwnn, loopId, portId, relativePortId, portGroup, ...(aluaState !== undefined ? { aluaState } : {}), luns }
   })
 
   for (const [id, u] of units) {
@@ -669,7 +693,9 @@ function assemble(cfg: FabricConfig, backends: Map<string, Backend>): Fabric {
       }
       luns.set(l.lun, obj)
     })
-    return { wwpn: t.wwpn, wwnn: t.wwnn, portId: t.portId, loopId: t.loopId, relativePortId: t.relativePortId, portGroup: t.portGroup, luns }
+    const port: TargetPort = { wwpn: t.wwpn, wwnn: t.wwnn, portId: t.portId, loopId: t.loopId, relativePortId: t.relativePortId, portGroup: t.portGroup, luns }
+    if (t.aluaState !== undefined) port.aluaState = t.aluaState
+    return port
   })
   return { ports }
 }

@@ -304,6 +304,13 @@ describe('target port ids, groups and serials', () => {
     ])
   })
 
+  it('carries an ALUA state per port group onto the ports, absent when not configured', () => {
+    const c = parseConfig({ targets: [{ portGroup: 1 }, { portGroup: 2, aluaState: 'standby' }, { portGroup: 2, aluaState: 'standby' }] }, '')
+    const f = buildFabric(c)
+    expect(f.ports.map((p) => p.aluaState)).toEqual([undefined, 'standby', 'standby'])
+    expect('aluaState' in f.ports[0]).toBe(false)
+  })
+
   it('builds LUN serials from a target serial', () => {
     const c = parseConfig({ targets: [{ serial: 'ARRAY7', luns: [{}, { lun: 3 }, { serial: 'OWN' }] }] }, '')
     expect(c.targets[0].luns.map((l) => l.serial)).toEqual(['ARRAY7-L0', 'ARRAY7-L3', 'OWN'])
@@ -321,6 +328,13 @@ describe('target port ids, groups and serials', () => {
     ['a duplicate relative port id', { targets: [{ relativePortId: 3 }, { relativePortId: 3 }] }, 'targets[1].relativePortId', /already used by targets\[0\]\.relativePortId/],
     ['relative port id 0', { targets: [{ relativePortId: 0 }] }, 'targets[0].relativePortId', /1 to 65535/],
     ['a port group past 65535', { targets: [{ portGroup: 65536 }] }, 'targets[0].portGroup', /0 to 65535/],
+    ['an unknown ALUA state', { targets: [{ aluaState: 'asleep' }] }, 'targets[0].aluaState', /must be one of "active\/optimized", .*got "asleep"/],
+    [
+      'two states in one port group',
+      { targets: [{ portGroup: 4 }, { portGroup: 4, aluaState: 'standby' }] },
+      'targets[1].aluaState',
+      /is "standby", but targets\[0\] in the same port group 4 is "active\/optimized"; ports of a group share one state/,
+    ],
     ['a target serial too long for LUN suffixes', { targets: [{ serial: 'S'.repeat(60) }] }, 'targets[0].serial', /1 to 59 characters/],
   ])('names the field of %s', (_what, obj, field, re) => {
     const e = configError(obj)
