@@ -76,7 +76,9 @@
  *    No two LUNs may name the same file: export one unit through several
  *    ports with logicalUnits instead.
  *  - defaults.backingDir (the CLI's --backing-dir): every LUN that names no
- *    backend is a file `<backingDir>/<wwpn>-lun<n>.img`.
+ *    backend is a file `<backingDir>/<wwpn>-lun<n>.img`, every shared unit
+ *    `<backingDir>/<id>.img`. Relative to the config file's directory (to
+ *    the current directory for --backing-dir).
  *
  * Multipath: a logicalUnits entry { "id", "size", "blockSize", "backend",
  * "serial", "writeProtect", "vendor", "product", "revision", "naa" } is one
@@ -88,7 +90,10 @@
  * Its serial defaults to its id, its NAA name to the one derived from its
  * first exporting target and LUN, its vendor/product/revision to that
  * target's. ids: 1 to 64 of A-Z a-z 0-9 . _ : - (starting with a letter or
- * digit).
+ * digit). As with a real array, the paths are independent: writes through
+ * different paths run in parallel, and two clients writing the same blocks
+ * through different paths at once get no ordering between them (a partial
+ * block write is read-modify-write under a lock of its own path only).
  */
 import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
