@@ -263,6 +263,12 @@ describe('file backends in the config', () => {
     expect(c.targets[1].luns[0].backend).toMatchObject({ path: '/d/luns/21000024ff000002-lun0.img' })
   })
 
+  it('keeps a shared unit without a backend in <backingDir>/<id>.img', () => {
+    const c = parseConfig({ defaults: { backingDir: '/d' }, targets: [{ luns: [{ logicalUnit: 'db' }] }, { luns: [{ logicalUnit: 'db' }] }], logicalUnits: [{ id: 'db' }] }, '')
+    expect(c.targets[1].luns[0].backend).toEqual({ type: 'file', path: '/d/db.img', create: true })
+    expect(c.targets[1].luns[0].product).toBe('FILEDISK')
+  })
+
   it('makes the default fabric file-backed with a backing dir (the CLI --backing-dir)', () => {
     const c = defaultConfig({ targets: 3, size: 2 ** 20, backingDir: '/var/lib/fcfs' })
     expect(c.targets.map((t) => t.luns[0].backend)).toEqual([1, 2, 3].map((i) => ({ type: 'file', path: `/var/lib/fcfs/21000024ff00000${i}-lun0.img`, create: true })))
