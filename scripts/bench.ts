@@ -67,7 +67,7 @@ function parseArgs(argv: string[]): Args {
     .option('runtime', { type: 'number', describe: 'seconds per run (overrides the mode)' })
     .option('ramp', { type: 'number', describe: 'seconds of warm-up per run (overrides the mode)' })
     .option('out', { type: 'string', default: path.join(REPO_ROOT, 'bench-report'), describe: 'report directory' })
-    .option('direct-via', { choices: ['module', 'blockdev'] as const, default: 'module' as DirectVia, describe: 'direct path: src/direct.ts openFabric (module) or the interim fs BlockDevice without FUSE (blockdev)' })
+    .option('direct-via', { choices: ['module', 'blockdev'] as const, default: 'module' as DirectVia, describe: 'direct path: src/direct.ts openFabric (module), or the fs layer\'s BlockDevice without FUSE (blockdev: separates the cost of FUSE from that of fs/)' })
     .option('profile', { type: 'boolean', default: false, describe: 'node --cpu-prof every fcfs server into <out>/profiles' })
     .option('progress', { type: 'boolean', default: true, describe: 'progress display on stderr (--no-progress: silent)' })
     .option('install', { type: 'boolean', default: true, describe: 'apt-get install fio, nbdkit and nbdfuse when missing and root (--no-install: never)' })
@@ -185,7 +185,8 @@ async function main(): Promise<number> {
     if (why) unavailable[s] = why
   }
   if (!probe.link) notes.push('`fcfs mount --link` is not available yet: only `--link unlimited` ran; link rows are marked skipped')
-  if (args['direct-via'] === 'blockdev') notes.push('direct = interim stand-in: the fs layer BlockDevice over startFabric() with the CLI tuning (link model included), same HBA ring, no FUSE (--direct-via blockdev)')
+  if (args['direct-via'] === 'blockdev') notes.push('direct = the fs layer BlockDevice over startFabric() with the CLI tuning, same HBA ring, no FUSE (--direct-via blockdev)')
+  else notes.push('direct: src/direct.ts openFabric() in a worker process, one async loop per job issuing DirectLun.read/write, same tuning as the mount')
   notes.push('peer: one `nbdkit memory` + `nbdfuse` pair per target over a Unix socket, nbdfuse defaults (fuse3; it accepts no direct_io option)')
   notes.push('ceiling: scripts/bench/ceiling-server.ts, fuse-native with the same option string as fcfs (src/fs/mount.ts MOUNT_OPTIONS), files over Buffers')
 

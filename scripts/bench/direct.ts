@@ -5,16 +5,16 @@
  *
  * How a fabric is opened is one function per source, behind `DirectFabric`:
  *   - `module`   src/direct.ts `openFabric(opts)`: the documented direct API
- *                (issue 3). ADAPT `openViaModule` when that API lands.
+ *                (issue 3), the default.
  *   - `blockdev` the fs layer's BlockDevice over startFabric() with the same
- *                tuning (link model) as the CLI, no FUSE: an interim stand-in,
- *                only with --direct-via blockdev.
+ *                tuning (link model) as the CLI, no FUSE (--direct-via blockdev):
+ *                separates what FUSE costs from what fs/ costs.
  *
  * The worker runs in its own process so its CPU and RSS are its own:
  *   node dist/scripts/bench/direct.js '<json WorkerInput>'   → prints one JSON line
  */
 import { existsSync } from 'node:fs'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import path from 'node:path'
 import { isRead, REGION, type Link, type Workload } from './plan.js'
 import { memory } from './proc.js'
@@ -46,9 +46,7 @@ export const DIRECT_MODULE = path.resolve(HERE, '..', '..', 'src', 'direct.js')
 /** Why the direct subject cannot run with this source, or null when it can. */
 export async function directUnavailable(via: DirectVia): Promise<string | null> {
   if (via === 'blockdev') return null
-  if (!existsSync(DIRECT_MODULE)) return 'src/direct.ts (openFabric) does not exist yet; re-run once it lands, or use --direct-via blockdev for an interim figure'
-  const mod = (await import(pathToFileURL(DIRECT_MODULE).href)) as Record<string, unknown>
-  if (typeof mod.openFabric !== 'function') return 'src/direct.ts exports no openFabric()'
+  if (!existsSync(DIRECT_MODULE)) return `${DIRECT_MODULE} is not built (npm run build)`
   return null
 }
 
@@ -60,29 +58,18 @@ export function directSupportsLink(_via: DirectVia, _link: Link): boolean {
 // ---------------------------------------------------------------------------
 // Sources
 
-/**
- * ADAPT HERE when src/direct.ts lands: map its openFabric() result onto
- * DirectFabric. Written against the likely shape (an object with LUN handles
- * that have promise read/write); it fails with a message naming what it found
- * if the shape differs, and the run is reported as an error, not a number.
- */
+/** src/direct.ts: openFabric() with the same tuning flags as `fcfs mount`, LUN read/write by LBA. */
 async function openViaModule(o: OpenOptions): Promise<DirectFabric> {
-  const mod = (await import(pathToFileURL(DIRECT_MODULE).href)) as { openFabric: (opts: unknown) => Promise<Record<string, unknown>> }
-  const fab = await mod.openFabric({ targets: o.targets, size: o.size, link: o.link })
-  const list = (fab.luns ?? fab.devices ?? fab.targets) as Array<Record<string, unknown>> | undefined
-  if (!Array.isArray(list) || !list.length) throw new Error(`openFabric() returned no luns/devices/targets array (keys: ${Object.keys(fab).join(', ')})`)
-  const call = (lun: Record<string, unknown>, op: 'read' | 'write') => {
-    const f = lun[op] as ((...a: unknown[]) => Promise<unknown>) | undefined
-    if (typeof f !== 'function') throw new Error(`LUN handle has no ${op}() (keys: ${Object.keys(lun).join(', ')})`)
-    return async (buf: Buffer, pos: number): Promise<void> => {
-      const r = await f.call(lun, buf, pos)
-      if (typeof r === 'number' && r < 0) throw new Error(`${op} failed: ${r}`)
-    }
-  }
+  const { openFabric } = await import('../../src/direct.js')
+  const fab = await openFabric({ targets: o.targets, size: o.size, tuning: { link: o.link } })
+  fab.driver.resetStats() // count the workload, not the scan
   return {
-    luns: list.map((l) => ({ read: call(l, 'read'), write: call(l, 'write') })),
-    hbaStats: typeof fab.stats === 'function' ? () => (fab.stats as () => Record<string, unknown>)() : undefined,
-    close: async () => { await (fab.close as (() => Promise<void>) | undefined)?.call(fab) },
+    luns: fab.luns.map((l) => ({
+      read: async (buf: Buffer, pos: number) => { await l.read(pos / l.blockSize, buf.length / l.blockSize, buf) },
+      write: (buf: Buffer, pos: number) => l.write(pos / l.blockSize, buf),
+    })),
+    hbaStats: () => ({ ...fab.stats() }),
+    close: () => fab.close(),
   }
 }
 
