@@ -184,6 +184,11 @@ export class IscsiPortal implements PortalContext {
     }
   }
 
+  /** Drops every connection (the sessions end; initiators log in again). */
+  disconnectAll(): void {
+    for (const c of [...this.conns]) c.destroy()
+  }
+
   /** Stops listening and drops every connection. Idempotent. */
   async close(): Promise<void> {
     for (const c of [...this.conns]) c.destroy()
