@@ -52,6 +52,8 @@ export interface FirmwareOptions {
 export const DEFAULT_QUEUE_DEPTH = 64
 
 const TASK_SET_FULL = 0x28
+/** How often open exchanges are checked against their IOCB timeout. */
+const SWEEP_MS = 250
 
 interface Login {
   port: TargetPort
@@ -70,10 +72,21 @@ interface Exchange {
   dataIn: boolean
   /** When the firmware started it (command-rate slot, ms). */
   slot: number
+  /** performance.now() after which the firmware gives up with comp_status TIMEOUT (Infinity: never). */
+  deadline: number
   /** For data-in commands whose segments were not contiguous: where to scatter. */
   scatter: Buffer[] | null
   gathered: Buffer | null
   aborted: boolean
+  /** True until the target has answered: host memory may still be in use. */
+  executing: boolean
+  /**
+   * An abort or timeout that came while the target was still executing:
+   * its status is held until the target answers, because until then the
+   * target may still touch the host's buffer (the firmware never completes
+   * a command whose DMA could still happen).
+   */
+  heldStatus: PendingStatus | null
 }
 
 /** Commands open on one logical unit of one target (its task set). */
@@ -107,6 +120,7 @@ export class Firmware {
   private readonly clock: LinkClock<Delivery>
   private readonly taskSets = new Map<number, TaskSet>()
   private readonly bootTime = performance.now()
+  private sweepTimer: NodeJS.Timeout | null = null
 
   private ready = false
   private reqRing: Ring | null = null
@@ -136,6 +150,7 @@ export class Firmware {
     dmaErrors: 0,
     aborted: 0,
     queueFull: 0,
+    timeouts: 0,
   }
 
   constructor(chip: IspChip, dma: DmaSpace, fabric: Fabric, log: Logger, opts: Partial<FirmwareOptions>) {
@@ -181,6 +196,8 @@ export class Firmware {
     this.exchanges.clear()
     this.taskSets.clear()
     this.clock.clear()
+    if (this.sweepTimer) clearInterval(this.sweepTimer)
+    this.sweepTimer = null
     this.pending.length = 0
     this.pendingHead = 0
     this.responseUpdate = false
@@ -372,6 +389,7 @@ export class Firmware {
     const loopId = mem.readUInt16LE(at + COMMAND_T3.target.offset)
     const lun = mem.readUInt16LE(at + COMMAND_T3.lun.offset)
     const flags = mem.readUInt16LE(at + COMMAND_T3.controlFlags.offset)
+    const timeoutSec = mem.readUInt16LE(at + COMMAND_T3.timeout.offset)
     const dsegCount = mem.readUInt16LE(at + COMMAND_T3.dsegCount.offset)
     const byteCount = mem.readUInt32LE(at + COMMAND_T3.byteCount.offset)
     this.counters.commands++
@@ -463,8 +481,13 @@ export class Firmware {
     const cdb = Buffer.allocUnsafe(16)
     mem.copy(cdb, 0, at + COMMAND_T3.cdb.offset, at + COMMAND_T3.cdb.offset + 16)
     const slot = this.clock.commandSlot()
-    const ex: Exchange = { handle, loopId, lun, taskSet, byteCount, dataIn, slot, scatter, gathered, aborted: false }
+    const deadline = timeoutSec > 0 ? performance.now() + timeoutSec * 1000 : Infinity
+    const ex: Exchange = { handle, loopId, lun, taskSet, byteCount, dataIn, slot, deadline, scatter, gathered, aborted: false, executing: true, heldStatus: null }
     this.exchanges.set(handle, ex)
+    if (this.sweepTimer === null && deadline !== Infinity) {
+      this.sweepTimer = setInterval(this.sweep, SWEEP_MS)
+      this.sweepTimer.unref()
+    }
     const cmd: ScsiCommand = {
       cdb,
       dataIn: dataIn ? data : null,
@@ -475,7 +498,13 @@ export class Firmware {
   }
 
   private finish(ex: Exchange, o: ScsiOutcome): void {
-    if (ex.aborted) return // already answered with ABORTED
+    ex.executing = false
+    if (ex.aborted) {
+      // Answered ABORTED/TIMEOUT already, or held until now: release it.
+      if (ex.heldStatus) this.post(ex.heldStatus)
+      ex.heldStatus = null
+      return
+    }
     if (ex.scatter && ex.gathered) {
       let pos = 0
       for (const v of ex.scatter) {
@@ -517,11 +546,38 @@ export class Firmware {
     ex.taskSet.n--
   }
 
+  /**
+   * The IOCB timeout: an exchange still open past its deadline (a target that
+   * never answers, a link too slow for the queue) is closed with TIMEOUT.
+   * One coarse sweep instead of a timer per command.
+   */
+  private readonly sweep = (): void => {
+    if (this.exchanges.size === 0) {
+      if (this.sweepTimer) clearInterval(this.sweepTimer)
+      this.sweepTimer = null
+      return
+    }
+    const now = performance.now()
+    for (const ex of this.exchanges.values()) {
+      if (ex.deadline > now) continue
+      this.counters.timeouts++
+      this.log.warn({ event: 'exchange_timeout', handle: ex.handle, loopId: ex.loopId, lun: ex.lun }, 'command timed out in the firmware')
+      this.close(ex, CompStatus.TIMEOUT)
+    }
+  }
+
   private abortExchange(ex: Exchange): void {
+    this.counters.aborted++
+    this.close(ex, CompStatus.ABORTED)
+  }
+
+  /** Ends an exchange early with `compStatus`; held while the target still executes. */
+  private close(ex: Exchange, compStatus: number): void {
     ex.aborted = true
     this.endExchange(ex)
-    this.counters.aborted++
-    this.post({ handle: ex.handle, entryStatus: 0, scsiStatus: 0, compStatus: CompStatus.ABORTED, residual: ex.byteCount, sense: null })
+    const status: PendingStatus = { handle: ex.handle, entryStatus: 0, scsiStatus: 0, compStatus, residual: ex.byteCount, sense: null }
+    if (ex.executing && ex.byteCount > 0) ex.heldStatus = status
+    else this.post(status)
   }
 
   // ---- response ring ----
