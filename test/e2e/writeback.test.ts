@@ -1,0 +1,260 @@
+// Write-back for buffered handles: a plain buffered writer is answered at once while
+// its WRITEs go on in the background (many commands in flight for one writer), the
+// bytes still land exactly, O_DIRECT/O_SYNC stay write-through, and an error that
+// happens after the early answer comes back at fsync and at close — once per handle,
+// as Linux's errseq does for block devices.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createHash, randomBytes } from 'node:crypto'
+import { readFile, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { MiB, python, requireFuse, run, runOk, startFcfs, type Fcfs } from '../helpers/mount.js'
+import { firstDiff } from '../helpers/pyio.js'
+
+const RW = '2100000000000d01'
+const WP = '2100000000000d02'
+const FABRIC = {
+  targets: [
+    { wwpn: RW, luns: [{ lun: 0, size: '256MiB' }] },
+    { wwpn: WP, luns: [{ lun: 0, size: '64MiB', writeProtect: true }] },
+  ],
+}
+
+/** `cat` an info file (cat reads to EOF, whatever size getattr said). */
+async function cat(p: string): Promise<string> {
+  return (await runOk('cat', [p])).stdout
+}
+
+async function json(p: string): Promise<any> {
+  return JSON.parse(await cat(p))
+}
+
+function sha256(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex')
+}
+
+// Opens the device once per scenario and reports every call's outcome as an errno name.
+const ERRSEQ = String.raw`
+import os, sys, json, errno
+path, scenario = sys.argv[1], sys.argv[2]
+def name(e): return errno.errorcode.get(e.errno, str(e.errno))
+out = {}
+data = os.urandom(64 * 1024)
+if scenario == 'fsync':
+    fd = os.open(path, os.O_WRONLY)
+    out['write'] = os.write(fd, data)
+    res = []
+    for i in range(2):
+        try:
+            os.fsync(fd); res.append('ok')
+        except OSError as e:
+            res.append(name(e))
+    out['fsync'] = res
+    try:
+        os.close(fd); out['close'] = 'ok'
+    except OSError as e:
+        out['close'] = name(e)
+elif scenario == 'close':
+    fd = os.open(path, os.O_WRONLY)
+    out['write'] = os.write(fd, data)
+    try:
+        os.close(fd); out['close'] = 'ok'
+    except OSError as e:
+        out['close'] = name(e)
+elif scenario == 'write-only':
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        out['write'] = os.write(fd, data)
+    except OSError as e:
+        out['write'] = name(e)
+    try:
+        os.fsync(fd); out['fsync'] = 'ok'
+    except OSError as e:
+        out['fsync'] = name(e)
+    try:
+        os.close(fd); out['close'] = 'ok'
+    except OSError as e:
+        out['close'] = name(e)
+elif scenario == 'idle':
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.fsync(fd); out['fsync'] = 'ok'
+    except OSError as e:
+        out['fsync'] = name(e)
+    try:
+        os.close(fd); out['close'] = 'ok'
+    except OSError as e:
+        out['close'] = name(e)
+print(json.dumps(out))
+`
+
+async function errseq(dev: string, scenario: string): Promise<Record<string, unknown>> {
+  const r = await python(ERRSEQ, [dev, scenario])
+  if (r.code !== 0) throw new Error(`python failed (${r.code}): ${r.stderr}`)
+  return JSON.parse(r.stdout)
+}
+
+describe('write-back for buffered writers', () => {
+  let fab: Fcfs
+  const dev = (w: string) => path.join(fab.mnt, 'wwn', w, 'rwbuf')
+  const lunJson = (w: string) => json(path.join(fab.mnt, 'wwn', w, 'lun', '0', 'stats.json'))
+  const control = (text: string) => writeFile(path.join(fab.mnt, 'hba', '0', 'control'), text)
+
+  beforeAll(async () => {
+    requireFuse()
+    fab = await startFcfs({ config: FABRIC })
+  })
+  afterAll(async () => {
+    await fab?.stop()
+  })
+
+  it('a buffered dd bs=1M count=64 reads back byte for byte with dd iflag=direct', async () => {
+    const src = path.join(fab.tmp, 'src.bin')
+    const back = path.join(fab.tmp, 'back.bin')
+    const data = randomBytes(64 * MiB)
+    await writeFile(src, data)
+    await control('reset\n')
+    await runOk('dd', [`if=${src}`, `of=${dev(RW)}`, 'bs=1M', 'count=64'], { timeoutMs: 45_000 })
+    await runOk('dd', [`if=${dev(RW)}`, `of=${back}`, 'bs=1M', 'count=64', 'iflag=direct'], { timeoutMs: 45_000 })
+    await runOk('cmp', [src, back])
+    const got = await readFile(back)
+    expect(got.length).toBe(64 * MiB)
+    expect(sha256(got)).toBe(sha256(data))
+  })
+
+  it('counts the buffered writes as write-back writes, with more than one command in flight for the single writer', async () => {
+    // The counters of the dd above (reset just before it).
+    const lun = await lunJson(RW)
+    expect(lun.fs.writebackWrites).toBeGreaterThan(0)
+    expect(lun.fs.writebackBytes).toBe(64 * MiB)
+    expect(lun.fs.writebackErrors).toBe(0)
+    expect(lun.fs.writebackPending).toBe(0)
+    const hba = await json(path.join(fab.mnt, 'hba', '0', 'stats.json'))
+    expect(hba.peakOutstanding, 'HBA peak outstanding for one buffered dd').toBeGreaterThan(1)
+    expect(lun.hba.peakOutstanding, 'LUN peak outstanding for one buffered dd').toBeGreaterThan(1)
+  })
+
+  it('does not send O_DIRECT writes through write-back', async () => {
+    const before = (await lunJson(RW)).fs
+    const src = path.join(fab.tmp, 'direct.bin')
+    const data = randomBytes(8 * MiB)
+    await writeFile(src, data)
+    await runOk('dd', [`if=${src}`, `of=${dev(RW)}`, 'bs=1M', 'count=8', 'seek=100', 'oflag=direct'])
+    const after = (await lunJson(RW)).fs
+    expect(after.writebackWrites).toBe(before.writebackWrites)
+    expect(after.writebackBytes).toBe(before.writebackBytes)
+    expect(after.bytesWritten - before.bytesWritten).toBe(8 * MiB)
+    const back = await runOk('dd', [`if=${dev(RW)}`, 'bs=1M', 'count=8', 'skip=100', 'iflag=direct'])
+    expect(firstDiff(back.stdoutBuf, data)).toBeNull()
+  })
+
+  it('does not send O_SYNC writes through write-back', async () => {
+    const before = (await lunJson(RW)).fs
+    const data = randomBytes(2 * MiB)
+    await runOk('dd', [`of=${dev(RW)}`, 'bs=1M', 'count=2', 'seek=120', 'oflag=sync', 'iflag=fullblock'], { input: data })
+    const after = (await lunJson(RW)).fs
+    expect(after.writebackWrites).toBe(before.writebackWrites)
+    expect(after.bytesWritten - before.bytesWritten).toBe(2 * MiB)
+    const back = await runOk('dd', [`if=${dev(RW)}`, 'bs=1M', 'count=2', 'skip=120', 'iflag=direct'])
+    expect(firstDiff(back.stdoutBuf, data)).toBeNull()
+  })
+
+  it('reads its own buffered write back at once through another handle', async () => {
+    const data = randomBytes(3 * MiB + 4096)
+    const src = path.join(fab.tmp, 'own.bin')
+    await writeFile(src, data)
+    const r = await python(
+      String.raw`
+import os, sys
+path, src = sys.argv[1], sys.argv[2]
+data = open(src, 'rb').read()
+w = os.open(path, os.O_WRONLY)
+assert os.pwrite(w, data, 150 << 20) == len(data)
+r = os.open(path, os.O_RDONLY)
+got = os.pread(r, len(data), 150 << 20)
+while len(got) < len(data):
+    more = os.pread(r, len(data) - len(got), (150 << 20) + len(got))
+    if not more: break
+    got += more
+print('same' if got == data else 'DIFFERENT')
+os.close(r); os.close(w)
+`,
+      [dev(RW), src],
+    )
+    expect(r.stderr).toBe('')
+    expect(r.stdout.trim()).toBe('same')
+  })
+
+  it('answers os.write on a write-protected LUN with the full count, then fails the first fsync with EROFS and not the second', async () => {
+    const before = (await lunJson(WP)).fs
+    const out = await errseq(dev(WP), 'fsync')
+    expect(out).toEqual({ write: 64 * 1024, fsync: ['EROFS', 'ok'], close: 'ok' })
+    const after = (await lunJson(WP)).fs
+    expect(after.writebackWrites).toBeGreaterThan(before.writebackWrites)
+    expect(after.writebackErrors).toBeGreaterThan(before.writebackErrors)
+  })
+
+  it('reports the write-back error of another handle at os.close with EROFS', async () => {
+    const out = await errseq(dev(WP), 'close')
+    expect(out).toEqual({ write: 64 * 1024, close: 'EROFS' })
+  })
+
+  it('does not report an earlier handle\'s write-back error to a handle opened after it', async () => {
+    const out = await errseq(dev(WP), 'idle')
+    expect(out).toEqual({ fsync: 'ok', close: 'ok' })
+  })
+
+  it('names DATA PROTECT in the write-protected LUN\'s sense file', async () => {
+    const sense = await cat(path.join(fab.mnt, 'wwn', WP, 'lun', '0', 'sense'))
+    expect(sense).toMatch(/^reason: DATA PROTECT$/m)
+    expect(sense).toMatch(/^sense: DATA PROTECT/m)
+    expect(sense).toMatch(/^errno: EROFS$/m)
+    expect(sense).toMatch(/^command: WRITE$/m)
+  })
+
+  it('fails an O_DIRECT write to the write-protected LUN at write() itself with EROFS', async () => {
+    const r = await python(String.raw`
+import os, sys, mmap, errno
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_DIRECT)
+m = mmap.mmap(-1, 65536)
+try:
+    print(os.pwrite(fd, m, 0))
+except OSError as e:
+    print(errno.errorcode[e.errno])
+os.close(fd)
+`, [dev(WP)])
+    expect(r.stdout.trim()).toBe('EROFS')
+  })
+
+  it('leaves the write-protected LUN reading zeros after all of that', async () => {
+    const r = await runOk('dd', [`if=${dev(WP)}`, 'bs=64k', 'count=2', 'iflag=direct'])
+    expect(firstDiff(r.stdoutBuf, Buffer.alloc(128 * 1024))).toBeNull()
+  })
+})
+
+describe('--writeback 0', () => {
+  let fab: Fcfs
+  const dev = (w: string) => path.join(fab.mnt, 'wwn', w, 'rwbuf')
+
+  beforeAll(async () => {
+    requireFuse()
+    fab = await startFcfs({ config: FABRIC, args: ['--writeback', '0'] })
+  })
+  afterAll(async () => {
+    await fab?.stop()
+  })
+
+  it('makes a buffered write to the write-protected LUN fail at write() itself with EROFS', async () => {
+    const out = await errseq(dev(WP), 'write-only')
+    expect(out).toEqual({ write: 'EROFS', fsync: 'ok', close: 'ok' })
+  })
+
+  it('still writes buffered data exactly on a writable LUN, without write-back', async () => {
+    const data = randomBytes(4 * MiB)
+    await runOk('dd', [`of=${dev(RW)}`, 'bs=1M', 'count=4', 'iflag=fullblock'], { input: data })
+    const back = await runOk('dd', [`if=${dev(RW)}`, 'bs=1M', 'count=4', 'iflag=direct'])
+    expect(firstDiff(back.stdoutBuf, data)).toBeNull()
+    const lun = JSON.parse((await run('cat', [path.join(fab.mnt, 'wwn', RW, 'lun', '0', 'stats.json')])).stdout)
+    expect(lun.fs.writebackWrites).toBe(0)
+    expect(lun.fs.bytesWritten).toBe(4 * MiB)
+  })
+})
