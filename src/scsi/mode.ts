@@ -21,6 +21,7 @@
  * page is checked before any is applied.
  */
 import { readU16BE, readU32BE, readU64BE, writeU16BE, writeU32BE, writeU64BE } from './bytes.js'
+import { Op } from './cdb.js'
 import { f, type Layout } from './layout.js'
 import { dataInResponse } from './respond.js'
 import { Asc, fail, good, invalidFieldInCdb, invalidFieldInParameterList, parameterListLengthError, SenseKey } from './sense.js'
@@ -312,7 +313,7 @@ interface ModeSenseCdb {
 }
 
 function decodeModeSense(cdb: Uint8Array): ModeSenseCdb {
-  const ten = cdb[0] === 0x5a
+  const ten = cdb[0] === Op.MODE_SENSE_10
   const L = ten ? MODE_SENSE_10.fields : MODE_SENSE_6.fields
   const flags = cdb[L.flags.offset]
   const b2 = cdb[L.page.offset]
@@ -385,7 +386,7 @@ export const modeSense: Handler = (u, cmd) => {
 /** Handles MODE SELECT(6) and (10). */
 export const modeSelect: Handler = (u, cmd) => {
   const cdb = cmd.cdb
-  const ten = cdb[0] === 0x55
+  const ten = cdb[0] === Op.MODE_SELECT_10
   const flagsOff = ten ? MODE_SELECT_10.fields.flags.offset : MODE_SELECT_6.fields.flags.offset
   const flags = cdb[flagsOff]
   if ((flags & MODE_SELECT_PF) === 0) return invalidFieldInCdb(flagsOff, 4)

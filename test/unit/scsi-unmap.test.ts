@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { checkLayout } from '../../src/scsi/layout.js'
 import { UNMAP_LAYOUTS } from '../../src/scsi/unmap.js'
 import { RAM_CHUNK_SIZE } from '../../src/targets/ram.js'
-import { CountingBackend, hex, makeLun, readyLu, run, sense } from './scsi-helpers.js'
+import { LogicalUnit } from '../../src/scsi/lu.js'
+import { CountingBackend, hex, makeLun, readyLu, run, runAsync, sense } from './scsi-helpers.js'
 
 const h2 = (n: number) => n.toString(16).padStart(2, '0')
 const h4 = (n: number) => n.toString(16).padStart(4, '0')
@@ -198,5 +199,25 @@ describe('WRITE SAME', () => {
     expect(run(lu, '151000001800', { dataOut: sel }).status).toBe(0)
     run(lu, ws10(0, 0, 4), { dataOut: Buffer.alloc(512, 1) })
     expect(be.flushes).toBe(1)
+  })
+})
+
+describe('over a backend that answers with promises', () => {
+  it('runs every UNMAP descriptor and every WRITE SAME piece in order, then answers once', async () => {
+    const be = new CountingBackend(4096 * 512, true)
+    const lu = new LogicalUnit(makeLun({ backend: be, blocks: 4096 }))
+    await runAsync(lu, '000000000000')
+    const ws = await runAsync(lu, ws16(0, 0, 4096), { dataOut: Buffer.alloc(512, 0x21) })
+    expect(ws).toMatchObject({ status: 0, transferred: 512 })
+    expect(be.writes).toBe(2) // 2 MiB in 1 MiB pieces
+    const list = unmapList([
+      [0, 8],
+      [100, 8],
+      [4000, 96],
+    ])
+    expect((await runAsync(lu, unmapCdb(list.length), { dataOut: list })).status).toBe(0)
+    expect(be.unmaps.map(([o]) => o / 512)).toEqual([0, 100, 4000])
+    const r = await runAsync(lu, read10(96, 16), { dataIn: 16 * 512 })
+    expect(r.data.equals(Buffer.concat([Buffer.alloc(4 * 512, 0x21), Buffer.alloc(8 * 512), Buffer.alloc(4 * 512, 0x21)]))).toBe(true)
   })
 })
