@@ -13,6 +13,7 @@ import { ConfigError, FcfsError } from './errors.js'
 import { parseSize, formatSize } from './util/size.js'
 import { defaultConfig, loadConfigFile, type FabricConfig } from './targets/config.js'
 import { startServer, type Server, type ServerOptions } from './server.js'
+import { runTop } from './top.js'
 import { TUNING_OPTIONS, tuningFromArgs, type Tuning, type TuningArgs } from './tuning.js'
 import { fusermountUnmount, isFuseMounted } from './fs/mount.js'
 import { parseChap, parsePortal } from './iscsi/server.js'
@@ -156,6 +157,14 @@ function alive(pid: number): boolean {
   }
 }
 
+async function topCommand(mountpoint: string, interval: number, count: number): Promise<void> {
+  const mnt = resolve(mountpoint)
+  if (!(interval > 0) || interval > 3600) fail(`--interval: must be a number of seconds from 0 to 3600, got ${interval}`)
+  if (!Number.isInteger(count) || count < 0) fail(`--count: must be a whole number ≥ 0, got ${count}`)
+  if (!(await isFuseMounted(mnt))) fail(`${mnt} is not a mounted fcfs`)
+  await runTop(mnt, interval * 1000, count)
+}
+
 async function statusCommand(mountpoint: string): Promise<void> {
   const mnt = resolve(mountpoint)
   if (!(await isFuseMounted(mnt))) fail(`${mnt} is not a mounted fcfs`)
@@ -205,6 +214,18 @@ export function buildCli(argv: string[]): Argv {
       'unmount a running fcfs from another shell',
       (y) => y.positional('mountpoint', { type: 'string', demandOption: true }).example('$0 umount /mnt/fc', 'stop the server mounted there'),
       (a) => umountCommand(a.mountpoint as string),
+    )
+    .command(
+      'top <mountpoint>',
+      'live per-target view of a mount: IOPS, MB/s, outstanding commands, latency (like iostat)',
+      (y) =>
+        y
+          .positional('mountpoint', { type: 'string', demandOption: true })
+          .option('interval', { type: 'number', default: 1, describe: 'seconds between views' })
+          .option('count', { type: 'number', default: 0, describe: 'views to print, then exit (0 = until Ctrl-C)' })
+          .example('$0 top /mnt/fc', 'refresh every second')
+          .example('$0 top /mnt/fc --interval 5 --count 3', 'three 5-second samples, for a script'),
+      (a) => topCommand(a.mountpoint as string, a.interval as number, a.count as number),
     )
     .command(
       'status <mountpoint>',

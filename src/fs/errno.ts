@@ -131,6 +131,8 @@ function fromSense(sense: Buffer | null): Verdict {
     case HARDWARE_ERROR:
       return { kind: 'error', errno: Errno.EIO, reason: 'HARDWARE ERROR' }
     case DATA_PROTECT:
+      // 27/07: a thin-provisioned store is out of space (Linux maps it to ENOSPC too).
+      if (s.asc === 0x27 && s.ascq === 0x07) return { kind: 'error', errno: Errno.ENOSPC, reason: 'SPACE ALLOCATION FAILED WRITE PROTECT' }
       return { kind: 'error', errno: Errno.EROFS, reason: 'DATA PROTECT' }
     case MISCOMPARE:
       return { kind: 'error', errno: Errno.EILSEQ, reason: 'MISCOMPARE' }

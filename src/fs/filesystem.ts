@@ -142,11 +142,13 @@ export class Filesystem {
       case 'rwbuf':
         return { ...base, mode: constants.S_IFREG | 0o660, size: node.dev.capacity, nlink: 1, blksize: node.dev.blockSize }
       case 'info':
-        return { ...base, mode: constants.S_IFREG | 0o444, size: Buffer.byteLength(node.render()), nlink: 1, blksize: 4096 }
+        // Size 0, as /proc does: the text changes all the time and the kernel caches
+        // sizes, so readers read to EOF (cat, python, Node's readFile all do at size 0).
+        return { ...base, mode: constants.S_IFREG | 0o444, size: 0, nlink: 1, blksize: 4096 }
       case 'stream':
         return { ...base, mode: constants.S_IFREG | 0o444, size: node.size(), nlink: 1, blksize: 4096, mtime: new Date() }
       case 'control':
-        return { ...base, mode: constants.S_IFREG | 0o600, size: Buffer.byteLength(node.help), nlink: 1, blksize: 4096 }
+        return { ...base, mode: constants.S_IFREG | 0o200, size: 0, nlink: 1, blksize: 4096 }
     }
   }
 
