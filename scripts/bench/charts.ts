@@ -30,10 +30,6 @@ export function jobsChartSpec(ms: Measurement[]): TopLevelSpec | null {
       subject: m.run.subject,
       mbps: Math.round((m.bw ?? 0) / MB),
     }))
-  // The direct path has one figure for both variants: draw it in the buffered panels too.
-  for (const r of [...rows]) {
-    if (r.subject === 'direct' && r.family.endsWith('-direct')) rows.push({ ...r, family: r.family.replace(/-direct$/, '-buffered') })
-  }
   if (!rows.length) return null
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -48,7 +44,7 @@ export function jobsChartSpec(ms: Measurement[]): TopLevelSpec | null {
         { mark: { type: 'line', point: true } },
       ],
       encoding: {
-        x: { field: 'jobs', type: 'ordinal', title: 'fio jobs', sort: 'ascending' },
+        x: { field: 'jobs', type: 'ordinal', title: 'fio jobs', sort: 'ascending', axis: { labelAngle: 0 } },
         y: { field: 'mbps', type: 'quantitative', title: 'MB/s' },
         color: { field: 'subject', type: 'nominal', title: 'subject', sort: ['fcfs', 'ceiling', 'peer', 'direct'] },
         tooltip: [{ field: 'subject' }, { field: 'jobs' }, { field: 'mbps' }],
@@ -66,6 +62,7 @@ export function linkChartSpec(ms: Measurement[]): TopLevelSpec | null {
   if (!links.size) return null
   const families = new Set(linked.filter((m) => m.run.link !== 'unlimited').map((m) => m.run.workload.id))
   const rows: Array<{ link: string; series: string; mbps: number; modelled: boolean }> = []
+  // Runs at unlimited are drawn at the right end for comparison (no modelled rate there).
   for (const m of linked) {
     if (!families.has(m.run.workload.id)) continue
     rows.push({ link: m.run.link, series: `${m.run.subject} ${m.run.workload.id}`, mbps: Math.round((m.bw ?? 0) / MB), modelled: false })
@@ -74,17 +71,25 @@ export function linkChartSpec(ms: Measurement[]): TopLevelSpec | null {
   const domain = order.filter((l) => links.has(l as Link) || rows.some((r) => r.link === l))
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: 'Throughput vs link speed (fcfs through FUSE; dashed: modelled payload rate)',
+    title: 'Throughput vs link speed (dashed black: modelled payload rate)',
     width: 520,
     height: 300,
     data: { values: rows },
-    mark: { type: 'line', point: true },
     encoding: {
-      x: { field: 'link', type: 'ordinal', sort: domain, title: '--link' },
+      x: { field: 'link', type: 'ordinal', sort: domain, title: '--link', axis: { labelAngle: 0 } },
       y: { field: 'mbps', type: 'quantitative', scale: { type: 'log' }, title: 'MB/s (log)' },
-      color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', columns: 2, labelLimit: 320 } },
-      strokeDash: { field: 'modelled', type: 'nominal', legend: null },
       tooltip: [{ field: 'series' }, { field: 'link' }, { field: 'mbps' }],
     },
+    layer: [
+      {
+        transform: [{ filter: '!datum.modelled' }],
+        mark: { type: 'line', point: true },
+        encoding: { color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', columns: 2, labelLimit: 320 } } },
+      },
+      {
+        transform: [{ filter: 'datum.modelled' }],
+        mark: { type: 'line', color: 'black', strokeDash: [5, 4], strokeWidth: 1.5 },
+      },
+    ],
   } as TopLevelSpec
 }
