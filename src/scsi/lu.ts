@@ -139,13 +139,18 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
     this.raiseUnitAttention(Asc.MODE_PARAMETERS_CHANGED.asc, Asc.MODE_PARAMETERS_CHANGED.ascq, initiator)
   }
 
+  /** The attached ports that still export this unit (a port whose LUN map dropped it no longer counts). */
   targetPorts(): readonly TargetPort[] {
-    return [...this.ports.values()]
+    const out: TargetPort[] = []
+    for (const p of this.ports.values()) {
+      if (p.luns.get(this.lun.lun) === this.lun || [...p.luns.values()].includes(this.lun)) out.push(p)
+    }
+    return out
   }
 
   // ---- ports ---------------------------------------------------------------
 
-  /** Records that `port` exports this unit (REPORT TARGET PORT GROUPS lists it). */
+  /** Records that `port` exports this unit (REPORT TARGET PORT GROUPS lists it); the latest object per WWPN wins. */
   attachPort(port: TargetPort): void {
     if (this.ports.get(port.wwpn) !== port) this.ports.set(port.wwpn, port)
   }

@@ -17,10 +17,15 @@
  * path it came through and the port's ALUA state applies; each logical unit
  * knows the ports that export it (REPORT TARGET PORT GROUPS).
  *
- * Events the targets layer (or the firmware's task management) reports here:
- *   lunsChanged()        the port's LUN map changed: REPORTED LUNS DATA HAS CHANGED
- *   resetLun(n) / reset()  LOGICAL UNIT RESET / TARGET RESET: POWER ON, RESET
- *   aluaStateChanged()   the port's aluaState changed: ASYMMETRIC ACCESS STATE CHANGED
+ * Events the targets layer (or the firmware's task management) reports, as
+ * functions of the TargetPort (the firmware owns the ScsiTarget objects, the
+ * targets layer owns the ports; the state lives in the shared logical units):
+ *   portLunsChanged(port)      the port's LUN map changed: REPORTED LUNS DATA HAS CHANGED
+ *   resetLun(port, n)          LOGICAL UNIT RESET: POWER ON, RESET, mode pages to defaults
+ *   resetTarget(port)          TARGET RESET: the same for every LUN of the port
+ *   portAluaStateChanged(port) the port's aluaState changed: ASYMMETRIC ACCESS STATE CHANGED
+ * A ScsiTarget has the same as methods. logicalUnitFor(lun).notifyCapacityChanged()
+ * reports a resized LUN (keep the same Lun object: a new one is a new unit).
  */
 import type { Lun, TargetPort } from '../targets/types.js'
 import { INQUIRY, INQUIRY_EVPD, Op } from './cdb.js'
@@ -46,14 +51,45 @@ export function logicalUnitFor(lun: Lun): LogicalUnit {
   return lu
 }
 
+/**
+ * `port`'s LUN map changed (a LUN added or removed): every logical unit it
+ * still exports learns of the port and raises REPORTED LUNS DATA HAS
+ * CHANGED, so each initiator re-runs REPORT LUNS. A newly created unit
+ * reports POWER ON first anyway. (A unit the port no longer exports drops
+ * the port from REPORT TARGET PORT GROUPS by itself: LogicalUnit.targetPorts.)
+ */
+export function portLunsChanged(port: TargetPort): void {
+  for (const l of port.luns.values()) {
+    const lu = logicalUnitFor(l)
+    lu.attachPort(port)
+    lu.notifyReportedLunsChanged()
+  }
+}
+
+/** LOGICAL UNIT RESET of LUN `lun` on `port`; false when the port has no such LUN. */
+export function resetLun(port: TargetPort, lun: number): boolean {
+  const l = port.luns.get(lun)
+  if (l === undefined) return false
+  logicalUnitFor(l).reset()
+  return true
+}
+
+/** TARGET RESET: every logical unit of `port` is reset. */
+export function resetTarget(port: TargetPort): void {
+  for (const l of port.luns.values()) logicalUnitFor(l).reset()
+}
+
+/** `port.aluaState` changed: every logical unit it exports reports ASYMMETRIC ACCESS STATE CHANGED. */
+export function portAluaStateChanged(port: TargetPort): void {
+  for (const l of port.luns.values()) logicalUnitFor(l).notifyAccessStateChanged()
+}
+
 export class ScsiTarget {
   readonly port: TargetPort
-  /** The logical units this port is attached to (as of the last lunsChanged()). */
-  private readonly units = new Set<LogicalUnit>()
 
   constructor(port: TargetPort) {
     this.port = port
-    for (const l of port.luns.values()) this.attach(logicalUnitFor(l))
+    for (const l of port.luns.values()) logicalUnitFor(l).attachPort(port)
   }
 
   /** Executes `cmd` addressed to `lun` on this port; `done` is called exactly once, possibly synchronously. */
@@ -62,54 +98,30 @@ export class ScsiTarget {
     const l = this.port.luns.get(lun)
     if (l !== undefined) {
       const lu = logicalUnitFor(l)
-      if (!this.units.has(lu)) this.attach(lu)
+      lu.attachPort(this.port)
       return lu.execute(cmd.port === this.port ? cmd : { ...cmd, port: this.port }, done)
     }
     done(this.noUnit(cmd))
   }
 
-  /**
-   * The port's LUN map changed (a LUN added or removed): attach and detach
-   * the logical units, and raise REPORTED LUNS DATA HAS CHANGED on every
-   * logical unit the port still exports, so each initiator re-runs REPORT
-   * LUNS. A newly added unit reports POWER ON first anyway.
-   */
+  /** See portLunsChanged. */
   lunsChanged(): void {
-    const now = new Set<LogicalUnit>()
-    for (const l of this.port.luns.values()) now.add(logicalUnitFor(l))
-    for (const lu of this.units) {
-      if (!now.has(lu)) {
-        lu.detachPort(this.port)
-        this.units.delete(lu)
-      }
-    }
-    for (const lu of now) {
-      this.attach(lu)
-      lu.notifyReportedLunsChanged()
-    }
+    portLunsChanged(this.port)
   }
 
-  /** LOGICAL UNIT RESET of LUN `lun`; false when the port has no such LUN. */
+  /** See resetLun. */
   resetLun(lun: number): boolean {
-    const l = this.port.luns.get(lun)
-    if (l === undefined) return false
-    logicalUnitFor(l).reset()
-    return true
+    return resetLun(this.port, lun)
   }
 
-  /** TARGET RESET: every logical unit of the port is reset. */
+  /** See resetTarget. */
   reset(): void {
-    for (const l of this.port.luns.values()) logicalUnitFor(l).reset()
+    resetTarget(this.port)
   }
 
-  /** The port's ALUA state changed: every logical unit it exports reports ASYMMETRIC ACCESS STATE CHANGED. */
+  /** See portAluaStateChanged. */
   aluaStateChanged(): void {
-    for (const l of this.port.luns.values()) logicalUnitFor(l).notifyAccessStateChanged()
-  }
-
-  private attach(lu: LogicalUnit): void {
-    lu.attachPort(this.port)
-    this.units.add(lu)
+    portAluaStateChanged(this.port)
   }
 
   /** The LUN numbers this port exports, ascending. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ALUA_LAYOUTS } from '../../src/scsi/alua.js'
 import { checkLayout } from '../../src/scsi/layout.js'
-import { logicalUnitFor, ScsiTarget } from '../../src/scsi/target.js'
+import { logicalUnitFor, portAluaStateChanged, portLunsChanged, resetLun, resetTarget, ScsiTarget } from '../../src/scsi/target.js'
 import type { Lun, TargetPort } from '../../src/targets/types.js'
 import { hex, makeLun, makePort, run, sense, type Executor } from './scsi-helpers.js'
 
@@ -170,5 +170,34 @@ describe('a target port and its logical units', () => {
       expect(sense(run(via(n), '000000000000'))).toMatchObject({ key: 6, asc: 0x29 })
       expect(run(via(n), '000000000000').status).toBe(0)
     }
+  })
+})
+
+describe('events reported by port, without the ScsiTarget the firmware holds', () => {
+  it('raises REPORTED LUNS DATA HAS CHANGED, ASYMMETRIC ACCESS STATE CHANGED and resets through the TargetPort alone', () => {
+    const lun = makeLun()
+    const port = makePort([lun])
+    const t = new ScsiTarget(port)
+    const via: Executor = { execute: (c, d) => t.execute(0, c, d) }
+    run(via, '000000000000')
+    portLunsChanged(port)
+    expect(sense(run(via, '000000000000'))).toMatchObject({ key: 6, asc: 0x3f, ascq: 0x0e })
+    portAluaStateChanged(port)
+    expect(sense(run(via, '000000000000'))).toMatchObject({ key: 6, asc: 0x2a, ascq: 0x06 })
+    expect(resetLun(port, 0)).toBe(true)
+    expect(sense(run(via, '000000000000'))).toMatchObject({ key: 6, asc: 0x29 })
+    resetTarget(port)
+    expect(sense(run(via, '000000000000'))).toMatchObject({ key: 6, asc: 0x29 })
+    expect(run(via, '000000000000').status).toBe(0)
+  })
+
+  it('lists a port added later in RTPG once portLunsChanged names it', () => {
+    const { lun, viaA } = twoPaths()
+    run(viaA, '000000000000')
+    const c = makePort([lun], { wwpn: '21000024ff000003', relativePortId: 3, portGroup: 1 })
+    portLunsChanged(c)
+    run(viaA, '000000000000') // 3F/0E
+    expect(logicalUnitFor(lun).targetPorts().map((p) => p.relativePortId).sort()).toEqual([1, 2, 3])
+    expect(hex(run(viaA, RTPG, { dataIn: 256 }).data)).toBe('0000001c' + '00cf0001000000020000000100000003' + '00cf0002000000010000' + '0002')
   })
 })
