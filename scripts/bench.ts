@@ -37,6 +37,7 @@ import { createProgress } from './bench/progress.js'
 import { renderReport, type MemoryProbe, type ReportMeta } from './bench/report.js'
 import { jobsChartSpec, linkChartSpec, renderSvg } from './bench/charts.js'
 import { spawnServer, stopChild, forceUnmount } from './bench/proc.js'
+import { summarizeProfile } from './bench/profile.js'
 
 interface Args {
   quick: boolean
@@ -246,7 +247,19 @@ async function main(): Promise<number> {
       notes.push(`chart ${name} failed: ${(e as Error).message}`)
     }
   }
+  const profiles: ReportMeta['profiles'] = []
+  if (profileDir) {
+    for (const m of results.filter((x) => x.run.subject === 'fcfs' && x.status === 'ok')) {
+      const file = path.join(profileDir, `${m.run.id.replace(/[^\w.-]+/g, '_')}.cpuprofile`)
+      try {
+        profiles.push({ id: m.run.id, file: path.relative(out, file), summary: await summarizeProfile(file, 10) })
+      } catch (e) {
+        notes.push(`profile of ${m.run.id}: ${(e as Error).message.split('\n')[0]}`)
+      }
+    }
+  }
   const meta: ReportMeta = {
+    profiles,
     mode,
     timing,
     started,

@@ -4,6 +4,7 @@
  */
 import { isRead, linkRate, SUBJECT_TITLES, SUBJECTS, type Link, type Mode, type SubjectName, type Timing, type Workload } from './plan.js'
 import type { Measurement } from './subjects.js'
+import type { ProfileSummary } from './profile.js'
 
 const MB = 1e6
 const MiB = 1024 * 1024
@@ -28,6 +29,8 @@ export interface ReportMeta {
   memory?: MemoryProbe
   charts: string[]
   argv: string[]
+  /** --profile: CPU profile summaries of the fcfs server per run */
+  profiles?: Array<{ id: string; file: string; summary: ProfileSummary }>
 }
 
 // ---------------------------------------------------------------------------
@@ -251,6 +254,20 @@ export function renderReport(ms: Measurement[], meta: ReportMeta): string {
     lines.push('## Charts')
     lines.push('')
     for (const c of meta.charts) lines.push(`![${c}](${c})`, '')
+  }
+  if (meta.profiles?.length) {
+    lines.push('## Where the fcfs process spends its time (--profile)')
+    lines.push('')
+    lines.push('Self time per function over the whole server process (start-up and scan included); open the .cpuprofile in Chrome DevTools or speedscope for the full picture.')
+    lines.push('')
+    for (const p of meta.profiles) {
+      lines.push(`### ${p.id}`)
+      lines.push('')
+      lines.push(`[${p.file}](${p.file}): ${(p.summary.duration / 1e6).toFixed(1)} s, ${(p.summary.busy * 100).toFixed(0)}% of samples busy`)
+      lines.push('')
+      lines.push(table(['function', 'where', 'self'], p.summary.top.map((l) => [l.fn, l.where, `${(l.self * 100).toFixed(1)}%`])))
+      lines.push('')
+    }
   }
   lines.push('## Every run')
   lines.push('')
