@@ -53,6 +53,7 @@ interface Args {
   progress: boolean
   install: boolean
   'memory-probe': boolean
+  prefill?: boolean
   'dry-run': boolean
 }
 
@@ -72,6 +73,7 @@ function parseArgs(argv: string[]): Args {
     .option('profile', { type: 'boolean', default: false, describe: 'node --cpu-prof every fcfs server into <out>/profiles' })
     .option('progress', { type: 'boolean', default: true, describe: 'progress display on stderr (--no-progress: silent)' })
     .option('install', { type: 'boolean', default: true, describe: 'apt-get install fio, nbdkit and nbdfuse when missing and root (--no-install: never)' })
+    .option('prefill', { type: 'boolean', describe: 'write the regions once before each read workload, so reads move data, not sparse zeros', defaultDescription: 'on with --full, off in quick mode' })
     .option('memory-probe', { type: 'boolean', default: true, describe: 'also measure fcfs RSS with 4 × 1 TiB sparse LUNs, idle' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and exit' })
     .check((a) => {
@@ -151,6 +153,7 @@ async function main(): Promise<number> {
   const subjectsWanted = args.subjects.split(',') as SubjectName[]
   const links = (args.links ? args.links.split(',').filter(Boolean) : defaultLinks()) as Link[]
   const only = args.only ? new RegExp(args.only) : undefined
+  const prefill = args.prefill ?? mode === 'full'
   const plan = buildPlan({ mode, subjects: subjectsWanted, links, only })
   if (args['dry-run']) {
     for (const r of plan) process.stdout.write(`${r.id}\n`)
@@ -188,6 +191,11 @@ async function main(): Promise<number> {
   if (!probe.link) notes.push('`fcfs mount --link` is not available yet: only `--link unlimited` ran; link rows are marked skipped')
   if (args['direct-via'] === 'blockdev') notes.push('direct = the fs layer BlockDevice over startFabric() with the CLI tuning, same HBA ring, no FUSE (--direct-via blockdev)')
   else notes.push('direct: src/direct.ts openFabric() in a worker process, one async loop per job issuing DirectLun.read/write, same tuning as the mount')
+  notes.push(
+    prefill
+      ? 'reads: every region was written once (1 MiB O_DIRECT, untimed) before each read run, so reads move data'
+      : 'reads: regions not prefilled (quick mode): fcfs, peer and direct read sparse zeros (a fill), the ceiling copies from its zeroed Buffer; --prefill changes that',
+  )
   notes.push('peer: one `nbdkit memory` + `nbdfuse` pair per target over a Unix socket, nbdfuse defaults (fuse3; it accepts no direct_io option)')
   notes.push('ceiling: scripts/bench/ceiling-server.ts, fuse-native with the same option string as fcfs (src/fs/mount.ts MOUNT_OPTIONS), files over Buffers')
 
@@ -214,7 +222,7 @@ async function main(): Promise<number> {
       progress.runStart(r.id, timing.runtime + timing.ramp)
       let m: Measurement
       try {
-        m = await subjects[r.subject].run(r, { timing, workDir, profileDir, onChild: (p) => (child = p) })
+        m = await subjects[r.subject].run(r, { timing, workDir, profileDir, prefill, onChild: (p) => (child = p) })
       } catch (e) {
         m = { run: r, status: 'error', note: interrupted ? 'interrupted' : (e as Error).message }
       }

@@ -30,6 +30,7 @@ export interface DirectFabric {
   luns: DirectLun[]
   /** HBA counters (peakOutstanding etc.) when the source exposes them */
   hbaStats?(): Record<string, unknown>
+  resetStats?(): void
   close(): Promise<void>
 }
 
@@ -69,6 +70,7 @@ async function openViaModule(o: OpenOptions): Promise<DirectFabric> {
       write: (buf: Buffer, pos: number) => l.write(pos / l.blockSize, buf),
     })),
     hbaStats: () => ({ ...fab.stats() }),
+    resetStats: () => fab.driver.resetStats(),
     close: () => fab.close(),
   }
 }
@@ -86,6 +88,7 @@ async function openViaBlockdev(o: OpenOptions): Promise<DirectFabric> {
   return {
     luns: devices.map((d) => ({ read: wrap('read', d), write: wrap('write', d) })),
     hbaStats: () => ({ ...driver.stats }),
+    resetStats: () => driver.resetStats(),
     close: async () => {
       await driver.shutdown()
       await closeFabric(fabric, log)
@@ -107,6 +110,8 @@ export interface WorkerInput {
   workload: Workload
   runtime: number
   ramp: number
+  /** write every job's region once before a read workload */
+  prefill?: boolean
 }
 
 export interface WorkerOutput {
@@ -159,6 +164,17 @@ export async function runWorker(input: WorkerInput): Promise<WorkerOutput> {
           bytes += w.bs
         }
       }
+    }
+    if (input.prefill) {
+      const fill = Buffer.alloc(1024 * 1024, 0xa5)
+      await Promise.all(
+        Array.from({ length: w.jobs }, async (_, j) => {
+          const lun = fab.luns[j % T]
+          const base = Math.floor(j / T) * REGION
+          for (let off = 0; off < REGION; off += fill.length) await lun.write(fill.subarray(0, Math.min(fill.length, REGION - off)), base + off)
+        }),
+      )
+      fab.resetStats?.()
     }
     const jobs = Array.from({ length: w.jobs }, (_, j) => job(j))
     let cpu0 = process.cpuUsage()

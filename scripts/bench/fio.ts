@@ -29,8 +29,8 @@ export function fioJobFile(w: Workload, files: string[], t: Timing, region = REG
     `direct=${w.direct ? 1 : 0}`,
     `size=${region}`,
     `offset_increment=${region}`,
-    `runtime=${t.runtime}`,
-    'time_based=1',
+    t.runtime > 0 ? `runtime=${t.runtime}` : '',
+    t.runtime > 0 ? 'time_based=1' : '',
     t.ramp > 0 ? `ramp_time=${t.ramp}` : '',
     'group_reporting=1',
     // The files are devices of a fixed size: never lay out, extend or fallocate them.
@@ -106,6 +106,14 @@ export async function runFio(jobFile: string, text: string, t: Timing, onSpawn?:
   const res = parseFio(r.stdout)
   if (res.errors) throw new Error(`fio reported errors (${res.errors}): ${r.stderr.trim().slice(-800)}`)
   return res
+}
+
+/**
+ * One untimed O_DIRECT pass of 1 MiB writes over every region a read workload
+ * will touch, so that reads move data rather than a sparse backend's zeros.
+ */
+export function prefillJobFile(w: Workload, files: string[], region = REGION): string {
+  return fioJobFile({ ...w, id: `${w.id}-prefill`, rw: 'write', bs: 1024 * 1024, direct: true }, files, { runtime: 0, ramp: 0 }, region)
 }
 
 export async function fioVersion(): Promise<string | null> {

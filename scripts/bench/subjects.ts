@@ -11,8 +11,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ChildProcess } from 'node:child_process'
-import { CEILING_FILE_SIZE, LUN_SIZE, TARGETS, type Link, type Run, type SubjectName, type Timing } from './plan.js'
-import { fioJobFile, runFio } from './fio.js'
+import { CEILING_FILE_SIZE, isRead, LUN_SIZE, TARGETS, type Link, type Run, type SubjectName, type Timing } from './plan.js'
+import { fioJobFile, prefillJobFile, runFio } from './fio.js'
 import { cpuMeter, forceUnmount, isMounted, memoryOf, onPath, register, run, spawnServer, stopChild, waitFor } from './proc.js'
 import { directSupportsLink, directUnavailable, type DirectVia, type WorkerInput, type WorkerOutput } from './direct.js'
 
@@ -49,6 +49,8 @@ export interface RunContext {
   timing: Timing
   /** directory for fio job files and CPU profiles */
   workDir: string
+  /** write the regions once before a read workload (reads then move data, not sparse zeros) */
+  prefill: boolean
   /** node --cpu-prof the fcfs process into this directory */
   profileDir?: string
   /** called with each child (fio, worker) so SIGINT can kill it */
@@ -95,6 +97,9 @@ async function measureFio(r: Run, ctx: RunContext, m: Mounted, jobName: string):
     if (!existsSync(f)) throw new Error(`${f} does not exist`)
   }
   const text = fioJobFile(r.workload, m.files, ctx.timing)
+  if (ctx.prefill && isRead(r.workload)) {
+    await runFio(path.join(ctx.workDir, `${jobName}.prefill.fio`), prefillJobFile(r.workload, m.files), { runtime: 60, ramp: 0 }, ctx.onChild)
+  }
   await m.reset?.()
   const cpu = cpuMeter(m.pids)
   const t0 = Date.now()
@@ -324,10 +329,11 @@ export function directSubject(via: DirectVia): Subject {
         workload: r.workload,
         runtime: ctx.timing.runtime,
         ramp: ctx.timing.ramp,
+        prefill: ctx.prefill && isRead(r.workload),
       }
       const t0 = Date.now()
       const res = await run(process.execPath, [DIRECT_WORKER, JSON.stringify(input)], {
-        timeoutMs: (ctx.timing.runtime + ctx.timing.ramp + 60) * 1000,
+        timeoutMs: (ctx.timing.runtime + ctx.timing.ramp + 120) * 1000,
         onSpawn: ctx.onChild,
       })
       if (res.code !== 0) throw new Error(`direct worker exited ${res.code}: ${res.stderr.trim().slice(-800)}`)
