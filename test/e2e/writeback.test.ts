@@ -93,6 +93,35 @@ async function errseq(dev: string, scenario: string): Promise<Record<string, unk
   return JSON.parse(r.stdout)
 }
 
+// Opens hba/0/trace (tracing is on while it is open), skips what is there, runs the
+// python snippet given as argv[2] with `dev` bound, then returns the new trace lines.
+const TRACED = String.raw`
+import os, sys, time, errno, mmap
+trace, code, dev = sys.argv[1], sys.argv[2], sys.argv[3]
+fd = os.open(trace, os.O_RDONLY)
+while os.read(fd, 1 << 16):
+    pass
+result = []
+exec(code)
+time.sleep(0.2)
+got = b''
+while True:
+    b = os.read(fd, 1 << 16)
+    if not b:
+        break
+    got += b
+os.close(fd)
+print(repr(result))
+sys.stdout.write(got.decode())
+`
+
+async function traced(mnt: string, dev: string, code: string): Promise<{ result: string; lines: string[] }> {
+  const r = await python(TRACED, [path.join(mnt, 'hba', '0', 'trace'), code, dev])
+  if (r.code !== 0) throw new Error(`python failed (${r.code}): ${r.stderr}`)
+  const [result, ...lines] = r.stdout.split('\n').filter((l) => l !== '')
+  return { result, lines }
+}
+
 describe('write-back for buffered writers', () => {
   let fab: Fcfs
   const dev = (w: string) => path.join(fab.mnt, 'wwn', w, 'rwbuf')
@@ -184,6 +213,41 @@ os.close(r); os.close(w)
     expect(r.stdout.trim()).toBe('same')
   })
 
+  it('sends SYNCHRONIZE CACHE on fsync only after every answered WRITE has completed', async () => {
+    const { result, lines } = await traced(fab.mnt, dev(RW), String.raw`
+w = os.open(dev, os.O_WRONLY)
+for i in range(8):
+    m = mmap.mmap(-1, 128 * 1024); m.write(os.urandom(128 * 1024))  # page-aligned: one FUSE request each
+    result.append(os.pwrite(w, m, (200 << 20) + i * 128 * 1024))
+os.fsync(w)
+result.append('synced')
+os.close(w)
+`)
+    expect(result).toBe(`[${Array(8).fill(131072).join(', ')}, 'synced']`)
+    const ops = lines.map((l) => / lun0 (WRITE\(10\)|SYNCHRONIZE CACHE\(10\)|[A-Z ()0-9]+?) (?:lba=|bytes=)/.exec(l)?.[1] ?? l)
+    expect(ops).toEqual([...Array(8).fill('WRITE(10)'), 'SYNCHRONIZE CACHE(10)'])
+    for (const l of lines) expect(l).toMatch(/ GOOD \d+\.\d{3}ms$/)
+    const lbas = lines.slice(0, 8).map((l) => Number(/lba=(\d+)/.exec(l)![1])).sort((a, b) => a - b)
+    expect(lbas).toEqual(Array.from({ length: 8 }, (_, i) => (200 * 2048) + i * 256))
+  })
+
+  it('traces the failed WRITE of a write-protected LUN with CHECK CONDITION and DATA PROTECT', async () => {
+    const { result, lines } = await traced(fab.mnt, dev(WP), String.raw`
+w = os.open(dev, os.O_WRONLY)
+m = mmap.mmap(-1, 4096); m.write(b'\xab' * 4096)
+os.write(w, m)
+try:
+    os.fsync(w); result.append('ok')
+except OSError as e:
+    result.append(errno.errorcode[e.errno])
+os.close(w)
+`)
+    expect(result).toBe("['EROFS']")
+    const writes = lines.filter((l) => / WRITE\(10\) /.test(l))
+    expect(writes).toHaveLength(1)
+    expect(writes[0]).toMatch(/ t\d+ lun0 WRITE\(10\) lba=0 blocks=8 bytes=4096 CHECK CONDITION \[DATA PROTECT[^\]]*\] \d+\.\d{3}ms$/)
+  })
+
   it('answers os.write on a write-protected LUN with the full count, then fails the first fsync with EROFS and not the second', async () => {
     const before = (await lunJson(WP)).fs
     const out = await errseq(dev(WP), 'fsync')
@@ -256,5 +320,33 @@ describe('--writeback 0', () => {
     const lun = JSON.parse((await run('cat', [path.join(fab.mnt, 'wwn', RW, 'lun', '0', 'stats.json')])).stdout)
     expect(lun.fs.writebackWrites).toBe(0)
     expect(lun.fs.bytesWritten).toBe(4 * MiB)
+  })
+})
+
+describe('a small write-back window (--writeback 1MiB on a 1G link)', () => {
+  let fab: Fcfs
+  const dev = (w: string) => path.join(fab.mnt, 'wwn', w, 'rwbuf')
+
+  beforeAll(async () => {
+    requireFuse()
+    fab = await startFcfs({ config: FABRIC, args: ['--writeback', '1MiB', '--link', '1G'] })
+  })
+  afterAll(async () => {
+    await fab?.stop()
+  })
+
+  it('makes a buffered writer wait for room, keeps at most 1 MiB of WRITEs in flight, and still lands every byte', async () => {
+    const data = randomBytes(16 * MiB)
+    await writeFile(path.join(fab.mnt, 'hba', '0', 'control'), 'reset\n')
+    await runOk('dd', [`of=${dev(RW)}`, 'bs=1M', 'count=16', 'iflag=fullblock'], { input: data, timeoutMs: 45_000 })
+    const lun = await json(path.join(fab.mnt, 'wwn', RW, 'lun', '0', 'stats.json'))
+    expect(lun.fs.writebackBytes).toBe(16 * MiB)
+    expect(lun.fs.writebackWindowWaits).toBeGreaterThan(0)
+    expect(lun.fs.writebackPendingBytes).toBe(0)
+    // 128 KiB requests, 1 MiB window: never more than 8 WRITEs at the LUN.
+    expect(lun.hba.peakOutstanding).toBeGreaterThan(1)
+    expect(lun.hba.peakOutstanding).toBeLessThanOrEqual(8)
+    const back = await runOk('dd', [`if=${dev(RW)}`, 'bs=1M', 'count=16', 'iflag=direct'], { timeoutMs: 45_000 })
+    expect(firstDiff(back.stdoutBuf, data)).toBeNull()
   })
 })

@@ -1,0 +1,221 @@
+// The link model, functionally: a modelled link is never faster than its rate, the
+// stats show the rate, a small queue depth is honoured by host-side throttling (no
+// QUEUE FULL reaches the counters, every byte still right), 48 concurrent readers on a
+// 2G link keep 48 commands in flight, and bad tuning flags are refused before anything
+// is mounted. Timing is asserted only as lower bounds or gross-breakage floors: this
+// runs on a small, shared machine.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { randomBytes } from 'node:crypto'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { performance } from 'node:perf_hooks'
+import path from 'node:path'
+import { CLI, KiB, MiB, isMounted, makeTmp, requireFuse, run, runOk, startFcfs, type Fcfs } from '../helpers/mount.js'
+import { firstDiff } from '../helpers/pyio.js'
+
+async function cat(p: string): Promise<string> {
+  return (await runOk('cat', [p])).stdout
+}
+
+function kv(text: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const line of text.split('\n')) {
+    const i = line.indexOf(': ')
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 2)
+  }
+  return out
+}
+
+/** Seconds dd says it took ("… copied, 0.335 s, 100 MB/s"). */
+function ddSeconds(stderr: string): number {
+  const m = /copied, ([\d.]+(?:e[-+]?\d+)?) s,/.exec(stderr)
+  if (!m) throw new Error(`no timing in dd's output: ${stderr}`)
+  return Number(m[1])
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+describe('--link 1G', () => {
+  let fab: Fcfs
+  const SIZE = 32 * MiB
+  // The model must never be faster than the link: 32 MiB at 100 MB/s, less 10% slack.
+  const FLOOR_S = (SIZE / 100e6) * 0.9
+
+  beforeAll(async () => {
+    requireFuse()
+    fab = await startFcfs({ args: ['--targets', '1', '--size', '256MiB', '--link', '1G'] })
+  })
+  afterAll(async () => {
+    await fab?.stop()
+  })
+
+  it('takes at least 32 MiB / 100 MB/s (less 10%) for a 32 MiB O_DIRECT read', async () => {
+    const t0 = performance.now()
+    const r = await runOk('dd', [`if=${fab.rwbuf(0)}`, 'of=/dev/null', 'bs=1M', 'count=32', 'iflag=direct'], { timeoutMs: 45_000 })
+    const wall = (performance.now() - t0) / 1000
+    const s = ddSeconds(r.stderr)
+    console.log(`--link 1G: 32 MiB O_DIRECT read in ${s.toFixed(3)} s (dd), ${(SIZE / s / 1e6).toFixed(1)} MB/s; floor ${FLOOR_S.toFixed(3)} s`)
+    expect(s).toBeGreaterThanOrEqual(FLOOR_S)
+    expect(wall).toBeGreaterThanOrEqual(FLOOR_S)
+  })
+
+  it('takes at least 32 MiB / 100 MB/s (less 10%) for a 32 MiB O_DIRECT write', async () => {
+    const r = await runOk('dd', ['if=/dev/zero', `of=${fab.rwbuf(0)}`, 'bs=1M', 'count=32', 'oflag=direct'], { timeoutMs: 45_000 })
+    expect(ddSeconds(r.stderr)).toBeGreaterThanOrEqual(FLOOR_S)
+  })
+
+  it('takes at least 32 MiB / 100 MB/s (less 10%) for a buffered 32 MiB write up to its close, even with write-back', async () => {
+    const t0 = performance.now()
+    await runOk('dd', ['if=/dev/zero', `of=${fab.rwbuf(0)}`, 'bs=1M', 'count=32', 'seek=64'], { timeoutMs: 45_000 })
+    expect((performance.now() - t0) / 1000).toBeGreaterThanOrEqual(FLOOR_S)
+  })
+
+  it('shows link_rate_MBps 100.0 in hba/0/stats and rate 100000000 in stats.json', async () => {
+    const s = kv(await cat(path.join(fab.mnt, 'hba', '0', 'stats')))
+    expect(s.link_rate_MBps).toBe('100.0')
+    const j = JSON.parse(await cat(path.join(fab.mnt, 'hba', '0', 'stats.json')))
+    expect(j.link.rate).toBe(100e6)
+  })
+
+  it('counts the bytes that crossed the link in each direction (GET LINK STATISTICS, refreshed each second)', async () => {
+    let link: any
+    const deadline = Date.now() + 5000
+    do {
+      await sleep(300)
+      link = JSON.parse(await cat(path.join(fab.mnt, 'hba', '0', 'stats.json'))).link
+    } while ((link.bytesIn < SIZE || link.bytesOut < 2 * SIZE) && Date.now() < deadline)
+    expect(link.bytesIn).toBeGreaterThanOrEqual(SIZE)
+    expect(link.bytesOut).toBeGreaterThanOrEqual(2 * SIZE)
+    // Busy time of each wire is at least bytes / rate.
+    expect(link.busyInUs).toBeGreaterThanOrEqual(Math.floor((SIZE / 100e6) * 1e6 * 0.99))
+    expect(link.busyOutUs).toBeGreaterThanOrEqual(Math.floor(((2 * SIZE) / 100e6) * 1e6 * 0.99))
+  })
+})
+
+describe('--queue-depth 4', () => {
+  let fab: Fcfs
+  const READERS = 16
+  const EACH = 4 * MiB
+  let data: Buffer
+
+  beforeAll(async () => {
+    requireFuse()
+    fab = await startFcfs({ args: ['--targets', '1', '--size', '256MiB', '--queue-depth', '4', '--link', '1G'] })
+    data = randomBytes(READERS * EACH)
+    const src = path.join(fab.tmp, 'src.bin')
+    await writeFile(src, data)
+    await runOk('dd', [`if=${src}`, `of=${fab.rwbuf(0)}`, 'bs=1M', `count=${(READERS * EACH) / MiB}`, 'oflag=direct'], { timeoutMs: 45_000 })
+    await writeFile(path.join(fab.mnt, 'hba', '0', 'control'), 'reset\n')
+  })
+  afterAll(async () => {
+    await fab?.stop()
+  })
+
+  it('gives 16 parallel O_DIRECT readers of one LUN their exact bytes', async () => {
+    const outs = Array.from({ length: READERS }, (_, i) => path.join(fab.tmp, `out${i}.bin`))
+    const results = await Promise.all(
+      outs.map((out, i) =>
+        run('dd', [`if=${fab.rwbuf(0)}`, `of=${out}`, 'bs=128k', `count=${EACH / (128 * KiB)}`, `skip=${(i * EACH) / (128 * KiB)}`, 'iflag=direct'], {
+          timeoutMs: 45_000,
+        }),
+      ),
+    )
+    for (const [i, r] of results.entries()) expect(r.code, `reader ${i}: ${r.stderr}`).toBe(0)
+    for (const [i, out] of outs.entries()) {
+      expect(firstDiff(await readFile(out), data.subarray(i * EACH, (i + 1) * EACH)), `reader ${i}`).toBeNull()
+    }
+  })
+
+  it('kept at most 4 commands outstanding on that LUN, throttling on the host instead of provoking QUEUE FULL', async () => {
+    const j = JSON.parse(await cat(path.join(fab.mnt, 'hba', '0', 'stats.json')))
+    const key = `${fab.wwpns[0]}/0`
+    const lun = j.luns[key]
+    const fsStats = JSON.parse(await cat(path.join(fab.mnt, 'wwn', fab.wwpns[0], 'lun', '0', 'stats.json'))).fs
+    console.log(`--queue-depth 4: LUN peak outstanding ${lun.peakOutstanding}, host-throttled commands ${fsStats.throttled}, HBA byCompStatus ${JSON.stringify(j.byCompStatus)}`)
+    expect(lun.peakOutstanding).toBeGreaterThanOrEqual(1)
+    expect(lun.peakOutstanding).toBeLessThanOrEqual(4)
+    expect(lun.errors).toBe(0)
+    expect(Object.keys(j.byCompStatus).filter((k) => /QUEUE|TASK SET FULL/i.test(k))).toEqual([])
+    expect(fsStats.retries).toBe(0)
+    expect(fsStats.errors).toBe(0)
+    // The 16 readers did want more than 4 at once (so the limit was exercised).
+    expect(fsStats.throttled, 'commands that waited on the host for the queue depth').toBeGreaterThan(0)
+    const s = kv(await cat(path.join(fab.mnt, 'hba', '0', 'stats')))
+    expect(s.firmware_queue_full).toBe('0')
+    expect(Object.keys(s).filter((k) => /^errors_.*QUEUE/i.test(k))).toEqual([])
+  })
+})
+
+describe('--link 2G with 48 readers over 4 targets', () => {
+  let fab: Fcfs
+  const READERS = 48
+  const BLOCK = 640 * KiB
+  const COUNT = 16
+
+  beforeAll(async () => {
+    requireFuse()
+    fab = await startFcfs({ args: ['--targets', '4', '--size', '256MiB', '--link', '2G'] })
+    // Touch each LUN once so its power-on unit attention is out of the way.
+    for (let t = 0; t < 4; t++) await runOk('dd', [`if=${fab.rwbuf(t)}`, 'of=/dev/null', 'bs=4k', 'count=1', 'iflag=direct'])
+    await writeFile(path.join(fab.mnt, 'hba', '0', 'control'), 'reset\n')
+  })
+  afterAll(async () => {
+    await fab?.stop()
+  })
+
+  it('keeps the HBA peak outstanding at 48 or more with 48 concurrent 640 KiB O_DIRECT readers, and moves at least half the link rate', async () => {
+    const t0 = performance.now()
+    const results = await Promise.all(
+      Array.from({ length: READERS }, (_, i) =>
+        run('dd', [`if=${fab.rwbuf(i % 4)}`, 'of=/dev/null', 'bs=640k', `count=${COUNT}`, `skip=${Math.floor(i / 4) * COUNT}`, 'iflag=direct'], {
+          timeoutMs: 50_000,
+        }),
+      ),
+    )
+    const secs = (performance.now() - t0) / 1000
+    for (const [i, r] of results.entries()) expect(r.code, `reader ${i}: ${r.stderr}`).toBe(0)
+    const bytes = READERS * COUNT * BLOCK
+    const mbps = bytes / secs / 1e6
+    const j = JSON.parse(await cat(path.join(fab.mnt, 'hba', '0', 'stats.json')))
+    console.log(
+      `--link 2G, 48 readers × ${COUNT} × 640 KiB over 4 targets: ${(bytes / MiB).toFixed(0)} MiB in ${secs.toFixed(2)} s = ${mbps.toFixed(1)} MB/s ` +
+        `(${((mbps / 200) * 100).toFixed(1)}% of 200 MB/s, wall clock incl. spawning 48 dd); HBA peak outstanding ${j.peakOutstanding}`,
+    )
+    expect(j.bytesRead).toBeGreaterThanOrEqual(bytes)
+    expect(j.errors).toBe(0)
+    expect(j.peakOutstanding).toBeGreaterThanOrEqual(48)
+    for (const w of fab.wwpns) expect(j.targets[w].bytesRead, w).toBe((READERS / 4) * COUNT * BLOCK)
+    expect(mbps).toBeGreaterThanOrEqual(100)
+  })
+})
+
+describe('bad tuning flags', () => {
+  let tmp: string
+  beforeAll(async () => {
+    requireFuse()
+    tmp = await makeTmp('fcfs-badlink-')
+  })
+  afterAll(async () => {
+    if (tmp) await rm(tmp, { recursive: true, force: true })
+  })
+
+  it.each([
+    ['--link', '3G'],
+    ['--queue-depth', '0'],
+    ['--writeback', 'lots'],
+    ['--latency', 'fast'],
+    ['--readahead', 'lots'],
+    ['--cmd-rate', 'fast'],
+    ['--profile', 'isp9999'],
+  ])('refuses %s %s with exit 2, a message naming the flag, and nothing mounted', async (flag, value) => {
+    const mnt = path.join(tmp, `mnt${flag}`)
+    await mkdir(mnt, { recursive: true })
+    const r = await run(process.execPath, [CLI, 'mount', mnt, flag, value], { timeoutMs: 20_000 })
+    const mounted = await isMounted(mnt)
+    if (mounted) await run('fusermount', ['-uz', mnt])
+    expect(mounted, `${mnt} must not be mounted`).toBe(false)
+    expect(r.code, `exit code; stderr: ${r.stderr}`).toBe(2)
+    expect(r.stderr).toContain(flag)
+    expect(r.stderr).toContain(value)
+    expect(r.stdout).not.toContain('fcfs mounted at')
+  })
+})
