@@ -43,6 +43,7 @@ export function errnoName(negErrno: number): string {
 // SCSI status bytes.
 const GOOD = 0x00
 const CHECK_CONDITION = 0x02
+const CONDITION_MET = 0x04
 const BUSY = 0x08
 const RESERVATION_CONFLICT = 0x18
 const TASK_SET_FULL = 0x28
@@ -101,6 +102,7 @@ export function classify(c: Completion): Verdict {
   }
   switch (c.scsiStatus) {
     case GOOD:
+    case CONDITION_MET: // PRE-FETCH: the range is (would be) cached
       return OK
     case BUSY:
       return { kind: 'retry', errno: Errno.EBUSY, reason: 'BUSY' }

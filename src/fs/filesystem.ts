@@ -45,6 +45,9 @@ const CONTROL_HELP = `commands (one per line, written to this file):
   reset           zero the statistics of this HBA, its targets and LUNs
   trace on|off    keep the trace running even when nobody has it open
   trace clear     forget the lines traced so far
+  target-reset <wwpn>      TARGET RESET: outstanding commands end ABORTED, every LUN reports a reset
+  lun-reset <wwpn> <lun>   LOGICAL UNIT RESET of one LUN
+  abort <wwpn> [<lun>]     ABORT COMMAND for every command outstanding there
 `
 
 export interface StatLike {
@@ -152,16 +155,21 @@ export class Filesystem {
     }
   }
 
+  private loopIdOf(drv: HbaDriver, wwpn: string | undefined): number | null {
+    const w = (wwpn ?? '').replace(/:/g, '').toLowerCase()
+    return drv.ports.find((p) => p.wwpn === w)?.loopId ?? null
+  }
+
   /** Runs the lines written to hba/<n>/control; unknown commands are EINVAL and change nothing. */
   private control(drv: HbaDriver, index: number, text: string): number {
     const cmds = text
       .split('\n')
       .map((l) => l.trim())
       .filter((l) => l !== '' && !l.startsWith('#'))
-    const known = /^(reset|trace (on|off|clear))$/
-    const bad = cmds.find((c) => !known.test(c))
+    const known = /^(reset|trace (on|off|clear)|target-reset \S+|lun-reset \S+ \d+|abort \S+( \d+)?)$/
+    const bad = cmds.find((c) => !known.test(c) || (/^(target-reset|lun-reset|abort) /.test(c) && this.loopIdOf(drv, c.split(/\s+/)[1]) === null))
     if (bad !== undefined) {
-      this.log.warn({ event: 'control_invalid', hba: index, command: bad }, 'unknown control command')
+      this.log.warn({ event: 'control_invalid', hba: index, command: bad }, 'unknown control command or target')
       return Errno.EINVAL
     }
     for (const c of cmds) {
@@ -171,6 +179,16 @@ export class Filesystem {
       } else if (c === 'trace on') drv.trace.setAlways(true)
       else if (c === 'trace off') drv.trace.setAlways(false)
       else if (c === 'trace clear') drv.trace.clear()
+      else {
+        // Task management runs through mailboxes: started now, logged when done.
+        const [verb, wwpn, lunText] = c.split(/\s+/)
+        const loopId = this.loopIdOf(drv, wwpn)!
+        const lun = lunText === undefined ? undefined : Number(lunText)
+        const done = (ok: boolean): void => this.log.info({ event: 'task_management', hba: index, command: c, ok }, 'task management done')
+        if (verb === 'target-reset') void drv.resetTarget(loopId).then(done)
+        else if (verb === 'lun-reset') void drv.resetLun(loopId, lun!).then(done)
+        else void Promise.all(drv.outstandingHandles(loopId, lun).map((h) => drv.abortCommand(h))).then((r) => done(r.every(Boolean)))
+      }
       this.log.info({ event: 'control', hba: index, command: c }, 'control command')
     }
     return 0

@@ -322,6 +322,43 @@ export class HbaDriver {
     for (const l of this.lunIo.values()) l.reset()
   }
 
+  /**
+   * Task management, as qla2xxx's eh handlers do it: ABORT COMMAND for one
+   * outstanding command, TARGET RESET / LUN RESET for a port or LUN. The
+   * firmware answers the victims with comp_status ABORTED; after a reset the
+   * driver posts a marker so the firmware resynchronises that nexus.
+   * Each resolves true when the firmware accepted the request.
+   */
+  async abortCommand(handle: number): Promise<boolean> {
+    const mb = await this.mailbox([Mbc.ABORT_COMMAND, handle & 0xffff, handle >>> 16])
+    return mb[0] === Mbs.COMPLETE
+  }
+
+  async resetTarget(loopId: number): Promise<boolean> {
+    const mb = await this.mailbox([Mbc.TARGET_RESET, loopId])
+    if (mb[0] !== Mbs.COMPLETE) return false
+    this.postMarker(loopId, 0, MarkerModifier.SYNC_ID)
+    this.log.info({ event: 'target_reset', hba: this.chip.index, loopId }, 'target reset')
+    return true
+  }
+
+  async resetLun(loopId: number, lun: number): Promise<boolean> {
+    const mb = await this.mailbox([Mbc.LUN_RESET, loopId, lun])
+    if (mb[0] !== Mbs.COMPLETE) return false
+    this.postMarker(loopId, lun, MarkerModifier.SYNC_ID_LUN)
+    this.log.info({ event: 'lun_reset', hba: this.chip.index, loopId, lun }, 'LUN reset')
+    return true
+  }
+
+  /** Handles of the commands outstanding at the HBA for (loopId, lun), oldest first. */
+  outstandingHandles(loopId?: number, lun?: number): number[] {
+    const out: number[] = []
+    for (const p of this.slots) {
+      if (p && (loopId === undefined || p.req.target === loopId) && (lun === undefined || p.req.lun === lun)) out.push(p.handle)
+    }
+    return out
+  }
+
   /** Issues a mailbox command; one at a time, as the registers are shared. */
   mailbox(regs: number[], address?: number): Promise<number[]> {
     const run = this.mailboxBusy.then(

@@ -268,11 +268,17 @@ export class Firmware {
         return [Mbs.COMPLETE]
       }
       case Mbc.TARGET_RESET: {
+        const login = this.logins.get(mb[1])
+        if (!login) return [Mbs.COMMAND_PARAMETER_ERROR]
         for (const ex of [...this.exchanges.values()]) if (ex.loopId === mb[1]) this.abortExchange(ex)
+        login.target.reset() // every LU: POWER ON, RESET unit attention, mode pages to defaults
         return [Mbs.COMPLETE]
       }
       case Mbc.LUN_RESET: {
+        const login = this.logins.get(mb[1])
+        if (!login) return [Mbs.COMMAND_PARAMETER_ERROR]
         for (const ex of [...this.exchanges.values()]) if (ex.loopId === mb[1] && ex.lun === mb[2]) this.abortExchange(ex)
+        login.target.resetLun(mb[2])
         return [Mbs.COMPLETE]
       }
       case Mbc.GET_LINK_STATISTICS: {

@@ -209,6 +209,43 @@ describe('firmware limits and completion codes', () => {
   })
 })
 
+describe('task management', () => {
+  it('aborts an outstanding command with comp_status ABORTED once the target lets go, and keeps serving', async () => {
+    const gate = new GateBackend(1 << 20)
+    const driver = await createHba({ fabric: fabric([gate]), log: silentLogger })
+    await clearUnitAttention(driver, 0)
+    let done: Completion | null = null
+    const p = driver.exec(readReq(0, 0, 8)).then((c) => (done = c))
+    await new Promise((r) => setTimeout(r, 10))
+    const [handle] = driver.outstandingHandles(1, 0)
+    expect(await driver.abortCommand(handle)).toBe(true)
+    gate.release()
+    await p
+    expect(done).toMatchObject({ compStatus: CompStatus.ABORTED, transferred: 0 })
+    const again = driver.exec(readReq(0, 0, 8))
+    await new Promise((r) => setTimeout(r, 10))
+    gate.release()
+    expect((await again).compStatus).toBe(CompStatus.COMPLETE)
+    await driver.shutdown()
+  })
+
+  it('makes the next command after a LUN reset report UNIT ATTENTION, POWER ON OR RESET, on that LUN only', async () => {
+    const driver = await createHba({ fabric: fabric([new RamBackend(1 << 20), new RamBackend(1 << 20)]), log: silentLogger })
+    await clearUnitAttention(driver, 0)
+    await clearUnitAttention(driver, 1)
+    expect(await driver.resetLun(1, 0)).toBe(true)
+    const c0 = await driver.exec(readReq(0, 0, 1))
+    expect(c0.scsiStatus).toBe(0x02)
+    expect(c0.sense![2] & 0x0f).toBe(0x06) // UNIT ATTENTION
+    expect(c0.sense![12]).toBe(0x29) // POWER ON, RESET, OR BUS DEVICE RESET OCCURRED
+    expect((await driver.exec(readReq(1, 0, 1))).scsiStatus).toBe(0)
+    expect(await driver.resetTarget(1)).toBe(true)
+    expect((await driver.exec(readReq(1, 0, 1))).scsiStatus).toBe(0x02)
+    expect(await driver.resetTarget(99)).toBe(false) // no such loop id
+    await driver.shutdown()
+  })
+})
+
 describe('driver statistics and trace', () => {
   it('counts per target and per LUN, with latency percentiles, and resets to zero', async () => {
     const driver = await createHba({ fabric: fabric([new RamBackend(1 << 20), new RamBackend(1 << 20)]), log: silentLogger })
