@@ -189,6 +189,62 @@ describe('readahead for buffered sequential readers', () => {
     },
   )
 
+  it('shows a reader the bytes it wrote itself ahead of its read position through the same O_RDWR buffered fd', async () => {
+    const r = await python(String.raw`
+import os, sys, time
+path = sys.argv[1]
+base = 128 << 20
+CH = 128 * 1024
+old = os.urandom(3 << 20)
+fd = os.open(path, os.O_RDWR)
+assert os.pwrite(fd, old, base) == len(old)
+os.fsync(fd)
+got = bytearray()
+for i in range(3):
+    got += os.pread(fd, CH, base + i * CH)
+time.sleep(0.3)
+new = os.urandom(700000)
+at = 3 * CH + 12345
+assert os.pwrite(fd, new, base + at) == len(new)
+pos = 3 * CH
+while pos < len(old):
+    b = os.pread(fd, CH, base + pos)
+    got += b
+    pos += len(b)
+os.close(fd)
+exp = bytearray(old); exp[at:at + len(new)] = new
+print('same' if bytes(got) == bytes(exp) else 'DIFFERENT')
+`, [dev()], { timeoutMs: 45_000 })
+    expect(r.stderr).toBe('')
+    expect(r.stdout.trim()).toBe('same')
+  })
+
+  it('gives a sequential reader with odd read sizes from an odd offset exactly the right bytes', async () => {
+    const r = await python(String.raw`
+import os, sys
+path, src = sys.argv[1], sys.argv[2]
+data = open(src, 'rb').read()
+fd = os.open(path, os.O_RDONLY)
+pos = 333
+os.lseek(fd, pos, os.SEEK_SET)
+bad = 0
+sizes = [100000, 1, 4095, 131072, 77777, 512, 65536]
+k = 0
+while pos < 12 * 1024 * 1024:
+    n = sizes[k % len(sizes)]; k += 1
+    b = os.read(fd, n)
+    if b != data[pos:pos + n]:
+        bad += 1
+    pos += len(b)
+os.close(fd)
+print(k, bad)
+`, [dev(), src], { timeoutMs: 45_000 })
+    expect(r.stderr).toBe('')
+    const [reads, bad] = r.stdout.trim().split(' ').map(Number)
+    expect(reads).toBeGreaterThan(100)
+    expect(bad).toBe(0)
+  })
+
   it('returns the right bytes to random preads that jump away from a sequential run', async () => {
     const r = await python(RANDOM, [dev(), src], { timeoutMs: 45_000 })
     expect(r.stderr).toBe('')
