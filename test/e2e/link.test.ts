@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
 import path from 'node:path'
-import { CLI, KiB, MiB, isMounted, makeTmp, requireFuse, run, runOk, startFcfs, type Fcfs } from '../helpers/mount.js'
+import { CLI, KiB, MiB, isMounted, makeTmp, python, requireFuse, run, runOk, startFcfs, type Fcfs } from '../helpers/mount.js'
 import { firstDiff } from '../helpers/pyio.js'
 
 async function cat(p: string): Promise<string> {
@@ -185,6 +185,80 @@ describe('--link 2G with 48 readers over 4 targets', () => {
     expect(j.peakOutstanding).toBeGreaterThanOrEqual(48)
     for (const w of fab.wwpns) expect(j.targets[w].bytesRead, w).toBe((READERS / 4) * COUNT * BLOCK)
     expect(mbps).toBeGreaterThanOrEqual(100)
+  })
+})
+
+describe('--profile isp2300 --link 4G --latency 20ms', () => {
+  let fab: Fcfs
+  beforeAll(async () => {
+    requireFuse()
+    fab = await startFcfs({ args: ['--targets', '1', '--size', '64MiB', '--profile', 'isp2300', '--link', '4G', '--latency', '20ms'] })
+  })
+  afterAll(async () => {
+    await fab?.stop()
+  })
+
+  it('shows the profile\'s command rate with the overridden link rate and latency in hba/0/stats', async () => {
+    const s = kv(await cat(path.join(fab.mnt, 'hba', '0', 'stats')))
+    expect(s.link_rate_MBps).toBe('400.0')
+    expect(s.link_latency_us).toBe('20000.0')
+    expect(s.link_command_rate).toBe('40000')
+  })
+
+  it('takes at least the modelled 20 ms for each of 10 sequential 4 KiB O_DIRECT reads, and says so in the trace', async () => {
+    // Warm-up command first (unit attention), then trace the 10 timed reads.
+    await runOk('dd', [`if=${fab.rwbuf(0)}`, 'of=/dev/null', 'bs=4k', 'count=1', 'iflag=direct'])
+    const r = await python(String.raw`
+import os, sys, subprocess, time
+trace, dev = sys.argv[1], sys.argv[2]
+fd = os.open(trace, os.O_RDONLY)
+while os.read(fd, 1 << 16):
+    pass
+t0 = time.monotonic()
+subprocess.run(['dd', 'if=' + dev, 'of=/dev/null', 'bs=4k', 'count=10', 'skip=50', 'iflag=direct'], check=True, stderr=subprocess.DEVNULL)
+print('%.4f' % (time.monotonic() - t0))
+time.sleep(0.2)
+got = b''
+while True:
+    b = os.read(fd, 1 << 16)
+    if not b: break
+    got += b
+os.close(fd)
+sys.stdout.write(got.decode())
+`, [path.join(fab.mnt, 'hba', '0', 'trace'), fab.rwbuf(0)])
+    expect(r.stderr).toBe('')
+    const [secs, ...lines] = r.stdout.trim().split('\n')
+    expect(Number(secs)).toBeGreaterThanOrEqual(10 * 0.020 * 0.9)
+    const ms = lines.filter((l) => / READ\(10\) /.test(l)).map((l) => Number(/ (\d+\.\d{3})ms$/.exec(l)![1]))
+    expect(ms).toHaveLength(10)
+    for (const x of ms) expect(x).toBeGreaterThanOrEqual(20 * 0.9)
+  })
+})
+
+describe('--cmd-rate 100', () => {
+  let fab: Fcfs
+  beforeAll(async () => {
+    requireFuse()
+    fab = await startFcfs({ args: ['--targets', '2', '--size', '64MiB', '--cmd-rate', '100'] })
+    for (let t = 0; t < 2; t++) await runOk('dd', [`if=${fab.rwbuf(t)}`, 'of=/dev/null', 'bs=4k', 'count=1', 'iflag=direct'])
+  })
+  afterAll(async () => {
+    await fab?.stop()
+  })
+
+  it('starts no more than about 100 commands a second, even from 8 parallel readers on two targets', async () => {
+    const t0 = performance.now()
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        run('dd', [`if=${fab.rwbuf(i % 2)}`, 'of=/dev/null', 'bs=4k', 'count=5', `skip=${i * 10}`, 'iflag=direct'], { timeoutMs: 30_000 }),
+      ),
+    )
+    const secs = (performance.now() - t0) / 1000
+    for (const r of results) expect(r.code, r.stderr).toBe(0)
+    console.log(`--cmd-rate 100: 40 commands in ${secs.toFixed(3)} s`)
+    // 40 commands at 100/s: the first may start at once, the others at 10 ms spacing.
+    expect(secs).toBeGreaterThanOrEqual(39 * 0.01 * 0.9)
+    expect(kv(await cat(path.join(fab.mnt, 'hba', '0', 'stats'))).link_command_rate).toBe('100')
   })
 })
 
