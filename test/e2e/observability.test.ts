@@ -207,6 +207,17 @@ describe('observability of the HBA, its targets and LUNs', () => {
     expect(await cat(m('hba', '0', 'trace'))).toBe('')
   })
 
+  it('shows exactly the lines traced after "trace clear" to a cat that reads from the start', async () => {
+    // Make sure there is history to clear (a traced dd while a reader holds it open).
+    await python(TRACE_WHILE, [m('hba', '0', 'trace'), JSON.stringify([['dd', `if=${dev(T0)}`, 'of=/dev/null', 'bs=4k', 'count=40', 'iflag=direct']]), 40])
+    await control('trace clear\n')
+    await control('trace on\n')
+    await runOk('dd', [`if=${dev(T1)}`, 'of=/dev/null', 'bs=64k', 'count=2', 'skip=300', 'iflag=direct'])
+    await control('trace off\n')
+    const recs = parseTrace(await cat(m('hba', '0', 'trace')))
+    expect(recs.map((x) => `t${x.target} ${x.op} lba=${x.lba}`)).toEqual(['t9 READ(10) lba=38400', 't9 READ(10) lba=38528'])
+  })
+
   it('prints new trace lines to `tail -f` as commands complete', async () => {
     const tail = spawn('tail', ['-n', '0', '-f', m('hba', '0', 'trace')], { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
@@ -359,5 +370,23 @@ describe('--trace', () => {
     expect(size).toBeGreaterThan(size0)
     const recs = parseTrace(await cat(trace)).filter((x) => x.op === 'WRITE(10)' && x.target === 9)
     expect(recs.map((x) => `${x.lba}/${x.blocks}/${x.status}`)).toEqual(['896/128/GOOD', '1024/128/GOOD', '1152/128/GOOD'])
+  })
+  it('gives a reader that starts behind the kept trace (more than the bound traced) every line once and none torn', async () => {
+    // ~88 bytes a line: 16000 commands is well past the 1 MiB the trace keeps.
+    const dev = path.join(fab.mnt, 'wwn', T0, 'rwbuf')
+    await runOk('dd', [`if=${dev}`, 'of=/dev/null', 'bs=512', 'count=16000', 'skip=20000', 'iflag=direct'], { timeoutMs: 45_000 })
+    const text = (await runOk('cat', [path.join(fab.mnt, 'hba', '0', 'trace')], { timeoutMs: 30_000 })).stdout
+    const lines = text.split('\n').filter((l) => l !== '')
+    const dups = lines.length - new Set(lines).size
+    expect(dups, 'lines read twice').toBe(0)
+    // Whatever was lost to the bound, what is read is whole lines, and the dd's READs
+    // that remain are consecutive: no line repeated, none glued from two.
+    const shaped = lines.filter((l) => !l.startsWith('#'))
+    for (const l of shaped) expect(l).toMatch(TRACE_LINE)
+    const lbas = parseTrace(shaped.join('\n')).filter((x) => x.op === 'READ(10)' && x.target === 5 && x.lba! >= 20000).map((x) => x.lba!)
+    expect(lbas.length).toBeGreaterThan(5000)
+    const breaks = lbas.slice(1).map((v, i) => [lbas[i], v]).filter(([a, b]) => b !== a + 1)
+    expect(breaks.slice(0, 5), 'places where the READ lbas are not consecutive').toEqual([])
+    expect(lbas[lbas.length - 1]).toBe(20000 + 16000 - 1)
   })
 })
