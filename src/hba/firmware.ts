@@ -36,7 +36,7 @@ import {
 } from './iocb.js'
 import { decodeIcb, encodeIdEntry, encodeLinkStats, encodePortDb, ID_ENTRY_SIZE, LINK_STATS_SIZE, PORT_DB_SIZE, PortState } from './mailbox.js'
 import { Dir, LinkClock, UNLIMITED_LINK, type LinkModel } from './timing.js'
-import { IntType, Mbc, Mbs, Reg, mailboxesToAddress } from './registers.js'
+import { AsyncEvent, IntType, Mbc, Mbs, Reg, mailboxesToAddress } from './registers.js'
 import { Ring } from './ring.js'
 import type { IspChip } from './chip.js'
 
@@ -47,7 +47,15 @@ export interface FirmwareOptions {
   link: LinkModel
   /** Commands a logical unit accepts at once; more get TASK SET FULL. */
   queueDepth: number
+  /**
+   * Makes the SCSI target of each port the firmware logs into (default
+   * `new ScsiTarget(port)`). Fault injection installs a wrapping target here.
+   */
+  targetFactory: (port: TargetPort) => ScsiTarget
 }
+
+/** What a port's link-down does to commands sent to it while it is down. */
+export type LinkDownPolicy = 'fail' | 'wait'
 
 export const DEFAULT_QUEUE_DEPTH = 64
 
@@ -59,6 +67,12 @@ interface Login {
   port: TargetPort
   target: ScsiTarget
   loggedIn: boolean
+  /** While logged out: new commands fail at once (PORT LOGGED OUT) or wait for the login to return. */
+  downPolicy: LinkDownPolicy
+  /** Commands that arrived while the port was down, under the 'wait' policy. */
+  parked: { ex: Exchange; cmd: ScsiCommand }[]
+  /** Commands ended or refused because the port was down (since the firmware started). */
+  downHits: number
 }
 
 /** One command the firmware is working on (an FC exchange). */
@@ -118,6 +132,7 @@ export class Firmware {
   private readonly maxExchanges: number
   private readonly queueDepth: number
   private readonly clock: LinkClock<Delivery>
+  private readonly targetFactory: (port: TargetPort) => ScsiTarget
   private readonly taskSets = new Map<number, TaskSet>()
   private readonly bootTime = performance.now()
   private sweepTimer: NodeJS.Timeout | null = null
@@ -160,6 +175,7 @@ export class Firmware {
     this.log = log
     this.maxExchanges = opts.maxExchanges ?? 4096
     this.queueDepth = opts.queueDepth ?? DEFAULT_QUEUE_DEPTH
+    this.targetFactory = opts.targetFactory ?? ((port) => new ScsiTarget(port))
     this.clock = new LinkClock<Delivery>(opts.link ?? UNLIMITED_LINK, this.deliver)
   }
 
@@ -335,7 +351,7 @@ export class Firmware {
     // Fabric login (PLOGI/PRLI) to every target port: each gets its loop id.
     this.logins.clear()
     for (const port of this.fabric.ports) {
-      this.logins.set(port.loopId, { port, target: new ScsiTarget(port), loggedIn: true })
+      this.logins.set(port.loopId, { port, target: this.targetFactory(port), loggedIn: true, downPolicy: 'fail', parked: [], downHits: 0 })
     }
     this.ready = true
     this.log.debug({ event: 'firmware_ready', targets: this.logins.size, requestQ: icb.requestQLength, responseQ: icb.responseQLength }, 'firmware initialised')
@@ -464,7 +480,8 @@ export class Firmware {
     }
 
     const login = this.logins.get(loopId)
-    if (!login || !login.loggedIn) {
+    if (!login || (!login.loggedIn && login.downPolicy === 'fail')) {
+      if (login) login.downHits++
       const cs = login ? CompStatus.PORT_LOGGED_OUT : CompStatus.PORT_UNAVAILABLE
       this.post({ handle, entryStatus: 0, scsiStatus: 0, compStatus: cs, residual: byteCount, sense: null })
       return
@@ -488,7 +505,7 @@ export class Firmware {
     mem.copy(cdb, 0, at + COMMAND_T3.cdb.offset, at + COMMAND_T3.cdb.offset + 16)
     const slot = this.clock.commandSlot()
     const deadline = timeoutSec > 0 ? performance.now() + timeoutSec * 1000 : Infinity
-    const ex: Exchange = { handle, loopId, lun, taskSet, byteCount, dataIn, slot, deadline, scatter, gathered, aborted: false, executing: true, heldStatus: null }
+    const ex: Exchange = { handle, loopId, lun, taskSet, byteCount, dataIn, slot, deadline, scatter, gathered, aborted: false, executing: login.loggedIn, heldStatus: null }
     this.exchanges.set(handle, ex)
     if (this.sweepTimer === null && deadline !== Infinity) {
       this.sweepTimer = setInterval(this.sweep, SWEEP_MS)
@@ -500,11 +517,18 @@ export class Firmware {
       dataOut: dataOut ? data : null,
       initiator: this.initiator,
     }
+    if (!login.loggedIn) {
+      // 'wait' policy: the command waits for the login to return (or its IOCB timeout).
+      login.downHits++
+      login.parked.push({ ex, cmd })
+      return
+    }
     login.target.execute(lun, cmd, (outcome) => this.finish(ex, outcome))
   }
 
   private finish(ex: Exchange, o: ScsiOutcome): void {
     ex.executing = false
+    if (o.lost === true && !ex.aborted) return // no response: the exchange stays open until its IOCB timeout or an abort
     if (ex.aborted) {
       // Answered ABORTED/TIMEOUT already, or held until now: release it.
       if (ex.heldStatus) this.post(ex.heldStatus)
@@ -675,6 +699,56 @@ export class Firmware {
       this.counters.responseInterrupts++
       this.chip.raiseInterrupt(IntType.RESPONSE_QUEUE)
     }
+  }
+
+  // ---- the fabric side: a target port's link goes down and comes back ----
+
+  /**
+   * Logs the port out (`up` false) or back in (`up` true), as a target
+   * leaving and rejoining the fabric. Going down, every open exchange with the
+   * port ends with comp_status PORT UNAVAILABLE (held, as for an abort, while
+   * the target still executes), later commands fail at once with PORT LOGGED
+   * OUT ('fail') or wait for the login ('wait', up to their IOCB timeout),
+   * and the host gets PORT DATABASE CHANGED. Coming up, the login returns,
+   * waiting commands run, and the host gets PORT DATABASE CHANGED again.
+   * False when no port has that WWPN.
+   */
+  setPortLink(wwpn: string, up: boolean, policy: LinkDownPolicy = 'fail'): boolean {
+    let found = false
+    for (const login of this.logins.values()) {
+      if (login.port.wwpn !== wwpn) continue
+      found = true
+      if (!up) {
+        login.downPolicy = policy
+        if (!login.loggedIn) continue
+        login.loggedIn = false
+        for (const ex of [...this.exchanges.values()]) {
+          if (ex.loopId !== login.port.loopId || ex.aborted) continue
+          login.downHits++
+          this.close(ex, CompStatus.PORT_UNAVAILABLE)
+        }
+      } else {
+        if (login.loggedIn) continue
+        login.loggedIn = true
+        const parked = login.parked
+        login.parked = []
+        for (const { ex, cmd } of parked) {
+          if (ex.aborted) continue // timed out or aborted while waiting
+          ex.executing = true
+          login.target.execute(ex.lun, cmd, (outcome) => this.finish(ex, outcome))
+        }
+      }
+      this.log.info({ event: up ? 'port_login' : 'port_logout', wwpn, loopId: login.port.loopId }, up ? 'target port logged in again' : 'target port logged out')
+    }
+    if (found) this.raiseAsyncEvent(AsyncEvent.PORT_DB_CHANGED)
+    return found
+  }
+
+  /** Commands ended or refused because the port `wwpn` was down. */
+  portDownHits(wwpn: string): number {
+    let n = 0
+    for (const l of this.logins.values()) if (l.port.wwpn === wwpn) n += l.downHits
+    return n
   }
 
   /** Queues an asynchronous event for the host (LIP, loop up/down, RSCN). */

@@ -8,6 +8,7 @@ import { IspChip } from './chip.js'
 import { DmaSpace } from './dma.js'
 import { HbaDriver, type DriverOptions } from './driver.js'
 import type { LinkModel } from './timing.js'
+import type { FirmwareOptions } from './firmware.js'
 
 export interface HbaOptions extends Partial<Omit<DriverOptions, 'log'>> {
   index?: number
@@ -18,6 +19,8 @@ export interface HbaOptions extends Partial<Omit<DriverOptions, 'log'>> {
   link?: LinkModel
   /** Per-LUN queue depth of the targets (default 64). */
   queueDepth?: number
+  /** Makes the SCSI target of each port (fault injection wraps it); default `new ScsiTarget(port)`. */
+  targetFactory?: FirmwareOptions['targetFactory']
 }
 
 /** The host HBA port names: 21:00:00:1b:32:00:00:<n>, like a QLogic HBA. */
@@ -33,7 +36,7 @@ export async function createHba(opts: HbaOptions): Promise<HbaDriver> {
   const index = opts.index ?? 0
   const dma = new DmaSpace()
   const log = opts.log.child({ hba: index })
-  const chip = new IspChip({ index, dma, fabric: opts.fabric, log, maxExchanges: opts.maxExchanges, link: opts.link, queueDepth: opts.queueDepth })
+  const chip = new IspChip({ index, dma, fabric: opts.fabric, log, maxExchanges: opts.maxExchanges, link: opts.link, queueDepth: opts.queueDepth, targetFactory: opts.targetFactory })
   const driver = new HbaDriver(chip, dma, {
     ...opts,
     wwpn: opts.wwpn ?? hbaWwpn(index),

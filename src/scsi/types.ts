@@ -45,6 +45,13 @@ export interface ScsiOutcome {
    * smaller, an underrun of (buffer length − transferred).
    */
   wanted: number
+  /**
+   * The response never reaches the initiator (a lost frame, a target that
+   * stays silent): the transport answers nothing and the initiator's own
+   * timeout ends the command. The target has let go of the data buffers.
+   * Only fault injection sets it.
+   */
+  lost?: boolean
 }
 
 export type Done = (outcome: ScsiOutcome) => void
