@@ -21,6 +21,8 @@ export interface Tuning {
   readahead: { window: number; chunk: number }
   /** Trace every command even when nobody has hba/<n>/trace open. */
   trace: boolean
+  /** IOCB timeout of the file interface's commands, in whole seconds (1..65535): past it the firmware answers TIMEOUT. */
+  cmdTimeout: number
 }
 
 export const DEFAULT_TUNING: Tuning = {
@@ -29,6 +31,7 @@ export const DEFAULT_TUNING: Tuning = {
   writeback: DEFAULT_BLOCKDEV_OPTIONS.writebackWindow,
   readahead: { ...DEFAULT_READAHEAD },
   trace: false,
+  cmdTimeout: DEFAULT_BLOCKDEV_OPTIONS.commandTimeout,
 }
 
 export interface TuningArgs {
@@ -40,6 +43,7 @@ export interface TuningArgs {
   writeback?: string
   readahead?: string
   trace?: boolean
+  'cmd-timeout'?: string
 }
 
 /** yargs option specs for the flags above. */
@@ -52,6 +56,7 @@ export const TUNING_OPTIONS = {
   writeback: { type: 'string', describe: 'write-back window per LUN for buffered writes, e.g. 16MiB; 0 = write-through', defaultDescription: '16MiB' },
   readahead: { type: 'string', describe: 'readahead per buffered sequential reader, e.g. 4MiB; 0 = off', defaultDescription: '4MiB' },
   trace: { type: 'boolean', describe: 'trace every command to hba/0/trace even when nobody reads it', default: false },
+  'cmd-timeout': { type: 'string', describe: 'IOCB timeout of every command, whole seconds (e.g. 2s): then the firmware ends it with TIMEOUT (ETIMEDOUT)', defaultDescription: '30s' },
 } as const
 
 export function tuningFromArgs(a: TuningArgs): Tuning {
@@ -84,7 +89,22 @@ export function tuningFromArgs(a: TuningArgs): Tuning {
     writeback,
     readahead: { window, chunk: DEFAULT_TUNING.readahead.chunk },
     trace: a.trace ?? false,
+    cmdTimeout: a['cmd-timeout'] !== undefined ? cmdTimeoutOf(a['cmd-timeout']) : DEFAULT_TUNING.cmdTimeout,
   }
+}
+
+/** "2s", "2", "1500ms" (rounded up to whole seconds: the IOCB field counts seconds). */
+function cmdTimeoutOf(text: string): number {
+  const t = String(text).trim()
+  let ms: number
+  try {
+    ms = /^\d+(\.\d+)?$/.test(t) ? Number(t) * 1000 : parseDuration(t, '--cmd-timeout')
+  } catch {
+    ms = NaN
+  }
+  const s = Math.ceil(ms / 1000)
+  if (!Number.isFinite(s) || s < 1 || s > 65535) throw new ConfigError('--cmd-timeout', `must be a duration from 1s to 65535s, e.g. 2s, got ${JSON.stringify(text)}`)
+  return s
 }
 
 function sizeOrZero(text: string, field: string, max: number): number {

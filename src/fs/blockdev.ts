@@ -45,12 +45,15 @@ export interface BlockDeviceOptions {
   queueDepth: number
   /** Bytes of answered-but-unwritten buffered writes per LUN; 0 = write-through only. */
   writebackWindow: number
+  /** IOCB timeout of every command, in seconds (the firmware answers TIMEOUT past it). */
+  commandTimeout: number
 }
 
 export const DEFAULT_BLOCKDEV_OPTIONS: BlockDeviceOptions = {
   maxTransferBytes: 1024 * 1024,
   queueDepth: 64,
   writebackWindow: 16 * 1024 * 1024,
+  commandTimeout: 30,
 }
 
 /** Something that caches data read from the device and must forget it when those bytes are written. */
@@ -104,6 +107,9 @@ export class BlockDevice {
   private readonly throttled: (() => void)[] = []
   private throttledHead = 0
 
+  /** IOCB timeout in seconds. */
+  readonly commandTimeout: number
+
   // Write-back: answered writes still on their way, by sequence number.
   readonly writebackWindow: number
   private wbSeq = 0
@@ -127,6 +133,7 @@ export class BlockDevice {
     this.maxBlocks = Math.max(1, Math.floor(o.maxTransferBytes / info.blockSize))
     this.queueDepth = Math.max(1, o.queueDepth)
     this.writebackWindow = Math.max(0, o.writebackWindow)
+    this.commandTimeout = o.commandTimeout
   }
 
   get writebackPending(): number {
@@ -177,7 +184,7 @@ export class BlockDevice {
       return
     }
     let attempt = 0
-    const req = { target: this.info.loopId, lun: this.info.lun, cdb, data, direction }
+    const req = { target: this.info.loopId, lun: this.info.lun, cdb, data, direction, timeout: this.commandTimeout }
     const onDone = (c: Completion): void => {
       const v = classify(c)
       if (v.kind === 'ok') return cb(0, c)
