@@ -39,6 +39,44 @@ export interface FsOptions {
   mountpoint: string
   /** Readahead per buffered handle: bytes ahead (0 = off) and the size of each READ. */
   readahead?: { window: number; chunk: number }
+  /** Hot-plug: changes the fabric and scans what appeared (absent: no fabric/ directory). */
+  fabric?: FabricControl
+}
+
+/**
+ * What the mount asks of the composition root to change the fabric while
+ * mounted. Specs are the config file's JSON for one target or one LUN.
+ * Errors are thrown with a message naming what was wrong.
+ */
+export interface FabricControl {
+  addTarget(spec: Record<string, unknown>): Promise<BlockDevice[]>
+  removeTarget(wwpn: string): Promise<void>
+  addLun(wwpn: string, spec: Record<string, unknown>): Promise<BlockDevice>
+  removeLun(wwpn: string, lun: number): Promise<void>
+}
+
+const FABRIC_HELP = `commands (one per line):
+  add-target [<json>]            e.g. add-target {"wwpn":"21000024ff0000aa","luns":[{"size":"1GiB"}]}
+  remove-target <wwpn>
+  add-lun <wwpn> [<json>]        e.g. add-lun 21000024ff000001 {"lun":1,"size":"512MiB","blockSize":4096}
+  remove-lun <wwpn> <lun>
+`
+
+function normWwpn(w: string): string {
+  return w.replace(/:/g, '').toLowerCase()
+}
+
+/** The JSON after a hot-plug command; empty means all defaults. */
+function parseSpec(text: string): Record<string, unknown> {
+  if (text === '') return {}
+  let v: unknown
+  try {
+    v = JSON.parse(text)
+  } catch (err) {
+    throw new Error(`not JSON: ${(err as Error).message}`)
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('the spec must be a JSON object')
+  return v as Record<string, unknown>
 }
 
 const CONTROL_HELP = `commands (one per line, written to this file):
@@ -65,6 +103,9 @@ export interface StatLike {
 
 export class Filesystem {
   readonly tree = new Tree()
+  /** Every LUN path the mount shows; changes with hot-plug. */
+  readonly devices: BlockDevice[]
+  private fabricError = ''
   readonly ocbs = new OcbTable()
   private readonly log: Logger
   private readonly started = new Date()
@@ -75,38 +116,18 @@ export class Filesystem {
   constructor(opts: FsOptions) {
     this.opts = opts
     this.log = opts.log
+    this.devices = [...opts.devices]
     this.build()
   }
 
   private build(): void {
     const t = this.tree
     t.dir('/wwn')
-    const byPort = new Map<string, BlockDevice[]>()
-    for (const d of this.opts.devices) {
-      const list = byPort.get(d.info.wwpn) ?? []
-      list.push(d)
-      byPort.set(d.info.wwpn, list)
-    }
-    for (const [wwpn, devs] of byPort) {
-      const base = `/wwn/${wwpn}`
-      t.dir(base)
-      const lun0 = devs.find((d) => d.info.lun === 0)
-      if (lun0) t.add({ kind: 'rwbuf', path: `${base}/rwbuf`, dev: lun0 })
-      t.add({ kind: 'info', path: `${base}/info`, render: () => portInfo(devs, wwpn) })
-      for (const d of devs) {
-        const lb = `${base}/lun/${d.info.lun}`
-        t.add({ kind: 'rwbuf', path: `${lb}/rwbuf`, dev: d })
-        t.add({ kind: 'info', path: `${lb}/info`, render: () => lunInfo(d) })
-        t.add({ kind: 'info', path: `${lb}/sense`, render: () => describeLastError(d.lastError) })
-        t.add({ kind: 'info', path: `${lb}/stats`, render: () => lunStats(d, this.opts.drivers[0]) })
-      }
-    }
-    for (const [wwpn, devs] of byPort) {
-      const drv = this.opts.drivers[0]
-      const loopId = devs[0].info.loopId
-      t.add({ kind: 'info', path: `/wwn/${wwpn}/stats`, render: () => targetStats(drv, loopId, wwpn) })
-      t.add({ kind: 'info', path: `/wwn/${wwpn}/stats.json`, render: () => targetStatsJson(drv, loopId, wwpn) })
-      for (const d of devs) t.add({ kind: 'info', path: `/wwn/${wwpn}/lun/${d.info.lun}/stats.json`, render: () => lunStatsJson(d, drv) })
+    for (const d of this.devices) this.addDeviceNodes(d)
+    if (this.opts.fabric) {
+      t.dir('/fabric')
+      t.add({ kind: 'control', path: '/fabric/control', help: FABRIC_HELP, write: (text) => this.fabricControl(text) })
+      t.add({ kind: 'info', path: '/fabric/last_error', render: () => (this.fabricError ? this.fabricError + '\n' : 'none\n') })
     }
     this.opts.drivers.forEach((drv, i) => {
       t.dir(`/hba/${i}`)
@@ -135,6 +156,85 @@ export class Filesystem {
           ['open_handles', this.ocbs.open],
         ]),
     })
+  }
+
+  private portDevices(wwpn: string): BlockDevice[] {
+    return this.devices.filter((d) => d.info.wwpn === wwpn).sort((a, b) => a.info.lun - b.info.lun)
+  }
+
+  /** wwn/<wwpn>/… for one LUN, creating the port's own files with its first LUN. */
+  private addDeviceNodes(d: BlockDevice): void {
+    const t = this.tree
+    const drv = this.opts.drivers[0]
+    const { wwpn, loopId } = d.info
+    const base = `/wwn/${wwpn}`
+    if (!t.get(base)) {
+      t.dir(base)
+      t.add({ kind: 'info', path: `${base}/info`, render: () => portInfo(this.portDevices(wwpn), wwpn) })
+      t.add({ kind: 'info', path: `${base}/stats`, render: () => targetStats(drv, loopId, wwpn) })
+      t.add({ kind: 'info', path: `${base}/stats.json`, render: () => targetStatsJson(drv, loopId, wwpn) })
+    }
+    if (d.info.lun === 0) t.add({ kind: 'rwbuf', path: `${base}/rwbuf`, dev: d })
+    const lb = `${base}/lun/${d.info.lun}`
+    t.add({ kind: 'rwbuf', path: `${lb}/rwbuf`, dev: d })
+    t.add({ kind: 'info', path: `${lb}/info`, render: () => lunInfo(d) })
+    t.add({ kind: 'info', path: `${lb}/sense`, render: () => describeLastError(d.lastError) })
+    t.add({ kind: 'info', path: `${lb}/stats`, render: () => lunStats(d, drv) })
+    t.add({ kind: 'info', path: `${lb}/stats.json`, render: () => lunStatsJson(d, drv) })
+  }
+
+  /** A LUN is gone: its files disappear and open handles get ENXIO from now on. */
+  private removeDeviceNodes(d: BlockDevice): void {
+    d.present = false
+    const i = this.devices.indexOf(d)
+    if (i >= 0) this.devices.splice(i, 1)
+    const base = `/wwn/${d.info.wwpn}`
+    this.tree.remove(`${base}/lun/${d.info.lun}`)
+    if (d.info.lun === 0) this.tree.remove(`${base}/rwbuf`)
+    if (this.portDevices(d.info.wwpn).length === 0) this.tree.remove(base)
+  }
+
+  /** Runs one line written to fabric/control (hot-plug); the write answers when the mount shows the change. */
+  private async fabricControl(text: string): Promise<number> {
+    const fab = this.opts.fabric!
+    for (const line of text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'))) {
+      const m = /^(add-target|remove-target|add-lun|remove-lun)(?:\s+(.*))?$/.exec(line)
+      try {
+        if (!m) throw new Error(`unknown command "${line.split(/\s+/)[0]}" (add-target, remove-target, add-lun, remove-lun)`)
+        const args = (m[2] ?? '').trim()
+        if (m[1] === 'add-target') {
+          for (const d of await fab.addTarget(parseSpec(args))) {
+            this.devices.push(d)
+            this.addDeviceNodes(d)
+          }
+        } else if (m[1] === 'remove-target') {
+          const wwpn = normWwpn(args)
+          if (this.portDevices(wwpn).length === 0) throw new Error(`no target port ${args}`)
+          await fab.removeTarget(wwpn)
+          for (const d of this.portDevices(wwpn)) this.removeDeviceNodes(d)
+        } else if (m[1] === 'add-lun') {
+          const sp = args.indexOf(' ')
+          const wwpn = normWwpn(sp < 0 ? args : args.slice(0, sp))
+          if (this.portDevices(wwpn).length === 0) throw new Error(`no target port ${args.split(' ')[0]}`)
+          const d = await fab.addLun(wwpn, parseSpec(sp < 0 ? '' : args.slice(sp + 1)))
+          this.devices.push(d)
+          this.addDeviceNodes(d)
+        } else {
+          const [w, l] = args.split(/\s+/)
+          const wwpn = normWwpn(w ?? '')
+          const d = this.portDevices(wwpn).find((x) => String(x.info.lun) === l)
+          if (!d) throw new Error(`no LUN ${l ?? '(missing)'} behind target port ${w ?? '(missing)'}`)
+          await fab.removeLun(wwpn, d.info.lun)
+          this.removeDeviceNodes(d)
+        }
+        this.log.info({ event: 'hotplug', command: line }, 'fabric changed')
+      } catch (err) {
+        this.fabricError = `${new Date().toISOString()} ${line}: ${(err as Error).message}`
+        this.log.warn({ event: 'hotplug_failed', command: line, err: (err as Error).message }, 'fabric change refused')
+        return Errno.EINVAL
+      }
+    }
+    return 0
   }
 
   private stat(node: Node): StatLike {
@@ -175,7 +275,7 @@ export class Filesystem {
     for (const c of cmds) {
       if (c === 'reset') {
         drv.resetStats()
-        for (const d of this.opts.devices) for (const k of Object.keys(d.stats) as (keyof typeof d.stats)[]) d.stats[k] = 0
+        for (const d of this.devices) for (const k of Object.keys(d.stats) as (keyof typeof d.stats)[]) d.stats[k] = 0
       } else if (c === 'trace on') drv.trace.setAlways(true)
       else if (c === 'trace off') drv.trace.setAlways(false)
       else if (c === 'trace clear') drv.trace.clear()
@@ -274,7 +374,9 @@ export class Filesystem {
     const node = ocb.node
     if (node.kind === 'control') {
       const r = node.write(buf.toString('utf8', 0, len))
-      return cb(r < 0 ? r : len)
+      if (typeof r === 'number') return cb(r < 0 ? r : len)
+      void r.then((n) => cb(n < 0 ? n : len))
+      return
     }
     if (!dev) return cb(Errno.EACCES)
     const done = (r: number): void => {
@@ -338,7 +440,7 @@ export class Filesystem {
 
   statfs(cb: (err: number, st?: object) => void): void {
     let bytes = 0
-    for (const d of this.opts.devices) bytes += d.capacity
+    for (const d of this.devices) bytes += d.capacity
     const blocks = Math.floor(bytes / 4096)
     cb(0, { bsize: 4096, frsize: 4096, blocks, bfree: 0, bavail: 0, files: 0, ffree: 0, favail: 0, fsid: 0, flag: 0, namemax: 255 })
   }

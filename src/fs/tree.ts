@@ -19,7 +19,7 @@ export type Node =
   /** A growing text file read at absolute offsets (the trace): open attaches a reader. */
   | { kind: 'stream'; path: string; size: () => number; read: (buf: Buffer, len: number, pos: number) => number; attach: () => void; detach: () => void }
   /** A write-only control file: each write is one or more command lines; the result is the byte count or -errno. */
-  | { kind: 'control'; path: string; help: string; write: (text: string) => number }
+  | { kind: 'control'; path: string; help: string; write: (text: string) => number | Promise<number> }
 
 export class Tree {
   private readonly nodes = new Map<string, Node>()

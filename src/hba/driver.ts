@@ -38,7 +38,7 @@ import { IoStats, LatencyHistogram } from './stats.js'
 import { TraceBuffer } from './trace.js'
 import { opcodeName } from '../scsi/opcodes.js'
 import { describeSense, statusName } from '../scsi/sense.js'
-import { Hccr, HostStatus, IntType, Mbc, Mbs, Reg, addressToMailboxes } from './registers.js'
+import { AsyncEvent, Hccr, HostStatus, IntType, Mbc, Mbs, Reg, addressToMailboxes } from './registers.js'
 import { Ring } from './ring.js'
 
 export interface ScsiRequest {
@@ -263,6 +263,30 @@ export class HbaDriver {
       this.dma.unmap(listAddr)
       this.dma.unmap(dbAddr)
     }
+  }
+
+  /**
+   * GET ID LIST + GET PORT DATABASE again, after an RSCN or when asked;
+   * listeners hear of the new port list. Concurrent calls share one scan.
+   */
+  rediscover(): Promise<PortInfo[]> {
+    if (!this.ready || this.closing) return Promise.resolve(this.ports)
+    this.rescan ??= this.discover()
+      .then((ports) => {
+        this.ports = ports
+        for (const f of this.portListeners) f(ports)
+        return ports
+      })
+      .finally(() => (this.rescan = null))
+    return this.rescan
+  }
+
+  private rescan: Promise<PortInfo[]> | null = null
+  private readonly portListeners: ((ports: PortInfo[]) => void)[] = []
+
+  /** Calls `f` with the port list after every rescan. */
+  onPortsChanged(f: (ports: PortInfo[]) => void): void {
+    this.portListeners.push(f)
   }
 
   /** GET LINK STATISTICS into a DMA buffer; keeps rates over the interval since the last call. */
@@ -534,9 +558,15 @@ export class HbaDriver {
         for (let i = 0; i < 8; i++) mailboxResult.push(this.chip.readReg(Reg.MAILBOX0 + 2 * i))
         break
       }
-      case IntType.ASYNC_EVENT:
-        this.log.info({ event: 'async_event', hba: this.chip.index, code: this.chip.readReg(Reg.MAILBOX0) }, 'HBA async event')
+      case IntType.ASYNC_EVENT: {
+        const code = this.chip.readReg(Reg.MAILBOX0)
+        this.log.info({ event: 'async_event', hba: this.chip.index, code }, 'HBA async event')
+        // The fabric changed: rescan it (after this interrupt is acknowledged).
+        if (code === AsyncEvent.RSCN || code === AsyncEvent.PORT_DB_CHANGED || code === AsyncEvent.LOOP_UP) {
+          setImmediate(() => void this.rediscover())
+        }
         break
+      }
       default:
         this.log.warn({ event: 'interrupt_unknown', hba: this.chip.index, hostStatus: hs }, 'unknown interrupt type')
     }

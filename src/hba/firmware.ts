@@ -751,6 +751,26 @@ export class Firmware {
     return n
   }
 
+  /**
+   * The fabric changed (a target port was plugged in or pulled, as the switch
+   * would see it): log into new ports, log out of the ones that are gone —
+   * their open exchanges end with PORT UNAVAILABLE — and tell the host with
+   * an RSCN so it rescans.
+   */
+  fabricChanged(): void {
+    if (!this.ready) return
+    const present = new Set(this.fabric.ports)
+    for (const [loopId, login] of [...this.logins]) {
+      if (present.has(login.port)) continue
+      for (const ex of [...this.exchanges.values()]) if (ex.loopId === loopId) this.close(ex, CompStatus.PORT_UNAVAILABLE)
+      this.logins.delete(loopId)
+    }
+    for (const port of this.fabric.ports) {
+      if (!this.logins.has(port.loopId)) this.logins.set(port.loopId, { port, target: new ScsiTarget(port), loggedIn: true })
+    }
+    this.raiseAsyncEvent(AsyncEvent.RSCN)
+  }
+
   /** Queues an asynchronous event for the host (LIP, loop up/down, RSCN). */
   raiseAsyncEvent(code: number): void {
     this.asyncEvents.push(code)
