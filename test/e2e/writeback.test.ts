@@ -12,10 +12,14 @@ import { firstDiff } from '../helpers/pyio.js'
 
 const RW = '2100000000000d01'
 const WP = '2100000000000d02'
+const ML = '2100000000000d03'
+const B4K = '2100000000000d04'
 const FABRIC = {
   targets: [
     { wwpn: RW, luns: [{ lun: 0, size: '256MiB' }] },
     { wwpn: WP, luns: [{ lun: 0, size: '64MiB', writeProtect: true }] },
+    { wwpn: ML, luns: [{ lun: 0, size: '64MiB', backend: { type: 'ram', memoryLimit: '1MiB' } }] },
+    { wwpn: B4K, luns: [{ lun: 0, size: '256MiB', blockSize: 4096 }] },
   ],
 }
 
@@ -213,7 +217,10 @@ os.close(r); os.close(w)
     expect(r.stdout.trim()).toBe('same')
   })
 
-  it('lands the last of many overlapping buffered writes, aligned and unaligned, in order', async () => {
+  it.each([
+    ['512', RW],
+    ['4096', B4K],
+  ])('lands the last of many overlapping buffered writes, aligned and unaligned, in order (%s-byte blocks)', async (_bs, wwpn) => {
     const r = await python(String.raw`
 import os, sys, mmap
 path = sys.argv[1]
@@ -241,7 +248,7 @@ if got == bytes(expect):
 else:
     i = next(i for i in range(len(expect)) if i >= len(got) or got[i] != expect[i])
     print('differ at', i, got[i] if i < len(got) else None, expect[i])
-`, [dev(RW)])
+`, [dev(wwpn)])
     expect(r.stderr).toBe('')
     expect(r.stdout.trim()).toBe('same')
   })
@@ -347,6 +354,27 @@ print(json.dumps(out))
     expect(r.stderr).toBe('')
     // As Linux's errseq: each file open at the time sees the error at its next fsync, once.
     expect(JSON.parse(r.stdout)).toEqual({ b: 'EROFS', a: 'EROFS', a2: 'ok', b2: 'ok', c: 'EROFS' })
+  })
+
+  it('tells a buffered dd that overflows a memory-limited LUN at close (ENOSPC, exit 1), and keeps the bytes that fit', async () => {
+    const data = randomBytes(4 * MiB)
+    const src = path.join(fab.tmp, 'overflow.bin')
+    await writeFile(src, data)
+    const r = await run('dd', [`if=${src}`, `of=${dev(ML)}`, 'bs=1M', 'count=4'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/closing output file .*: No space left on device/)
+    const lun = (await lunJson(ML)).fs
+    expect(lun.writebackErrors).toBeGreaterThan(0)
+    const sense = await cat(path.join(fab.mnt, 'wwn', ML, 'lun', '0', 'sense'))
+    expect(sense).toMatch(/^sense: DATA PROTECT: SPACE ALLOCATION FAILED WRITE PROTECT$/m)
+    const back = await runOk('dd', [`if=${dev(ML)}`, 'bs=1M', 'count=1', 'iflag=direct'])
+    expect(firstDiff(back.stdoutBuf, data.subarray(0, MiB))).toBeNull()
+  })
+
+  it('tells dd conv=fsync about the same overflow at its fsync', async () => {
+    const r = await run('dd', ['if=/dev/urandom', `of=${dev(ML)}`, 'bs=1M', 'count=4', 'conv=fsync', 'iflag=fullblock'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/fsync failed for .*: No space left on device/)
   })
 
   it('names DATA PROTECT in the write-protected LUN\'s sense file', async () => {
