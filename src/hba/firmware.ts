@@ -766,7 +766,9 @@ export class Firmware {
       this.logins.delete(loopId)
     }
     for (const port of this.fabric.ports) {
-      if (!this.logins.has(port.loopId)) this.logins.set(port.loopId, { port, target: new ScsiTarget(port), loggedIn: true })
+      if (!this.logins.has(port.loopId)) {
+        this.logins.set(port.loopId, { port, target: this.targetFactory(port), loggedIn: true, downPolicy: 'fail', parked: [], downHits: 0 })
+      }
     }
     this.raiseAsyncEvent(AsyncEvent.RSCN)
   }
