@@ -13,6 +13,7 @@ import { scanPort } from './fs/scan.js'
 import { Filesystem } from './fs/filesystem.js'
 import { mountFuse, isFuseMounted, type Mounted } from './fs/mount.js'
 import { DEFAULT_TUNING, type Tuning } from './tuning.js'
+import { hotplug } from './hotplug.js'
 import { startIscsiPortal, type IscsiPortal, type PortalOptions } from './iscsi/server.js'
 
 export interface ServerOptions {
@@ -71,7 +72,14 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   const mountpoint = resolve(opts.mountpoint)
   const tuning = opts.tuning ?? DEFAULT_TUNING
   const { fabric, driver, devices } = await startFabric(opts.config, log, tuning)
-  const fs = new Filesystem({ drivers: [driver], devices, log, mountpoint, readahead: tuning.readahead })
+  const fs = new Filesystem({
+    drivers: [driver],
+    devices,
+    log,
+    mountpoint,
+    readahead: tuning.readahead,
+    fabric: hotplug({ fabric, driver, tuning, log }),
+  })
   let mounted: Mounted
   let iscsi: IscsiPortal | undefined
   try {
