@@ -163,6 +163,21 @@ describe('--link 2G with 48 readers over 4 targets', () => {
   })
 
   it('keeps the HBA peak outstanding at 48 or more with 48 concurrent 640 KiB O_DIRECT readers, and moves at least half the link rate', async () => {
+    // Sample the link while the readers run: utilisation is over the last refresh interval.
+    let maxUtil = 0
+    let maxMBps = 0
+    let sampling = true
+    const sampler = (async () => {
+      while (sampling) {
+        await sleep(400)
+        const r = await run('cat', [path.join(fab.mnt, 'hba', '0', 'stats.json')])
+        try {
+          const link = JSON.parse(r.stdout).link
+          maxUtil = Math.max(maxUtil, link.inUtilisation)
+          maxMBps = Math.max(maxMBps, link.inBytesPerSec / 1e6)
+        } catch { /* a read that raced the end: try again */ }
+      }
+    })()
     const t0 = performance.now()
     const results = await Promise.all(
       Array.from({ length: READERS }, (_, i) =>
@@ -172,19 +187,25 @@ describe('--link 2G with 48 readers over 4 targets', () => {
       ),
     )
     const secs = (performance.now() - t0) / 1000
+    sampling = false
+    await sampler
     for (const [i, r] of results.entries()) expect(r.code, `reader ${i}: ${r.stderr}`).toBe(0)
     const bytes = READERS * COUNT * BLOCK
     const mbps = bytes / secs / 1e6
     const j = JSON.parse(await cat(path.join(fab.mnt, 'hba', '0', 'stats.json')))
     console.log(
       `--link 2G, 48 readers × ${COUNT} × 640 KiB over 4 targets: ${(bytes / MiB).toFixed(0)} MiB in ${secs.toFixed(2)} s = ${mbps.toFixed(1)} MB/s ` +
-        `(${((mbps / 200) * 100).toFixed(1)}% of 200 MB/s, wall clock incl. spawning 48 dd); HBA peak outstanding ${j.peakOutstanding}`,
+        `(${((mbps / 200) * 100).toFixed(1)}% of 200 MB/s, wall clock incl. spawning 48 dd); HBA peak outstanding ${j.peakOutstanding}; ` +
+        `link in: best interval ${maxMBps.toFixed(1)} MB/s, utilisation ${(maxUtil * 100).toFixed(1)}%`,
     )
     expect(j.bytesRead).toBeGreaterThanOrEqual(bytes)
     expect(j.errors).toBe(0)
     expect(j.peakOutstanding).toBeGreaterThanOrEqual(48)
     for (const w of fab.wwpns) expect(j.targets[w].bytesRead, w).toBe((READERS / 4) * COUNT * BLOCK)
     expect(mbps).toBeGreaterThanOrEqual(100)
+    // The stats saw the link busy (gross breakage only: the interval is a second).
+    expect(maxUtil).toBeGreaterThan(0.3)
+    expect(maxUtil).toBeLessThanOrEqual(1)
   })
 })
 
@@ -280,10 +301,14 @@ describe('bad tuning flags', () => {
     ['--readahead', 'lots'],
     ['--cmd-rate', 'fast'],
     ['--profile', 'isp9999'],
-  ])('refuses %s %s with exit 2, a message naming the flag, and nothing mounted', async (flag, value) => {
+    ['--writeback', '2GiB'],
+    ['--readahead', '1TiB'],
+    ['--queue-depth', '5000'],
+    ['--latency', '-1ms', '--latency=-1ms'],
+  ] as [string, string, string?][])('refuses %s %s with exit 2, a message naming the flag, and nothing mounted', async (flag, value, spelled) => {
     const mnt = path.join(tmp, `mnt${flag}`)
     await mkdir(mnt, { recursive: true })
-    const r = await run(process.execPath, [CLI, 'mount', mnt, flag, value], { timeoutMs: 20_000 })
+    const r = await run(process.execPath, [CLI, 'mount', mnt, ...(spelled ? [spelled] : [flag, value])], { timeoutMs: 20_000 })
     const mounted = await isMounted(mnt)
     if (mounted) await run('fusermount', ['-uz', mnt])
     expect(mounted, `${mnt} must not be mounted`).toBe(false)

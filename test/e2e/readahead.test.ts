@@ -251,6 +251,33 @@ print(k, bad)
     expect(JSON.parse(r.stdout)).toEqual([])
   })
 
+  it('issues no readahead for purely random preads', async () => {
+    const before = (await lunJson()).fs
+    const r = await python(String.raw`
+import os, sys, random
+path, src = sys.argv[1], sys.argv[2]
+data = open(src, 'rb').read()
+fd = os.open(path, os.O_RDONLY)
+rnd = random.Random(11)
+bad = 0
+last_end = -1
+for k in range(50):
+    while True:
+        off = rnd.randrange(0, len(data) - 65536) & ~511
+        if off != last_end:
+            break
+    b = os.pread(fd, 65536, off)
+    bad += b != data[off:off + 65536]
+    last_end = off + 65536
+os.close(fd)
+print(bad)
+`, [dev(), src])
+    expect(r.stdout.trim()).toBe('0')
+    const after = (await lunJson()).fs
+    expect(after.readaheadChunks - before.readaheadChunks).toBe(0)
+    expect(after.reads - before.reads).toBe(50)
+  })
+
   it('returns 0 bytes at the end of the device and a short read across it, with readahead running', async () => {
     const r = await python(String.raw`
 import os, sys
