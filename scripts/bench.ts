@@ -5,7 +5,7 @@
  *   at --link unlimited and at modelled link speeds.
  * Writes bench-report/report.md, results.json and SVG charts.
  *
- *   npm run bench                      quick mode (default): a subset, 3 s per run
+ *   npm run bench                      quick mode (default): a subset, 1+2 s per run
  *   npm run bench -- --full            the whole matrix, 10 s per run
  *   npm run bench -- --only 'seq-read' runs whose id (subject@link/workload) matches
  *   npm run bench -- --help            every option
@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { ChildProcess } from 'node:child_process'
-import { buildPlan, defaultLinks, LINKS, SUBJECTS, timingFor, type Link, type Mode, type Run, type SubjectName } from './bench/plan.js'
+import { buildPlan, repeatPlan, defaultLinks, LINKS, SUBJECTS, timingFor, type Link, type Mode, type Run, type SubjectName } from './bench/plan.js'
 import { fioVersion } from './bench/fio.js'
 import { cleanupAll, installSignalHandlers, memory, onPath, run } from './bench/proc.js'
 import {
@@ -54,6 +54,7 @@ interface Args {
   install: boolean
   'memory-probe': boolean
   prefill?: boolean
+  repeat?: number
   'dry-run': boolean
 }
 
@@ -61,7 +62,7 @@ function parseArgs(argv: string[]): Args {
   return yargs(argv)
     .scriptName('npm run bench --')
     .usage('$0 [options]\n\nMeasures fcfs side by side with a minimal FUSE ceiling, nbdkit+nbdfuse and the direct API; writes a Markdown report and SVG charts.')
-    .option('quick', { type: 'boolean', default: false, describe: 'quick mode (the default): a subset of the matrix, 3 s per run, ~2-4 min' })
+    .option('quick', { type: 'boolean', default: false, describe: 'quick mode (the default): a subset of the matrix, 1 s warm-up + 2 s per run, ~3-4 min' })
     .option('full', { type: 'boolean', default: false, describe: 'the full matrix of issue 6, 10 s per run (+2 s ramp)' })
     .option('only', { type: 'string', describe: 'regex on run ids like fcfs@unlimited/seq-read-640k-direct-j48' })
     .option('subjects', { type: 'string', default: SUBJECTS.join(','), describe: 'comma list of subjects' })
@@ -74,6 +75,7 @@ function parseArgs(argv: string[]): Args {
     .option('progress', { type: 'boolean', default: true, describe: 'progress display on stderr (--no-progress: silent)' })
     .option('install', { type: 'boolean', default: true, describe: 'apt-get install fio, nbdkit and nbdfuse when missing and root (--no-install: never)' })
     .option('prefill', { type: 'boolean', describe: 'write the regions once before each read workload, so reads move data, not sparse zeros', defaultDescription: 'on with --full, off in quick mode' })
+    .option('repeat', { type: 'number', default: 1, describe: 'run every side-by-side group N times (A B C A B C) and report the median run: steadier figures on a busy machine' })
     .option('memory-probe', { type: 'boolean', default: true, describe: 'also measure fcfs RSS with 4 × 1 TiB sparse LUNs, idle' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and exit' })
     .check((a) => {
@@ -136,6 +138,22 @@ async function memoryProbe(): Promise<MemoryProbe> {
   }
 }
 
+/** One measurement per run id: the one with the median throughput, noting the spread. */
+function medianOf(ms: Measurement[]): Measurement[] {
+  const byId = new Map<string, Measurement[]>()
+  for (const m of ms) byId.set(m.run.id, [...(byId.get(m.run.id) ?? []), m])
+  const out: Measurement[] = []
+  for (const group of byId.values()) {
+    if (group.length === 1) { out.push(group[0]); continue }
+    const ok = group.filter((m) => m.status === 'ok').sort((a, b) => a.bw! - b.bw!)
+    if (!ok.length) { out.push(group[0]); continue }
+    const mid = ok[Math.floor((ok.length - 1) / 2)]
+    const spread = `median of ${ok.length}: ${ok.map((m) => (m.bw! / MB).toFixed(0)).join(' / ')} MB/s`
+    out.push({ ...mid, note: [mid.note, spread, ok.length < group.length ? `${group.length - ok.length} failed` : ''].filter(Boolean).join('; ') })
+  }
+  return out
+}
+
 function summary(m: Measurement): string {
   if (m.status !== 'ok') return `${m.run.id}: ${m.status}${m.note ? ` (${m.note.split('\n')[0].slice(0, 160)})` : ''}`
   const parts = [`${(m.bw! / MB).toFixed(0)} MB/s`, `${m.iops!.toFixed(0)} IOPS`]
@@ -154,7 +172,8 @@ async function main(): Promise<number> {
   const links = (args.links ? args.links.split(',').filter(Boolean) : defaultLinks()) as Link[]
   const only = args.only ? new RegExp(args.only) : undefined
   const prefill = args.prefill ?? mode === 'full'
-  const plan = buildPlan({ mode, subjects: subjectsWanted, links, only })
+  const repeat = Math.max(1, Math.floor(args.repeat ?? 1))
+  const plan = repeatPlan(buildPlan({ mode, subjects: subjectsWanted, links, only }), repeat)
   if (args['dry-run']) {
     for (const r of plan) process.stdout.write(`${r.id}\n`)
     process.stdout.write(`${plan.length} runs\n`)
@@ -240,6 +259,9 @@ async function main(): Promise<number> {
     await cleanupAll()
     await rm(workDir, { recursive: true, force: true }).catch(() => undefined)
   }
+
+  results.splice(0, results.length, ...medianOf(results))
+  if (repeat > 1) notes.push(`every figure is the run with the median MB/s of ${repeat} repetitions (interleaved); the note column gives the spread`)
 
   // Report, charts, raw results.
   const charts: string[] = []

@@ -145,7 +145,8 @@ export interface Timing {
 }
 
 export function timingFor(mode: Mode): Timing {
-  return mode === 'full' ? { runtime: 10, ramp: 2 } : { runtime: 3, ramp: 0 }
+  // Every run mounts afresh, so the server's JIT is cold: the ramp keeps warm-up out of the figures.
+  return mode === 'full' ? { runtime: 10, ramp: 2 } : { runtime: 2, ramp: 1 }
 }
 
 /** The fabric every subject exposes: TARGETS files, each LUN_SIZE bytes. */
@@ -155,3 +156,20 @@ export const LUN_SIZE = 1024 * 1024 * 1024
 export const REGION = 20 * 1024 * KiB
 /** The ceiling holds real Buffers: enough for 12 jobs per file × REGION. */
 export const CEILING_FILE_SIZE = 256 * 1024 * KiB
+
+/**
+ * Each group of side-by-side runs (same link and workload) repeated `n` times
+ * in a row: A B C A B C, so that a burst of load elsewhere hits every subject.
+ */
+export function repeatPlan(runs: Run[], n: number): Run[] {
+  if (n <= 1) return runs
+  const out: Run[] = []
+  let i = 0
+  while (i < runs.length) {
+    let j = i
+    while (j < runs.length && runs[j].link === runs[i].link && runs[j].workload.id === runs[i].workload.id) j++
+    for (let k = 0; k < n; k++) out.push(...runs.slice(i, j))
+    i = j
+  }
+  return out
+}
