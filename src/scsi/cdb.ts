@@ -327,6 +327,7 @@ export interface ReadWriteCdb {
  * other opcode or a CDB too short for its opcode.
  */
 export function decodeReadWrite(cdb: Uint8Array): ReadWriteCdb {
+  if (cdb.length === 0) throw new DecodeError('CDB', 'empty CDB')
   const op = cdb[0]
   switch (op) {
     case Op.READ_6:
@@ -407,6 +408,7 @@ export interface SyncCacheCdb {
 
 /** Decodes SYNCHRONIZE CACHE(10) or (16). */
 export function decodeSyncCache(cdb: Uint8Array): SyncCacheCdb {
+  if (cdb.length === 0) throw new DecodeError('CDB', 'empty CDB')
   if (cdb[0] === Op.SYNCHRONIZE_CACHE_10) {
     const L = SYNCHRONIZE_CACHE_10
     if (cdb.length < L.size) throw short(cdb, L)

@@ -234,6 +234,7 @@ export function findCommand(cdb: Uint8Array): OpcodeRow | undefined {
 
 /** "READ(10)", "READ CAPACITY(16)", or "opcode 0xNN" / "opcode 0x9e/0x1f" for what fcfs does not implement. */
 export function opcodeName(cdb: Uint8Array): string {
+  if (cdb.length === 0) return 'empty CDB'
   const row = findCommand(cdb)
   if (row) return row.name
   const op = `opcode 0x${cdb[0].toString(16).padStart(2, '0')}`
