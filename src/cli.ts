@@ -157,6 +157,19 @@ function alive(pid: number): boolean {
   }
 }
 
+async function fabricCommand(mountpoint: string, line: string): Promise<void> {
+  const mnt = resolve(mountpoint)
+  if (!(await isFuseMounted(mnt))) fail(`${mnt} is not a mounted fcfs`)
+  const { writeFile } = await import('node:fs/promises')
+  try {
+    await writeFile(join(mnt, 'fabric', 'control'), line)
+  } catch (err) {
+    const why = await readFile(join(mnt, 'fabric', 'last_error'), 'utf8').catch(() => '')
+    fail(`${line}: refused (${(err as NodeJS.ErrnoException).code})${why.trim() && why.trim() !== 'none' ? `: ${why.trim().replace(/^\S+ /, '')}` : ''}`)
+  }
+  process.stdout.write(`done: ${line}\n`)
+}
+
 async function topCommand(mountpoint: string, interval: number, count: number): Promise<void> {
   const mnt = resolve(mountpoint)
   if (!(interval > 0) || interval > 3600) fail(`--interval: must be a number of seconds from 0 to 3600, got ${interval}`)
@@ -214,6 +227,19 @@ export function buildCli(argv: string[]): Argv {
       'unmount a running fcfs from another shell',
       (y) => y.positional('mountpoint', { type: 'string', demandOption: true }).example('$0 umount /mnt/fc', 'stop the server mounted there'),
       (a) => umountCommand(a.mountpoint as string),
+    )
+    .command(
+      'fabric <mountpoint> <command..>',
+      'hot-plug while mounted: add-target, remove-target, add-lun, remove-lun (JSON specs as in the config file)',
+      (y) =>
+        y
+          .positional('mountpoint', { type: 'string', demandOption: true })
+          .positional('command', { type: 'string', array: true, demandOption: true })
+          .example(`$0 fabric /mnt/fc add-target '{"wwpn":"21000024ff0000aa","luns":[{"size":"1GiB"}]}'`, 'plug in a new target port')
+          .example(`$0 fabric /mnt/fc add-lun 21000024ff000001 '{"lun":1,"size":"512MiB","blockSize":4096}'`, 'add LUN 1 to a port')
+          .example('$0 fabric /mnt/fc remove-lun 21000024ff000001 1', 'pull it again')
+          .example('$0 fabric /mnt/fc remove-target 21000024ff0000aa', 'unplug a target port'),
+      (a) => fabricCommand(a.mountpoint as string, (a.command as string[]).join(' ')),
     )
     .command(
       'top <mountpoint>',
