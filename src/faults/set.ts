@@ -1,0 +1,449 @@
+/**
+ * The fault rules of one fabric, and the decisions the filters ask for.
+ *
+ *   control file / CLI / config ──text──▶ FaultSet.apply ──▶ rules (ordered, by id)
+ *                                                               │
+ *      FaultyTarget.execute ──intercept(port, lun, cmd)────────┤ target kinds
+ *      FaultyBackend.read/write ──decide(lun, op, range)───────┤ medium kinds
+ *      firmware.setPortLink ◀──────────────────────────────────┘ link-down / link-up
+ *
+ * Scope (wwpn, lun) is checked against the fabric when a rule is added: a
+ * rule naming a port or LUN that does not exist is an error naming the
+ * token. Medium rules wrap the backend of each LUN in scope the first time a
+ * rule needs it (nothing is wrapped, and nothing costs, until then).
+ * A command meets the rules in the order they were added; the first that
+ * fires answers. Every injection is counted on its rule and kept in a short
+ * log (`faults/log`) with the rule id, next to the HBA's trace of the outcome.
+ */
+import type { Logger } from '../log.js'
+import type { Fabric, Lun, TargetPort } from '../targets/types.js'
+import type { ScsiCommand, ScsiOutcome } from '../scsi/types.js'
+import { decodeReadWrite } from '../scsi/cdb.js'
+import { opcodeName } from '../scsi/opcodes.js'
+import { checkCondition, SenseKey, Status } from '../scsi/sense.js'
+import { FaultyBackend, type BackendFaultSource, type BackendVerdict } from './backend.js'
+import { FaultyTarget, type TargetFaultSource } from './target.js'
+import { FaultRuleError, formatRule, LAYER, OP_CLASSES, opMatches, parseRule, type FaultRule } from './rule.js'
+import { mulberry32, TriggerState } from './trigger.js'
+
+/** The firmware's port state, as the fault set drives it (Firmware implements it). */
+export interface LinkControl {
+  setPortLink(wwpn: string, up: boolean, policy: 'fail' | 'wait'): boolean
+  portDownHits(wwpn: string): number
+}
+
+export interface ActiveRule {
+  readonly rule: FaultRule
+  readonly trig: TriggerState
+  readonly created: Date
+  /** Bandwidth rules: when the virtual wire is next free (performance.now() ms). */
+  wireFree: number
+  /** Delay ranges draw from this (seeded by the rule's id, so a replay draws the same). */
+  readonly random: () => number
+  /** link-down: the port's down-hit counter when the rule started, and the count when it ended. */
+  linkBase?: number
+  linkEnded?: number
+  linkTimer?: NodeJS.Timeout
+  /** write-protect on: the LUNs it protects and the flag each had before. */
+  protected?: Map<Lun, boolean>
+}
+
+export interface FaultSetOptions {
+  fabric: Fabric
+  log: Logger
+  /** How many injections faults/log keeps. */
+  logLines?: number
+}
+
+export type ApplyResult = { ok: true; added: string[] } | { ok: false; error: string }
+
+export class FaultSet implements BackendFaultSource, TargetFaultSource {
+  private readonly fabric: Fabric
+  private readonly log: Logger
+  private link: LinkControl | null = null
+  private readonly rules = new Map<string, ActiveRule>()
+  private nextId = 1
+  /** Target-level rules (status, busy, …, timeout) in order; empty = every command passes. */
+  private targetRules: ActiveRule[] = []
+  /** write-protect rules, for counting DATA PROTECT answers. */
+  private wpRules: ActiveRule[] = []
+  /** Medium rules per LUN object. */
+  private readonly mediumRules = new Map<Lun, ActiveRule[]>()
+  private readonly recent: string[] = []
+  private readonly recentMax: number
+  /** Injections since start, all rules (cleared ones included). */
+  injected = 0
+  /** The last rejected control text's reason ('' when none yet). */
+  lastError = ''
+
+  constructor(opts: FaultSetOptions) {
+    this.fabric = opts.fabric
+    this.log = opts.log.child({ component: 'faults' })
+    this.recentMax = opts.logLines ?? 1000
+  }
+
+  /** The firmware's targets come from here (FirmwareOptions.targetFactory). */
+  readonly targetFactory = (port: TargetPort): FaultyTarget => new FaultyTarget(port, this)
+
+  attachLink(link: LinkControl): void {
+    this.link = link
+  }
+
+  // ---- adding and removing -------------------------------------------------
+
+  /**
+   * Runs control text: rule lines, `clear <id>`, `clear all`, blank lines and
+   * # comments. Every line is checked before any is applied: one bad line
+   * changes nothing, and the result names it.
+   */
+  apply(text: string): ApplyResult {
+    const lines = text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !l.startsWith('#'))
+    const plan: (() => string | null)[] = []
+    const ids = new Set(this.rules.keys())
+    for (const line of lines) {
+      try {
+        const m = /^clear(?:\s+(\S+))?$/.exec(line)
+        if (m) {
+          const id = m[1] ?? 'all'
+          if (id !== 'all' && !ids.has(id)) throw new FaultRuleError(id, `no rule with that id (rules: ${[...ids].join(', ') || 'none'})`)
+          if (id === 'all') ids.clear()
+          else ids.delete(id)
+          plan.push(() => (this.clear(id), null))
+          continue
+        }
+        const rule = parseRule(line)
+        this.checkScope(rule)
+        if (rule.id !== '') {
+          if (ids.has(rule.id)) throw new FaultRuleError(`id=${rule.id}`, 'a rule with that id exists; clear it first')
+          ids.add(rule.id)
+        }
+        plan.push(() => this.add(rule))
+      } catch (e) {
+        if (e instanceof FaultRuleError) return this.reject(`${JSON.stringify(line)}: ${e.message}`)
+        throw e
+      }
+    }
+    const added: string[] = []
+    for (const step of plan) {
+      const id = step()
+      if (id) added.push(id)
+    }
+    return { ok: true, added }
+  }
+
+  private reject(error: string): ApplyResult {
+    this.lastError = `${new Date().toISOString()} ${error}`
+    this.log.warn({ event: 'fault_rule_invalid', error }, 'fault control rejected')
+    return { ok: false, error }
+  }
+
+  /** Ports in the rule's scope; throws FaultRuleError naming wwpn= or lun= when nothing matches. */
+  private portsOf(rule: FaultRule): TargetPort[] {
+    const ports = rule.wwpn === undefined ? this.fabric.ports : this.fabric.ports.filter((p) => p.wwpn === rule.wwpn)
+    if (ports.length === 0) throw new FaultRuleError(`wwpn=${rule.wwpn}`, `no target port with that WWPN (ports: ${this.fabric.ports.map((p) => p.wwpn).join(', ')})`)
+    return ports
+  }
+
+  private lunsOf(rule: FaultRule): Lun[] {
+    const out = new Set<Lun>()
+    for (const p of this.portsOf(rule)) {
+      if (rule.lun === undefined) for (const l of p.luns.values()) out.add(l)
+      else {
+        const l = p.luns.get(rule.lun)
+        if (l) out.add(l)
+      }
+    }
+    if (out.size === 0) throw new FaultRuleError(`lun=${rule.lun}`, `${rule.wwpn ? `target ${rule.wwpn} has` : 'no target has'} no LUN ${rule.lun}`)
+    return [...out]
+  }
+
+  private checkScope(rule: FaultRule): void {
+    if (LAYER[rule.kind] === 'port') {
+      this.portsOf(rule)
+      if (!this.link) throw new FaultRuleError(rule.kind, 'no HBA firmware to take the link down (not mounted)')
+      return
+    }
+    const luns = this.lunsOf(rule)
+    if (rule.lba) {
+      const max = Math.max(...luns.map((l) => l.blocks - 1))
+      if (rule.lba.first > max) throw new FaultRuleError(`lba=${rule.lba.first}${rule.lba.last !== rule.lba.first ? `-${rule.lba.last}` : ''}`, `past the last block (${max}) of every LUN in scope`)
+    }
+  }
+
+  /** Adds a parsed rule (scope already checked by apply, or checked here); returns its id, or null for an action (link-up, write-protect off). */
+  add(rule: FaultRule): string | null {
+    this.checkScope(rule)
+    if (rule.kind === 'link-up') {
+      this.linkUp(rule.wwpn!)
+      return null
+    }
+    if (rule.kind === 'write-protect' && !rule.on) {
+      for (const l of this.lunsOf(rule)) {
+        for (const a of this.wpRules) a.protected?.delete(l)
+        l.writeProtect = false
+      }
+      this.wpRules = this.wpRules.filter((a) => {
+        if (a.protected!.size > 0) return true
+        this.drop(a.rule.id)
+        return false
+      })
+      this.log.info({ event: 'write_protect_off', wwpn: rule.wwpn, lun: rule.lun }, 'write protection off')
+      return null
+    }
+    let id = rule.id
+    if (id === '') {
+      while (this.rules.has(`f${this.nextId}`)) this.nextId++
+      id = `f${this.nextId++}`
+    }
+    const r: FaultRule = { ...rule, id }
+    let seed = 0
+    for (const ch of id) seed = (Math.imul(seed, 31) + ch.charCodeAt(0)) >>> 0
+    const a: ActiveRule = { rule: r, trig: new TriggerState(r), created: new Date(), wireFree: 0, random: mulberry32(seed) }
+    this.rules.set(id, a)
+    switch (LAYER[r.kind]) {
+      case 'target':
+        if (r.kind === 'write-protect') {
+          a.protected = new Map()
+          for (const l of this.lunsOf(r)) {
+            const held = this.wpRules.find((o) => o.protected!.has(l))
+            a.protected.set(l, held ? held.protected!.get(l)! : l.writeProtect)
+            if (held) held.protected!.delete(l)
+            l.writeProtect = true
+          }
+          this.wpRules = [...this.wpRules, a]
+        } else this.targetRules = [...this.targetRules, a]
+        break
+      case 'backend':
+        for (const l of this.lunsOf(r)) {
+          if (!(l.backend instanceof FaultyBackend)) (l as { backend: Lun['backend'] }).backend = new FaultyBackend(l.backend, l, this)
+          this.mediumRules.set(l, [...(this.mediumRules.get(l) ?? []), a])
+        }
+        break
+      case 'port': {
+        const wwpn = r.wwpn!
+        a.linkBase = this.link!.portDownHits(wwpn)
+        this.link!.setPortLink(wwpn, false, r.newCommands ?? 'fail')
+        if (r.forMs !== undefined) a.linkTimer = setTimeout(() => this.linkUp(wwpn), r.forMs)
+        break
+      }
+    }
+    this.log.info({ event: 'fault_rule_added', id, rule: formatRule(r) }, 'fault rule added')
+    return id
+  }
+
+  /** Brings the port's link up and ends every link-down rule of it (they stay listed with their counts). */
+  private linkUp(wwpn: string): void {
+    for (const a of this.rules.values()) {
+      if (a.rule.kind !== 'link-down' || a.rule.wwpn !== wwpn || a.linkEnded !== undefined) continue
+      if (a.linkTimer) clearTimeout(a.linkTimer)
+      a.linkEnded = this.link!.portDownHits(wwpn) - a.linkBase!
+    }
+    this.link?.setPortLink(wwpn, true, 'fail')
+  }
+
+  /** Removes rule `id` (or all); a write-protect rule gives back the flags it set, a link-down rule brings the link up. */
+  clear(id: string): boolean {
+    if (id === 'all') {
+      for (const k of [...this.rules.keys()]) this.clear(k)
+      return true
+    }
+    const a = this.rules.get(id)
+    if (!a) return false
+    if (a.rule.kind === 'link-down' && a.linkEnded === undefined) this.linkUp(a.rule.wwpn!)
+    if (a.protected) for (const [l, prev] of a.protected) l.writeProtect = prev
+    this.drop(id)
+    this.log.info({ event: 'fault_rule_cleared', id }, 'fault rule cleared')
+    return true
+  }
+
+  private drop(id: string): void {
+    const a = this.rules.get(id)
+    if (!a) return
+    a.trig.stop()
+    if (a.linkTimer) clearTimeout(a.linkTimer)
+    this.rules.delete(id)
+    this.targetRules = this.targetRules.filter((x) => x !== a)
+    this.wpRules = this.wpRules.filter((x) => x !== a)
+    for (const [l, list] of this.mediumRules) {
+      const rest = list.filter((x) => x !== a)
+      if (rest.length === 0) this.mediumRules.delete(l)
+      else this.mediumRules.set(l, rest)
+    }
+  }
+
+  /** Clears every rule and stops every timer (the server is stopping). */
+  close(): void {
+    this.clear('all')
+  }
+
+  // ---- decisions (the filters call these per command) ----------------------
+
+  intercept(port: TargetPort, lun: number, cmd: ScsiCommand): { outcome: ScsiOutcome | null; observe?: (o: ScsiOutcome) => void } | null {
+    if (this.targetRules.length === 0 && this.wpRules.length === 0) return null
+    const op = cmd.cdb[0]
+    let rw: { lba: number; blocks: number } | null | undefined
+    for (const a of this.targetRules) {
+      const r = a.rule
+      if (r.wwpn !== undefined && r.wwpn !== port.wwpn) continue
+      if (r.lun !== undefined && r.lun !== lun) continue
+      if (!opMatches(r.ops, op)) continue
+      if (r.lba) {
+        if (rw === undefined) rw = lbaRange(cmd.cdb)
+        if (rw === null || rw.lba > r.lba.last || rw.lba + Math.max(rw.blocks, 1) - 1 < r.lba.first) continue
+      }
+      if (!a.trig.fire()) continue
+      if (rw === undefined) rw = lbaRange(cmd.cdb)
+      this.record(a, port.wwpn, lun, opcodeName(cmd.cdb), rw?.lba, rw?.blocks)
+      return { outcome: outcomeOf(r, rw?.lba) }
+    }
+    if (this.wpRules.length > 0 && OP_CLASSES.write.includes(op)) {
+      const l = port.luns.get(lun)
+      const a = l && this.wpRules.find((x) => x.protected!.has(l))
+      if (a) {
+        return {
+          outcome: null,
+          observe: (o) => {
+            if (o.status === Status.CHECK_CONDITION && senseKeyOf(o.sense) === SenseKey.DATA_PROTECT) {
+              a.trig.matched++
+              a.trig.hits++
+              const d = lbaRange(cmd.cdb)
+              this.record(a, port.wwpn, lun, opcodeName(cmd.cdb), d?.lba, d?.blocks)
+            }
+          },
+        }
+      }
+    }
+    return null
+  }
+
+  decide(lun: Lun, op: 'read' | 'write', offset: number, length: number): BackendVerdict | null {
+    const list = this.mediumRules.get(lun)
+    if (list === undefined) return null
+    const bs = lun.blockSize
+    const first = Math.floor(offset / bs)
+    const last = Math.floor((offset + length - 1) / bs)
+    let v: BackendVerdict | null = null
+    const now = performance.now()
+    for (const a of list) {
+      const r = a.rule
+      if (r.ops !== null && !r.ops.classes.has(op)) continue
+      if (r.lba && (first > r.lba.last || last < r.lba.first)) continue
+      if (r.kind === 'corrupt-read' && op !== 'read') continue
+      if (r.kind === 'medium-error' && v?.mediumAt !== undefined) continue
+      if (!a.trig.fire()) continue
+      v ??= { delayMs: 0 }
+      switch (r.kind) {
+        case 'medium-error':
+          v.mediumAt = Math.max(first, r.lba ? r.lba.first : first) * bs
+          break
+        case 'corrupt-read': {
+          const from = r.lba ? Math.max(first, r.lba.first) : first
+          const to = r.lba ? Math.min(last, r.lba.last) : last
+          ;(v.corrupt ??= []).push({ start: from * bs - offset, end: (to + 1) * bs - offset, how: r.how ?? 'flip' })
+          break
+        }
+        case 'delay': {
+          const d = r.delay!
+          v.delayMs += d.min + (d.max - d.min) * a.random()
+          break
+        }
+        case 'bandwidth': {
+          const start = Math.max(now, a.wireFree)
+          a.wireFree = start + (length * 1000) / r.bandwidth!
+          v.delayMs = Math.max(v.delayMs, a.wireFree - now)
+          break
+        }
+      }
+      this.record(a, undefined, undefined, op, first, last - first + 1, lun)
+    }
+    return v
+  }
+
+  private record(a: ActiveRule, wwpn: string | undefined, lun: number | undefined, op: string, lba?: number, blocks?: number, unit?: Lun): void {
+    this.injected++
+    const r = a.rule
+    let where = ''
+    if (wwpn !== undefined) where = ` wwpn=${wwpn} lun=${lun}`
+    else if (unit) where = ` lun=${unit.lun}${r.wwpn ? ` wwpn=${r.wwpn}` : ''}`
+    const line = `${new Date().toISOString()} ${r.id} ${r.kind}${where} ${op}${lba !== undefined ? ` lba=${lba} blocks=${blocks}` : ''}`
+    this.recent.push(line)
+    if (this.recent.length > this.recentMax) this.recent.splice(0, this.recent.length - this.recentMax)
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ event: 'fault_injected', id: r.id, kind: r.kind, wwpn, lun, op, lba, blocks }, 'fault injected')
+  }
+
+  // ---- reporting -------------------------------------------------------------
+
+  hitsOf(a: ActiveRule): number {
+    if (a.rule.kind === 'link-down') return a.linkEnded ?? (this.link ? this.link.portDownHits(a.rule.wwpn!) - a.linkBase! : 0)
+    return a.trig.hits
+  }
+
+  stateOf(a: ActiveRule): string {
+    if (a.rule.kind === 'link-down') return a.linkEnded !== undefined ? 'ended' : 'down'
+    if (a.trig.exhausted) return 'exhausted'
+    if (!a.trig.gateOpen) return 'waiting-for-file'
+    return 'active'
+  }
+
+  list(): { id: string; kind: string; rule: string; hits: number; matched: number; state: string; created: string }[] {
+    return [...this.rules.values()].map((a) => ({
+      id: a.rule.id,
+      kind: a.rule.kind,
+      rule: formatRule(a.rule),
+      hits: this.hitsOf(a),
+      matched: a.rule.kind === 'link-down' ? this.hitsOf(a) : a.trig.matched,
+      state: this.stateOf(a),
+      created: a.created.toISOString(),
+    }))
+  }
+
+  /** faults/rules: one line per rule, `<id> hits=N matched=N <state> <rule>`. */
+  renderRules(): string {
+    const rows = this.list()
+    const head = `# ${rows.length} rule(s), ${this.injected} fault(s) injected since start\n`
+    return head + rows.map((r) => `${r.id} hits=${r.hits} matched=${r.matched} ${r.state} ${r.rule}\n`).join('')
+  }
+
+  renderJson(): string {
+    return JSON.stringify({ injected: this.injected, rules: this.list() }, null, 2) + '\n'
+  }
+
+  renderLog(): string {
+    return this.recent.length === 0 ? '' : this.recent.join('\n') + '\n'
+  }
+}
+
+function lbaRange(cdb: Uint8Array): { lba: number; blocks: number } | null {
+  try {
+    const d = decodeReadWrite(cdb)
+    return { lba: d.lba, blocks: d.blocks }
+  } catch {
+    return null // not a READ/WRITE(6/10/12/16)
+  }
+}
+
+function senseKeyOf(sense: Buffer | null): number | null {
+  if (!sense || sense.length < 3) return null
+  return (sense[0] & 0x7f) >= 0x72 ? sense[1] & 0xf : sense[2] & 0xf
+}
+
+function outcomeOf(r: FaultRule, lba: number | undefined): ScsiOutcome {
+  switch (r.kind) {
+    case 'status':
+      if (r.sense) return checkCondition(r.sense.key, r.sense.asc, r.sense.ascq, { info: lba })
+      return { status: r.status!, sense: null, transferred: 0, wanted: 0 }
+    case 'busy':
+      return { status: Status.BUSY, sense: null, transferred: 0, wanted: 0 }
+    case 'task-set-full':
+      return { status: Status.TASK_SET_FULL, sense: null, transferred: 0, wanted: 0 }
+    case 'reservation-conflict':
+      return { status: Status.RESERVATION_CONFLICT, sense: null, transferred: 0, wanted: 0 }
+    case 'timeout':
+      return { status: Status.GOOD, sense: null, transferred: 0, wanted: 0, lost: true }
+    default:
+      throw new Error(`not a target fault: ${r.kind}`)
+  }
+}
