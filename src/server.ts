@@ -15,6 +15,8 @@ import { mountFuse, isFuseMounted, type Mounted } from './fs/mount.js'
 import { DEFAULT_TUNING, type Tuning } from './tuning.js'
 import { hotplug } from './hotplug.js'
 import { startIscsiPortal, type IscsiPortal, type PortalOptions } from './iscsi/server.js'
+import { startApiServer, type ApiServer } from './api/server.js'
+import { defaultSocketPath } from './api/socket-path.js'
 
 export interface ServerOptions {
   mountpoint: string
@@ -25,6 +27,8 @@ export interface ServerOptions {
   tuning?: Tuning
   /** Serve the targets over iSCSI too (off unless given). */
   iscsi?: Pick<PortalOptions, 'host' | 'port' | 'chap'>
+  /** The request/reply API's socket path; undefined = the default (src/api/socket-path.ts), false = off. */
+  apiSocket?: string | false
 }
 
 export interface Server {
@@ -34,6 +38,7 @@ export interface Server {
   devices: BlockDevice[]
   fs: Filesystem
   iscsi?: IscsiPortal
+  api?: ApiServer
   /** Unmounts, drains the HBA and closes the backends. Idempotent. */
   stop(reason?: string): Promise<void>
   /** Resolves once the server stopped (by stop() or an external unmount). */
@@ -79,13 +84,19 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     mountpoint,
     readahead: tuning.readahead,
     fabric: hotplug({ fabric, driver, tuning, log }),
+    apiInfo: () => (opts.apiSocket === false ? 'socket: off\n' : api?.info() ?? 'socket: starting\n'),
   })
   let mounted: Mounted
   let iscsi: IscsiPortal | undefined
+  let api: ApiServer | undefined
   try {
     if (opts.iscsi) iscsi = await startIscsiPortal({ ...opts.iscsi, driver, log })
+    if (opts.apiSocket !== false) {
+      api = await startApiServer({ path: resolve(opts.apiSocket ?? defaultSocketPath(mountpoint)), driver, luns: fs.devices, log })
+    }
     mounted = await mountFuse(mountpoint, fs.fuseOps(), { allowOther: opts.allowOther })
   } catch (err) {
+    await api?.close()
     await iscsi?.close()
     await driver.shutdown(0)
     await closeFabric(fabric, log)
@@ -112,6 +123,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       if (await isFuseMounted(mountpoint)) {
         await mounted.unmount().catch((err: Error) => log.error({ event: 'unmount_failed', err: err.message }, 'unmount failed'))
       }
+      await api?.close()
       await iscsi?.close()
       // Answered buffered writes reach the targets before the HBA goes down.
       await drainAll(devices, 10_000, log)
@@ -123,7 +135,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     return stopping
   }
 
-  return { mountpoint, fabric, drivers: [driver], devices, fs, iscsi, stop, stopped }
+  return { mountpoint, fabric, drivers: [driver], devices, fs, iscsi, api, stop, stopped }
 }
 
 /** Waits (bounded) until every device's write-back has completed. */

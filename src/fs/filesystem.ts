@@ -39,6 +39,8 @@ export interface FsOptions {
   mountpoint: string
   /** Readahead per buffered handle: bytes ahead (0 = off) and the size of each READ. */
   readahead?: { window: number; chunk: number }
+  /** Text of the `/api` info file (the request/reply API's socket and counters); no file when absent. */
+  apiInfo?: () => string
   /** Hot-plug: changes the fabric and scans what appeared (absent: no fabric/ directory). */
   fabric?: FabricControl
 }
@@ -145,6 +147,8 @@ export class Filesystem {
       t.add({ kind: 'info', path: `/hba/${i}/stats`, render: () => hbaStats(drv) })
       t.add({ kind: 'info', path: `/hba/${i}/stats.json`, render: () => hbaStatsJson(drv) })
     })
+    const apiInfo = this.opts.apiInfo
+    if (apiInfo) t.add({ kind: 'info', path: '/api', render: () => apiInfo() })
     t.add({
       kind: 'info',
       path: '/server',

@@ -1,0 +1,962 @@
+/**
+ * The request/reply API server: a Unix-domain stream socket, owner-only
+ * (0600), speaking the protocol of ./protocol.ts. Every IO/CDB request
+ * becomes one command through HbaDriver.submit (the callback form: no promise
+ * per command), so stats, the trace and fault injection see it exactly as
+ * they see file I/O.
+ *
+ * Hot path, per connection: the socket's chunks are parsed in place (an
+ * inline write's data is handed to the driver as a slice of the chunk it
+ * arrived in, no copy); requests take a pooled operation object (its CDB
+ * buffer, ScsiRequest and completion callback are allocated once); replies
+ * are packed into a staging buffer and written once per event-loop turn
+ * (several buffers go out corked, as one writev). A connection with
+ * `maxInFlight` requests outstanding, or whose socket is full, is not read
+ * from until that changes (back-pressure, never unbounded memory).
+ *
+ * Data in a registered region (a file on tmpfs, e.g. /dev/shm, that the
+ * client maps): Node cannot mmap without a native addon, so the server
+ * moves the bytes with pread/pwrite on the file (synchronously: tmpfs is
+ * memory, the call is a memcpy in the kernel and never waits on a device or
+ * on FUSE — REGISTER_SHM refuses anything that is not a regular file on
+ * tmpfs, which also rules out the fcfs mount itself). Copies per 640 KiB
+ * write: client stores into its mapping (its own data, 0 extra), kernel
+ * copies region → server buffer (1), target copies buffer → backend (the
+ * emulated DMA, same as every path). Inline, the same write costs client
+ * → socket (1), socket → server chunk (2), plus a reassembly copy when the
+ * message spans chunks (3). Reads mirror that.
+ */
+import { createServer, connect, type Server as NetServer, type Socket } from 'node:net'
+import { constants as fsc, promises as fsp, readSync, writeSync, unlinkSync, lstatSync, mkdirSync, chmodSync, statSync } from 'node:fs'
+import { dirname } from 'node:path'
+import type { Logger } from '../log.js'
+import type { Completion, HbaDriver, ScsiRequest } from '../hba/driver.js'
+import { DataDirection } from '../scsi/types.js'
+import { Op as ScsiOp, RwFlags } from '../scsi/cdb.js'
+import { classify, senseTriple } from '../fs/errno.js'
+import { FcfsError } from '../errors.js'
+import {
+  CDB,
+  CDB_SIZE,
+  CLOSE,
+  CLOSE_SIZE,
+  DEFAULT_MAX_IN_FLIGHT,
+  DEFAULT_MAX_TRANSFER,
+  HEADER,
+  HEADER_SIZE,
+  HELLO_SIZE,
+  IO,
+  IO_FLAGS_KNOWN,
+  IO_REPLY,
+  IO_REPLY_SIZE,
+  IO_SIZE,
+  IoFlags,
+  MAGIC,
+  MsgType,
+  NOP_SIZE,
+  OPEN,
+  OPEN_SIZE,
+  REGISTER_SHM_SIZE,
+  ReplyFlags,
+  STATUS_REPLY,
+  STATUS_REPLY_SIZE,
+  Status,
+  VERSION,
+  decodeRegisterShm,
+  encodeHello,
+  encodeOpenReply,
+} from './protocol.js'
+
+/** What the API needs of a LUN (BlockDevice fits). */
+export interface ApiLun {
+  readonly info: { readonly wwpn: string; readonly lun: number; readonly loopId: number }
+  readonly blockSize: number
+  readonly capacity: number
+  /** False once the LUN was hot-removed: requests on its handles get NO_TARGET. */
+  readonly present?: boolean
+  /** Readahead caches of the file interface: told about every write so rwbuf readers never see stale data. */
+  readonly caches?: ReadonlySet<{ invalidate(start: number, end: number): void }>
+}
+
+export interface ApiServerOptions {
+  /** Socket path. */
+  path: string
+  driver: HbaDriver
+  luns: readonly ApiLun[]
+  log: Logger
+  /** Largest data of one request, bytes (default 16 MiB). */
+  maxTransfer?: number
+  /** Requests in flight per connection before the server stops reading it (default 4096). */
+  maxInFlight?: number
+}
+
+const MAX_HANDLES = 1024
+const MAX_REGIONS = 256
+const STAGING = 64 * 1024
+const TMPFS_MAGIC = 0x01021994
+const U32 = 0x1_0000_0000
+
+export class ApiError extends FcfsError {
+  constructor(message: string) {
+    super('FCFS_API', message)
+  }
+}
+
+interface Handle {
+  value: number
+  lun: ApiLun
+}
+
+interface Region {
+  id: number
+  fh: fsp.FileHandle
+  fd: number
+  size: number
+  path: string
+  refs: number
+  closed: boolean
+}
+
+const enum Kind {
+  None = 0,
+  InlineWrite = 1,
+  InlineRead = 2,
+  ShmWrite = 3,
+  ShmRead = 4,
+}
+
+/** One request in flight; pooled, so the hot path allocates no objects per command. */
+class OpState {
+  conn: Conn | null = null
+  keyLo = 0
+  keyHi = 0
+  kind: Kind = Kind.None
+  write = false
+  lun: ApiLun | null = null
+  start = 0
+  region: Region | null = null
+  offset = 0
+  reply: Buffer | null = null
+  shmBuf: Buffer | null = null
+  readonly cdb = Buffer.alloc(16)
+  readonly views: Record<number, Buffer>
+  readonly req: ScsiRequest
+  readonly done: (c: Completion) => void
+
+  constructor(server: ApiServer) {
+    this.views = { 6: this.cdb.subarray(0, 6), 10: this.cdb.subarray(0, 10), 12: this.cdb.subarray(0, 12), 16: this.cdb }
+    this.req = { target: 0, lun: 0, cdb: this.cdb, data: null, direction: DataDirection.None, timeout: undefined }
+    this.done = (c: Completion) => server.complete(this, c)
+  }
+
+  /** A reusable buffer of `n` bytes for region transfers. */
+  shm(n: number): Buffer {
+    if (!this.shmBuf || this.shmBuf.length < n) this.shmBuf = Buffer.allocUnsafeSlow(Math.max(n, 4096))
+    return this.shmBuf.length === n ? this.shmBuf : this.shmBuf.subarray(0, n)
+  }
+}
+
+export interface ApiCounters {
+  connections: number
+  connectionsTotal: number
+  requests: number
+  commands: number
+  nops: number
+  rejected: number
+  malformed: number
+  inlineBytesIn: number
+  inlineBytesOut: number
+  shmBytesIn: number
+  shmBytesOut: number
+  peakInFlight: number
+}
+
+class Conn {
+  readonly id: number
+  readonly sock: Socket
+  private readonly server: ApiServer
+  readonly handles: (Handle | undefined)[] = [undefined]
+  private handleGen = 0
+  readonly regions = new Map<number, Region>()
+  private nextRegion = 1
+  inflight = 0
+  closed = false
+  private paused = false
+  private blocked = false
+  private ending = false
+
+  // input: a message (or a header) split across chunks is gathered here
+  private acc: Buffer | null = null
+  private accLen = 0
+  private accNeed = 0
+
+  // output
+  private staging: Buffer = Buffer.allocUnsafeSlow(STAGING)
+  private stagingLen = 0
+  private queue: Buffer[] = []
+  private flushScheduled = false
+  private readonly flushFn = () => this.flush()
+
+  constructor(server: ApiServer, id: number, sock: Socket) {
+    this.server = server
+    this.id = id
+    this.sock = sock
+    sock.on('data', (chunk: Buffer) => this.onData(chunk))
+    sock.on('drain', () => {
+      this.blocked = false
+      this.maybeResume()
+    })
+    sock.on('error', () => undefined)
+    sock.on('close', () => this.onClose())
+  }
+
+  // ---- input ----
+
+  private onData(chunk: Buffer): void {
+    let pos = 0
+    const len = chunk.length
+    if (this.acc !== null) {
+      pos = this.fill(chunk, 0)
+      if (this.acc !== null || this.closed || this.ending) return
+    }
+    while (pos < len && !this.ending) {
+      const avail = len - pos
+      if (avail < HEADER_SIZE) {
+        this.acc = Buffer.allocUnsafe(HEADER_SIZE)
+        this.accNeed = HEADER_SIZE
+        this.accLen = 0
+        this.fill(chunk, pos)
+        return
+      }
+      const mlen = this.checkHeader(chunk, pos)
+      if (mlen < 0) return
+      if (avail < mlen) {
+        this.acc = Buffer.allocUnsafe(mlen)
+        this.accNeed = mlen
+        this.accLen = 0
+        this.fill(chunk, pos)
+        return
+      }
+      this.dispatch(chunk, pos, mlen)
+      pos += mlen
+    }
+    if (this.inflight >= this.server.maxInFlight) this.pause()
+  }
+
+  /** Copies from chunk[pos..] into the accumulator; dispatches it when complete. Returns the new pos. */
+  private fill(chunk: Buffer, pos: number): number {
+    const acc = this.acc!
+    const n = Math.min(this.accNeed - this.accLen, chunk.length - pos)
+    chunk.copy(acc, this.accLen, pos, pos + n)
+    this.accLen += n
+    pos += n
+    if (this.accLen < this.accNeed) return pos
+    if (this.accNeed === HEADER_SIZE && acc.length === HEADER_SIZE) {
+      const mlen = this.checkHeader(acc, 0)
+      if (mlen < 0) {
+        this.acc = null
+        return chunk.length
+      }
+      if (mlen > HEADER_SIZE) {
+        const full = Buffer.allocUnsafe(mlen)
+        acc.copy(full, 0, 0, HEADER_SIZE)
+        this.acc = full
+        this.accNeed = mlen
+        this.accLen = HEADER_SIZE
+        return this.fill(chunk, pos)
+      }
+    }
+    this.acc = null
+    this.dispatch(acc, 0, this.accNeed)
+    return pos
+  }
+
+  /** The message length, or -1 after answering ERROR and closing (the stream cannot be framed any more). */
+  private checkHeader(b: Buffer, at: number): number {
+    const magic = b[at] | (b[at + 1] << 8)
+    let status: number = Status.OK
+    const mlen = b.readUInt32LE(at + HEADER.length.offset)
+    if (magic !== MAGIC) status = Status.BAD_MAGIC
+    else if (b[at + HEADER.version.offset] !== VERSION) status = Status.BAD_VERSION
+    else if (mlen < HEADER_SIZE || mlen > this.server.maxMessage) status = Status.BAD_LENGTH
+    if (status === Status.OK) return mlen
+    this.server.counters.malformed++
+    this.statusReply(MsgType.ERROR, b.readUInt32LE(at + 8), b.readUInt32LE(at + 12), status, b[at + HEADER.type.offset])
+    this.server.log.warn({ event: 'api_malformed', conn: this.id, status }, 'API: malformed message; closing the connection')
+    this.end()
+    return -1
+  }
+
+  private dispatch(b: Buffer, at: number, mlen: number): void {
+    const type = b[at + HEADER.type.offset]
+    const kLo = b.readUInt32LE(at + 8)
+    const kHi = b.readUInt32LE(at + 12)
+    const s = this.server
+    s.counters.requests++
+    switch (type) {
+      case MsgType.IO:
+        if (mlen < IO_SIZE) return this.malformed(type, kLo, kHi)
+        return s.io(this, b, at, mlen, kLo, kHi)
+      case MsgType.NOP:
+        if (mlen !== NOP_SIZE) return this.malformed(type, kLo, kHi)
+        s.counters.nops++
+        return this.ioReply(kLo, kHi, Status.OK, null, 0)
+      case MsgType.CDB:
+        if (mlen < CDB_SIZE) return this.malformed(type, kLo, kHi)
+        return s.cdb(this, b, at, mlen, kLo, kHi)
+      case MsgType.OPEN:
+        if (mlen !== OPEN_SIZE) return this.malformed(type, kLo, kHi)
+        return this.open(b, at, kLo, kHi)
+      case MsgType.CLOSE:
+        if (mlen !== CLOSE_SIZE) return this.malformed(type, kLo, kHi)
+        return this.close(b, at, kLo, kHi)
+      case MsgType.REGISTER_SHM:
+        if (mlen !== REGISTER_SHM_SIZE) return this.malformed(type, kLo, kHi)
+        void this.register(b.subarray(at, at + mlen), kLo, kHi)
+        return
+      case MsgType.UNREGISTER_SHM:
+        if (mlen !== CLOSE_SIZE) return this.malformed(type, kLo, kHi)
+        return this.unregister(b, at, kLo, kHi)
+      default:
+        s.counters.malformed++
+        this.statusReply(MsgType.ERROR, kLo, kHi, Status.BAD_TYPE, type)
+    }
+  }
+
+  private malformed(type: number, kLo: number, kHi: number): void {
+    this.server.counters.malformed++
+    this.statusReply(MsgType.ERROR, kLo, kHi, Status.BAD_LENGTH, type)
+  }
+
+  // ---- handles and regions ----
+
+  handle(value: number): Handle | undefined {
+    const h = this.handles[value & 0xffff]
+    return h !== undefined && h.value === value ? h : undefined
+  }
+
+  private open(b: Buffer, at: number, kLo: number, kHi: number): void {
+    const reply = (status: number, handle = 0, lun?: ApiLun) => {
+      const out = this.reserve(40)
+      encodeOpenReply(
+        { key: 0n, status, handle, blockSize: lun?.blockSize ?? 0, blocks: lun ? Math.floor(lun.capacity / lun.blockSize) : 0 },
+        out.buf,
+        out.at,
+      )
+      out.buf.writeUInt32LE(kLo, out.at + 8)
+      out.buf.writeUInt32LE(kHi, out.at + 12)
+    }
+    if (b.readUInt32LE(at + OPEN.flags.offset) !== 0) return reply(Status.BAD_MESSAGE)
+    const wwpn = hex8(b.readUInt32LE(at + OPEN.wwpn.offset + 4)) + hex8(b.readUInt32LE(at + OPEN.wwpn.offset))
+    const lunNo = b.readUInt32LE(at + OPEN.lun.offset)
+    const lun = this.server.luns.find((l) => l.info.wwpn === wwpn && l.info.lun === lunNo && l.present !== false)
+    if (!lun) return reply(Status.NO_TARGET)
+    let idx = this.handles.indexOf(undefined, 1)
+    if (idx < 0) {
+      if (this.handles.length >= MAX_HANDLES) return reply(Status.LIMIT)
+      idx = this.handles.length
+      this.handles.push(undefined)
+    }
+    this.handleGen = (this.handleGen % 0xffff) + 1
+    const value = ((this.handleGen << 16) | idx) >>> 0
+    this.handles[idx] = { value, lun }
+    reply(Status.OK, value, lun)
+  }
+
+  private close(b: Buffer, at: number, kLo: number, kHi: number): void {
+    const value = b.readUInt32LE(at + CLOSE.handle.offset)
+    const h = this.handle(value)
+    if (h) this.handles[value & 0xffff] = undefined
+    this.statusReply(MsgType.CLOSE_REPLY, kLo, kHi, h ? Status.OK : Status.BAD_HANDLE, value)
+  }
+
+  private async register(msg: Buffer, kLo: number, kHi: number): Promise<void> {
+    const m = decodeRegisterShm(msg)
+    const answer = (status: number, id = 0, why?: string) => {
+      if (why) this.server.log.info({ event: 'api_shm_refused', conn: this.id, path: m.path, reason: why }, 'API: region refused')
+      this.statusReply(MsgType.REGISTER_REPLY, kLo, kHi, status, id)
+    }
+    if (m.flags !== 0 || m.path === null) return answer(Status.BAD_MESSAGE)
+    if (!m.path.startsWith('/')) return answer(Status.SHM_FAILED, 0, 'path is not absolute')
+    if (this.regions.size >= MAX_REGIONS) return answer(Status.LIMIT)
+    let fh: fsp.FileHandle | undefined
+    try {
+      fh = await fsp.open(m.path, fsc.O_RDWR | fsc.O_NOFOLLOW)
+      const st = await fh.stat()
+      if (!st.isFile()) throw new Error('not a regular file')
+      const sfs = await fsp.statfs(m.path)
+      if (sfs.type !== TMPFS_MAGIC) throw new Error(`not on tmpfs (filesystem type 0x${sfs.type.toString(16)}); use /dev/shm`)
+      if (m.size <= 0 || st.size < m.size) throw new Error(`file has ${st.size} bytes, region asks for ${m.size}`)
+    } catch (err) {
+      await fh?.close().catch(() => undefined)
+      return answer(Status.SHM_FAILED, 0, (err as Error).message)
+    }
+    if (this.closed) {
+      await fh.close().catch(() => undefined)
+      return
+    }
+    const id = this.nextRegion++
+    this.regions.set(id, { id, fh, fd: fh.fd, size: m.size, path: m.path, refs: 0, closed: false })
+    answer(Status.OK, id)
+  }
+
+  private unregister(b: Buffer, at: number, kLo: number, kHi: number): void {
+    const id = b.readUInt32LE(at + CLOSE.handle.offset)
+    const r = this.regions.get(id)
+    if (r) {
+      this.regions.delete(id)
+      r.closed = true
+      if (r.refs === 0) closeRegion(r)
+    }
+    this.statusReply(MsgType.UNREGISTER_REPLY, kLo, kHi, r ? Status.OK : Status.BAD_REGION, id)
+  }
+
+  // ---- output ----
+
+  /** Room for `n` bytes of reply in the staging buffer. */
+  reserve(n: number): { buf: Buffer; at: number } {
+    if (this.stagingLen + n > this.staging.length) this.seal()
+    const at = this.stagingLen
+    this.stagingLen += n
+    this.schedule()
+    return { buf: this.staging, at }
+  }
+
+  private seal(): void {
+    if (this.stagingLen === 0) return
+    // Hand the filled part to the socket and start a fresh staging buffer (no copy).
+    this.queue.push(this.staging.subarray(0, this.stagingLen))
+    const rest = this.staging.length - this.stagingLen
+    this.staging = rest >= 4096 ? this.staging.subarray(this.stagingLen) : Buffer.allocUnsafeSlow(STAGING)
+    this.stagingLen = 0
+  }
+
+  /** Queues a whole buffer (a reply with inline data) after what is staged. */
+  push(buf: Buffer): void {
+    this.seal()
+    this.queue.push(buf)
+    this.schedule()
+  }
+
+  private schedule(): void {
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(this.flushFn)
+    }
+  }
+
+  flush(): void {
+    this.flushScheduled = false
+    this.seal()
+    const q = this.queue
+    if (q.length === 0 || this.closed) {
+      q.length = 0
+      return
+    }
+    let ok: boolean
+    if (q.length === 1) ok = this.sock.write(q[0])
+    else {
+      this.sock.cork()
+      ok = true
+      for (const b of q) ok = this.sock.write(b) && ok
+      this.sock.uncork()
+    }
+    q.length = 0
+    if (!ok) {
+      this.blocked = true
+      this.pause()
+    }
+    if (this.ending) this.sock.end()
+  }
+
+  statusReply(type: number, kLo: number, kHi: number, status: number, detail: number): void {
+    const { buf, at } = this.reserve(STATUS_REPLY_SIZE)
+    buf.writeUInt16LE(MAGIC, at)
+    buf[at + 2] = VERSION
+    buf[at + 3] = type
+    buf.writeUInt32LE(STATUS_REPLY_SIZE, at + 4)
+    buf.writeUInt32LE(kLo, at + 8)
+    buf.writeUInt32LE(kHi, at + 12)
+    buf.writeUInt32LE(status, at + STATUS_REPLY.status.offset)
+    buf.writeUInt32LE(detail >>> 0, at + STATUS_REPLY.detail.offset)
+    if (status !== Status.OK && type !== MsgType.ERROR) this.server.counters.rejected++
+  }
+
+  /** An IO_REPLY; with `data` (a reply buffer whose first 40 bytes are free) the reply carries `inline` bytes of it. */
+  ioReply(kLo: number, kHi: number, status: number, c: Completion | null, inline: number, data: Buffer | null = null): void {
+    let buf: Buffer
+    let at: number
+    const len = IO_REPLY_SIZE + inline
+    if (data) {
+      buf = data
+      at = 0
+    } else {
+      const r = this.reserve(IO_REPLY_SIZE)
+      buf = r.buf
+      at = r.at
+    }
+    buf.writeUInt16LE(MAGIC, at)
+    buf[at + 2] = VERSION
+    buf[at + 3] = MsgType.IO_REPLY
+    buf.writeUInt32LE(len, at + 4)
+    buf.writeUInt32LE(kLo, at + 8)
+    buf.writeUInt32LE(kHi, at + 12)
+    buf.writeUInt32LE(status, at + IO_REPLY.status.offset)
+    if (c === null) {
+      buf.fill(0, at + IO_REPLY.compStatus.offset, at + IO_REPLY_SIZE)
+    } else {
+      buf.writeUInt16LE(c.compStatus, at + IO_REPLY.compStatus.offset)
+      buf[at + IO_REPLY.scsiStatus.offset] = c.scsiStatus
+      const t = c.sense ? senseTriple(c.sense) : null
+      buf[at + IO_REPLY.senseKey.offset] = t ? t.key : 0
+      buf[at + IO_REPLY.asc.offset] = t ? t.asc : 0
+      buf[at + IO_REPLY.ascq.offset] = t ? t.ascq : 0
+      buf[at + IO_REPLY.entryStatus.offset] = c.entryStatus
+      buf[at + IO_REPLY.rflags.offset] = t ? ReplyFlags.SENSE_VALID : 0
+      buf.writeUInt32LE(c.transferred >>> 0, at + IO_REPLY.transferred.offset)
+      buf.writeUInt32LE(c.residual >>> 0, at + IO_REPLY.residual.offset)
+      const v = c.scsiStatus === 0 && c.compStatus === 0 && c.entryStatus === 0 ? 0 : classify(c)
+      buf.writeUInt32LE(v === 0 || v.kind === 'ok' ? 0 : -v.errno, at + IO_REPLY.errno.offset)
+    }
+    if (status !== Status.OK) this.server.counters.rejected++
+    if (data) this.push(data.subarray(0, len))
+  }
+
+  // ---- flow control and teardown ----
+
+  pause(): void {
+    if (!this.paused && !this.closed) {
+      this.paused = true
+      this.sock.pause()
+    }
+  }
+
+  maybeResume(): void {
+    if (this.paused && !this.blocked && this.inflight < this.server.maxInFlight && !this.closed) {
+      this.paused = false
+      this.sock.resume()
+    }
+  }
+
+  /** Flush what is queued, then close. */
+  end(): void {
+    this.ending = true
+    this.sock.pause()
+    this.schedule()
+  }
+
+  private onClose(): void {
+    if (this.closed) return
+    this.closed = true
+    this.queue.length = 0
+    this.handles.length = 1
+    for (const r of this.regions.values()) {
+      r.closed = true
+      if (r.refs === 0) closeRegion(r)
+    }
+    this.regions.clear()
+    this.server.dropped(this)
+  }
+}
+
+function closeRegion(r: Region): void {
+  r.fd = -1
+  r.fh.close().catch(() => undefined)
+}
+
+function hex8(n: number): string {
+  return n.toString(16).padStart(8, '0')
+}
+
+export class ApiServer {
+  readonly path: string
+  readonly log: Logger
+  readonly luns: readonly ApiLun[]
+  readonly maxTransfer: number
+  readonly maxInFlight: number
+  readonly maxMessage: number
+  readonly counters: ApiCounters = {
+    connections: 0,
+    connectionsTotal: 0,
+    requests: 0,
+    commands: 0,
+    nops: 0,
+    rejected: 0,
+    malformed: 0,
+    inlineBytesIn: 0,
+    inlineBytesOut: 0,
+    shmBytesIn: 0,
+    shmBytesOut: 0,
+    peakInFlight: 0,
+  }
+  private readonly driver: HbaDriver
+  private readonly net: NetServer
+  private readonly conns = new Set<Conn>()
+  private readonly pool: OpState[] = []
+  private inflight = 0
+  private nextConn = 1
+  private closing: Promise<void> | null = null
+
+  constructor(opts: ApiServerOptions, net: NetServer) {
+    this.path = opts.path
+    this.driver = opts.driver
+    this.luns = opts.luns
+    this.log = opts.log
+    this.maxTransfer = opts.maxTransfer ?? DEFAULT_MAX_TRANSFER
+    this.maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT
+    this.maxMessage = CDB_SIZE + this.maxTransfer
+    this.net = net
+    net.on('connection', (sock) => this.accept(sock))
+  }
+
+  private accept(sock: Socket): void {
+    if (this.closing) {
+      sock.destroy()
+      return
+    }
+    const conn = new Conn(this, this.nextConn++, sock)
+    this.conns.add(conn)
+    this.counters.connections++
+    this.counters.connectionsTotal++
+    const { buf, at } = conn.reserve(HELLO_SIZE)
+    encodeHello({ protocol: VERSION, maxTransfer: this.maxTransfer, maxInFlight: this.maxInFlight, serverPid: process.pid }, buf, at)
+    this.log.debug({ event: 'api_connect', conn: conn.id }, 'API client connected')
+  }
+
+  dropped(conn: Conn): void {
+    if (this.conns.delete(conn)) this.counters.connections--
+    this.log.debug({ event: 'api_disconnect', conn: conn.id, inflight: conn.inflight }, 'API client disconnected')
+  }
+
+  private take(conn: Conn, kLo: number, kHi: number): OpState {
+    const op = this.pool.pop() ?? new OpState(this)
+    op.conn = conn
+    op.keyLo = kLo
+    op.keyHi = kHi
+    conn.inflight++
+    if (++this.inflight > this.counters.peakInFlight) this.counters.peakInFlight = this.inflight
+    this.counters.commands++
+    return op
+  }
+
+  /** Answers a refused request: IO_ACK when it asked for ASYNC, else IO_REPLY. */
+  private refuse(conn: Conn, flags: number, kLo: number, kHi: number, status: number): void {
+    if (flags & IoFlags.ASYNC) conn.statusReply(MsgType.IO_ACK, kLo, kHi, status, 0)
+    else conn.ioReply(kLo, kHi, status, null, 0)
+  }
+
+  /** An IO request: READ/WRITE(10 or 16) of blocks at lba. */
+  io(conn: Conn, b: Buffer, at: number, mlen: number, kLo: number, kHi: number): void {
+    const flags = b.readUInt32LE(at + IO.flags.offset)
+    if (this.closing) return this.refuse(conn, flags, kLo, kHi, Status.SHUTTING_DOWN)
+    const h = conn.handle(b.readUInt32LE(at + IO.handle.offset))
+    if (h === undefined) return this.refuse(conn, flags, kLo, kHi, Status.BAD_HANDLE)
+    if (h.lun.present === false) return this.refuse(conn, flags, kLo, kHi, Status.NO_TARGET)
+    const dir = flags & (IoFlags.READ | IoFlags.WRITE)
+    const where = flags & (IoFlags.INLINE | IoFlags.SHM)
+    if (
+      (flags & ~IO_FLAGS_KNOWN) !== 0 ||
+      (dir !== IoFlags.READ && dir !== IoFlags.WRITE) ||
+      (where !== IoFlags.INLINE && where !== IoFlags.SHM) ||
+      (flags & (IoFlags.CDB10 | IoFlags.CDB16)) === (IoFlags.CDB10 | IoFlags.CDB16) ||
+      (flags & IoFlags.FUA && dir !== IoFlags.WRITE)
+    ) {
+      return this.refuse(conn, flags, kLo, kHi, Status.BAD_FLAGS)
+    }
+    const write = dir === IoFlags.WRITE
+    const lun = h.lun
+    const bs = lun.blockSize
+    const blocks = b.readUInt32LE(at + IO.blocks.offset)
+    const bytes = blocks * bs
+    if (blocks === 0 || bytes > this.maxTransfer) return this.refuse(conn, flags, kLo, kHi, Status.BAD_BLOCKS)
+    const lbaHi = b.readUInt32LE(at + IO.lba.offset + 4)
+    const lba = b.readUInt32LE(at + IO.lba.offset) + lbaHi * U32
+    if (lbaHi >= 0x200000 || (lba + blocks) * bs > lun.capacity) return this.refuse(conn, flags, kLo, kHi, Status.BAD_LBA)
+    let size = 16
+    if (flags & IoFlags.CDB10) {
+      if (lba + blocks > U32) return this.refuse(conn, flags, kLo, kHi, Status.BAD_LBA)
+      if (blocks > 0xffff) return this.refuse(conn, flags, kLo, kHi, Status.BAD_BLOCKS)
+      size = 10
+    } else if (!(flags & IoFlags.CDB16) && lba + blocks <= U32 && blocks <= 0xffff) size = 10
+
+    let kind: Kind
+    let region: Region | null = null
+    let offset = 0
+    if (where === IoFlags.INLINE) {
+      if (mlen !== IO_SIZE + (write ? bytes : 0)) return this.refuse(conn, flags, kLo, kHi, Status.BAD_LENGTH)
+      kind = write ? Kind.InlineWrite : Kind.InlineRead
+    } else {
+      if (mlen !== IO_SIZE) return this.refuse(conn, flags, kLo, kHi, Status.BAD_LENGTH)
+      region = conn.regions.get(b.readUInt32LE(at + IO.region.offset)) ?? null
+      if (region === null) return this.refuse(conn, flags, kLo, kHi, Status.BAD_REGION)
+      const oHi = b.readUInt32LE(at + IO.offset.offset + 4)
+      offset = b.readUInt32LE(at + IO.offset.offset) + oHi * U32
+      if (oHi >= 0x200000 || offset + bytes > region.size) return this.refuse(conn, flags, kLo, kHi, Status.BAD_RANGE)
+      kind = write ? Kind.ShmWrite : Kind.ShmRead
+    }
+
+    const op = this.take(conn, kLo, kHi)
+    op.kind = kind
+    op.write = write
+    op.lun = lun
+    op.start = lba * bs
+    const cdb = op.cdb
+    if (size === 10) {
+      cdb[0] = write ? ScsiOp.WRITE_10 : ScsiOp.READ_10
+      cdb[1] = flags & IoFlags.FUA ? RwFlags.FUA : 0
+      cdb.writeUInt32BE(lba, 2)
+      cdb[6] = 0
+      cdb.writeUInt16BE(blocks, 7)
+      cdb[9] = 0
+    } else {
+      cdb[0] = write ? ScsiOp.WRITE_16 : ScsiOp.READ_16
+      cdb[1] = flags & IoFlags.FUA ? RwFlags.FUA : 0
+      cdb.writeUInt32BE(lbaHi, 2)
+      cdb.writeUInt32BE(lba >>> 0, 6)
+      cdb.writeUInt32BE(blocks, 10)
+      cdb[14] = 0
+      cdb[15] = 0
+    }
+    const req = op.req
+    req.target = lun.info.loopId
+    req.lun = lun.info.lun
+    req.cdb = op.views[size]
+    req.direction = write ? DataDirection.Out : DataDirection.In
+    req.timeout = undefined
+    if (kind === Kind.InlineWrite) {
+      req.data = b.subarray(at + IO_SIZE, at + mlen)
+      this.counters.inlineBytesIn += bytes
+    } else if (kind === Kind.InlineRead) {
+      op.reply = Buffer.allocUnsafe(IO_REPLY_SIZE + bytes)
+      req.data = op.reply.subarray(IO_REPLY_SIZE)
+    } else {
+      const data = op.shm(bytes)
+      if (write) {
+        const got = readSync(region!.fd, data, 0, bytes, offset)
+        if (got < bytes) data.fill(0, got)
+        this.counters.shmBytesIn += bytes
+      }
+      req.data = data
+      region!.refs++
+      op.region = region
+      op.offset = offset
+    }
+    if (write) invalidate(lun, op.start, op.start + bytes)
+    if (flags & IoFlags.ASYNC) conn.statusReply(MsgType.IO_ACK, kLo, kHi, Status.OK, 0)
+    this.driver.submit(req, op.done)
+  }
+
+  /** A raw CDB request. */
+  cdb(conn: Conn, b: Buffer, at: number, mlen: number, kLo: number, kHi: number): void {
+    const flags = b.readUInt32LE(at + CDB.flags.offset)
+    if (this.closing) return this.refuse(conn, flags, kLo, kHi, Status.SHUTTING_DOWN)
+    const h = conn.handle(b.readUInt32LE(at + CDB.handle.offset))
+    if (h === undefined) return this.refuse(conn, flags, kLo, kHi, Status.BAD_HANDLE)
+    if (h.lun.present === false) return this.refuse(conn, flags, kLo, kHi, Status.NO_TARGET)
+    const allowed = IoFlags.READ | IoFlags.WRITE | IoFlags.ASYNC | IoFlags.INLINE | IoFlags.SHM
+    const dir = flags & (IoFlags.READ | IoFlags.WRITE)
+    const where = flags & (IoFlags.INLINE | IoFlags.SHM)
+    const dataLength = b.readUInt32LE(at + CDB.dataLength.offset)
+    if ((flags & ~allowed) !== 0 || dir === (IoFlags.READ | IoFlags.WRITE) || where === (IoFlags.INLINE | IoFlags.SHM)) {
+      return this.refuse(conn, flags, kLo, kHi, Status.BAD_FLAGS)
+    }
+    const n = b[at + CDB.cdbLength.offset]
+    if ((n !== 6 && n !== 10 && n !== 12 && n !== 16) || (dataLength > 0 && dir === 0)) return this.refuse(conn, flags, kLo, kHi, Status.BAD_CDB)
+    if (b[at + CDB.reserved.offset] !== 0 || b.readUInt32LE(at + CDB.reserved2.offset) !== 0) return this.refuse(conn, flags, kLo, kHi, Status.BAD_MESSAGE)
+    if (dataLength > this.maxTransfer) return this.refuse(conn, flags, kLo, kHi, Status.BAD_BLOCKS)
+    const write = dir === IoFlags.WRITE
+    const hasData = dataLength > 0
+    if (hasData && where === 0) return this.refuse(conn, flags, kLo, kHi, Status.BAD_FLAGS)
+    let kind = Kind.None
+    let region: Region | null = null
+    let offset = 0
+    if (!hasData || where === IoFlags.INLINE) {
+      if (mlen !== CDB_SIZE + (hasData && write ? dataLength : 0)) return this.refuse(conn, flags, kLo, kHi, Status.BAD_LENGTH)
+      if (hasData) kind = write ? Kind.InlineWrite : Kind.InlineRead
+    } else {
+      if (mlen !== CDB_SIZE) return this.refuse(conn, flags, kLo, kHi, Status.BAD_LENGTH)
+      region = conn.regions.get(b.readUInt32LE(at + CDB.region.offset)) ?? null
+      if (region === null) return this.refuse(conn, flags, kLo, kHi, Status.BAD_REGION)
+      const oHi = b.readUInt32LE(at + CDB.offset.offset + 4)
+      offset = b.readUInt32LE(at + CDB.offset.offset) + oHi * U32
+      if (oHi >= 0x200000 || offset + dataLength > region.size) return this.refuse(conn, flags, kLo, kHi, Status.BAD_RANGE)
+      kind = write ? Kind.ShmWrite : Kind.ShmRead
+    }
+    const op = this.take(conn, kLo, kHi)
+    op.kind = kind
+    op.write = write && hasData
+    op.lun = h.lun
+    op.start = -1
+    b.copy(op.cdb, 0, at + CDB.cdb.offset, at + CDB.cdb.offset + n)
+    const req = op.req
+    req.target = h.lun.info.loopId
+    req.lun = h.lun.info.lun
+    req.cdb = op.views[n]
+    req.direction = !hasData ? DataDirection.None : write ? DataDirection.Out : DataDirection.In
+    const t = b.readUInt16LE(at + CDB.timeout.offset)
+    req.timeout = t === 0 ? undefined : t
+    req.data = null
+    if (kind === Kind.InlineWrite) {
+      req.data = b.subarray(at + CDB_SIZE, at + mlen)
+      this.counters.inlineBytesIn += dataLength
+    } else if (kind === Kind.InlineRead) {
+      op.reply = Buffer.allocUnsafe(IO_REPLY_SIZE + dataLength)
+      req.data = op.reply.subarray(IO_REPLY_SIZE)
+    } else if (kind === Kind.ShmWrite || kind === Kind.ShmRead) {
+      const data = op.shm(dataLength)
+      if (write) {
+        const got = readSync(region!.fd, data, 0, dataLength, offset)
+        if (got < dataLength) data.fill(0, got)
+        this.counters.shmBytesIn += dataLength
+      }
+      req.data = data
+      region!.refs++
+      op.region = region
+      op.offset = offset
+    }
+    if (op.write && h.lun.caches && h.lun.caches.size > 0) invalidate(h.lun, 0, h.lun.capacity)
+    if (flags & IoFlags.ASYNC) conn.statusReply(MsgType.IO_ACK, kLo, kHi, Status.OK, 0)
+    this.driver.submit(req, op.done)
+  }
+
+  /** The driver's completion callback (via OpState.done). */
+  complete(op: OpState, c: Completion): void {
+    const conn = op.conn!
+    const region = op.region
+    this.inflight--
+    conn.inflight--
+    if (op.write && op.start >= 0) invalidate(op.lun!, op.start, op.start + (op.req.data ? op.req.data.length : 0))
+    if (!conn.closed) {
+      let inline = 0
+      if (op.kind === Kind.InlineRead) {
+        inline = Math.min(c.transferred, op.reply!.length - IO_REPLY_SIZE)
+        this.counters.inlineBytesOut += inline
+        conn.ioReply(op.keyLo, op.keyHi, Status.OK, c, inline, op.reply)
+      } else {
+        if (op.kind === Kind.ShmRead && region !== null && !region.closed && c.transferred > 0) {
+          writeSync(region.fd, op.req.data!, 0, Math.min(c.transferred, op.req.data!.length), op.offset)
+          this.counters.shmBytesOut += c.transferred
+        }
+        conn.ioReply(op.keyLo, op.keyHi, Status.OK, c, 0)
+      }
+      conn.maybeResume()
+    }
+    if (region !== null && --region.refs === 0 && region.closed && region.fd >= 0) closeRegion(region)
+    op.conn = null
+    op.region = null
+    op.reply = null
+    op.lun = null
+    op.req.data = null
+    if (this.pool.length < 8192) this.pool.push(op)
+  }
+
+  /** Text for the `<mnt>/api` info file. */
+  info(): string {
+    const c = this.counters
+    return (
+      [
+        ['socket', this.path],
+        ['protocol', VERSION],
+        ['max_transfer', this.maxTransfer],
+        ['max_in_flight', this.maxInFlight],
+        ['connections', c.connections],
+        ['connections_total', c.connectionsTotal],
+        ['requests', c.requests],
+        ['commands', c.commands],
+        ['in_flight', this.inflight],
+        ['peak_in_flight', c.peakInFlight],
+        ['nops', c.nops],
+        ['rejected', c.rejected],
+        ['malformed', c.malformed],
+        ['inline_bytes_in', c.inlineBytesIn],
+        ['inline_bytes_out', c.inlineBytesOut],
+        ['shm_bytes_in', c.shmBytesIn],
+        ['shm_bytes_out', c.shmBytesOut],
+      ]
+        .map(([k, v]) => `${k}: ${v}`)
+        .join('\n') + '\n'
+    )
+  }
+
+  /** Stops accepting, closes every connection and removes the socket. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve) => {
+      for (const c of this.conns) c.sock.destroy()
+      this.net.close(() => resolve())
+      try {
+        if (lstatSync(this.path).isSocket()) unlinkSync(this.path)
+      } catch {
+        /* gone already */
+      }
+    })
+    return this.closing
+  }
+}
+
+function invalidate(lun: ApiLun, start: number, end: number): void {
+  const caches = lun.caches
+  if (caches !== undefined && caches.size > 0) for (const c of caches) c.invalidate(start, end)
+}
+
+/** True when something accepts connections at `path`. */
+function alive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path)
+    s.once('connect', () => {
+      s.destroy()
+      resolve(true)
+    })
+    s.once('error', () => resolve(false))
+  })
+}
+
+/**
+ * Listens on `opts.path` with mode 0600. Refuses when something else lives
+ * there (a live socket: another fcfs; anything that is not a socket: not
+ * ours to remove); removes a stale socket left by a crash.
+ */
+export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
+  const path = opts.path
+  if (Buffer.byteLength(path) > 107) throw new ApiError(`API socket path ${path} is ${Buffer.byteLength(path)} bytes; Unix sockets allow 107`)
+  const dir = dirname(path)
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+  } catch (err) {
+    throw new ApiError(`cannot create ${dir} for the API socket: ${(err as Error).message}`)
+  }
+  const ds = statSync(dir)
+  if (!ds.isDirectory()) throw new ApiError(`${dir} is not a directory`)
+  let st: ReturnType<typeof lstatSync> | undefined
+  try {
+    st = lstatSync(path)
+  } catch {
+    st = undefined
+  }
+  if (st) {
+    if (!st.isSocket()) throw new ApiError(`${path} exists and is not a socket; refusing to replace it`)
+    if (await alive(path)) throw new ApiError(`${path} is a live socket (another fcfs serves it); give another --api-socket`)
+    unlinkSync(path)
+    opts.log.info({ event: 'api_stale_socket', path }, 'removed a stale API socket')
+  }
+  const net = createServer({ allowHalfOpen: false, pauseOnConnect: false })
+  const server = new ApiServer(opts, net)
+  await new Promise<void>((resolve, reject) => {
+    net.once('error', reject)
+    // umask 0177 while bind() creates the socket: it is born 0600, no window where others could connect.
+    const old = process.umask(0o177)
+    try {
+      net.listen(path, () => {
+        net.off('error', reject)
+        resolve()
+      })
+    } finally {
+      process.umask(old)
+    }
+  }).catch((err: Error) => {
+    throw new ApiError(`cannot listen on ${path}: ${err.message}`)
+  })
+  chmodSync(path, 0o600)
+  net.on('error', (err) => opts.log.error({ event: 'api_error', err: err.message }, 'API socket error'))
+  opts.log.info({ event: 'api_listening', path }, 'request/reply API listening')
+  return server
+}
