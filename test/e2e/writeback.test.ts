@@ -5,9 +5,9 @@
 // as Linux's errseq does for block devices.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createHash, randomBytes } from 'node:crypto'
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { MiB, python, requireFuse, run, runOk, startFcfs, type Fcfs } from '../helpers/mount.js'
+import { MiB, makeTmp, python, requireFuse, run, runOk, startFcfs, type Fcfs } from '../helpers/mount.js'
 import { firstDiff } from '../helpers/pyio.js'
 
 const RW = '2100000000000d01'
@@ -458,5 +458,45 @@ describe('a small write-back window (--writeback 1MiB on a 1G link)', () => {
     expect(lun.hba.peakOutstanding).toBeLessThanOrEqual(8)
     const back = await runOk('dd', [`if=${dev(RW)}`, 'bs=1M', 'count=16', 'iflag=direct'], { timeoutMs: 45_000 })
     expect(firstDiff(back.stdoutBuf, data)).toBeNull()
+  })
+})
+
+describe('stopping with answered buffered writes still in flight (file-backed LUN, --link 1G)', () => {
+  let fab: Fcfs | undefined
+  let dir: string
+  beforeAll(async () => {
+    requireFuse()
+    dir = await makeTmp('fcfs-wb-stop-')
+    fab = await startFcfs({ args: ['--targets', '1', '--size', '64MiB', '--backing-dir', dir, '--link', '1G'] })
+  })
+  afterAll(async () => {
+    await fab?.stop()
+    if (dir) await rm(dir, { recursive: true, force: true })
+  })
+
+  it('lands every answered write in the backing file before the server exits on SIGTERM', async () => {
+    const data = randomBytes(32 * MiB)
+    const src = path.join(dir, 'src.bin')
+    await writeFile(src, data)
+    // The writer signals the server itself right after its last write() was answered,
+    // while it still holds the fd: the write-back window (16 MiB) is still on the 1G link.
+    const r = await python(String.raw`
+import os, sys, signal
+dev, src, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data = open(src, 'rb').read()
+fd = os.open(dev, os.O_WRONLY)
+n = 0
+while n < len(data):
+    n += os.write(fd, data[n:n + (1 << 20)])
+os.kill(pid, signal.SIGTERM)
+print(n)
+`, [fab!.rwbuf(0), src, fab!.proc.pid!])
+    expect(r.stdout.trim()).toBe(String(32 * MiB))
+    expect(await fab!.exited).toBe(0)
+    expect(fab!.stdout()).toContain('"event":"writeback_drain"')
+    await fab!.stop()
+    fab = undefined
+    const img = await readFile(path.join(dir, '21000024ff000001-lun0.img'))
+    expect(firstDiff(img.subarray(0, 32 * MiB), data)).toBeNull()
   })
 })
