@@ -33,6 +33,7 @@ interface MountArgs extends TuningArgs {
   config?: string
   'backing-dir'?: string
   'log-level': string
+  'api-socket'?: string
   'allow-other': boolean
   'iscsi-portal'?: string
   'iscsi-chap'?: string
@@ -77,6 +78,7 @@ function banner(server: Server): string {
     const { host, port } = server.iscsi.address()
     out.push(`  iSCSI portal ${host.includes(':') ? `[${host}]` : host}:${port}: ${server.iscsi.targetNames().length} target(s) iqn.2026-11.io.fcfs:<wwpn>`)
   }
+  if (server.api) out.push(`  request/reply API: ${server.api.path} (details in ${join(mnt, 'api')})`)
   const first = server.devices[0]
   if (first) {
     const rw = join(mnt, 'wwn', first.info.wwpn, 'rwbuf')
@@ -86,6 +88,13 @@ function banner(server: Server): string {
   }
   out.push(`Stop with Ctrl-C, or from another shell: npx fcfs umount ${mnt}`)
   return out.join('\n') + '\n'
+}
+
+/** --api-socket: a path, "off", or absent (the default path of src/api/socket-path.ts). */
+function apiSocketArg(v: string | undefined): string | false | undefined {
+  if (v === undefined) return undefined
+  if (typeof v !== 'string' || v.trim() === '') fail('--api-socket: must be a socket path or "off"')
+  return v === 'off' ? false : resolve(v)
 }
 
 async function mountCommand(a: MountArgs): Promise<void> {
@@ -106,7 +115,7 @@ async function mountCommand(a: MountArgs): Promise<void> {
   const log = createLogger(a['log-level'] as never)
   let server: Server
   try {
-    server = await startServer({ mountpoint: a.mountpoint, config, log, allowOther: a['allow-other'], iscsi, tuning })
+    server = await startServer({ mountpoint: a.mountpoint, config, log, allowOther: a['allow-other'], iscsi, tuning, apiSocket: apiSocketArg(a['api-socket']) })
   } catch (err) {
     process.stderr.write(`fcfs: ${(err as Error).message}\n`)
     process.exit(1)
@@ -211,6 +220,11 @@ export function buildCli(argv: string[]): Argv {
           .option('log-level', { type: 'string', choices: LOG_LEVELS as string[], default: 'info', describe: 'log level' })
           .option('iscsi-portal', { type: 'string', describe: 'also serve every target over iSCSI at host:port (iqn.2026-11.io.fcfs:<wwpn>)' })
           .option('iscsi-chap', { type: 'string', describe: 'require one-way CHAP from iSCSI initiators: user:secret (secret ≥ 12 characters)' })
+          .option('api-socket', {
+            type: 'string',
+            describe: 'Unix socket of the request/reply API (owner-only); "off" disables it',
+            defaultDescription: '$XDG_RUNTIME_DIR/fcfs-<hash>.sock, else /tmp/fcfs-<uid>/fcfs-<hash>.sock',
+          })
           .option('allow-other', { type: 'boolean', default: false, describe: 'let other users reach the mount (needs user_allow_other)' })
           .options(TUNING_OPTIONS)
           .example('$0 mount /mnt/fc', 'two 1 GiB targets with 512-byte blocks')
