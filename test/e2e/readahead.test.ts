@@ -278,6 +278,27 @@ print(bad)
     expect(after.reads - before.reads).toBe(50)
   })
 
+  it('prefetches at most the 4 MiB window ahead of a reader that stops after two reads', async () => {
+    const before = (await lunJson()).fs
+    const r = await python(String.raw`
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.lseek(fd, 200 << 20, os.SEEK_SET)
+n = len(os.read(fd, 131072)) + len(os.read(fd, 131072))
+time.sleep(0.5)
+os.close(fd)
+print(n)
+`, [dev()])
+    expect(r.stdout.trim()).toBe(String(256 * 1024))
+    const after = (await lunJson()).fs
+    const chunks = after.readaheadChunks - before.readaheadChunks
+    const bytes = after.bytesRead - before.bytesRead
+    // 2 reads of 128 KiB, then the 4 MiB window in 512 KiB chunks: ≤ 9 chunks, ≤ 128 KiB + 4.5 MiB.
+    expect(chunks).toBeGreaterThan(0)
+    expect(chunks).toBeLessThanOrEqual(9)
+    expect(bytes).toBeLessThanOrEqual(128 * 1024 + 9 * 512 * 1024)
+  })
+
   it('returns 0 bytes at the end of the device and a short read across it, with readahead running', async () => {
     const r = await python(String.raw`
 import os, sys

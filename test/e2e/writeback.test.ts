@@ -180,14 +180,17 @@ describe('write-back for buffered writers', () => {
     expect(firstDiff(back.stdoutBuf, data)).toBeNull()
   })
 
-  it('does not send O_SYNC writes through write-back', async () => {
+  it.each([
+    ['O_SYNC', 'sync', 120],
+    ['O_DSYNC', 'dsync', 124],
+  ])('does not send %s writes through write-back', async (_name, oflag, seekMiB) => {
     const before = (await lunJson(RW)).fs
     const data = randomBytes(2 * MiB)
-    await runOk('dd', [`of=${dev(RW)}`, 'bs=1M', 'count=2', 'seek=120', 'oflag=sync', 'iflag=fullblock'], { input: data })
+    await runOk('dd', [`of=${dev(RW)}`, 'bs=1M', 'count=2', `seek=${seekMiB}`, `oflag=${oflag}`, 'iflag=fullblock'], { input: data })
     const after = (await lunJson(RW)).fs
     expect(after.writebackWrites).toBe(before.writebackWrites)
     expect(after.bytesWritten - before.bytesWritten).toBe(2 * MiB)
-    const back = await runOk('dd', [`if=${dev(RW)}`, 'bs=1M', 'count=2', 'skip=120', 'iflag=direct'])
+    const back = await runOk('dd', [`if=${dev(RW)}`, 'bs=1M', 'count=2', `skip=${seekMiB}`, 'iflag=direct'])
     expect(firstDiff(back.stdoutBuf, data)).toBeNull()
   })
 
@@ -249,6 +252,33 @@ else:
     i = next(i for i in range(len(expect)) if i >= len(got) or got[i] != expect[i])
     print('differ at', i, got[i] if i < len(got) else None, expect[i])
 `, [dev(wwpn)])
+    expect(r.stderr).toBe('')
+    expect(r.stdout.trim()).toBe('same')
+  })
+
+  it('orders buffered and O_DIRECT writes to the same blocks from two handles: the last answered wins', async () => {
+    const r = await python(String.raw`
+import os, sys, mmap
+path = sys.argv[1]
+base = 190 << 20
+size = 512 * 1024
+b = os.open(path, os.O_WRONLY)
+d = os.open(path, os.O_WRONLY | os.O_DIRECT)
+m = mmap.mmap(-1, size)
+for i in range(40):
+    v = bytes([i + 1]) * size
+    if i % 2 == 0:
+        assert os.pwrite(b, v, base) == size
+    else:
+        m.seek(0); m.write(v)
+        assert os.pwrite(d, m, base) == size
+last = bytes([40]) * size
+r = os.open(path, os.O_RDONLY | os.O_DIRECT)
+got = mmap.mmap(-1, size)
+os.preadv(r, [got], base)
+print('same' if got[:] == last else 'got %d' % got[0])
+os.close(r); os.close(b); os.close(d)
+`, [dev(RW)])
     expect(r.stderr).toBe('')
     expect(r.stdout.trim()).toBe('same')
   })
