@@ -37,7 +37,8 @@
  *     ],
  *     "logicalUnits": [                       // units exported through several ports (multipath)
  *       { "id": "shared0", "size": "1GiB", "backend": { "type": "file", "path": "shared0.img" } }
- *     ]
+ *     ],
+ *     "faults": [ "medium-error wwpn=21000024ff000001 lba=1000-1999 op=read" ]   // fault rules, active once mounted
  *   }
  *
  * (Comments are for this page only: the file is plain JSON.)
@@ -101,6 +102,7 @@ import { z } from 'zod'
 import { ConfigError, InternalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { parseSize } from '../util/size.js'
+import { FaultRuleError, parseRule } from '../faults/rule.js'
 import type { Backend } from './backend.js'
 import { FileBackend } from './file.js'
 import { RamBackend } from './ram.js'
@@ -146,6 +148,8 @@ export interface FabricConfig {
   readonly targets: readonly TargetConfig[]
   /** The ids of the shared logical units (config logicalUnits[]), in file order. */
   readonly logicalUnits: readonly string[]
+  /** Fault rules installed once the fabric is up (src/faults/rule.ts syntax), in file order. */
+  readonly faults?: readonly string[]
 }
 
 export const MAX_TARGETS = 127
@@ -224,6 +228,7 @@ const fileSchema = z
     targets: z.array(targetSchema),
     logicalUnits: z.array(logicalUnitSchema).optional(),
     defaults: z.object({ size: sizeInput.optional(), blockSize: z.number().optional(), backingDir: z.string().optional() }).strict().optional(),
+    faults: z.array(z.string()).optional(),
   })
   .strict()
 
@@ -540,7 +545,27 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
       )
     }
   }
-  return { targets, logicalUnits: [...units.keys()] }
+  return { targets, logicalUnits: [...units.keys()], ...(input.faults ? { faults: checkFaults(input.faults, targets) } : {}) }
+}
+
+/**
+ * "faults": ["medium-error wwpn=… lba=0-99", …]: each a rule line (README,
+ * "Fault injection"); a bad one is an error naming faults[i] and the token.
+ */
+function checkFaults(lines: readonly string[], targets: readonly TargetConfig[]): string[] {
+  return lines.map((line, i) => {
+    let rule
+    try {
+      rule = parseRule(line)
+    } catch (e) {
+      if (e instanceof FaultRuleError) throw new ConfigError(`faults[${i}]`, e.message)
+      throw e
+    }
+    if (rule.wwpn !== undefined && !targets.some((t) => t.wwpn === rule.wwpn)) {
+      throw new ConfigError(`faults[${i}]`, `wwpn=${rule.wwpn}: no target in this config has that WWPN`)
+    }
+    return line
+  })
 }
 
 function sharedUnit(
