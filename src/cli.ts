@@ -37,18 +37,21 @@ interface MountArgs extends TuningArgs {
   'allow-other': boolean
   'iscsi-portal'?: string
   'iscsi-chap'?: string
+  import?: string | string[]
 }
 
 async function configFrom(a: MountArgs): Promise<FabricConfig> {
+  const imports = a.import === undefined ? [] : (Array.isArray(a.import) ? a.import : [a.import]).map(String)
   if (a.config) {
-    if (a.targets !== undefined || a.size !== undefined || a['block-size'] !== undefined || a['backing-dir'] !== undefined) {
-      throw new ConfigError('--config', 'cannot be combined with --targets, --size, --block-size or --backing-dir (put them in the file)')
+    if (a.targets !== undefined || a.size !== undefined || a['block-size'] !== undefined || a['backing-dir'] !== undefined || imports.length) {
+      throw new ConfigError('--config', 'cannot be combined with --targets, --size, --block-size, --backing-dir or --import (put them in the file)')
     }
     return loadConfigFile(a.config)
   }
   const targets = a.targets ?? 2
-  if (!Number.isInteger(targets) || targets < 1 || targets > 127) {
-    throw new ConfigError('--targets', `must be a whole number from 1 to 127, got ${JSON.stringify(a.targets)}`)
+  const least = imports.length ? 0 : 1
+  if (!Number.isInteger(targets) || targets < least || targets + imports.length > 127) {
+    throw new ConfigError('--targets', `must be a whole number from ${least} to ${127 - imports.length}${imports.length ? ` (with ${imports.length} --import)` : ''}, got ${JSON.stringify(a.targets)}`)
   }
   const blockSize = a['block-size'] ?? 512
   if (blockSize !== 512 && blockSize !== 4096) {
@@ -62,7 +65,7 @@ async function configFrom(a: MountArgs): Promise<FabricConfig> {
   if (backingDir !== undefined && (typeof backingDir !== 'string' || backingDir.trim() === '')) {
     throw new ConfigError('--backing-dir', `must name a directory, got ${JSON.stringify(backingDir)}`)
   }
-  return defaultConfig({ targets, size, blockSize, backingDir: backingDir === undefined ? undefined : resolve(backingDir) })
+  return defaultConfig({ targets, size, blockSize, backingDir: backingDir === undefined ? undefined : resolve(backingDir), imports })
 }
 
 function banner(server: Server): string {
@@ -220,6 +223,10 @@ export function buildCli(argv: string[]): Argv {
           .option('log-level', { type: 'string', choices: LOG_LEVELS as string[], default: 'info', describe: 'log level' })
           .option('iscsi-portal', { type: 'string', describe: 'also serve every target over iSCSI at host:port (iqn.2026-11.io.fcfs:<wwpn>)' })
           .option('iscsi-chap', { type: 'string', describe: 'require one-way CHAP from iSCSI initiators: user:secret (secret ≥ 12 characters)' })
+          .option('import', {
+            type: 'string',
+            describe: 'add a target port whose LUN 0 is a remote iSCSI LUN: iscsi://[user%secret@]host[:port]/<iqn>/<lun> (repeatable; size, block size and inquiry from the remote)',
+          })
           .option('api-socket', {
             type: 'string',
             describe: 'Unix socket of the request/reply API (owner-only); "off" disables it',
@@ -233,7 +240,8 @@ export function buildCli(argv: string[]): Argv {
           .example('$0 mount /mnt/fc --config fabric.json', 'a fabric described in a file')
           .example('$0 mount /mnt/fc --link 2G --latency 50us', 'model a 2GFC link: ≈200 MB/s each way')
           .example('$0 mount /mnt/fc --profile isp2300 --queue-depth 32', "the seed's ISP2300: 2G, 40,000 commands/s")
-          .example('$0 mount /mnt/fc --iscsi-portal 127.0.0.1:3260', 'and export the targets over iSCSI'),
+          .example('$0 mount /mnt/fc --iscsi-portal 127.0.0.1:3260', 'and export the targets over iSCSI')
+          .example('$0 mount /mnt/fc --targets 0 --import iscsi://10.0.0.5/iqn.2003-01.org.example:disk1/1', 'a remote iSCSI LUN as a target port'),
       (a) => mountCommand(a as unknown as MountArgs),
     )
     .command(

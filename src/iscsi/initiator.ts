@@ -45,6 +45,27 @@ export class LoginError extends FcfsError {
   }
 }
 
+/** RFC 7143 11.13.5 login status class/detail, as words. */
+const LOGIN_STATUS: Record<number, string> = {
+  0x0101: 'target moved temporarily',
+  0x0102: 'target moved permanently',
+  0x0200: 'initiator error',
+  0x0201: 'authentication failed (check the CHAP user and secret)',
+  0x0202: 'authorization failure (this initiator is not allowed)',
+  0x0203: 'no such target',
+  0x0204: 'target removed',
+  0x0205: 'unsupported version',
+  0x0206: 'too many connections',
+  0x0207: 'missing parameter (the target wants CHAP?)',
+  0x0208: 'cannot include in session',
+  0x0209: 'session type not supported',
+  0x020a: 'session does not exist',
+  0x020b: 'invalid request during login',
+  0x0300: 'target error',
+  0x0301: 'service unavailable',
+  0x0302: 'out of resources',
+}
+
 export interface InitiatorOptions {
   host: string
   port: number
@@ -164,7 +185,9 @@ export class IscsiInitiator {
     this.expStatSN = (h.statSN + 1) >>> 0
     this.maxCmdSN = h.maxCmdSN
     if (h.statusClass !== 0) {
-      throw new LoginError(`login to ${this.o.target} refused: status 0x${((h.statusClass << 8) | h.statusDetail).toString(16).padStart(4, '0')}`)
+      const code = (h.statusClass << 8) | h.statusDetail
+      const why = LOGIN_STATUS[code] ?? (h.statusClass === 2 ? 'initiator error' : h.statusClass === 3 ? 'target error' : 'redirected')
+      throw new LoginError(`login to ${this.o.target} refused: ${why} (status 0x${code.toString(16).padStart(4, '0')})`)
     }
     return { h, kv: Object.fromEntries(decodeText(p.data)) }
   }

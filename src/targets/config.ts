@@ -76,6 +76,21 @@
  *    ones (or all, where fallocate is missing) are overwritten with zeros.
  *    No two LUNs may name the same file: export one unit through several
  *    ports with logicalUnits instead.
+ *  - { "type": "iscsi", "url": "iscsi://10.0.0.5:3260/iqn.2003-01.org.example:disk1/1",
+ *      "chap": { "user": "u", "secret": "s" }, "reconnectTimeoutMs": 20000 }: a LUN on a
+ *    remote iSCSI target (the CLI's --import URL). fcfs logs in as an initiator
+ *    when the fabric opens; size and block size come from the remote's READ
+ *    CAPACITY(16), vendor/product/revision from its INQUIRY and the serial
+ *    from its VPD 0x80 unless the config sets them. size and blockSize may be
+ *    left out; when given they must match the remote (checked at open, the
+ *    error names the field). The block size must be 512 or 4096. defaults.size,
+ *    defaults.blockSize and defaults.backingDir do not apply. CHAP goes in
+ *    "chap" or in the URL (iscsi://user%secret@host/…), not both. A host that
+ *    cannot be reached, a refused login, a missing LUN or one that is not a
+ *    disk fails the mount with an error naming <lun>.backend.url. After a
+ *    dropped connection fcfs logs in again and re-sends every unanswered
+ *    command for up to reconnectTimeoutMs (1..25000, default 20000: below
+ *    the HBA's 30 s command timeout), then fails them (EIO).
  *  - defaults.backingDir (the CLI's --backing-dir): every LUN that names no
  *    backend is a file `<backingDir>/<wwpn>-lun<n>.img`, every shared unit
  *    `<backingDir>/<id>.img`. Relative to the config file's directory (to
@@ -100,11 +115,12 @@ import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { z } from 'zod'
 import { ConfigError, InternalError } from '../errors.js'
-import type { Logger } from '../log.js'
+import { silentLogger, type Logger } from '../log.js'
 import { parseSize } from '../util/size.js'
 import { FaultRuleError, parseRule } from '../faults/rule.js'
 import type { Backend } from './backend.js'
 import { FileBackend } from './file.js'
+import { IscsiBackend, parseIscsiUrl } from './iscsi.js'
 import { RamBackend } from './ram.js'
 import type { AluaState, Fabric, Lun, TargetPort } from './types.js'
 import { defaultWwnn, defaultWwpn, parseWwn } from './wwn.js'
@@ -113,6 +129,25 @@ export type BackendConfig =
   | { readonly type: 'ram'; readonly memoryLimit?: number }
   /** `path` is absolute once validated. */
   | { readonly type: 'file'; readonly path: string; readonly create: boolean }
+  | IscsiBackendConfig
+
+/**
+ * A remote iSCSI LUN. The LunConfig's size and blockSize are placeholders
+ * (0 and 512) unless `expect` holds values from the config: the real ones
+ * come from the remote when openFabric logs in.
+ */
+export interface IscsiBackendConfig {
+  readonly type: 'iscsi'
+  readonly url: string
+  readonly chap?: { readonly user: string; readonly secret: string }
+  readonly reconnectTimeoutMs: number
+  /** size / blockSize the config names: the remote must match them. */
+  readonly expect: { readonly size?: number; readonly blockSize?: number }
+  /** Identity the config sets explicitly (the remote's INQUIRY fills the rest). */
+  readonly explicit: { readonly vendor: boolean; readonly product: boolean; readonly revision: boolean; readonly serial: boolean }
+  /** How errors name this backend: "targets[2].luns[0].backend" (default) or "--import iscsi://…". */
+  readonly field?: string
+}
 
 export interface LunConfig {
   readonly lun: number
@@ -162,6 +197,7 @@ export const DEFAULT_BLOCK_SIZE = 512
 export const DEFAULT_VENDOR = 'FCFS'
 export const DEFAULT_PRODUCT = 'RAMDISK'
 export const DEFAULT_FILE_PRODUCT = 'FILEDISK'
+export const DEFAULT_ISCSI_PRODUCT = 'ISCSIDISK'
 export const DEFAULT_REVISION = '0001'
 export const DEFAULT_PORT_GROUP = 1
 
@@ -177,6 +213,14 @@ const sizeInput = z.union([z.string(), z.number()])
 const backendSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ram'), memoryLimit: sizeInput.optional() }).strict(),
   z.object({ type: z.literal('file'), path: z.string(), create: z.boolean().optional() }).strict(),
+  z
+    .object({
+      type: z.literal('iscsi'),
+      url: z.string(),
+      chap: z.object({ user: z.string(), secret: z.string() }).strict().optional(),
+      reconnectTimeoutMs: z.number().optional(),
+    })
+    .strict(),
 ])
 
 const lunSchema = z
@@ -255,7 +299,8 @@ const errorMap: z.ZodErrorMap = (issue, ctx) => {
       return { message: `must be a number or a string, got ${show(ctx.data)}` }
     case z.ZodIssueCode.invalid_union_discriminator: {
       const got = (ctx.data as { type?: unknown } | undefined)?.type
-      const options = issue.options.map((o) => JSON.stringify(o)).join(' or ')
+      const names = issue.options.map((o) => JSON.stringify(o))
+      const options = names.length > 1 ? `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}` : names.join('')
       return { message: got === undefined ? `is required: ${options}` : `must be ${options}, got ${show(got)}` }
     }
     case z.ZodIssueCode.invalid_literal:
@@ -354,7 +399,12 @@ export function parseConfig(obj: unknown, source: string, opts: ParseOptions = {
   }
 }
 
-function backendOf(b: BackendInput | undefined, field: string, baseDir: string, fallbackFile: string | undefined): BackendConfig {
+/** INQUIRY product of a LUN whose config names none (a remote LUN's is replaced by the remote's when it has one). */
+function defaultProduct(b: BackendConfig): string {
+  return b.type === 'file' ? DEFAULT_FILE_PRODUCT : b.type === 'iscsi' ? DEFAULT_ISCSI_PRODUCT : DEFAULT_PRODUCT
+}
+
+function backendOf(b: Exclude<BackendInput, IscsiInput> | undefined, field: string, baseDir: string, fallbackFile: string | undefined): BackendConfig {
   if (b === undefined) return fallbackFile === undefined ? { type: 'ram' } : { type: 'file', path: fallbackFile, create: true }
   if (b.type === 'ram') {
     if (b.memoryLimit === undefined) return { type: 'ram' }
@@ -365,6 +415,29 @@ function backendOf(b: BackendInput | undefined, field: string, baseDir: string, 
   if (b.path.trim() === '') throw new ConfigError(`${field}.path`, 'must name a file, got ""')
   if (b.path.includes('\0')) throw new ConfigError(`${field}.path`, `must not contain a NUL character`)
   return { type: 'file', path: isAbsolute(b.path) ? resolve(b.path) : resolve(baseDir, b.path), create: b.create ?? true }
+}
+
+const MAX_RECONNECT_MS = 25_000
+const DEFAULT_RECONNECT_MS = 20_000
+
+type IscsiInput = Extract<BackendInput, { type: 'iscsi' }>
+
+function iscsiBackendOf(
+  b: IscsiInput,
+  field: string,
+  expect: IscsiBackendConfig['expect'],
+  explicit: IscsiBackendConfig['explicit'],
+): IscsiBackendConfig {
+  const url = parseIscsiUrl(b.url, `${field}.url`)
+  let chap: IscsiBackendConfig['chap']
+  if (b.chap !== undefined) {
+    if (url.chap) throw new ConfigError(`${field}.chap`, 'cannot be given when the url carries CHAP credentials too (iscsi://user%secret@…); use one of them')
+    if (b.chap.user === '') throw new ConfigError(`${field}.chap.user`, 'must not be empty')
+    if (b.chap.secret === '') throw new ConfigError(`${field}.chap.secret`, 'must not be empty')
+    chap = { user: b.chap.user, secret: b.chap.secret }
+  }
+  const reconnectTimeoutMs = b.reconnectTimeoutMs === undefined ? DEFAULT_RECONNECT_MS : intIn(b.reconnectTimeoutMs, 1, MAX_RECONNECT_MS, `${field}.reconnectTimeoutMs`)
+  return { type: 'iscsi', url: b.url, ...(chap ? { chap } : {}), reconnectTimeoutMs, expect, explicit }
 }
 
 interface UnitDraft {
@@ -520,18 +593,28 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
         return u.config
       }
 
-      const blockSize = blockSizeOf(l.blockSize, defBlock, `${lat}.blockSize`)
-      const size = l.size === undefined ? defBytes : parseSize(l.size, `${lat}.size`)
-      if (size % blockSize !== 0) {
+      // A remote LUN's geometry comes from the remote: defaults do not apply, given values are checked at open.
+      const remote = l.backend?.type === 'iscsi'
+      const blockSize = blockSizeOf(l.blockSize, remote ? DEFAULT_BLOCK_SIZE : defBlock, `${lat}.blockSize`)
+      const size = l.size === undefined ? (remote ? 0 : defBytes) : parseSize(l.size, `${lat}.size`)
+      if (size % blockSize !== 0 && (!remote || l.blockSize !== undefined)) {
         throw new ConfigError(`${lat}.size`, `must be a multiple of the ${blockSize}-byte block size, got ${size} bytes`)
       }
       const fallback = backingDir === undefined ? undefined : join(backingDir, backingFileName(wwpn, lun))
-      const backend = backendOf(l.backend, `${lat}.backend`, baseDir, fallback)
+      const backend =
+        l.backend?.type === 'iscsi'
+          ? iscsiBackendOf(
+              l.backend,
+              `${lat}.backend`,
+              { ...(l.size !== undefined ? { size } : {}), ...(l.blockSize !== undefined ? { blockSize } : {}) },
+              { vendor: t.vendor !== undefined, product: t.product !== undefined, revision: t.revision !== undefined, serial: l.serial !== undefined },
+            )
+          : backendOf(l.backend, `${lat}.backend`, baseDir, fallback)
       claimFile(backend, lat, `${lat}.backend`)
       const serial = l.serial === undefined ? `${targetSerial}-L${lun}` : ascii(l.serial, '', 64, `${lat}.serial`)
       const naa = deriveNaa(wwnn, lun)
       claimNaa(naa, `LUN ${lun}`, lat, `${at}.wwnn`, 'choose wwnns that differ in their last six hex digits')
-      const product = t.product ?? (backend.type === 'file' ? DEFAULT_FILE_PRODUCT : DEFAULT_PRODUCT)
+      const product = t.product ?? defaultProduct(backend)
       return { lun, size, blockSize, backend, vendor, product, revision, serial, naa, writeProtect: l.writeProtect ?? false }
     })
     return { wwpn, wwnn, loopId, portId, relativePortId, portGroup, ...(aluaState !== undefined ? { aluaState } : {}), luns }
@@ -580,12 +663,22 @@ function sharedUnit(
 ): LunConfig {
   const at = `logicalUnits[${u.index}]`
   const l = u.input
-  const blockSize = blockSizeOf(l.blockSize, defBlock, `${at}.blockSize`)
-  const size = l.size === undefined ? defBytes : parseSize(l.size, `${at}.size`)
-  if (size % blockSize !== 0) throw new ConfigError(`${at}.size`, `must be a multiple of the ${blockSize}-byte block size, got ${size} bytes`)
+  const remote = l.backend?.type === 'iscsi'
+  const blockSize = blockSizeOf(l.blockSize, remote ? DEFAULT_BLOCK_SIZE : defBlock, `${at}.blockSize`)
+  const size = l.size === undefined ? (remote ? 0 : defBytes) : parseSize(l.size, `${at}.size`)
+  if (size % blockSize !== 0 && (!remote || l.blockSize !== undefined)) {
+    throw new ConfigError(`${at}.size`, `must be a multiple of the ${blockSize}-byte block size, got ${size} bytes`)
+  }
   const fallback = backingDir === undefined ? undefined : join(backingDir, `${l.id}.img`)
-  const backend = backendOf(l.backend, `${at}.backend`, baseDir, fallback)
-  const isFile = backend.type === 'file'
+  const backend =
+    l.backend?.type === 'iscsi'
+      ? iscsiBackendOf(
+          l.backend,
+          `${at}.backend`,
+          { ...(l.size !== undefined ? { size } : {}), ...(l.blockSize !== undefined ? { blockSize } : {}) },
+          { vendor: l.vendor !== undefined, product: l.product !== undefined, revision: l.revision !== undefined, serial: l.serial !== undefined },
+        )
+      : backendOf(l.backend, `${at}.backend`, baseDir, fallback)
   let naa: string
   if (l.naa !== undefined) {
     if (!NAA5.test(l.naa)) throw new ConfigError(`${at}.naa`, `must be an NAA-5 name of 16 hex digits starting with 5, got ${JSON.stringify(l.naa)}`)
@@ -599,7 +692,7 @@ function sharedUnit(
     blockSize,
     backend,
     vendor: ascii(l.vendor, target.vendor, 8, `${at}.vendor`),
-    product: ascii(l.product, target.product ?? (isFile ? DEFAULT_FILE_PRODUCT : DEFAULT_PRODUCT), 16, `${at}.product`),
+    product: ascii(l.product, target.product ?? defaultProduct(backend), 16, `${at}.product`),
     revision: ascii(l.revision, target.revision, 4, `${at}.revision`),
     serial: ascii(l.serial, l.id, 64, `${at}.serial`),
     naa,
@@ -646,14 +739,22 @@ export interface DefaultConfigOptions {
   readonly blockSize?: number
   /** Make every LUN a file `<backingDir>/<wwpn>-lun<n>.img` (relative: against the current directory). */
   readonly backingDir?: string
+  /** Remote LUNs (the CLI's --import): one more target port per URL, its LUN 0 that remote LUN. */
+  readonly imports?: readonly string[]
 }
 
-/** The fabric fcfs serves without a config file: `targets` ports, each with one LUN 0. */
+/**
+ * The fabric fcfs serves without a config file: `targets` ports, each with
+ * one LUN 0, then one port per import. Errors about an import name it as
+ * "--import <url>".
+ */
 export function defaultConfig(opts: DefaultConfigOptions = {}): FabricConfig {
   const n = opts.targets ?? 2
-  return parseConfig(
+  const imports = opts.imports ?? []
+  for (const url of imports) parseIscsiUrl(url, `--import ${url}`)
+  const cfg = parseConfig(
     {
-      targets: Array.from({ length: n }, () => ({})),
+      targets: [...Array.from({ length: n }, () => ({})), ...imports.map((url) => ({ luns: [{ backend: { type: 'iscsi', url } }] }))],
       defaults: {
         size: opts.size ?? DEFAULT_SIZE,
         blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE,
@@ -662,6 +763,15 @@ export function defaultConfig(opts: DefaultConfigOptions = {}): FabricConfig {
     },
     '',
   )
+  if (imports.length === 0) return cfg
+  return {
+    ...cfg,
+    targets: cfg.targets.map((t, i) => {
+      if (i < n) return t
+      const label = `--import ${imports[i - n].replace(/\/\/[^@/]*@/, '//')}`
+      return { ...t, luns: t.luns.map((l) => (l.backend.type === 'iscsi' ? { ...l, backend: { ...l.backend, field: label } } : l)) }
+    }),
+  }
 }
 
 // ---- building the fabric ---------------------------------------------------
@@ -707,18 +817,8 @@ function assemble(cfg: FabricConfig, backends: Map<string, Backend>): Fabric {
       const key = unitKey(l, i, j)
       let obj = lunObjects.get(key)
       if (obj === undefined) {
-        obj = {
-          lun: l.lun,
-          blockSize: l.blockSize,
-          blocks: l.size / l.blockSize,
-          backend: backends.get(key)!,
-          vendor: l.vendor,
-          product: l.product,
-          revision: l.revision,
-          serial: l.serial,
-          naa: l.naa,
-          writeProtect: l.writeProtect,
-        }
+        const backend = backends.get(key)!
+        obj = { lun: l.lun, ...lunFacts(l, backend), backend, naa: l.naa, writeProtect: l.writeProtect }
         lunObjects.set(key, obj)
       }
       luns.set(l.lun, obj)
@@ -749,6 +849,50 @@ export function buildFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}): Fa
   return assemble(cfg, backends)
 }
 
+/**
+ * Logs in to a remote LUN and checks it against what the config expects. A
+ * mismatch closes it again and throws a ConfigError naming the field.
+ * `opened` hands the backend over before the checks so a failure elsewhere
+ * closes it too.
+ */
+async function openRemote(b: IscsiBackendConfig, p: UnitPlan, log: Logger, opened: (be: IscsiBackend) => void): Promise<IscsiBackend> {
+  const field = b.field ?? `${p.field}.backend.url`
+  const be = await IscsiBackend.open(b.url, { log, reconnectTimeoutMs: b.reconnectTimeoutMs, ...(b.chap ? { chap: b.chap } : {}) }, field)
+  opened(be)
+  const sizeField = b.field ?? `${p.field}.size`
+  const bsField = b.field ?? `${p.field}.blockSize`
+  if (be.blockSize !== 512 && be.blockSize !== 4096) {
+    throw new ConfigError(bsField, `${p.user}: the remote LUN has ${be.blockSize}-byte blocks; fcfs LUNs have 512 or 4096`)
+  }
+  if (b.expect.blockSize !== undefined && b.expect.blockSize !== be.blockSize) {
+    throw new ConfigError(bsField, `is ${b.expect.blockSize}, but the remote LUN ${b.url.replace(/\/\/[^@/]*@/, '//')} has ${be.blockSize}-byte blocks (leave blockSize out to take the remote's)`)
+  }
+  if (b.expect.size !== undefined && b.expect.size !== be.size) {
+    throw new ConfigError(sizeField, `is ${b.expect.size} bytes, but the remote LUN ${b.url.replace(/\/\/[^@/]*@/, '//')} has ${be.size} (leave size out to take the remote's)`)
+  }
+  return be
+}
+
+/** The geometry and identity a Lun gets: the config's, or for a remote LUN the remote's where the config left them out. */
+function lunFacts(l: LunConfig, backend: Backend): Pick<Lun, 'blockSize' | 'blocks' | 'vendor' | 'product' | 'revision' | 'serial'> {
+  const b = l.backend
+  if (b.type !== 'iscsi' || !(backend instanceof IscsiBackend)) {
+    return { blockSize: l.blockSize, blocks: l.size / l.blockSize, vendor: l.vendor, product: l.product, revision: l.revision, serial: l.serial }
+  }
+  const id = backend.identity
+  const pick = (mine: string, theirs: string | undefined, explicit: boolean, max: number): string =>
+    explicit || !theirs ? mine : theirs.slice(0, max)
+  const blockSize = backend.blockSize as 512 | 4096
+  return {
+    blockSize,
+    blocks: backend.size / blockSize,
+    vendor: pick(l.vendor, id.vendor, b.explicit.vendor, 8),
+    product: pick(l.product, id.product, b.explicit.product, 16),
+    revision: pick(l.revision, id.revision, b.explicit.revision, 4),
+    serial: pick(l.serial, id.serial, b.explicit.serial, 64),
+  }
+}
+
 /** How many backends are opened at once. */
 const OPEN_PARALLEL = 16
 
@@ -776,15 +920,17 @@ export async function openFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}
           key,
           b.type === 'ram'
             ? new RamBackend(p.cfg.size, { memoryLimit: b.memoryLimit, log })
-            : await FileBackend.open({
-                path: b.path,
-                size: p.cfg.size,
-                create: b.create,
-                field: `${p.field}.backend`,
-                sizeField: `${p.field}.size`,
-                user: p.user,
-                log,
-              }),
+            : b.type === 'iscsi'
+              ? await openRemote(b, p, log ?? silentLogger, (be) => backends.set(key, be))
+              : await FileBackend.open({
+                  path: b.path,
+                  size: p.cfg.size,
+                  create: b.create,
+                  field: `${p.field}.backend`,
+                  sizeField: `${p.field}.size`,
+                  user: p.user,
+                  log,
+                }),
         )
       } catch (e) {
         errors.set(at, e)

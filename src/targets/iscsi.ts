@@ -50,8 +50,62 @@ export function parseIscsiUrl(url: string, field = 'url'): IscsiUrl {
 
 export interface IscsiBackendOptions {
   log: Logger
+  /** One-way CHAP (overrides credentials in the URL). */
+  chap?: { user: string; secret: string }
   /** How long to keep trying to log in again after a drop before failing commands (default 30 s). */
   reconnectTimeoutMs?: number
+}
+
+/** Vendor, product and revision from the standard INQUIRY; serial from VPD 0x80 (absent if it has none). */
+export interface RemoteIdentity {
+  vendor: string
+  product: string
+  revision: string
+  serial?: string
+}
+
+export function formatIscsiUrl(u: IscsiUrl): string {
+  const host = u.host.includes(':') ? `[${u.host}]` : u.host
+  return `iscsi://${host}:${u.port}/${u.target}/${u.lun}`
+}
+
+/** The URL without CHAP credentials, for messages and logs. */
+function redact(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//')
+}
+
+function asc(sense: Buffer | null): number {
+  if (!sense || sense.length < 3) return -1
+  const code = sense[0] & 0x7f
+  if (code === 0x72 || code === 0x73) return sense.length > 2 ? sense[2] : -1
+  return sense.length > 12 ? sense[12] : -1
+}
+
+function describe(r: CommandResult): string {
+  if (r.response !== 0) return `iSCSI response 0x${r.response.toString(16)}`
+  const key = senseKey(r.sense)
+  return `status 0x${r.status.toString(16)}${key >= 0 ? `, sense key 0x${key.toString(16)} ASC 0x${asc(r.sense).toString(16)}` : ''}`
+}
+
+/** "… has no LUN 5 (its LUNs: 0, 1)", from REPORT LUNS when the remote answers it. */
+async function noSuchLun(ini: IscsiInitiator, url: IscsiUrl, shown: string): Promise<string> {
+  let list = ''
+  try {
+    const data = Buffer.alloc(8 + 8 * 256)
+    const cdb = Buffer.alloc(12)
+    cdb[0] = 0xa0
+    cdb.writeUInt32BE(data.length, 6)
+    const r = await ini.command(0, cdb, null, data)
+    if (r.status === GOOD) {
+      const n = Math.min(data.readUInt32BE(0) / 8, 256)
+      const luns: number[] = []
+      for (let i = 0; i < n; i++) luns.push(data.readUInt16BE(8 + 8 * i) & 0x3fff)
+      list = ` (its LUNs: ${luns.join(', ')})`
+    }
+  } catch {
+    /* the message without the list */
+  }
+  return `${shown}: target ${url.target} has no LUN ${url.lun}${list}`
 }
 
 function senseKey(sense: Buffer | null): number {
@@ -80,6 +134,8 @@ export class IscsiBackend implements Backend {
   private reconnecting: Promise<IscsiInitiator> | null = null
   private closed = false
   readonly stats = { reconnects: 0, retried: 0 }
+  /** What the remote's INQUIRY (and VPD 0x80) said at open. */
+  identity: RemoteIdentity = { vendor: '', product: '', revision: '' }
 
   private constructor(url: IscsiUrl, ini: IscsiInitiator, size: number, blockSize: number, o: IscsiBackendOptions) {
     this.url = url
@@ -90,15 +146,37 @@ export class IscsiBackend implements Backend {
     this.reconnectTimeoutMs = o.reconnectTimeoutMs ?? 30_000
   }
 
-  /** Logs in and learns the capacity; throws a ConfigError naming `field` when it cannot. */
-  static async open(urlText: string, o: IscsiBackendOptions, field = 'backend.url'): Promise<IscsiBackend> {
-    const url = parseIscsiUrl(urlText, field)
+  /**
+   * Logs in and learns the capacity (READ CAPACITY(16)) and identity
+   * (standard INQUIRY, VPD 0x80); throws a ConfigError naming `field` when it
+   * cannot: unreachable host, login refused, no such LUN, not a disk.
+   */
+  static async open(urlText: string | IscsiUrl, o: IscsiBackendOptions, field = 'backend.url'): Promise<IscsiBackend> {
+    const url = typeof urlText === 'string' ? parseIscsiUrl(urlText, field) : urlText
+    const shown = redact(typeof urlText === 'string' ? urlText : formatIscsiUrl(url))
+    if (o.chap) url.chap = o.chap
     const ini = IscsiBackend.initiator(url, o.log)
     try {
-      await ini.connect()
+      try {
+        await ini.connect()
+      } catch (err) {
+        if (err instanceof LoginError) throw new ConfigError(field, `${shown}: ${err.message}`)
+        throw new ConfigError(field, `cannot reach ${shown}: ${(err as Error).message}`)
+      }
+      // INQUIRY first: it answers even with a unit attention pending, and tells a missing LUN apart.
+      const inq = Buffer.alloc(96)
+      let r = await ini.command(url.lun, Buffer.from([0x12, 0, 0, 0, inq.length, 0]), null, inq)
+      if (r.status === CHECK_CONDITION && asc(r.sense) === 0x25) throw new ConfigError(field, await noSuchLun(ini, url, shown))
+      if (r.status !== GOOD) throw new ConfigError(field, `INQUIRY on ${shown} failed: ${describe(r)}`)
+      const qualifier = inq[0] >> 5
+      const type = inq[0] & 0x1f
+      if (qualifier !== 0) throw new ConfigError(field, await noSuchLun(ini, url, shown))
+      if (type !== 0) throw new ConfigError(field, `${shown} is not a disk (peripheral device type 0x${type.toString(16).padStart(2, '0')}${type === 0x0c ? ', a storage array controller' : ''}); name a LUN of type 0 (direct access)`)
+      const text = (a: number, b: number): string => inq.toString('latin1', a, Math.min(b, 5 + inq[4], inq.length)).replace(/[^\x20-\x7e]/g, '').trim()
+      const identity: RemoteIdentity = { vendor: text(8, 16), product: text(16, 32), revision: text(32, 36) }
       // Clear unit attentions (power on, I_T nexus loss) before asking for the capacity.
       for (let i = 0; i < 5; i++) {
-        const r = await ini.command(url.lun, Buffer.from([0, 0, 0, 0, 0, 0]), null, null)
+        r = await ini.command(url.lun, Buffer.from([0, 0, 0, 0, 0, 0]), null, null)
         if (r.status === GOOD) break
       }
       const data = Buffer.alloc(32)
@@ -106,17 +184,26 @@ export class IscsiBackend implements Backend {
       cdb[0] = 0x9e
       cdb[1] = 0x10
       cdb.writeUInt32BE(32, 10)
-      const r = await ini.command(url.lun, cdb, null, data)
-      if (r.status !== GOOD) throw new ConfigError(field, `READ CAPACITY(16) on ${urlText} failed with status 0x${r.status.toString(16)} (sense key ${senseKey(r.sense)})`)
+      r = await ini.command(url.lun, cdb, null, data)
+      if (r.status !== GOOD) throw new ConfigError(field, `READ CAPACITY(16) on ${shown} failed: ${describe(r)}`)
       const lastLba = Number(data.readBigUInt64BE(0))
       const blockSize = data.readUInt32BE(8)
-      if (blockSize < 512 || blockSize % 512) throw new ConfigError(field, `${urlText} has an unusable block size ${blockSize}`)
-      o.log.info({ event: 'iscsi_backend_open', url: urlText.replace(/\/\/[^@]*@/, '//'), blocks: lastLba + 1, blockSize }, 'remote iSCSI LUN opened')
-      return new IscsiBackend(url, ini, (lastLba + 1) * blockSize, blockSize, o)
+      if (blockSize < 512 || blockSize % 512) throw new ConfigError(field, `${shown} has an unusable block size ${blockSize}`)
+      // Unit serial number (VPD 0x80), when the remote has one.
+      const vpd = Buffer.alloc(255)
+      r = await ini.command(url.lun, Buffer.from([0x12, 1, 0x80, 0, vpd.length, 0]), null, vpd)
+      if (r.status === GOOD && vpd[1] === 0x80) {
+        const serial = vpd.toString('latin1', 4, Math.min(4 + vpd[3], vpd.length)).replace(/[^\x20-\x7e]/g, '').trim()
+        if (serial) identity.serial = serial
+      }
+      o.log.info({ event: 'iscsi_backend_open', url: shown, blocks: lastLba + 1, blockSize, ...identity }, 'remote iSCSI LUN opened')
+      const be = new IscsiBackend(url, ini, (lastLba + 1) * blockSize, blockSize, o)
+      be.identity = identity
+      return be
     } catch (err) {
       await ini.close().catch(() => {})
       if (err instanceof ConfigError) throw err
-      throw new ConfigError(field, `cannot open ${urlText}: ${(err as Error).message}`)
+      throw new ConfigError(field, `cannot open ${shown}: ${(err as Error).message}`)
     }
   }
 
