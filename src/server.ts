@@ -13,6 +13,8 @@ import { scanPort } from './fs/scan.js'
 import { Filesystem } from './fs/filesystem.js'
 import { mountFuse, isFuseMounted, type Mounted } from './fs/mount.js'
 import { DEFAULT_TUNING, type Tuning } from './tuning.js'
+import { addFaultFiles, FaultSet } from './faults/index.js'
+import { ConfigError } from './errors.js'
 import { hotplug } from './hotplug.js'
 import { startIscsiPortal, type IscsiPortal, type PortalOptions } from './iscsi/server.js'
 import { startApiServer, type ApiServer } from './api/server.js'
@@ -37,6 +39,8 @@ export interface Server {
   drivers: HbaDriver[]
   devices: BlockDevice[]
   fs: Filesystem
+  /** Fault rules (faults/control, `fcfs inject`, config "faults"). */
+  faults: FaultSet
   iscsi?: IscsiPortal
   api?: ApiServer
   /** Unmounts, drains the HBA and closes the backends. Idempotent. */
@@ -50,12 +54,15 @@ export async function startFabric(
   config: FabricConfig,
   log: Logger,
   tuning: Tuning = DEFAULT_TUNING,
-): Promise<{ fabric: Fabric; driver: HbaDriver; devices: BlockDevice[] }> {
+): Promise<{ fabric: Fabric; driver: HbaDriver; devices: BlockDevice[]; faults: FaultSet }> {
   // Opens (and, for files, locks) every backend; a bad path or a locked file is a ConfigError.
   const fabric = await openFabric(config, { log })
+  // Fault injection: the firmware makes its targets through the fault set's filter.
+  const faults = new FaultSet({ fabric, log })
   let driver: HbaDriver | undefined
   try {
-    driver = await createHba({ index: 0, fabric, log, link: tuning.link, queueDepth: tuning.queueDepth })
+    driver = await createHba({ index: 0, fabric, log, link: tuning.link, queueDepth: tuning.queueDepth, targetFactory: faults.targetFactory })
+    faults.attachLink(driver.chip.firmware)
     driver.trace.setAlways(tuning.trace)
     const devices: BlockDevice[] = []
     for (const port of driver.ports) {
@@ -63,8 +70,14 @@ export async function startFabric(
         devices.push(new BlockDevice(driver, info, { queueDepth: tuning.queueDepth, writebackWindow: tuning.writeback, commandTimeout: tuning.cmdTimeout }))
       }
     }
-    return { fabric, driver, devices }
+    // The config's fault rules start once the LUNs are found (the scan itself runs clean).
+    if (config.faults?.length) {
+      const r = faults.apply(config.faults.join('\n'))
+      if (!r.ok) throw new ConfigError('faults', r.error)
+    }
+    return { fabric, driver, devices, faults }
   } catch (err) {
+    faults.close()
     // Never leave backing files locked behind a failed start.
     await driver?.shutdown(0)
     await closeFabric(fabric, log)
@@ -76,7 +89,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   const log = opts.log
   const mountpoint = resolve(opts.mountpoint)
   const tuning = opts.tuning ?? DEFAULT_TUNING
-  const { fabric, driver, devices } = await startFabric(opts.config, log, tuning)
+  const { fabric, driver, devices, faults } = await startFabric(opts.config, log, tuning)
   const fs = new Filesystem({
     drivers: [driver],
     devices,
@@ -86,6 +99,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     fabric: hotplug({ fabric, driver, tuning, log }),
     apiInfo: () => (opts.apiSocket === false ? 'socket: off\n' : api?.info() ?? 'socket: starting\n'),
   })
+  addFaultFiles(fs.tree, faults)
   let mounted: Mounted
   let iscsi: IscsiPortal | undefined
   let api: ApiServer | undefined
@@ -125,6 +139,8 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       }
       await api?.close()
       await iscsi?.close()
+      // Rules end (links come back up, write protection is given back) so what is queued can finish.
+      faults.close()
       // Answered buffered writes reach the targets before the HBA goes down.
       await drainAll(devices, 10_000, log)
       await driver.shutdown()
@@ -135,7 +151,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     return stopping
   }
 
-  return { mountpoint, fabric, drivers: [driver], devices, fs, iscsi, api, stop, stopped }
+  return { mountpoint, fabric, drivers: [driver], devices, fs, faults, iscsi, api, stop, stopped }
 }
 
 /** Waits (bounded) until every device's write-back has completed. */
