@@ -202,6 +202,43 @@ async function statusCommand(mountpoint: string): Promise<void> {
   process.stdout.write('\n[hba 0 stats]\n' + (await read('hba/0/stats')))
 }
 
+/** Writes control text to <mnt>/faults/control; a refused write exits 2 with the reason from faults/last_error. */
+async function faultControl(mountpoint: string, text: string): Promise<void> {
+  const mnt = resolve(mountpoint)
+  if (!(await isFuseMounted(mnt))) fail(`${mnt} is not a mounted fcfs`)
+  const { writeFile } = await import('node:fs/promises')
+  try {
+    await writeFile(join(mnt, 'faults', 'control'), text.endsWith('\n') ? text : text + '\n')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    const why = await readFile(join(mnt, 'faults', 'last_error'), 'utf8').catch(() => '')
+    fail(code === 'EINVAL' && why.trim() !== '' && why.trim() !== 'none' ? why.trim().replace(/^\S+ /, '') : `${join(mnt, 'faults', 'control')}: ${(err as Error).message}`)
+  }
+}
+
+async function faultRules(mnt: string): Promise<{ id: string; rule: string }[]> {
+  const text = await readFile(join(resolve(mnt), 'faults', 'rules.json'), 'utf8')
+  return (JSON.parse(text) as { rules: { id: string; rule: string }[] }).rules
+}
+
+/** `fcfs inject <mnt> <rule...>`: words make one rule; arguments that contain blanks are one rule each. */
+async function injectCommand(mountpoint: string, words: string[]): Promise<void> {
+  if (words.length === 0) fail('inject: give a rule, e.g. fcfs inject /mnt/fc medium-error wwpn=21000024ff000001 lba=0-99')
+  const lines = words.some((w) => /\s/.test(w)) ? words : [words.join(' ')]
+  const mnt = resolve(mountpoint)
+  const before = new Set((await faultRules(mnt).catch(() => [])).map((r) => r.id))
+  await faultControl(mnt, lines.join('\n'))
+  const added = (await faultRules(mnt)).filter((r) => !before.has(r.id))
+  for (const r of added) process.stdout.write(`${r.id} ${r.rule}\n`)
+  if (added.length === 0) process.stdout.write(`done: ${lines.join('; ')}\n`)
+}
+
+async function faultsCommand(mountpoint: string, json: boolean): Promise<void> {
+  const mnt = resolve(mountpoint)
+  if (!(await isFuseMounted(mnt))) fail(`${mnt} is not a mounted fcfs`)
+  process.stdout.write(await readFile(join(mnt, 'faults', json ? 'rules.json' : 'rules'), 'utf8'))
+}
+
 export function buildCli(argv: string[]): Argv {
   return yargs(argv)
     .scriptName('fcfs')
@@ -274,6 +311,41 @@ export function buildCli(argv: string[]): Argv {
           .example('$0 top /mnt/fc', 'refresh every second')
           .example('$0 top /mnt/fc --interval 5 --count 3', 'three 5-second samples, for a script'),
       (a) => topCommand(a.mountpoint as string, a.interval as number, a.count as number),
+    )
+    .command(
+      'inject <mountpoint> <rule...>',
+      'add a fault rule to a running mount (see the README, "Fault injection")',
+      (y) =>
+        y
+          .positional('mountpoint', { type: 'string', demandOption: true })
+          .positional('rule', { type: 'string', array: true, describe: 'the rule: kind and key=value words, or one quoted argument per rule' })
+          .example('$0 inject /mnt/fc medium-error wwpn=21000024ff000001 lba=1000-1999 op=read', 'reads of blocks 1000-1999 fail (EIO)')
+          .example('$0 inject /mnt/fc busy wwpn=21000024ff000001 next=2', 'the next two commands get BUSY (retried, then they succeed)')
+          .example('$0 inject /mnt/fc status wwpn=21000024ff000001 status=0x02 sense=3/11/00 op=read prob=0.1 seed=42', 'one read in ten, reproducibly')
+          .example('$0 inject /mnt/fc link-down wwpn=21000024ff000001 for=2s', 'the port leaves the fabric for 2 s (ENXIO)')
+          .example('$0 inject /mnt/fc delay=1ms-20ms wwpn=21000024ff000001', 'random latency'),
+      (a) => injectCommand(a.mountpoint as string, ((a.rule as unknown[]) ?? []).map(String)),
+    )
+    .command(
+      'faults <mountpoint>',
+      'list the fault rules of a mount with their hit counts',
+      (y) =>
+        y
+          .positional('mountpoint', { type: 'string', demandOption: true })
+          .option('json', { type: 'boolean', default: false, describe: 'print faults/rules.json' })
+          .example('$0 faults /mnt/fc', '<id> hits=N matched=N <state> <rule> per line'),
+      (a) => faultsCommand(a.mountpoint as string, a.json as boolean),
+    )
+    .command(
+      'clear <mountpoint> [id]',
+      'remove a fault rule (or all of them)',
+      (y) =>
+        y
+          .positional('mountpoint', { type: 'string', demandOption: true })
+          .positional('id', { type: 'string', default: 'all', describe: 'rule id (f1, …) or all' })
+          .example('$0 clear /mnt/fc f2', 'remove rule f2')
+          .example('$0 clear /mnt/fc', 'remove every rule (links come back up, write protection is given back)'),
+      (a) => faultControl(a.mountpoint as string, `clear ${String(a.id)}`),
     )
     .command(
       'status <mountpoint>',
