@@ -377,14 +377,14 @@ function hex2(n: number): string {
   return n.toString(16).padStart(2, '0')
 }
 
-/** The rule as one canonical line (what `faults/rules` lists and what parseRule reads back). */
-export function formatRule(r: FaultRule): string {
+/** The rule as one canonical line (what `faults/rules` lists and what parseRule reads back); id= only with `withId`. */
+export function formatRule(r: FaultRule, withId = false): string {
   const out: string[] = []
   if (r.kind === 'delay' && r.delay) out.push(`delay=${fmtMs(r.delay.min)}${r.delay.max !== r.delay.min ? `-${fmtMs(r.delay.max)}` : ''}`)
   else if (r.kind === 'bandwidth' && r.bandwidth !== undefined) out.push(`bandwidth=${r.bandwidth}B/s`)
   else out.push(r.kind)
   if (r.on !== undefined) out.push(r.on ? 'on' : 'off')
-  if (r.id) out.push(`id=${r.id}`)
+  if (withId && r.id) out.push(`id=${r.id}`)
   if (r.wwpn) out.push(`wwpn=${r.wwpn}`)
   if (r.lun !== undefined) out.push(`lun=${r.lun}`)
   if (r.lba) out.push(`lba=${r.lba.first}${r.lba.last !== r.lba.first ? `-${r.lba.last}` : ''}`)

@@ -1,0 +1,191 @@
+import { describe, expect, it } from 'vitest'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { FaultRuleError, formatRule, opMatches, parseRule, type FaultRule } from '../../src/faults/rule.js'
+import { FILE_POLL_MS, mulberry32, TriggerState } from '../../src/faults/trigger.js'
+
+const W = '21000024ff000001'
+
+function error(line: string): FaultRuleError {
+  try {
+    parseRule(line)
+  } catch (e) {
+    if (e instanceof FaultRuleError) return e
+    throw e
+  }
+  throw new Error(`parsed without error: ${line}`)
+}
+
+describe('the rule parser', () => {
+  it('reads a medium error on an LBA range with op and trigger', () => {
+    const r = parseRule(`medium-error wwpn=21:00:00:24:ff:00:00:01 lun=0 lba=1000-1999 op=read every=1`)
+    expect(r).toMatchObject({ kind: 'medium-error', wwpn: W, lun: 0, lba: { first: 1000, last: 1999 }, trigger: { kind: 'every', n: 1 } })
+    expect([...r.ops!.classes]).toEqual(['read'])
+  })
+
+  it('reads status with sense, a probability and a seed', () => {
+    const r = parseRule(`status wwpn=${W} status=0x02 sense=3/11/00 op=read prob=0.1 seed=42`)
+    expect(r).toMatchObject({ kind: 'status', status: 2, sense: { key: 3, asc: 0x11, ascq: 0 }, trigger: { kind: 'prob', p: 0.1, seed: 42 } })
+  })
+
+  it('reads every status-only kind, timeout included', () => {
+    for (const k of ['busy', 'task-set-full', 'reservation-conflict', 'timeout'] as const) {
+      expect(parseRule(`${k} wwpn=${W} next=2`)).toMatchObject({ kind: k, trigger: { kind: 'next', n: 2 } })
+    }
+  })
+
+  it('reads delay (fixed and range) and bandwidth with the value in the first token', () => {
+    expect(parseRule(`delay=5ms wwpn=${W}`).delay).toEqual({ min: 5, max: 5 })
+    expect(parseRule(`delay=1ms-20ms wwpn=${W} op=write`).delay).toEqual({ min: 1, max: 20 })
+    expect(parseRule(`delay wwpn=${W} delay=2s`).delay).toEqual({ min: 2000, max: 2000 })
+    expect(parseRule(`bandwidth=10MB/s wwpn=${W}`).bandwidth).toBe(10e6)
+    expect(parseRule(`bandwidth=512KiB/s wwpn=${W}`).bandwidth).toBe(512 * 1024)
+  })
+
+  it('reads link-down with for= and new=, link-up, write-protect on|off and corrupt-read', () => {
+    expect(parseRule(`link-down wwpn=${W} for=2s`)).toMatchObject({ kind: 'link-down', forMs: 2000, newCommands: 'fail' })
+    expect(parseRule(`link-down wwpn=${W} new=wait`)).toMatchObject({ newCommands: 'wait' })
+    expect(parseRule(`link-up wwpn=${W}`).kind).toBe('link-up')
+    expect(parseRule(`write-protect on wwpn=${W} lun=0`)).toMatchObject({ kind: 'write-protect', on: true, lun: 0 })
+    expect(parseRule(`write-protect off wwpn=${W}`).on).toBe(false)
+    const c = parseRule(`corrupt-read wwpn=${W} lba=7 how=bit`)
+    expect(c).toMatchObject({ lba: { first: 7, last: 7 }, how: 'bit' })
+    expect([...c.ops!.classes]).toEqual(['read'])
+  })
+
+  it('reads a trigger file gate and an explicit id', () => {
+    expect(parseRule(`busy id=flaky wwpn=${W} file=/tmp/go`)).toMatchObject({ id: 'flaky', file: '/tmp/go', trigger: { kind: 'always' } })
+  })
+
+  it('prints a rule that parses back to the same rule', () => {
+    for (const line of [
+      `medium-error wwpn=${W} lun=0 lba=1000-1999 op=read every=3`,
+      `status wwpn=${W} status=0x02 sense=3/11/00 op=read,0x35 prob=0.25 seed=7`,
+      `delay=1ms-20ms wwpn=${W}`,
+      `bandwidth=10MB/s wwpn=${W} op=write`,
+      `link-down wwpn=${W} for=1500ms new=wait`,
+      `corrupt-read wwpn=${W} lba=4-9 how=zero file=/tmp/x`,
+      `timeout wwpn=${W} next=1`,
+    ]) {
+      const once = formatRule(parseRule(line))
+      expect(formatRule(parseRule(once))).toBe(once)
+      const a = parseRule(line) as FaultRule
+      const b = parseRule(once) as FaultRule
+      expect({ ...b, ops: b.ops && [...b.ops.classes, ...b.ops.opcodes] }).toEqual({ ...a, ops: a.ops && [...a.ops.classes, ...a.ops.opcodes] })
+    }
+  })
+
+  it('matches op classes and opcodes', () => {
+    const r = parseRule(`busy wwpn=${W} op=write,0x35`)
+    expect(opMatches(r.ops, 0x2a)).toBe(true)
+    expect(opMatches(r.ops, 0x8a)).toBe(true)
+    expect(opMatches(r.ops, 0x35)).toBe(true)
+    expect(opMatches(r.ops, 0x28)).toBe(false)
+    expect(opMatches(parseRule(`busy wwpn=${W} op=all`).ops, 0x12)).toBe(true)
+  })
+
+  it.each([
+    ['melt wwpn=X', 'melt', /unknown kind/],
+    [`medium-error wwpn=123`, 'wwpn=123', /16 hex digits/],
+    [`medium-error wwpn=${W} lba=20-10`, 'lba=20-10', /before the first/],
+    [`medium-error wwpn=${W} lba=x`, 'lba=x', /block number/],
+    [`medium-error wwpn=${W} lun=300`, 'lun=300', /0 to 255/],
+    [`medium-error wwpn=${W} op=0x28`, 'op=0x28', /read or write/],
+    [`busy wwpn=${W} op=fly`, 'op=fly', /comma list/],
+    [`busy wwpn=${W} every=0`, 'every=0', /≥ 1/],
+    [`busy wwpn=${W} every=2 next=3`, 'next=3', /conflicts with every=2/],
+    [`busy wwpn=${W} prob=1.5`, 'prob=1.5', /probability/],
+    [`busy wwpn=${W} seed=4`, 'seed=4', /goes with prob/],
+    [`busy wwpn=${W} file=relative`, 'file=relative', /absolute/],
+    [`busy wwpn=${W} colour=red`, 'colour=red', /unknown key/],
+    [`busy wwpn=${W} sense=3/11/00`, 'sense=3/11/00', /does not take sense/],
+    [`busy wwpn=${W} lun=1 lun=2`, 'lun=2', /twice/],
+    [`busy wwpn=${W} loud`, 'loud', /key=value/],
+    [`status wwpn=${W} status=0x02`, 'status=0x02', /needs sense/],
+    [`status wwpn=${W} sense=3/11`, 'sense=3/11', /KEY\/ASC\/ASCQ/],
+    [`status wwpn=${W} status=0x08 sense=3/11/00`, 'sense=3/11/00', /goes with status=0x02/],
+    [`status wwpn=${W}`, 'status', /needs status/],
+    [`delay=fast wwpn=${W}`, 'delay=fast', /duration/],
+    [`delay=9ms-2ms wwpn=${W}`, 'delay=9ms-2ms', /ends before/],
+    [`bandwidth=lots wwpn=${W}`, 'bandwidth=lots', /rate/],
+    [`link-down for=2s`, 'link-down', /needs wwpn/],
+    [`link-down wwpn=${W} lba=5`, 'lba=5', /does not take lba/],
+    [`link-down wwpn=${W} new=later`, 'new=later', /fail .* or wait/],
+    [`write-protect wwpn=${W}`, 'write-protect', /on or off/],
+    [`write-protect maybe wwpn=${W}`, 'maybe', /on or off/],
+    [`write-protect on wwpn=${W} every=2`, 'every=2', /does not take every/],
+    [`corrupt-read wwpn=${W} op=write`, 'op=write', /reads only/],
+    [`corrupt-read wwpn=${W} how=melt`, 'how=melt', /flip/],
+    [`busy id=all wwpn=${W}`, 'id=all', /letter/],
+    [`size=5 wwpn=${W}`, 'size=5', /starts with its kind/],
+    ['', '', /empty rule/],
+  ])('refuses %j naming the token %j', (line, token, why) => {
+    const e = error(line)
+    expect(e.token).toBe(token)
+    expect(e.message.startsWith(token ? `${token}: ` : '')).toBe(true)
+    expect(e.message).toMatch(why)
+  })
+})
+
+describe('triggers', () => {
+  const rule = (t: string): FaultRule => parseRule(`busy wwpn=${W} ${t}`)
+  const fires = (s: TriggerState, n: number): boolean[] => Array.from({ length: n }, () => s.fire())
+
+  it('always fires on every matching command', () => {
+    const s = new TriggerState(rule(''))
+    expect(fires(s, 4)).toEqual([true, true, true, true])
+    expect(s.hits).toBe(4)
+  })
+
+  it('every=N fires on the Nth, 2Nth, … matching command', () => {
+    const s = new TriggerState(rule('every=3'))
+    expect(fires(s, 7)).toEqual([false, false, true, false, false, true, false])
+    expect({ hits: s.hits, matched: s.matched }).toEqual({ hits: 2, matched: 7 })
+  })
+
+  it('next=N fires for the next N commands, then is exhausted', () => {
+    const s = new TriggerState(rule('next=2'))
+    expect(fires(s, 5)).toEqual([true, true, false, false, false])
+    expect(s.exhausted).toBe(true)
+  })
+
+  it('prob=P with a seed gives the same pattern every time, near P overall', () => {
+    const a = fires(new TriggerState(rule('prob=0.3 seed=42')), 2000)
+    const b = fires(new TriggerState(rule('prob=0.3 seed=42')), 2000)
+    const c = fires(new TriggerState(rule('prob=0.3 seed=43')), 2000)
+    expect(a).toEqual(b)
+    expect(a).not.toEqual(c)
+    const rate = a.filter(Boolean).length / a.length
+    expect(rate).toBeGreaterThan(0.25)
+    expect(rate).toBeLessThan(0.35)
+  })
+
+  it('prob=1 always fires, and the PRNG is a pure function of its seed', () => {
+    expect(fires(new TriggerState(rule('prob=1 seed=1')), 5)).toEqual([true, true, true, true, true])
+    const r1 = mulberry32(9)
+    const r2 = mulberry32(9)
+    expect([r1(), r1(), r1()]).toEqual([r2(), r2(), r2()])
+  })
+
+  it('a trigger file gates the rule: nothing fires or counts while it is missing', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'fcfs-trig-'))
+    const file = path.join(dir, 'go')
+    const s = new TriggerState(rule(`every=2 file=${file}`))
+    try {
+      await new Promise((r) => setTimeout(r, FILE_POLL_MS * 2))
+      expect(fires(s, 3)).toEqual([false, false, false])
+      expect(s.matched).toBe(0)
+      await writeFile(file, '')
+      await new Promise((r) => setTimeout(r, FILE_POLL_MS * 3))
+      expect(fires(s, 4)).toEqual([false, true, false, true])
+      await rm(file)
+      await new Promise((r) => setTimeout(r, FILE_POLL_MS * 3))
+      expect(s.fire()).toBe(false)
+      expect(s.hits).toBe(2)
+    } finally {
+      s.stop()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
