@@ -13,7 +13,7 @@
 import type { Logger } from '../log.js'
 import { ConfigError } from '../errors.js'
 import { ConnectionLostError, IscsiInitiator, LoginError, type CommandResult } from '../iscsi/initiator.js'
-import type { Backend, IoResult } from './backend.js'
+import type { Backend, BackendError, IoResult } from './backend.js'
 
 const CHUNK = 1024 * 1024
 const GOOD = 0x00
@@ -214,6 +214,9 @@ export class IscsiBackend implements Backend {
   /** The connected initiator, logging in again if the connection dropped. */
   private session(): Promise<IscsiInitiator> {
     if (this.ini.connected) return Promise.resolve(this.ini)
+    if (!this.reconnecting && !this.closed) {
+      this.log.warn({ event: 'iscsi_backend_reconnecting', target: this.url.target, host: this.url.host, port: this.url.port }, 'remote iSCSI connection lost; logging in again')
+    }
     this.reconnecting ??= (async () => {
       const deadline = Date.now() + this.reconnectTimeoutMs
       let delay = 100
@@ -267,7 +270,26 @@ export class IscsiBackend implements Backend {
     }
   }
 
+  private failures = { last: 0, quiet: 0 }
+
+  /** Logs a failed command (at most one record a second, with how many were not logged). */
+  private failed(e: BackendError): BackendError {
+    const now = Date.now()
+    if (now - this.failures.last >= 1000) {
+      this.log.warn({ event: 'iscsi_backend_failed', target: this.url.target, lun: this.url.lun, offset: e.offset, kind: e.kind, err: e.message, alsoFailed: this.failures.quiet }, 'remote iSCSI command failed')
+      this.failures = { last: now, quiet: 0 }
+    } else {
+      this.failures.quiet++
+    }
+    return e
+  }
+
   private result(r: CommandResult | Error, offset: number, what: string): IoResult {
+    const e = this.outcome(r, offset, what)
+    return e ? this.failed(e) : null
+  }
+
+  private outcome(r: CommandResult | Error, offset: number, what: string): IoResult {
     if (r instanceof Error) return { kind: 'io', offset, message: `${what}: ${r.message}` }
     if (r.response !== 0) return { kind: 'io', offset, message: `${what}: the remote target failed the command (response 0x${r.response.toString(16)})` }
     if (r.status === GOOD) return null
