@@ -169,6 +169,8 @@ export interface ApiCounters {
   shmBytesIn: number
   shmBytesOut: number
   peakInFlight: number
+  /** socket writes (one per event-loop turn with replies, at most) */
+  socketWrites: number
 }
 
 class Conn {
@@ -454,6 +456,7 @@ class Conn {
       return
     }
     let ok: boolean
+    this.server.counters.socketWrites++
     if (q.length === 1) ok = this.sock.write(q[0])
     else {
       this.sock.cork()
@@ -588,6 +591,7 @@ export class ApiServer {
     shmBytesIn: 0,
     shmBytesOut: 0,
     peakInFlight: 0,
+    socketWrites: 0,
   }
   private readonly driver: HbaDriver
   private readonly net: NetServer
@@ -872,6 +876,7 @@ export class ApiServer {
         ['inline_bytes_out', c.inlineBytesOut],
         ['shm_bytes_in', c.shmBytesIn],
         ['shm_bytes_out', c.shmBytesOut],
+        ['socket_writes', c.socketWrites],
       ]
         .map(([k, v]) => `${k}: ${v}`)
         .join('\n') + '\n'

@@ -1,0 +1,221 @@
+/**
+ * Benchmark of the request/reply API (`npm run bench:api`), from another
+ * process than the mount, next to the FUSE path in the same run:
+ *
+ *   transactions/s, batched (a window of requests kept in flight):
+ *     NOP                 answered by the server without the HBA (the seed's "faked completion")
+ *     TEST UNIT READY     a raw CDB through driver → ring → firmware → SCSI (zero-latency target)
+ *     READ 1 block        inline data, same path
+ *     FUSE READ 512 B     fio, O_DIRECT psync jobs on rwbuf (for comparison)
+ *   MB/s with 640 KiB transfers, 48 in flight:
+ *     API READ/WRITE inline and through a /dev/shm region, FUSE READ (fio O_DIRECT jobs)
+ *     and FUSE WRITE (fio buffered jobs, write-back, end_fsync).
+ *
+ * Options: --seconds N (per measurement, default 3), --targets N (default 4),
+ * --fuse-jobs N (default 16), --json <file> (also write the numbers as JSON),
+ * --no-fuse. The mount uses the default tuning (link unlimited).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { FcfsClient, ShmRegion, type IoResult, type Target } from '../src/api/client.js'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+const CLI = path.join(ROOT, 'dist', 'src', 'cli.js')
+const KiB = 1024
+
+interface Args {
+  seconds: number
+  targets: number
+  fuseJobs: number
+  json?: string
+  fuse: boolean
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { seconds: 3, targets: 4, fuseJobs: 16, fuse: true }
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i]
+    const v = argv[i + 1]
+    if (k === '--seconds') (a.seconds = Number(v)), i++
+    else if (k === '--targets') (a.targets = Number(v)), i++
+    else if (k === '--fuse-jobs') (a.fuseJobs = Number(v)), i++
+    else if (k === '--json') (a.json = v), i++
+    else if (k === '--no-fuse') a.fuse = false
+    else throw new Error(`unknown option ${k}`)
+  }
+  return a
+}
+
+interface Row {
+  name: string
+  value: number
+  unit: string
+  note: string
+}
+
+async function mount(tmp: string, targets: number): Promise<{ mnt: string; sock: string; proc: ChildProcess; stop: () => Promise<void> }> {
+  const mnt = path.join(tmp, 'mnt')
+  const sock = path.join(tmp, 'api.sock')
+  await mkdir(mnt)
+  const proc = spawn(process.execPath, [CLI, 'mount', mnt, '--targets', String(targets), '--size', '4GiB', '--log-level', 'warn', '--api-socket', sock], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  proc.stdout!.on('data', (b: Buffer) => (out += b.toString()))
+  proc.stderr!.on('data', (b: Buffer) => (out += b.toString()))
+  const t0 = Date.now()
+  while (!out.includes(`fcfs mounted at ${mnt}`)) {
+    if (proc.exitCode !== null || Date.now() - t0 > 20_000) throw new Error(`mount failed:\n${out}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  const stop = async () => {
+    if (proc.exitCode === null) {
+      proc.kill('SIGTERM')
+      await new Promise((r) => {
+        const t = setTimeout(r, 10_000)
+        proc.once('exit', () => (clearTimeout(t), r(undefined)))
+      })
+    }
+    spawnSync('fusermount', ['-uz', mnt], { stdio: 'ignore' })
+  }
+  return { mnt, sock, proc, stop }
+}
+
+/** Keeps `window` requests in flight for `seconds`; `issue(i, done)` sends one. Returns completions/s and failures. */
+function windowed(seconds: number, window: number, issue: (i: number, done: (r: IoResult) => void) => void): Promise<{ rate: number; n: number; failed: number }> {
+  return new Promise((resolve) => {
+    let n = 0
+    let failed = 0
+    let sent = 0
+    let inflight = 0
+    let stopping = false
+    const t0 = performance.now()
+    const end = t0 + seconds * 1000
+    const done = (r: IoResult) => {
+      inflight--
+      n++
+      if (!r.ok) failed++
+      if (!stopping && (n & 255) === 0 && performance.now() >= end) stopping = true
+      if (!stopping) {
+        inflight++
+        issue(sent++, done)
+      } else if (inflight === 0) {
+        resolve({ rate: n / ((performance.now() - t0) / 1000), n, failed })
+      }
+    }
+    for (let i = 0; i < window; i++) {
+      inflight++
+      issue(sent++, done)
+    }
+  })
+}
+
+function fio(args: string[]): { bw: number; iops: number } | null {
+  const r = spawnSync('fio', ['--output-format=json', ...args], { encoding: 'utf8', maxBuffer: 64 << 20 })
+  if (r.status !== 0) {
+    process.stderr.write(`fio failed: ${r.stderr}\n`)
+    return null
+  }
+  const j = JSON.parse(r.stdout.slice(r.stdout.indexOf('{')))
+  const job = j.jobs[0]
+  return { bw: (job.read.bw_bytes ?? 0) + (job.write.bw_bytes ?? 0), iops: (job.read.iops ?? 0) + (job.write.iops ?? 0) }
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2))
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'fcfs-bench-api-'))
+  const m = await mount(tmp, a.targets)
+  const rows: Row[] = []
+  const add = (name: string, value: number, unit: string, note = '') => {
+    rows.push({ name, value, unit, note })
+    process.stdout.write(`${name.padEnd(44)} ${fmt(value).padStart(12)} ${unit.padEnd(6)} ${note}\n`)
+  }
+  let region: ShmRegion | null = null
+  try {
+    const c = await FcfsClient.connect(m.sock)
+    const wwpns = Array.from({ length: a.targets }, (_, i) => `21000024ff${(i + 1).toString(16).padStart(6, '0')}`)
+    const targets: Target[] = []
+    for (const w of wwpns) targets.push(await c.open(w, 0))
+    const T = targets.length
+    process.stdout.write(`fcfs API benchmark: ${T} target(s), ${a.seconds} s per measurement, client pid ${process.pid}, server pid ${c.hello.serverPid}\n\n`)
+
+    // Prefill the 640 KiB working set so reads move real data.
+    const big = 640 * KiB
+    const blocks640 = big / targets[0].blockSize
+    const depth = 48
+    const fill = Buffer.alloc(big, 0x5a)
+    for (let i = 0; i < depth; i++) await c.write(targets[i % T], Math.floor(i / T) * blocks640, fill)
+
+    const tur = Buffer.from([0, 0, 0, 0, 0, 0])
+    const w1 = 1024
+    let r = await windowed(a.seconds, w1, (_i, done) => c.nop(done))
+    add('API NOP (faked completion), window 1024', r.rate, 'tx/s', failNote(r))
+    const perLun = 64 // the targets' default queue depth: more would be TASK SET FULL
+    r = await windowed(a.seconds, perLun * T, (i, done) => c.submitCdb(targets[i % T], tur, {}, done))
+    add(`API TEST UNIT READY, window ${perLun * T}`, r.rate, 'tx/s', failNote(r))
+    r = await windowed(a.seconds, perLun * T, (i, done) => c.submit({ target: targets[i % T], read: true, lba: (i * 8) % 1_000_000, blocks: 1 }, done))
+    add(`API READ 1 block inline, window ${perLun * T}`, r.rate, 'tx/s', failNote(r))
+
+    const mb = (x: { rate: number }) => (x.rate * big) / 1e6
+    r = await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], read: true, lba: (Math.floor(i / T) % depth) * blocks640, blocks: blocks640 }, done))
+    add('API READ 640 KiB inline, 48 in flight', mb(r), 'MB/s', failNote(r))
+    r = await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], write: true, lba: (Math.floor(i / T) % depth) * blocks640, blocks: blocks640, data: fill }, done))
+    add('API WRITE 640 KiB inline, 48 in flight', mb(r), 'MB/s', failNote(r))
+
+    region = ShmRegion.create(depth * big)
+    for (let i = 0; i < depth; i++) region.write(i * big, fill)
+    const id = await c.registerShm(region.path, region.size)
+    r = await windowed(a.seconds, depth, (i, done) =>
+      c.submit({ target: targets[i % T], read: true, lba: (Math.floor(i / T) % depth) * blocks640, blocks: blocks640, region: id, offset: (i % depth) * big }, done),
+    )
+    add('API READ 640 KiB via /dev/shm, 48 in flight', mb(r), 'MB/s', failNote(r))
+    r = await windowed(a.seconds, depth, (i, done) =>
+      c.submit({ target: targets[i % T], write: true, lba: (Math.floor(i / T) % depth) * blocks640, blocks: blocks640, region: id, offset: (i % depth) * big }, done),
+    )
+    add('API WRITE 640 KiB via /dev/shm, 48 in flight', mb(r), 'MB/s', failNote(r))
+    await c.close()
+
+    if (a.fuse) {
+      if (!existsSync('/usr/bin/fio') && spawnSync('which', ['fio']).status !== 0) {
+        process.stdout.write('fio not found: FUSE path skipped\n')
+      } else {
+        const files = wwpns.map((w) => path.join(m.mnt, 'wwn', w, 'rwbuf')).join(':')
+        const common = [`--filename=${files}`, '--ioengine=psync', `--runtime=${a.seconds}`, '--time_based=1', '--group_reporting=1', '--size=1g', '--name=fuse']
+        const jobs = String(a.fuseJobs)
+        let f = fio([...common, '--rw=randread', '--bs=512', '--direct=1', `--numjobs=${jobs}`])
+        if (f) add(`FUSE READ 512 B, ${jobs} O_DIRECT jobs`, f.iops, 'tx/s', 'fio on rwbuf')
+        f = fio([...common, '--rw=read', '--bs=640k', '--direct=1', `--numjobs=${jobs}`, '--offset_increment=64m'])
+        if (f) add(`FUSE READ 640 KiB, ${jobs} O_DIRECT jobs`, f.bw / 1e6, 'MB/s', 'fio on rwbuf')
+        f = fio([...common, '--rw=write', '--bs=640k', '--direct=0', `--numjobs=${jobs}`, '--offset_increment=64m', '--end_fsync=1'])
+        if (f) add(`FUSE WRITE 640 KiB, ${jobs} buffered jobs`, f.bw / 1e6, 'MB/s', 'fio on rwbuf, write-back')
+        f = fio([...common, '--rw=write', '--bs=640k', '--direct=1', `--numjobs=${jobs}`, '--offset_increment=64m'])
+        if (f) add(`FUSE WRITE 640 KiB, ${jobs} O_DIRECT jobs`, f.bw / 1e6, 'MB/s', 'fio on rwbuf (one write per file at a time)')
+      }
+    }
+    if (a.json) {
+      await writeFile(a.json, JSON.stringify({ date: new Date().toISOString(), host: os.hostname(), cpus: os.cpus().length, loadavg: os.loadavg(), seconds: a.seconds, targets: a.targets, rows }, null, 2) + '\n')
+    }
+    process.stdout.write(`\nload average: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs\n`)
+  } finally {
+    region?.destroy()
+    await m.stop()
+    await rm(tmp, { recursive: true, force: true })
+  }
+}
+
+function failNote(r: { failed: number; n: number }): string {
+  return r.failed ? `${r.failed} of ${r.n} not GOOD` : ''
+}
+
+function fmt(v: number): string {
+  return v >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toFixed(1)
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench-api: ${(err as Error).stack ?? err}\n`)
+  process.exit(1)
+})

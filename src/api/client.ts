@@ -1,0 +1,649 @@
+/**
+ * TypeScript client of the request/reply API (protocol: ./protocol.ts).
+ *
+ *   import { FcfsClient } from 'fcfs/dist/src/api/client.js'
+ *   const c = await FcfsClient.connect('/mnt/fc')          // a mountpoint (reads <mnt>/api) or a socket path
+ *   const t = await c.open('21000024ff000001', 0)          // { handle, blockSize, blocks }
+ *   await c.write(t, 0, Buffer.alloc(4096, 0xab))           // promise calls: resolve when the command completed GOOD
+ *   const data = await c.read(t, 0, 8)
+ *   // batch interface: no promise per request, as many in flight as you like
+ *   for (let i = 0; i < 1000; i++) c.submit({ target: t, read: true, lba: i, blocks: 1 }, (r, data) => { … })
+ *   await c.close()
+ *
+ * Requests issued in the same tick go out in one socket write. read/write/
+ * command reject with an ApiRequestError naming the status, the SCSI outcome
+ * and the errno rwbuf would have given; submit() callbacks get the raw reply.
+ */
+import { connect as netConnect, type Socket } from 'node:net'
+import { readFile, stat } from 'node:fs/promises'
+import { closeSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync, constants as fsc } from 'node:fs'
+import { join } from 'node:path'
+import { constants as osc } from 'node:os'
+import { FcfsError } from '../errors.js'
+import {
+  CDB_SIZE,
+  HEADER_SIZE,
+  IO,
+  IO_REPLY,
+  IO_REPLY_SIZE,
+  IO_SIZE,
+  IoFlags,
+  MAGIC,
+  MsgType,
+  NOP_SIZE,
+  REGISTER_SHM_SIZE,
+  STATUS_REPLY,
+  Status,
+  VERSION,
+  decodeHello,
+  decodeOpenReply,
+  encodeCdb,
+  encodeClose,
+  encodeOpen,
+  encodeRegisterShm,
+  msgTypeName,
+  statusName,
+  type Hello,
+} from './protocol.js'
+
+export interface Target {
+  readonly wwpn: string
+  readonly lun: number
+  readonly handle: number
+  readonly blockSize: number
+  readonly blocks: number
+}
+
+/** An IO_REPLY, decoded. `ok`: the command completed GOOD (possibly short: see transferred). */
+export interface IoResult {
+  key: number
+  status: number
+  compStatus: number
+  scsiStatus: number
+  senseKey: number
+  asc: number
+  ascq: number
+  entryStatus: number
+  senseValid: boolean
+  transferred: number
+  residual: number
+  /** errno rwbuf would give (positive), 0 on success */
+  errno: number
+  ok: boolean
+}
+
+export type IoCallback = (r: IoResult, data: Buffer | null) => void
+
+export interface IoRequest {
+  target: Target | number
+  /** exactly one of read / write */
+  read?: boolean
+  write?: boolean
+  lba: number
+  blocks: number
+  /** write data (inline); omit with `region` */
+  data?: Buffer
+  /** registered region id: data moves through it at `offset` instead of inline */
+  region?: number
+  offset?: number
+  /** ACK at once, reply later (the seed's async flag) */
+  async?: boolean
+  fua?: boolean
+  cdb10?: boolean
+  cdb16?: boolean
+}
+
+export class ApiRequestError extends FcfsError {
+  readonly result: IoResult | null
+  readonly status: number
+  readonly errno: string | null
+  constructor(op: string, status: number, result: IoResult | null, detail = '') {
+    const scsi = result && status === Status.OK ? describe(result) : statusName(status)
+    super('FCFS_API_REQUEST', `${op} failed: ${scsi}${detail ? ` (${detail})` : ''}`)
+    this.status = status
+    this.result = result
+    this.errno = result && result.errno ? errnoName(result.errno) : null
+  }
+}
+
+function errnoName(n: number): string {
+  for (const [k, v] of Object.entries(osc.errno)) if (v === n) return k
+  return `errno ${n}`
+}
+
+function describe(r: IoResult): string {
+  const parts = [`comp_status 0x${r.compStatus.toString(16)}`, `scsi_status 0x${r.scsiStatus.toString(16)}`]
+  if (r.senseValid) parts.push(`sense ${r.senseKey.toString(16)}/${r.asc.toString(16).padStart(2, '0')}/${r.ascq.toString(16).padStart(2, '0')}`)
+  if (r.entryStatus) parts.push(`entry_status 0x${r.entryStatus.toString(16)}`)
+  if (r.errno) parts.push(errnoName(r.errno))
+  return parts.join(', ')
+}
+
+const enum Wait {
+  Io = 1,
+  Open = 2,
+  Status = 3,
+}
+
+interface Pending {
+  kind: Wait
+  cb: (type: number, buf: Buffer, at: number, len: number) => void
+}
+
+const STAGING = 64 * 1024
+const COPY_LIMIT = 16 * 1024
+
+export class FcfsClient {
+  readonly socketPath: string
+  readonly hello: Hello
+  private readonly sock: Socket
+  private readonly pending = new Map<number, Pending>()
+  private nextKey = 1
+  private staging = Buffer.allocUnsafeSlow(STAGING)
+  private stagingLen = 0
+  private queue: Buffer[] = []
+  private flushScheduled = false
+  private acc: Buffer | null = null
+  private accLen = 0
+  private accNeed = 0
+  private closed = false
+  private failure: Error | null = null
+  private closedWaiters: (() => void)[] = []
+
+  private constructor(socketPath: string, sock: Socket, hello: Hello, rest: Buffer) {
+    this.socketPath = socketPath
+    this.sock = sock
+    this.hello = hello
+    sock.on('data', (b: Buffer) => this.onData(b))
+    sock.on('error', (err) => (this.failure ??= err))
+    sock.on('close', () => this.onClose())
+    if (rest.length) this.onData(rest)
+  }
+
+  /** The socket path of a mount (from `<mnt>/api`), or `p` itself when it is a socket. */
+  static async resolveSocket(p: string): Promise<string> {
+    const st = await stat(p)
+    if (st.isSocket()) return p
+    if (st.isDirectory()) {
+      const text = await readFile(join(p, 'api'), 'utf8')
+      const m = /^socket: (.+)$/m.exec(text)
+      if (!m || m[1] === 'off') throw new FcfsError('FCFS_API', `${p} has no API socket (mounted with --api-socket off?)`)
+      return m[1]
+    }
+    throw new FcfsError('FCFS_API', `${p} is neither an fcfs mountpoint nor a socket`)
+  }
+
+  /** Connects to a mount (its directory) or a socket path and reads the server's HELLO. */
+  static async connect(p: string): Promise<FcfsClient> {
+    const path = await FcfsClient.resolveSocket(p)
+    const sock = netConnect(path)
+    const got = await new Promise<Buffer>((resolve, reject) => {
+      let buf = Buffer.alloc(0)
+      const onData = (b: Buffer) => {
+        buf = Buffer.concat([buf, b])
+        if (buf.length >= 32) {
+          cleanup()
+          resolve(buf)
+        }
+      }
+      const onErr = (err: Error) => {
+        cleanup()
+        reject(new FcfsError('FCFS_API', `cannot connect to ${path}: ${err.message}`))
+      }
+      const onClose = () => {
+        cleanup()
+        reject(new FcfsError('FCFS_API', `${path} closed before HELLO`))
+      }
+      const cleanup = () => {
+        sock.off('data', onData)
+        sock.off('error', onErr)
+        sock.off('close', onClose)
+      }
+      sock.on('data', onData)
+      sock.on('error', onErr)
+      sock.on('close', onClose)
+    })
+    if (got.readUInt16LE(0) !== MAGIC || got[3] !== MsgType.HELLO) {
+      sock.destroy()
+      throw new FcfsError('FCFS_API', `${path} did not say HELLO (not an fcfs API socket?)`)
+    }
+    const hello = decodeHello(got, 0)
+    if (hello.protocol !== VERSION) {
+      sock.destroy()
+      throw new FcfsError('FCFS_API', `server speaks protocol ${hello.protocol}, this client ${VERSION}`)
+    }
+    return new FcfsClient(path, sock, hello, got.subarray(32))
+  }
+
+  /** Requests sent and not answered yet. */
+  get inFlight(): number {
+    return this.pending.size
+  }
+
+  // ---- sending ----
+
+  private key(): number {
+    const k = this.nextKey
+    this.nextKey = k >= 0xffffffff ? 1 : k + 1
+    return k
+  }
+
+  private reserve(n: number): { buf: Buffer; at: number } {
+    if (this.closed) throw this.failure ?? new FcfsError('FCFS_API', 'connection closed')
+    if (this.stagingLen + n > this.staging.length) this.seal()
+    const at = this.stagingLen
+    this.stagingLen += n
+    this.schedule()
+    return { buf: this.staging, at }
+  }
+
+  private seal(): void {
+    if (this.stagingLen === 0) return
+    this.queue.push(this.staging.subarray(0, this.stagingLen))
+    const rest = this.staging.length - this.stagingLen
+    this.staging = rest >= 4096 ? this.staging.subarray(this.stagingLen) : Buffer.allocUnsafeSlow(STAGING)
+    this.stagingLen = 0
+  }
+
+  private schedule(): void {
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      process.nextTick(() => this.flush())
+    }
+  }
+
+  /** Writes everything queued now (it happens by itself at the end of the tick). */
+  flush(): void {
+    this.flushScheduled = false
+    this.seal()
+    const q = this.queue
+    if (q.length === 0 || this.closed) return
+    if (q.length === 1) this.sock.write(q[0])
+    else {
+      this.sock.cork()
+      for (const b of q) this.sock.write(b)
+      this.sock.uncork()
+    }
+    q.length = 0
+  }
+
+  private expect(key: number, kind: Wait, cb: Pending['cb']): void {
+    this.pending.set(key, { kind, cb })
+  }
+
+  /**
+   * The batch interface: queues one READ/WRITE and calls `cb` once with the
+   * reply (and, for inline reads, the data — a view valid during the call
+   * only if you keep it; copy to keep it past the next reply). Returns the key.
+   */
+  submit(r: IoRequest, cb: IoCallback): number {
+    const handle = typeof r.target === 'number' ? r.target : r.target.handle
+    let flags = (r.read ? IoFlags.READ : 0) | (r.write ? IoFlags.WRITE : 0)
+    if (r.async) flags |= IoFlags.ASYNC
+    if (r.fua) flags |= IoFlags.FUA
+    if (r.cdb10) flags |= IoFlags.CDB10
+    if (r.cdb16) flags |= IoFlags.CDB16
+    flags |= r.region !== undefined ? IoFlags.SHM : IoFlags.INLINE
+    const inline = r.region === undefined && r.write && r.data ? r.data.length : 0
+    const key = this.key()
+    const copy = inline > 0 && inline <= COPY_LIMIT
+    const { buf, at } = this.reserve(IO_SIZE + (copy ? inline : 0))
+    buf.writeUInt16LE(MAGIC, at)
+    buf[at + 2] = VERSION
+    buf[at + 3] = MsgType.IO
+    buf.writeUInt32LE(IO_SIZE + inline, at + 4)
+    buf.writeUInt32LE(key, at + 8)
+    buf.writeUInt32LE(0, at + 12)
+    buf.writeUInt32LE(handle >>> 0, at + IO.handle.offset)
+    buf.writeUInt32LE(flags, at + IO.flags.offset)
+    buf.writeUInt32LE(r.lba % 0x1_0000_0000 >>> 0, at + IO.lba.offset)
+    buf.writeUInt32LE(Math.floor(r.lba / 0x1_0000_0000) >>> 0, at + IO.lba.offset + 4)
+    buf.writeUInt32LE(r.blocks >>> 0, at + IO.blocks.offset)
+    buf.writeUInt32LE((r.region ?? 0) >>> 0, at + IO.region.offset)
+    const off = r.offset ?? 0
+    buf.writeUInt32LE(off % 0x1_0000_0000 >>> 0, at + IO.offset.offset)
+    buf.writeUInt32LE(Math.floor(off / 0x1_0000_0000) >>> 0, at + IO.offset.offset + 4)
+    if (copy) r.data!.copy(buf, at + IO_SIZE)
+    else if (inline > 0) {
+      this.seal()
+      this.queue.push(r.data!)
+    }
+    this.expect(key, Wait.Io, ioHandler(cb))
+    return key
+  }
+
+  /** The seed's faked completion: answered by the server at once, nothing reaches the HBA. */
+  nop(cb: IoCallback): number {
+    const key = this.key()
+    const { buf, at } = this.reserve(NOP_SIZE)
+    buf.writeUInt16LE(MAGIC, at)
+    buf[at + 2] = VERSION
+    buf[at + 3] = MsgType.NOP
+    buf.writeUInt32LE(NOP_SIZE, at + 4)
+    buf.writeUInt32LE(key, at + 8)
+    buf.writeUInt32LE(0, at + 12)
+    this.expect(key, Wait.Io, ioHandler(cb))
+    return key
+  }
+
+  /** Any CDB: direction 'in' (read dataLength bytes), 'out' (write `data`), or none. */
+  submitCdb(
+    target: Target | number,
+    cdb: Uint8Array,
+    opts: { direction?: 'in' | 'out' | 'none'; data?: Buffer; dataLength?: number; region?: number; offset?: number; timeout?: number; async?: boolean },
+    cb: IoCallback,
+  ): number {
+    const handle = typeof target === 'number' ? target : target.handle
+    const dir = opts.direction ?? 'none'
+    const dataLength = dir === 'out' && opts.data && opts.region === undefined ? opts.data.length : (opts.dataLength ?? opts.data?.length ?? 0)
+    let flags = dir === 'in' ? IoFlags.READ : dir === 'out' ? IoFlags.WRITE : 0
+    if (opts.async) flags |= IoFlags.ASYNC
+    if (dataLength > 0) flags |= opts.region !== undefined ? IoFlags.SHM : IoFlags.INLINE
+    const inline = dir === 'out' && opts.region === undefined && opts.data ? opts.data.length : 0
+    const key = this.key()
+    const { buf, at } = this.reserve(CDB_SIZE)
+    encodeCdb(
+      { key: BigInt(key), handle, flags, cdb, timeout: opts.timeout, dataLength, region: opts.region, offset: opts.offset, inlineLength: inline },
+      buf,
+      at,
+    )
+    if (inline > 0) {
+      this.seal()
+      this.queue.push(opts.data!)
+    }
+    this.expect(key, Wait.Io, ioHandler(cb))
+    return key
+  }
+
+  // ---- promise calls ----
+
+  async open(wwpn: string, lun = 0): Promise<Target> {
+    const key = this.key()
+    const { buf, at } = this.reserve(32)
+    encodeOpen({ key: BigInt(key), wwpn, lun }, buf, at)
+    return new Promise((resolve, reject) => {
+      this.expect(key, Wait.Open, (type, b, o) => {
+        if (type !== MsgType.OPEN_REPLY) return reject(errorFrom('OPEN', type, b, o))
+        const r = decodeOpenReply(b, o)
+        if (r.status !== Status.OK) return reject(new ApiRequestError(`OPEN ${wwpn}/${lun}`, r.status, null))
+        resolve({ wwpn: wwpn.replace(/:/g, '').toLowerCase(), lun, handle: r.handle, blockSize: r.blockSize, blocks: r.blocks })
+      })
+    })
+  }
+
+  closeTarget(target: Target | number): Promise<void> {
+    return this.statusCall(MsgType.CLOSE, 'CLOSE', typeof target === 'number' ? target : target.handle).then(() => undefined)
+  }
+
+  /** Registers a file on tmpfs (e.g. ShmRegion.path) of at least `size` bytes; resolves with the region id. */
+  registerShm(path: string, size: number): Promise<number> {
+    const key = this.key()
+    const { buf, at } = this.reserve(REGISTER_SHM_SIZE)
+    encodeRegisterShm({ key: BigInt(key), path, size }, buf, at)
+    return new Promise((resolve, reject) => {
+      this.expect(key, Wait.Status, (type, b, o) => {
+        const status = b.readUInt32LE(o + STATUS_REPLY.status.offset)
+        if (type !== MsgType.REGISTER_REPLY || status !== Status.OK) return reject(errorFrom('REGISTER_SHM', type, b, o))
+        resolve(b.readUInt32LE(o + STATUS_REPLY.detail.offset))
+      })
+    })
+  }
+
+  unregisterShm(region: number): Promise<void> {
+    return this.statusCall(MsgType.UNREGISTER_SHM, 'UNREGISTER_SHM', region).then(() => undefined)
+  }
+
+  private statusCall(type: number, what: string, value: number): Promise<number> {
+    const key = this.key()
+    const { buf, at } = this.reserve(24)
+    encodeClose({ key: BigInt(key), handle: value }, buf, at, type)
+    return new Promise((resolve, reject) => {
+      this.expect(key, Wait.Status, (t, b, o) => {
+        const status = b.readUInt32LE(o + STATUS_REPLY.status.offset)
+        if (t !== (type | 0x80) || status !== Status.OK) return reject(errorFrom(what, t, b, o))
+        resolve(b.readUInt32LE(o + STATUS_REPLY.detail.offset))
+      })
+    })
+  }
+
+  /** Resolves with the reply however it went (never rejects for a SCSI outcome). */
+  io(r: IoRequest): Promise<{ result: IoResult; data: Buffer | null }> {
+    return new Promise((resolve) => this.submit(r, (result, data) => resolve({ result, data })))
+  }
+
+  /** READ of `blocks` blocks at `lba`, inline; resolves with the data (short if the target moved less). */
+  async read(target: Target, lba: number, blocks: number, opts: { cdb10?: boolean; cdb16?: boolean } = {}): Promise<Buffer> {
+    const { result, data } = await this.io({ target, read: true, lba, blocks, ...opts })
+    if (!result.ok) throw new ApiRequestError(`READ lba ${lba} blocks ${blocks}`, result.status, result)
+    return data ?? Buffer.alloc(0)
+  }
+
+  /** WRITE of `data` (whole blocks) at `lba`, inline. */
+  async write(target: Target, lba: number, data: Buffer, opts: { fua?: boolean; cdb10?: boolean; cdb16?: boolean } = {}): Promise<void> {
+    if (data.length === 0 || data.length % target.blockSize !== 0) {
+      throw new RangeError(`write: ${data.length} bytes is not a whole number of ${target.blockSize}-byte blocks`)
+    }
+    const { result } = await this.io({ target, write: true, lba, blocks: data.length / target.blockSize, data, ...opts })
+    if (!result.ok) throw new ApiRequestError(`WRITE lba ${lba}`, result.status, result)
+  }
+
+  /** READ/WRITE through a registered region: data lands in / comes from the region at `offset`. */
+  async readShm(target: Target, lba: number, blocks: number, region: number, offset: number): Promise<IoResult> {
+    const { result } = await this.io({ target, read: true, lba, blocks, region, offset })
+    if (!result.ok) throw new ApiRequestError(`READ lba ${lba} blocks ${blocks}`, result.status, result)
+    return result
+  }
+
+  async writeShm(target: Target, lba: number, blocks: number, region: number, offset: number, opts: { fua?: boolean } = {}): Promise<IoResult> {
+    const { result } = await this.io({ target, write: true, lba, blocks, region, offset, ...opts })
+    if (!result.ok) throw new ApiRequestError(`WRITE lba ${lba} blocks ${blocks}`, result.status, result)
+    return result
+  }
+
+  /** Any CDB; resolves with the reply and the data-in (never rejects for a SCSI outcome). */
+  command(
+    target: Target,
+    cdb: Uint8Array,
+    opts: { direction?: 'in' | 'out' | 'none'; data?: Buffer; dataLength?: number; timeout?: number } = {},
+  ): Promise<{ result: IoResult; data: Buffer | null }> {
+    return new Promise((resolve) => this.submitCdb(target, cdb, opts, (result, data) => resolve({ result, data })))
+  }
+
+  /** Closes the connection; requests still in flight get status SHUTTING_DOWN. */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve()
+    this.flush()
+    return new Promise((resolve) => {
+      this.closedWaiters.push(resolve)
+      this.sock.end()
+      setTimeout(() => this.sock.destroy(), 1000).unref()
+    })
+  }
+
+  // ---- receiving ----
+
+  private onData(chunk: Buffer): void {
+    let pos = 0
+    if (this.acc !== null) {
+      pos = this.fill(chunk, 0)
+      if (this.acc !== null) return
+    }
+    const len = chunk.length
+    while (pos < len) {
+      const avail = len - pos
+      if (avail < HEADER_SIZE) {
+        this.startAcc(HEADER_SIZE)
+        this.fill(chunk, pos)
+        return
+      }
+      const mlen = chunk.readUInt32LE(pos + 4)
+      if (chunk.readUInt16LE(pos) !== MAGIC || mlen < HEADER_SIZE) return this.protocolError(`bad reply header ${chunk.subarray(pos, pos + 8).toString('hex')}`)
+      if (avail < mlen) {
+        this.startAcc(mlen)
+        this.fill(chunk, pos)
+        return
+      }
+      this.dispatch(chunk, pos, mlen)
+      pos += mlen
+    }
+  }
+
+  private startAcc(n: number): void {
+    this.acc = Buffer.allocUnsafe(n)
+    this.accNeed = n
+    this.accLen = 0
+  }
+
+  private fill(chunk: Buffer, pos: number): number {
+    const acc = this.acc!
+    const n = Math.min(this.accNeed - this.accLen, chunk.length - pos)
+    chunk.copy(acc, this.accLen, pos, pos + n)
+    this.accLen += n
+    pos += n
+    if (this.accLen < this.accNeed) return pos
+    if (this.accNeed === HEADER_SIZE) {
+      const mlen = acc.readUInt32LE(4)
+      if (acc.readUInt16LE(0) !== MAGIC || mlen < HEADER_SIZE) {
+        this.protocolError('bad reply header')
+        return chunk.length
+      }
+      if (mlen > HEADER_SIZE) {
+        const full = Buffer.allocUnsafe(mlen)
+        acc.copy(full)
+        this.acc = full
+        this.accNeed = mlen
+        this.accLen = HEADER_SIZE
+        return this.fill(chunk, pos)
+      }
+    }
+    this.acc = null
+    this.dispatch(acc, 0, this.accNeed)
+    return pos
+  }
+
+  private dispatch(b: Buffer, at: number, mlen: number): void {
+    const type = b[at + 3]
+    const key = b.readUInt32LE(at + 8)
+    const p = this.pending.get(key)
+    if (p === undefined) return
+    if (type === MsgType.IO_ACK) {
+      // accepted: the reply follows later; refused: this is the only answer
+      const status = b.readUInt32LE(at + STATUS_REPLY.status.offset)
+      if (status === Status.OK) return
+    }
+    this.pending.delete(key)
+    p.cb(type, b, at, mlen)
+  }
+
+  private protocolError(why: string): void {
+    this.failure ??= new FcfsError('FCFS_API', `protocol error: ${why}`)
+    this.sock.destroy()
+  }
+
+  private onClose(): void {
+    this.closed = true
+    const all = [...this.pending.entries()]
+    this.pending.clear()
+    const fake = Buffer.alloc(IO_REPLY_SIZE)
+    fake.writeUInt32LE(Status.SHUTTING_DOWN, IO_REPLY.status.offset)
+    for (const [key, p] of all) {
+      fake.writeUInt32LE(key, 8)
+      fake[3] = p.kind === Wait.Io ? MsgType.IO_REPLY : MsgType.ERROR
+      fake.writeUInt32LE(IO_REPLY_SIZE, 4)
+      p.cb(fake[3], fake, 0, IO_REPLY_SIZE)
+    }
+    for (const w of this.closedWaiters) w()
+    this.closedWaiters = []
+  }
+}
+
+function ioHandler(cb: IoCallback): Pending['cb'] {
+  return (type, b, at, mlen) => {
+    if (type === MsgType.IO_REPLY) {
+      const r = decodeResult(b, at)
+      cb(r, mlen > IO_REPLY_SIZE ? b.subarray(at + IO_REPLY_SIZE, at + mlen) : null)
+    } else {
+      // IO_ACK refusing an async request, or ERROR
+      const status = b.readUInt32LE(at + STATUS_REPLY.status.offset)
+      cb(refused(b.readUInt32LE(at + 8), status), null)
+    }
+  }
+}
+
+function decodeResult(b: Buffer, at: number): IoResult {
+  const status = b.readUInt32LE(at + IO_REPLY.status.offset)
+  const compStatus = b.readUInt16LE(at + IO_REPLY.compStatus.offset)
+  const scsiStatus = b[at + IO_REPLY.scsiStatus.offset]
+  const entryStatus = b[at + IO_REPLY.entryStatus.offset]
+  return {
+    key: b.readUInt32LE(at + 8),
+    status,
+    compStatus,
+    scsiStatus,
+    senseKey: b[at + IO_REPLY.senseKey.offset],
+    asc: b[at + IO_REPLY.asc.offset],
+    ascq: b[at + IO_REPLY.ascq.offset],
+    entryStatus,
+    senseValid: (b[at + IO_REPLY.rflags.offset] & 1) !== 0,
+    transferred: b.readUInt32LE(at + IO_REPLY.transferred.offset),
+    residual: b.readUInt32LE(at + IO_REPLY.residual.offset),
+    errno: b.readUInt32LE(at + IO_REPLY.errno.offset),
+    ok: status === Status.OK && entryStatus === 0 && (compStatus === 0 || compStatus === 0x15) && scsiStatus === 0,
+  }
+}
+
+function refused(key: number, status: number): IoResult {
+  return { key, status, compStatus: 0, scsiStatus: 0, senseKey: 0, asc: 0, ascq: 0, entryStatus: 0, senseValid: false, transferred: 0, residual: 0, errno: 0, ok: false }
+}
+
+function errorFrom(what: string, type: number, b: Buffer, at: number): Error {
+  const status = b.readUInt32LE(at + STATUS_REPLY.status.offset)
+  return new ApiRequestError(what, status, null, type === MsgType.ERROR ? `server answered ERROR to the ${msgTypeName(b.readUInt32LE(at + STATUS_REPLY.detail.offset))} message` : '')
+}
+
+/**
+ * A shared-memory region for the client side: a file in /dev/shm the size of
+ * `size`. C and Python clients mmap it; Node cannot mmap without a native
+ * addon, so here read()/write() copy through the file (use inline data from
+ * Node when you only care about speed; this exists so Node can drive and test
+ * the region path).
+ */
+export class ShmRegion {
+  readonly path: string
+  readonly size: number
+  private fd: number
+
+  private constructor(path: string, size: number, fd: number) {
+    this.path = path
+    this.size = size
+    this.fd = fd
+  }
+
+  static create(size: number, dir = '/dev/shm'): ShmRegion {
+    const path = join(dir, `fcfs-${process.pid}-${Math.random().toString(36).slice(2, 10)}`)
+    const fd = openSync(path, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL, 0o600)
+    ftruncateSync(fd, size)
+    return new ShmRegion(path, size, fd)
+  }
+
+  write(offset: number, data: Buffer): void {
+    writeSync(this.fd, data, 0, data.length, offset)
+  }
+
+  read(offset: number, length: number): Buffer {
+    const b = Buffer.alloc(length)
+    readSync(this.fd, b, 0, length, offset)
+    return b
+  }
+
+  /** Closes and removes the file. */
+  destroy(): void {
+    if (this.fd >= 0) closeSync(this.fd)
+    this.fd = -1
+    try {
+      unlinkSync(this.path)
+    } catch {
+      /* gone */
+    }
+  }
+}
