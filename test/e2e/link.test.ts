@@ -145,6 +145,88 @@ describe('--queue-depth 4', () => {
   })
 })
 
+// One fd per role, all at once on one LUN: an O_DIRECT pattern, then a buffered
+// unaligned writer (write-back, read-modify-write), a buffered sequential reader
+// (readahead) and six O_DIRECT random readers, as threads of one python process.
+const MIXED = String.raw`
+import os, sys, threading, random, mmap, time
+dev = sys.argv[1]
+N = 8 << 20
+base = bytes(random.Random(1).getrandbits(8) for _ in range(4096)) * (N // 4096)
+fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
+m = mmap.mmap(-1, N); m.write(base)
+assert os.pwrite(fd, m, 0) == N
+os.close(fd)
+errs = []
+# writer: unaligned buffered patches in [N, 2N)
+patches = {}
+def writer():
+    w = os.open(dev, os.O_WRONLY)
+    rnd = random.Random(2)
+    for i in range(200):
+        off = N + rnd.randrange(0, N - 5000)
+        d = bytes([rnd.randrange(1, 255)]) * rnd.randrange(1, 5000)
+        os.pwrite(w, d, off)
+        patches[i] = (off, d)
+    os.fsync(w); os.close(w)
+def seqreader():
+    r = os.open(dev, os.O_RDONLY)
+    got = b''
+    while len(got) < N:
+        b = os.read(r, 131072)
+        if not b: break
+        got += b
+    os.close(r)
+    if got != base: errs.append('seq mismatch')
+def dreader(k):
+    r = os.open(dev, os.O_RDONLY | os.O_DIRECT)
+    mm = mmap.mmap(-1, 65536)
+    rnd = random.Random(10 + k)
+    for i in range(50):
+        off = rnd.randrange(0, N // 65536) * 65536
+        os.preadv(r, [mm], off)
+        if mm[:] != base[off:off + 65536]: errs.append('direct mismatch at %d' % off)
+    os.close(r)
+ts = [threading.Thread(target=writer), threading.Thread(target=seqreader)] + [threading.Thread(target=dreader, args=(k,)) for k in range(6)]
+t0 = time.time()
+for t in ts: t.start()
+for t in ts: t.join(60)
+alive = [t for t in ts if t.is_alive()]
+# verify patches region
+exp = bytearray(N)
+for i in range(200):
+    off, d = patches[i]; exp[off - N: off - N + len(d)] = d
+r = os.open(dev, os.O_RDONLY)
+got = os.pread(r, N, N)
+while len(got) < N:
+    got += os.pread(r, N - len(got), N + len(got))
+os.close(r)
+print('alive', len(alive), 'errs', errs[:3], 'patches ok', got == bytes(exp), round(time.time() - t0, 2))
+`
+
+describe('--queue-depth 1 with everything at once', () => {
+  let fab: Fcfs
+  beforeAll(async () => {
+    requireFuse()
+    fab = await startFcfs({ args: ['--targets', '1', '--size', '64MiB', '--queue-depth', '1', '--link', '4G'] })
+  })
+  afterAll(async () => {
+    await fab?.stop()
+  })
+
+  it('finishes a write-back writer, a readahead reader and six O_DIRECT readers with every byte right and one command at a time', async () => {
+    const r = await python(MIXED, [fab.rwbuf(0)], { timeoutMs: 55_000 })
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toMatch(/^alive 0 errs \[\] patches ok True /)
+    const j = JSON.parse(await cat(path.join(fab.mnt, 'hba', '0', 'stats.json')))
+    expect(j.luns[`${fab.wwpns[0]}/0`].peakOutstanding).toBe(1)
+    expect(j.link.queueFull).toBe(0)
+    const fsStats = JSON.parse(await cat(path.join(fab.mnt, 'wwn', fab.wwpns[0], 'lun', '0', 'stats.json'))).fs
+    expect(fsStats.throttled).toBeGreaterThan(0)
+    expect(fsStats.errors).toBe(0)
+  })
+})
+
 describe('--link 2G over 4 targets', () => {
   let fab: Fcfs
   const READERS = 48
