@@ -278,13 +278,19 @@ describe('--link 2G over 4 targets', () => {
     console.log(
       `--link 2G, 48 readers × ${COUNT} × 640 KiB over 4 targets: ${(bytes / MiB).toFixed(0)} MiB in ${secs.toFixed(2)} s = ${mbps.toFixed(1)} MB/s ` +
         `(${((mbps / 200) * 100).toFixed(1)}% of 200 MB/s, wall clock incl. spawning 48 dd); HBA peak outstanding ${j.peakOutstanding}; ` +
-        `link in: best interval ${maxMBps.toFixed(1)} MB/s, utilisation ${(maxUtil * 100).toFixed(1)}%`,
+        `link in: best interval ${maxMBps.toFixed(1)} MB/s, utilisation ${(maxUtil * 100).toFixed(1)}%; ` +
+        `${j.completions} completions in ${j.responseInterrupts} response interrupts (${j.completionsPerInterrupt.toFixed(2)} each)`,
     )
     expect(j.bytesRead).toBeGreaterThanOrEqual(bytes)
     expect(j.errors).toBe(0)
     expect(j.peakOutstanding).toBeGreaterThanOrEqual(48)
+    expect(j.responseInterrupts).toBeGreaterThan(0)
+    expect(j.completionsPerInterrupt).toBeGreaterThanOrEqual(1)
+    expect(j.completions).toBe(j.commands - j.outstanding)
     for (const w of fab.wwpns) expect(j.targets[w].bytesRead, w).toBe((READERS / 4) * COUNT * BLOCK)
     expect(mbps).toBeGreaterThanOrEqual(100)
+    // and never faster than the link: the wall clock includes the wire time.
+    expect(secs).toBeGreaterThanOrEqual((bytes / 200e6) * 0.97)
     // The stats saw the link busy (gross breakage only: the interval is a second).
     expect(maxUtil).toBeGreaterThan(0.3)
     expect(maxUtil).toBeLessThanOrEqual(1)
