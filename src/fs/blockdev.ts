@@ -9,6 +9,7 @@ import { DataDirection } from '../scsi/types.js'
 import { encodeReadWrite, encodeSyncCache10 } from '../scsi/cdb.js'
 import { classify, Errno, RETRY_LIMIT } from './errno.js'
 import { RangeLock } from './rangelock.js'
+import { ioBuffers } from '../util/bufpool.js'
 
 export interface DeviceInfo {
   wwpn: string
@@ -277,13 +278,12 @@ export class BlockDevice {
       this.readBlocks(first, n, buf.length === len ? buf : buf.subarray(0, len), this.wbInflight.size > 0, cb)
       return
     }
-    const tmp = Buffer.allocUnsafe(n * bs)
+    const tmp = ioBuffers.get(n * bs)
     this.readBlocks(first, n, tmp, this.wbInflight.size > 0, (r) => {
-      if (r < 0) return cb(r)
-      const got = Math.min(len, r - head)
-      if (got <= 0) return cb(Errno.EIO)
-      tmp.copy(buf, 0, head, head + got)
-      cb(got)
+      const got = r < 0 ? r : Math.min(len, r - head)
+      if (got > 0) tmp.copy(buf, 0, head, head + got)
+      ioBuffers.put(tmp)
+      cb(got < 0 ? got : got === 0 ? Errno.EIO : got)
     })
   }
 
@@ -327,14 +327,17 @@ export class BlockDevice {
   }
 
   private startWriteBack(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
-    const copy = Buffer.allocUnsafe(len)
+    const copy = ioBuffers.get(len)
     buf.copy(copy, 0, 0, len)
     const seq = ++this.wbSeq
     this.wbInflight.set(seq, len)
     this.wbBytes += len
     this.stats.writebackWrites++
     this.stats.writebackBytes += len
-    this.write(copy, len, pos, (r) => this.writeBackDone(seq, len, pos, r))
+    this.write(copy, len, pos, (r) => {
+      ioBuffers.put(copy)
+      this.writeBackDone(seq, len, pos, r)
+    })
     cb(len)
   }
 
@@ -410,14 +413,16 @@ export class BlockDevice {
 
     this.locks.acquire(first, last, true, (release) => {
       this.stats.readModifyWrites++
-      const tmp = Buffer.allocUnsafe(n * bs)
+      const tmp = ioBuffers.get(n * bs)
       const fail = (errno: number): void => {
+        ioBuffers.put(tmp)
         release()
         cb(errno)
       }
       const merge = (): void => {
         data.copy(tmp, head)
         this.transfer('write', first, n, tmp, (r) => {
+          ioBuffers.put(tmp)
           release()
           if (r < 0) return cb(r)
           const wrote = Math.min(len, r - head)

@@ -15,6 +15,7 @@
  * that was answered before the chunk was issued.
  */
 import type { BlockDevice, IoCallback, ReadCache } from './blockdev.js'
+import { ioBuffers } from '../util/bufpool.js'
 
 interface Chunk {
   index: number
@@ -22,6 +23,8 @@ interface Chunk {
   /** Bytes the READ returned (≥ 0) or a negative errno; null while in flight. */
   result: number | null
   waiters: (() => void)[]
+  /** Holders of buf: the chunk table (1 while listed) plus requests still to copy from it. */
+  refs: number
 }
 
 export const DEFAULT_READAHEAD = {
@@ -61,27 +64,36 @@ export class Readahead implements ReadCache {
     const c0 = Math.floor(pos / this.chunk)
     const cLast = Math.floor((pos + len - 1) / this.chunk)
     const cAhead = Math.floor((Math.min(dev.capacity, pos + len + this.window) - 1) / this.chunk)
-    for (const i of this.chunks.keys()) if (i < c0) this.chunks.delete(i)
+    for (const [i, c] of this.chunks) if (i < c0) this.unlist(c)
     for (let i = c0; i <= cAhead; i++) if (!this.chunks.has(i)) this.issue(i)
 
     const needed: Chunk[] = []
-    for (let i = c0; i <= cLast; i++) needed.push(this.chunks.get(i)!)
+    for (let i = c0; i <= cLast; i++) {
+      const c = this.chunks.get(i)!
+      c.refs++
+      needed.push(c)
+    }
     let left = needed.length
     const serve = (): void => {
       if (--left > 0) return
       let copied = 0
+      let failed = false
       for (const c of needed) {
         const start = c.index * this.chunk
         const from = Math.max(pos, start) - start
         const to = Math.min(pos + len, start + this.chunk) - start
-        if (c.result === null || c.result < to) {
-          // The chunk failed or came back short: ask again directly, so the
-          // errno and the last-error record are about this very request.
-          dev.stats.readaheadDropped++
-          this.chunks.delete(c.index)
-          return dev.read(buf, len, pos, cb)
-        }
-        copied += c.buf.copy(buf, copied, from, to)
+        if (c.result === null || c.result < to) failed = true
+        else if (!failed) copied += c.buf.copy(buf, copied, from, to)
+      }
+      for (const c of needed) {
+        if (failed && c.result !== null && c.result < c.buf.length && this.chunks.get(c.index) === c) this.unlist(c)
+        this.unref(c)
+      }
+      if (failed) {
+        // A chunk failed or came back short: ask again directly, so the errno
+        // and the last-error record are about this very request.
+        dev.stats.readaheadDropped++
+        return dev.read(buf, len, pos, cb)
       }
       dev.stats.readaheadHits++
       cb(copied)
@@ -96,7 +108,7 @@ export class Readahead implements ReadCache {
     const dev = this.dev
     const start = i * this.chunk
     const bytes = Math.min(this.chunk, dev.capacity - start)
-    const c: Chunk = { index: i, buf: Buffer.allocUnsafe(bytes), result: null, waiters: [] }
+    const c: Chunk = { index: i, buf: ioBuffers.get(bytes), result: null, waiters: [], refs: 1 }
     this.chunks.set(i, c)
     dev.stats.readaheadChunks++
     const bs = dev.blockSize
@@ -105,6 +117,7 @@ export class Readahead implements ReadCache {
       const w = c.waiters
       c.waiters = []
       for (const f of w) f()
+      if (c.refs === 0) ioBuffers.put(c.buf) // dropped while in flight
     })
   }
 
@@ -114,9 +127,9 @@ export class Readahead implements ReadCache {
     const last = Math.floor((end - 1) / this.chunk)
     // Requests already waiting on a chunk predate the write and keep it;
     // nothing new will be served from it.
-    for (const i of this.chunks.keys()) {
+    for (const [i, c] of this.chunks) {
       if (i >= first && i <= last) {
-        this.chunks.delete(i)
+        this.unlist(c)
         this.dev.stats.readaheadDropped++
       }
     }
@@ -124,7 +137,18 @@ export class Readahead implements ReadCache {
 
   private drop(): void {
     if (this.chunks.size > 0) this.dev.stats.readaheadDropped += this.chunks.size
-    this.chunks.clear()
+    for (const c of [...this.chunks.values()]) this.unlist(c)
+  }
+
+  /** Takes a chunk out of the table; its buffer goes back to the pool once nobody uses it. */
+  private unlist(c: Chunk): void {
+    if (this.chunks.get(c.index) !== c) return
+    this.chunks.delete(c.index)
+    this.unref(c)
+  }
+
+  private unref(c: Chunk): void {
+    if (--c.refs === 0 && c.result !== null) ioBuffers.put(c.buf)
   }
 
   close(): void {
