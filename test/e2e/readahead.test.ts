@@ -9,7 +9,13 @@ import path from 'node:path'
 import { MiB, python, requireFuse, runOk, startFcfs, type Fcfs } from '../helpers/mount.js'
 
 const WWPN = '2100000000000e01'
-const FABRIC = { targets: [{ wwpn: WWPN, luns: [{ lun: 0, size: '256MiB' }] }] }
+const W4K = '2100000000000e02'
+const FABRIC = {
+  targets: [
+    { wwpn: WWPN, luns: [{ lun: 0, size: '256MiB' }] },
+    { wwpn: W4K, luns: [{ lun: 0, size: '64MiB', blockSize: 4096 }] },
+  ],
+}
 const DATA_MIB = 16
 
 async function json(p: string): Promise<any> {
@@ -297,6 +303,23 @@ print(n)
     expect(chunks).toBeGreaterThan(0)
     expect(chunks).toBeLessThanOrEqual(9)
     expect(bytes).toBeLessThanOrEqual(128 * 1024 + 9 * 512 * 1024)
+  })
+
+  it('gives a sequential reader of a 4096-byte-block LUN the right bytes, and the new bytes written ahead of it', async () => {
+    const dev4k = path.join(fab.mnt, 'wwn', W4K, 'rwbuf')
+    const src4k = path.join(fab.tmp, 'src4k.bin')
+    const d = randomBytes(8 * MiB)
+    await writeFile(src4k, d)
+    await runOk('dd', [`if=${src4k}`, `of=${dev4k}`, 'bs=1M', 'count=8', 'oflag=direct'])
+    const got = await seqRead(dev4k, 0, 8 * MiB)
+    expect(got).toEqual({ n: 8 * MiB, sha: sha256(d) })
+    for (const mode of ['direct', 'buffered']) {
+      const r = await python(INVALIDATE, [dev4k, mode, mode === 'direct' ? 16 * MiB : 24 * MiB, 0.3], { timeoutMs: 45_000 })
+      expect(r.stderr).toBe('')
+      expect(JSON.parse(r.stdout), mode).toEqual({ n: 4 * MiB, same: true })
+    }
+    const lun = await json(path.join(fab.mnt, 'wwn', W4K, 'lun', '0', 'stats.json'))
+    expect(lun.fs.readaheadHits).toBeGreaterThan(0)
   })
 
   it('returns 0 bytes at the end of the device and a short read across it, with readahead running', async () => {
