@@ -218,6 +218,33 @@ describe('observability of the HBA, its targets and LUNs', () => {
     expect(recs.map((x) => `t${x.target} ${x.op} lba=${x.lba}`)).toEqual(['t9 READ(10) lba=38400', 't9 READ(10) lba=38528'])
   })
 
+  it('keeps tracing while any one of two readers still has the trace open', async () => {
+    const r = await python(String.raw`
+import os, sys, subprocess, time
+trace, dev = sys.argv[1], sys.argv[2]
+a = os.open(trace, os.O_RDONLY)
+b = os.open(trace, os.O_RDONLY)
+while os.read(b, 1 << 16):
+    pass
+os.close(a)
+subprocess.run(['dd', 'if=' + dev, 'of=/dev/null', 'bs=4k', 'count=3', 'skip=77', 'iflag=direct'], check=True, stderr=subprocess.DEVNULL)
+time.sleep(0.2)
+got = b''
+while True:
+    x = os.read(b, 1 << 16)
+    if not x: break
+    got += x
+os.close(b)
+sys.stdout.write(got.decode())
+`, [m('hba', '0', 'trace'), dev(T1)])
+    expect(r.stderr).toBe('')
+    expect(parseTrace(r.stdout).map((x) => `${x.op} lba=${x.lba}`)).toEqual(['READ(10) lba=616', 'READ(10) lba=624', 'READ(10) lba=632'])
+    // and with both closed, tracing is off again
+    const before = await traceBytes(fab.mnt)
+    await runOk('dd', [`if=${dev(T1)}`, 'of=/dev/null', 'bs=4k', 'count=3', 'iflag=direct'])
+    expect(await traceBytes(fab.mnt)).toBe(before)
+  })
+
   it('prints new trace lines to `tail -f` as commands complete', async () => {
     const tail = spawn('tail', ['-n', '0', '-f', m('hba', '0', 'trace')], { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
