@@ -12,7 +12,7 @@
  */
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -25,7 +25,8 @@ import {
   directSubject,
   ensurePeerInstalled,
   fcfsSubject,
-  FCFS_CLI,
+  fcfsCli,
+  useDist,
   peerSubject,
   probeFcfs,
   REPO_ROOT,
@@ -56,6 +57,7 @@ interface Args {
   prefill?: boolean
   repeat?: number
   'dry-run': boolean
+  snapshot: boolean
 }
 
 function parseArgs(argv: string[]): Args {
@@ -77,6 +79,7 @@ function parseArgs(argv: string[]): Args {
     .option('prefill', { type: 'boolean', describe: 'write the regions once before each read workload, so reads move data, not sparse zeros', defaultDescription: 'on with --full, off in quick mode' })
     .option('repeat', { type: 'number', default: 1, describe: 'run every side-by-side group N times (A B C A B C) and report the median run: steadier figures on a busy machine' })
     .option('memory-probe', { type: 'boolean', default: true, describe: 'also measure fcfs RSS with 4 × 1 TiB sparse LUNs, idle' })
+    .option('snapshot', { type: 'boolean', default: true, describe: 'run the servers from a copy of dist/ taken at the start (others may rebuild dist/ meanwhile)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and exit' })
     .check((a) => {
       if (a.quick && a.full) throw new Error('--quick and --full exclude each other')
@@ -123,7 +126,7 @@ async function memoryProbe(): Promise<MemoryProbe> {
   await mkdir(mnt)
   let proc: ChildProcess | undefined
   try {
-    const s = await spawnServer(process.execPath, [FCFS_CLI, 'mount', mnt, '--targets', '4', '--size', '1TiB', '--log-level', 'warn'], (o) => o.includes(`fcfs mounted at ${mnt}`))
+    const s = await spawnServer(process.execPath, [fcfsCli(), 'mount', mnt, '--targets', '4', '--size', '1TiB', '--log-level', 'warn'], (o) => o.includes(`fcfs mounted at ${mnt}`))
     proc = s.proc
     await readdir(path.join(mnt, 'wwn'))
     await new Promise((r) => setTimeout(r, 1000))
@@ -191,6 +194,12 @@ async function main(): Promise<number> {
   })
 
   const notes: string[] = []
+  // Under the repo (bench-report/ is gitignored) so that node_modules and package.json resolve as from dist/.
+  const snapshot = args.snapshot ? path.join(REPO_ROOT, 'bench-report', `.dist-${process.pid}`) : null
+  if (snapshot) {
+    await cp(path.join(REPO_ROOT, 'dist'), snapshot, { recursive: true, filter: (src) => !src.endsWith('.map') })
+    useDist(snapshot)
+  }
   const fio = await ensureFio(args.install, progress.log)
   if (!fio) throw new Error('fio is not installed (apt-get install -y fio)')
   if (args.install && subjectsWanted.includes('peer')) await ensurePeerInstalled(progress.log)
@@ -258,6 +267,7 @@ async function main(): Promise<number> {
     progress.stop()
     await cleanupAll()
     await rm(workDir, { recursive: true, force: true }).catch(() => undefined)
+    if (snapshot) await rm(snapshot, { recursive: true, force: true }).catch(() => undefined)
   }
 
   results.splice(0, results.length, ...medianOf(results))

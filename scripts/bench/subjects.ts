@@ -18,9 +18,18 @@ import { directSupportsLink, directUnavailable, type DirectVia, type WorkerInput
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 export const REPO_ROOT = path.resolve(HERE, '..', '..', '..')
-export const FCFS_CLI = path.join(REPO_ROOT, 'dist', 'src', 'cli.js')
-const CEILING_SERVER = path.join(HERE, 'ceiling-server.js')
-const DIRECT_WORKER = path.join(HERE, 'direct.js')
+
+/**
+ * The compiled tree the children run from. Others may rebuild dist/ while a
+ * long run goes on, so the bench can point this at a snapshot it took first.
+ */
+let distRoot = path.join(REPO_ROOT, 'dist')
+export function useDist(dir: string): void {
+  distRoot = dir
+}
+export const fcfsCli = (): string => path.join(distRoot, 'src', 'cli.js')
+const ceilingServer = (): string => path.join(distRoot, 'scripts', 'bench', 'ceiling-server.js')
+const directWorker = (): string => path.join(distRoot, 'scripts', 'bench', 'direct.js')
 
 export interface Measurement {
   run: Run
@@ -142,15 +151,15 @@ export interface FcfsProbe {
 }
 
 export async function probeFcfs(): Promise<FcfsProbe> {
-  if (!existsSync(FCFS_CLI)) return { built: false, link: false }
-  const help = await run(process.execPath, [FCFS_CLI, 'mount', '--help']).catch(() => null)
+  if (!existsSync(fcfsCli())) return { built: false, link: false }
+  const help = await run(process.execPath, [fcfsCli(), 'mount', '--help']).catch(() => null)
   return { built: true, link: !!help && /--link\b/.test(help.stdout + help.stderr) }
 }
 
 export function fcfsSubject(probe: FcfsProbe): Subject {
   return {
     name: 'fcfs',
-    unavailable: async () => (probe.built ? null : `${path.relative(REPO_ROOT, FCFS_CLI)} is not built (npm run build)`),
+    unavailable: async () => (probe.built ? null : `${path.relative(REPO_ROOT, fcfsCli())} is not built (npm run build)`),
     linkUnsupported: (link) => (link === 'unlimited' || probe.link ? null : '`fcfs mount --link` does not exist yet'),
     run: (r, ctx) =>
       runMounted(r, ctx, async () => {
@@ -159,7 +168,7 @@ export function fcfsSubject(probe: FcfsProbe): Subject {
         await mkdir(mnt)
         const node: string[] = []
         if (ctx.profileDir) node.push('--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', `${r.id.replace(/[^\w.-]+/g, '_')}.cpuprofile`)
-        const args = [...node, FCFS_CLI, 'mount', mnt, '--targets', String(TARGETS), '--size', `${LUN_SIZE / 1024 ** 3}GiB`, '--log-level', 'warn']
+        const args = [...node, fcfsCli(), 'mount', mnt, '--targets', String(TARGETS), '--size', `${LUN_SIZE / 1024 ** 3}GiB`, '--log-level', 'warn']
         if (probe.link) args.push('--link', r.link)
         let proc: ChildProcess | undefined
         const stop = async (): Promise<void> => {
@@ -208,7 +217,7 @@ export function fcfsSubject(probe: FcfsProbe): Subject {
 export function ceilingSubject(): Subject {
   return {
     name: 'ceiling',
-    unavailable: async () => (existsSync(CEILING_SERVER) ? null : `${CEILING_SERVER} is not built`),
+    unavailable: async () => (existsSync(ceilingServer()) ? null : `${ceilingServer()} is not built`),
     linkUnsupported: (link) => (link === 'unlimited' ? null : 'no link model'),
     run: (r, ctx) =>
       runMounted(r, ctx, async () => {
@@ -224,7 +233,7 @@ export function ceilingSubject(): Subject {
         const entry = { mnt, proc: undefined as ChildProcess | undefined, stop }
         const unregister = register(entry)
         try {
-          const s = await spawnServer(process.execPath, [CEILING_SERVER, mnt, String(TARGETS), String(CEILING_FILE_SIZE)], (out) => out.includes(`ceiling mounted at ${mnt}`))
+          const s = await spawnServer(process.execPath, [ceilingServer(), mnt, String(TARGETS), String(CEILING_FILE_SIZE)], (out) => out.includes(`ceiling mounted at ${mnt}`))
           proc = entry.proc = s.proc
           return {
             files: Array.from({ length: TARGETS }, (_, i) => path.join(mnt, `f${i}`)),
@@ -332,7 +341,7 @@ export function directSubject(via: DirectVia): Subject {
         prefill: ctx.prefill && isRead(r.workload),
       }
       const t0 = Date.now()
-      const res = await run(process.execPath, [DIRECT_WORKER, JSON.stringify(input)], {
+      const res = await run(process.execPath, [directWorker(), JSON.stringify(input)], {
         timeoutMs: (ctx.timing.runtime + ctx.timing.ramp + 120) * 1000,
         onSpawn: ctx.onChild,
       })
