@@ -108,6 +108,15 @@ interface TaskSet {
   n: number
 }
 
+/**
+ * The exchange table key of a handle: its low 30 bits, a small integer V8
+ * hashes without boxing. The host never has two outstanding commands whose
+ * handles differ only in the top two bits (they would share a slot index).
+ */
+function handleKey(handle: number): number {
+  return handle & 0x3fffffff
+}
+
 /** A finished exchange waiting for its modelled completion time. */
 interface Delivery {
   ex: Exchange
@@ -278,7 +287,7 @@ export class Firmware {
       }
       case Mbc.ABORT_COMMAND: {
         const handle = ((mb[2] << 16) | mb[1]) >>> 0
-        const ex = this.exchanges.get(handle)
+        const ex = this.exchanges.get(handleKey(handle))
         if (!ex) return [Mbs.COMMAND_ERROR]
         this.abortExchange(ex)
         return [Mbs.COMPLETE]
@@ -422,7 +431,7 @@ export class Firmware {
     if ((dataIn && dataOut) || ((dataIn || dataOut) !== byteCount > 0) || (byteCount > 0) !== dsegCount > 0) {
       return this.reject(mem, at, EntryStatus.BAD_PARAMETER)
     }
-    if (this.exchanges.size >= this.maxExchanges || this.exchanges.has(handle)) {
+    if (this.exchanges.size >= this.maxExchanges || this.exchanges.has(handleKey(handle))) {
       return this.reject(mem, at, EntryStatus.BUSY)
     }
 
@@ -506,7 +515,7 @@ export class Firmware {
     const slot = this.clock.commandSlot()
     const deadline = timeoutSec > 0 ? performance.now() + timeoutSec * 1000 : Infinity
     const ex: Exchange = { handle, loopId, lun, taskSet, byteCount, dataIn, slot, deadline, scatter, gathered, aborted: false, executing: login.loggedIn, heldStatus: null }
-    this.exchanges.set(handle, ex)
+    this.exchanges.set(handleKey(handle), ex)
     if (this.sweepTimer === null && deadline !== Infinity) {
       this.sweepTimer = setInterval(this.sweep, SWEEP_MS)
       this.sweepTimer.unref()
@@ -572,7 +581,7 @@ export class Firmware {
   }
 
   private endExchange(ex: Exchange): void {
-    this.exchanges.delete(ex.handle)
+    this.exchanges.delete(handleKey(ex.handle))
     ex.taskSet.n--
   }
 
