@@ -39,6 +39,26 @@ export const STANDARD_INQUIRY = {
   },
 } as const satisfies Layout
 
+/**
+ * Standard INQUIRY data up to the VERSION DESCRIPTORs (SPC-4 6.4.2): the 36
+ * bytes above, vendor specific 36..55, CLOCKING/QAS/IUS 56, reserved 57, then
+ * eight two-byte descriptors of the standards the device claims.
+ */
+export const STANDARD_INQUIRY_VERSIONS = {
+  name: 'standard INQUIRY data with version descriptors',
+  size: 74,
+  fields: { ...STANDARD_INQUIRY.fields, versionDescriptors: f(58, 16) },
+} as const satisfies Layout
+
+/** VERSION DESCRIPTOR codes (SPC-4 table 30), "no version claimed" forms. */
+export const VersionDescriptor = {
+  SAM5: 0x00a0,
+  SPC4: 0x0460,
+  SBC3: 0x04c0, // what libiscsi's iscsi-test-cu looks for before it holds a unit to SBC-3
+  FCP4: 0x0a40,
+  ISCSI: 0x0960,
+} as const
+
 export const PeripheralQualifier = {
   CONNECTED: 0b000, // a device of this type is (or may be) connected
   NOT_CONNECTED: 0b001, // supported but not connected now
@@ -89,13 +109,17 @@ export interface StandardInquiryInput {
   readonly revision: string
   /** TARGET PORT GROUP SUPPORT (Tpgs); default NONE. */
   readonly tpgs?: number
+  /** Up to 8 VERSION DESCRIPTORs: when given, the data is STANDARD_INQUIRY_VERSIONS.size (74) bytes. */
+  readonly versionDescriptors?: readonly number[]
 }
 
-/** Writes the 36 bytes of standard INQUIRY data; returns 36. */
+/** Writes the 36 bytes of standard INQUIRY data (74 with version descriptors); returns the size. */
 export function encodeStandardInquiry(v: StandardInquiryInput, buf: Uint8Array, offset = 0): number {
-  const L = STANDARD_INQUIRY.fields
-  const size = STANDARD_INQUIRY.size
+  const L = STANDARD_INQUIRY_VERSIONS.fields
+  const versions = v.versionDescriptors
+  const size = versions ? STANDARD_INQUIRY_VERSIONS.size : STANDARD_INQUIRY.size
   if (buf.length - offset < size) throw new InternalError(`standard INQUIRY data needs ${size} bytes, buffer has ${buf.length - offset}`)
+  if (versions && versions.length > 8) throw new InternalError(`standard INQUIRY data holds 8 version descriptors, got ${versions.length}`)
   buf.fill(0, offset, offset + size)
   buf[offset + L.peripheral.offset] = ((v.peripheralQualifier & 0x7) << 5) | (v.deviceType & 0x1f)
   buf[offset + L.version.offset] = VERSION_SPC4
@@ -106,6 +130,10 @@ export function encodeStandardInquiry(v: StandardInquiryInput, buf: Uint8Array, 
   writeAsciiPadded(buf, offset + L.vendor.offset, L.vendor.length, v.vendor)
   writeAsciiPadded(buf, offset + L.product.offset, L.product.length, v.product)
   writeAsciiPadded(buf, offset + L.revision.offset, L.revision.length, v.revision)
+  versions?.forEach((d, i) => {
+    buf[offset + L.versionDescriptors.offset + 2 * i] = d >> 8
+    buf[offset + L.versionDescriptors.offset + 2 * i + 1] = d & 0xff
+  })
   return size
 }
 

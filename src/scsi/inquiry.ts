@@ -6,7 +6,7 @@
 import type { Lun } from '../targets/types.js'
 import { readU16BE } from './bytes.js'
 import { INQUIRY, INQUIRY_EVPD } from './cdb.js'
-import { DeviceType, encodeStandardInquiry, PeripheralQualifier, STANDARD_INQUIRY, Tpgs } from './data.js'
+import { DeviceType, encodeStandardInquiry, PeripheralQualifier, STANDARD_INQUIRY_VERSIONS, Tpgs, VersionDescriptor } from './data.js'
 import type { Layout } from './layout.js'
 import { dataInResponse } from './respond.js'
 import { invalidFieldInCdb } from './sense.js'
@@ -17,8 +17,11 @@ export { VpdPage } from './vpd.js'
 
 export const INQUIRY_LAYOUTS: readonly Layout[] = VPD_LAYOUTS
 
+/** The standards a logical unit claims in its standard INQUIRY data: SAM-5, SPC-4, SBC-3 and FCP-4 (it sits behind FC ports). */
+export const LU_VERSION_DESCRIPTORS: readonly number[] = [VersionDescriptor.SAM5, VersionDescriptor.SPC4, VersionDescriptor.SBC3, VersionDescriptor.FCP4]
+
 export function encodeStandardInquiryFor(lun: Lun): Buffer {
-  const buf = Buffer.alloc(STANDARD_INQUIRY.size)
+  const buf = Buffer.alloc(STANDARD_INQUIRY_VERSIONS.size)
   encodeStandardInquiry(
     {
       peripheralQualifier: PeripheralQualifier.CONNECTED,
@@ -27,6 +30,7 @@ export function encodeStandardInquiryFor(lun: Lun): Buffer {
       product: lun.product,
       revision: lun.revision,
       tpgs: Tpgs.IMPLICIT,
+      versionDescriptors: LU_VERSION_DESCRIPTORS,
     },
     buf,
   )

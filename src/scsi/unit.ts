@@ -35,8 +35,12 @@ export type Handler = (u: UnitContext, cmd: ScsiCommand) => MaybeAsync<ScsiOutco
 export const MAX_TRANSFER_BYTES = 32 * 1024 * 1024
 /** The transfer size that suits fcfs best (the filesystem layer's command size). */
 export const OPTIMAL_TRANSFER_BYTES = 1024 * 1024
-/** The most blocks one UNMAP may release in all (VPD 0xB0 MAXIMUM UNMAP LBA COUNT), in bytes. */
-export const MAX_UNMAP_BYTES = 1024 * 1024 * 1024
+/**
+ * The most blocks one UNMAP may release in all (VPD 0xB0 MAXIMUM UNMAP LBA
+ * COUNT), in bytes: 512 MiB, i.e. 2^20 blocks of 512 bytes (libiscsi's
+ * Inquiry.BlockLimits calls more than 2^20 "insanely big").
+ */
+export const MAX_UNMAP_BYTES = 512 * 1024 * 1024
 /** The most block descriptors one UNMAP parameter list may carry (VPD 0xB0). */
 export const MAX_UNMAP_DESCRIPTORS = 256
 /** The most blocks one WRITE SAME may cover (VPD 0xB0 MAXIMUM WRITE SAME LENGTH), in bytes. */

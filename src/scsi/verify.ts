@@ -158,10 +158,16 @@ export const compareAndWrite: Handler = (u, cmd) => {
   const n = cdb[L.blocks.offset]
   if (lba + n > lun.blocks) return fail(SenseKey.ILLEGAL_REQUEST, Asc.LBA_OUT_OF_RANGE)
   if (u.writeProtected()) return writeProtected()
-  if (n === 0) return good(0, 0)
-  if (n > MAX_COMPARE_AND_WRITE_BLOCKS) return invalidFieldInCdb(L.blocks.offset)
   const bytes = n * bs
   const src = cmd.dataOut
+  // More Data-Out than the CDB asks for: the one-byte NUMBER OF LOGICAL
+  // BLOCKS cannot be what the initiator meant (256 blocks wrap to 0, a length
+  // above MAXIMUM COMPARE AND WRITE LENGTH). Refused as a bad CDB, the way
+  // Linux LIO refuses any write-type CDB whose length disagrees with the
+  // transfer, rather than done in part.
+  if (src !== null && src.length > 2 * bytes) return invalidFieldInCdb(L.blocks.offset)
+  if (n === 0) return good(0, 0)
+  if (n > MAX_COMPARE_AND_WRITE_BLOCKS) return invalidFieldInCdb(L.blocks.offset)
   if (src === null || src.length < 2 * bytes) return shortDataOut(L.blocks.offset, 2 * bytes)
   const verifyData = src.subarray(0, bytes)
   const writeData = src.subarray(bytes, 2 * bytes)

@@ -180,9 +180,9 @@ describe('INQUIRY', () => {
   it('returns standard data for a disk: SPC-4, format 2, implicit ALUA, CmdQue, padded identity', () => {
     const r = run(readyLu(), (c) => encodeInquiry(false, 0, 96, c), { dataIn: 96 })
     expect(r.status).toBe(0)
-    expect(r.transferred).toBe(36)
+    expect(r.transferred).toBe(74) // through the VERSION DESCRIPTORs (scsi-conformance.test.ts)
     expect(r.wanted).toBe(96)
-    expect(hex(r.data.subarray(0, 8))).toBe('000006121f100002')
+    expect(hex(r.data.subarray(0, 8))).toBe('0000061245100002') // ADDITIONAL LENGTH 0x45: 74 bytes
     expect(r.data.subarray(8, 36).toString('latin1')).toBe('FCFS    RAMDISK         0001')
   })
 
@@ -190,7 +190,7 @@ describe('INQUIRY', () => {
     const r = run(readyLu(), (c) => encodeInquiry(false, 0, 5, c), { dataIn: 96 })
     expect(r.transferred).toBe(5)
     expect(r.wanted).toBe(5)
-    expect(hex(r.data)).toBe('000006121f')
+    expect(hex(r.data)).toBe('0000061245')
   })
 
   it('rejects a page code with EVPD=0, pointing at byte 2', () => {
@@ -219,8 +219,8 @@ describe('INQUIRY', () => {
   })
 
   it.each([
-    [512, '00010000', '00000800', '00200000', '0000000000200000'],
-    [4096, '00002000', '00000100', '00040000', '0000000000040000'],
+    [512, '00010000', '00000800', '00100000', '0000000000200000'],
+    [4096, '00002000', '00000100', '00020000', '0000000000040000'],
   ])('reports block limits in page 0xB0 for %d-byte blocks', (bs, maxLen, optLen, unmapLen, wsLen) => {
     const d = run(readyLu(makeLun({ blockSize: bs as 512 | 4096 })), (c) => encodeInquiry(true, 0xb0, 255, c), { dataIn: 255 }).data
     expect(d.length).toBe(64)
@@ -230,7 +230,7 @@ describe('INQUIRY', () => {
     expect(hex(d.subarray(8, 12))).toBe(maxLen)
     expect(hex(d.subarray(12, 16))).toBe(optLen)
     expect(hex(d.subarray(16, 20))).toBe('00000000') // no pre-fetch limit
-    expect(hex(d.subarray(20, 24))).toBe(unmapLen) // MAXIMUM UNMAP LBA COUNT: 1 GiB
+    expect(hex(d.subarray(20, 24))).toBe(unmapLen) // MAXIMUM UNMAP LBA COUNT: 512 MiB
     expect(hex(d.subarray(24, 28))).toBe('00000100') // 256 descriptors
     expect(hex(d.subarray(28, 36))).toBe('00000001' + '00000000') // granularity 1, no alignment
     expect(hex(d.subarray(36, 44))).toBe(wsLen) // MAXIMUM WRITE SAME LENGTH: 1 GiB

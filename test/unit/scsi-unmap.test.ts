@@ -98,8 +98,8 @@ describe('UNMAP', () => {
   it('refuses more blocks in all than MAXIMUM UNMAP LBA COUNT, pointing at the descriptor that passed it', () => {
     const big = makeLun({ blocks: 2 ** 22, backend: new CountingBackend(2 ** 31) })
     const list = unmapList([
-      [0, 2 ** 21],
-      [2 ** 21, 1],
+      [0, 2 ** 20],
+      [2 ** 20, 1],
     ])
     expect(sense(run(readyLu(big), unmapCdb(list.length), { dataOut: list }))).toMatchObject({ asc: 0x26, sks: { cd: false, field: 8 + 16 + 8 } })
   })

@@ -1,0 +1,49 @@
+// Regressions from libiscsi's iscsi-test-cu (SCSI family, --dataloss) run
+// against fcfs's iSCSI export: each test is named after the suite test that
+// failed and checks the logical unit directly.
+import { describe, expect, it } from 'vitest'
+import { decodeStandardInquiry } from '../../src/scsi/data.js'
+import { hex, makeLun, readyLu, run, sense } from './scsi-helpers.js'
+
+const h16 = (n: number) => n.toString(16).padStart(16, '0')
+const h2 = (n: number) => n.toString(16).padStart(2, '0')
+const caw = (lba: number, n: number) => `8900${h16(lba)}000000${h2(n & 0xff)}0000`
+
+describe('iscsi-test-cu regressions', () => {
+  it('Inquiry.BlockLimits: the standard INQUIRY claims SBC-3 (version descriptor 04C0), as the 0x3C-long page 0xB0 implies', () => {
+    const r = run(readyLu(), '120000006000', { dataIn: 96 })
+    expect(r.status).toBe(0)
+    expect(r.transferred).toBe(74)
+    expect(r.data[4]).toBe(74 - 5) // ADDITIONAL LENGTH
+    const descriptors = [...Array(8).keys()].map((i) => r.data.readUInt16BE(58 + 2 * i))
+    expect(descriptors).toContain(0x04c0)
+    expect(descriptors.slice(0, 4)).toEqual([0x00a0, 0x0460, 0x04c0, 0x0a40]) // SAM-5, SPC-4, SBC-3, FCP-4
+    expect(decodeStandardInquiry(r.data)).toMatchObject({ vendor: 'FCFS', version: 6, additionalLength: 69 })
+    // A 36-byte allocation still gets the first 36 bytes, and page 0xB0 keeps the SBC-3 length.
+    expect(run(readyLu(), '120000002400', { dataIn: 36 }).transferred).toBe(36)
+    expect(hex(run(readyLu(), '1201b000ff00', { dataIn: 255 }).data.subarray(0, 4))).toBe('00b0003c')
+  })
+
+  it.each([512, 4096] as const)('Inquiry.BlockLimits: MAXIMUM UNMAP LBA COUNT is at most 2^20 blocks (%d-byte blocks)', (bs) => {
+    const d = run(readyLu(makeLun({ blockSize: bs })), '1201b000ff00', { dataIn: 255 }).data
+    const maxUnmap = d.readUInt32BE(20)
+    expect(maxUnmap).toBeGreaterThan(0)
+    expect(maxUnmap).toBeLessThanOrEqual(1024 * 1024)
+    expect(d.readUInt32BE(24)).toBeLessThanOrEqual(1024 * 1024) // descriptors
+  })
+
+  it('CompareAndWrite.Simple/Miscompare: 256 blocks (NUMBER OF LOGICAL BLOCKS wraps to 0) with 512 blocks of Data-Out is INVALID FIELD IN CDB', () => {
+    const lu = readyLu()
+    const s = sense(run(lu, caw(0, 256), { dataOut: Buffer.alloc(2 * 256 * 512, 0x41) }))
+    expect(s).toMatchObject({ key: 5, asc: 0x24, ascq: 0 })
+    expect(s.sks).toEqual({ cd: true, field: 13 })
+    // Nothing was written.
+    expect(run(lu, '28000000000000000100', { dataIn: 512 }).data.equals(Buffer.alloc(512))).toBe(true)
+    // The same at the end of the LUN, and any Data-Out longer than 2 × NUMBER OF LOGICAL BLOCKS.
+    expect(sense(run(lu, caw(2048 - 256, 256), { dataOut: Buffer.alloc(2 * 256 * 512) }))).toMatchObject({ key: 5, asc: 0x24 })
+    expect(sense(run(lu, caw(0, 2), { dataOut: Buffer.alloc(3 * 2 * 512) }))).toMatchObject({ key: 5, asc: 0x24 })
+    // 0 blocks with no Data-Out stays GOOD (SBC-4: not an error), 255 blocks (the advertised maximum) work.
+    expect(run(lu, caw(0, 0)).status).toBe(0)
+    expect(run(lu, caw(0, 255), { dataOut: Buffer.concat([Buffer.alloc(255 * 512), Buffer.alloc(255 * 512, 0x42)]) }).status).toBe(0)
+  })
+})
