@@ -11,7 +11,7 @@ import type { Fabric } from './targets/types.js'
 import { BlockDevice } from './fs/blockdev.js'
 import { scanPort } from './fs/scan.js'
 import { Filesystem } from './fs/filesystem.js'
-import { mountFuse, isFuseMounted, type Mounted } from './fs/mount.js'
+import { mountFuse, isFuseMounted, prepareMountpoint, type Mounted } from './fs/mount.js'
 import { DEFAULT_TUNING, type Tuning } from './tuning.js'
 import { addFaultFiles, FaultSet } from './faults/index.js'
 import { ConfigError } from './errors.js'
@@ -89,6 +89,8 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   const log = opts.log
   const mountpoint = resolve(opts.mountpoint)
   const tuning = opts.tuning ?? DEFAULT_TUNING
+  // Before anything is opened: a stale mount is cleaned, a live one or a bad directory refused.
+  await prepareMountpoint(mountpoint, log)
   const { fabric, driver, devices, faults } = await startFabric(opts.config, log, tuning)
   const fs = new Filesystem({
     drivers: [driver],

@@ -8,9 +8,11 @@
  * or an injected delay must surface as our SCSI timeout, not its ETIMEDOUT.
  */
 import Fuse from 'fuse-native'
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile, stat } from 'node:fs/promises'
 import { execFile } from 'node:child_process'
+import { join } from 'node:path'
 import { MountError } from '../errors.js'
+import type { Logger } from '../log.js'
 
 export const MAX_REQUEST = 128 * 1024
 
@@ -77,4 +79,62 @@ export function fusermountUnmount(mountpoint: string): Promise<void> {
       err ? reject(new MountError(`fusermount -uz ${mountpoint} failed: ${stderr.trim() || err.message}`)) : resolve(),
     )
   })
+}
+
+/** How long a look at a mounted mountpoint may take before its server counts as hung. */
+const PROBE_MS = 3000
+
+/** Resolves with `p`'s value, or `fallback` after `ms` (the promise keeps running: a hung FUSE stat cannot be cancelled). */
+function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(fallback), ms)
+    t.unref()
+    p.then(
+      (v) => (clearTimeout(t), resolve(v)),
+      () => (clearTimeout(t), resolve(fallback)),
+    )
+  })
+}
+
+/**
+ * Checks the mountpoint before mounting:
+ *  - a FUSE mount whose server is gone (kill -9 leaves one: "Transport endpoint is
+ *    not connected") is unmounted lazily, with a warning, and mounting goes on;
+ *  - a mount that is alive (another fcfs, or anything else) is refused, naming
+ *    the fcfs pid when there is one;
+ *  - a path that is not a directory, or a directory that is not empty, is
+ *    refused (fusermount would refuse it with a less helpful message).
+ * Never touches a live mount except by one bounded stat and a read of its `server` file.
+ */
+export async function prepareMountpoint(mountpoint: string, log: Logger): Promise<void> {
+  if (await isFuseMounted(mountpoint)) {
+    const probe = await within(
+      stat(mountpoint).then(
+        () => 'alive',
+        (e: NodeJS.ErrnoException) => e.code ?? 'error',
+      ),
+      PROBE_MS,
+      'hung',
+    )
+    if (probe === 'ENOTCONN' || probe === 'ECONNABORTED') {
+      log.warn({ event: 'stale_mount', mountpoint }, 'a stale FUSE mount (its server is gone) is on the mountpoint; unmounting it (fusermount -uz)')
+      await fusermountUnmount(mountpoint)
+      if (await isFuseMounted(mountpoint)) throw new MountError(`${mountpoint} still has a stale FUSE mount after fusermount -uz; unmount it by hand`)
+    } else {
+      const text = probe === 'alive' ? await within(readFile(join(mountpoint, 'server'), 'utf8'), PROBE_MS, '') : ''
+      const pid = /^pid: (\d+)$/m.exec(text)?.[1]
+      const who = pid ? `another fcfs (pid ${pid})` : probe === 'hung' ? 'a FUSE filesystem that does not answer' : 'another FUSE filesystem'
+      throw new MountError(`${mountpoint} is already mounted by ${who}: unmount it first (fcfs umount ${mountpoint}) or choose another mountpoint`)
+    }
+  }
+  let st
+  try {
+    st = await stat(mountpoint)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return // created by the mount
+    throw new MountError(`cannot use ${mountpoint} as a mountpoint: ${(e as Error).message}`)
+  }
+  if (!st.isDirectory()) throw new MountError(`${mountpoint} is not a directory; a mountpoint must be an empty directory`)
+  const entries = await readdir(mountpoint).catch(() => [] as string[])
+  if (entries.length > 0) throw new MountError(`${mountpoint} is not empty (${entries.length} entries); a mountpoint must be an empty directory`)
 }
