@@ -277,6 +277,11 @@ export class HbaDriver {
         for (const f of this.portListeners) f(ports)
         return ports
       })
+      .catch((err: Error) => {
+        // The HBA went down meanwhile (shutdown, reset): keep what we knew.
+        this.log.warn({ event: 'rediscover_failed', hba: this.chip.index, err: err.message }, 'port rediscovery failed')
+        return this.ports
+      })
       .finally(() => (this.rescan = null))
     return this.rescan
   }
