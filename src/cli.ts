@@ -40,6 +40,11 @@ interface MountArgs extends TuningArgs {
   import?: string | string[]
 }
 
+/** A flag value for a message: yargs turns a non-numeric value of a number flag into NaN, which JSON shows as null. */
+function shown(v: unknown): string {
+  return typeof v === 'number' && Number.isNaN(v) ? 'something that is not a number' : JSON.stringify(v)
+}
+
 async function configFrom(a: MountArgs): Promise<FabricConfig> {
   const imports = a.import === undefined ? [] : (Array.isArray(a.import) ? a.import : [a.import]).map(String)
   if (a.config) {
@@ -51,11 +56,11 @@ async function configFrom(a: MountArgs): Promise<FabricConfig> {
   const targets = a.targets ?? 2
   const least = imports.length ? 0 : 1
   if (!Number.isInteger(targets) || targets < least || targets + imports.length > 127) {
-    throw new ConfigError('--targets', `must be a whole number from ${least} to ${127 - imports.length}${imports.length ? ` (with ${imports.length} --import)` : ''}, got ${JSON.stringify(a.targets)}`)
+    throw new ConfigError('--targets', `must be a whole number from ${least} to ${127 - imports.length}${imports.length ? ` (with ${imports.length} --import)` : ''}, got ${shown(a.targets)}`)
   }
   const blockSize = a['block-size'] ?? 512
   if (blockSize !== 512 && blockSize !== 4096) {
-    throw new ConfigError('--block-size', `must be 512 or 4096, got ${JSON.stringify(a['block-size'])}`)
+    throw new ConfigError('--block-size', `must be 512 or 4096, got ${shown(a['block-size'])}`)
   }
   const size = parseSize(a.size ?? '1GiB', '--size')
   if (size % blockSize !== 0) {
@@ -249,23 +254,26 @@ export function buildCli(argv: string[]): Argv {
       (y) =>
         y
           .positional('mountpoint', { type: 'string', demandOption: true, describe: 'directory to mount on (created if missing)' })
-          .option('targets', { type: 'number', describe: 'number of target ports in the default fabric (1-127)', defaultDescription: '2' })
-          .option('size', { type: 'string', describe: 'capacity of each LUN, e.g. 1GiB, 512M, 1T (sparse RAM)', defaultDescription: '1GiB' })
-          .option('block-size', { type: 'number', describe: 'logical block size: 512 or 4096', defaultDescription: '512' })
-          .option('config', { type: 'string', describe: 'fabric config file (JSON); see the README' })
+          .option('targets', { type: 'number', requiresArg: true, describe: 'number of target ports in the default fabric (1-127)', defaultDescription: '2' })
+          .option('size', { type: 'string', requiresArg: true, describe: 'capacity of each LUN, e.g. 1GiB, 512M, 1T (sparse RAM)', defaultDescription: '1GiB' })
+          .option('block-size', { type: 'number', requiresArg: true, describe: 'logical block size: 512 or 4096', defaultDescription: '512' })
+          .option('config', { type: 'string', requiresArg: true, describe: 'fabric config file (JSON); see the README' })
           .option('backing-dir', {
             type: 'string',
+            requiresArg: true,
             describe: 'keep each LUN in a file <dir>/<wwpn>-lun<n>.img (created sparse, locked while mounted) instead of RAM',
           })
-          .option('log-level', { type: 'string', choices: LOG_LEVELS as string[], default: 'info', describe: 'log level' })
-          .option('iscsi-portal', { type: 'string', describe: 'also serve every target over iSCSI at host:port (iqn.2026-11.io.fcfs:<wwpn>)' })
-          .option('iscsi-chap', { type: 'string', describe: 'require one-way CHAP from iSCSI initiators: user:secret (secret ≥ 12 characters)' })
+          .option('log-level', { type: 'string', requiresArg: true, choices: LOG_LEVELS as string[], default: 'info', describe: 'log level' })
+          .option('iscsi-portal', { type: 'string', requiresArg: true, describe: 'also serve every target over iSCSI at host:port (iqn.2026-11.io.fcfs:<wwpn>)' })
+          .option('iscsi-chap', { type: 'string', requiresArg: true, describe: 'require one-way CHAP from iSCSI initiators: user:secret (secret ≥ 12 characters)' })
           .option('import', {
             type: 'string',
+            requiresArg: true,
             describe: 'add a target port whose LUN 0 is a remote iSCSI LUN: iscsi://[user%secret@]host[:port]/<iqn>/<lun> (repeatable; size, block size and inquiry from the remote)',
           })
           .option('api-socket', {
             type: 'string',
+            requiresArg: true,
             describe: 'Unix socket of the request/reply API (owner-only); "off" disables it',
             defaultDescription: '$XDG_RUNTIME_DIR/fcfs-<hash>.sock, else /tmp/fcfs-<uid>/fcfs-<hash>.sock',
           })
@@ -359,7 +367,8 @@ export function buildCli(argv: string[]): Argv {
     .demandCommand(1, 'name a command: mount, umount or status')
     .strict()
     .fail((msg, err) => {
-      if (err && !(err instanceof FcfsError)) throw err
+      // yargs' own parse errors (YError: a flag without its value, …) are usage errors too.
+      if (err && !(err instanceof FcfsError) && err.name !== 'YError') throw err
       fail(err ? err.message : `${msg} (see fcfs --help)`)
     })
     .help()

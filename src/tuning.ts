@@ -48,13 +48,13 @@ export interface TuningArgs {
 
 /** yargs option specs for the flags above. */
 export const TUNING_OPTIONS = {
-  profile: { type: 'string', describe: `a named HBA model: ${Object.keys(PROFILES).join(', ')} (isp2300 = 2G link, 40,000 commands/s)` },
-  link: { type: 'string', describe: 'link speed: 1G, 2G, 4G, 8G, 16G, 32G, 64G or unlimited (≈100 MB/s per 1G, each direction)', defaultDescription: 'unlimited' },
-  latency: { type: 'string', describe: 'added per-command latency, e.g. 50us, 1ms', defaultDescription: '0' },
-  'cmd-rate': { type: 'string', describe: 'most commands the firmware starts per second, or "unlimited"', defaultDescription: 'unlimited' },
-  'queue-depth': { type: 'number', describe: 'commands a LUN accepts at once (TASK SET FULL beyond)', defaultDescription: String(DEFAULT_QUEUE_DEPTH) },
-  writeback: { type: 'string', describe: 'write-back window per LUN for buffered writes, e.g. 16MiB; 0 = write-through', defaultDescription: '16MiB' },
-  readahead: { type: 'string', describe: 'readahead per buffered sequential reader, e.g. 4MiB; 0 = off', defaultDescription: '4MiB' },
+  profile: { type: 'string', requiresArg: true, describe: `a named HBA model: ${Object.keys(PROFILES).join(', ')} (isp2300 = 2G link, 40,000 commands/s)` },
+  link: { type: 'string', requiresArg: true, describe: 'link speed: 1G, 2G, 4G, 8G, 16G, 32G, 64G or unlimited (≈100 MB/s per 1G, each direction)', defaultDescription: 'unlimited' },
+  latency: { type: 'string', requiresArg: true, describe: 'added per-command latency, e.g. 50us, 1ms', defaultDescription: '0' },
+  'cmd-rate': { type: 'string', requiresArg: true, describe: 'most commands the firmware starts per second, or "unlimited"', defaultDescription: 'unlimited' },
+  'queue-depth': { type: 'number', requiresArg: true, describe: 'commands a LUN accepts at once (TASK SET FULL beyond)', defaultDescription: String(DEFAULT_QUEUE_DEPTH) },
+  writeback: { type: 'string', requiresArg: true, describe: 'write-back window per LUN for buffered writes, e.g. 16MiB; 0 = write-through', defaultDescription: '16MiB' },
+  readahead: { type: 'string', requiresArg: true, describe: 'readahead per buffered sequential reader, e.g. 4MiB; 0 = off', defaultDescription: '4MiB' },
   trace: { type: 'boolean', describe: 'trace every command to hba/0/trace even when nobody reads it', default: false },
   'cmd-timeout': { type: 'string', describe: 'IOCB timeout of every command, whole seconds (e.g. 2s): then the firmware ends it with TIMEOUT (ETIMEDOUT)', defaultDescription: '30s' },
 } as const
@@ -78,7 +78,9 @@ export function tuningFromArgs(a: TuningArgs): Tuning {
   let queueDepth = DEFAULT_TUNING.queueDepth
   if (a['queue-depth'] !== undefined) {
     const q = a['queue-depth']
-    if (!Number.isInteger(q) || q < 1 || q > 4096) throw new ConfigError('--queue-depth', `must be a whole number from 1 to 4096, got ${JSON.stringify(q)}`)
+    if (!Number.isInteger(q) || q < 1 || q > 4096) {
+      throw new ConfigError('--queue-depth', `must be a whole number from 1 to 4096, got ${Number.isNaN(q) ? 'something that is not a number' : JSON.stringify(q)}`)
+    }
     queueDepth = q
   }
   const writeback = a.writeback !== undefined ? sizeOrZero(a.writeback, '--writeback', 1 << 30) : DEFAULT_TUNING.writeback
