@@ -58,6 +58,8 @@ export const Op = {
   MAINTENANCE_IN: 0xa3,
   READ_12: 0xa8,
   WRITE_12: 0xaa,
+  WRITE_AND_VERIFY_12: 0xae,
+  VERIFY_12: 0xaf,
 } as const
 
 /** Service actions of MAINTENANCE IN (0xA3). */

@@ -194,6 +194,8 @@ export const OPCODES: readonly OpcodeRow[] = [
   },
   { opcode: Op.READ_12, name: 'READ(12)', cdbLength: 12, direction: IN, mask: [0xa8, 0x18, ...L4, ...L4, GRP, CTRL], handler: readWrite, mediumAccess: true },
   { opcode: Op.WRITE_12, name: 'WRITE(12)', cdbLength: 12, direction: OUT, mask: [0xaa, 0x18, ...L4, ...L4, GRP, CTRL], handler: readWrite, mediumAccess: true },
+  { opcode: Op.WRITE_AND_VERIFY_12, name: 'WRITE AND VERIFY(12)', cdbLength: 12, direction: OUT, mask: [0xae, 0x12, ...L4, ...L4, GRP, CTRL], handler: writeAndVerify, mediumAccess: true },
+  { opcode: Op.VERIFY_12, name: 'VERIFY(12)', cdbLength: 12, direction: OUT, mask: [0xaf, 0x16, ...L4, ...L4, GRP, CTRL], handler: verify, mediumAccess: true, timeout: LONG },
 ]
 
 const SERVICE_ACTION_MASK = 0x1f

@@ -1,10 +1,10 @@
 /**
  * Commands that compare (SBC-3 5.29-5.31, 5.40-5.42, 5.2):
  *
- *   VERIFY(10/16)            BYTCHK 00b: read the range back (medium check only)
+ *   VERIFY(10/12/16)         BYTCHK 00b: read the range back (medium check only)
  *                            BYTCHK 01b: compare it with the data-out
  *                            BYTCHK 11b: compare every block with one data-out block
- *   WRITE AND VERIFY(10/16)  write to the medium (as FUA), read back; BYTCHK 01b also compares
+ *   WRITE AND VERIFY(10/12/16) write to the medium (as FUA), read back; BYTCHK 01b also compares
  *   COMPARE AND WRITE        compare n blocks with the first half of the data-out;
  *                            when equal, write the second half
  *
@@ -35,6 +35,12 @@ export const VERIFY_10 = {
   fields: { opcode: f(0), flags: f(1), lba: f(2, 4), group: f(6), length: f(7, 2), control: f(9) },
 } as const satisfies Layout
 
+export const VERIFY_12 = {
+  name: 'VERIFY(12) / WRITE AND VERIFY(12)',
+  size: 12,
+  fields: { opcode: f(0), flags: f(1), lba: f(2, 4), length: f(6, 4), group: f(10), control: f(11) },
+} as const satisfies Layout
+
 export const VERIFY_16 = {
   name: 'VERIFY(16) / WRITE AND VERIFY(16)',
   size: 16,
@@ -47,7 +53,7 @@ export const COMPARE_AND_WRITE = {
   fields: { opcode: f(0), flags: f(1), lba: f(2, 8), reserved10: f(10, 3), blocks: f(13), group: f(14), control: f(15) },
 } as const satisfies Layout
 
-export const VERIFY_LAYOUTS: readonly Layout[] = [VERIFY_10, VERIFY_16, COMPARE_AND_WRITE]
+export const VERIFY_LAYOUTS: readonly Layout[] = [VERIFY_10, VERIFY_12, VERIFY_16, COMPARE_AND_WRITE]
 
 /** BYTCHK, byte 1 bits 2..1 of VERIFY and WRITE AND VERIFY. */
 export const ByteCheck = { NONE: 0b00, COMPARE: 0b01, RESERVED: 0b10, COMPARE_ONE_BLOCK: 0b11 } as const
@@ -68,6 +74,10 @@ function decodeVerify(cdb: Uint8Array): VerifyCdb {
   if (ten) {
     const L = VERIFY_10.fields
     return { lba: readU32BE(cdb, L.lba.offset), blocks: readU16BE(cdb, L.length.offset), bytchk, lengthOffset: L.length.offset }
+  }
+  if (cdb[0] === Op.VERIFY_12 || cdb[0] === Op.WRITE_AND_VERIFY_12) {
+    const L = VERIFY_12.fields
+    return { lba: readU32BE(cdb, L.lba.offset), blocks: readU32BE(cdb, L.length.offset), bytchk, lengthOffset: L.length.offset }
   }
   const L = VERIFY_16.fields
   return { lba: readU64BE(cdb, L.lba.offset), blocks: readU32BE(cdb, L.length.offset), bytchk, lengthOffset: L.length.offset }

@@ -7,6 +7,8 @@ import { hex, makeLun, readyLu, run, sense } from './scsi-helpers.js'
 
 const h16 = (n: number) => n.toString(16).padStart(16, '0')
 const h2 = (n: number) => n.toString(16).padStart(2, '0')
+const h8 = (n: number) => n.toString(16).padStart(8, '0')
+const twelve = (op: number, b1: number, lba: number, n: number) => `${h2(op)}${h2(b1)}${h8(lba)}${h8(n)}0000`
 const caw = (lba: number, n: number) => `8900${h16(lba)}000000${h2(n & 0xff)}0000`
 
 describe('iscsi-test-cu regressions', () => {
@@ -45,5 +47,22 @@ describe('iscsi-test-cu regressions', () => {
     // 0 blocks with no Data-Out stays GOOD (SBC-4: not an error), 255 blocks (the advertised maximum) work.
     expect(run(lu, caw(0, 0)).status).toBe(0)
     expect(run(lu, caw(0, 255), { dataOut: Buffer.concat([Buffer.alloc(255 * 512), Buffer.alloc(255 * 512, 0x42)]) }).status).toBe(0)
+  })
+
+  it('Verify12.* / WriteVerify12.*: VERIFY(12) and WRITE AND VERIFY(12) exist and behave as their (10)/(16) forms', () => {
+    const lu = readyLu()
+    const data = Buffer.alloc(3 * 512, 0x5a)
+    // WRITE AND VERIFY(12), BYTCHK 1: written, read back, compared.
+    expect(run(lu, twelve(0xae, 0x02, 100, 3), { dataOut: data })).toMatchObject({ status: 0, transferred: data.length })
+    expect(run(lu, '28000000006400000300', { dataIn: data.length }).data.equals(data)).toBe(true)
+    // VERIFY(12): medium check, compare, and MISCOMPARE with the offset.
+    expect(run(lu, twelve(0xaf, 0x00, 100, 3)).status).toBe(0)
+    expect(run(lu, twelve(0xaf, 0x02, 100, 3), { dataOut: data }).status).toBe(0)
+    const other = Buffer.from(data)
+    other[600] = 0
+    expect(sense(run(lu, twelve(0xaf, 0x02, 100, 3), { dataOut: other }))).toMatchObject({ key: 0xe, asc: 0x1d, info: 600 })
+    // Past the end, and a reserved BYTCHK.
+    expect(sense(run(lu, twelve(0xaf, 0x00, 2047, 2)))).toMatchObject({ key: 5, asc: 0x21 })
+    expect(sense(run(lu, twelve(0xaf, 0x04, 0, 1), { dataOut: Buffer.alloc(512) }))).toMatchObject({ key: 5, asc: 0x24 })
   })
 })
