@@ -143,6 +143,14 @@ describe('iSCSI import from Linux tgt', () => {
     expect(firstDiff(await pread(fab.rwbuf(1), 36 * MiB, data.length), data)).toBeNull()
   }, 120_000)
 
+  it("refuses tgt's missing LUN, its controller LUN 0 and a size that does not match, naming the flag or field", async () => {
+    const noLun = startFcfs({ args: ['--targets', '0', '--import', tgt.url(7)] })
+    await expect(noLun).rejects.toThrow(new RegExp(`fcfs: --import ${tgt.url(7).replace(/[.]/g, '\\.')}: .*has no LUN 7 \\(its LUNs: 0, 1\\)`))
+    await expect(startFcfs({ args: ['--targets', '0', '--import', tgt.url(0)] })).rejects.toThrow(/is not a disk \(peripheral device type 0x0c, a storage array controller\)/)
+    const sized = { targets: [{ luns: [{ size: '32MiB', backend: { type: 'iscsi', url: remote } }] }] }
+    await expect(startFcfs({ config: sized })).rejects.toThrow(/fcfs: targets\[0\]\.luns\[0\]\.size: is 33554432 bytes, but the remote LUN .* has 67108864/)
+  }, 60_000)
+
   it('the local target port keeps working meanwhile', async () => {
     const data = randomBytes(MiB)
     await pwrite(fab.rwbuf(0), 0, data)
@@ -198,7 +206,7 @@ describe('iSCSI import: a remote that stays away', () => {
 })
 
 describe('iSCSI import: errors at mount name the flag or field', () => {
-  it('an unreachable host, a missing LUN and a size that does not match fail the mount', async () => {
+  it('an unreachable host and a malformed URL fail the mount, naming --import', async () => {
     requireFuse()
     const port = await freePort()
     const url = `iscsi://127.0.0.1:${port}/iqn.2026-11.io.fcfs.test:nobody/1`
