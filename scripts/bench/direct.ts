@@ -186,22 +186,24 @@ export async function runWorker(input: WorkerInput): Promise<WorkerOutput> {
     }
     await new Promise((r) => setTimeout(r, input.runtime * 1000))
     stop = true
+    measuring = false // what completes after the window is not counted
     const elapsed = (performance.now() - measureFrom) / 1000
     const cpu = process.cpuUsage(cpu0)
+    const done = { bytes, ios }
     await Promise.all(jobs)
     const sorted = lat.slice(0, Math.min(samples, MAX_SAMPLES)).sort()
     const stats = fab.hbaStats?.()
     const mem = memory(process.pid)
     return {
-      bw: bytes / elapsed,
-      iops: ios / elapsed,
+      bw: done.bytes / elapsed,
+      iops: done.ios / elapsed,
       p50: percentile(sorted, 0.5),
       p99: percentile(sorted, 0.99),
       cpu: ((cpu.user + cpu.system) / 1e6 / elapsed) * 100,
       rss: mem?.rss ?? process.memoryUsage().rss,
       hwm: mem?.hwm ?? process.memoryUsage().rss,
       peakOutstanding: typeof stats?.peakOutstanding === 'number' ? stats.peakOutstanding : null,
-      commandsPerSecond: ios / elapsed,
+      commandsPerSecond: done.ios / elapsed,
     }
   } finally {
     await fab.close()
