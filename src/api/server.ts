@@ -27,7 +27,7 @@
  * message spans chunks (3). Reads mirror that.
  */
 import { createServer, connect, type Server as NetServer, type Socket } from 'node:net'
-import { constants as fsc, promises as fsp, readSync, writeSync, unlinkSync, lstatSync, mkdirSync, chmodSync, statSync } from 'node:fs'
+import { constants as fsc, promises as fsp, read as fsRead, readSync, write as fsWrite, writeSync, unlinkSync, lstatSync, mkdirSync, chmodSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { Logger } from '../log.js'
 import type { Completion, HbaDriver, ScsiRequest } from '../hba/driver.js'
@@ -94,6 +94,8 @@ const MAX_HANDLES = 1024
 const MAX_REGIONS = 256
 const STAGING = 64 * 1024
 const TMPFS_MAGIC = 0x01021994
+/** Region copies of at least this many bytes run on libuv's thread pool (a second core), smaller ones inline. */
+const ASYNC_COPY = 64 * 1024
 const U32 = 0x1_0000_0000
 
 export class ApiError extends FcfsError {
@@ -734,20 +736,33 @@ export class ApiServer {
       op.reply = Buffer.allocUnsafe(IO_REPLY_SIZE + bytes)
       req.data = op.reply.subarray(IO_REPLY_SIZE)
     } else {
-      const data = op.shm(bytes)
-      if (write) {
-        const got = readSync(region!.fd, data, 0, bytes, offset)
-        if (got < bytes) data.fill(0, got)
-        this.counters.shmBytesIn += bytes
-      }
-      req.data = data
+      req.data = op.shm(bytes)
       region!.refs++
       op.region = region
       op.offset = offset
     }
     if (write) invalidate(lun, op.start, op.start + bytes)
     if (flags & IoFlags.ASYNC) conn.statusReply(MsgType.IO_ACK, kLo, kHi, Status.OK, 0)
-    this.driver.submit(req, op.done)
+    if (kind === Kind.ShmWrite) this.fetch(op, bytes)
+    else this.driver.submit(req, op.done)
+  }
+
+  /** Reads the data of a region WRITE into the op's buffer, then submits it. */
+  private fetch(op: OpState, n: number): void {
+    const r = op.region!
+    const data = op.req.data!
+    this.counters.shmBytesIn += n
+    if (n < ASYNC_COPY) {
+      const got = readSync(r.fd, data, 0, n, op.offset)
+      if (got < n) data.fill(0, got)
+      this.driver.submit(op.req, op.done)
+      return
+    }
+    fsRead(r.fd, data, 0, n, op.offset, (err, got) => {
+      if (err) return this.finish(op, Status.SHM_FAILED, null)
+      if (got < n) data.fill(0, got)
+      this.driver.submit(op.req, op.done)
+    })
   }
 
   /** A raw CDB request. */
@@ -807,41 +822,47 @@ export class ApiServer {
       op.reply = Buffer.allocUnsafe(IO_REPLY_SIZE + dataLength)
       req.data = op.reply.subarray(IO_REPLY_SIZE)
     } else if (kind === Kind.ShmWrite || kind === Kind.ShmRead) {
-      const data = op.shm(dataLength)
-      if (write) {
-        const got = readSync(region!.fd, data, 0, dataLength, offset)
-        if (got < dataLength) data.fill(0, got)
-        this.counters.shmBytesIn += dataLength
-      }
-      req.data = data
+      req.data = op.shm(dataLength)
       region!.refs++
       op.region = region
       op.offset = offset
     }
     if (op.write && h.lun.caches && h.lun.caches.size > 0) invalidate(h.lun, 0, h.lun.capacity)
     if (flags & IoFlags.ASYNC) conn.statusReply(MsgType.IO_ACK, kLo, kHi, Status.OK, 0)
-    this.driver.submit(req, op.done)
+    if (kind === Kind.ShmWrite) this.fetch(op, dataLength)
+    else this.driver.submit(req, op.done)
   }
 
-  /** The driver's completion callback (via OpState.done). */
+  /** The driver's completion callback (via OpState.done): region reads are copied out first. */
   complete(op: OpState, c: Completion): void {
+    const region = op.region
+    if (op.kind === Kind.ShmRead && region !== null && !region.closed && c.transferred > 0 && !op.conn!.closed) {
+      const data = op.req.data!
+      const n = Math.min(c.transferred, data.length)
+      this.counters.shmBytesOut += n
+      if (n >= ASYNC_COPY) {
+        fsWrite(region.fd, data, 0, n, op.offset, (err) => this.finish(op, err ? Status.SHM_FAILED : Status.OK, c))
+        return
+      }
+      writeSync(region.fd, data, 0, n, op.offset)
+    }
+    this.finish(op, Status.OK, c)
+  }
+
+  /** Answers an op (status OK with its completion, or a failure) and returns it to the pool. */
+  private finish(op: OpState, status: number, c: Completion | null): void {
     const conn = op.conn!
     const region = op.region
     this.inflight--
     conn.inflight--
     if (op.write && op.start >= 0) invalidate(op.lun!, op.start, op.start + (op.req.data ? op.req.data.length : 0))
     if (!conn.closed) {
-      let inline = 0
-      if (op.kind === Kind.InlineRead) {
-        inline = Math.min(c.transferred, op.reply!.length - IO_REPLY_SIZE)
+      if (op.kind === Kind.InlineRead && c !== null) {
+        const inline = Math.min(c.transferred, op.reply!.length - IO_REPLY_SIZE)
         this.counters.inlineBytesOut += inline
-        conn.ioReply(op.keyLo, op.keyHi, Status.OK, c, inline, op.reply)
+        conn.ioReply(op.keyLo, op.keyHi, status, c, inline, op.reply)
       } else {
-        if (op.kind === Kind.ShmRead && region !== null && !region.closed && c.transferred > 0) {
-          writeSync(region.fd, op.req.data!, 0, Math.min(c.transferred, op.req.data!.length), op.offset)
-          this.counters.shmBytesOut += c.transferred
-        }
-        conn.ioReply(op.keyLo, op.keyHi, Status.OK, c, 0)
+        conn.ioReply(op.keyLo, op.keyHi, status, c, 0)
       }
       conn.maybeResume()
     }
