@@ -5,7 +5,7 @@
  *   at --link unlimited and at modelled link speeds.
  * Writes bench-report/report.md, results.json and SVG charts.
  *
- *   npm run bench                      quick mode (default): a subset, 1+2 s per run
+ *   npm run bench                      quick mode (default): a subset, 0.5 s warm-up + 2 s per run
  *   npm run bench -- --full            the whole matrix, 10 s per run
  *   npm run bench -- --only 'seq-read' runs whose id (subject@link/workload) matches
  *   npm run bench -- --help            every option
@@ -64,7 +64,7 @@ function parseArgs(argv: string[]): Args {
   return yargs(argv)
     .scriptName('npm run bench --')
     .usage('$0 [options]\n\nMeasures fcfs side by side with a minimal FUSE ceiling, nbdkit+nbdfuse and the direct API; writes a Markdown report and SVG charts.')
-    .option('quick', { type: 'boolean', default: false, describe: 'quick mode (the default): a subset of the matrix, 1 s warm-up + 2 s per run, ~3-4 min' })
+    .option('quick', { type: 'boolean', default: false, describe: 'quick mode (the default): a subset of the matrix, 0.5 s warm-up + 2 s measured per run, ~4 min' })
     .option('full', { type: 'boolean', default: false, describe: 'the full matrix of issue 6, 10 s per run (+2 s ramp)' })
     .option('only', { type: 'string', describe: 'regex on run ids like fcfs@unlimited/seq-read-640k-direct-j48' })
     .option('subjects', { type: 'string', default: SUBJECTS.join(','), describe: 'comma list of subjects' })

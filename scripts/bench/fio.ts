@@ -29,9 +29,9 @@ export function fioJobFile(w: Workload, files: string[], t: Timing, region = REG
     `direct=${w.direct ? 1 : 0}`,
     `size=${region}`,
     `offset_increment=${region}`,
-    t.runtime > 0 ? `runtime=${t.runtime}` : '',
+    t.runtime > 0 ? `runtime=${Math.round(t.runtime * 1000)}ms` : '',
     t.runtime > 0 ? 'time_based=1' : '',
-    t.ramp > 0 ? `ramp_time=${t.ramp}` : '',
+    t.ramp > 0 ? `ramp_time=${Math.round(t.ramp * 1000)}ms` : '',
     'group_reporting=1',
     // The files are devices of a fixed size: never lay out, extend or fallocate them.
     'fallocate=none',

@@ -87,7 +87,10 @@ const QUICK_UNLIMITED = [
   'rand-read-4k-direct-j8',
   'rand-write-4k-direct-j8',
 ]
-const QUICK_LINKED = ['seq-read-640k-direct-j48', 'seq-write-640k-direct-j48', 'seq-read-640k-buffered-j1', 'seq-write-640k-buffered-j1']
+const QUICK_LINKED = ['seq-read-640k-direct-j48', 'seq-write-640k-direct-j48']
+/** The single-stream goal is stated for 2G, 4G and 8G only. */
+const QUICK_LINKED_SINGLE = ['seq-read-640k-buffered-j1', 'seq-write-640k-buffered-j1']
+const SINGLE_LINKS: Link[] = ['2G', '4G', '8G']
 const LINKED: Link[] = ['2G', '4G', '8G', '16G']
 
 export type Mode = 'quick' | 'full'
@@ -115,7 +118,8 @@ export function buildPlan(opts: PlanOptions): Run[] {
   const byId = new Map(all.map((w) => [w.id, w]))
   const pick = (ids: string[]): Workload[] => ids.map((id) => byId.get(id)!)
   const unlimited = opts.mode === 'full' ? all : pick(QUICK_UNLIMITED)
-  const linked = opts.mode === 'full' ? all : pick(QUICK_LINKED)
+  const linked = (link: Link): Workload[] =>
+    opts.mode === 'full' ? all : pick(SINGLE_LINKS.includes(link) ? [...QUICK_LINKED, ...QUICK_LINKED_SINGLE] : QUICK_LINKED)
   const runs: Run[] = []
   const add = (subject: SubjectName, link: Link, w: Workload): void => {
     if (!opts.subjects.includes(subject)) return
@@ -128,7 +132,7 @@ export function buildPlan(opts: PlanOptions): Run[] {
     for (const s of SUBJECTS) add(s, 'unlimited', w)
   }
   for (const link of opts.links.filter((l) => l !== 'unlimited')) {
-    for (const w of linked) {
+    for (const w of linked(link)) {
       add('fcfs', link, w)
       add('direct', link, w)
     }
@@ -146,7 +150,7 @@ export interface Timing {
 
 export function timingFor(mode: Mode): Timing {
   // Every run mounts afresh, so the server's JIT is cold: the ramp keeps warm-up out of the figures.
-  return mode === 'full' ? { runtime: 10, ramp: 2 } : { runtime: 2, ramp: 1 }
+  return mode === 'full' ? { runtime: 10, ramp: 2 } : { runtime: 2, ramp: 0.5 }
 }
 
 /** The fabric every subject exposes: TARGETS files, each LUN_SIZE bytes. */
