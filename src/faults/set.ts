@@ -15,6 +15,7 @@
  * fires answers. Every injection is counted on its rule and kept in a short
  * log (`faults/log`) with the rule id, next to the HBA's trace of the outcome.
  */
+import { performance } from 'node:perf_hooks'
 import type { Logger } from '../log.js'
 import type { Fabric, Lun, TargetPort } from '../targets/types.js'
 import type { ScsiCommand, ScsiOutcome } from '../scsi/types.js'

@@ -24,6 +24,7 @@ import {
   targetStatsJson,
 } from './info.js'
 import { OcbTable, type Ocb } from './ocb.js'
+import type { TraceCursor } from '../hba/trace.js'
 import { DEFAULT_READAHEAD, Readahead } from './readahead.js'
 import { Tree, type Node } from './tree.js'
 
@@ -137,7 +138,7 @@ export class Filesystem {
         kind: 'stream',
         path: `/hba/${i}/trace`,
         size: () => drv.trace.size,
-        read: (buf, len, pos) => drv.trace.read(buf, len, pos),
+        read: (buf, len, pos, cursor) => drv.trace.read(buf, len, pos, cursor as TraceCursor),
         attach: () => drv.trace.attach(),
         detach: () => drv.trace.detach(),
       })
@@ -325,7 +326,7 @@ export class Filesystem {
     const direct = (flags & WRITE_THROUGH) !== 0
     const dev = node.kind === 'rwbuf' ? node.dev : null
     const ra = this.opts.readahead ?? DEFAULT_READAHEAD
-    if (node.kind === 'stream') node.attach()
+    const cursor = node.kind === 'stream' ? node.attach() : null
     const ocb = this.ocbs.add(
       (fh): Ocb => ({
         fh,
@@ -343,6 +344,7 @@ export class Filesystem {
         lastError: null,
         ra: dev && readable && !direct && ra.window > 0 ? new Readahead(dev, ra.window, ra.chunk) : null,
         wbErrorSeen: dev ? dev.wbErrorSeq : 0,
+        cursor,
       }),
     )
     cb(0, ocb.fh)
@@ -365,7 +367,7 @@ export class Filesystem {
       return
     }
     const node = ocb.node
-    if (node.kind === 'stream') return cb(node.read(buf, len, pos))
+    if (node.kind === 'stream') return cb(node.read(buf, len, pos, ocb.cursor))
     const content = ocb.content!
     if (pos >= content.length) return cb(0)
     cb(content.copy(buf, 0, pos, Math.min(content.length, pos + len)))

@@ -28,6 +28,8 @@ export interface Ocb {
   ra: Readahead | null
   /** The device's write-back error sequence this handle has already been told about. */
   wbErrorSeen: number
+  /** A stream file's per-handle read state (the trace's cursor). */
+  cursor: unknown
 }
 
 export class OcbTable {

@@ -17,7 +17,15 @@ export type Node =
   | { kind: 'rwbuf'; path: string; dev: BlockDevice }
   | { kind: 'info'; path: string; render: () => string }
   /** A growing text file read at absolute offsets (the trace): open attaches a reader. */
-  | { kind: 'stream'; path: string; size: () => number; read: (buf: Buffer, len: number, pos: number) => number; attach: () => void; detach: () => void }
+  | {
+      kind: 'stream'
+      path: string
+      size: () => number
+      /** `cursor` is what attach() returned for this handle. */
+      read: (buf: Buffer, len: number, pos: number, cursor: unknown) => number
+      attach: () => unknown
+      detach: () => void
+    }
   /** A write-only control file: each write is one or more command lines; the result is the byte count or -errno. */
   | { kind: 'control'; path: string; help: string; write: (text: string) => number | Promise<number> }
 

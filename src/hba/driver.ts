@@ -9,6 +9,7 @@
  * When the ring or the handle table is full, commands wait in FIFO order and
  * are posted as completions free room (back-pressure, never loss).
  */
+import { performance } from 'node:perf_hooks'
 import type { Logger } from '../log.js'
 import { InternalError, FcfsError } from '../errors.js'
 import { DataDirection } from '../scsi/types.js'

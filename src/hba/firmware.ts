@@ -9,6 +9,7 @@
  *                entries while the response ring has room → RSP_Q_IN →
  *                one interrupt for everything posted together (coalescing).
  */
+import { performance } from 'node:perf_hooks'
 import type { Logger } from '../log.js'
 import type { Fabric, TargetPort } from '../targets/types.js'
 import { ScsiTarget } from '../scsi/target.js'
@@ -525,6 +526,7 @@ export class Firmware {
       dataIn: dataIn ? data : null,
       dataOut: dataOut ? data : null,
       initiator: this.initiator,
+      port: login.port, // the receiving port (ALUA, VPD 0x83), set here so the target need not copy the command
     }
     if (!login.loggedIn) {
       // 'wait' policy: the command waits for the login to return (or its IOCB timeout).

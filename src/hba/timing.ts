@@ -14,6 +14,7 @@
  * that falls due together completes together (and then shares one interrupt),
  * so a high command rate never costs a setTimeout per command.
  */
+import { performance } from 'node:perf_hooks'
 import { ConfigError } from '../errors.js'
 
 /** Payload rate per direction in bytes/s for each FC speed (≈100 MB/s per 1GFC). */
@@ -102,12 +103,11 @@ export class LinkClock<T> {
     this.fire = fire
     this.afterBatch = afterBatch
     this.now = now
+    this.instant = model.rate === null && model.latencyMs === 0 && model.commandRate === null
   }
 
   /** True when nothing is modelled: completions go out at once. */
-  get instant(): boolean {
-    return this.model.rate === null && this.model.latencyMs === 0 && this.model.commandRate === null
-  }
+  readonly instant: boolean
 
   /** The time the firmware may start a command that arrived now (command-rate cap). */
   commandSlot(): number {
