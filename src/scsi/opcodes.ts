@@ -30,7 +30,7 @@ import { preventAllowMediumRemoval, startStopUnit } from './startstop.js'
 import { DataDirection, type ScsiOutcome } from './types.js'
 import type { Handler } from './unit.js'
 import { unmap, writeSame } from './unmap.js'
-import { compareAndWrite, verify, writeAndVerify } from './verify.js'
+import { compareAndWrite, orWrite, verify, writeAndVerify } from './verify.js'
 
 export interface OpcodeRow {
   readonly opcode: number
@@ -136,6 +136,8 @@ export const OPCODES: readonly OpcodeRow[] = [
   // COMPARE AND WRITE byte 1: DPO, FUA.
   { opcode: Op.COMPARE_AND_WRITE, name: 'COMPARE AND WRITE', cdbLength: 16, direction: OUT, mask: [0x89, 0x18, ...L8, 0, 0, 0, FF, GRP, CTRL], handler: compareAndWrite, mediumAccess: true },
   { opcode: Op.WRITE_16, name: 'WRITE(16)', cdbLength: 16, direction: OUT, mask: [0x8a, 0x18, ...L8, ...L4, GRP, CTRL], handler: readWrite, mediumAccess: true },
+  // ORWRITE(16) byte 1: DPO, FUA (ORPROTECT must be 0: no protection information).
+  { opcode: Op.ORWRITE_16, name: 'ORWRITE(16)', cdbLength: 16, direction: OUT, mask: [0x8b, 0x18, ...L8, ...L4, GRP, CTRL], handler: orWrite, mediumAccess: true },
   { opcode: Op.WRITE_AND_VERIFY_16, name: 'WRITE AND VERIFY(16)', cdbLength: 16, direction: OUT, mask: [0x8e, 0x12, ...L8, ...L4, GRP, CTRL], handler: writeAndVerify, mediumAccess: true },
   { opcode: Op.VERIFY_16, name: 'VERIFY(16)', cdbLength: 16, direction: OUT, mask: [0x8f, 0x16, ...L8, ...L4, GRP, CTRL], handler: verify, mediumAccess: true, timeout: LONG },
   { opcode: Op.PRE_FETCH_16, name: 'PRE-FETCH(16)', cdbLength: 16, direction: NONE, mask: [0x90, 0x02, ...L8, ...L4, GRP, CTRL], handler: preFetch, mediumAccess: true },

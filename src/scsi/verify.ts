@@ -7,13 +7,15 @@
  *   WRITE AND VERIFY(10/12/16) write to the medium (as FUA), read back; BYTCHK 01b also compares
  *   COMPARE AND WRITE        compare n blocks with the first half of the data-out;
  *                            when equal, write the second half
+ *   ORWRITE(16)              read n blocks, OR the data-out into them, write them
+ *                            (SBC-3 5.10, no protection information, no bitmaps)
  *
  * A difference answers MISCOMPARE, MISCOMPARE DURING VERIFY OPERATION with
  * INFORMATION = the offset of the first differing byte from the start of the
  * compared data (for BYTCHK 11b, as if the one block were repeated).
  * Ranges are read in pieces of WORK_CHUNK_BYTES, never all at once.
  *
- * COMPARE AND WRITE is atomic against other commands only when the backend
+ * COMPARE AND WRITE and ORWRITE are atomic against other commands only when the backend
  * answers synchronously (RAM): with a promise-answering backend another
  * WRITE to the same blocks may land between the compare and the write.
  */
@@ -53,12 +55,18 @@ export const COMPARE_AND_WRITE = {
   fields: { opcode: f(0), flags: f(1), lba: f(2, 8), reserved10: f(10, 3), blocks: f(13), group: f(14), control: f(15) },
 } as const satisfies Layout
 
-export const VERIFY_LAYOUTS: readonly Layout[] = [VERIFY_10, VERIFY_12, VERIFY_16, COMPARE_AND_WRITE]
+export const ORWRITE_16 = {
+  name: 'ORWRITE(16)',
+  size: 16,
+  fields: { opcode: f(0), flags: f(1), lba: f(2, 8), length: f(10, 4), group: f(14), control: f(15) },
+} as const satisfies Layout
+
+export const VERIFY_LAYOUTS: readonly Layout[] = [VERIFY_10, VERIFY_12, VERIFY_16, COMPARE_AND_WRITE, ORWRITE_16]
 
 /** BYTCHK, byte 1 bits 2..1 of VERIFY and WRITE AND VERIFY. */
 export const ByteCheck = { NONE: 0b00, COMPARE: 0b01, RESERVED: 0b10, COMPARE_ONE_BLOCK: 0b11 } as const
 const BYTCHK_SHIFT = 1
-/** COMPARE AND WRITE byte 1. */
+/** COMPARE AND WRITE and ORWRITE byte 1. */
 const CAW_FUA = 0x08
 
 interface VerifyCdb {
@@ -190,5 +198,28 @@ export const compareAndWrite: Handler = (u, cmd) => {
     return andThen(writeAndFlush(lun, lba * bs, writeData, mustFlush(u, fua)), (we) =>
       we !== null ? backendFailure(we, 'write', bs, lba) : good(2 * bytes, 2 * bytes),
     )
+  })
+}
+
+export const orWrite: Handler = (u, cmd) => {
+  const cdb = cmd.cdb
+  const L = ORWRITE_16.fields
+  const lun = u.lun
+  const bs = lun.blockSize
+  const lba = readU64BE(cdb, L.lba.offset)
+  const n = readU32BE(cdb, L.length.offset)
+  if (lba + n > lun.blocks) return fail(SenseKey.ILLEGAL_REQUEST, Asc.LBA_OUT_OF_RANGE)
+  if (u.writeProtected()) return writeProtected()
+  if (n === 0) return good(0, 0)
+  const bytes = n * bs
+  if (bytes > MAX_TRANSFER_BYTES) return invalidFieldInCdb(L.length.offset)
+  const src = cmd.dataOut
+  if (src === null || src.length < bytes) return shortDataOut(L.length.offset, bytes)
+  const merged = Buffer.allocUnsafe(bytes)
+  return andThen(lun.backend.read(lba * bs, merged), (e) => {
+    if (e !== null) return backendFailure(e, 'read', bs, lba)
+    for (let i = 0; i < bytes; i++) merged[i] |= src[i]
+    const fua = (cdb[L.flags.offset] & CAW_FUA) !== 0
+    return andThen(writeAndFlush(lun, lba * bs, merged, mustFlush(u, fua)), (we) => (we !== null ? backendFailure(we, 'write', bs, lba) : good(bytes, bytes)))
   })
 }

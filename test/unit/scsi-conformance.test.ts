@@ -65,4 +65,18 @@ describe('iscsi-test-cu regressions', () => {
     expect(sense(run(lu, twelve(0xaf, 0x00, 2047, 2)))).toMatchObject({ key: 5, asc: 0x21 })
     expect(sense(run(lu, twelve(0xaf, 0x04, 0, 1), { dataOut: Buffer.alloc(512) }))).toMatchObject({ key: 5, asc: 0x24 })
   })
+
+  it('OrWrite.*: ORWRITE(16) ORs the data-out into the blocks; 0 blocks, past the end, ORPROTECT and write protection', () => {
+    const orw = (b1: number, lba: number, n: number) => `8b${h2(b1)}${h16(lba)}${h8(n)}0000`
+    const lu = readyLu()
+    const base = Buffer.alloc(1024, 0x0f)
+    expect(run(lu, '2a000000000a00000200', { dataOut: base }).status).toBe(0)
+    expect(run(lu, orw(0x08, 10, 2), { dataOut: Buffer.alloc(1024, 0xa0) })).toMatchObject({ status: 0, transferred: 1024 })
+    expect(run(lu, '28000000000a00000200', { dataIn: 1024 }).data.equals(Buffer.alloc(1024, 0xaf))).toBe(true)
+    expect(run(lu, orw(0, 0, 0)).status).toBe(0)
+    expect(sense(run(lu, orw(0, 2047, 2), { dataOut: Buffer.alloc(1024) }))).toMatchObject({ key: 5, asc: 0x21 })
+    expect(sense(run(lu, orw(0x20, 0, 1), { dataOut: Buffer.alloc(512) }))).toMatchObject({ key: 5, asc: 0x24, sks: { cd: true, field: 1 } })
+    expect(sense(run(readyLu(makeLun({ writeProtect: true })), orw(0, 0, 1), { dataOut: Buffer.alloc(512) }))).toMatchObject({ key: 7, asc: 0x27 })
+  })
 })
+
