@@ -4,6 +4,10 @@
  *   direct_io   no page cache between clients and the LUN: sizes exact, O_DIRECT works
  *   big_writes  writes arrive as up to max_write bytes, not 4 KiB pieces
  *   max_write / max_read = 128 KiB, libfuse 2's ceiling per request
+ *   default_permissions  the kernel enforces the modes fcfs reports (rwbuf 0660,
+ *               info 0444, control 0200): with --allow-other, other users must
+ *               not read or write a LUN or a control file just because FUSE lets
+ *               them reach the mount
  * fuse-native's own per-operation timeout is disabled: a slow emulated link
  * or an injected delay must surface as our SCSI timeout, not its ETIMEDOUT.
  */
@@ -16,7 +20,7 @@ import type { Logger } from '../log.js'
 
 export const MAX_REQUEST = 128 * 1024
 
-export const MOUNT_OPTIONS = ['direct_io', 'big_writes', `max_write=${MAX_REQUEST}`, `max_read=${MAX_REQUEST}`, 'fsname=fcfs', 'subtype=fcfs']
+export const MOUNT_OPTIONS = ['direct_io', 'default_permissions', 'big_writes', `max_write=${MAX_REQUEST}`, `max_read=${MAX_REQUEST}`, 'fsname=fcfs', 'subtype=fcfs']
 
 class FcfsFuse extends Fuse {
   override _fuseOptions(): string {
