@@ -89,6 +89,8 @@ function parseArgs(argv: string[]): Args {
       return true
     })
     .strict()
+    .version(false)
+    .wrap(Math.min(110, process.stdout.columns || 110))
     .help()
     .parseSync() as unknown as Args
 }
@@ -224,7 +226,7 @@ async function main(): Promise<number> {
       ? 'reads: every region was written once (1 MiB O_DIRECT, untimed) before each read run, so reads move data'
       : 'reads: regions not prefilled (quick mode): fcfs, peer and direct read sparse zeros (a fill), the ceiling copies from its zeroed Buffer; --prefill changes that',
   )
-  notes.push('peer: one `nbdkit memory` + `nbdfuse` pair per target over a Unix socket, nbdfuse defaults (fuse3; it accepts no direct_io option)')
+  notes.push('peer: one `nbdkit memory` + `nbdfuse` pair per target over a Unix socket, nbdfuse defaults (fuse3; it accepts no direct_io option, so its buffered I/O goes through the page cache, where fcfs and the ceiling mount with direct_io: buffered re-reads of a 20 MiB region are cache hits for the peer only)')
   notes.push('ceiling: scripts/bench/ceiling-server.ts, fuse-native with the same option string as fcfs (src/fs/mount.ts MOUNT_OPTIONS), files over Buffers')
 
   const out = path.resolve(args.out)
