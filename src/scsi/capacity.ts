@@ -10,12 +10,18 @@
  * READ CAPACITY(16) reports LBPME (logical block provisioning management:
  * UNMAP works) and LBPRZ (unmapped blocks read as zeros), which every
  * backend provides (targets/backend.ts `unmap`).
+ *
+ * GET LBA STATUS (SBC-3 5.7, SERVICE ACTION IN(16) 0x12) answers one
+ * descriptor from the asked LBA to the end (at most 2^32-1 blocks) with
+ * PROVISIONING STATUS 0, "mapped or unknown" (SBC-4): backends do not tell
+ * which ranges they hold.
  */
-import { readU32BE, readU64BE } from './bytes.js'
+import { readU32BE, readU64BE, writeU32BE, writeU64BE } from './bytes.js'
 import { READ_CAPACITY_10, READ_CAPACITY_16, READ_CAPACITY_PMI } from './cdb.js'
 import { encodeReadCapacity10Data, encodeReadCapacity16Data, READ_CAPACITY_10_DATA, READ_CAPACITY_16_DATA } from './data.js'
 import { dataInResponse } from './respond.js'
-import { invalidFieldInCdb } from './sense.js'
+import { Asc, fail, invalidFieldInCdb, SenseKey } from './sense.js'
+import { f, type Layout } from './layout.js'
 import type { Handler } from './unit.js'
 
 export const readCapacity10: Handler = (u, cmd) => {
@@ -33,5 +39,34 @@ export const readCapacity16: Handler = (u, cmd) => {
   const data = Buffer.alloc(READ_CAPACITY_16_DATA.size)
   // Thin provisioned: UNMAP and WRITE SAME with UNMAP release blocks, which then read as zeros.
   encodeReadCapacity16Data({ lastLba: u.lun.blocks - 1, blockSize: u.lun.blockSize, lbpme: true, lbprz: true }, data)
+  return dataInResponse(cmd, data, data.length, allocLen)
+}
+
+export const GET_LBA_STATUS = {
+  name: 'GET LBA STATUS',
+  size: 16,
+  fields: { opcode: f(0), serviceAction: f(1), lba: f(2, 8), allocLen: f(10, 4), reportType: f(14), control: f(15) },
+} as const satisfies Layout
+
+/** GET LBA STATUS parameter data: an 8-byte header, then 16-byte LBA status descriptors. */
+export const LBA_STATUS_DATA = {
+  name: 'GET LBA STATUS data (one descriptor)',
+  size: 24,
+  fields: { parameterDataLength: f(0, 4), reserved4: f(4, 4), lba: f(8, 8), blocks: f(16, 4), provisioningStatus: f(20), reserved21: f(21, 3) },
+} as const satisfies Layout
+
+const MAPPED_OR_UNKNOWN = 0
+
+export const getLbaStatus: Handler = (u, cmd) => {
+  const F = GET_LBA_STATUS.fields
+  const lba = readU64BE(cmd.cdb, F.lba.offset)
+  if (lba >= u.lun.blocks) return fail(SenseKey.ILLEGAL_REQUEST, Asc.LBA_OUT_OF_RANGE)
+  const allocLen = readU32BE(cmd.cdb, F.allocLen.offset)
+  const D = LBA_STATUS_DATA.fields
+  const data = Buffer.alloc(LBA_STATUS_DATA.size)
+  writeU32BE(data, D.parameterDataLength.offset, LBA_STATUS_DATA.size - 4)
+  writeU64BE(data, D.lba.offset, lba)
+  writeU32BE(data, D.blocks.offset, Math.min(u.lun.blocks - lba, 0xffffffff))
+  data[D.provisioningStatus.offset] = MAPPED_OR_UNKNOWN
   return dataInResponse(cmd, data, data.length, allocLen)
 }

@@ -72,6 +72,7 @@ export const MaintenanceIn = {
 /** Service actions of SERVICE ACTION IN(16) (0x9E). */
 export const ServiceActionIn16 = {
   READ_CAPACITY_16: 0x10,
+  GET_LBA_STATUS: 0x12,
 } as const
 
 /** Bits in byte 1 of READ/WRITE(10/12/16). */

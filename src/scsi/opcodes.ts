@@ -17,7 +17,7 @@
  */
 import { reportTargetPortGroups, type AluaAccess } from './alua.js'
 import { preFetch, synchronizeCache, testUnitReady } from './cache.js'
-import { readCapacity10, readCapacity16 } from './capacity.js'
+import { getLbaStatus, readCapacity10, readCapacity16 } from './capacity.js'
 import { MaintenanceIn, Op, ServiceActionIn16 } from './cdb.js'
 import { inquiry } from './inquiry.js'
 import { reportLunsOfUnit } from './luns.js'
@@ -161,6 +161,16 @@ export const OPCODES: readonly OpcodeRow[] = [
     direction: IN,
     mask: [0x9e, 0x1f, ...L8, ...L4, 0x01, CTRL],
     handler: readCapacity16,
+  },
+  {
+    opcode: Op.SERVICE_ACTION_IN_16,
+    serviceAction: ServiceActionIn16.GET_LBA_STATUS,
+    name: 'GET LBA STATUS',
+    cdbLength: 16,
+    direction: IN,
+    mask: [0x9e, 0x1f, ...L8, ...L4, 0, CTRL],
+    handler: getLbaStatus,
+    mediumAccess: true,
   },
   {
     opcode: Op.REPORT_LUNS,

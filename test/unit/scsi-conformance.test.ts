@@ -3,6 +3,8 @@
 // failed and checks the logical unit directly.
 import { describe, expect, it } from 'vitest'
 import { decodeStandardInquiry } from '../../src/scsi/data.js'
+import { GET_LBA_STATUS, LBA_STATUS_DATA } from '../../src/scsi/capacity.js'
+import { checkLayout } from '../../src/scsi/layout.js'
 import { hex, makeLun, readyLu, run, sense } from './scsi-helpers.js'
 
 const h16 = (n: number) => n.toString(16).padStart(16, '0')
@@ -77,6 +79,18 @@ describe('iscsi-test-cu regressions', () => {
     expect(sense(run(lu, orw(0, 2047, 2), { dataOut: Buffer.alloc(1024) }))).toMatchObject({ key: 5, asc: 0x21 })
     expect(sense(run(lu, orw(0x20, 0, 1), { dataOut: Buffer.alloc(512) }))).toMatchObject({ key: 5, asc: 0x24, sks: { cd: true, field: 1 } })
     expect(sense(run(readyLu(makeLun({ writeProtect: true })), orw(0, 0, 1), { dataOut: Buffer.alloc(512) }))).toMatchObject({ key: 7, asc: 0x27 })
+  })
+
+  it('GetLBAStatus.*: one descriptor from the asked LBA to the end, "mapped or unknown"; LBA OUT OF RANGE past the end', () => {
+    expect(() => checkLayout(GET_LBA_STATUS)).not.toThrow()
+    expect(() => checkLayout(LBA_STATUS_DATA)).not.toThrow()
+    const gls = (lba: number, alloc: number) => `9e12${h16(lba)}${h8(alloc)}0000`
+    const lu = readyLu()
+    const r = run(lu, gls(7, 24), { dataIn: 24 })
+    expect(r.status).toBe(0)
+    expect(hex(r.data)).toBe('00000014' + '00000000' + h16(7) + h8(2048 - 7) + '00000000')
+    expect(run(lu, gls(2047, 8), { dataIn: 8 }).transferred).toBe(8)
+    expect(sense(run(lu, gls(2048, 24), { dataIn: 24 }))).toMatchObject({ key: 5, asc: 0x21 })
   })
 })
 
