@@ -11,13 +11,14 @@
  *     API READ/WRITE inline and through a /dev/shm region, FUSE READ (fio O_DIRECT jobs)
  *     and FUSE WRITE (fio buffered jobs, write-back, end_fsync).
  *
- * Options: --seconds N (per measurement, default 3), --targets N (default 4),
+ * Options: --seconds N (per measurement, default 3), --repeat N (each
+ * measurement N times back to back, the median reported with the range;
+ * default 3 — the machine is shared and noisy), --targets N (default 4),
  * --fuse-jobs N (default 16), --json <file> (also write the numbers as JSON),
  * --no-fuse. The mount uses the default tuning (link unlimited).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
-import { existsSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -29,6 +30,7 @@ const KiB = 1024
 
 interface Args {
   seconds: number
+  repeat: number
   targets: number
   fuseJobs: number
   json?: string
@@ -36,12 +38,13 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { seconds: 3, targets: 4, fuseJobs: 16, fuse: true }
+  const a: Args = { seconds: 3, repeat: 3, targets: 4, fuseJobs: 16, fuse: true }
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]
     const v = argv[i + 1]
     if (k === '--seconds') (a.seconds = Number(v)), i++
     else if (k === '--targets') (a.targets = Number(v)), i++
+    else if (k === '--repeat') (a.repeat = Math.max(1, Number(v))), i++
     else if (k === '--fuse-jobs') (a.fuseJobs = Number(v)), i++
     else if (k === '--json') (a.json = v), i++
     else if (k === '--no-fuse') a.fuse = false
@@ -52,7 +55,9 @@ function parseArgs(argv: string[]): Args {
 
 interface Row {
   name: string
+  /** the median of `runs` */
   value: number
+  runs: number[]
   unit: string
   note: string
 }
@@ -130,9 +135,25 @@ async function main(): Promise<void> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'fcfs-bench-api-'))
   const m = await mount(tmp, a.targets)
   const rows: Row[] = []
-  const add = (name: string, value: number, unit: string, note = '') => {
-    rows.push({ name, value, unit, note })
-    process.stdout.write(`${name.padEnd(44)} ${fmt(value).padStart(12)} ${unit.padEnd(6)} ${note}\n`)
+  const add = (name: string, [runs, note]: [number[], string], unit: string) => {
+    const sorted = [...runs].sort((x, y) => x - y)
+    const value = sorted[Math.floor((sorted.length - 1) / 2)]
+    rows.push({ name, value, runs, unit, note })
+    const range = runs.length > 1 ? `(${fmt(sorted[0])}–${fmt(sorted[sorted.length - 1])})` : ''
+    process.stdout.write(`${name.padEnd(46)} ${fmt(value).padStart(10)} ${unit.padEnd(5)} ${range.padEnd(22)} ${note}\n`)
+  }
+  /** Runs `m` a.repeat times; returns the values and a note about failures. */
+  const many = async (m: () => Promise<{ value: number; failed: number; n: number }>): Promise<[number[], string]> => {
+    const vals: number[] = []
+    let failed = 0
+    let n = 0
+    for (let i = 0; i < a.repeat; i++) {
+      const r = await m()
+      vals.push(r.value)
+      failed += r.failed
+      n += r.n
+    }
+    return [vals, failed ? `${failed} of ${n} not GOOD` : '']
   }
   let region: ShmRegion | null = null
   try {
@@ -141,7 +162,9 @@ async function main(): Promise<void> {
     const targets: Target[] = []
     for (const w of wwpns) targets.push(await c.open(w, 0))
     const T = targets.length
-    process.stdout.write(`fcfs API benchmark: ${T} target(s), ${a.seconds} s per measurement, client pid ${process.pid}, server pid ${c.hello.serverPid}\n\n`)
+    process.stdout.write(
+      `fcfs API benchmark: ${T} target(s), ${a.seconds} s per measurement × ${a.repeat} (median, range), client pid ${process.pid}, server pid ${c.hello.serverPid}\n\n`,
+    )
 
     // Prefill the 640 KiB working set so reads move real data.
     const big = 640 * KiB
@@ -151,53 +174,75 @@ async function main(): Promise<void> {
     for (let i = 0; i < depth; i++) await c.write(targets[i % T], Math.floor(i / T) * blocks640, fill)
 
     const tur = Buffer.from([0, 0, 0, 0, 0, 0])
-    const w1 = 1024
-    let r = await windowed(a.seconds, w1, (_i, done) => c.nop(done))
-    add('API NOP (faked completion), window 1024', r.rate, 'tx/s', failNote(r))
+    const rate = (w: { rate: number; failed: number; n: number }) => ({ value: w.rate, failed: w.failed, n: w.n })
+    const mb = (w: { rate: number; failed: number; n: number }) => ({ value: (w.rate * big) / 1e6, failed: w.failed, n: w.n })
     const perLun = 64 // the targets' default queue depth: more would be TASK SET FULL
-    r = await windowed(a.seconds, perLun * T, (i, done) => c.submitCdb(targets[i % T], tur, {}, done))
-    add(`API TEST UNIT READY, window ${perLun * T}`, r.rate, 'tx/s', failNote(r))
-    r = await windowed(a.seconds, perLun * T, (i, done) => c.submit({ target: targets[i % T], read: true, lba: (i * 8) % 1_000_000, blocks: 1 }, done))
-    add(`API READ 1 block inline, window ${perLun * T}`, r.rate, 'tx/s', failNote(r))
-
-    const mb = (x: { rate: number }) => (x.rate * big) / 1e6
-    r = await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], read: true, lba: (Math.floor(i / T) % depth) * blocks640, blocks: blocks640 }, done))
-    add('API READ 640 KiB inline, 48 in flight', mb(r), 'MB/s', failNote(r))
-    r = await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], write: true, lba: (Math.floor(i / T) % depth) * blocks640, blocks: blocks640, data: fill }, done))
-    add('API WRITE 640 KiB inline, 48 in flight', mb(r), 'MB/s', failNote(r))
-
+    const W = perLun * T
+    add('API NOP (faked completion), window 1024', (await many(async () => rate(await windowed(a.seconds, 1024, (_i, done) => c.nop(done))))), 'tx/s')
+    add(`API TEST UNIT READY, window ${W}`, (await many(async () => rate(await windowed(a.seconds, W, (i, done) => c.submitCdb(targets[i % T], tur, {}, done))))), 'tx/s')
+    add(
+      `API READ 1 block inline, window ${W}`,
+      (await many(async () => rate(await windowed(a.seconds, W, (i, done) => c.submit({ target: targets[i % T], read: true, lba: (i * 8) % 1_000_000, blocks: 1 }, done))))),
+      'tx/s',
+    )
+    const lba640 = (i: number) => (Math.floor(i / T) % depth) * blocks640
+    add(
+      'API READ 640 KiB inline, 48 in flight',
+      (await many(async () => mb(await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], read: true, lba: lba640(i), blocks: blocks640 }, done))))),
+      'MB/s',
+    )
+    add(
+      'API WRITE 640 KiB inline, 48 in flight',
+      (await many(async () => mb(await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], write: true, lba: lba640(i), blocks: blocks640, data: fill }, done))))),
+      'MB/s',
+    )
     region = ShmRegion.create(depth * big)
     for (let i = 0; i < depth; i++) region.write(i * big, fill)
     const id = await c.registerShm(region.path, region.size)
-    r = await windowed(a.seconds, depth, (i, done) =>
-      c.submit({ target: targets[i % T], read: true, lba: (Math.floor(i / T) % depth) * blocks640, blocks: blocks640, region: id, offset: (i % depth) * big }, done),
+    add(
+      'API READ 640 KiB via /dev/shm, 48 in flight',
+      (await many(async () =>
+        mb(await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], read: true, lba: lba640(i), blocks: blocks640, region: id, offset: (i % depth) * big }, done))),
+      )),
+      'MB/s',
     )
-    add('API READ 640 KiB via /dev/shm, 48 in flight', mb(r), 'MB/s', failNote(r))
-    r = await windowed(a.seconds, depth, (i, done) =>
-      c.submit({ target: targets[i % T], write: true, lba: (Math.floor(i / T) % depth) * blocks640, blocks: blocks640, region: id, offset: (i % depth) * big }, done),
+    add(
+      'API WRITE 640 KiB via /dev/shm, 48 in flight',
+      (await many(async () =>
+        mb(await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], write: true, lba: lba640(i), blocks: blocks640, region: id, offset: (i % depth) * big }, done))),
+      )),
+      'MB/s',
     )
-    add('API WRITE 640 KiB via /dev/shm, 48 in flight', mb(r), 'MB/s', failNote(r))
     await c.close()
 
     if (a.fuse) {
-      if (!existsSync('/usr/bin/fio') && spawnSync('which', ['fio']).status !== 0) {
+      if (spawnSync('fio', ['--version']).status !== 0) {
         process.stdout.write('fio not found: FUSE path skipped\n')
       } else {
         const files = wwpns.map((w) => path.join(m.mnt, 'wwn', w, 'rwbuf')).join(':')
         const common = [`--filename=${files}`, '--ioengine=psync', `--runtime=${a.seconds}`, '--time_based=1', '--group_reporting=1', '--size=1g', '--name=fuse']
         const jobs = String(a.fuseJobs)
-        let f = fio([...common, '--rw=randread', '--bs=512', '--direct=1', `--numjobs=${jobs}`])
-        if (f) add(`FUSE READ 512 B, ${jobs} O_DIRECT jobs`, f.iops, 'tx/s', 'fio on rwbuf')
-        f = fio([...common, '--rw=read', '--bs=640k', '--direct=1', `--numjobs=${jobs}`, '--offset_increment=64m'])
-        if (f) add(`FUSE READ 640 KiB, ${jobs} O_DIRECT jobs`, f.bw / 1e6, 'MB/s', 'fio on rwbuf')
-        f = fio([...common, '--rw=write', '--bs=640k', '--direct=0', `--numjobs=${jobs}`, '--offset_increment=64m', '--end_fsync=1'])
-        if (f) add(`FUSE WRITE 640 KiB, ${jobs} buffered jobs`, f.bw / 1e6, 'MB/s', 'fio on rwbuf, write-back')
-        f = fio([...common, '--rw=write', '--bs=640k', '--direct=1', `--numjobs=${jobs}`, '--offset_increment=64m'])
-        if (f) add(`FUSE WRITE 640 KiB, ${jobs} O_DIRECT jobs`, f.bw / 1e6, 'MB/s', 'fio on rwbuf (one write per file at a time)')
+        const fioMany = async (args: string[], pick: (f: { bw: number; iops: number }) => number) =>
+          many(async () => {
+            const f = fio([...common, ...args])
+            return { value: f ? pick(f) : NaN, failed: f ? 0 : 1, n: 1 }
+          })
+        add(`FUSE READ 512 B, ${jobs} O_DIRECT jobs`, (await fioMany(['--rw=randread', '--bs=512', '--direct=1', `--numjobs=${jobs}`], (f) => f.iops)), 'tx/s')
+        add(`FUSE READ 640 KiB, ${jobs} O_DIRECT jobs`, (await fioMany(['--rw=read', '--bs=640k', '--direct=1', `--numjobs=${jobs}`, '--offset_increment=64m'], (f) => f.bw / 1e6)), 'MB/s')
+        add(
+          `FUSE WRITE 640 KiB, ${jobs} buffered jobs`,
+          (await fioMany(['--rw=write', '--bs=640k', '--direct=0', `--numjobs=${jobs}`, '--offset_increment=64m', '--end_fsync=1'], (f) => f.bw / 1e6)),
+          'MB/s',
+        )
+        add(
+          `FUSE WRITE 640 KiB, ${jobs} O_DIRECT jobs`,
+          (await fioMany(['--rw=write', '--bs=640k', '--direct=1', `--numjobs=${jobs}`, '--offset_increment=64m'], (f) => f.bw / 1e6)),
+          'MB/s',
+        )
       }
     }
     if (a.json) {
-      await writeFile(a.json, JSON.stringify({ date: new Date().toISOString(), host: os.hostname(), cpus: os.cpus().length, loadavg: os.loadavg(), seconds: a.seconds, targets: a.targets, rows }, null, 2) + '\n')
+      await writeFile(a.json, JSON.stringify({ date: new Date().toISOString(), host: os.hostname(), cpus: os.cpus().length, loadavg: os.loadavg(), seconds: a.seconds, repeat: a.repeat, targets: a.targets, rows }, null, 2) + '\n')
     }
     process.stdout.write(`\nload average: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs\n`)
   } finally {
@@ -205,10 +250,6 @@ async function main(): Promise<void> {
     await m.stop()
     await rm(tmp, { recursive: true, force: true })
   }
-}
-
-function failNote(r: { failed: number; n: number }): string {
-  return r.failed ? `${r.failed} of ${r.n} not GOOD` : ''
 }
 
 function fmt(v: number): string {

@@ -120,7 +120,6 @@ function describe(r: IoResult): string {
 }
 
 const enum Wait {
-  Io = 1,
   Open = 2,
   Status = 3,
 }
@@ -137,6 +136,9 @@ export class FcfsClient {
   readonly socketPath: string
   readonly hello: Hello
   private readonly sock: Socket
+  /** IO/CDB/NOP requests waiting for their reply: the caller's callback itself (no wrapper per request). */
+  private readonly ioPending = new Map<number, IoCallback>()
+  /** Everything else (OPEN, CLOSE, REGISTER…). */
   private readonly pending = new Map<number, Pending>()
   private nextKey = 1
   private staging = Buffer.allocUnsafeSlow(STAGING)
@@ -217,7 +219,7 @@ export class FcfsClient {
 
   /** Requests sent and not answered yet. */
   get inFlight(): number {
-    return this.pending.size
+    return this.ioPending.size + this.pending.size
   }
 
   // ---- sending ----
@@ -273,8 +275,8 @@ export class FcfsClient {
 
   /**
    * The batch interface: queues one READ/WRITE and calls `cb` once with the
-   * reply (and, for inline reads, the data — a view valid during the call
-   * only if you keep it; copy to keep it past the next reply). Returns the key.
+   * reply (and, for inline reads, the data: a slice of what the socket
+   * delivered, yours to keep). Returns the key (the reply's `key`).
    */
   submit(r: IoRequest, cb: IoCallback): number {
     const handle = typeof r.target === 'number' ? r.target : r.target.handle
@@ -308,7 +310,7 @@ export class FcfsClient {
       this.seal()
       this.queue.push(r.data!)
     }
-    this.expect(key, Wait.Io, ioHandler(cb))
+    this.ioPending.set(key, cb)
     return key
   }
 
@@ -322,7 +324,7 @@ export class FcfsClient {
     buf.writeUInt32LE(NOP_SIZE, at + 4)
     buf.writeUInt32LE(key, at + 8)
     buf.writeUInt32LE(0, at + 12)
-    this.expect(key, Wait.Io, ioHandler(cb))
+    this.ioPending.set(key, cb)
     return key
   }
 
@@ -351,7 +353,7 @@ export class FcfsClient {
       this.seal()
       this.queue.push(opts.data!)
     }
-    this.expect(key, Wait.Io, ioHandler(cb))
+    this.ioPending.set(key, cb)
     return key
   }
 
@@ -524,13 +526,20 @@ export class FcfsClient {
   private dispatch(b: Buffer, at: number, mlen: number): void {
     const type = b[at + 3]
     const key = b.readUInt32LE(at + 8)
+    const io = this.ioPending.get(key)
+    if (io !== undefined) {
+      if (type === MsgType.IO_REPLY) {
+        this.ioPending.delete(key)
+        io(decodeResult(b, at), mlen > IO_REPLY_SIZE ? b.subarray(at + IO_REPLY_SIZE, at + mlen) : null)
+      } else if (type !== MsgType.IO_ACK || b.readUInt32LE(at + STATUS_REPLY.status.offset) !== Status.OK) {
+        // a refused async request (its only answer), or ERROR
+        this.ioPending.delete(key)
+        io(refused(key, b.readUInt32LE(at + STATUS_REPLY.status.offset)), null)
+      }
+      return
+    }
     const p = this.pending.get(key)
     if (p === undefined) return
-    if (type === MsgType.IO_ACK) {
-      // accepted: the reply follows later; refused: this is the only answer
-      const status = b.readUInt32LE(at + STATUS_REPLY.status.offset)
-      if (status === Status.OK) return
-    }
     this.pending.delete(key)
     p.cb(type, b, at, mlen)
   }
@@ -543,30 +552,20 @@ export class FcfsClient {
   private onClose(): void {
     this.closed = true
     const all = [...this.pending.entries()]
+    const ios = [...this.ioPending.entries()]
     this.pending.clear()
+    this.ioPending.clear()
+    for (const [key, cb] of ios) cb(refused(key, Status.SHUTTING_DOWN), null)
     const fake = Buffer.alloc(IO_REPLY_SIZE)
     fake.writeUInt32LE(Status.SHUTTING_DOWN, IO_REPLY.status.offset)
     for (const [key, p] of all) {
       fake.writeUInt32LE(key, 8)
-      fake[3] = p.kind === Wait.Io ? MsgType.IO_REPLY : MsgType.ERROR
+      fake[3] = MsgType.ERROR
       fake.writeUInt32LE(IO_REPLY_SIZE, 4)
       p.cb(fake[3], fake, 0, IO_REPLY_SIZE)
     }
     for (const w of this.closedWaiters) w()
     this.closedWaiters = []
-  }
-}
-
-function ioHandler(cb: IoCallback): Pending['cb'] {
-  return (type, b, at, mlen) => {
-    if (type === MsgType.IO_REPLY) {
-      const r = decodeResult(b, at)
-      cb(r, mlen > IO_REPLY_SIZE ? b.subarray(at + IO_REPLY_SIZE, at + mlen) : null)
-    } else {
-      // IO_ACK refusing an async request, or ERROR
-      const status = b.readUInt32LE(at + STATUS_REPLY.status.offset)
-      cb(refused(b.readUInt32LE(at + 8), status), null)
-    }
   }
 }
 
