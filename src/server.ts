@@ -61,7 +61,7 @@ export async function startFabric(
   const faults = new FaultSet({ fabric, log })
   let driver: HbaDriver | undefined
   try {
-    driver = await createHba({ index: 0, fabric, log, link: tuning.link, queueDepth: tuning.queueDepth, targetFactory: faults.targetFactory })
+    driver = await createHba({ index: 0, fabric, log, link: tuning.link, queueDepth: tuning.queueDepth, maxSegmentSize: tuning.maxSegment ?? 64 * 1024, targetFactory: faults.targetFactory })
     faults.attachLink(driver.chip.firmware)
     driver.trace.setAlways(tuning.trace)
     const devices: BlockDevice[] = []
@@ -99,6 +99,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     mountpoint,
     readahead: tuning.readahead,
     fabric: hotplug({ fabric, driver, tuning, log }),
+    lunDetails: (wwpn, n) => lunDetails(fabric, wwpn, n),
     apiInfo: () => (opts.apiSocket === false ? 'socket: off\n' : api?.info() ?? 'socket: starting\n'),
   })
   addFaultFiles(fs.tree, faults)
@@ -164,4 +165,24 @@ function drainAll(devices: BlockDevice[], ms: number, log: Logger): Promise<void
   const all = Promise.all(pending.map((d) => new Promise<void>((r) => d.drain(r))))
   const timeout = new Promise<void>((r) => setTimeout(r, ms).unref())
   return Promise.race([all.then(() => undefined), timeout])
+}
+
+/** The targets side of a LUN for its info file: backend, identity, ALUA port ids. */
+function lunDetails(fabric: Fabric, wwpn: string, n: number): Record<string, string | number | boolean> {
+  const port = fabric.ports.find((p) => p.wwpn === wwpn)
+  const l = port?.luns.get(n)
+  if (!port || !l) return {}
+  const out: Record<string, string | number | boolean> = {
+    serial: l.serial,
+    naa: l.naa,
+    write_protect: l.writeProtect,
+    relative_port_id: port.relativePortId,
+    port_group: port.portGroup,
+    alua_state: port.aluaState ?? 'active/optimized',
+    paths: fabric.ports.filter((p) => [...p.luns.values()].includes(l)).map((p) => p.wwpn).join(' '),
+    backend: l.backend.kind,
+    allocated_bytes: l.backend.allocatedBytes(),
+  }
+  for (const [k, v] of Object.entries(l.backend.info?.() ?? {})) if (k !== 'backend') out[`backend_${k}`] = v
+  return out
 }

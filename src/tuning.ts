@@ -23,6 +23,8 @@ export interface Tuning {
   trace: boolean
   /** IOCB timeout of the file interface's commands, in whole seconds (1..65535): past it the firmware answers TIMEOUT. */
   cmdTimeout: number
+  /** Largest data segment descriptor the driver builds; longer buffers take more segments (continuation entries). */
+  maxSegment: number
 }
 
 export const DEFAULT_TUNING: Tuning = {
@@ -32,6 +34,7 @@ export const DEFAULT_TUNING: Tuning = {
   readahead: { ...DEFAULT_READAHEAD },
   trace: false,
   cmdTimeout: DEFAULT_BLOCKDEV_OPTIONS.commandTimeout,
+  maxSegment: 64 * 1024,
 }
 
 export interface TuningArgs {
@@ -44,6 +47,7 @@ export interface TuningArgs {
   readahead?: string
   trace?: boolean
   'cmd-timeout'?: string
+  'max-segment'?: string
 }
 
 /** yargs option specs for the flags above. */
@@ -56,6 +60,7 @@ export const TUNING_OPTIONS = {
   writeback: { type: 'string', requiresArg: true, describe: 'write-back window per LUN for buffered writes, e.g. 16MiB; 0 = write-through', defaultDescription: '16MiB' },
   readahead: { type: 'string', requiresArg: true, describe: 'readahead per buffered sequential reader, e.g. 4MiB; 0 = off', defaultDescription: '4MiB' },
   trace: { type: 'boolean', describe: 'trace every command to hba/0/trace even when nobody reads it', default: false },
+  'max-segment': { type: 'string', requiresArg: true, describe: 'largest DMA segment per data segment descriptor (512 bytes to 16MiB)', defaultDescription: '64KiB' },
   'cmd-timeout': { type: 'string', describe: 'IOCB timeout of every command, whole seconds (e.g. 2s): then the firmware ends it with TIMEOUT (ETIMEDOUT)', defaultDescription: '30s' },
 } as const
 
@@ -92,7 +97,14 @@ export function tuningFromArgs(a: TuningArgs): Tuning {
     readahead: { window, chunk: DEFAULT_TUNING.readahead.chunk },
     trace: a.trace ?? false,
     cmdTimeout: a['cmd-timeout'] !== undefined ? cmdTimeoutOf(a['cmd-timeout']) : DEFAULT_TUNING.cmdTimeout,
+    maxSegment: a['max-segment'] !== undefined ? segmentSize(a['max-segment']) : DEFAULT_TUNING.maxSegment,
   }
+}
+
+function segmentSize(text: string): number {
+  const n = parseSize(String(text), '--max-segment')
+  if (n < 512 || n > 16 << 20 || n % 512 !== 0) throw new ConfigError('--max-segment', `must be a multiple of 512 from 512 bytes to 16MiB, got ${text}`)
+  return n
 }
 
 /** "2s", "2", "1500ms" (rounded up to whole seconds: the IOCB field counts seconds). */

@@ -42,6 +42,8 @@ export interface FsOptions {
   readahead?: { window: number; chunk: number }
   /** Text of the `/api` info file (the request/reply API's socket and counters); no file when absent. */
   apiInfo?: () => string
+  /** What the targets side knows of a LUN (backend, NAA name, port ids) for its info file. */
+  lunDetails?: (wwpn: string, lun: number) => Record<string, string | number | boolean>
   /** Hot-plug: changes the fabric and scans what appeared (absent: no fabric/ directory). */
   fabric?: FabricControl
 }
@@ -182,7 +184,7 @@ export class Filesystem {
     if (d.info.lun === 0) t.add({ kind: 'rwbuf', path: `${base}/rwbuf`, dev: d })
     const lb = `${base}/lun/${d.info.lun}`
     t.add({ kind: 'rwbuf', path: `${lb}/rwbuf`, dev: d })
-    t.add({ kind: 'info', path: `${lb}/info`, render: () => lunInfo(d) })
+    t.add({ kind: 'info', path: `${lb}/info`, render: () => lunInfo(d, d.present ? this.opts.lunDetails?.(d.info.wwpn, d.info.lun) : undefined) })
     t.add({ kind: 'info', path: `${lb}/sense`, render: () => describeLastError(d.lastError) })
     t.add({ kind: 'info', path: `${lb}/stats`, render: () => lunStats(d, drv) })
     t.add({ kind: 'info', path: `${lb}/stats.json`, render: () => lunStatsJson(d, drv) })

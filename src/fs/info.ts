@@ -29,8 +29,9 @@ export function portInfo(devs: BlockDevice[], wwpn: string): string {
   ])
 }
 
-export function lunInfo(dev: BlockDevice): string {
+export function lunInfo(dev: BlockDevice, details?: Record<string, string | number | boolean>): string {
   const i = dev.info
+  const extra: [string, string | number | boolean][] = details ? Object.entries(details) : []
   return lines([
     ['wwpn', i.wwpn],
     ['lun', i.lun],
@@ -41,6 +42,7 @@ export function lunInfo(dev: BlockDevice): string {
     ['blocks', i.blocks],
     ['capacity_bytes', dev.capacity],
     ['present', dev.present],
+    ...extra,
   ])
 }
 
