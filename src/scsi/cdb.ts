@@ -41,6 +41,7 @@ export const Op = {
   VERIFY_10: 0x2f,
   PRE_FETCH_10: 0x34,
   SYNCHRONIZE_CACHE_10: 0x35,
+  READ_DEFECT_DATA_10: 0x37,
   WRITE_SAME_10: 0x41,
   UNMAP: 0x42,
   MODE_SELECT_10: 0x55,
@@ -61,6 +62,7 @@ export const Op = {
   WRITE_12: 0xaa,
   WRITE_AND_VERIFY_12: 0xae,
   VERIFY_12: 0xaf,
+  READ_DEFECT_DATA_12: 0xb7,
 } as const
 
 /** Service actions of MAINTENANCE IN (0xA3). */

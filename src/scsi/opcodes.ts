@@ -19,6 +19,7 @@ import { reportTargetPortGroups, type AluaAccess } from './alua.js'
 import { preFetch, synchronizeCache, testUnitReady } from './cache.js'
 import { getLbaStatus, readCapacity10, readCapacity16 } from './capacity.js'
 import { MaintenanceIn, Op, ServiceActionIn16 } from './cdb.js'
+import { readDefectData } from './defects.js'
 import { inquiry } from './inquiry.js'
 import { reportLunsOfUnit } from './luns.js'
 import { modeSelect, modeSense } from './mode.js'
@@ -125,6 +126,8 @@ export const OPCODES: readonly OpcodeRow[] = [
     mediumAccess: true,
     timeout: LONG,
   },
+  // READ DEFECT DATA(10) byte 2: REQ_PLIST, REQ_GLIST, DEFECT LIST FORMAT.
+  { opcode: Op.READ_DEFECT_DATA_10, name: 'READ DEFECT DATA(10)', cdbLength: 10, direction: IN, mask: [0x37, 0, 0x1f, 0, 0, 0, 0, FF, FF, CTRL], handler: readDefectData },
   // WRITE SAME(10) byte 1: UNMAP only (ANCHOR is not supported, PBDATA/LBDATA are obsolete).
   { opcode: Op.WRITE_SAME_10, name: 'WRITE SAME(10)', cdbLength: 10, direction: OUT, mask: [0x41, 0x08, ...L4, GRP, FF, FF, CTRL], handler: writeSame, mediumAccess: true, timeout: LONG },
   // UNMAP byte 1: ANCHOR is not supported.
@@ -208,6 +211,7 @@ export const OPCODES: readonly OpcodeRow[] = [
   { opcode: Op.WRITE_12, name: 'WRITE(12)', cdbLength: 12, direction: OUT, mask: [0xaa, 0x18, ...L4, ...L4, GRP, CTRL], handler: readWrite, mediumAccess: true },
   { opcode: Op.WRITE_AND_VERIFY_12, name: 'WRITE AND VERIFY(12)', cdbLength: 12, direction: OUT, mask: [0xae, 0x12, ...L4, ...L4, GRP, CTRL], handler: writeAndVerify, mediumAccess: true },
   { opcode: Op.VERIFY_12, name: 'VERIFY(12)', cdbLength: 12, direction: OUT, mask: [0xaf, 0x16, ...L4, ...L4, GRP, CTRL], handler: verify, mediumAccess: true, timeout: LONG },
+  { opcode: Op.READ_DEFECT_DATA_12, name: 'READ DEFECT DATA(12)', cdbLength: 12, direction: IN, mask: [0xb7, 0x1f, ...L4, ...L4, 0, CTRL], handler: readDefectData },
 ]
 
 const SERVICE_ACTION_MASK = 0x1f

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest'
 import { decodeStandardInquiry } from '../../src/scsi/data.js'
 import { GET_LBA_STATUS, LBA_STATUS_DATA } from '../../src/scsi/capacity.js'
 import { checkLayout } from '../../src/scsi/layout.js'
+import { DEFECT_LAYOUTS } from '../../src/scsi/defects.js'
 import { hex, makeLun, readyLu, run, sense } from './scsi-helpers.js'
 
 const h16 = (n: number) => n.toString(16).padStart(16, '0')
@@ -91,6 +92,15 @@ describe('iscsi-test-cu regressions', () => {
     expect(hex(r.data)).toBe('00000014' + '00000000' + h16(7) + h8(2048 - 7) + '00000000')
     expect(run(lu, gls(2047, 8), { dataIn: 8 }).transferred).toBe(8)
     expect(sense(run(lu, gls(2048, 24), { dataIn: 24 }))).toMatchObject({ key: 5, asc: 0x21 })
+  })
+
+  it('ReadDefectData10/12.Simple: empty defect lists in the format asked, valid when asked for', () => {
+    for (const l of DEFECT_LAYOUTS) expect(() => checkLayout(l)).not.toThrow()
+    const lu = readyLu()
+    expect(run(lu, '37000000000000002000', { dataIn: 32 })).toMatchObject({ status: 0, transferred: 4 })
+    expect(hex(run(lu, '37001d00000000002000', { dataIn: 32 }).data)).toBe('001d0000') // REQ_PLIST, format 101b
+    expect(hex(run(lu, 'b70c0000000000000020' + '0000', { dataIn: 32 }).data)).toBe('000c000000000000')
+    expect(sense(run(lu, '37010000000000002000', { dataIn: 32 }))).toMatchObject({ key: 5, asc: 0x24 })
   })
 })
 
