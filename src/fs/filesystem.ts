@@ -274,7 +274,9 @@ export class Filesystem {
       .map((l) => l.trim())
       .filter((l) => l !== '' && !l.startsWith('#'))
     const known = /^(reset|trace (on|off|clear)|target-reset \S+|lun-reset \S+ \d+|abort \S+( \d+)?)$/
-    const bad = cmds.find((c) => !known.test(c) || (/^(target-reset|lun-reset|abort) /.test(c) && this.loopIdOf(drv, c.split(/\s+/)[1]) === null))
+    // A LUN past 255 is refused: the mailbox and marker carry 16 bits, so 65536 would reset LUN 0 and more would throw.
+    const badLun = (c: string): boolean => /^(lun-reset|abort) /.test(c) && c.split(/\s+/)[2] !== undefined && Number(c.split(/\s+/)[2]) > 255
+    const bad = cmds.find((c) => !known.test(c) || badLun(c) || (/^(target-reset|lun-reset|abort) /.test(c) && this.loopIdOf(drv, c.split(/\s+/)[1]) === null))
     if (bad !== undefined) {
       this.log.warn({ event: 'control_invalid', hba: index, command: bad }, 'unknown control command or target')
       return Errno.EINVAL

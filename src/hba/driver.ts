@@ -373,6 +373,7 @@ export class HbaDriver {
   }
 
   async resetLun(loopId: number, lun: number): Promise<boolean> {
+    if (!Number.isInteger(lun) || lun < 0 || lun > 0xffff) return false // the mailbox and the marker carry 16 bits
     const mb = await this.mailbox([Mbc.LUN_RESET, loopId, lun])
     if (mb[0] !== Mbs.COMPLETE) return false
     this.postMarker(loopId, lun, MarkerModifier.SYNC_ID_LUN)

@@ -7,6 +7,11 @@ import { decodeReadWrite, decodeSyncCache } from '../../src/scsi/cdb.js'
 import { opcodeName } from '../../src/scsi/opcodes.js'
 import { DataDirection } from '../../src/scsi/types.js'
 import { ramFabric } from './fuzz-fixtures.js'
+import { constants } from 'node:fs'
+import { startFabric } from '../../src/server.js'
+import { Filesystem } from '../../src/fs/filesystem.js'
+import { Errno } from '../../src/fs/errno.js'
+import { closeFabric, defaultConfig } from '../../src/targets/config.js'
 
 describe('regression: an empty CDB', () => {
   it('opcodeName names an empty CDB instead of throwing a TypeError', () => {
@@ -34,6 +39,36 @@ describe('regression: an empty CDB', () => {
     } finally {
       process.off('uncaughtException', onError)
       await driver.shutdown(0)
+    }
+  })
+})
+
+describe('regression: hba/0/control lun-reset with a LUN past 16 bits', () => {
+  it('refuses "lun-reset <wwpn> 1742959417" and "… 65536" with EINVAL instead of an unhandled RangeError (server crash) or a reset of LUN 0', async () => {
+    const { fabric, driver, devices, faults } = await startFabric(defaultConfig({ targets: 1, size: 1 << 20 }), silentLogger)
+    const fs = new Filesystem({ drivers: [driver], devices, log: silentLogger, mountpoint: '/x' })
+    const rejections: unknown[] = []
+    const onRej = (e: unknown) => rejections.push(e)
+    process.on('unhandledRejection', onRej)
+    try {
+      const write = (text: string) =>
+        new Promise<number>((resolve) =>
+          fs.open('/hba/0/control', constants.O_WRONLY, (_e, fh) => fs.write(fh!, Buffer.from(text), text.length, 0, (r) => fs.release(fh!, () => resolve(r)))),
+        )
+      for (const lun of ['1742959417', '65536', '256']) {
+        expect(await write(`lun-reset 21000024ff000001 ${lun}\n`), lun).toBe(Errno.EINVAL)
+        expect(await write(`abort 21000024ff000001 ${lun}\n`), lun).toBe(Errno.EINVAL)
+      }
+      expect(await write('lun-reset 21000024ff000001 0\n')).toBe('lun-reset 21000024ff000001 0\n'.length)
+      expect(await driver.resetLun(1, 65536)).toBe(false)
+      expect(await driver.resetLun(1, 1742959417)).toBe(false)
+      await new Promise((r) => setTimeout(r, 50))
+      expect(rejections).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onRej)
+      faults.close()
+      await driver.shutdown(0)
+      await closeFabric(fabric, silentLogger)
     }
   })
 })
