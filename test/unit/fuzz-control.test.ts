@@ -91,7 +91,7 @@ async function closeRig(r: Rig | undefined): Promise<void> {
 // ---- text generators --------------------------------------------------------------------
 
 const wwpnText = fc.oneof(fc.constantFrom(...WWPNS, '21:00:00:24:FF:00:00:01', '21000024ff0000ff', 'zz', ''), fc.stringMatching(/^[0-9a-f]{16}$/))
-const numText = fc.oneof(fc.constantFrom('0', '1', '255', '65535', '65536', '-1', '1e3', '99999999999999999999', '0x1', ''), fc.nat().map(String))
+const numText = fc.oneof(fc.constantFrom('0', '1', '255', '256', '65535', '65536', '1742959417', '-1', '1e3', '99999999999999999999', '0x1', ''), fc.nat().map(String))
 const ws = fc.constantFrom(' ', '  ', '\t', ' \t ')
 
 const hbaLine = fc.oneof(
@@ -121,6 +121,18 @@ const fabricLine = fc.oneof(
 
 // ---- properties --------------------------------------------------------------------------
 
+/** Unhandled rejections and exceptions while a fuzz test runs (a task-management promise that rejects would crash the server). */
+const escaped: unknown[] = []
+const onEscape = (e: unknown) => escaped.push(e)
+beforeAll(() => {
+  process.on('unhandledRejection', onEscape)
+  process.on('uncaughtException', onEscape)
+})
+afterAll(() => {
+  process.off('unhandledRejection', onEscape)
+  process.off('uncaughtException', onEscape)
+})
+
 describe('fuzz: hba/0/control', () => {
   let rig: Rig
   beforeAll(async () => {
@@ -128,6 +140,7 @@ describe('fuzz: hba/0/control', () => {
   })
   afterAll(async () => {
     await closeRig(rig)
+    expect(escaped, 'nothing escaped as an unhandled rejection or exception').toEqual([])
   })
 
   it('answers random text with its byte count or EINVAL, never throws, and the HBA keeps serving I/O', async () => {
@@ -140,6 +153,7 @@ describe('fuzz: hba/0/control', () => {
         expect([len, Errno.EINVAL], `result for ${JSON.stringify(text)}`).toContain(r)
         if (r === len) accepted++
         await turns(10) // task management runs through mailboxes
+        expect(escaped, `after ${JSON.stringify(text)}`).toEqual([])
         if (k++ % 10 === 0) await roundTrip(rig.devices[0], k)
       }),
       { numRuns: runs(300) },
