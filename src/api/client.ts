@@ -21,6 +21,7 @@ import { join } from 'node:path'
 import { constants as osc } from 'node:os'
 import { FcfsError } from '../errors.js'
 import {
+  CDB,
   CDB_SIZE,
   HEADER_SIZE,
   IO,
@@ -37,7 +38,6 @@ import {
   VERSION,
   decodeHello,
   decodeOpenReply,
-  encodeCdb,
   encodeClose,
   encodeOpen,
   encodeRegisterShm,
@@ -343,12 +343,28 @@ export class FcfsClient {
     if (dataLength > 0) flags |= opts.region !== undefined ? IoFlags.SHM : IoFlags.INLINE
     const inline = dir === 'out' && opts.region === undefined && opts.data ? opts.data.length : 0
     const key = this.key()
+    if (cdb.length > 16) throw new RangeError(`a CDB is at most 16 bytes, got ${cdb.length}`)
     const { buf, at } = this.reserve(CDB_SIZE)
-    encodeCdb(
-      { key: BigInt(key), handle, flags, cdb, timeout: opts.timeout, dataLength, region: opts.region, offset: opts.offset, inlineLength: inline },
-      buf,
-      at,
-    )
+    // The CDB layout written field by field (encodeCdb's, without a bigint per request).
+    buf.writeUInt16LE(MAGIC, at)
+    buf[at + 2] = VERSION
+    buf[at + 3] = MsgType.CDB
+    buf.writeUInt32LE(CDB_SIZE + inline, at + 4)
+    buf.writeUInt32LE(key, at + 8)
+    buf.writeUInt32LE(0, at + 12)
+    buf.writeUInt32LE(handle >>> 0, at + CDB.handle.offset)
+    buf.writeUInt32LE(flags, at + CDB.flags.offset)
+    buf.fill(0, at + CDB.cdb.offset, at + CDB.cdb.offset + 16)
+    buf.set(cdb, at + CDB.cdb.offset)
+    buf[at + CDB.cdbLength.offset] = cdb.length
+    buf[at + CDB.reserved.offset] = 0
+    buf.writeUInt16LE(opts.timeout ?? 0, at + CDB.timeout.offset)
+    buf.writeUInt32LE(dataLength >>> 0, at + CDB.dataLength.offset)
+    buf.writeUInt32LE((opts.region ?? 0) >>> 0, at + CDB.region.offset)
+    buf.writeUInt32LE(0, at + CDB.reserved2.offset)
+    const off = opts.offset ?? 0
+    buf.writeUInt32LE(off % 0x1_0000_0000 >>> 0, at + CDB.offset.offset)
+    buf.writeUInt32LE(Math.floor(off / 0x1_0000_0000) >>> 0, at + CDB.offset.offset + 4)
     if (inline > 0) {
       this.seal()
       this.queue.push(opts.data!)

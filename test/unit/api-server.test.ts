@@ -14,7 +14,7 @@ import type { HbaDriver } from '../../src/hba/driver.js'
 import type { Fabric } from '../../src/targets/types.js'
 import type { BlockDevice } from '../../src/fs/blockdev.js'
 import { startApiServer, type ApiServer } from '../../src/api/server.js'
-import { FcfsClient, ShmRegion, type Target } from '../../src/api/client.js'
+import { FcfsClient, ShmRegion, type IoResult as IoResultLike, type Target } from '../../src/api/client.js'
 import {
   CDB_SIZE,
   IO_REPLY_SIZE,
@@ -283,6 +283,20 @@ describe('API server: I/O through the client', () => {
     past.writeUInt16BE(1, 7)
     const bad = await c.command(t, past, { direction: 'in', dataLength: 512 })
     expect(bad.result).toMatchObject({ status: Status.OK, ok: false, scsiStatus: 2, senseValid: true, senseKey: 5, asc: 0x21, ascq: 0, errno: os.constants.errno.ENOSPC })
+    // WRITE(10) with inline data-out, then READ(10) into a region, by raw CDBs
+    const w10 = Buffer.from([0x2a, 0, 0, 0, 0x30, 0, 0, 0, 2, 0])
+    const out = Buffer.alloc(1024, 0x6b)
+    expect((await c.command(t, w10, { direction: 'out', data: out })).result).toMatchObject({ ok: true, transferred: 1024 })
+    const region = ShmRegion.create(4096)
+    try {
+      const id = await c.registerShm(region.path, 4096)
+      const r10 = Buffer.from([0x28, 0, 0, 0, 0x30, 0, 0, 0, 2, 0])
+      const rr = await new Promise<IoResultLike>((resolve) => c.submitCdb(t, r10, { direction: 'in', dataLength: 1024, region: id, offset: 2048 }, (r) => resolve(r)))
+      expect(rr).toMatchObject({ ok: true, transferred: 1024 })
+      expect(region.read(2048, 1024).equals(out)).toBe(true)
+    } finally {
+      region.destroy()
+    }
     const badLen = await c.command(t, Uint8Array.from([0, 0, 0, 0, 0, 0, 0]))
     expect(badLen.result.status).toBe(Status.BAD_CDB)
     const noDir = await c.command(t, Uint8Array.from([0, 0, 0, 0, 0, 0]), { dataLength: 16 })
