@@ -145,6 +145,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       // Rules end (links come back up, write protection is given back) so what is queued can finish.
       faults.close()
       // Answered buffered writes reach the targets before the HBA goes down.
+      for (const d of fs.devices) d.stopping = true
       await drainAll(fs.devices, 10_000, log) // fs.devices: hot-plugged LUNs too
       await driver.shutdown()
       await closeFabric(fabric, log)

@@ -122,6 +122,13 @@ export class BlockDevice {
   wbErrorSeq = 0
   wbErrno = 0
 
+  /**
+   * Set when the server stops: writes from then on are write-through, so a
+   * write arriving after the last drain fails to its writer instead of being
+   * answered and then lost with the HBA.
+   */
+  stopping = false
+
   /** Readahead caches of open handles, told about every write. */
   readonly caches = new Set<ReadCache>()
 
@@ -313,7 +320,7 @@ export class BlockDevice {
    * counted and reported by the next fsync/flush (wbErrorSeq).
    */
   writeBack(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
-    if (this.writebackWindow === 0) return this.write(buf, len, pos, cb)
+    if (this.writebackWindow === 0 || this.stopping) return this.write(buf, len, pos, cb)
     if (len <= 0) return cb(0)
     const cap = this.capacity
     if (pos >= cap) return cb(Errno.ENOSPC)
