@@ -9,7 +9,9 @@
  *     FUSE READ 512 B     fio, O_DIRECT psync jobs on rwbuf (for comparison)
  *   MB/s with 640 KiB transfers, 48 in flight:
  *     API READ/WRITE inline and through a /dev/shm region, FUSE READ (fio O_DIRECT jobs)
- *     and FUSE WRITE (fio buffered jobs, write-back, end_fsync).
+ *     and FUSE WRITE (fio buffered jobs, write-back, end_fsync; and O_DIRECT jobs).
+ * Each repetition runs every measurement once, in that order (API and FUSE side by side
+ * under the same machine load); the report gives the median over repetitions.
  *
  * Options: --seconds N (per measurement, default 3), --repeat N (each
  * measurement N times back to back, the median reported with the range;
@@ -142,19 +144,6 @@ async function main(): Promise<void> {
     const range = runs.length > 1 ? `(${fmt(sorted[0])}–${fmt(sorted[sorted.length - 1])})` : ''
     process.stdout.write(`${name.padEnd(46)} ${fmt(value).padStart(10)} ${unit.padEnd(5)} ${range.padEnd(22)} ${note}\n`)
   }
-  /** Runs `m` a.repeat times; returns the values and a note about failures. */
-  const many = async (m: () => Promise<{ value: number; failed: number; n: number }>): Promise<[number[], string]> => {
-    const vals: number[] = []
-    let failed = 0
-    let n = 0
-    for (let i = 0; i < a.repeat; i++) {
-      const r = await m()
-      vals.push(r.value)
-      failed += r.failed
-      n += r.n
-    }
-    return [vals, failed ? `${failed} of ${n} not GOOD` : '']
-  }
   let region: ShmRegion | null = null
   try {
     const c = await FcfsClient.connect(m.sock)
@@ -174,73 +163,88 @@ async function main(): Promise<void> {
     for (let i = 0; i < depth; i++) await c.write(targets[i % T], Math.floor(i / T) * blocks640, fill)
 
     const tur = Buffer.from([0, 0, 0, 0, 0, 0])
-    const rate = (w: { rate: number; failed: number; n: number }) => ({ value: w.rate, failed: w.failed, n: w.n })
-    const mb = (w: { rate: number; failed: number; n: number }) => ({ value: (w.rate * big) / 1e6, failed: w.failed, n: w.n })
+    type Sample = { value: number; failed: number; n: number }
+    const rate = (w: { rate: number; failed: number; n: number }): Sample => ({ value: w.rate, failed: w.failed, n: w.n })
+    const mb = (w: { rate: number; failed: number; n: number }): Sample => ({ value: (w.rate * big) / 1e6, failed: w.failed, n: w.n })
     const perLun = 64 // the targets' default queue depth: more would be TASK SET FULL
     const W = perLun * T
-    add('API NOP (faked completion), window 1024', (await many(async () => rate(await windowed(a.seconds, 1024, (_i, done) => c.nop(done))))), 'tx/s')
-    add(`API TEST UNIT READY, window ${W}`, (await many(async () => rate(await windowed(a.seconds, W, (i, done) => c.submitCdb(targets[i % T], tur, {}, done))))), 'tx/s')
-    add(
-      `API READ 1 block inline, window ${W}`,
-      (await many(async () => rate(await windowed(a.seconds, W, (i, done) => c.submit({ target: targets[i % T], read: true, lba: (i * 8) % 1_000_000, blocks: 1 }, done))))),
-      'tx/s',
-    )
     const lba640 = (i: number) => (Math.floor(i / T) % depth) * blocks640
-    add(
-      'API READ 640 KiB inline, 48 in flight',
-      (await many(async () => mb(await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], read: true, lba: lba640(i), blocks: blocks640 }, done))))),
-      'MB/s',
-    )
-    add(
-      'API WRITE 640 KiB inline, 48 in flight',
-      (await many(async () => mb(await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], write: true, lba: lba640(i), blocks: blocks640, data: fill }, done))))),
-      'MB/s',
-    )
     region = ShmRegion.create(depth * big)
     for (let i = 0; i < depth; i++) region.write(i * big, fill)
     const id = await c.registerShm(region.path, region.size)
-    add(
-      'API READ 640 KiB via /dev/shm, 48 in flight',
-      (await many(async () =>
-        mb(await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], read: true, lba: lba640(i), blocks: blocks640, region: id, offset: (i % depth) * big }, done))),
-      )),
-      'MB/s',
-    )
-    add(
-      'API WRITE 640 KiB via /dev/shm, 48 in flight',
-      (await many(async () =>
-        mb(await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], write: true, lba: lba640(i), blocks: blocks640, region: id, offset: (i % depth) * big }, done))),
-      )),
-      'MB/s',
-    )
-    await c.close()
 
-    if (a.fuse) {
-      if (spawnSync('fio', ['--version']).status !== 0) {
-        process.stdout.write('fio not found: FUSE path skipped\n')
-      } else {
-        const files = wwpns.map((w) => path.join(m.mnt, 'wwn', w, 'rwbuf')).join(':')
-        const common = [`--filename=${files}`, '--ioengine=psync', `--runtime=${a.seconds}`, '--time_based=1', '--group_reporting=1', '--size=1g', '--name=fuse']
-        const jobs = String(a.fuseJobs)
-        const fioMany = async (args: string[], pick: (f: { bw: number; iops: number }) => number) =>
-          many(async () => {
-            const f = fio([...common, ...args])
-            return { value: f ? pick(f) : NaN, failed: f ? 0 : 1, n: 1 }
-          })
-        add(`FUSE READ 512 B, ${jobs} O_DIRECT jobs`, (await fioMany(['--rw=randread', '--bs=512', '--direct=1', `--numjobs=${jobs}`], (f) => f.iops)), 'tx/s')
-        add(`FUSE READ 640 KiB, ${jobs} O_DIRECT jobs`, (await fioMany(['--rw=read', '--bs=640k', '--direct=1', `--numjobs=${jobs}`, '--offset_increment=64m'], (f) => f.bw / 1e6)), 'MB/s')
-        add(
-          `FUSE WRITE 640 KiB, ${jobs} buffered jobs`,
-          (await fioMany(['--rw=write', '--bs=640k', '--direct=0', `--numjobs=${jobs}`, '--offset_increment=64m', '--end_fsync=1'], (f) => f.bw / 1e6)),
-          'MB/s',
-        )
-        add(
-          `FUSE WRITE 640 KiB, ${jobs} O_DIRECT jobs`,
-          (await fioMany(['--rw=write', '--bs=640k', '--direct=1', `--numjobs=${jobs}`, '--offset_increment=64m'], (f) => f.bw / 1e6)),
-          'MB/s',
-        )
-      }
+    const haveFio = a.fuse && spawnSync('fio', ['--version']).status === 0
+    if (a.fuse && !haveFio) process.stdout.write('fio not found: FUSE path skipped\n')
+    const files = wwpns.map((w) => path.join(m.mnt, 'wwn', w, 'rwbuf')).join(':')
+    const common = [`--filename=${files}`, '--ioengine=psync', `--runtime=${a.seconds}`, '--time_based=1', '--group_reporting=1', '--size=1g', '--name=fuse']
+    const jobs = String(a.fuseJobs)
+    const viaFio = (args: string[], pick: (f: { bw: number; iops: number }) => number) => async (): Promise<Sample> => {
+      const f = fio([...common, ...args])
+      return { value: f ? pick(f) : NaN, failed: f ? 0 : 1, n: 1 }
     }
+
+    // Every measurement once per repetition, in this order, so API and FUSE numbers of one
+    // repetition were taken under the same machine load.
+    const plan: { name: string; unit: string; run: () => Promise<Sample> }[] = [
+      { name: 'API NOP (faked completion), window 1024', unit: 'tx/s', run: async () => rate(await windowed(a.seconds, 1024, (_i, done) => c.nop(done))) },
+      { name: `API TEST UNIT READY, window ${W}`, unit: 'tx/s', run: async () => rate(await windowed(a.seconds, W, (i, done) => c.submitCdb(targets[i % T], tur, {}, done))) },
+      {
+        name: `API READ 1 block inline, window ${W}`,
+        unit: 'tx/s',
+        run: async () => rate(await windowed(a.seconds, W, (i, done) => c.submit({ target: targets[i % T], read: true, lba: (i * 8) % 1_000_000, blocks: 1 }, done))),
+      },
+      ...(haveFio ? [{ name: `FUSE READ 512 B, ${jobs} O_DIRECT jobs`, unit: 'tx/s', run: viaFio(['--rw=randread', '--bs=512', '--direct=1', `--numjobs=${jobs}`], (f) => f.iops) }] : []),
+      {
+        name: 'API READ 640 KiB inline, 48 in flight',
+        unit: 'MB/s',
+        run: async () => mb(await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], read: true, lba: lba640(i), blocks: blocks640 }, done))),
+      },
+      {
+        name: 'API READ 640 KiB via /dev/shm, 48 in flight',
+        unit: 'MB/s',
+        run: async () =>
+          mb(await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], read: true, lba: lba640(i), blocks: blocks640, region: id, offset: (i % depth) * big }, done))),
+      },
+      ...(haveFio
+        ? [{ name: `FUSE READ 640 KiB, ${jobs} O_DIRECT jobs`, unit: 'MB/s', run: viaFio(['--rw=read', '--bs=640k', '--direct=1', `--numjobs=${jobs}`, '--offset_increment=64m'], (f) => f.bw / 1e6) }]
+        : []),
+      {
+        name: 'API WRITE 640 KiB inline, 48 in flight',
+        unit: 'MB/s',
+        run: async () => mb(await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], write: true, lba: lba640(i), blocks: blocks640, data: fill }, done))),
+      },
+      {
+        name: 'API WRITE 640 KiB via /dev/shm, 48 in flight',
+        unit: 'MB/s',
+        run: async () =>
+          mb(await windowed(a.seconds, depth, (i, done) => c.submit({ target: targets[i % T], write: true, lba: lba640(i), blocks: blocks640, region: id, offset: (i % depth) * big }, done))),
+      },
+      ...(haveFio
+        ? [
+            {
+              name: `FUSE WRITE 640 KiB, ${jobs} buffered jobs`,
+              unit: 'MB/s',
+              run: viaFio(['--rw=write', '--bs=640k', '--direct=0', `--numjobs=${jobs}`, '--offset_increment=64m', '--end_fsync=1'], (f) => f.bw / 1e6),
+            },
+            {
+              name: `FUSE WRITE 640 KiB, ${jobs} O_DIRECT jobs`,
+              unit: 'MB/s',
+              run: viaFio(['--rw=write', '--bs=640k', '--direct=1', `--numjobs=${jobs}`, '--offset_increment=64m'], (f) => f.bw / 1e6),
+            },
+          ]
+        : []),
+    ]
+    const samples = plan.map(() => [] as Sample[])
+    for (let r = 0; r < a.repeat; r++) {
+      process.stderr.write(`repetition ${r + 1}/${a.repeat}…\n`)
+      for (let k = 0; k < plan.length; k++) samples[k].push(await plan[k].run())
+    }
+    await c.close()
+    plan.forEach((p, k) => {
+      const failed = samples[k].reduce((x, y) => x + y.failed, 0)
+      const n = samples[k].reduce((x, y) => x + y.n, 0)
+      add(p.name, [samples[k].map((x) => x.value), failed ? `${failed} of ${n} not GOOD` : ''], p.unit)
+    })
     if (a.json) {
       await writeFile(a.json, JSON.stringify({ date: new Date().toISOString(), host: os.hostname(), cpus: os.cpus().length, loadavg: os.loadavg(), seconds: a.seconds, repeat: a.repeat, targets: a.targets, rows }, null, 2) + '\n')
     }
