@@ -120,7 +120,7 @@ import { parseSize } from '../util/size.js'
 import { FaultRuleError, parseRule } from '../faults/rule.js'
 import type { Backend } from './backend.js'
 import { FileBackend } from './file.js'
-import { IscsiBackend, parseIscsiUrl } from './iscsi.js'
+import { IscsiBackend, parseIscsiUrl, type RemoteIdentity } from './iscsi.js'
 import { RamBackend } from './ram.js'
 import type { AluaState, Fabric, Lun, TargetPort } from './types.js'
 import { defaultWwnn, defaultWwpn, parseWwn } from './wwn.js'
@@ -809,7 +809,7 @@ function unitKey(l: LunConfig, i: number, j: number): string {
   return l.logicalUnit !== undefined ? `lu:${l.logicalUnit}` : `t:${i}:${j}`
 }
 
-function assemble(cfg: FabricConfig, backends: Map<string, Backend>): Fabric {
+function assemble(cfg: FabricConfig, backends: Map<string, Backend>, remotes: ReadonlyMap<string, RemoteFacts> = new Map()): Fabric {
   const lunObjects = new Map<string, Lun>()
   const ports = cfg.targets.map((t, i): TargetPort => {
     const luns = new Map<number, Lun>()
@@ -818,7 +818,7 @@ function assemble(cfg: FabricConfig, backends: Map<string, Backend>): Fabric {
       let obj = lunObjects.get(key)
       if (obj === undefined) {
         const backend = backends.get(key)!
-        obj = { lun: l.lun, ...lunFacts(l, backend), backend, naa: l.naa, writeProtect: l.writeProtect }
+        obj = { lun: l.lun, ...lunFacts(l, remotes.get(key)), backend, naa: l.naa, writeProtect: l.writeProtect }
         lunObjects.set(key, obj)
       }
       luns.set(l.lun, obj)
@@ -873,19 +873,26 @@ async function openRemote(b: IscsiBackendConfig, p: UnitPlan, log: Logger, opene
   return be
 }
 
+/** What a remote LUN said about itself when it was opened. */
+interface RemoteFacts {
+  readonly size: number
+  readonly blockSize: number
+  readonly identity: RemoteIdentity
+}
+
 /** The geometry and identity a Lun gets: the config's, or for a remote LUN the remote's where the config left them out. */
-function lunFacts(l: LunConfig, backend: Backend): Pick<Lun, 'blockSize' | 'blocks' | 'vendor' | 'product' | 'revision' | 'serial'> {
+function lunFacts(l: LunConfig, remote: RemoteFacts | undefined): Pick<Lun, 'blockSize' | 'blocks' | 'vendor' | 'product' | 'revision' | 'serial'> {
   const b = l.backend
-  if (b.type !== 'iscsi' || !(backend instanceof IscsiBackend)) {
+  if (b.type !== 'iscsi' || remote === undefined) {
     return { blockSize: l.blockSize, blocks: l.size / l.blockSize, vendor: l.vendor, product: l.product, revision: l.revision, serial: l.serial }
   }
-  const id = backend.identity
+  const id = remote.identity
   const pick = (mine: string, theirs: string | undefined, explicit: boolean, max: number): string =>
     explicit || !theirs ? mine : theirs.slice(0, max)
-  const blockSize = backend.blockSize as 512 | 4096
+  const blockSize = remote.blockSize as 512 | 4096
   return {
     blockSize,
-    blocks: backend.size / blockSize,
+    blocks: remote.size / blockSize,
     vendor: pick(l.vendor, id.vendor, b.explicit.vendor, 8),
     product: pick(l.product, id.product, b.explicit.product, 16),
     revision: pick(l.revision, id.revision, b.explicit.revision, 4),
@@ -907,6 +914,7 @@ const OPEN_PARALLEL = 16
 export async function openFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}): Promise<Fabric> {
   const plans = [...planUnits(cfg)]
   const backends = new Map<string, Backend>()
+  const remotes = new Map<string, RemoteFacts>()
   const errors = new Map<number, unknown>() // plan index → what opening it threw
   let next = 0
   const worker = async (): Promise<void> => {
@@ -921,7 +929,10 @@ export async function openFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}
           b.type === 'ram'
             ? new RamBackend(p.cfg.size, { memoryLimit: b.memoryLimit, log })
             : b.type === 'iscsi'
-              ? await openRemote(b, p, log ?? silentLogger, (be) => backends.set(key, be))
+              ? await openRemote(b, p, log ?? silentLogger, (be) => {
+                  backends.set(key, be)
+                  remotes.set(key, { size: be.size, blockSize: be.blockSize, identity: be.identity })
+                })
               : await FileBackend.open({
                   path: b.path,
                   size: p.cfg.size,
@@ -942,7 +953,7 @@ export async function openFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}
     await Promise.all([...backends.values()].map((b) => b.close()))
     throw errors.get(Math.min(...errors.keys()))
   }
-  return assemble(cfg, backends)
+  return assemble(cfg, backends, remotes)
 }
 
 /** Closes every backend of the fabric once (a shared unit's too). Never rejects; failures go to `log`. */

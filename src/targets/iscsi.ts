@@ -341,6 +341,10 @@ export class IscsiBackend implements Backend {
     return 0
   }
 
+  info(): Record<string, string | number> {
+    return { backend: 'iscsi', url: redact(formatIscsiUrl(this.url)), reconnects: this.stats.reconnects, retried: this.stats.retried }
+  }
+
   async close(): Promise<void> {
     this.closed = true
     await this.ini.close()

@@ -86,6 +86,9 @@ describe('iSCSI import from Linux tgt', () => {
     expect(info).toMatch(/^product: VIRTUAL-DISK$/m)
     expect(info).toMatch(/^block_size: 512$/m)
     expect(info).toMatch(/^blocks: 131072$/m)
+    expect(info).toMatch(/^serial: beaf11$/m) // tgt's VPD 0x80 for tid 1, LUN 1
+    expect(info).toMatch(/^backend: iscsi$/m)
+    expect(info).toContain(`backend_url: ${remote.replace('127.0.0.1/', '127.0.0.1:')}`)
     expect(fab.stdout()).toContain(`${fab.rwbuf(1)}  64 MiB, 512-byte blocks`)
   })
 
