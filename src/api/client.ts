@@ -130,6 +130,7 @@ interface Pending {
 }
 
 const STAGING = 64 * 1024
+const READ_BUFFER = 1024 * 1024
 const COPY_LIMIT = 16 * 1024
 
 export class FcfsClient {
@@ -152,14 +153,12 @@ export class FcfsClient {
   private failure: Error | null = null
   private closedWaiters: (() => void)[] = []
 
-  private constructor(socketPath: string, sock: Socket, hello: Hello, rest: Buffer) {
+  private constructor(socketPath: string, sock: Socket, hello: Hello) {
     this.socketPath = socketPath
     this.sock = sock
     this.hello = hello
-    sock.on('data', (b: Buffer) => this.onData(b))
     sock.on('error', (err) => (this.failure ??= err))
     sock.on('close', () => this.onClose())
-    if (rest.length) this.onData(rest)
   }
 
   /** The socket path of a mount (from `<mnt>/api`), or `p` itself when it is a socket. */
@@ -178,16 +177,27 @@ export class FcfsClient {
   /** Connects to a mount (its directory) or a socket path and reads the server's HELLO. */
   static async connect(p: string): Promise<FcfsClient> {
     const path = await FcfsClient.resolveSocket(p)
-    const sock = netConnect(path)
-    const got = await new Promise<Buffer>((resolve, reject) => {
-      let buf = Buffer.alloc(0)
-      const onData = (b: Buffer) => {
-        buf = Buffer.concat([buf, b])
-        if (buf.length >= 32) {
-          cleanup()
-          resolve(buf)
-        }
-      }
+    // Replies are read straight into one reusable buffer (no 64 KiB allocation per socket read).
+    const rbuf = Buffer.allocUnsafeSlow(READ_BUFFER)
+    let sink: ((chunk: Buffer) => void) | null = null
+    let early = Buffer.alloc(0)
+    let wake: (() => void) | null = null
+    const sock = netConnect({
+      path,
+      onread: {
+        buffer: rbuf,
+        callback: (n: number) => {
+          const chunk = rbuf.subarray(0, n)
+          if (sink !== null) sink(chunk)
+          else {
+            early = Buffer.concat([early, chunk])
+            wake?.()
+          }
+          return true
+        },
+      },
+    })
+    await new Promise<void>((resolve, reject) => {
       const onErr = (err: Error) => {
         cleanup()
         reject(new FcfsError('FCFS_API', `cannot connect to ${path}: ${err.message}`))
@@ -197,14 +207,20 @@ export class FcfsClient {
         reject(new FcfsError('FCFS_API', `${path} closed before HELLO`))
       }
       const cleanup = () => {
-        sock.off('data', onData)
+        wake = null
         sock.off('error', onErr)
         sock.off('close', onClose)
       }
-      sock.on('data', onData)
+      wake = () => {
+        if (early.length >= 32) {
+          cleanup()
+          resolve()
+        }
+      }
       sock.on('error', onErr)
       sock.on('close', onClose)
     })
+    const got = early
     if (got.readUInt16LE(0) !== MAGIC || got[3] !== MsgType.HELLO) {
       sock.destroy()
       throw new FcfsError('FCFS_API', `${path} did not say HELLO (not an fcfs API socket?)`)
@@ -214,7 +230,10 @@ export class FcfsClient {
       sock.destroy()
       throw new FcfsError('FCFS_API', `server speaks protocol ${hello.protocol}, this client ${VERSION}`)
     }
-    return new FcfsClient(path, sock, hello, got.subarray(32))
+    const client = new FcfsClient(path, sock, hello)
+    sink = (chunk) => client.onData(chunk, true)
+    if (got.length > 32) client.onData(got.subarray(32), false)
+    return client
   }
 
   /** Requests sent and not answered yet. */
@@ -480,7 +499,8 @@ export class FcfsClient {
 
   // ---- receiving ----
 
-  private onData(chunk: Buffer): void {
+  /** `shared`: the chunk's memory is reused after this call (data handed to callers is copied). */
+  private onData(chunk: Buffer, shared: boolean): void {
     let pos = 0
     if (this.acc !== null) {
       pos = this.fill(chunk, 0)
@@ -501,7 +521,7 @@ export class FcfsClient {
         this.fill(chunk, pos)
         return
       }
-      this.dispatch(chunk, pos, mlen)
+      this.dispatch(chunk, pos, mlen, shared)
       pos += mlen
     }
   }
@@ -535,18 +555,19 @@ export class FcfsClient {
       }
     }
     this.acc = null
-    this.dispatch(acc, 0, this.accNeed)
+    this.dispatch(acc, 0, this.accNeed, false)
     return pos
   }
 
-  private dispatch(b: Buffer, at: number, mlen: number): void {
+  private dispatch(b: Buffer, at: number, mlen: number, shared: boolean): void {
     const type = b[at + 3]
     const key = b.readUInt32LE(at + 8)
     const io = this.ioPending.get(key)
     if (io !== undefined) {
       if (type === MsgType.IO_REPLY) {
         this.ioPending.delete(key)
-        io(decodeResult(b, at), mlen > IO_REPLY_SIZE ? b.subarray(at + IO_REPLY_SIZE, at + mlen) : null)
+        const data = mlen > IO_REPLY_SIZE ? b.subarray(at + IO_REPLY_SIZE, at + mlen) : null
+        io(decodeResult(b, at), data !== null && shared ? Buffer.from(data) : data)
       } else if (type !== MsgType.IO_ACK || b.readUInt32LE(at + STATUS_REPLY.status.offset) !== Status.OK) {
         // a refused async request (its only answer), or ERROR
         this.ioPending.delete(key)
