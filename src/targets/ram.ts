@@ -1,12 +1,20 @@
 /**
  * A sparse RAM backend (nbdkit's memory plugin, "sparse" allocator).
  *
- * The store is a Map from chunk index to a 64 KiB Buffer. A chunk exists only
- * once non-zero data has been written into it, so a 1 TiB LUN costs nothing
- * until written, and a missing chunk reads as zeros:
+ * The store is a Map from chunk index to a slot: 64 KiB inside a slab. A
+ * chunk exists only once non-zero data has been written into it, so a 1 TiB
+ * LUN costs nothing until written, and a missing chunk reads as zeros:
  *
  *   offset ─▶ chunk = floor(offset / 64 KiB), at = offset % 64 KiB
- *   chunks: { 0 ─▶ [64 KiB], 7 ─▶ [64 KiB], … }   absent ⇒ all zeros
+ *   chunks: { 0 ─▶ slot 0, 7 ─▶ slot 1, … }   absent ⇒ all zeros
+ *   slot  ─▶ slab = slot >> 8, byte offset (slot & 255) * 64 KiB in it
+ *
+ * Slabs hold 4, 8, 16, … up to 256 chunks (16 MiB), so a lightly used LUN
+ * stays small and a busy one allocates rarely. The Map holds small integers,
+ * not one Buffer per chunk: that keeps the garbage collector's work (which
+ * dominated first-time writes when every chunk was its own Buffer) flat as
+ * data grows. A freed slot is reused (zeroed) by the next new chunk; a slab
+ * whose slots are all free is dropped, which returns its memory.
  *
  * Invariant: a write either completes entirely or changes nothing. When a
  * memory limit is set, the chunks a write would add are counted first, and a
@@ -29,6 +37,10 @@ import type { Backend, IoResult } from './backend.js'
 export const RAM_CHUNK_SIZE = 64 * 1024
 
 const ZEROS = Buffer.alloc(RAM_CHUNK_SIZE)
+/** A slot id is slab << SLOT_BITS | index in the slab; a slab has at most 256 slots. */
+const SLOT_BITS = 8
+const SLOTS_PER_SLAB = 1 << SLOT_BITS
+const SLOT_MASK = SLOTS_PER_SLAB - 1
 
 export interface RamBackendOptions {
   /** Most bytes of chunks to hold; a write needing more fails with 'nospace'. */
@@ -41,8 +53,14 @@ export class RamBackend implements Backend {
   readonly kind = 'ram'
   readonly size: number
   readonly memoryLimit: number
-  private readonly chunks = new Map<number, Buffer>()
+  private readonly chunks = new Map<number, number>()
   private held = 0
+  private slabs: (Buffer | null)[] = []
+  private slabLive: number[] = []
+  private slabCap: number[] = []
+  private freeSlots: number[] = []
+  private cur = -1
+  private curNext = 0
   private readonly log: Logger | undefined
   private warned = false
 
@@ -72,12 +90,48 @@ export class RamBackend implements Backend {
       const index = Math.floor(at / RAM_CHUNK_SIZE)
       const within = at - index * RAM_CHUNK_SIZE
       const n = Math.min(RAM_CHUNK_SIZE - within, dst.length - pos)
-      const chunk = this.chunks.get(index)
-      if (chunk === undefined) dst.fill(0, pos, pos + n)
-      else chunk.copy(dst, pos, within, within + n)
+      const slot = this.chunks.get(index)
+      if (slot === undefined) dst.fill(0, pos, pos + n)
+      else {
+        const base = (slot & SLOT_MASK) * RAM_CHUNK_SIZE + within
+        this.slabs[slot >>> SLOT_BITS]!.copy(dst, pos, base, base + n)
+      }
       pos += n
     }
     return null
+  }
+
+  /** A zeroed 64 KiB slot for a new chunk: a freed one, or the next of the current slab. */
+  private allocSlot(): number {
+    while (this.freeSlots.length > 0) {
+      const slot = this.freeSlots.pop()!
+      const slab = this.slabs[slot >>> SLOT_BITS]
+      if (!slab) continue // its slab was dropped
+      const base = (slot & SLOT_MASK) * RAM_CHUNK_SIZE
+      slab.fill(0, base, base + RAM_CHUNK_SIZE)
+      this.slabLive[slot >>> SLOT_BITS]++
+      return slot
+    }
+    if (this.cur < 0 || this.curNext === this.slabCap[this.cur]) {
+      if (this.cur >= 0 && this.slabLive[this.cur] === 0) this.slabs[this.cur] = null // emptied while current
+      this.cur = this.slabs.length
+      const cap = Math.min(SLOTS_PER_SLAB, 4 << Math.min(6, this.slabs.filter((x) => x !== null).length))
+      this.slabs.push(Buffer.alloc(cap * RAM_CHUNK_SIZE))
+      this.slabCap.push(cap)
+      this.slabLive.push(0)
+      this.curNext = 0
+    }
+    this.slabLive[this.cur]++
+    return (this.cur << SLOT_BITS) | this.curNext++
+  }
+
+  private freeSlot(slot: number): void {
+    const s = slot >>> SLOT_BITS
+    if (--this.slabLive[s] === 0 && s !== this.cur) {
+      this.slabs[s] = null // every chunk in it is gone: let the memory go
+      return
+    }
+    this.freeSlots.push(slot)
   }
 
   write(offset: number, src: Buffer): IoResult {
@@ -92,19 +146,18 @@ export class RamBackend implements Backend {
       const index = Math.floor(at / RAM_CHUNK_SIZE)
       const within = at - index * RAM_CHUNK_SIZE
       const n = Math.min(RAM_CHUNK_SIZE - within, src.length - pos)
-      let chunk = this.chunks.get(index)
-      if (chunk === undefined) {
+      let slot = this.chunks.get(index)
+      if (slot === undefined) {
         // Zeros into a chunk that reads as zeros already: nothing to store.
         if (isZero(src, pos, n)) {
           pos += n
           continue
         }
-        const len = this.chunkLength(index)
-        chunk = Buffer.alloc(len)
-        this.chunks.set(index, chunk)
-        this.held += len
+        slot = this.allocSlot()
+        this.chunks.set(index, slot)
+        this.held += this.chunkLength(index)
       }
-      src.copy(chunk, within, pos, pos + n)
+      src.copy(this.slabs[slot >>> SLOT_BITS]!, (slot & SLOT_MASK) * RAM_CHUNK_SIZE + within, pos, pos + n)
       pos += n
     }
     return null
@@ -153,16 +206,21 @@ export class RamBackend implements Backend {
       const index = Math.floor(at / RAM_CHUNK_SIZE)
       const within = at - index * RAM_CHUNK_SIZE
       const n = Math.min(RAM_CHUNK_SIZE - within, length - pos)
-      const chunk = this.chunks.get(index)
-      if (chunk !== undefined) {
-        if (within === 0 && n >= chunk.length) {
+      const slot = this.chunks.get(index)
+      if (slot !== undefined) {
+        const len = this.chunkLength(index)
+        const slab = this.slabs[slot >>> SLOT_BITS]!
+        const base = (slot & SLOT_MASK) * RAM_CHUNK_SIZE
+        if (within === 0 && n >= len) {
           this.chunks.delete(index)
-          this.held -= chunk.length
+          this.held -= len
+          this.freeSlot(slot)
         } else {
-          chunk.fill(0, within, within + n)
-          if (isZero(chunk, 0, chunk.length)) {
+          slab.fill(0, base + within, base + within + n)
+          if (isZero(slab, base, len)) {
             this.chunks.delete(index)
-            this.held -= chunk.length
+            this.held -= len
+            this.freeSlot(slot)
           }
         }
       }
@@ -182,6 +240,12 @@ export class RamBackend implements Backend {
   async close(): Promise<void> {
     this.chunks.clear()
     this.held = 0
+    this.slabs = []
+    this.slabLive = []
+    this.slabCap = []
+    this.freeSlots = []
+    this.cur = -1
+    this.curNext = 0
   }
 }
 
