@@ -118,6 +118,41 @@ describe('request/reply API on a mount (default socket path)', () => {
     expect((await hbaCommands(fab.mnt)) - before).toBe(10)
   })
 
+  it('fault rules and the trace see API commands: a medium error comes back as sense 3/11/00 and EIO', async () => {
+    const ctl = path.join(fab.mnt, 'faults', 'control')
+    await writeFile(ctl, `medium-error wwpn=${fab.wwpns[0]} lba=50000-50007 op=read\n`)
+    try {
+      await writeFile(path.join(fab.mnt, 'hba', '0', 'control'), 'trace on\n')
+      const bad = await c.io({ target: t, read: true, lba: 50000, blocks: 8 })
+      expect(bad.result).toMatchObject({ status: Status.OK, ok: false, scsiStatus: 2, senseValid: true, senseKey: 3, asc: 0x11, ascq: 0, errno: 5 })
+      await expect(c.read(t, 50000, 1)).rejects.toThrow(/sense 3\/11\/00.*EIO/)
+      expect((await c.read(t, 50008, 1)).length).toBe(512)
+      const trace = await readFile(path.join(fab.mnt, 'hba', '0', 'trace'), 'utf8')
+      expect(trace).toMatch(/READ\(10\) lba=50000 blocks=8 .*CHECK CONDITION/)
+      expect(trace).toMatch(/READ\(10\) lba=50008 blocks=1 .*GOOD/)
+    } finally {
+      await writeFile(ctl, 'clear all\n')
+      await writeFile(path.join(fab.mnt, 'hba', '0', 'control'), 'trace off\n')
+    }
+  })
+
+  it('the Python client: ASYNC requests are acknowledged and answered later, a refused one only acknowledged', async () => {
+    const code = [
+      'import sys; sys.path.insert(0, sys.argv[1])',
+      'from fcfs_client import Client, reply_ok, STATUS',
+      'c = Client(sys.argv[2]); t = c.open(sys.argv[3])',
+      "keys = [c.submit(t, 'read', lba=i, blocks=1, async_=True) for i in range(200)]",
+      "bad = c.submit(0x7fff0001, 'read', lba=0, blocks=1, async_=True)",
+      'got = {k: r for k, r, d in c.wait(keys + [bad])}',
+      'assert len(got) == 201',
+      'assert all(reply_ok(got[k]) and got[k].transferred == 512 for k in keys)',
+      "print('ok', STATUS[got[bad].status])",
+    ].join('\n')
+    const r = await python(code, [path.join(REPO_ROOT, 'clients', 'python'), fab.mnt, fab.wwpns[0]])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout.trim()).toBe('ok BAD_HANDLE')
+  })
+
   it('many in flight on one connection: every key answered exactly once, all GOOD', async () => {
     const n = 4000
     const t1 = await c.open(fab.wwpns[1], 0)
