@@ -51,7 +51,14 @@ describe('one logical unit behind two target ports', () => {
     const info = (w: string) => readFile(path.join(fab.mnt, 'wwn', w, 'lun', '0', 'info'), 'utf8')
     const [a, b] = await Promise.all([info(WWPN_A), info(WWPN_B)])
     expect(a).toMatch(/SHARED/)
-    expect(a.replace(WWPN_A, '')).toBe(b.replace(WWPN_B, ''))
+    // The unit is the same; what differs is the path: its WWPN and its port's ALUA ids.
+    const unit = (t: string, w: string): string => t.replace(w, '').replace(/^(relative_port_id|port_group): .*\n/gm, '')
+    expect(unit(a, WWPN_A)).toBe(unit(b, WWPN_B))
+    expect(a).toMatch(/^naa: 500a098000a00000$/m)
+    expect(a).toMatch(/^paths: 500a098100000a01 500a098200000b02$/m)
+    expect(a).toMatch(/^relative_port_id: 1$/m)
+    expect(b).toMatch(/^relative_port_id: 2$/m)
+    expect(b).toMatch(/^port_group: 2$/m)
   })
 
   it('reads through one WWPN the bytes written through the other', async () => {
