@@ -28,7 +28,7 @@
  */
 import { createServer, connect, type Server as NetServer, type Socket } from 'node:net'
 import { constants as fsc, promises as fsp, read as fsRead, readSync, write as fsWrite, writeSync, unlinkSync, lstatSync, mkdirSync, chmodSync, statSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import type { Logger } from '../log.js'
 import type { Completion, HbaDriver, ScsiRequest } from '../hba/driver.js'
 import { DataDirection } from '../scsi/types.js'
@@ -924,7 +924,7 @@ function invalidate(lun: ApiLun, start: number, end: number): void {
   if (caches !== undefined && caches.size > 0) for (const c of caches) c.invalidate(start, end)
 }
 
-/** True when something accepts connections at `path`. */
+/** False only when nobody listens at `path` (ECONNREFUSED/ENOENT); a full backlog (EAGAIN) counts as alive. */
 function alive(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(path)
@@ -932,7 +932,7 @@ function alive(path: string): Promise<boolean> {
       s.destroy()
       resolve(true)
     })
-    s.once('error', () => resolve(false))
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code !== 'ECONNREFUSED' && err.code !== 'ENOENT'))
   })
 }
 
@@ -984,5 +984,29 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   chmodSync(path, 0o600)
   net.on('error', (err) => opts.log.error({ event: 'api_error', err: err.message }, 'API socket error'))
   opts.log.info({ event: 'api_listening', path }, 'request/reply API listening')
+  if (DEFAULT_NAME.test(basename(path))) void sweepStale(dir, path, opts.log)
   return server
+}
+
+const DEFAULT_NAME = /^fcfs-[0-9a-f]{16}\.sock$/
+
+/**
+ * Removes default-named sockets in the runtime directory that nobody serves
+ * any more (left by a server that was killed). Only sockets older than a
+ * minute: a younger one may belong to a server between bind() and listen().
+ */
+async function sweepStale(dir: string, own: string, log: Logger): Promise<void> {
+  try {
+    for (const name of await fsp.readdir(dir)) {
+      const p = join(dir, name)
+      if (!DEFAULT_NAME.test(name) || p === own) continue
+      const st = await fsp.lstat(p).catch(() => null)
+      if (!st || !st.isSocket() || Date.now() - st.mtimeMs < 60_000) continue
+      if (await alive(p)) continue
+      await fsp.unlink(p).catch(() => undefined)
+      log.debug({ event: 'api_stale_socket', path: p }, 'removed a stale API socket')
+    }
+  } catch {
+    /* best effort */
+  }
 }

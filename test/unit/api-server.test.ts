@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connect, type Socket } from 'node:net'
 import { spawnSync } from 'node:child_process'
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { silentLogger } from '../../src/log.js'
@@ -157,6 +158,44 @@ describe('API server: socket', () => {
     await c.close()
     await s2.close()
     await expect(stat(stale)).rejects.toThrow(/ENOENT/)
+  })
+})
+
+describe('API server: stale default sockets', () => {
+  it('removes default-named sockets older than a minute that nobody serves, keeps young ones and live ones', async () => {
+    const dir = path.join(tmp, 'rt')
+    const bind = (p: string) => {
+      const r = spawnSync('python3', ['-c', `import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()`, p])
+      expect(r.status).toBe(0)
+    }
+    await mkdir(dir, { mode: 0o700 })
+    const old = path.join(dir, 'fcfs-00000000000000aa.sock')
+    const young = path.join(dir, 'fcfs-00000000000000bb.sock')
+    const other = path.join(dir, 'something-else.sock')
+    bind(old)
+    bind(young)
+    bind(other)
+    const past = new Date(Date.now() - 5 * 60_000)
+    await utimes(old, past, past)
+    await utimes(other, past, past)
+    const liveOld = path.join(dir, 'fcfs-00000000000000cc.sock')
+    const live = await startApiServer({ path: liveOld, driver, luns: devices, log: silentLogger })
+    await utimes(liveOld, past, past)
+    const s = await startApiServer({ path: path.join(dir, 'fcfs-00000000000000dd.sock'), driver, luns: devices, log: silentLogger })
+    try {
+      let gone = false
+      for (let i = 0; i < 50 && !gone; i++) {
+        gone = !existsSync(old)
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      expect(gone).toBe(true)
+      expect(existsSync(young)).toBe(true)
+      expect(existsSync(other)).toBe(true)
+      expect(existsSync(liveOld)).toBe(true)
+    } finally {
+      await s.close()
+      await live.close()
+    }
   })
 })
 
