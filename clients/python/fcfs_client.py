@@ -131,6 +131,7 @@ class Client:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(self.path)
         self._buf = bytearray()
+        self._pos = 0
         self._out = []
         self._next = 1
         self._done = {}      # key -> (type, message bytes) answered but not collected yet
@@ -160,19 +161,24 @@ class Client:
             self._out = []
 
     def _read_message(self):
+        buf = self._buf
         while True:
-            if len(self._buf) >= 16:
-                magic, _, t, n, _ = HEADER.unpack_from(self._buf)
+            pos = self._pos
+            if len(buf) - pos >= 16:
+                magic, _, t, n, _ = HEADER.unpack_from(buf, pos)
                 if magic != MAGIC or n < 16:
                     raise ApiError('reading a reply (bad header)', 1)
-                if len(self._buf) >= n:
-                    m = bytes(self._buf[:n])
-                    del self._buf[:n]
+                if len(buf) - pos >= n:
+                    m = bytes(buf[pos:pos + n])
+                    self._pos = pos + n
                     return t, m
+            if pos:
+                del buf[:pos]  # compact once per socket read, not once per message
+                self._pos = 0
             chunk = self.sock.recv(1 << 20)
             if not chunk:
                 raise ApiError('reading a reply (connection closed)', 15)
-            self._buf += chunk
+            buf += chunk
 
     def _pump(self):
         """Reads one message and files it under its key."""
