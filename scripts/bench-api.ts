@@ -21,6 +21,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -60,6 +61,8 @@ interface Row {
   /** the median of `runs` */
   value: number
   runs: number[]
+  /** the median of the same figure per CPU second of the fcfs server (holds better on a shared machine) */
+  perServerCpu: number
   unit: string
   note: string
 }
@@ -137,12 +140,14 @@ async function main(): Promise<void> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'fcfs-bench-api-'))
   const m = await mount(tmp, a.targets)
   const rows: Row[] = []
-  const add = (name: string, [runs, note]: [number[], string], unit: string) => {
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]
+  const add = (name: string, [runs, note]: [number[], string], unit: string, perCpu: number[]) => {
     const sorted = [...runs].sort((x, y) => x - y)
-    const value = sorted[Math.floor((sorted.length - 1) / 2)]
-    rows.push({ name, value, runs, unit, note })
+    const value = median(runs)
+    const perServerCpu = median(perCpu)
+    rows.push({ name, value, runs, perServerCpu, unit, note })
     const range = runs.length > 1 ? `(${fmt(sorted[0])}–${fmt(sorted[sorted.length - 1])})` : ''
-    process.stdout.write(`${name.padEnd(46)} ${fmt(value).padStart(10)} ${unit.padEnd(5)} ${range.padEnd(22)} ${note}\n`)
+    process.stdout.write(`${name.padEnd(46)} ${fmt(value).padStart(10)} ${unit.padEnd(5)} ${range.padEnd(22)} ${fmt(perServerCpu).padStart(10)}  ${note}\n`)
   }
   let region: ShmRegion | null = null
   try {
@@ -235,15 +240,25 @@ async function main(): Promise<void> {
         : []),
     ]
     const samples = plan.map(() => [] as Sample[])
+    const perCpu = plan.map(() => [] as number[])
     for (let r = 0; r < a.repeat; r++) {
       process.stderr.write(`repetition ${r + 1}/${a.repeat}…\n`)
-      for (let k = 0; k < plan.length; k++) samples[k].push(await plan[k].run())
+      for (let k = 0; k < plan.length; k++) {
+        const cpu0 = cpuSeconds(m.proc.pid!)
+        const t0 = performance.now()
+        const sample = await plan[k].run()
+        const wall = (performance.now() - t0) / 1000
+        const cpu = cpuSeconds(m.proc.pid!) - cpu0
+        samples[k].push(sample)
+        perCpu[k].push(cpu > 0 ? (sample.value * wall) / cpu : NaN)
+      }
     }
+    process.stdout.write(`${'measurement'.padEnd(46)} ${'median'.padStart(10)} ${''.padEnd(5)} ${'(range)'.padEnd(22)} ${'per server CPU-second'}\n`)
     await c.close()
     plan.forEach((p, k) => {
       const failed = samples[k].reduce((x, y) => x + y.failed, 0)
       const n = samples[k].reduce((x, y) => x + y.n, 0)
-      add(p.name, [samples[k].map((x) => x.value), failed ? `${failed} of ${n} not GOOD` : ''], p.unit)
+      add(p.name, [samples[k].map((x) => x.value), failed ? `${failed} of ${n} not GOOD` : ''], p.unit, perCpu[k])
     })
     if (a.json) {
       await writeFile(a.json, JSON.stringify({ date: new Date().toISOString(), host: os.hostname(), cpus: os.cpus().length, loadavg: os.loadavg(), seconds: a.seconds, repeat: a.repeat, targets: a.targets, rows }, null, 2) + '\n')
@@ -256,7 +271,21 @@ async function main(): Promise<void> {
   }
 }
 
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
+
+/** user + system CPU seconds of process `pid` so far (from /proc/<pid>/stat). */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK
+  } catch {
+    return NaN
+  }
+}
+
 function fmt(v: number): string {
+  if (!Number.isFinite(v)) return '–'
   return v >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toFixed(1)
 }
 
