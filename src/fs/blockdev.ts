@@ -50,6 +50,9 @@ export interface BlockDeviceOptions {
   commandTimeout: number
 }
 
+/** How long a kept-back partial block may wait for the write that continues it. */
+const TAIL_MS = 20
+
 export const DEFAULT_BLOCKDEV_OPTIONS: BlockDeviceOptions = {
   maxTransferBytes: 1024 * 1024,
   queueDepth: 64,
@@ -111,6 +114,10 @@ export class BlockDevice {
   /** IOCB timeout in seconds. */
   readonly commandTimeout: number
 
+  /** The partial last block of a buffered write run, answered but kept back (see startWriteBack). */
+  private tail: { pos: number; buf: Buffer; len: number } | null = null
+  private tailTimer: NodeJS.Timeout | null = null
+
   // Write-back: answered writes still on their way, by sequence number.
   readonly writebackWindow: number
   private wbSeq = 0
@@ -144,8 +151,9 @@ export class BlockDevice {
     this.commandTimeout = o.commandTimeout
   }
 
+  /** Answered writes not yet completed (a kept-back partial block counts as one). */
   get writebackPending(): number {
-    return this.wbInflight.size
+    return this.wbInflight.size + (this.tail !== null ? 1 : 0)
   }
 
   get writebackPendingBytes(): number {
@@ -276,6 +284,7 @@ export class BlockDevice {
     const cap = this.capacity
     if (pos >= cap || len <= 0) return cb(0)
     if (len > cap - pos) len = cap - pos
+    if (this.tail !== null) this.flushTailIfOverlapping(pos, pos + len)
     const bs = this.blockSize
     const head = pos % bs
     const first = (pos - head) / bs
@@ -299,7 +308,9 @@ export class BlockDevice {
    * the same blocks (answered write-back writes, prefetches racing a write).
    */
   readBlocks(lba: number, blocks: number, buf: Buffer, lock: boolean, cb: IoCallback): void {
-    if (!lock) return this.transfer('read', lba, blocks, buf, cb)
+    if (this.tail !== null) this.flushTailIfOverlapping(lba * this.blockSize, (lba + blocks) * this.blockSize)
+    // Only answered writes still in flight can race a read: without any, no lock is needed.
+    if (!lock || this.wbInflight.size === 0) return this.transfer('read', lba, blocks, buf, cb)
     this.locks.acquire(lba, lba + blocks - 1, false, (release) => {
       this.transfer('read', lba, blocks, buf, (r) => {
         release()
@@ -333,19 +344,80 @@ export class BlockDevice {
     this.startWriteBack(buf, len, pos, cb)
   }
 
+  /**
+   * Answers a buffered write and sends it on. A write that ends inside a
+   * block keeps that partial block back as the device's tail while the next
+   * write continues exactly where it ended: a writer whose buffers are not
+   * page-aligned (Python, fio by default) has its requests split by the
+   * kernel at offsets that are not block multiples, and without the tail every
+   * one of them would be a read-modify-write. The tail is sent as soon as
+   * anything else touches the device (another write, a read of its block,
+   * fsync, close, a drain) or after TAIL_MS.
+   */
   private startWriteBack(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
-    const copy = ioBuffers.get(len)
-    buf.copy(copy, 0, 0, len)
+    const bs = this.blockSize
+    const t = this.tail
+    const joins = t !== null && t.pos + t.len === pos
+    if (t !== null && !joins) this.flushTail()
+    const start = joins ? t!.pos : pos
+    const total = joins ? t!.len + len : len
+    const end = start + total
+    const copy = ioBuffers.get(total)
+    if (joins) {
+      t!.buf.copy(copy, 0, 0, t!.len)
+      ioBuffers.put(t!.buf)
+      this.tail = null
+    }
+    buf.copy(copy, total - len, 0, len)
+    if (this.caches.size > 0) this.invalidate(pos, pos + len) // answered now: prefetched copies are stale now
+    // Keep back a partial last block: all of a run that starts on a block
+    // boundary and stays inside one block, else what follows the last boundary
+    // (so a run that started unaligned is aligned again from here on).
+    const lastBoundary = end - (end % bs)
+    const keep = end % bs !== 0 && end < this.capacity && (start % bs === 0 || lastBoundary > start) ? end - Math.max(start, lastBoundary) : 0
+    if (keep > 0) {
+      const tb = ioBuffers.get(bs)
+      copy.copy(tb, 0, total - keep, total)
+      this.tail = { pos: end - keep, buf: tb, len: keep }
+      this.tailTimer ??= setTimeout(this.tailTimeout, TAIL_MS)
+    }
+    if (total - keep > 0) this.issueWriteBack(copy, total - keep, start)
+    else ioBuffers.put(copy)
+    cb(len)
+  }
+
+  private readonly tailTimeout = (): void => {
+    this.tailTimer = null
+    this.flushTail()
+  }
+
+  /** Sends the kept-back partial block (a read-modify-write of that block). */
+  private flushTail(): void {
+    const t = this.tail
+    if (t === null) return
+    this.tail = null
+    if (this.tailTimer) clearTimeout(this.tailTimer)
+    this.tailTimer = null
+    this.issueWriteBack(t.buf, t.len, t.pos)
+  }
+
+  /** Sends the tail first when [start, end) touches its block. */
+  private flushTailIfOverlapping(start: number, end: number): void {
+    const t = this.tail
+    if (t !== null && start < t.pos + this.blockSize && end > t.pos) this.flushTail()
+  }
+
+  /** A WRITE of answered data (`data` is ours, from the pool): counted in the window until it completes. */
+  private issueWriteBack(data: Buffer, len: number, pos: number): void {
     const seq = ++this.wbSeq
     this.wbInflight.set(seq, len)
     this.wbBytes += len
     this.stats.writebackWrites++
     this.stats.writebackBytes += len
-    this.write(copy, len, pos, (r) => {
-      ioBuffers.put(copy)
+    this.write(data, len, pos, (r) => {
+      ioBuffers.put(data)
       this.writeBackDone(seq, len, pos, r)
     })
-    cb(len)
   }
 
   private writeBackDone(seq: number, len: number, pos: number, r: number): void {
@@ -367,6 +439,7 @@ export class BlockDevice {
 
   /** Calls cb once every write-back write answered before now has completed. */
   drain(cb: () => void): void {
+    this.flushTail()
     const target = this.wbSeq
     if (this.oldestWriteBack() > target) return process.nextTick(cb)
     this.drainWaiters.push({ target, cb })
@@ -405,6 +478,7 @@ export class BlockDevice {
     const last = Math.floor((pos + len - 1) / bs)
     const n = last - first + 1
     const data = buf.length === len ? buf : buf.subarray(0, len)
+    if (this.tail !== null) this.flushTailIfOverlapping(pos, pos + len) // the older, answered bytes go first
     if (this.caches.size > 0) this.invalidate(pos, pos + len)
 
     // Writes hold their blocks exclusively: reads that must see them wait.
