@@ -195,7 +195,7 @@ class Conn {
   private accNeed = 0
 
   // output
-  private staging: Buffer = Buffer.allocUnsafeSlow(STAGING)
+  staging: Buffer = Buffer.allocUnsafeSlow(STAGING)
   private stagingLen = 0
   private queue: Buffer[] = []
   private flushScheduled = false
@@ -279,13 +279,13 @@ class Conn {
   private checkHeader(b: Buffer, at: number): number {
     const magic = b[at] | (b[at + 1] << 8)
     let status: number = Status.OK
-    const mlen = b.readUInt32LE(at + HEADER.length.offset)
+    const mlen = r32(b, at + HEADER.length.offset)
     if (magic !== MAGIC) status = Status.BAD_MAGIC
     else if (b[at + HEADER.version.offset] !== VERSION) status = Status.BAD_VERSION
     else if (mlen < HEADER_SIZE || mlen > this.server.maxMessage) status = Status.BAD_LENGTH
     if (status === Status.OK) return mlen
     this.server.counters.malformed++
-    this.statusReply(MsgType.ERROR, b.readUInt32LE(at + 8), b.readUInt32LE(at + 12), status, b[at + HEADER.type.offset])
+    this.statusReply(MsgType.ERROR, r32(b, at + 8), r32(b, at + 12), status, b[at + HEADER.type.offset])
     this.server.log.warn({ event: 'api_malformed', conn: this.id, status }, 'API: malformed message; closing the connection')
     this.end()
     return -1
@@ -293,8 +293,8 @@ class Conn {
 
   private dispatch(b: Buffer, at: number, mlen: number): void {
     const type = b[at + HEADER.type.offset]
-    const kLo = b.readUInt32LE(at + 8)
-    const kHi = b.readUInt32LE(at + 12)
+    const kLo = r32(b, at + 8)
+    const kHi = r32(b, at + 12)
     const s = this.server
     s.counters.requests++
     switch (type) {
@@ -419,11 +419,17 @@ class Conn {
 
   /** Room for `n` bytes of reply in the staging buffer. */
   reserve(n: number): { buf: Buffer; at: number } {
+    const at = this.reserveAt(n)
+    return { buf: this.staging, at }
+  }
+
+  /** The hot-path form of reserve: the offset in `this.staging` (no object per reply). */
+  reserveAt(n: number): number {
     if (this.stagingLen + n > this.staging.length) this.seal()
     const at = this.stagingLen
     this.stagingLen += n
-    this.schedule()
-    return { buf: this.staging, at }
+    if (!this.flushScheduled) this.schedule()
+    return at
   }
 
   private seal(): void {
@@ -475,15 +481,16 @@ class Conn {
   }
 
   statusReply(type: number, kLo: number, kHi: number, status: number, detail: number): void {
-    const { buf, at } = this.reserve(STATUS_REPLY_SIZE)
-    buf.writeUInt16LE(MAGIC, at)
+    const at = this.reserveAt(STATUS_REPLY_SIZE)
+    const buf = this.staging
+    w16(buf, at, MAGIC)
     buf[at + 2] = VERSION
     buf[at + 3] = type
-    buf.writeUInt32LE(STATUS_REPLY_SIZE, at + 4)
-    buf.writeUInt32LE(kLo, at + 8)
-    buf.writeUInt32LE(kHi, at + 12)
-    buf.writeUInt32LE(status, at + STATUS_REPLY.status.offset)
-    buf.writeUInt32LE(detail >>> 0, at + STATUS_REPLY.detail.offset)
+    w32(buf, at + 4, STATUS_REPLY_SIZE)
+    w32(buf, at + 8, kLo)
+    w32(buf, at + 12, kHi)
+    w32(buf, at + STATUS_REPLY.status.offset, status)
+    w32(buf, at + STATUS_REPLY.detail.offset, detail)
     if (status !== Status.OK && type !== MsgType.ERROR) this.server.counters.rejected++
   }
 
@@ -496,32 +503,40 @@ class Conn {
       buf = data
       at = 0
     } else {
-      const r = this.reserve(IO_REPLY_SIZE)
-      buf = r.buf
-      at = r.at
+      at = this.reserveAt(IO_REPLY_SIZE)
+      buf = this.staging
     }
-    buf.writeUInt16LE(MAGIC, at)
+    // Byte stores rather than Buffer#writeUInt*: no argument checks, this runs once per command.
+    w16(buf, at, MAGIC)
     buf[at + 2] = VERSION
     buf[at + 3] = MsgType.IO_REPLY
-    buf.writeUInt32LE(len, at + 4)
-    buf.writeUInt32LE(kLo, at + 8)
-    buf.writeUInt32LE(kHi, at + 12)
-    buf.writeUInt32LE(status, at + IO_REPLY.status.offset)
+    w32(buf, at + 4, len)
+    w32(buf, at + 8, kLo)
+    w32(buf, at + 12, kHi)
+    w32(buf, at + IO_REPLY.status.offset, status)
     if (c === null) {
-      buf.fill(0, at + IO_REPLY.compStatus.offset, at + IO_REPLY_SIZE)
+      for (let i = at + IO_REPLY.compStatus.offset; i < at + IO_REPLY_SIZE; i++) buf[i] = 0
     } else {
-      buf.writeUInt16LE(c.compStatus, at + IO_REPLY.compStatus.offset)
+      w16(buf, at + IO_REPLY.compStatus.offset, c.compStatus)
       buf[at + IO_REPLY.scsiStatus.offset] = c.scsiStatus
-      const t = c.sense ? senseTriple(c.sense) : null
-      buf[at + IO_REPLY.senseKey.offset] = t ? t.key : 0
-      buf[at + IO_REPLY.asc.offset] = t ? t.asc : 0
-      buf[at + IO_REPLY.ascq.offset] = t ? t.ascq : 0
       buf[at + IO_REPLY.entryStatus.offset] = c.entryStatus
-      buf[at + IO_REPLY.rflags.offset] = t ? ReplyFlags.SENSE_VALID : 0
-      buf.writeUInt32LE(c.transferred >>> 0, at + IO_REPLY.transferred.offset)
-      buf.writeUInt32LE(c.residual >>> 0, at + IO_REPLY.residual.offset)
-      const v = c.scsiStatus === 0 && c.compStatus === 0 && c.entryStatus === 0 ? 0 : classify(c)
-      buf.writeUInt32LE(v === 0 || v.kind === 'ok' ? 0 : -v.errno, at + IO_REPLY.errno.offset)
+      w32(buf, at + IO_REPLY.transferred.offset, c.transferred)
+      w32(buf, at + IO_REPLY.residual.offset, c.residual)
+      if (c.sense === null && c.scsiStatus === 0 && c.compStatus === 0 && c.entryStatus === 0) {
+        buf[at + IO_REPLY.senseKey.offset] = 0
+        buf[at + IO_REPLY.asc.offset] = 0
+        buf[at + IO_REPLY.ascq.offset] = 0
+        buf[at + IO_REPLY.rflags.offset] = 0
+        w32(buf, at + IO_REPLY.errno.offset, 0)
+      } else {
+        const t = c.sense ? senseTriple(c.sense) : null
+        buf[at + IO_REPLY.senseKey.offset] = t ? t.key : 0
+        buf[at + IO_REPLY.asc.offset] = t ? t.asc : 0
+        buf[at + IO_REPLY.ascq.offset] = t ? t.ascq : 0
+        buf[at + IO_REPLY.rflags.offset] = t ? ReplyFlags.SENSE_VALID : 0
+        const v = classify(c)
+        w32(buf, at + IO_REPLY.errno.offset, v.kind === 'ok' ? 0 : -v.errno)
+      }
     }
     if (status !== Status.OK) this.server.counters.rejected++
     if (data) this.push(data.subarray(0, len))
@@ -567,6 +582,31 @@ class Conn {
 function closeRegion(r: Region): void {
   r.fd = -1
   r.fh.close().catch(() => undefined)
+}
+
+/** Little-endian stores into a Buffer (Uint8Array stores truncate to a byte). */
+function w32(b: Buffer, at: number, v: number): void {
+  b[at] = v
+  b[at + 1] = v >>> 8
+  b[at + 2] = v >>> 16
+  b[at + 3] = v >>> 24
+}
+
+function w32be(b: Buffer, at: number, v: number): void {
+  b[at] = v >>> 24
+  b[at + 1] = v >>> 16
+  b[at + 2] = v >>> 8
+  b[at + 3] = v
+}
+
+/** Little-endian u32 read without Buffer#readUInt32LE's checks (callers stay within the message). */
+function r32(b: Buffer, at: number): number {
+  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16)) + b[at + 3] * 0x1000000
+}
+
+function w16(b: Buffer, at: number, v: number): void {
+  b[at] = v
+  b[at + 1] = v >>> 8
 }
 
 function hex8(n: number): string {
@@ -653,9 +693,9 @@ export class ApiServer {
 
   /** An IO request: READ/WRITE(10 or 16) of blocks at lba. */
   io(conn: Conn, b: Buffer, at: number, mlen: number, kLo: number, kHi: number): void {
-    const flags = b.readUInt32LE(at + IO.flags.offset)
+    const flags = r32(b, at + IO.flags.offset)
     if (this.closing) return this.refuse(conn, flags, kLo, kHi, Status.SHUTTING_DOWN)
-    const h = conn.handle(b.readUInt32LE(at + IO.handle.offset))
+    const h = conn.handle(r32(b, at + IO.handle.offset))
     if (h === undefined) return this.refuse(conn, flags, kLo, kHi, Status.BAD_HANDLE)
     if (h.lun.present === false) return this.refuse(conn, flags, kLo, kHi, Status.NO_TARGET)
     const dir = flags & (IoFlags.READ | IoFlags.WRITE)
@@ -672,11 +712,11 @@ export class ApiServer {
     const write = dir === IoFlags.WRITE
     const lun = h.lun
     const bs = lun.blockSize
-    const blocks = b.readUInt32LE(at + IO.blocks.offset)
+    const blocks = r32(b, at + IO.blocks.offset)
     const bytes = blocks * bs
     if (blocks === 0 || bytes > this.maxTransfer) return this.refuse(conn, flags, kLo, kHi, Status.BAD_BLOCKS)
-    const lbaHi = b.readUInt32LE(at + IO.lba.offset + 4)
-    const lba = b.readUInt32LE(at + IO.lba.offset) + lbaHi * U32
+    const lbaHi = r32(b, at + IO.lba.offset + 4)
+    const lba = r32(b, at + IO.lba.offset) + lbaHi * U32
     if (lbaHi >= 0x200000 || (lba + blocks) * bs > lun.capacity) return this.refuse(conn, flags, kLo, kHi, Status.BAD_LBA)
     let size = 16
     if (flags & IoFlags.CDB10) {
@@ -693,10 +733,10 @@ export class ApiServer {
       kind = write ? Kind.InlineWrite : Kind.InlineRead
     } else {
       if (mlen !== IO_SIZE) return this.refuse(conn, flags, kLo, kHi, Status.BAD_LENGTH)
-      region = conn.regions.get(b.readUInt32LE(at + IO.region.offset)) ?? null
+      region = conn.regions.get(r32(b, at + IO.region.offset)) ?? null
       if (region === null) return this.refuse(conn, flags, kLo, kHi, Status.BAD_REGION)
-      const oHi = b.readUInt32LE(at + IO.offset.offset + 4)
-      offset = b.readUInt32LE(at + IO.offset.offset) + oHi * U32
+      const oHi = r32(b, at + IO.offset.offset + 4)
+      offset = r32(b, at + IO.offset.offset) + oHi * U32
       if (oHi >= 0x200000 || offset + bytes > region.size) return this.refuse(conn, flags, kLo, kHi, Status.BAD_RANGE)
       kind = write ? Kind.ShmWrite : Kind.ShmRead
     }
@@ -710,16 +750,17 @@ export class ApiServer {
     if (size === 10) {
       cdb[0] = write ? ScsiOp.WRITE_10 : ScsiOp.READ_10
       cdb[1] = flags & IoFlags.FUA ? RwFlags.FUA : 0
-      cdb.writeUInt32BE(lba, 2)
+      w32be(cdb, 2, lba)
       cdb[6] = 0
-      cdb.writeUInt16BE(blocks, 7)
+      cdb[7] = blocks >>> 8
+      cdb[8] = blocks
       cdb[9] = 0
     } else {
       cdb[0] = write ? ScsiOp.WRITE_16 : ScsiOp.READ_16
       cdb[1] = flags & IoFlags.FUA ? RwFlags.FUA : 0
-      cdb.writeUInt32BE(lbaHi, 2)
-      cdb.writeUInt32BE(lba >>> 0, 6)
-      cdb.writeUInt32BE(blocks, 10)
+      w32be(cdb, 2, lbaHi)
+      w32be(cdb, 6, lba >>> 0)
+      w32be(cdb, 10, blocks)
       cdb[14] = 0
       cdb[15] = 0
     }
@@ -767,21 +808,21 @@ export class ApiServer {
 
   /** A raw CDB request. */
   cdb(conn: Conn, b: Buffer, at: number, mlen: number, kLo: number, kHi: number): void {
-    const flags = b.readUInt32LE(at + CDB.flags.offset)
+    const flags = r32(b, at + CDB.flags.offset)
     if (this.closing) return this.refuse(conn, flags, kLo, kHi, Status.SHUTTING_DOWN)
-    const h = conn.handle(b.readUInt32LE(at + CDB.handle.offset))
+    const h = conn.handle(r32(b, at + CDB.handle.offset))
     if (h === undefined) return this.refuse(conn, flags, kLo, kHi, Status.BAD_HANDLE)
     if (h.lun.present === false) return this.refuse(conn, flags, kLo, kHi, Status.NO_TARGET)
     const allowed = IoFlags.READ | IoFlags.WRITE | IoFlags.ASYNC | IoFlags.INLINE | IoFlags.SHM
     const dir = flags & (IoFlags.READ | IoFlags.WRITE)
     const where = flags & (IoFlags.INLINE | IoFlags.SHM)
-    const dataLength = b.readUInt32LE(at + CDB.dataLength.offset)
+    const dataLength = r32(b, at + CDB.dataLength.offset)
     if ((flags & ~allowed) !== 0 || dir === (IoFlags.READ | IoFlags.WRITE) || where === (IoFlags.INLINE | IoFlags.SHM)) {
       return this.refuse(conn, flags, kLo, kHi, Status.BAD_FLAGS)
     }
     const n = b[at + CDB.cdbLength.offset]
     if ((n !== 6 && n !== 10 && n !== 12 && n !== 16) || (dataLength > 0 && dir === 0)) return this.refuse(conn, flags, kLo, kHi, Status.BAD_CDB)
-    if (b[at + CDB.reserved.offset] !== 0 || b.readUInt32LE(at + CDB.reserved2.offset) !== 0) return this.refuse(conn, flags, kLo, kHi, Status.BAD_MESSAGE)
+    if (b[at + CDB.reserved.offset] !== 0 || r32(b, at + CDB.reserved2.offset) !== 0) return this.refuse(conn, flags, kLo, kHi, Status.BAD_MESSAGE)
     if (dataLength > this.maxTransfer) return this.refuse(conn, flags, kLo, kHi, Status.BAD_BLOCKS)
     const write = dir === IoFlags.WRITE
     const hasData = dataLength > 0
@@ -794,10 +835,10 @@ export class ApiServer {
       if (hasData) kind = write ? Kind.InlineWrite : Kind.InlineRead
     } else {
       if (mlen !== CDB_SIZE) return this.refuse(conn, flags, kLo, kHi, Status.BAD_LENGTH)
-      region = conn.regions.get(b.readUInt32LE(at + CDB.region.offset)) ?? null
+      region = conn.regions.get(r32(b, at + CDB.region.offset)) ?? null
       if (region === null) return this.refuse(conn, flags, kLo, kHi, Status.BAD_REGION)
-      const oHi = b.readUInt32LE(at + CDB.offset.offset + 4)
-      offset = b.readUInt32LE(at + CDB.offset.offset) + oHi * U32
+      const oHi = r32(b, at + CDB.offset.offset + 4)
+      offset = r32(b, at + CDB.offset.offset) + oHi * U32
       if (oHi >= 0x200000 || offset + dataLength > region.size) return this.refuse(conn, flags, kLo, kHi, Status.BAD_RANGE)
       kind = write ? Kind.ShmWrite : Kind.ShmRead
     }
@@ -806,7 +847,8 @@ export class ApiServer {
     op.write = write && hasData
     op.lun = h.lun
     op.start = -1
-    b.copy(op.cdb, 0, at + CDB.cdb.offset, at + CDB.cdb.offset + n)
+    const cdbBytes = op.cdb
+    for (let i = 0, from = at + CDB.cdb.offset; i < n; i++) cdbBytes[i] = b[from + i]
     const req = op.req
     req.target = h.lun.info.loopId
     req.lun = h.lun.info.lun
