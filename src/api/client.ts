@@ -250,12 +250,18 @@ export class FcfsClient {
   }
 
   private reserve(n: number): { buf: Buffer; at: number } {
+    const at = this.reserveAt(n)
+    return { buf: this.staging, at }
+  }
+
+  /** Room for `n` bytes in `this.staging` (no object per request). */
+  private reserveAt(n: number): number {
     if (this.closed) throw this.failure ?? new FcfsError('FCFS_API', 'connection closed')
     if (this.stagingLen + n > this.staging.length) this.seal()
     const at = this.stagingLen
     this.stagingLen += n
-    this.schedule()
-    return { buf: this.staging, at }
+    if (!this.flushScheduled) this.schedule()
+    return at
   }
 
   private seal(): void {
@@ -308,22 +314,23 @@ export class FcfsClient {
     const inline = r.region === undefined && r.write && r.data ? r.data.length : 0
     const key = this.key()
     const copy = inline > 0 && inline <= COPY_LIMIT
-    const { buf, at } = this.reserve(IO_SIZE + (copy ? inline : 0))
-    buf.writeUInt16LE(MAGIC, at)
+    const at = this.reserveAt(IO_SIZE + (copy ? inline : 0))
+    const buf = this.staging
+    w16(buf, at, MAGIC)
     buf[at + 2] = VERSION
     buf[at + 3] = MsgType.IO
-    buf.writeUInt32LE(IO_SIZE + inline, at + 4)
-    buf.writeUInt32LE(key, at + 8)
-    buf.writeUInt32LE(0, at + 12)
-    buf.writeUInt32LE(handle >>> 0, at + IO.handle.offset)
-    buf.writeUInt32LE(flags, at + IO.flags.offset)
-    buf.writeUInt32LE(r.lba % 0x1_0000_0000 >>> 0, at + IO.lba.offset)
-    buf.writeUInt32LE(Math.floor(r.lba / 0x1_0000_0000) >>> 0, at + IO.lba.offset + 4)
-    buf.writeUInt32LE(r.blocks >>> 0, at + IO.blocks.offset)
-    buf.writeUInt32LE((r.region ?? 0) >>> 0, at + IO.region.offset)
+    w32(buf, at + 4, IO_SIZE + inline)
+    w32(buf, at + 8, key)
+    w32(buf, at + 12, 0)
+    w32(buf, at + IO.handle.offset, handle >>> 0)
+    w32(buf, at + IO.flags.offset, flags)
+    w32(buf, at + IO.lba.offset, r.lba % 0x1_0000_0000 >>> 0)
+    w32(buf, at + IO.lba.offset + 4, Math.floor(r.lba / 0x1_0000_0000) >>> 0)
+    w32(buf, at + IO.blocks.offset, r.blocks >>> 0)
+    w32(buf, at + IO.region.offset, (r.region ?? 0) >>> 0)
     const off = r.offset ?? 0
-    buf.writeUInt32LE(off % 0x1_0000_0000 >>> 0, at + IO.offset.offset)
-    buf.writeUInt32LE(Math.floor(off / 0x1_0000_0000) >>> 0, at + IO.offset.offset + 4)
+    w32(buf, at + IO.offset.offset, off % 0x1_0000_0000 >>> 0)
+    w32(buf, at + IO.offset.offset + 4, Math.floor(off / 0x1_0000_0000) >>> 0)
     if (copy) r.data!.copy(buf, at + IO_SIZE)
     else if (inline > 0) {
       this.seal()
@@ -336,13 +343,14 @@ export class FcfsClient {
   /** The seed's faked completion: answered by the server at once, nothing reaches the HBA. */
   nop(cb: IoCallback): number {
     const key = this.key()
-    const { buf, at } = this.reserve(NOP_SIZE)
-    buf.writeUInt16LE(MAGIC, at)
+    const at = this.reserveAt(NOP_SIZE)
+    const buf = this.staging
+    w16(buf, at, MAGIC)
     buf[at + 2] = VERSION
     buf[at + 3] = MsgType.NOP
-    buf.writeUInt32LE(NOP_SIZE, at + 4)
-    buf.writeUInt32LE(key, at + 8)
-    buf.writeUInt32LE(0, at + 12)
+    w32(buf, at + 4, NOP_SIZE)
+    w32(buf, at + 8, key)
+    w32(buf, at + 12, 0)
     this.ioPending.set(key, cb)
     return key
   }
@@ -363,27 +371,28 @@ export class FcfsClient {
     const inline = dir === 'out' && opts.region === undefined && opts.data ? opts.data.length : 0
     const key = this.key()
     if (cdb.length > 16) throw new RangeError(`a CDB is at most 16 bytes, got ${cdb.length}`)
-    const { buf, at } = this.reserve(CDB_SIZE)
+    const at = this.reserveAt(CDB_SIZE)
+    const buf = this.staging
     // The CDB layout written field by field (encodeCdb's, without a bigint per request).
-    buf.writeUInt16LE(MAGIC, at)
+    w16(buf, at, MAGIC)
     buf[at + 2] = VERSION
     buf[at + 3] = MsgType.CDB
-    buf.writeUInt32LE(CDB_SIZE + inline, at + 4)
-    buf.writeUInt32LE(key, at + 8)
-    buf.writeUInt32LE(0, at + 12)
-    buf.writeUInt32LE(handle >>> 0, at + CDB.handle.offset)
-    buf.writeUInt32LE(flags, at + CDB.flags.offset)
+    w32(buf, at + 4, CDB_SIZE + inline)
+    w32(buf, at + 8, key)
+    w32(buf, at + 12, 0)
+    w32(buf, at + CDB.handle.offset, handle >>> 0)
+    w32(buf, at + CDB.flags.offset, flags)
     buf.fill(0, at + CDB.cdb.offset, at + CDB.cdb.offset + 16)
     buf.set(cdb, at + CDB.cdb.offset)
     buf[at + CDB.cdbLength.offset] = cdb.length
     buf[at + CDB.reserved.offset] = 0
-    buf.writeUInt16LE(opts.timeout ?? 0, at + CDB.timeout.offset)
-    buf.writeUInt32LE(dataLength >>> 0, at + CDB.dataLength.offset)
-    buf.writeUInt32LE((opts.region ?? 0) >>> 0, at + CDB.region.offset)
-    buf.writeUInt32LE(0, at + CDB.reserved2.offset)
+    w16(buf, at + CDB.timeout.offset, opts.timeout ?? 0)
+    w32(buf, at + CDB.dataLength.offset, dataLength >>> 0)
+    w32(buf, at + CDB.region.offset, (opts.region ?? 0) >>> 0)
+    w32(buf, at + CDB.reserved2.offset, 0)
     const off = opts.offset ?? 0
-    buf.writeUInt32LE(off % 0x1_0000_0000 >>> 0, at + CDB.offset.offset)
-    buf.writeUInt32LE(Math.floor(off / 0x1_0000_0000) >>> 0, at + CDB.offset.offset + 4)
+    w32(buf, at + CDB.offset.offset, off % 0x1_0000_0000 >>> 0)
+    w32(buf, at + CDB.offset.offset + 4, Math.floor(off / 0x1_0000_0000) >>> 0)
     if (inline > 0) {
       this.seal()
       this.queue.push(opts.data!)
@@ -514,7 +523,7 @@ export class FcfsClient {
         this.fill(chunk, pos)
         return
       }
-      const mlen = chunk.readUInt32LE(pos + 4)
+      const mlen = r32(chunk, pos + 4)
       if (chunk.readUInt16LE(pos) !== MAGIC || mlen < HEADER_SIZE) return this.protocolError(`bad reply header ${chunk.subarray(pos, pos + 8).toString('hex')}`)
       if (avail < mlen) {
         this.startAcc(mlen)
@@ -561,17 +570,17 @@ export class FcfsClient {
 
   private dispatch(b: Buffer, at: number, mlen: number, shared: boolean): void {
     const type = b[at + 3]
-    const key = b.readUInt32LE(at + 8)
+    const key = r32(b, at + 8)
     const io = this.ioPending.get(key)
     if (io !== undefined) {
       if (type === MsgType.IO_REPLY) {
         this.ioPending.delete(key)
         const data = mlen > IO_REPLY_SIZE ? b.subarray(at + IO_REPLY_SIZE, at + mlen) : null
         io(decodeResult(b, at), data !== null && shared ? Buffer.from(data) : data)
-      } else if (type !== MsgType.IO_ACK || b.readUInt32LE(at + STATUS_REPLY.status.offset) !== Status.OK) {
+      } else if (type !== MsgType.IO_ACK || r32(b, at + STATUS_REPLY.status.offset) !== Status.OK) {
         // a refused async request (its only answer), or ERROR
         this.ioPending.delete(key)
-        io(refused(key, b.readUInt32LE(at + STATUS_REPLY.status.offset)), null)
+        io(refused(key, r32(b, at + STATUS_REPLY.status.offset)), null)
       }
       return
     }
@@ -607,12 +616,12 @@ export class FcfsClient {
 }
 
 function decodeResult(b: Buffer, at: number): IoResult {
-  const status = b.readUInt32LE(at + IO_REPLY.status.offset)
+  const status = r32(b, at + IO_REPLY.status.offset)
   const compStatus = b.readUInt16LE(at + IO_REPLY.compStatus.offset)
   const scsiStatus = b[at + IO_REPLY.scsiStatus.offset]
   const entryStatus = b[at + IO_REPLY.entryStatus.offset]
   return {
-    key: b.readUInt32LE(at + 8),
+    key: r32(b, at + 8),
     status,
     compStatus,
     scsiStatus,
@@ -621,11 +630,28 @@ function decodeResult(b: Buffer, at: number): IoResult {
     ascq: b[at + IO_REPLY.ascq.offset],
     entryStatus,
     senseValid: (b[at + IO_REPLY.rflags.offset] & 1) !== 0,
-    transferred: b.readUInt32LE(at + IO_REPLY.transferred.offset),
-    residual: b.readUInt32LE(at + IO_REPLY.residual.offset),
-    errno: b.readUInt32LE(at + IO_REPLY.errno.offset),
+    transferred: r32(b, at + IO_REPLY.transferred.offset),
+    residual: r32(b, at + IO_REPLY.residual.offset),
+    errno: r32(b, at + IO_REPLY.errno.offset),
     ok: status === Status.OK && entryStatus === 0 && (compStatus === 0 || compStatus === 0x15) && scsiStatus === 0,
   }
+}
+
+/** Little-endian u32/u16 stores and loads without Buffer#writeUInt*'s argument checks (hot path). */
+function w32(b: Buffer, at: number, v: number): void {
+  b[at] = v
+  b[at + 1] = v >>> 8
+  b[at + 2] = v >>> 16
+  b[at + 3] = v >>> 24
+}
+
+function w16(b: Buffer, at: number, v: number): void {
+  b[at] = v
+  b[at + 1] = v >>> 8
+}
+
+function r32(b: Buffer, at: number): number {
+  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16)) + b[at + 3] * 0x1000000
 }
 
 function refused(key: number, status: number): IoResult {
