@@ -183,7 +183,9 @@ describe('signals flush write-back before the server exits', () => {
     it(`${sig}: buffered writes answered before the signal are in the backing file after the server exits`, async () => {
       const dir = path.join(data, sig)
       // A slow link and a large write-back window: much of the data is still in flight at the signal.
-      const args = ['--targets', '1', '--size', '64MiB', '--backing-dir', dir, '--link', '1G', '--latency', '1ms', '--writeback', '48MiB']
+      // 200 commands/s makes the 320 WRITEs of 128 KiB take ~1.6 s, longer than the unmount that
+      // comes before the drain, even on a loaded machine.
+      const args = ['--targets', '1', '--size', '64MiB', '--backing-dir', dir, '--link', '1G', '--latency', '1ms', '--cmd-rate', '200', '--writeback', '48MiB']
       const fab = await startFcfs({ args })
       const payload = randomBytes(40 * MiB)
       const hash = createHash('sha256').update(payload).digest('hex')
