@@ -96,6 +96,8 @@ const STAGING = 64 * 1024
 const TMPFS_MAGIC = 0x01021994
 /** Region copies of at least this many bytes run on libuv's thread pool (a second core), smaller ones inline. */
 const ASYNC_COPY = 64 * 1024
+/** Inline READ replies up to this size (header included) are copied into the staging buffer, bigger ones go out as they are. */
+const SMALL_REPLY = 16 * 1024 + 64
 const U32 = 0x1_0000_0000
 
 export class ApiError extends FcfsError {
@@ -140,6 +142,8 @@ class OpState {
   offset = 0
   reply: Buffer | null = null
   shmBuf: Buffer | null = null
+  /** Reused reply buffer for small inline reads (the reply is copied into the staging buffer). */
+  smallReply: Buffer | null = null
   readonly cdb = Buffer.alloc(16)
   readonly views: Record<number, Buffer>
   readonly req: ScsiRequest
@@ -152,6 +156,13 @@ class OpState {
   }
 
   /** A reusable buffer of `n` bytes for region transfers. */
+  /** A buffer for an inline READ reply of `n` bytes: reused when small (copied out at completion), fresh when big (handed to the socket). */
+  replyBuffer(n: number): Buffer {
+    if (n > SMALL_REPLY) return Buffer.allocUnsafe(n)
+    this.smallReply ??= Buffer.allocUnsafeSlow(SMALL_REPLY)
+    return this.smallReply.subarray(0, n)
+  }
+
   shm(n: number): Buffer {
     if (!this.shmBuf || this.shmBuf.length < n) this.shmBuf = Buffer.allocUnsafeSlow(Math.max(n, 4096))
     return this.shmBuf.length === n ? this.shmBuf : this.shmBuf.subarray(0, n)
@@ -539,7 +550,13 @@ class Conn {
       }
     }
     if (status !== Status.OK) this.server.counters.rejected++
-    if (data) this.push(data.subarray(0, len))
+    if (data) {
+      if (len <= SMALL_REPLY) {
+        const to = this.reserveAt(len)
+        if (len > 64) data.copy(this.staging, to, 0, len)
+        else for (let i = 0; i < len; i++) this.staging[to + i] = data[i]
+      } else this.push(data.subarray(0, len))
+    }
   }
 
   // ---- flow control and teardown ----
@@ -774,7 +791,7 @@ export class ApiServer {
       req.data = b.subarray(at + IO_SIZE, at + mlen)
       this.counters.inlineBytesIn += bytes
     } else if (kind === Kind.InlineRead) {
-      op.reply = Buffer.allocUnsafe(IO_REPLY_SIZE + bytes)
+      op.reply = op.replyBuffer(IO_REPLY_SIZE + bytes)
       req.data = op.reply.subarray(IO_REPLY_SIZE)
     } else {
       req.data = op.shm(bytes)
@@ -861,7 +878,7 @@ export class ApiServer {
       req.data = b.subarray(at + CDB_SIZE, at + mlen)
       this.counters.inlineBytesIn += dataLength
     } else if (kind === Kind.InlineRead) {
-      op.reply = Buffer.allocUnsafe(IO_REPLY_SIZE + dataLength)
+      op.reply = op.replyBuffer(IO_REPLY_SIZE + dataLength)
       req.data = op.reply.subarray(IO_REPLY_SIZE)
     } else if (kind === Kind.ShmWrite || kind === Kind.ShmRead) {
       req.data = op.shm(dataLength)
