@@ -159,7 +159,7 @@ const rwbuf = (s: Server, i: number) => path.join(s.mnt, 'wwn', s.wwpns[i], 'rwb
 async function fioLoop(s: Server, tmp: string, until: number, seed: { n: number }): Promise<void> {
   while (Date.now() < until - 3000) {
     const k = seed.n++
-    const lines = ['[global]', 'ioengine=psync', 'verify=crc32c', 'verify_fatal=1', 'do_verify=1', `randseed=${k}`, '']
+    const lines = ['[global]', 'ioengine=psync', 'verify=crc32c', 'verify_state_save=0', 'verify_fatal=1', 'do_verify=1', `randseed=${k}`, '']
     s.wwpns.forEach((_, i) => {
       lines.push(`[d${i}]`, `filename=${rwbuf(s, i)}`, 'rw=randwrite', 'direct=1', 'bsrange=4k-256k', 'offset=0', 'size=8m', '')
       lines.push(`[b${i}]`, `filename=${rwbuf(s, i)}`, 'rw=randwrite', 'direct=0', 'bsrange=512-64k', 'bs_unaligned=1', 'offset=16m', 'size=4m', '')

@@ -14,7 +14,7 @@ const SIZE = 64 * MiB
 
 /** fio sections: per target a direct aligned job, a buffered unaligned job and a buffered sequential 1 MiB job, each in its own region. */
 function fioJobs(fab: Fcfs): string {
-  const out = ['[global]', 'ioengine=psync', 'verify=crc32c', 'verify_fatal=1', 'do_verify=1', 'randrepeat=1', 'group_reporting=0', '']
+  const out = ['[global]', 'ioengine=psync', 'verify=crc32c', 'verify_state_save=0', 'verify_fatal=1', 'do_verify=1', 'randrepeat=1', 'group_reporting=0', '']
   for (let t = 0; t < TARGETS; t++) {
     const dev = fab.rwbuf(t)
     out.push(
