@@ -18,7 +18,7 @@ export interface Tuning {
   /** Write-back window per LUN in bytes (0 = buffered writes are write-through too). */
   writeback: number
   /** Readahead per buffered handle: bytes ahead (0 = off) and READ size. */
-  readahead: { window: number; chunk: number }
+  readahead: { window: number; chunk: number; minLatencyUs: number }
   /** Trace every command even when nobody has hba/<n>/trace open. */
   trace: boolean
   /** IOCB timeout of the file interface's commands, in whole seconds (1..65535): past it the firmware answers TIMEOUT. */
@@ -45,6 +45,7 @@ export interface TuningArgs {
   'queue-depth'?: number
   writeback?: string
   readahead?: string
+  'readahead-min-latency'?: string
   trace?: boolean
   'cmd-timeout'?: string
   'max-segment'?: string
@@ -59,6 +60,7 @@ export const TUNING_OPTIONS = {
   'queue-depth': { type: 'number', requiresArg: true, describe: 'commands a LUN accepts at once (TASK SET FULL beyond)', defaultDescription: String(DEFAULT_QUEUE_DEPTH) },
   writeback: { type: 'string', requiresArg: true, describe: 'write-back window per LUN for buffered writes, e.g. 16MiB; 0 = write-through', defaultDescription: '16MiB' },
   readahead: { type: 'string', requiresArg: true, describe: 'readahead per buffered sequential reader, e.g. 4MiB; 0 = off', defaultDescription: '4MiB' },
+  'readahead-min-latency': { type: 'string', requiresArg: true, describe: 'prefetch only while a READ takes at least this long (e.g. 250us; 0 = always)', defaultDescription: '250us' },
   trace: { type: 'boolean', describe: 'trace every command to hba/0/trace even when nobody reads it', default: false },
   'max-segment': { type: 'string', requiresArg: true, describe: 'largest DMA segment per data segment descriptor (512 bytes to 16MiB)', defaultDescription: '64KiB' },
   'cmd-timeout': { type: 'string', describe: 'IOCB timeout of every command, whole seconds (e.g. 2s): then the firmware ends it with TIMEOUT (ETIMEDOUT)', defaultDescription: '30s' },
@@ -94,7 +96,11 @@ export function tuningFromArgs(a: TuningArgs): Tuning {
     link,
     queueDepth,
     writeback,
-    readahead: { window, chunk: DEFAULT_TUNING.readahead.chunk },
+    readahead: {
+      window,
+      chunk: DEFAULT_TUNING.readahead.chunk,
+      minLatencyUs: a['readahead-min-latency'] !== undefined ? parseDuration(String(a['readahead-min-latency']), '--readahead-min-latency') * 1000 : DEFAULT_TUNING.readahead.minLatencyUs,
+    },
     trace: a.trace ?? false,
     cmdTimeout: a['cmd-timeout'] !== undefined ? cmdTimeoutOf(a['cmd-timeout']) : DEFAULT_TUNING.cmdTimeout,
     maxSegment: a['max-segment'] !== undefined ? segmentSize(a['max-segment']) : DEFAULT_TUNING.maxSegment,

@@ -7,6 +7,7 @@
 import type { HbaDriver, Completion } from '../hba/driver.js'
 import { DataDirection } from '../scsi/types.js'
 import { encodeReadWrite, encodeSyncCache10 } from '../scsi/cdb.js'
+import { performance } from 'node:perf_hooks'
 import { classify, Errno, RETRY_LIMIT } from './errno.js'
 import { RangeLock } from './rangelock.js'
 import { ioBuffers } from '../util/bufpool.js'
@@ -136,6 +137,24 @@ export class BlockDevice {
    */
   stopping = false
 
+  /** Moving average of READ command latency in µs per 128 KiB (-1 until the first READ). */
+  readLatencyUs = -1
+
+  /**
+   * Whether a 128 KiB READ takes at least `minUs` here: by the HBA's link model
+   * (its rate, latency and command rate, as GET LINK STATISTICS reports them),
+   * or, measured, by a clearly slow backend (a file on a slow disk, a remote LUN).
+   */
+  readsAreSlow(minUs: number): boolean {
+    if (minUs <= 0) return true
+    const l = this.driver.link
+    if (l) {
+      const modelled = (l.rate ? (131072 * 1e6) / l.rate : 0) + l.latencyNs / 1000 + (l.commandRate ? 1e6 / l.commandRate : 0)
+      if (modelled >= minUs) return true
+    }
+    return this.readLatencyUs >= 4 * minUs
+  }
+
   /** Readahead caches of open handles, told about every write. */
   readonly caches = new Set<ReadCache>()
 
@@ -201,9 +220,19 @@ export class BlockDevice {
     }
     let attempt = 0
     const req = { target: this.info.loopId, lun: this.info.lun, cdb, data, direction, timeout: this.commandTimeout }
+    // Only data READs (not the scan's INQUIRY and friends) tell how slow reading is.
+    const t0 = op === 'READ' ? performance.now() : 0
     const onDone = (c: Completion): void => {
       const v = classify(c)
-      if (v.kind === 'ok') return cb(0, c)
+      if (v.kind === 'ok') {
+        // How long a READ takes here: readahead pays off only when that is long.
+        if (t0 !== 0) {
+          // Per 128 KiB, so 512 KiB readahead READs and 128 KiB ones compare.
+          const us = ((performance.now() - t0) * 1000 * 131072) / Math.max(131072, data ? data.length : 0)
+          this.readLatencyUs = this.readLatencyUs < 0 ? us : this.readLatencyUs * 0.7 + us * 0.3
+        }
+        return cb(0, c)
+      }
       if (v.kind === 'retry' && attempt < RETRY_LIMIT) {
         attempt++
         this.stats.retries++

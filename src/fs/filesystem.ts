@@ -39,7 +39,7 @@ export interface FsOptions {
   log: Logger
   mountpoint: string
   /** Readahead per buffered handle: bytes ahead (0 = off) and the size of each READ. */
-  readahead?: { window: number; chunk: number }
+  readahead?: { window: number; chunk: number; minLatencyUs?: number }
   /** Text of the `/api` info file (the request/reply API's socket and counters); no file when absent. */
   apiInfo?: () => string
   /** What the targets side knows of a LUN (backend, NAA name, port ids) for its info file. */
@@ -346,7 +346,7 @@ export class Filesystem {
         bytesRead: 0,
         bytesWritten: 0,
         lastError: null,
-        ra: dev && readable && !direct && ra.window > 0 ? new Readahead(dev, ra.window, ra.chunk) : null,
+        ra: dev && readable && !direct && ra.window > 0 ? new Readahead(dev, ra.window, ra.chunk, ra.minLatencyUs) : null,
         wbErrorSeen: dev ? dev.wbErrorSeq : 0,
         cursor,
       }),

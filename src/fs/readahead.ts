@@ -30,6 +30,13 @@ interface Chunk {
 export const DEFAULT_READAHEAD = {
   window: 4 * 1024 * 1024,
   chunk: 512 * 1024,
+  /**
+   * Prefetch only while a 128 KiB READ takes at least this long (µs; see
+   * BlockDevice.readsAreSlow). Against a fast device (no modelled link) the
+   * extra copy costs more than the wait it saves: the reader is FUSE-bound
+   * either way. 0 = always prefetch.
+   */
+  minLatencyUs: 250,
 }
 
 export class Readahead implements ReadCache {
@@ -40,9 +47,12 @@ export class Readahead implements ReadCache {
   private next = -1
   private streak = 0
 
-  constructor(dev: BlockDevice, window = DEFAULT_READAHEAD.window, chunk = DEFAULT_READAHEAD.chunk) {
+  private readonly minLatencyUs: number
+
+  constructor(dev: BlockDevice, window = DEFAULT_READAHEAD.window, chunk = DEFAULT_READAHEAD.chunk, minLatencyUs = DEFAULT_READAHEAD.minLatencyUs) {
     this.dev = dev
     this.window = window
+    this.minLatencyUs = minLatencyUs
     // Chunks are whole blocks, never bigger than the window.
     const bs = dev.blockSize
     this.chunk = Math.max(bs, Math.floor(Math.min(chunk, Math.max(window, bs)) / bs) * bs)
@@ -59,7 +69,10 @@ export class Readahead implements ReadCache {
     if (len <= 0 || pos >= dev.capacity) return cb(0)
     if (len > dev.capacity - pos) len = dev.capacity - pos
     this.next = pos + len
-    if (this.streak === 0 || this.window === 0) return dev.read(buf, len, pos, cb)
+    if (this.streak === 0 || this.window === 0 || !dev.readsAreSlow(this.minLatencyUs)) {
+      if (this.chunks.size > 0) this.drop()
+      return dev.read(buf, len, pos, cb)
+    }
 
     const c0 = Math.floor(pos / this.chunk)
     const cLast = Math.floor((pos + len - 1) / this.chunk)

@@ -146,7 +146,7 @@ describe('readahead for buffered sequential readers', () => {
 
   beforeAll(async () => {
     requireFuse()
-    fab = await startFcfs({ config: FABRIC })
+    fab = await startFcfs({ config: FABRIC, args: ['--readahead-min-latency', '0'] }) // prefetch even on the fast unmodelled link
     src = path.join(fab.tmp, 'src.bin')
     data = randomBytes(DATA_MIB * MiB)
     await writeFile(src, data)
