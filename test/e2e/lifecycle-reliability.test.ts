@@ -205,7 +205,8 @@ time.sleep(30)
         holder.stdin!.end(payload)
         let out = ''
         holder.stdout!.setEncoding('utf8')
-        await within(new Promise<void>((r) => holder!.stdout!.on('data', (s: string) => { out += s; if (out.includes('written')) r() })), 60_000, 'the writer')
+        // Wait for the whole line: stdout may arrive in pieces ("written" then " 41943040").
+        await within(new Promise<void>((r) => holder!.stdout!.on('data', (s: string) => { out += s; if (/written \d+\n/.test(out)) r() })), 60_000, 'the writer')
         expect(out).toContain(`written ${40 * MiB}`)
         const stats = JSON.parse(await readFile(path.join(fab.mnt, 'wwn', fab.wwpns[0], 'lun', '0', 'stats.json'), 'utf8'))
         if (process.env.FCFS_E2E_VERBOSE) console.log(sig, stats.fs.writebackPending, stats.fs.writebackWrites)
