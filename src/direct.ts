@@ -27,6 +27,7 @@ import { classify, errnoName } from './fs/errno.js'
 import { startFabric } from './server.js'
 import { DEFAULT_TUNING, tuningFromArgs, type Tuning, type TuningArgs } from './tuning.js'
 import { parseSize } from './util/size.js'
+import { parseWwn } from './targets/wwn.js'
 
 export interface DirectOptions {
   /** A parsed fabric config (see targets/config.ts); default: the default fabric. */
@@ -155,7 +156,7 @@ export async function openFabric(opts: DirectOptions = {}): Promise<DirectFabric
     driver,
     luns,
     lun(wwpn: string, lun = 0): DirectLun {
-      const w = wwpn.replace(/:/g, '').toLowerCase()
+      const w = parseWwn(wwpn, 'wwpn')
       const l = luns.find((x) => x.wwpn === w && x.lun === lun)
       if (!l) throw new FcfsError('FCFS_NO_LUN', `no LUN ${lun} behind target port ${wwpn} (have: ${luns.map((x) => `${x.wwpn}/${x.lun}`).join(', ')})`)
       return l

@@ -24,6 +24,7 @@ import {
   targetStatsJson,
 } from './info.js'
 import { OcbTable, type Ocb } from './ocb.js'
+import { parseWwn } from '../targets/wwn.js'
 import type { TraceCursor } from '../hba/trace.js'
 import { DEFAULT_READAHEAD, Readahead } from './readahead.js'
 import { Tree, type Node } from './tree.js'
@@ -67,9 +68,6 @@ const FABRIC_HELP = `commands (one per line):
   remove-lun <wwpn> <lun>
 `
 
-function normWwpn(w: string): string {
-  return w.replace(/:/g, '').toLowerCase()
-}
 
 /** The JSON after a hot-plug command; empty means all defaults. */
 function parseSpec(text: string): Record<string, unknown> {
@@ -215,20 +213,20 @@ export class Filesystem {
             this.addDeviceNodes(d)
           }
         } else if (m[1] === 'remove-target') {
-          const wwpn = normWwpn(args)
+          const wwpn = parseWwn(args, 'wwpn')
           if (this.portDevices(wwpn).length === 0) throw new Error(`no target port ${args}`)
           await fab.removeTarget(wwpn)
           for (const d of this.portDevices(wwpn)) this.removeDeviceNodes(d)
         } else if (m[1] === 'add-lun') {
           const sp = args.indexOf(' ')
-          const wwpn = normWwpn(sp < 0 ? args : args.slice(0, sp))
+          const wwpn = parseWwn(sp < 0 ? args : args.slice(0, sp), 'wwpn')
           if (this.portDevices(wwpn).length === 0) throw new Error(`no target port ${args.split(' ')[0]}`)
           const d = await fab.addLun(wwpn, parseSpec(sp < 0 ? '' : args.slice(sp + 1)))
           this.devices.push(d)
           this.addDeviceNodes(d)
         } else {
           const [w, l] = args.split(/\s+/)
-          const wwpn = normWwpn(w ?? '')
+          const wwpn = parseWwn(w, 'wwpn')
           const d = this.portDevices(wwpn).find((x) => String(x.info.lun) === l)
           if (!d) throw new Error(`no LUN ${l ?? '(missing)'} behind target port ${w ?? '(missing)'}`)
           await fab.removeLun(wwpn, d.info.lun)
@@ -263,7 +261,12 @@ export class Filesystem {
   }
 
   private loopIdOf(drv: HbaDriver, wwpn: string | undefined): number | null {
-    const w = (wwpn ?? '').replace(/:/g, '').toLowerCase()
+    let w: string
+    try {
+      w = parseWwn(wwpn, 'wwpn')
+    } catch {
+      return null
+    }
     return drv.ports.find((p) => p.wwpn === w)?.loopId ?? null
   }
 

@@ -90,7 +90,7 @@ export function hbaStats(driver: HbaDriver): string {
   }
   const perInterrupt = s.responseInterrupts ? (s.completions / s.responseInterrupts).toFixed(2) : '0'
   flat.push(['completions_per_interrupt', perInterrupt])
-  for (const [k, v] of Object.entries(s.byCompStatus)) flat.push([`errors_${k.replace(/[^A-Za-z0-9]+/g, '_')}`, v])
+  for (const [k, v] of Object.entries(s.byCompStatus)) flat.push([errorKey(k), v])
   flat.push(...latencyPairs(driver.io))
   flat.push(...linkPairs(driver.link))
   return lines(flat)
@@ -136,7 +136,7 @@ function ioPairs(io: IoStats): [string, string | number][] {
     ['outstanding', io.outstanding],
     ['peak_outstanding', io.peakOutstanding],
   ]
-  for (const [k, v] of Object.entries(io.errorsByKind)) out.push([`errors_${k.replace(/[^A-Za-z0-9]+/g, '_')}`, v])
+  for (const [k, v] of Object.entries(io.errorsByKind)) out.push([errorKey(k), v])
   out.push(...latencyPairs(io))
   return out
 }
@@ -199,6 +199,11 @@ export function hbaStatsJson(driver: HbaDriver): string {
       2,
     ) + '\n'
   )
+}
+
+/** "CHECK CONDITION/MEDIUM ERROR" → "errors_CHECK_CONDITION_MEDIUM_ERROR": one word per line key. */
+function errorKey(kind: string): string {
+  return `errors_${kind.replace(/[^A-Za-z0-9]+/g, '_')}`
 }
 
 function hex2(n: number): string {

@@ -38,6 +38,7 @@ import { decodeIdEntry, decodeLinkStats, decodePortDb, encodeIcb, ICB_SIZE, ID_E
 import { IoStats, LatencyHistogram } from './stats.js'
 import { TraceBuffer } from './trace.js'
 import { opcodeName } from '../scsi/opcodes.js'
+import { decodeReadWrite } from '../scsi/cdb.js'
 import { describeSense, statusName } from '../scsi/sense.js'
 import { AsyncEvent, Hccr, HostStatus, IntType, Mbc, Mbs, Reg, addressToMailboxes } from './registers.js'
 import { Ring } from './ring.js'
@@ -177,7 +178,8 @@ export class HbaDriver {
     ringFullWaits: 0,
     entriesPosted: 0,
     staleCompletions: 0,
-    byCompStatus: {} as Record<string, number>,
+    /** Errors by kind: the HBA-wide IoStats' own table (one count, two names). */
+    byCompStatus: this.io.errorsByKind as Record<string, number>,
   }
 
   constructor(chip: IspChip, dma: DmaSpace, opts: Partial<DriverOptions> & Pick<DriverOptions, 'wwpn' | 'wwnn' | 'log'>) {
@@ -346,7 +348,6 @@ export class HbaDriver {
     s.interrupts = s.responseInterrupts = s.ringFullWaits = s.entriesPosted = s.staleCompletions = 0
     s.peakOutstanding = s.outstanding
     s.peakWaiting = s.waiting
-    for (const k of Object.keys(s.byCompStatus)) delete s.byCompStatus[k]
     this.io.reset()
     for (const t of this.targetIo.values()) t.reset()
     for (const l of this.lunIo.values()) l.reset()
@@ -660,7 +661,6 @@ export class HbaDriver {
     const kind = errorKind(c)
     if (kind !== null) {
       this.stats.errors++
-      this.stats.byCompStatus[kind] = (this.stats.byCompStatus[kind] ?? 0) + 1
     } else if (p.req.direction === DataDirection.In) {
       this.stats.bytesRead += c.transferred
     } else if (p.req.direction === DataDirection.Out) {
@@ -747,18 +747,14 @@ function traceLine(hba: number, p: Pending, c: Completion, us: number): string {
   return `${new Date().toISOString()} hba${hba} t${p.req.target} lun${p.req.lun} ${op}${rw} bytes=${p.byteCount} ${outcome} ${(us / 1000).toFixed(3)}ms`
 }
 
-/** " lba=N blocks=N" for the READ/WRITE-shaped CDBs (by CDB length group), "" otherwise. */
+/** " lba=N blocks=N" for READ/WRITE (6/10/12/16), "" for other commands. */
 function lbaAndBlocks(cdb: Uint8Array): string {
-  const op = cdb[0]
-  const group = op >> 5
-  const isRw = op === 0x08 || op === 0x0a || op === 0x28 || op === 0x2a || op === 0x2e || op === 0x2f || op === 0x88 || op === 0x8a || op === 0x8e || op === 0x8f || op === 0xa8 || op === 0xaa || op === 0x35 || op === 0x91 || op === 0x41 || op === 0x93 || op === 0x89 || op === 0x34 || op === 0x90
-  if (!isRw) return ''
-  const v = Buffer.from(cdb.buffer, cdb.byteOffset, cdb.length)
-  if (group === 0 && v.length >= 6) return ` lba=${((v[1] & 0x1f) << 16) | (v[2] << 8) | v[3]} blocks=${v[4] || 256}`
-  if (group === 1 && v.length >= 10) return ` lba=${v.readUInt32BE(2)} blocks=${v.readUInt16BE(7)}`
-  if (group === 5 && v.length >= 12) return ` lba=${v.readUInt32BE(2)} blocks=${v.readUInt32BE(6)}`
-  if (group === 4 && v.length >= 16) return ` lba=${Number(v.readBigUInt64BE(2))} blocks=${v.readUInt32BE(10)}`
-  return ''
+  try {
+    const d = decodeReadWrite(cdb)
+    return ` lba=${d.lba} blocks=${d.blocks}`
+  } catch {
+    return '' // not a READ/WRITE CDB (only formatted while tracing)
+  }
 }
 
 function failed(compStatus: number, byteCount: number): Completion {
