@@ -14,6 +14,7 @@
  * command reject with an ApiRequestError naming the status, the SCSI outcome
  * and the errno rwbuf would have given; submit() callbacks get the raw reply.
  */
+import { Staging } from './staging.js'
 import { connect as netConnect, type Socket } from 'node:net'
 import { readFile, stat } from 'node:fs/promises'
 import { closeSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync, constants as fsc } from 'node:fs'
@@ -129,7 +130,6 @@ interface Pending {
   cb: (type: number, buf: Buffer, at: number, len: number) => void
 }
 
-const STAGING = 64 * 1024
 const READ_BUFFER = 1024 * 1024
 const COPY_LIMIT = 16 * 1024
 
@@ -142,9 +142,7 @@ export class FcfsClient {
   /** Everything else (OPEN, CLOSE, REGISTER…). */
   private readonly pending = new Map<number, Pending>()
   private nextKey = 1
-  private staging = Buffer.allocUnsafeSlow(STAGING)
-  private stagingLen = 0
-  private queue: Buffer[] = []
+  private readonly out = new Staging()
   private flushScheduled = false
   private acc: Buffer | null = null
   private accLen = 0
@@ -251,25 +249,15 @@ export class FcfsClient {
 
   private reserve(n: number): { buf: Buffer; at: number } {
     const at = this.reserveAt(n)
-    return { buf: this.staging, at }
+    return { buf: this.out.buf, at }
   }
 
-  /** Room for `n` bytes in `this.staging` (no object per request). */
+  /** Room for `n` bytes in `this.out.buf` (no object per request). */
   private reserveAt(n: number): number {
     if (this.closed) throw this.failure ?? new FcfsError('FCFS_API', 'connection closed')
-    if (this.stagingLen + n > this.staging.length) this.seal()
-    const at = this.stagingLen
-    this.stagingLen += n
+    const at = this.out.reserveAt(n)
     if (!this.flushScheduled) this.schedule()
     return at
-  }
-
-  private seal(): void {
-    if (this.stagingLen === 0) return
-    this.queue.push(this.staging.subarray(0, this.stagingLen))
-    const rest = this.staging.length - this.stagingLen
-    this.staging = rest >= 4096 ? this.staging.subarray(this.stagingLen) : Buffer.allocUnsafeSlow(STAGING)
-    this.stagingLen = 0
   }
 
   private schedule(): void {
@@ -282,16 +270,8 @@ export class FcfsClient {
   /** Writes everything queued now (it happens by itself at the end of the tick). */
   flush(): void {
     this.flushScheduled = false
-    this.seal()
-    const q = this.queue
-    if (q.length === 0 || this.closed) return
-    if (q.length === 1) this.sock.write(q[0])
-    else {
-      this.sock.cork()
-      for (const b of q) this.sock.write(b)
-      this.sock.uncork()
-    }
-    q.length = 0
+    if (this.closed) return
+    this.out.writeTo(this.sock)
   }
 
   private expect(key: number, kind: Wait, cb: Pending['cb']): void {
@@ -315,7 +295,7 @@ export class FcfsClient {
     const key = this.key()
     const copy = inline > 0 && inline <= COPY_LIMIT
     const at = this.reserveAt(IO_SIZE + (copy ? inline : 0))
-    const buf = this.staging
+    const buf = this.out.buf
     w16(buf, at, MAGIC)
     buf[at + 2] = VERSION
     buf[at + 3] = MsgType.IO
@@ -333,8 +313,7 @@ export class FcfsClient {
     w32(buf, at + IO.offset.offset + 4, Math.floor(off / 0x1_0000_0000) >>> 0)
     if (copy) r.data!.copy(buf, at + IO_SIZE)
     else if (inline > 0) {
-      this.seal()
-      this.queue.push(r.data!)
+      this.out.push(r.data!)
     }
     this.ioPending.set(key, cb)
     return key
@@ -344,7 +323,7 @@ export class FcfsClient {
   nop(cb: IoCallback): number {
     const key = this.key()
     const at = this.reserveAt(NOP_SIZE)
-    const buf = this.staging
+    const buf = this.out.buf
     w16(buf, at, MAGIC)
     buf[at + 2] = VERSION
     buf[at + 3] = MsgType.NOP
@@ -372,7 +351,7 @@ export class FcfsClient {
     const key = this.key()
     if (cdb.length > 16) throw new RangeError(`a CDB is at most 16 bytes, got ${cdb.length}`)
     const at = this.reserveAt(CDB_SIZE)
-    const buf = this.staging
+    const buf = this.out.buf
     // The CDB layout written field by field (encodeCdb's, without a bigint per request).
     w16(buf, at, MAGIC)
     buf[at + 2] = VERSION
@@ -394,8 +373,7 @@ export class FcfsClient {
     w32(buf, at + CDB.offset.offset, off % 0x1_0000_0000 >>> 0)
     w32(buf, at + CDB.offset.offset + 4, Math.floor(off / 0x1_0000_0000) >>> 0)
     if (inline > 0) {
-      this.seal()
-      this.queue.push(opts.data!)
+      this.out.push(opts.data!)
     }
     this.ioPending.set(key, cb)
     return key

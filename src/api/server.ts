@@ -26,6 +26,7 @@
  * → socket (1), socket → server chunk (2), plus a reassembly copy when the
  * message spans chunks (3). Reads mirror that.
  */
+import { Staging } from './staging.js'
 import { createServer, connect, type Server as NetServer, type Socket } from 'node:net'
 import { constants as fsc, promises as fsp, read as fsRead, readSync, write as fsWrite, writeSync, unlinkSync, lstatSync, mkdirSync, chmodSync, statSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
@@ -92,7 +93,6 @@ export interface ApiServerOptions {
 
 const MAX_HANDLES = 1024
 const MAX_REGIONS = 256
-const STAGING = 64 * 1024
 const TMPFS_MAGIC = 0x01021994
 /** Region copies of at least this many bytes run on libuv's thread pool (a second core), smaller ones inline. */
 const ASYNC_COPY = 64 * 1024
@@ -206,9 +206,7 @@ class Conn {
   private accNeed = 0
 
   // output
-  staging: Buffer = Buffer.allocUnsafeSlow(STAGING)
-  private stagingLen = 0
-  private queue: Buffer[] = []
+  readonly out = new Staging()
   private flushScheduled = false
   private readonly flushFn = () => this.flush()
 
@@ -431,31 +429,19 @@ class Conn {
   /** Room for `n` bytes of reply in the staging buffer. */
   reserve(n: number): { buf: Buffer; at: number } {
     const at = this.reserveAt(n)
-    return { buf: this.staging, at }
+    return { buf: this.out.buf, at }
   }
 
-  /** The hot-path form of reserve: the offset in `this.staging` (no object per reply). */
+  /** The hot-path form of reserve: the offset in `this.out.buf` (no object per reply). */
   reserveAt(n: number): number {
-    if (this.stagingLen + n > this.staging.length) this.seal()
-    const at = this.stagingLen
-    this.stagingLen += n
+    const at = this.out.reserveAt(n)
     if (!this.flushScheduled) this.schedule()
     return at
   }
 
-  private seal(): void {
-    if (this.stagingLen === 0) return
-    // Hand the filled part to the socket and start a fresh staging buffer (no copy).
-    this.queue.push(this.staging.subarray(0, this.stagingLen))
-    const rest = this.staging.length - this.stagingLen
-    this.staging = rest >= 4096 ? this.staging.subarray(this.stagingLen) : Buffer.allocUnsafeSlow(STAGING)
-    this.stagingLen = 0
-  }
-
   /** Queues a whole buffer (a reply with inline data) after what is staged. */
   push(buf: Buffer): void {
-    this.seal()
-    this.queue.push(buf)
+    this.out.push(buf)
     this.schedule()
   }
 
@@ -468,23 +454,13 @@ class Conn {
 
   flush(): void {
     this.flushScheduled = false
-    this.seal()
-    const q = this.queue
-    if (q.length === 0 || this.closed) {
-      q.length = 0
+    this.out.seal()
+    if (this.out.queue.length === 0 || this.closed) {
+      this.out.queue.length = 0
       return
     }
-    let ok: boolean
     this.server.counters.socketWrites++
-    if (q.length === 1) ok = this.sock.write(q[0])
-    else {
-      this.sock.cork()
-      ok = true
-      for (const b of q) ok = this.sock.write(b) && ok
-      this.sock.uncork()
-    }
-    q.length = 0
-    if (!ok) {
+    if (!this.out.writeTo(this.sock)) {
       this.blocked = true
       this.pause()
     }
@@ -493,7 +469,7 @@ class Conn {
 
   statusReply(type: number, kLo: number, kHi: number, status: number, detail: number): void {
     const at = this.reserveAt(STATUS_REPLY_SIZE)
-    const buf = this.staging
+    const buf = this.out.buf
     w16(buf, at, MAGIC)
     buf[at + 2] = VERSION
     buf[at + 3] = type
@@ -515,7 +491,7 @@ class Conn {
       at = 0
     } else {
       at = this.reserveAt(IO_REPLY_SIZE)
-      buf = this.staging
+      buf = this.out.buf
     }
     // Byte stores rather than Buffer#writeUInt*: no argument checks, this runs once per command.
     w16(buf, at, MAGIC)
@@ -553,8 +529,8 @@ class Conn {
     if (data) {
       if (len <= SMALL_REPLY) {
         const to = this.reserveAt(len)
-        if (len > 64) data.copy(this.staging, to, 0, len)
-        else for (let i = 0; i < len; i++) this.staging[to + i] = data[i]
+        if (len > 64) data.copy(this.out.buf, to, 0, len)
+        else for (let i = 0; i < len; i++) this.out.buf[to + i] = data[i]
       } else this.push(data.subarray(0, len))
     }
   }
@@ -585,7 +561,7 @@ class Conn {
   private onClose(): void {
     if (this.closed) return
     this.closed = true
-    this.queue.length = 0
+    this.out.queue.length = 0
     this.handles.length = 1
     for (const r of this.regions.values()) {
       r.closed = true
