@@ -168,15 +168,21 @@ describe('fault injection seen from other processes', () => {
   })
 
   it('link-down: commands in flight and new ones get ENXIO, the other port carries on, for= brings it back', async () => {
-    await must(inject('delay=400ms', `wwpn=${T0}`, 'op=read'))
+    // Generous times: the read must still be in flight when the (CLI-injected) link-down
+    // lands, and the link must still be down for the next write, even on a loaded machine.
+    await must(inject('delay=1500ms', `wwpn=${T0}`, 'op=read'))
     const inflight = python(DIRECT_IO, [rw(), 0, 4096], { timeoutMs: 20_000 })
-    await new Promise((r) => setTimeout(r, 150))
-    await must(inject('link-down', `wwpn=${T0}`, 'for=1s'))
+    for (let i = 0; i < 100; i++) {
+      const s = JSON.parse(await readFile(path.join(fab.mnt, 'hba', '0', 'stats.json'), 'utf8'))
+      if (s.outstanding > 0) break
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    await must(inject('link-down', `wwpn=${T0}`, 'for=3s'))
     expect(JSON.parse((await inflight).stdout)).toEqual({ errno: 'ENXIO' })
     expect((await op('pwrite', 0, pattern(512, 5))).errno).toBe('ENXIO')
     expect(await sense()).toMatch(/^comp_status: PORT_LOGGED_OUT \(0x29\)$/m)
     expect((await op('pread', 0, 512, 1)).data).toBeDefined() // T1
-    await new Promise((r) => setTimeout(r, 1100))
+    await new Promise((r) => setTimeout(r, 3100))
     await must(clear())
     expect((await op('pwrite', 0, pattern(512, 5))).n).toBe(512)
     const rules = JSON.parse(await readFile(path.join(fab.mnt, 'faults', 'rules.json'), 'utf8'))
