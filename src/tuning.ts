@@ -1,6 +1,6 @@
 /**
  * How the emulated HBA and the file interface behave under load: the link
- * timing model, queue depth, write-back and readahead windows, tracing.
+ * timing model, queue depth, write-back and readahead windows, queue files, tracing.
  * One place for the flags, their defaults and their validation, so the CLI
  * and the direct API agree.
  */
@@ -9,6 +9,7 @@ import { PROFILES, UNLIMITED_LINK, parseDuration, parseLinkSpeed, type LinkModel
 import { DEFAULT_QUEUE_DEPTH } from './hba/firmware.js'
 import { DEFAULT_BLOCKDEV_OPTIONS } from './fs/blockdev.js'
 import { DEFAULT_READAHEAD } from './fs/readahead.js'
+import { DEFAULT_QUEUE_FILES, MAX_QUEUE_FILES } from './fs/tree.js'
 import { parseSize } from './util/size.js'
 
 export interface Tuning {
@@ -25,6 +26,8 @@ export interface Tuning {
   cmdTimeout: number
   /** Largest data segment descriptor the driver builds; longer buffers take more segments (continuation entries). */
   maxSegment: number
+  /** lun/<n>/q/<k> files per LUN, k < queueFiles (0 = none): one more O_DIRECT write in flight per file. */
+  queueFiles: number
 }
 
 export const DEFAULT_TUNING: Tuning = {
@@ -35,6 +38,7 @@ export const DEFAULT_TUNING: Tuning = {
   trace: false,
   cmdTimeout: DEFAULT_BLOCKDEV_OPTIONS.commandTimeout,
   maxSegment: 64 * 1024,
+  queueFiles: DEFAULT_QUEUE_FILES,
 }
 
 export interface TuningArgs {
@@ -49,6 +53,7 @@ export interface TuningArgs {
   trace?: boolean
   'cmd-timeout'?: string
   'max-segment'?: string
+  'queue-files'?: string | number
 }
 
 /** yargs option specs for the flags above. */
@@ -63,6 +68,12 @@ export const TUNING_OPTIONS = {
   'readahead-min-latency': { type: 'string', requiresArg: true, describe: 'prefetch only while a READ takes at least this long (e.g. 250us; 0 = always)', defaultDescription: '250us' },
   trace: { type: 'boolean', describe: 'trace every command to hba/0/trace even when nobody reads it', default: false },
   'max-segment': { type: 'string', requiresArg: true, describe: 'largest DMA segment per data segment descriptor (512 bytes to 16MiB)', defaultDescription: '64KiB' },
+  'queue-files': {
+    type: 'string',
+    requiresArg: true,
+    describe: `files lun/<n>/q/0..N-1 per LUN, more names for rwbuf: the kernel passes one write per file at a time, so parallel O_DIRECT writers should each open their own (0 to ${MAX_QUEUE_FILES}; 0 = none)`,
+    defaultDescription: String(DEFAULT_QUEUE_FILES),
+  },
   'cmd-timeout': { type: 'string', describe: 'IOCB timeout of every command, whole seconds (e.g. 2s): then the firmware ends it with TIMEOUT (ETIMEDOUT)', defaultDescription: '30s' },
 } as const
 
@@ -104,7 +115,18 @@ export function tuningFromArgs(a: TuningArgs): Tuning {
     trace: a.trace ?? false,
     cmdTimeout: a['cmd-timeout'] !== undefined ? cmdTimeoutOf(a['cmd-timeout']) : DEFAULT_TUNING.cmdTimeout,
     maxSegment: a['max-segment'] !== undefined ? segmentSize(a['max-segment']) : DEFAULT_TUNING.maxSegment,
+    queueFiles: a['queue-files'] !== undefined ? queueFilesOf(a['queue-files']) : DEFAULT_TUNING.queueFiles,
   }
+}
+
+/** A whole number 0..MAX_QUEUE_FILES, as typed ("16") or as yargs may hand it over (16). */
+function queueFilesOf(v: string | number): number {
+  const t = String(v).trim()
+  const n = /^\d{1,4}$/.test(t) ? Number(t) : NaN
+  if (!(n >= 0 && n <= MAX_QUEUE_FILES)) {
+    throw new ConfigError('--queue-files', `must be a whole number from 0 to ${MAX_QUEUE_FILES} (0 = no q directory), got ${typeof v === 'number' && Number.isNaN(v) ? 'something that is not a number' : JSON.stringify(v)}`)
+  }
+  return n
 }
 
 function segmentSize(text: string): number {

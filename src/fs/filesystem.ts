@@ -27,7 +27,7 @@ import { OcbTable, type Ocb } from './ocb.js'
 import { parseWwn } from '../targets/wwn.js'
 import type { TraceCursor } from '../hba/trace.js'
 import { DEFAULT_READAHEAD, Readahead } from './readahead.js'
-import { Tree, type Node } from './tree.js'
+import { DEFAULT_QUEUE_FILES, Tree, type Node } from './tree.js'
 
 const O_ACCMODE = 3
 const WRITE_THROUGH = constants.O_DIRECT | constants.O_SYNC | constants.O_DSYNC
@@ -47,6 +47,8 @@ export interface FsOptions {
   lunDetails?: (wwpn: string, lun: number) => Record<string, string | number | boolean>
   /** Hot-plug: changes the fabric and scans what appeared (absent: no fabric/ directory). */
   fabric?: FabricControl
+  /** lun/<n>/q/<k> files per LUN (0 = no q directory; default DEFAULT_QUEUE_FILES). */
+  queueFiles?: number
 }
 
 /**
@@ -181,11 +183,21 @@ export class Filesystem {
     }
     if (d.info.lun === 0) t.add({ kind: 'rwbuf', path: `${base}/rwbuf`, dev: d })
     const lb = `${base}/lun/${d.info.lun}`
+    const queueFiles = this.opts.queueFiles ?? DEFAULT_QUEUE_FILES
     t.add({ kind: 'rwbuf', path: `${lb}/rwbuf`, dev: d })
-    t.add({ kind: 'info', path: `${lb}/info`, render: () => lunInfo(d, d.present ? this.opts.lunDetails?.(d.info.wwpn, d.info.lun) : undefined) })
+    t.add({
+      kind: 'info',
+      path: `${lb}/info`,
+      render: () => lunInfo(d, { ...(d.present ? this.opts.lunDetails?.(d.info.wwpn, d.info.lun) : undefined), queue_files: queueFiles ? `${lb.slice(1)}/q/{0..${queueFiles - 1}}` : 'none' }),
+    })
     t.add({ kind: 'info', path: `${lb}/sense`, render: () => describeLastError(d.lastError) })
     t.add({ kind: 'info', path: `${lb}/stats`, render: () => lunStats(d, drv) })
     t.add({ kind: 'info', path: `${lb}/stats.json`, render: () => lunStatsJson(d, drv) })
+    // Queue files: the same LUN under more names. Each path is its own kernel inode and
+    // the kernel lets one write per inode through at a time, so parallel O_DIRECT writers
+    // that each open their own q file keep that many WRITEs in flight (rwbuf: one).
+    // Same node kind and device as rwbuf: write-back, range locks, stats, errors, ENXIO.
+    for (let k = 0; k < queueFiles; k++) t.add({ kind: 'rwbuf', path: `${lb}/q/${k}`, dev: d })
   }
 
   /** A LUN is gone: its files disappear and open handles get ENXIO from now on. */

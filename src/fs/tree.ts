@@ -5,12 +5,21 @@
  *   /wwn/<wwpn>/rwbuf              LUN 0
  *   /wwn/<wwpn>/info               the port
  *   /wwn/<wwpn>/lun/<n>/rwbuf      every LUN
+ *   /wwn/<wwpn>/lun/<n>/q/<k>      k = 0..Q-1 (--queue-files Q): more rwbuf nodes of
+ *                                  the same LUN. The kernel lets one write per inode
+ *                                  through at a time, and each path is its own inode,
+ *                                  so Q O_DIRECT writers on Q q files keep Q WRITEs
+ *                                  in flight where one rwbuf keeps 1.
  *   /wwn/<wwpn>/lun/<n>/{info,sense,stats}
  *   /wwn/<wwpn>/lun/<n>/stats.json, /wwn/<wwpn>/stats[.json]
  *   /hba/<n>/{info,ring,stats,stats.json,link,trace,control}
  *   /server                        pid and mount facts (used by `fcfs umount`)
  */
 import type { BlockDevice } from './blockdev.js'
+
+/** q files per LUN unless --queue-files says otherwise, and the most it accepts. */
+export const DEFAULT_QUEUE_FILES = 16
+export const MAX_QUEUE_FILES = 256
 
 export type Node =
   | { kind: 'dir'; path: string; children: string[] }
