@@ -98,6 +98,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     log,
     mountpoint,
     readahead: tuning.readahead,
+    queueFiles: tuning.queueFiles,
     fabric: hotplug({ fabric, driver, tuning, log }),
     lunDetails: (wwpn, n) => lunDetails(fabric, wwpn, n),
     apiInfo: () => (opts.apiSocket === false ? 'socket: off\n' : api?.info() ?? 'socket: starting\n'),
