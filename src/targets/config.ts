@@ -30,7 +30,8 @@
  *           { "lun": 1, "size": 1073741824, "backend": { "type": "ram", "memoryLimit": "256MiB" },
  *             "serial": "LUN1SERIAL", "writeProtect": true },
  *           { "lun": 2, "size": "64GiB", "backend": { "type": "file", "path": "data/lun2.img", "create": true } },
- *           { "lun": 3, "logicalUnit": "shared0" }
+ *           { "lun": 3, "logicalUnit": "shared0" },
+ *           { "lun": 4, "size": "1PiB", "backend": { "type": "null" } }
  *         ]
  *       },
  *       { "luns": [ { "size": "16GiB" }, { "lun": 3, "logicalUnit": "shared0" } ] }
@@ -45,8 +46,8 @@
  *
  * Targets: 1..127; wwpn, wwnn, loopId, portId and relativePortId unique
  * across targets; vendor ≤ 8, product ≤ 16, revision ≤ 4 printable ASCII
- * characters (product defaults to RAMDISK for a RAM-backed LUN and FILEDISK
- * for a file-backed one); serial ≤ 59.
+ * characters (product defaults to RAMDISK for a RAM-backed LUN, FILEDISK
+ * for a file-backed one and NULLDISK for a null one); serial ≤ 59.
  *
  * LUNs: lun 0..255 (default: its index), unique per target; size > 0 and a
  * multiple of blockSize (512 or 4096, default 512); serial ≤ 64 (default
@@ -91,6 +92,11 @@
  *    dropped connection fcfs logs in again and re-sends every unanswered
  *    command for up to reconnectTimeoutMs (1..25000, default 20000: below
  *    the HBA's 30 s command timeout), then fails them (EIO).
+ *  - { "type": "null" }: stores nothing (Linux null_blk): reads return
+ *    zeros, writes are discarded, flush and unmap succeed. Memory does not
+ *    grow with the size or with what is written. For measuring everything
+ *    above the store (the direct API's command rate, FUSE overhead). Takes
+ *    no settings.
  *  - defaults.backingDir (the CLI's --backing-dir): every LUN that names no
  *    backend is a file `<backingDir>/<wwpn>-lun<n>.img`, every shared unit
  *    `<backingDir>/<id>.img`. Relative to the config file's directory (to
@@ -121,6 +127,7 @@ import { FaultRuleError, parseRule } from '../faults/rule.js'
 import type { Backend } from './backend.js'
 import { FileBackend } from './file.js'
 import { IscsiBackend, parseIscsiUrl, type RemoteIdentity } from './iscsi.js'
+import { NullBackend } from './null.js'
 import { RamBackend } from './ram.js'
 import type { AluaState, Fabric, Lun, TargetPort } from './types.js'
 import { defaultWwnn, defaultWwpn, parseWwn } from './wwn.js'
@@ -130,6 +137,7 @@ export type BackendConfig =
   /** `path` is absolute once validated. */
   | { readonly type: 'file'; readonly path: string; readonly create: boolean }
   | IscsiBackendConfig
+  | { readonly type: 'null' }
 
 /**
  * A remote iSCSI LUN. The LunConfig's size and blockSize are placeholders
@@ -198,6 +206,7 @@ export const DEFAULT_VENDOR = 'FCFS'
 export const DEFAULT_PRODUCT = 'RAMDISK'
 export const DEFAULT_FILE_PRODUCT = 'FILEDISK'
 export const DEFAULT_ISCSI_PRODUCT = 'ISCSIDISK'
+export const DEFAULT_NULL_PRODUCT = 'NULLDISK'
 export const DEFAULT_REVISION = '0001'
 export const DEFAULT_PORT_GROUP = 1
 
@@ -221,6 +230,7 @@ const backendSchema = z.discriminatedUnion('type', [
       reconnectTimeoutMs: z.number().optional(),
     })
     .strict(),
+  z.object({ type: z.literal('null') }).strict(),
 ])
 
 const lunSchema = z
@@ -401,11 +411,12 @@ export function parseConfig(obj: unknown, source: string, opts: ParseOptions = {
 
 /** INQUIRY product of a LUN whose config names none (a remote LUN's is replaced by the remote's when it has one). */
 function defaultProduct(b: BackendConfig): string {
-  return b.type === 'file' ? DEFAULT_FILE_PRODUCT : b.type === 'iscsi' ? DEFAULT_ISCSI_PRODUCT : DEFAULT_PRODUCT
+  return b.type === 'file' ? DEFAULT_FILE_PRODUCT : b.type === 'iscsi' ? DEFAULT_ISCSI_PRODUCT : b.type === 'null' ? DEFAULT_NULL_PRODUCT : DEFAULT_PRODUCT
 }
 
 function backendOf(b: Exclude<BackendInput, IscsiInput> | undefined, field: string, baseDir: string, fallbackFile: string | undefined): BackendConfig {
   if (b === undefined) return fallbackFile === undefined ? { type: 'ram' } : { type: 'file', path: fallbackFile, create: true }
+  if (b.type === 'null') return { type: 'null' }
   if (b.type === 'ram') {
     if (b.memoryLimit === undefined) return { type: 'ram' }
     // 0 is a legal limit (nothing can be written); parseSize refuses it, so let it through here.
@@ -836,13 +847,17 @@ export interface OpenFabricOptions {
 }
 
 /**
- * Target ports with RAM backends only, synchronously (unit tests, benches).
- * A config with a file backend needs openFabric.
+ * Target ports with RAM (or null) backends only, synchronously (unit tests,
+ * benches). A config with a file backend needs openFabric.
  */
 export function buildFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}): Fabric {
   const backends = new Map<string, Backend>()
   for (const [key, p] of planUnits(cfg)) {
     const b = p.cfg.backend
+    if (b.type === 'null') {
+      backends.set(key, new NullBackend(p.cfg.size))
+      continue
+    }
     if (b.type !== 'ram') throw new InternalError(`buildFabric: ${p.field} has a ${b.type} backend; use openFabric`)
     backends.set(key, new RamBackend(p.cfg.size, { memoryLimit: b.memoryLimit, log: opts.log?.child(p.logContext) }))
   }
@@ -923,6 +938,10 @@ export async function openFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}
       const [key, p] = plans[at]
       const b = p.cfg.backend
       const log = opts.log?.child(p.logContext)
+      if (b.type === 'null') {
+        backends.set(key, new NullBackend(p.cfg.size))
+        continue
+      }
       try {
         backends.set(
           key,

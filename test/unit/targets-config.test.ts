@@ -62,7 +62,7 @@ describe('fabric config errors name the field', () => {
     ['a LUN setting put on the target', { targets: [{ writeProtect: true }] }, 'targets[0].writeProtect', /is not a known setting/],
     ['a wwpn that is not a string', { targets: [{ wwpn: 21 }] }, 'targets[0].wwpn', /must be a string, got 21/],
     ['a LUN flag of the wrong type', { targets: [{ luns: [{ writeProtect: 'yes' }] }] }, 'targets[0].luns[0].writeProtect', /must be a boolean, got "yes"/],
-    ['an unknown backend type', { targets: [{ luns: [{ backend: { type: 'nbd' } }] }] }, 'targets[0].luns[0].backend.type', /must be "ram", "file" or "iscsi", got "nbd"/],
+    ['an unknown backend type', { targets: [{ luns: [{ backend: { type: 'nbd' } }] }] }, 'targets[0].luns[0].backend.type', /must be "ram", "file", "iscsi" or "null", got "nbd"/],
     ['a bad memory limit', { targets: [{ luns: [{ backend: { type: 'ram', memoryLimit: 'lots' } }] }] }, 'targets[0].luns[0].backend.memoryLimit', /must be a size/],
     ['no targets', { targets: [] }, 'targets', /1 to 127 targets/],
     ['128 targets', { targets: Array.from({ length: 128 }, () => ({})) }, 'targets', /1 to 127 targets/],
@@ -277,7 +277,7 @@ describe('file backends in the config', () => {
   it.each([
     ['a file backend without a path', { targets: [{ luns: [{ backend: { type: 'file' } }] }] }, 'targets[0].luns[0].backend.path', /is required/],
     ['an empty path', { targets: [{ luns: [{ backend: { type: 'file', path: ' ' } }] }] }, 'targets[0].luns[0].backend.path', /must name a file/],
-    ['a backend without a type', { targets: [{ luns: [{ backend: { path: 'a.img' } }] }] }, 'targets[0].luns[0].backend.type', /is required: "ram", "file" or "iscsi"/],
+    ['a backend without a type', { targets: [{ luns: [{ backend: { path: 'a.img' } }] }] }, 'targets[0].luns[0].backend.type', /is required: "ram", "file", "iscsi" or "null"/],
     ['a RAM setting on a file backend', { targets: [{ luns: [{ backend: { type: 'file', path: 'a', memoryLimit: '1M' } }] }] }, 'targets[0].luns[0].backend.memoryLimit', /not a known setting/],
     ['create that is not a boolean', { targets: [{ luns: [{ backend: { type: 'file', path: 'a', create: 'yes' } }] }] }, 'targets[0].luns[0].backend.create', /must be a boolean/],
     [
