@@ -1,4 +1,4 @@
-// Permissions: the modes fcfs reports (rwbuf 0660, info 0444, control 0200,
+// Permissions: the modes fcfs reports (rwbuf and q files 0660, info 0444, control 0200,
 // directories 0755, owned by the user running fcfs), that other users cannot
 // reach the mount at all without --allow-other, and that with --allow-other the
 // kernel enforces those modes (regression: without default_permissions any user
@@ -37,7 +37,7 @@ describe('file modes', () => {
     await fab?.stop()
   })
 
-  it('gives rwbuf 0660, info files 0444, control files 0200 and directories 0755, all owned by the server’s user', async () => {
+  it('gives rwbuf and q files 0660, info files 0444, control files 0200 and directories 0755, all owned by the server’s user', async () => {
     const modes = await modesUnder(fab)
     const uid = process.getuid!()
     const wrong: string[] = []
@@ -45,7 +45,8 @@ describe('file modes', () => {
       const perm = mode & 0o7777
       const base = path.basename(rel)
       const dir = (mode & 0o170000) === 0o040000
-      const want = dir ? 0o755 : base === 'rwbuf' ? 0o660 : base === 'control' ? 0o200 : 0o444
+      const lunFile = base === 'rwbuf' || path.basename(path.dirname(rel)) === 'q' // lun/<n>/q/<k>: queue files are rwbuf too
+      const want = dir ? 0o755 : lunFile ? 0o660 : base === 'control' ? 0o200 : 0o444
       if (perm !== want) wrong.push(`${rel}: ${perm.toString(8)}, want ${want.toString(8)}`)
     }
     expect(wrong).toEqual([])
