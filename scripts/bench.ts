@@ -2,7 +2,8 @@
  * `npm run bench` — issue 6's benchmark, in one go, side by side:
  *   fcfs through FUSE (fio), the ceiling (a minimal fuse-native file), the
  *   peer (nbdkit memory + nbdfuse) and the direct API through the same ring,
- *   at --link unlimited and at modelled link speeds.
+ *   at --link unlimited and at modelled link speeds; then the direct API's
+ *   command rate against a null LUN (scripts/direct-rate.ts, one step).
  * Writes bench-report/report.md, results.json and SVG charts.
  *
  *   npm run bench                      quick mode (default): a subset, 0.5 s warm-up + 2 s per run
@@ -22,6 +23,7 @@ import { fioVersion } from './bench/fio.js'
 import { cleanupAll, installSignalHandlers, memory, onPath, run } from './bench/proc.js'
 import {
   ceilingSubject,
+  directRateScript,
   directSubject,
   ensurePeerInstalled,
   fcfsSubject,
@@ -39,6 +41,7 @@ import { renderReport, type MemoryProbe, type ReportMeta } from './bench/report.
 import { jobsChartSpec, linkChartSpec, renderSvg } from './bench/charts.js'
 import { spawnServer, stopChild, forceUnmount } from './bench/proc.js'
 import { summarizeProfile } from './bench/profile.js'
+import { medianRate, RATE_STEP_ID, rateStepSeconds, rateSummary, runRateStep, type RateStep } from './bench/rate.js'
 
 interface Args {
   quick: boolean
@@ -48,6 +51,7 @@ interface Args {
   links?: string
   runtime?: number
   ramp?: number
+  'rate-seconds'?: number
   out: string
   'direct-via': DirectVia
   profile: boolean
@@ -71,6 +75,7 @@ function parseArgs(argv: string[]): Args {
     .option('links', { type: 'string', describe: `comma list of link speeds besides unlimited (${LINKS.join('|')})`, defaultDescription: defaultLinks().join(',') })
     .option('runtime', { type: 'number', describe: 'seconds per run (overrides the mode)' })
     .option('ramp', { type: 'number', describe: 'seconds of warm-up per run (overrides the mode)' })
+    .option('rate-seconds', { type: 'number', describe: `seconds per command kind of the command-rate step (${RATE_STEP_ID})`, defaultDescription: 'the run time' })
     .option('out', { type: 'string', default: path.join(REPO_ROOT, 'bench-report'), describe: 'report directory' })
     .option('direct-via', { choices: ['module', 'blockdev'] as const, default: 'module' as DirectVia, describe: 'direct path: src/direct.ts openFabric (module), or the fs layer\'s BlockDevice without FUSE (blockdev: separates the cost of FUSE from that of fs/)' })
     .option('profile', { type: 'boolean', default: false, describe: 'node --cpu-prof every fcfs server into <out>/profiles' })
@@ -86,6 +91,7 @@ function parseArgs(argv: string[]): Args {
       for (const s of String(a.subjects).split(',')) if (!(SUBJECTS as readonly string[]).includes(s)) throw new Error(`--subjects: unknown subject ${s}`)
       for (const l of String(a.links ?? '').split(',').filter(Boolean)) if (!(LINKS as readonly string[]).includes(l)) throw new Error(`--links: unknown link ${l}`)
       if (a.only) new RegExp(a.only)
+      if (a['rate-seconds'] !== undefined && !(a['rate-seconds'] > 0)) throw new Error('--rate-seconds: must be a positive number of seconds')
       return true
     })
     .strict()
@@ -179,9 +185,13 @@ async function main(): Promise<number> {
   const prefill = args.prefill ?? mode === 'full'
   const repeat = Math.max(1, Math.floor(args.repeat ?? 1))
   const plan = repeatPlan(buildPlan({ mode, subjects: subjectsWanted, links, only }), repeat)
+  // The command-rate step: the direct API against a null LUN, as long per command kind as a run.
+  const rateWanted = subjectsWanted.includes('direct') && (!only || only.test(RATE_STEP_ID))
+  const rateSeconds = args['rate-seconds'] ?? timing.runtime
   if (args['dry-run']) {
     for (const r of plan) process.stdout.write(`${r.id}\n`)
-    process.stdout.write(`${plan.length} runs\n`)
+    if (rateWanted) process.stdout.write(`${RATE_STEP_ID} (direct-rate --json --backend null --seconds ${rateSeconds}${repeat > 1 ? `, ${repeat} times` : ''})\n`)
+    process.stdout.write(`${plan.length} runs${rateWanted ? ' + the rate step' : ''}\n`)
     return 0
   }
 
@@ -237,14 +247,17 @@ async function main(): Promise<number> {
 
   const results: Measurement[] = []
   const skip = (r: Run, note: string): Measurement => ({ run: r, status: 'skipped', note })
-  const runnable = plan.filter((r) => !unavailable[r.subject] && !subjects[r.subject].linkUnsupported(r.link))
+  const unsupported = (r: Run): string | null | undefined => unavailable[r.subject] ?? subjects[r.subject].linkUnsupported(r.link)
+  const runnable = plan.filter((r) => !unsupported(r))
   const perRun = timing.runtime + timing.ramp + 2
-  progress.start(runnable.length, runnable.length * perRun)
+  const rateRuns = rateWanted && !unavailable.direct ? repeat : 0
+  progress.start(runnable.length + rateRuns, runnable.length * perRun + rateRuns * rateStepSeconds(rateSeconds))
   let memoryResult: MemoryProbe | undefined
+  let rate: RateStep | undefined
   try {
     for (const r of plan) {
       if (interrupted) break
-      const why = unavailable[r.subject] ?? subjects[r.subject].linkUnsupported(r.link)
+      const why = unsupported(r)
       if (why) {
         results.push(skip(r, why))
         continue
@@ -259,6 +272,18 @@ async function main(): Promise<number> {
       child = null
       results.push(m)
       progress.runEnd(summary(m))
+    }
+    if (rateWanted && unavailable.direct) rate = { id: RATE_STEP_ID, status: 'skipped', note: unavailable.direct }
+    else if (rateWanted) {
+      const steps: RateStep[] = []
+      for (let i = 0; i < repeat && !interrupted; i++) {
+        progress.runStart(RATE_STEP_ID, rateStepSeconds(rateSeconds))
+        const s = await runRateStep(directRateScript(), rateSeconds, (p) => (child = p)).catch((e: Error) => ({ id: RATE_STEP_ID, status: 'error' as const, note: e.message }))
+        child = null
+        steps.push(interrupted ? { ...s, status: 'error', note: 'interrupted' } : s)
+        progress.runEnd(rateSummary(s))
+      }
+      if (steps.length) rate = medianRate(steps)
     }
     if (!interrupted && args['memory-probe'] && !unavailable.fcfs && (!only || only.test('fcfs@unlimited/memory'))) {
       progress.log('memory probe: fcfs with 4 × 1 TiB sparse LUNs …')
@@ -314,11 +339,11 @@ async function main(): Promise<number> {
     charts,
     argv: ['npm run bench --', ...hideBin(process.argv)],
   }
-  await writeFile(path.join(out, 'report.md'), renderReport(results, meta))
-  await writeFile(path.join(out, 'results.json'), JSON.stringify({ meta, results }, null, 2) + '\n')
+  await writeFile(path.join(out, 'report.md'), renderReport(results, meta, rate))
+  await writeFile(path.join(out, 'results.json'), JSON.stringify({ meta, results, rate: rate ?? null }, null, 2) + '\n')
   process.stderr.write(`bench: report in ${path.relative(process.cwd(), path.join(out, 'report.md')) || out}\n`)
   if (interrupted) return 130
-  return results.some((m) => m.status === 'error') ? 1 : 0
+  return results.some((m) => m.status === 'error') || rate?.status === 'error' ? 1 : 0
 }
 
 main().then(

@@ -30,6 +30,8 @@ export function useDist(dir: string): void {
 export const fcfsCli = (): string => path.join(distRoot, 'src', 'cli.js')
 const ceilingServer = (): string => path.join(distRoot, 'scripts', 'bench', 'ceiling-server.js')
 const directWorker = (): string => path.join(distRoot, 'scripts', 'bench', 'direct.js')
+/** scripts/direct-rate.ts, the command-rate step. */
+export const directRateScript = (): string => path.join(distRoot, 'scripts', 'direct-rate.js')
 
 export interface Measurement {
   run: Run

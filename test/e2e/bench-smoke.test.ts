@@ -1,7 +1,8 @@
 // The benchmark harness end to end, tiny: one 1-second fio job against fcfs and
-// against the fuse-native ceiling, then the report and results must carry real
-// numbers and nothing may stay mounted. (The benchmark itself is `npm run bench`,
-// not part of `npm test`.)
+// against the fuse-native ceiling, and the direct API's command-rate step for a
+// fraction of a second, then the report and results must carry real numbers and
+// nothing may stay mounted. (The benchmark itself is `npm run bench`, not part of
+// `npm test`.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { existsSync } from 'node:fs'
 import { readFile, rm } from 'node:fs/promises'
@@ -9,7 +10,7 @@ import path from 'node:path'
 import { REPO_ROOT, makeTmp, mountPoints, requireFuse, run } from '../helpers/mount.js'
 
 const BENCH = path.join(REPO_ROOT, 'dist', 'scripts', 'bench.js')
-const ONLY = '^(fcfs|ceiling)@unlimited/seq-read-640k-direct-j8$'
+const ONLY = '^(fcfs|ceiling)@unlimited/seq-read-640k-direct-j8$|^direct@unlimited/rate-null$'
 
 interface Result {
   run: { id: string; subject: string }
@@ -19,6 +20,18 @@ interface Result {
   iops?: number
   cpu?: number | null
   peakOutstanding?: number | null
+}
+
+interface RateFigures {
+  wall: number
+  perCpuSecond: number
+  commands: number
+}
+
+interface RateResult {
+  status: string
+  note?: string
+  report?: { backend: string; seconds: number; testUnitReady: RateFigures; read4k: RateFigures }
 }
 
 describe('npm run bench (smoke)', () => {
@@ -34,7 +47,7 @@ describe('npm run bench (smoke)', () => {
     before = await mountPoints(true)
     const r = await run(
       process.execPath,
-      [BENCH, '--only', ONLY, '--runtime', '1', '--ramp', '0', '--no-memory-probe', '--no-progress', '--no-install', '--out', out],
+      [BENCH, '--only', ONLY, '--runtime', '1', '--ramp', '0', '--rate-seconds', '0.3', '--no-memory-probe', '--no-progress', '--no-install', '--out', out],
       { timeoutMs: 60_000 },
     )
     code = r.code
@@ -70,6 +83,27 @@ describe('npm run bench (smoke)', () => {
     expect(Number(cells[6])).toBeGreaterThan(0)
     const svg = await readFile(path.join(out, 'throughput-vs-jobs.svg'), 'utf8')
     expect(svg.startsWith('<svg')).toBe(true)
+  })
+
+  it('runs the command-rate step against a null LUN and puts its figures into results.json', async () => {
+    const { rate } = JSON.parse(await readFile(path.join(out, 'results.json'), 'utf8')) as { rate: RateResult | null }
+    expect(rate?.status, rate?.note).toBe('ok')
+    expect(rate!.report).toMatchObject({ backend: 'null', seconds: 0.3 })
+    for (const f of [rate!.report!.testUnitReady, rate!.report!.read4k]) {
+      expect(f.wall).toBeGreaterThan(0)
+      expect(f.perCpuSecond).toBeGreaterThan(0)
+      expect(f.commands).toBeGreaterThan(0)
+    }
+  })
+
+  it('gives the command-rate goal a verdict from a number, not "not measured"', async () => {
+    const md = await readFile(path.join(out, 'report.md'), 'utf8')
+    const row = md.split('\n').find((l) => l.startsWith('| direct API ≥ 300,000 commands/s on one core (null target) |'))
+    expect(row, md).toBeDefined()
+    const [, , verdict, figures] = row!.split('|').map((c) => c.trim())
+    expect(['pass', 'FAIL']).toContain(verdict)
+    expect(figures).toMatch(/TEST UNIT READY per CPU-second .*: [\d,]+\/CPU-s, [\d,]+\/s by the wall clock/)
+    expect(md).toContain('## Direct API command rate (null target)')
   })
 
   it('leaves no mount behind', async () => {
