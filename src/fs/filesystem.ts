@@ -185,11 +185,7 @@ export class Filesystem {
     const lb = `${base}/lun/${d.info.lun}`
     const queueFiles = this.opts.queueFiles ?? DEFAULT_QUEUE_FILES
     t.add({ kind: 'rwbuf', path: `${lb}/rwbuf`, dev: d })
-    t.add({
-      kind: 'info',
-      path: `${lb}/info`,
-      render: () => lunInfo(d, { ...(d.present ? this.opts.lunDetails?.(d.info.wwpn, d.info.lun) : undefined), queue_files: queueFiles ? `${lb.slice(1)}/q/{0..${queueFiles - 1}}` : 'none' }),
-    })
+    t.add({ kind: 'info', path: `${lb}/info`, render: () => lunInfo(d, { ...(d.present ? this.opts.lunDetails?.(d.info.wwpn, d.info.lun) : undefined), queue_files: queueFiles }) })
     t.add({ kind: 'info', path: `${lb}/sense`, render: () => describeLastError(d.lastError) })
     t.add({ kind: 'info', path: `${lb}/stats`, render: () => lunStats(d, drv) })
     t.add({ kind: 'info', path: `${lb}/stats.json`, render: () => lunStatsJson(d, drv) })
