@@ -68,7 +68,7 @@ function parseArgs(argv: string[]): Args {
   return yargs(argv)
     .scriptName('npm run bench --')
     .usage('$0 [options]\n\nMeasures fcfs side by side with a minimal FUSE ceiling, nbdkit+nbdfuse and the direct API; writes a Markdown report and SVG charts.')
-    .option('quick', { type: 'boolean', default: false, describe: 'quick mode (the default): a subset of the matrix, 0.5 s warm-up + 2 s measured per run, ~4 min' })
+    .option('quick', { type: 'boolean', default: false, describe: 'quick mode (the default): a subset of the matrix, 0.5 s warm-up + 2 s measured per run, ~5 min' })
     .option('full', { type: 'boolean', default: false, describe: 'the full matrix of issue 6, 10 s per run (+2 s ramp)' })
     .option('only', { type: 'string', describe: 'regex on run ids like fcfs@unlimited/seq-read-640k-direct-j48' })
     .option('subjects', { type: 'string', default: SUBJECTS.join(','), describe: 'comma list of subjects' })
@@ -238,6 +238,12 @@ async function main(): Promise<number> {
   )
   notes.push('peer: one `nbdkit memory` + `nbdfuse` pair per target over a Unix socket, nbdfuse defaults (fuse3; it accepts no direct_io option, so its buffered I/O goes through the page cache, where fcfs and the ceiling mount with direct_io: buffered re-reads of a 20 MiB region are cache hits for the peer only)')
   notes.push('ceiling: scripts/bench/ceiling-server.ts, fuse-native with the same option string as fcfs (src/fs/mount.ts MOUNT_OPTIONS), files over Buffers')
+  if (plan.some((r) => r.workload.queueFiles)) {
+    notes.push(
+      '-q workloads: job j on target j mod 4 through a name of its own, fcfs `lun/0/q/<floor(j/4)>` (queue files) or the ceiling\'s alias `f<i>.q<k>` (same Buffer), in the same 20 MiB region as without -q: ' +
+        'the kernel lets one write per FUSE file through at a time, so this is 48 writes in flight where 48 writers on 4 rwbuf files are 4; the peer has no aliases (skipped), the direct path has no files (its run without -q stands for both)',
+    )
+  }
 
   const out = path.resolve(args.out)
   await mkdir(out, { recursive: true })
@@ -247,7 +253,8 @@ async function main(): Promise<number> {
 
   const results: Measurement[] = []
   const skip = (r: Run, note: string): Measurement => ({ run: r, status: 'skipped', note })
-  const unsupported = (r: Run): string | null | undefined => unavailable[r.subject] ?? subjects[r.subject].linkUnsupported(r.link)
+  const unsupported = (r: Run): string | null | undefined =>
+    unavailable[r.subject] ?? subjects[r.subject].linkUnsupported(r.link) ?? subjects[r.subject].workloadUnsupported(r.workload)
   const runnable = plan.filter((r) => !unsupported(r))
   const perRun = timing.runtime + timing.ramp + 2
   const rateRuns = rateWanted && !unavailable.direct ? repeat : 0

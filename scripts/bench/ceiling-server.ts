@@ -1,7 +1,10 @@
 /**
  * The ceiling of the stack: the least a fuse-native file server can do.
  * `<mnt>/f<i>` are files over plain Buffers; read and write copy and answer
- * at once. Mounted with fcfs's own option string (the same FcfsFuse trick:
+ * at once. `<mnt>/f<i>.q<k>` (k = 0..15) are more names for f<i>, the same
+ * Buffer: each path is its own inode to the kernel, so O_DIRECT writers on
+ * different names of one file run in parallel, like fcfs's queue files
+ * `lun/<n>/q/<k>` (the kernel lets one write per FUSE inode through at a time). Mounted with fcfs's own option string (the same FcfsFuse trick:
  * fuse-native's options plus MOUNT_OPTIONS from src/fs/mount.ts), so the
  * kernel treats both alike and any gap is fcfs's own cost.
  *
@@ -12,6 +15,7 @@
 import Fuse from 'fuse-native'
 import { constants } from 'node:fs'
 import { MOUNT_OPTIONS } from '../../src/fs/mount.js'
+import { QUEUE_FILES } from './plan.js'
 
 const OPTIONS = MOUNT_OPTIONS.map((o) => (o.startsWith('fsname=') ? 'fsname=ceiling' : o.startsWith('subtype=') ? 'subtype=ceiling' : o))
 
@@ -35,7 +39,11 @@ function main(): void {
     process.exit(2)
   }
   const files = new Map<string, Buffer>()
-  for (let i = 0; i < n; i++) files.set(`/f${i}`, Buffer.alloc(size))
+  for (let i = 0; i < n; i++) {
+    const b = Buffer.alloc(size)
+    files.set(`/f${i}`, b)
+    for (let k = 0; k < QUEUE_FILES; k++) files.set(`/f${i}.q${k}`, b)
+  }
   const handles: Buffer[] = []
   const now = new Date()
   const uid = process.getuid?.() ?? 0

@@ -25,9 +25,10 @@ export function jobsChartSpec(ms: Measurement[]): TopLevelSpec | null {
   const rows = ms
     .filter((m) => m.status === 'ok' && m.run.link === 'unlimited' && m.run.workload.rw.length <= 5 /* read|write */)
     .map((m) => ({
-      family: m.run.workload.id.replace(/-j\d+$/, ''),
+      family: m.run.workload.id.replace(/-j\d+(-q)?$/, ''),
       jobs: m.run.workload.jobs,
-      subject: m.run.subject,
+      // Queue-file runs (-q) are a point of their own next to the subject's line.
+      subject: m.run.workload.queueFiles ? `${m.run.subject} (queue files)` : m.run.subject,
       mbps: Math.round((m.bw ?? 0) / MB),
     }))
   if (!rows.length) return null
@@ -46,7 +47,7 @@ export function jobsChartSpec(ms: Measurement[]): TopLevelSpec | null {
       encoding: {
         x: { field: 'jobs', type: 'ordinal', title: 'fio jobs', sort: 'ascending', axis: { labelAngle: 0 } },
         y: { field: 'mbps', type: 'quantitative', title: 'MB/s' },
-        color: { field: 'subject', type: 'nominal', title: 'subject', sort: ['fcfs', 'ceiling', 'peer', 'direct'] },
+        color: { field: 'subject', type: 'nominal', title: 'subject', sort: ['fcfs', 'ceiling', 'peer', 'direct', 'fcfs (queue files)', 'ceiling (queue files)'] },
         tooltip: [{ field: 'subject' }, { field: 'jobs' }, { field: 'mbps' }],
       },
     },

@@ -8,6 +8,10 @@
  * per target on disjoint ranges. (fio's `filename=a:b` would instead make
  * every job visit every file, which is not how the seed's readers worked.)
  * One reporting group: fio sums all sections (`group_reporting`).
+ *
+ * Queue-file workloads (`w.queueFiles`) get one section per job instead, each
+ * on its own file at its own region's offset (fioPerJobFile): same regions,
+ * but no two jobs share a file.
  */
 import { writeFile } from 'node:fs/promises'
 import type { ChildProcess } from 'node:child_process'
@@ -20,8 +24,8 @@ export function jobsPerFile(jobs: number, files: number): number[] {
   return out
 }
 
-export function fioJobFile(w: Workload, files: string[], t: Timing, region = REGION): string {
-  const g = [
+function globalSection(w: Workload, t: Timing, region: number): string[] {
+  return [
     '[global]',
     'ioengine=psync',
     `rw=${w.rw}`,
@@ -43,9 +47,29 @@ export function fioJobFile(w: Workload, files: string[], t: Timing, region = REG
     !isRead(w) && !w.direct ? 'end_fsync=1' : '',
     'thread=0',
   ].filter(Boolean)
+}
+
+export function fioJobFile(w: Workload, files: string[], t: Timing, region = REGION): string {
+  const g = globalSection(w, t, region)
   const sections: string[] = []
   jobsPerFile(w.jobs, files.length).forEach((n, i) => {
     sections.push(`[${w.rw}-${fmtBs(w.bs)}-f${i}]`, `filename=${files[i]}`, `numjobs=${n}`)
+  })
+  return [...g, '', ...sections, ''].join('\n')
+}
+
+/** A job of its own: its file and the byte offset of its region. */
+export interface JobPlacement {
+  file: string
+  offset: number
+}
+
+/** One section per job (numjobs=1), each on its own file at its own offset. */
+export function fioPerJobFile(w: Workload, jobs: JobPlacement[], t: Timing, region = REGION): string {
+  const g = globalSection(w, t, region)
+  const sections: string[] = []
+  jobs.forEach((j, i) => {
+    sections.push(`[${w.rw}-${fmtBs(w.bs)}-j${i}]`, `filename=${j.file}`, `offset=${j.offset}`, 'numjobs=1')
   })
   return [...g, '', ...sections, ''].join('\n')
 }

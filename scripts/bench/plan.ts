@@ -16,6 +16,14 @@ export interface Workload {
   jobs: number
   /** O_DIRECT (true) or buffered (false) */
   direct: boolean
+  /**
+   * Every job on a file of its own that is the same LUN (fcfs queue files
+   * `lun/0/q/<k>`, the ceiling's `f<i>.q<k>` aliases): job j on target
+   * j mod TARGETS, queue file floor(j / TARGETS), in the same region as
+   * without. The kernel lets one write per FUSE file through at a time, so
+   * this is how 48 O_DIRECT writers keep 48 commands in flight. Id suffix `-q`.
+   */
+  queueFiles?: boolean
 }
 
 export const LINKS = ['1G', '2G', '4G', '8G', '16G', '32G', '64G', 'unlimited'] as const
@@ -51,23 +59,39 @@ export function fmtBs(bs: number): string {
   return bs >= 1024 * KiB && bs % (1024 * KiB) === 0 ? `${bs / (1024 * KiB)}m` : `${bs / KiB}k`
 }
 
-export function workload(rw: Rw, bs: number, direct: boolean, jobs: number): Workload {
+export function workload(rw: Rw, bs: number, direct: boolean, jobs: number, queueFiles = false): Workload {
   const kind = rw.startsWith('rand') ? 'rand' : 'seq'
   const op = rw.endsWith('read') ? 'read' : 'write'
-  return { id: `${kind}-${op}-${fmtBs(bs)}-${direct ? 'direct' : 'buffered'}-j${jobs}`, rw, bs, jobs, direct }
+  const id = `${kind}-${op}-${fmtBs(bs)}-${direct ? 'direct' : 'buffered'}-j${jobs}${queueFiles ? '-q' : ''}`
+  return queueFiles ? { id, rw, bs, jobs, direct, queueFiles } : { id, rw, bs, jobs, direct }
+}
+
+/** The id of the same workload over the shared files (`-q` dropped). */
+export function sharedFilesId(id: string): string {
+  return id.replace(/-q$/, '')
+}
+
+/** Queue files per target that fcfs mounts by default (`--queue-files`), and the ceiling aliases. */
+export const QUEUE_FILES = 16
+
+/** Job j of a queue-file workload: its target, its queue file and its region (as without queue files). */
+export function queueFileJob(j: number, targets: number): { target: number; k: number; region: number } {
+  const k = Math.floor(j / targets)
+  return { target: j % targets, k, region: k }
 }
 
 export function isRead(w: Workload): boolean {
   return w.rw === 'read' || w.rw === 'randread'
 }
 
-/** The full matrix of issue 6: 24 sequential + 8 random workloads. */
+/** The full matrix of issue 6: 24 sequential + 8 random workloads, and 48 O_DIRECT jobs of 640 KiB on queue files. */
 export function allWorkloads(): Workload[] {
   const out: Workload[] = []
   for (const rw of ['read', 'write'] as const) {
     for (const bs of [640 * KiB, 1024 * KiB]) {
       for (const direct of [true, false]) for (const jobs of [1, 8, 48]) out.push(workload(rw, bs, direct, jobs))
     }
+    out.push(workload(rw, 640 * KiB, true, 48, true))
   }
   for (const rw of ['randread', 'randwrite'] as const) {
     for (const direct of [true, false]) for (const jobs of [1, 8]) out.push(workload(rw, 4 * KiB, direct, jobs))
@@ -80,14 +104,17 @@ const QUICK_UNLIMITED = [
   'seq-read-640k-direct-j1',
   'seq-read-640k-direct-j8',
   'seq-read-640k-direct-j48',
+  'seq-read-640k-direct-j48-q',
   'seq-write-640k-direct-j1',
   'seq-write-640k-direct-j48',
+  'seq-write-640k-direct-j48-q',
   'seq-read-640k-buffered-j1',
   'seq-write-640k-buffered-j1',
   'rand-read-4k-direct-j8',
   'rand-write-4k-direct-j8',
 ]
-const QUICK_LINKED = ['seq-read-640k-direct-j48', 'seq-write-640k-direct-j48']
+/** The writers' link goal is judged on queue files (one write per file at a time); the rwbuf row stays as the kernel's limit. */
+const QUICK_LINKED = ['seq-read-640k-direct-j48', 'seq-write-640k-direct-j48', 'seq-write-640k-direct-j48-q']
 /** The single-stream goal is stated for 2G, 4G and 8G only. */
 const QUICK_LINKED_SINGLE = ['seq-read-640k-buffered-j1', 'seq-write-640k-buffered-j1']
 const SINGLE_LINKS: Link[] = ['2G', '4G', '8G']
@@ -110,8 +137,9 @@ export function defaultLinks(): Link[] {
 /**
  * Runs are ordered workload by workload with every subject side by side, so
  * that noise from other work on the machine hits all subjects alike. The
- * direct path has no page cache, so it runs only the O_DIRECT variant of each
- * workload; its figure stands for the buffered variant too.
+ * direct path has no page cache and no files, so it runs only the O_DIRECT
+ * variant of each workload over the shared files; its figure stands for the
+ * buffered and the queue-file variants too.
  */
 export function buildPlan(opts: PlanOptions): Run[] {
   const all = allWorkloads()
@@ -123,7 +151,7 @@ export function buildPlan(opts: PlanOptions): Run[] {
   const runs: Run[] = []
   const add = (subject: SubjectName, link: Link, w: Workload): void => {
     if (!opts.subjects.includes(subject)) return
-    if (subject === 'direct' && !w.direct) return
+    if (subject === 'direct' && (!w.direct || w.queueFiles)) return
     const id = `${subject}@${link}/${w.id}`
     if (opts.only && !opts.only.test(id)) return
     runs.push({ subject, link, workload: w, id })

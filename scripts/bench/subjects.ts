@@ -11,8 +11,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ChildProcess } from 'node:child_process'
-import { CEILING_FILE_SIZE, isRead, LUN_SIZE, TARGETS, type Link, type Run, type SubjectName, type Timing } from './plan.js'
-import { fioJobFile, prefillJobFile, runFio } from './fio.js'
+import { CEILING_FILE_SIZE, isRead, LUN_SIZE, QUEUE_FILES, queueFileJob, REGION, TARGETS, type Link, type Run, type SubjectName, type Timing, type Workload } from './plan.js'
+import { fioJobFile, fioPerJobFile, prefillJobFile, runFio } from './fio.js'
 import { cpuMeter, forceUnmount, isMounted, memoryOf, onPath, register, run, spawnServer, stopChild, waitFor } from './proc.js'
 import { directSupportsLink, directUnavailable, type DirectVia, type WorkerInput, type WorkerOutput } from './direct.js'
 
@@ -74,6 +74,8 @@ export interface Subject {
   unavailable(): Promise<string | null>
   /** null when the subject can run at this link, else why not */
   linkUnsupported(link: Link): string | null
+  /** null when the subject can run this workload, else why not (queue files need more names per LUN) */
+  workloadUnsupported(w: Workload): string | null
   run(r: Run, ctx: RunContext): Promise<Measurement>
 }
 
@@ -81,7 +83,10 @@ export interface Subject {
 // Mounted FUSE subjects
 
 interface Mounted {
+  /** one per target */
   files: string[]
+  /** queue-file workloads: the k-th extra name of target t's LUN (its own inode) */
+  queueFile?: (target: number, k: number) => string
   pids: number[]
   /** fcfs: zero the HBA counters before the run */
   reset?: () => Promise<void>
@@ -102,12 +107,22 @@ async function removeDir(dir: string, mnts: string[]): Promise<void> {
   await rm(dir, { recursive: true, force: true })
 }
 
+/** Queue-file workloads: job j on its own name of target j mod TARGETS's LUN, in the region it has without. */
+function queuePlacement(w: Workload, m: Mounted): Array<{ file: string; offset: number }> {
+  if (!m.queueFile) throw new Error(`${w.id}: this subject has no queue files`)
+  return Array.from({ length: w.jobs }, (_, j) => {
+    const q = queueFileJob(j, m.files.length)
+    return { file: m.queueFile!(q.target, q.k), offset: q.region * REGION }
+  })
+}
+
 async function measureFio(r: Run, ctx: RunContext, m: Mounted, jobName: string): Promise<Measurement> {
-  for (const f of m.files) {
+  const perJob = r.workload.queueFiles ? queuePlacement(r.workload, m) : null
+  for (const f of [...m.files, ...(perJob ?? []).map((j) => j.file)]) {
     // A file that is not on a mount would be written on the local disk: refuse.
     if (!existsSync(f)) throw new Error(`${f} does not exist`)
   }
-  const text = fioJobFile(r.workload, m.files, ctx.timing)
+  const text = perJob ? fioPerJobFile(r.workload, perJob, ctx.timing) : fioJobFile(r.workload, m.files, ctx.timing)
   if (ctx.prefill && isRead(r.workload)) {
     await runFio(path.join(ctx.workDir, `${jobName}.prefill.fio`), prefillJobFile(r.workload, m.files), { runtime: 60, ramp: 0 }, ctx.onChild)
   }
@@ -150,12 +165,15 @@ export interface FcfsProbe {
   built: boolean
   /** `fcfs mount --link` exists */
   link: boolean
+  /** `fcfs mount --queue-files` exists (lun/<n>/q/<k>) */
+  queueFiles: boolean
 }
 
 export async function probeFcfs(): Promise<FcfsProbe> {
-  if (!existsSync(fcfsCli())) return { built: false, link: false }
+  if (!existsSync(fcfsCli())) return { built: false, link: false, queueFiles: false }
   const help = await run(process.execPath, [fcfsCli(), 'mount', '--help']).catch(() => null)
-  return { built: true, link: !!help && /--link\b/.test(help.stdout + help.stderr) }
+  const text = help ? help.stdout + help.stderr : ''
+  return { built: true, link: /--link\b/.test(text), queueFiles: /--queue-files\b/.test(text) }
 }
 
 export function fcfsSubject(probe: FcfsProbe): Subject {
@@ -163,6 +181,7 @@ export function fcfsSubject(probe: FcfsProbe): Subject {
     name: 'fcfs',
     unavailable: async () => (probe.built ? null : `${path.relative(REPO_ROOT, fcfsCli())} is not built (npm run build)`),
     linkUnsupported: (link) => (link === 'unlimited' || probe.link ? null : '`fcfs mount --link` does not exist yet'),
+    workloadUnsupported: (w) => (!w.queueFiles || probe.queueFiles ? null : '`fcfs mount --queue-files` (lun/<n>/q/<k>) does not exist yet'),
     run: (r, ctx) =>
       runMounted(r, ctx, async () => {
         const dir = await tmpDir('fcfs-bench-')
@@ -172,6 +191,7 @@ export function fcfsSubject(probe: FcfsProbe): Subject {
         if (ctx.profileDir) node.push('--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', `${r.id.replace(/[^\w.-]+/g, '_')}.cpuprofile`)
         const args = [...node, fcfsCli(), 'mount', mnt, '--targets', String(TARGETS), '--size', `${LUN_SIZE / 1024 ** 3}GiB`, '--log-level', 'warn']
         if (probe.link) args.push('--link', r.link)
+        if (probe.queueFiles && r.workload.queueFiles) args.push('--queue-files', String(QUEUE_FILES))
         let proc: ChildProcess | undefined
         const stop = async (): Promise<void> => {
           if (proc) await stopChild(proc, 15_000)
@@ -186,6 +206,7 @@ export function fcfsSubject(probe: FcfsProbe): Subject {
           const wwpns = (await readdir(path.join(mnt, 'wwn'))).filter((n) => /^[0-9a-f]{16}$/.test(n)).sort()
           return {
             files: wwpns.map((w) => path.join(mnt, 'wwn', w, 'rwbuf')),
+            queueFile: (t, k) => path.join(mnt, 'wwn', wwpns[t], 'lun', '0', 'q', String(k)),
             pids: [proc.pid!],
             // Counters start at the workload, not at the SCSI scan (hba/0/control `reset`, when present).
             reset: async () => {
@@ -221,6 +242,7 @@ export function ceilingSubject(): Subject {
     name: 'ceiling',
     unavailable: async () => (existsSync(ceilingServer()) ? null : `${ceilingServer()} is not built`),
     linkUnsupported: (link) => (link === 'unlimited' ? null : 'no link model'),
+    workloadUnsupported: () => null,
     run: (r, ctx) =>
       runMounted(r, ctx, async () => {
         const dir = await tmpDir('fcfs-bench-ceiling-')
@@ -239,6 +261,8 @@ export function ceilingSubject(): Subject {
           proc = entry.proc = s.proc
           return {
             files: Array.from({ length: TARGETS }, (_, i) => path.join(mnt, `f${i}`)),
+            // f<i>.q<k>: the same Buffer under a name (an inode) of its own.
+            queueFile: (t, k) => path.join(mnt, `f${t}.q${k}`),
             pids: [proc.pid!],
             stop: async () => {
               await stop()
@@ -266,6 +290,7 @@ export function peerSubject(): Subject {
       return `${missing.join(' and ')} not installed (apt-get install nbdkit libnbd-bin; the bench installs them itself when run as root)`
     },
     linkUnsupported: (link) => (link === 'unlimited' ? null : 'no link model'),
+    workloadUnsupported: (w) => (w.queueFiles ? 'nbdfuse serves one file per export and has no aliases: no queue files' : null),
     run: (r, ctx) =>
       runMounted(r, ctx, async () => {
         const dir = await tmpDir('fcfs-bench-peer-')
@@ -333,6 +358,8 @@ export function directSubject(via: DirectVia): Subject {
     name: 'direct',
     unavailable: () => directUnavailable(via),
     linkUnsupported: (link) => (directSupportsLink(via, link) ? null : `--direct-via ${via} has no link model`),
+    // The plan gives it none: with no files there is nothing to alias (its shared-file figure stands for -q).
+    workloadUnsupported: (w) => (w.queueFiles ? 'no files: the run without -q is the same workload' : null),
     run: async (r, ctx) => {
       const input: WorkerInput = {
         via,
