@@ -65,7 +65,7 @@ export const TUNING_OPTIONS = {
   'queue-depth': { type: 'number', requiresArg: true, describe: 'commands a LUN accepts at once (TASK SET FULL beyond)', defaultDescription: String(DEFAULT_QUEUE_DEPTH) },
   writeback: { type: 'string', requiresArg: true, describe: 'write-back window per LUN for buffered writes, e.g. 16MiB; 0 = write-through', defaultDescription: '16MiB' },
   readahead: { type: 'string', requiresArg: true, describe: 'readahead per buffered sequential reader, e.g. 4MiB; 0 = off', defaultDescription: '4MiB' },
-  'readahead-min-latency': { type: 'string', requiresArg: true, describe: 'prefetch only while a READ takes at least this long (e.g. 250us; 0 = always)', defaultDescription: '250us' },
+  'readahead-min-latency': { type: 'string', requiresArg: true, describe: 'prefetch only while a 128 KiB READ takes at least this long, by the link model or measured on a slow backend (0 = always)', defaultDescription: '25us' },
   trace: { type: 'boolean', describe: 'trace every command to hba/0/trace even when nobody reads it', default: false },
   'max-segment': { type: 'string', requiresArg: true, describe: 'largest DMA segment per data segment descriptor (512 bytes to 16MiB)', defaultDescription: '64KiB' },
   'queue-files': {

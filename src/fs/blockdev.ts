@@ -54,6 +54,13 @@ export interface BlockDeviceOptions {
 /** How long a kept-back partial block may wait for the write that continues it. */
 const TAIL_MS = 20
 
+/** What commands are called in errors and traces; prefetch READs have their own name (and are not timed). */
+const OP_LABEL: Record<Op, string> = { read: 'READ', write: 'WRITE' }
+export const PREFETCH_READ = 'READ (readahead)'
+
+/** A READ measured to take this long (µs per 128 KiB) comes from a slow backend: prefetching pays whatever the link. */
+const SLOW_READ_US = 1000
+
 export const DEFAULT_BLOCKDEV_OPTIONS: BlockDeviceOptions = {
   maxTransferBytes: 1024 * 1024,
   queueDepth: 64,
@@ -143,7 +150,10 @@ export class BlockDevice {
   /**
    * Whether a 128 KiB READ takes at least `minUs` here: by the HBA's link model
    * (its rate, latency and command rate, as GET LINK STATISTICS reports them),
-   * or, measured, by a clearly slow backend (a file on a slow disk, a remote LUN).
+   * or, measured on READs nobody prefetched, by a clearly slow backend (a file
+   * on a slow disk, a remote LUN: SLOW_READ_US or 4 × minUs, whichever is more).
+   * Prefetch READs are not measured: they queue behind each other on purpose,
+   * and counting that wait once made readahead switch itself on and off.
    */
   readsAreSlow(minUs: number): boolean {
     if (minUs <= 0) return true
@@ -152,7 +162,7 @@ export class BlockDevice {
       const modelled = (l.rate ? (131072 * 1e6) / l.rate : 0) + l.latencyNs / 1000 + (l.commandRate ? 1e6 / l.commandRate : 0)
       if (modelled >= minUs) return true
     }
-    return this.readLatencyUs >= 4 * minUs
+    return this.readLatencyUs >= Math.max(SLOW_READ_US, 4 * minUs)
   }
 
   /** Readahead caches of open handles, told about every write. */
@@ -220,7 +230,7 @@ export class BlockDevice {
     }
     let attempt = 0
     const req = { target: this.info.loopId, lun: this.info.lun, cdb, data, direction, timeout: this.commandTimeout }
-    // Only data READs (not the scan's INQUIRY and friends) tell how slow reading is.
+    // Only data READs tell how slow reading is: not the scan's INQUIRY and friends, not prefetch READs (they queue on purpose).
     const t0 = op === 'READ' ? performance.now() : 0
     const onDone = (c: Completion): void => {
       const v = classify(c)
@@ -264,13 +274,13 @@ export class BlockDevice {
    * commands of at most maxBlocks. Reports the bytes of the contiguous
    * successful prefix, or the first error when nothing moved.
    */
-  transfer(op: Op, lba: number, blocks: number, buf: Buffer, cb: IoCallback): void {
+  transfer(op: Op, lba: number, blocks: number, buf: Buffer, cb: IoCallback, label: string = OP_LABEL[op]): void {
     const bs = this.blockSize
     const direction = op === 'read' ? DataDirection.In : DataDirection.Out
     if (blocks <= this.maxBlocks) {
       const cdb = Buffer.allocUnsafe(16)
       const n = encodeReadWrite(op, lba, blocks, cdb)
-      this.command(op.toUpperCase(), cdb.subarray(0, n), buf, direction, lba, blocks, (errno, c) => {
+      this.command(label, cdb.subarray(0, n), buf, direction, lba, blocks, (errno, c) => {
         if (errno < 0) return cb(errno)
         this.account(op, c.transferred)
         cb(c.transferred)
@@ -294,7 +304,7 @@ export class BlockDevice {
           if (r < this.maxBlocks * bs && k < pieces - 1) break // short piece: stop at the hole
         }
         cb(total)
-      })
+      }, label)
     }
   }
 
@@ -336,15 +346,22 @@ export class BlockDevice {
    * Reads whole blocks. With `lock`, the read waits for writes in flight to
    * the same blocks (answered write-back writes, prefetches racing a write).
    */
-  readBlocks(lba: number, blocks: number, buf: Buffer, lock: boolean, cb: IoCallback): void {
+  readBlocks(lba: number, blocks: number, buf: Buffer, lock: boolean, cb: IoCallback, label = OP_LABEL.read): void {
     if (this.tail !== null) this.flushTailIfOverlapping(lba * this.blockSize, (lba + blocks) * this.blockSize)
     // Only answered writes still in flight can race a read: without any, no lock is needed.
-    if (!lock || this.wbInflight.size === 0) return this.transfer('read', lba, blocks, buf, cb)
+    if (!lock || this.wbInflight.size === 0) return this.transfer('read', lba, blocks, buf, cb, label)
     this.locks.acquire(lba, lba + blocks - 1, false, (release) => {
-      this.transfer('read', lba, blocks, buf, (r) => {
-        release()
-        cb(r)
-      })
+      this.transfer(
+        'read',
+        lba,
+        blocks,
+        buf,
+        (r) => {
+          release()
+          cb(r)
+        },
+        label,
+      )
     })
   }
 

@@ -14,7 +14,7 @@
  * READs take the range lock, so a chunk never holds data older than a write
  * that was answered before the chunk was issued.
  */
-import type { BlockDevice, IoCallback, ReadCache } from './blockdev.js'
+import { PREFETCH_READ, type BlockDevice, type IoCallback, type ReadCache } from './blockdev.js'
 import { ioBuffers } from '../util/bufpool.js'
 
 interface Chunk {
@@ -32,11 +32,12 @@ export const DEFAULT_READAHEAD = {
   chunk: 512 * 1024,
   /**
    * Prefetch only while a 128 KiB READ takes at least this long (µs; see
-   * BlockDevice.readsAreSlow). Against a fast device (no modelled link) the
-   * extra copy costs more than the wait it saves: the reader is FUSE-bound
-   * either way. 0 = always prefetch.
+   * BlockDevice.readsAreSlow): every modelled link up to 32G (41 µs per
+   * 128 KiB at 32G, 164 µs at 8G), a slow backend, not the unmodelled link,
+   * where the reader is FUSE-bound and prefetching only adds a copy.
+   * 0 = always prefetch.
    */
-  minLatencyUs: 250,
+  minLatencyUs: 25,
 }
 
 export class Readahead implements ReadCache {
@@ -125,13 +126,20 @@ export class Readahead implements ReadCache {
     this.chunks.set(i, c)
     dev.stats.readaheadChunks++
     const bs = dev.blockSize
-    dev.readBlocks(start / bs, bytes / bs, c.buf, true, (r) => {
-      c.result = r
-      const w = c.waiters
-      c.waiters = []
-      for (const f of w) f()
-      if (c.refs === 0) ioBuffers.put(c.buf) // dropped while in flight
-    })
+    dev.readBlocks(
+      start / bs,
+      bytes / bs,
+      c.buf,
+      true,
+      (r) => {
+        c.result = r
+        const w = c.waiters
+        c.waiters = []
+        for (const f of w) f()
+        if (c.refs === 0) ioBuffers.put(c.buf) // dropped while in flight
+      },
+      PREFETCH_READ,
+    )
   }
 
   invalidate(start: number, end: number): void {

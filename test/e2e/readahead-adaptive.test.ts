@@ -1,14 +1,19 @@
 // Readahead pays off only when READs are slow: against the unmodelled link the
 // extra copy costs more than the wait it saves, so fcfs prefetches only while a
-// READ takes at least --readahead-min-latency (250 µs by default).
+// 128 KiB READ takes at least --readahead-min-latency (25 µs by default) by the link
+// model, or is measured to take ≥ 1 ms on READs that were not prefetched.
 import { afterEach, describe, expect, it } from 'vitest'
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { python, requireFuse, startFcfs, type Fcfs } from '../helpers/mount.js'
 
-async function chunks(fab: Fcfs): Promise<number> {
+async function fsStats(fab: Fcfs): Promise<{ readaheadChunks: number; readaheadDropped: number; readaheadHits: number }> {
   const s = JSON.parse(await readFile(path.join(fab.mnt, 'wwn', fab.wwpns[0], 'lun', '0', 'stats.json'), 'utf8'))
-  return s.fs.readaheadChunks as number
+  return s.fs
+}
+
+async function chunks(fab: Fcfs): Promise<number> {
+  return (await fsStats(fab)).readaheadChunks
 }
 
 /** A buffered sequential reader of 4 MiB in 128 KiB requests; prints whether the bytes are the written ones. */
@@ -50,6 +55,19 @@ describe('readahead follows how long a READ takes', () => {
     fab = await startFcfs({ args: ['--size', '16MiB', '--api-socket', 'off', '--latency', '1ms'] })
     expect(await readSequentially(fab)).toBe('True')
     expect(await chunks(fab)).toBeGreaterThan(0)
+  })
+
+  it('prefetches at --link 8G (164 µs per 128 KiB on the wire) and keeps prefetching to the end: only the chunks left at close are dropped', async () => {
+    requireFuse()
+    fab = await startFcfs({ args: ['--size', '16MiB', '--api-socket', 'off', '--link', '8G'] })
+    expect(await readSequentially(fab)).toBe('True')
+    const s = await fsStats(fab)
+    expect(s.readaheadChunks).toBeGreaterThan(0)
+    // 32 reads of 128 KiB (more FUSE requests when Python's buffer is not page-aligned):
+    // all but the first two are served from chunks.
+    expect(s.readaheadHits).toBeGreaterThanOrEqual(30)
+    // A window of 4 MiB in 512 KiB chunks: at most 9 listed when the handle closes.
+    expect(s.readaheadDropped).toBeLessThanOrEqual(9)
   })
 
   it('prefetches on the fast link too with --readahead-min-latency 0', async () => {
