@@ -3,24 +3,26 @@
  *   fcfs through FUSE (fio), the ceiling (a minimal fuse-native file), the
  *   peer (nbdkit memory + nbdfuse) and the direct API through the same ring,
  *   at --link unlimited and at modelled link speeds; then the direct API's
- *   command rate against a null LUN (scripts/direct-rate.ts, one step).
+ *   command rate against a null LUN (scripts/direct-rate.ts, one step); then
+ *   the memory probes of fcfs (scripts/bench/memory.ts: idle, written, steady).
  * Writes bench-report/report.md, results.json and SVG charts.
  *
  *   npm run bench                      quick mode (default): a subset, 0.5 s warm-up + 2 s per run
  *   npm run bench -- --full            the whole matrix, 10 s per run
  *   npm run bench -- --only 'seq-read' runs whose id (subject@link/workload) matches
+ *   npm run bench -- --only memory     just the three memory probes
  *   npm run bench -- --help            every option
  */
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
-import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { buildPlan, repeatPlan, defaultLinks, LINKS, SUBJECTS, timingFor, type Link, type Mode, type Run, type SubjectName } from './bench/plan.js'
 import { fioVersion } from './bench/fio.js'
-import { cleanupAll, installSignalHandlers, memory, onPath, run } from './bench/proc.js'
+import { cleanupAll, installSignalHandlers, onPath, run } from './bench/proc.js'
 import {
   ceilingSubject,
   directRateScript,
@@ -37,11 +39,23 @@ import {
 } from './bench/subjects.js'
 import type { DirectVia } from './bench/direct.js'
 import { createProgress } from './bench/progress.js'
-import { renderReport, type MemoryProbe, type ReportMeta } from './bench/report.js'
+import { renderReport, type ReportMeta } from './bench/report.js'
 import { jobsChartSpec, linkChartSpec, renderSvg } from './bench/charts.js'
-import { spawnServer, stopChild, forceUnmount } from './bench/proc.js'
 import { summarizeProfile } from './bench/profile.js'
 import { medianRate, RATE_STEP_ID, rateStepSeconds, rateSummary, runRateStep, type RateStep } from './bench/rate.js'
+import {
+  MEMORY_IDS,
+  MEMORY_PROBES,
+  memoryProbeSeconds,
+  memorySettingsFor,
+  memorySummary,
+  sparseProbes,
+  steadyProbe,
+  STEADY_MIX,
+  type MemoryProbeName,
+  type MemoryResults,
+  type MemorySettings,
+} from './bench/memory.js'
 
 interface Args {
   quick: boolean
@@ -58,6 +72,9 @@ interface Args {
   progress: boolean
   install: boolean
   'memory-probe': boolean
+  'memory-write'?: number
+  'memory-rounds'?: number
+  'memory-round-seconds'?: number
   prefill?: boolean
   repeat?: number
   'dry-run': boolean
@@ -83,7 +100,14 @@ function parseArgs(argv: string[]): Args {
     .option('install', { type: 'boolean', default: true, describe: 'apt-get install fio, nbdkit and nbdfuse when missing and root (--no-install: never)' })
     .option('prefill', { type: 'boolean', describe: 'write the regions once before each read workload, so reads move data, not sparse zeros', defaultDescription: 'on with --full, off in quick mode' })
     .option('repeat', { type: 'number', default: 1, describe: 'run every side-by-side group N times (A B C A B C) and report the median run: steadier figures on a busy machine' })
-    .option('memory-probe', { type: 'boolean', default: true, describe: 'also measure fcfs RSS with 4 × 1 TiB sparse LUNs, idle' })
+    .option('memory-probe', {
+      type: 'boolean',
+      default: true,
+      describe: `the memory probes of fcfs (--no-memory-probe: none): RSS with 4 × 1 TiB sparse LUNs idle (${MEMORY_IDS.idle}), its growth per MiB written (${MEMORY_IDS.written}), and across rounds of one fio mix (${MEMORY_IDS.steady})`,
+    })
+    .option('memory-write', { type: 'number', describe: 'MiB the written probe writes (a multiple of 8)', defaultDescription: '256 quick, 1024 full' })
+    .option('memory-rounds', { type: 'number', describe: 'rounds of the steady probe (the verdict compares the last with round 2)', defaultDescription: '6 quick, 10 full' })
+    .option('memory-round-seconds', { type: 'number', describe: 'seconds per round of the steady probe', defaultDescription: '2 quick, 10 full' })
     .option('snapshot', { type: 'boolean', default: true, describe: 'run the servers from a copy of dist/ taken at the start (others may rebuild dist/ meanwhile)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and exit' })
     .check((a) => {
@@ -92,6 +116,9 @@ function parseArgs(argv: string[]): Args {
       for (const l of String(a.links ?? '').split(',').filter(Boolean)) if (!(LINKS as readonly string[]).includes(l)) throw new Error(`--links: unknown link ${l}`)
       if (a.only) new RegExp(a.only)
       if (a['rate-seconds'] !== undefined && !(a['rate-seconds'] > 0)) throw new Error('--rate-seconds: must be a positive number of seconds')
+      if (a['memory-write'] !== undefined && !(a['memory-write'] >= 8)) throw new Error('--memory-write: at least 8 (MiB)')
+      if (a['memory-rounds'] !== undefined && !(Number.isInteger(a['memory-rounds']) && a['memory-rounds'] >= 1)) throw new Error('--memory-rounds: a whole number ≥ 1')
+      if (a['memory-round-seconds'] !== undefined && !(a['memory-round-seconds'] > 0)) throw new Error('--memory-round-seconds: must be a positive number of seconds')
       return true
     })
     .strict()
@@ -124,29 +151,6 @@ async function ensureFio(install: boolean, log: (s: string) => void): Promise<st
     v = await fioVersion()
   }
   return v
-}
-
-/** fcfs RSS with 4 × 1 TiB sparse LUNs, right after mounting: capacity must cost nothing. */
-async function memoryProbe(): Promise<MemoryProbe> {
-  const what = '4 × 1 TiB sparse LUNs'
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'fcfs-bench-mem-'))
-  const mnt = path.join(dir, 'mnt')
-  await mkdir(mnt)
-  let proc: ChildProcess | undefined
-  try {
-    const s = await spawnServer(process.execPath, [fcfsCli(), 'mount', mnt, '--targets', '4', '--size', '1TiB', '--log-level', 'warn'], (o) => o.includes(`fcfs mounted at ${mnt}`))
-    proc = s.proc
-    await readdir(path.join(mnt, 'wwn'))
-    await new Promise((r) => setTimeout(r, 1000))
-    const m = memory(proc.pid!)
-    return m ? { what, rss: m.rss } : { what, error: 'server gone' }
-  } catch (e) {
-    return { what, error: (e as Error).message.split('\n')[0] }
-  } finally {
-    if (proc) await stopChild(proc, 10_000)
-    await forceUnmount(mnt)
-    await rm(dir, { recursive: true, force: true }).catch(() => undefined)
-  }
 }
 
 /** One measurement per run id: the one with the median throughput, noting the spread. */
@@ -188,10 +192,27 @@ async function main(): Promise<number> {
   // The command-rate step: the direct API against a null LUN, as long per command kind as a run.
   const rateWanted = subjectsWanted.includes('direct') && (!only || only.test(RATE_STEP_ID))
   const rateSeconds = args['rate-seconds'] ?? timing.runtime
+  // The memory probes: fcfs alone, once each (not repeated), after everything else.
+  const memBase = memorySettingsFor(mode)
+  const memSettings: MemorySettings = {
+    writeMiB: args['memory-write'] ?? memBase.writeMiB,
+    rounds: args['memory-rounds'] ?? memBase.rounds,
+    roundSeconds: args['memory-round-seconds'] ?? memBase.roundSeconds,
+  }
+  const memWanted = new Set<MemoryProbeName>(
+    args['memory-probe'] && subjectsWanted.includes('fcfs') ? MEMORY_PROBES.filter((n) => !only || only.test(MEMORY_IDS[n])) : [],
+  )
   if (args['dry-run']) {
     for (const r of plan) process.stdout.write(`${r.id}\n`)
     if (rateWanted) process.stdout.write(`${RATE_STEP_ID} (direct-rate --json --backend null --seconds ${rateSeconds}${repeat > 1 ? `, ${repeat} times` : ''})\n`)
-    process.stdout.write(`${plan.length} runs${rateWanted ? ' + the rate step' : ''}\n`)
+    const memText: Record<MemoryProbeName, string> = {
+      idle: '4 × 1 TiB sparse LUNs, RSS 1 s after mounting',
+      written: `the same mount: ${Math.max(1, Math.floor(memSettings.writeMiB / 8)) * 8} MiB O_DIRECT near 0 and near 900 GiB of each LUN, RSS growth`,
+      steady: `4 × 1 GiB, ${memSettings.rounds} rounds × ${memSettings.roundSeconds} s of ${STEADY_MIX}; RSS after each round`,
+    }
+    for (const n of memWanted) process.stdout.write(`${MEMORY_IDS[n]} (${memText[n]})\n`)
+    const extras = [rateWanted ? 'the rate step' : '', memWanted.size ? `${memWanted.size} memory probe${memWanted.size > 1 ? 's' : ''}` : ''].filter(Boolean)
+    process.stdout.write(`${plan.length} runs${extras.map((e) => ` + ${e}`).join('')}\n`)
     return 0
   }
 
@@ -258,8 +279,10 @@ async function main(): Promise<number> {
   const runnable = plan.filter((r) => !unsupported(r))
   const perRun = timing.runtime + timing.ramp + 2
   const rateRuns = rateWanted && !unavailable.direct ? repeat : 0
-  progress.start(runnable.length + rateRuns, runnable.length * perRun + rateRuns * rateStepSeconds(rateSeconds))
-  let memoryResult: MemoryProbe | undefined
+  if (unavailable.fcfs) memWanted.clear()
+  const memSeconds = [...memWanted].reduce((t, n) => t + memoryProbeSeconds(n, memSettings), 0)
+  progress.start(runnable.length + rateRuns + memWanted.size, runnable.length * perRun + rateRuns * rateStepSeconds(rateSeconds) + memSeconds)
+  let memory: MemoryResults | undefined
   let rate: RateStep | undefined
   try {
     for (const r of plan) {
@@ -292,10 +315,25 @@ async function main(): Promise<number> {
       }
       if (steps.length) rate = medianRate(steps)
     }
-    if (!interrupted && args['memory-probe'] && !unavailable.fcfs && (!only || only.test('fcfs@unlimited/memory'))) {
-      progress.log('memory probe: fcfs with 4 × 1 TiB sparse LUNs …')
-      memoryResult = await memoryProbe()
-      progress.log(`memory probe: ${memoryResult.rss ? `${(memoryResult.rss / MB).toFixed(0)} MB RSS` : memoryResult.error}`)
+    if (memWanted.size && !interrupted) {
+      memory = {}
+      const ctx = { settings: memSettings, workDir, onChild: (p: ChildProcess) => (child = p), interrupted: () => interrupted }
+      const idle = memWanted.has('idle')
+      const written = memWanted.has('written')
+      if (idle || written) {
+        const label = written ? MEMORY_IDS.written : MEMORY_IDS.idle
+        progress.runStart(label, (idle ? memoryProbeSeconds('idle', memSettings) : 0) + (written ? memoryProbeSeconds('written', memSettings) : 0))
+        Object.assign(memory, await sparseProbes({ idle, written }, ctx))
+        child = null
+        if (idle) progress.runEnd(memorySummary('idle', memory))
+        if (written) progress.runEnd(memorySummary('written', memory))
+      }
+      if (memWanted.has('steady') && !interrupted) {
+        progress.runStart(MEMORY_IDS.steady, memoryProbeSeconds('steady', memSettings))
+        memory.steady = await steadyProbe(ctx)
+        child = null
+        progress.runEnd(memorySummary('steady', memory))
+      }
     }
   } finally {
     progress.stop()
@@ -342,15 +380,24 @@ async function main(): Promise<number> {
     machine: machineInfo(fio),
     unavailable,
     notes,
-    memory: memoryResult,
+    memoryNotRun: memory
+      ? undefined
+      : !args['memory-probe']
+        ? '--no-memory-probe'
+        : unavailable.fcfs
+          ? `fcfs: ${unavailable.fcfs}`
+          : interrupted
+            ? 'interrupted before the memory probes'
+            : 'the memory probes did not run (--only)',
     charts,
     argv: ['npm run bench --', ...hideBin(process.argv)],
   }
-  await writeFile(path.join(out, 'report.md'), renderReport(results, meta, rate))
-  await writeFile(path.join(out, 'results.json'), JSON.stringify({ meta, results, rate: rate ?? null }, null, 2) + '\n')
+  await writeFile(path.join(out, 'report.md'), renderReport(results, meta, rate, memory))
+  await writeFile(path.join(out, 'results.json'), JSON.stringify({ meta, results, rate: rate ?? null, memory: memory ?? null }, null, 2) + '\n')
   process.stderr.write(`bench: report in ${path.relative(process.cwd(), path.join(out, 'report.md')) || out}\n`)
   if (interrupted) return 130
-  return results.some((m) => m.status === 'error') || rate?.status === 'error' ? 1 : 0
+  const memoryError = Object.values(memory ?? {}).some((p) => p.status === 'error')
+  return results.some((m) => m.status === 'error') || rate?.status === 'error' || memoryError ? 1 : 0
 }
 
 main().then(

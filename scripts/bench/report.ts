@@ -6,16 +6,24 @@ import { isRead, linkRate, sharedFilesId, SUBJECT_TITLES, SUBJECTS, type Link, t
 import type { Measurement } from './subjects.js'
 import type { ProfileSummary } from './profile.js'
 import { RATE_GOAL, RATE_STEP_ID, type RateFigures, type RateStep } from './rate.js'
+import {
+  IDLE_LIMIT,
+  idleVerdict,
+  MEMORY_IDS,
+  STEADY_FRACTION,
+  STEADY_SLACK,
+  steadyLimit,
+  steadyPair,
+  steadyVerdict,
+  WRITTEN_FACTOR,
+  WRITTEN_SLACK,
+  writtenLimit,
+  writtenVerdict,
+  type MemoryResults,
+} from './memory.js'
 
 const MB = 1e6
 const MiB = 1024 * 1024
-
-export interface MemoryProbe {
-  /** what was mounted, e.g. "4 × 1 TiB sparse LUNs" */
-  what: string
-  rss?: number
-  error?: string
-}
 
 export interface ReportMeta {
   mode: Mode
@@ -27,7 +35,8 @@ export interface ReportMeta {
   /** subject → why it did not run (absent: it ran) */
   unavailable: Partial<Record<SubjectName, string>>
   notes: string[]
-  memory?: MemoryProbe
+  /** why the memory probes did not run, when none did (--no-memory-probe, --only, fcfs unavailable) */
+  memoryNotRun?: string
   charts: string[]
   argv: string[]
   /** --profile: CPU profile summaries of the fcfs server per run */
@@ -218,7 +227,7 @@ function rateTable(rate: RateStep): string {
   return table(['command', 'commands/s (wall)', 'commands per CPU second', 'CPU load (cores)', 'commands', 'seconds', 'completions per interrupt'], rows)
 }
 
-function goals(r: Results, meta: ReportMeta, rate: RateStep | undefined): string {
+function goals(r: Results, meta: ReportMeta, rate: RateStep | undefined, memory: MemoryResults | undefined): string {
   const out: Array<[string, Verdict, string]> = []
   const verdict = verdictOf
   const find = (link: Link, pred: (w: Workload) => boolean): Measurement[] =>
@@ -251,11 +260,83 @@ function goals(r: Results, meta: ReportMeta, rate: RateStep | undefined): string
     out.push(['unlimited: fcfs faster than nbdkit+nbdfuse on every workload', meta.unavailable.peer ? 'not measured' : verdict(ok), (losers.length ? `slower on: ${losers.join('; ')}` : '') + skippedQ])
   }
   out.push([`direct API ≥ ${count(RATE_GOAL)} commands/s on one core (null target)`, ...rateGoal(rate)])
-  if (meta.memory) {
-    const m = meta.memory
-    out.push([`RSS < 150 MB with ${m.what}`, m.rss === undefined ? 'not measured' : m.rss < 150e6 ? 'pass' : 'FAIL', m.rss !== undefined ? `${(m.rss / MB).toFixed(0)} MB idle after mount` : (m.error ?? '')])
-  }
+  out.push(...memoryGoals(memory, meta.memoryNotRun))
   return table(['goal (issue 6)', 'verdict', 'figures'], out.map(([g, v, d]) => [g, v, d]), 1000)
+}
+
+const signedMiB = (b: number): string => `${b >= 0 ? '+' : '−'}${mib(Math.abs(b))} MiB`
+const probeFailed = (p: { status: string; note?: string }): string => `${p.status}${p.note ? `: ${p.note.split('\n')[0].slice(0, 160)}` : ''}`
+
+function memoryTable(m: MemoryResults): string {
+  const rows: string[][] = []
+  if (m.idle) {
+    const p = m.idle
+    rows.push(['idle', p.what, 'mounted, 1 s idle', p.status === 'ok' ? mib(p.rss) : p.status, p.status === 'ok' ? `${(p.rss! / MB).toFixed(0)} MB (limit ${(IDLE_LIMIT / MB).toFixed(0)} MB)` : probeFailed(p), idleVerdict(p)])
+  }
+  if (m.written) {
+    const p = m.written
+    rows.push([
+      'written',
+      p.what,
+      `${mib(p.written)} MiB written (${p.placement})${p.bw ? `, ${mbps(p.bw)} MB/s` : ''}`,
+      p.status === 'ok' ? `${mib(p.rssBefore)} → ${mib(p.rssAfter)}` : p.status,
+      p.status === 'ok'
+        ? `growth ${signedMiB(p.growth!)} = ${(p.growth! / p.written).toFixed(2)} MiB per MiB written (limit ${WRITTEN_FACTOR} × ${mib(p.written)} + ${mib(WRITTEN_SLACK)} = ${mib(writtenLimit(p.written))} MiB)`
+        : probeFailed(p),
+      writtenVerdict(p),
+    ])
+  }
+  if (m.steady) {
+    const p = m.steady
+    const pair = steadyPair(p)
+    const samples = p.samples.map((x) => `${x.round === 0 ? 'written once' : `r${x.round}`} ${mib(x.rss)}`).join(', ')
+    const growth = pair
+      ? `round ${pair.last.round} vs round 2: ${signedMiB(pair.last.rss - pair.base.rss)} (${(((pair.last.rss - pair.base.rss) / pair.base.rss) * 100).toFixed(1)}%; limit +${STEADY_FRACTION * 100}% + ${mib(STEADY_SLACK)} MiB = ${mib(steadyLimit(pair.base.rss))} MiB); peak ${mib(pair.last.hwm)} MiB`
+      : 'fewer than 2 rounds: no baseline'
+    rows.push([
+      'steady',
+      p.what,
+      `${p.rounds} rounds × ${p.roundSeconds} s of one mix (${p.mix})${p.samples.length > 1 ? `; MB/s per round ${p.samples.filter((x) => x.bw !== undefined).map((x) => mbps(x.bw)).join(' / ')}` : ''}`,
+      samples ? `mounted ${mib(p.rssMounted)}; ${samples}` : mib(p.rssMounted),
+      p.status === 'ok' ? growth : probeFailed(p),
+      steadyVerdict(p),
+    ])
+  }
+  return table(['probe', 'mount', 'what it did', 'RSS MiB', 'figures', 'verdict'], rows, 1000)
+}
+
+/** The three goal rows of the memory goal; each says why it was not measured when it was not. */
+function memoryGoals(m: MemoryResults | undefined, notRun: string | undefined): Array<[string, Verdict, string]> {
+  const missing = (id: string): string => notRun ?? `the probe ${id} did not run (--only)`
+  const { idle, written, steady } = m ?? {}
+  const pair = steadyPair(steady)
+  return [
+    [
+      'RSS < 150 MB with 4 × 1 TiB sparse LUNs',
+      idleVerdict(idle),
+      !idle ? missing(MEMORY_IDS.idle) : idle.status !== 'ok' ? probeFailed(idle) : `${(idle.rss! / MB).toFixed(0)} MB idle after mount`,
+    ],
+    [
+      'RSS grows with data written, not capacity',
+      writtenVerdict(written),
+      !written
+        ? missing(MEMORY_IDS.written)
+        : written.status !== 'ok'
+          ? probeFailed(written)
+          : `${signedMiB(written.growth!)} after writing ${mib(written.written)} MiB over ${written.what}: ${(written.growth! / written.written).toFixed(2)} MiB per MiB written (limit ${WRITTEN_FACTOR} × written + ${mib(WRITTEN_SLACK)} MiB = ${mib(writtenLimit(written.written))} MiB)`,
+    ],
+    [
+      'no RSS growth across a long run',
+      steadyVerdict(steady),
+      !steady
+        ? missing(MEMORY_IDS.steady)
+        : steady.status !== 'ok'
+          ? probeFailed(steady)
+          : !pair
+            ? `${steady.rounds} round(s): no round-2 baseline`
+            : `RSS after round ${pair.last.round} ${mib(pair.last.rss)} MiB vs ${mib(pair.base.rss)} MiB after round 2 (${signedMiB(pair.last.rss - pair.base.rss)}; limit +${STEADY_FRACTION * 100}% + ${mib(STEADY_SLACK)} MiB); ${steady.rounds} rounds × ${steady.roundSeconds} s; every round: ${steady.samples.filter((x) => x.round > 0).map((x) => mib(x.rss)).join(' ')} MiB`,
+    ],
+  ]
 }
 
 function allRuns(r: Results): string {
@@ -275,7 +356,7 @@ function allRuns(r: Results): string {
   return table(['run', 'MB/s', 'IOPS', 'p50 µs', 'p99 µs', 'server CPU', 'fio CPU', 'RSS MiB', 'peak RSS MiB', 'peak outstanding', 'note'], rows)
 }
 
-export function renderReport(ms: Measurement[], meta: ReportMeta, rate?: RateStep): string {
+export function renderReport(ms: Measurement[], meta: ReportMeta, rate?: RateStep, memory?: MemoryResults): string {
   const r = new Results(ms)
   const secs = ((meta.finished.getTime() - meta.started.getTime()) / 1000).toFixed(0)
   const lines: string[] = []
@@ -325,9 +406,21 @@ export function renderReport(ms: Measurement[], meta: ReportMeta, rate?: RateSte
     lines.push(rateTable(rate))
     lines.push('')
   }
+  if (memory && Object.keys(memory).length) {
+    lines.push('## Memory')
+    lines.push('')
+    lines.push(
+      'VmRSS of the fcfs server (`/proc/<pid>/status`), RAM backend, `--link unlimited`. ' +
+        'idle: 4 × 1 TiB sparse LUNs, 1 s after mounting. written: on that same mount, data written with O_DIRECT, then 1 s idle; growth = RSS after − RSS before. ' +
+        'steady: 4 × 1 GiB LUNs, the regions written once (round 0), then the same fio mix round after round; round 2 is the baseline (pools, page-cache traffic and JIT have settled by then).',
+    )
+    lines.push('')
+    lines.push(memoryTable(memory))
+    lines.push('')
+  }
   lines.push('## Goals')
   lines.push('')
-  lines.push(goals(r, meta, rate))
+  lines.push(goals(r, meta, rate, memory))
   lines.push('')
   if (meta.charts.length) {
     lines.push('## Charts')
