@@ -1,7 +1,8 @@
 // The benchmark harness end to end, tiny: one 1-second fio job against fcfs and
-// against the fuse-native ceiling, and the direct API's command-rate step for a
-// fraction of a second, then the report and results must carry real numbers and
-// nothing may stay mounted. (The benchmark itself is `npm run bench`, not part of
+// against the fuse-native ceiling, the direct API's command-rate step for a
+// fraction of a second and the steady-state memory probe for 2 rounds of 0.5 s,
+// then the report and results must carry real numbers and nothing may stay
+// mounted. (The benchmark itself is `npm run bench`, not part of
 // `npm test`.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { existsSync } from 'node:fs'
@@ -10,7 +11,7 @@ import path from 'node:path'
 import { REPO_ROOT, makeTmp, mountPoints, requireFuse, run } from '../helpers/mount.js'
 
 const BENCH = path.join(REPO_ROOT, 'dist', 'scripts', 'bench.js')
-const ONLY = '^(fcfs|ceiling)@unlimited/seq-read-640k-direct-j8$|^direct@unlimited/rate-null$'
+const ONLY = '^(fcfs|ceiling)@unlimited/seq-read-640k-direct-j8$|^direct@unlimited/rate-null$|^fcfs@unlimited/memory-steady$'
 
 interface Result {
   run: { id: string; subject: string }
@@ -26,6 +27,14 @@ interface RateFigures {
   wall: number
   perCpuSecond: number
   commands: number
+}
+
+interface SteadyProbe {
+  id: string
+  status: string
+  note?: string
+  rounds: number
+  samples: Array<{ round: number; rss: number; hwm: number; bw?: number }>
 }
 
 interface RateResult {
@@ -47,12 +56,12 @@ describe('npm run bench (smoke)', () => {
     before = await mountPoints(true)
     const r = await run(
       process.execPath,
-      [BENCH, '--only', ONLY, '--runtime', '1', '--ramp', '0', '--rate-seconds', '0.3', '--no-memory-probe', '--no-progress', '--no-install', '--out', out],
-      { timeoutMs: 60_000 },
+      [BENCH, '--only', ONLY, '--runtime', '1', '--ramp', '0', '--rate-seconds', '0.3', '--memory-rounds', '2', '--memory-round-seconds', '0.5', '--no-progress', '--no-install', '--out', out],
+      { timeoutMs: 80_000 },
     )
     code = r.code
     stderr = r.stderr
-  }, 70_000)
+  }, 90_000)
 
   afterAll(async () => {
     if (out) await rm(out, { recursive: true, force: true })
@@ -104,6 +113,39 @@ describe('npm run bench (smoke)', () => {
     expect(['pass', 'FAIL']).toContain(verdict)
     expect(figures).toMatch(/TEST UNIT READY per CPU-second .*: [\d,]+\/CPU-s, [\d,]+\/s by the wall clock/)
     expect(md).toContain('## Direct API command rate (null target)')
+  })
+
+  it('runs the steady-state memory probe and records the server RSS after the prefill and after each round', async () => {
+    const { memory } = JSON.parse(await readFile(path.join(out, 'results.json'), 'utf8')) as { memory: { idle?: unknown; written?: unknown; steady?: SteadyProbe } | null }
+    expect(memory?.steady?.status, memory?.steady?.note).toBe('ok')
+    // --only matched the steady probe alone.
+    expect(memory).not.toHaveProperty('idle')
+    expect(memory).not.toHaveProperty('written')
+    expect(memory!.steady!.rounds).toBe(2)
+    expect(memory!.steady!.samples.map((s) => s.round)).toEqual([0, 1, 2])
+    for (const s of memory!.steady!.samples) {
+      expect(s.rss).toBeGreaterThan(0)
+      expect(s.hwm).toBeGreaterThanOrEqual(s.rss)
+    }
+    for (const s of memory!.steady!.samples.slice(1)) expect(s.bw).toBeGreaterThan(0)
+  })
+
+  it('puts a Memory table and the three memory goal rows into the report, the steady one judged on numbers', async () => {
+    const md = await readFile(path.join(out, 'report.md'), 'utf8')
+    expect(md).toContain('## Memory')
+    const cells = (prefix: string): string[] => {
+      const row = md.split('\n').find((l) => l.startsWith(prefix))
+      expect(row, md).toBeDefined()
+      return row!.split('|').map((c) => c.trim())
+    }
+    const steady = cells('| steady | 4 × 1 GiB LUNs |')
+    expect(steady[4]).toMatch(/^mounted \d+; written once \d+, r1 \d+, r2 \d+$/)
+    const [, , verdict, figures] = cells('| no RSS growth across a long run |')
+    expect(['pass', 'FAIL']).toContain(verdict)
+    expect(figures).toMatch(/RSS after round 2 \d+ MiB vs \d+ MiB after round 2/)
+    // The other two probes were left out by --only: their goals say so instead of inventing a verdict.
+    expect(cells('| RSS < 150 MB with 4 × 1 TiB sparse LUNs |')[2]).toBe('not measured')
+    expect(cells('| RSS grows with data written, not capacity |')[2]).toBe('not measured')
   })
 
   it('leaves no mount behind', async () => {
