@@ -105,7 +105,7 @@ function parseArgs(argv: string[]): Args {
       default: true,
       describe: `the memory probes of fcfs (--no-memory-probe: none): RSS with 4 × 1 TiB sparse LUNs idle (${MEMORY_IDS.idle}), its growth per MiB written (${MEMORY_IDS.written}), and across rounds of one fio mix (${MEMORY_IDS.steady})`,
     })
-    .option('memory-write', { type: 'number', describe: 'MiB the written probe writes (a multiple of 8)', defaultDescription: '256 quick, 1024 full' })
+    .option('memory-write', { type: 'number', describe: 'MiB the written probe writes (rounded down to a multiple of 8: 1/8 at each place)', defaultDescription: '256 quick, 1024 full' })
     .option('memory-rounds', { type: 'number', describe: 'rounds of the steady probe (the verdict compares the last with round 2)', defaultDescription: '6 quick, 10 full' })
     .option('memory-round-seconds', { type: 'number', describe: 'seconds per round of the steady probe', defaultDescription: '2 quick, 10 full' })
     .option('snapshot', { type: 'boolean', default: true, describe: 'run the servers from a copy of dist/ taken at the start (others may rebuild dist/ meanwhile)' })
