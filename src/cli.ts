@@ -15,7 +15,7 @@ import { defaultConfig, loadConfigFile, type FabricConfig } from './targets/conf
 import { startServer, type Server, type ServerOptions } from './server.js'
 import { runTop } from './top.js'
 import { TUNING_OPTIONS, tuningFromArgs, type Tuning, type TuningArgs } from './tuning.js'
-import { fusermountUnmount, isFuseMounted } from './fs/mount.js'
+import { FUSE_ENGINES, fusermountUnmount, isFuseMounted, type FuseEngine } from './fs/mount.js'
 import { parseChap, parsePortal } from './iscsi/server.js'
 
 const EXIT_USAGE = 2
@@ -35,6 +35,7 @@ interface MountArgs extends TuningArgs {
   'log-level': string
   'api-socket'?: string
   'allow-other': boolean
+  'fuse-engine'?: string
   'iscsi-portal'?: string
   'iscsi-chap'?: string
   import?: string | string[]
@@ -105,13 +106,24 @@ function apiSocketArg(v: string | undefined): string | false | undefined {
   return v === 'off' ? false : resolve(v)
 }
 
+/** --fuse-engine, else $FCFS_FUSE_ENGINE, else native. */
+function fuseEngineArg(v: string | undefined): FuseEngine {
+  const e = v ?? process.env.FCFS_FUSE_ENGINE ?? 'native'
+  if (!(FUSE_ENGINES as readonly string[]).includes(e)) {
+    throw new ConfigError(v === undefined ? 'FCFS_FUSE_ENGINE' : '--fuse-engine', `must be ${FUSE_ENGINES.join(' or ')}, got ${JSON.stringify(e)}`)
+  }
+  return e as FuseEngine
+}
+
 async function mountCommand(a: MountArgs): Promise<void> {
   let config: FabricConfig
   let iscsi: ServerOptions['iscsi']
   let tuning: Tuning
+  let engine: FuseEngine
   try {
     config = await configFrom(a)
     tuning = tuningFromArgs(a)
+    engine = fuseEngineArg(a['fuse-engine'])
     if (a['iscsi-chap'] !== undefined && a['iscsi-portal'] === undefined) throw new ConfigError('--iscsi-chap', 'needs --iscsi-portal')
     if (a['iscsi-portal'] !== undefined) {
       iscsi = { ...parsePortal(String(a['iscsi-portal'])), chap: a['iscsi-chap'] !== undefined ? parseChap(String(a['iscsi-chap'])) : undefined }
@@ -123,7 +135,7 @@ async function mountCommand(a: MountArgs): Promise<void> {
   const log = createLogger(a['log-level'] as never)
   let server: Server
   try {
-    server = await startServer({ mountpoint: a.mountpoint, config, log, allowOther: a['allow-other'], iscsi, tuning, apiSocket: apiSocketArg(a['api-socket']) })
+    server = await startServer({ mountpoint: a.mountpoint, config, log, allowOther: a['allow-other'], engine, iscsi, tuning, apiSocket: apiSocketArg(a['api-socket']) })
   } catch (err) {
     process.stderr.write(`fcfs: ${(err as Error).message}\n`)
     process.exit(1)
@@ -278,6 +290,13 @@ export function buildCli(argv: string[]): Argv {
             defaultDescription: '$XDG_RUNTIME_DIR/fcfs-<hash>.sock, else /tmp/fcfs-<uid>/fcfs-<hash>.sock',
           })
           .option('allow-other', { type: 'boolean', default: false, describe: 'let other users reach the mount (needs user_allow_other)' })
+          .option('fuse-engine', {
+            type: 'string',
+            requiresArg: true,
+            choices: FUSE_ENGINES as unknown as string[],
+            describe: 'native: fuse-native/libfuse 2.9 (128 KiB requests); raw: fcfs speaks FUSE on /dev/fuse itself (1 MiB requests, parallel O_DIRECT writes; root only)',
+            defaultDescription: '$FCFS_FUSE_ENGINE, else native',
+          })
           .options(TUNING_OPTIONS)
           .example('$0 mount /mnt/fc', 'two 1 GiB targets with 512-byte blocks')
           .example('$0 mount /mnt/fc --targets 4 --size 1TiB --block-size 4096', 'four sparse 1 TiB LUNs')

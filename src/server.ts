@@ -11,7 +11,7 @@ import type { Fabric } from './targets/types.js'
 import { BlockDevice } from './fs/blockdev.js'
 import { scanPort } from './fs/scan.js'
 import { Filesystem } from './fs/filesystem.js'
-import { mountFuse, isFuseMounted, prepareMountpoint, type Mounted } from './fs/mount.js'
+import { mountFuse, isFuseMounted, prepareMountpoint, type FuseEngine, type Mounted } from './fs/mount.js'
 import { DEFAULT_TUNING, type Tuning } from './tuning.js'
 import { addFaultFiles, FaultSet } from './faults/index.js'
 import { ConfigError } from './errors.js'
@@ -25,6 +25,8 @@ export interface ServerOptions {
   config: FabricConfig
   log: Logger
   allowOther?: boolean
+  /** FUSE engine: 'native' (fuse-native, default) or 'raw' (src/fs/rawfuse, root only). */
+  engine?: FuseEngine
   /** Link model, queue depth, write-back, readahead, trace (defaults: DEFAULT_TUNING). */
   tuning?: Tuning
   /** Serve the targets over iSCSI too (off unless given). */
@@ -112,7 +114,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     if (opts.apiSocket !== false) {
       api = await startApiServer({ path: resolve(opts.apiSocket ?? defaultSocketPath(mountpoint)), driver, luns: fs.devices, log })
     }
-    mounted = await mountFuse(mountpoint, fs.fuseOps(), { allowOther: opts.allowOther })
+    mounted = await mountFuse(mountpoint, fs.fuseOps(), { allowOther: opts.allowOther, engine: opts.engine, log })
   } catch (err) {
     await api?.close()
     await iscsi?.close()
@@ -120,7 +122,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     await closeFabric(fabric, log)
     throw err
   }
-  log.info({ event: 'mounted', mountpoint, targets: driver.ports.length, luns: devices.length }, 'fcfs mounted')
+  log.info({ event: 'mounted', mountpoint, engine: opts.engine ?? 'native', targets: driver.ports.length, luns: devices.length }, 'fcfs mounted')
 
   let resolveStopped!: () => void
   const stopped = new Promise<void>((r) => (resolveStopped = r))

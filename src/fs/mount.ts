@@ -17,6 +17,7 @@ import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import { MountError } from '../errors.js'
 import type { Logger } from '../log.js'
+import { mountRaw } from './rawfuse/session.js'
 
 export const MAX_REQUEST = 128 * 1024
 
@@ -35,12 +36,20 @@ export interface Mounted {
   unmount(): Promise<void>
 }
 
+export type FuseEngine = 'native' | 'raw'
+export const FUSE_ENGINES: readonly FuseEngine[] = ['native', 'raw']
+
 export interface MountOptions {
   allowOther?: boolean
   debug?: boolean
+  /** 'native' (fuse-native, libfuse 2.9; the default) or 'raw' (src/fs/rawfuse: the protocol on /dev/fuse, root only). */
+  engine?: FuseEngine
+  /** For the raw engine's session log records. */
+  log?: Logger
 }
 
 export function mountFuse(mountpoint: string, ops: Record<string, unknown>, opts: MountOptions = {}): Promise<Mounted> {
+  if (opts.engine === 'raw') return mountRaw(mountpoint, ops, { allowOther: opts.allowOther, debug: opts.debug, log: opts.log })
   const fuse = new FcfsFuse(mountpoint, ops, {
     mkdir: true,
     force: true, // a stale mount left by a killed server is unmounted first

@@ -1,0 +1,64 @@
+/**
+ * A /dev/fuse reader thread (worker_threads). Each read(2) returns exactly one
+ * request; this thread reads it straight into a free slot of the shared
+ * request memory and posts `slot * shift + bytes` to the main thread,
+ * which answers it and frees the slot. One cross-thread hand-off per request.
+ *
+ * Why a worker and not fs.read on the libuv threadpool: a read of /dev/fuse
+ * blocks until the kernel has a request, so every outstanding read pins a
+ * pool thread for as long as the mount is idle. The pool has 4 threads unless
+ * UV_THREADPOOL_SIZE was set before Node's module loader started it, and fcfs
+ * needs those threads for its own file I/O (file backends, /proc reads).
+ *
+ * Slot states (Int32Array `state`, one entry per slot; entry [slots] is a
+ * generation counter the main thread bumps and notifies on every free):
+ *
+ *   0 free ──reader claims (CAS 0→1)──▶ 1 owned by a reader/main ──main frees──▶ 0
+ */
+import { readSync } from 'node:fs'
+import { parentPort, workerData } from 'node:worker_threads'
+
+interface ReaderData {
+  fd: number
+  memory: SharedArrayBuffer
+  state: SharedArrayBuffer
+  slots: number
+  slotSize: number
+  first: number
+  /** A message is slot * shift + bytes read (shift > any request length). */
+  shift: number
+}
+
+const { fd, memory, state, slots, slotSize, first, shift } = workerData as ReaderData
+const st = new Int32Array(state)
+const views = Array.from({ length: slots }, (_, i) => Buffer.from(memory, i * slotSize, slotSize))
+
+function claim(): number {
+  for (;;) {
+    const gen = Atomics.load(st, slots)
+    for (let k = 0; k < slots; k++) {
+      const i = (first + k) % slots
+      if (Atomics.compareExchange(st, i, 0, 1) === 0) return i
+    }
+    Atomics.wait(st, slots, gen) // every slot is held by a request in progress: back-pressure on the kernel queue
+  }
+}
+
+for (;;) {
+  const slot = claim()
+  let n = -1
+  while (n < 0) {
+    try {
+      n = readSync(fd, views[slot], 0, slotSize, null)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      // ENOENT: the request was interrupted before we got it; EINTR/EAGAIN: try again.
+      if (code === 'ENOENT' || code === 'EINTR' || code === 'EAGAIN') continue
+      Atomics.store(st, slot, 0)
+      // ENODEV: the connection is gone (unmounted or aborted): the normal end.
+      parentPort!.postMessage(code === 'ENODEV' ? { end: true } : { end: true, error: `${code ?? ''} ${(e as Error).message}` })
+      process.exit(0)
+    }
+  }
+  parentPort!.postMessage(slot * shift + n)
+}

@@ -1,0 +1,570 @@
+/**
+ * An opt-in FUSE engine: fcfs speaks the kernel protocol on /dev/fuse itself,
+ * with no libfuse and no native addon. Same `ops` table (Filesystem.fuseOps(),
+ * fuse-native's callback style) and same Mounted contract as mountFuse.
+ *
+ * Why: libfuse 2.9 answers INIT with protocol 7.19, so every request is at
+ * most 128 KiB, O_DIRECT writes to one file are serialised (no
+ * FOPEN_PARALLEL_DIRECT_WRITES) and each request crosses threads twice. Here:
+ *   - INIT: max_write 1 MiB, max_pages 256, ASYNC_READ, BIG_WRITES, ASYNC_DIO,
+ *     PARALLEL_DIROPS; max_background 128 (async DIO and readahead go through it);
+ *   - every open answers FOPEN_DIRECT_IO (fcfs is direct_io: exact sizes, no
+ *     page cache) and FOPEN_PARALLEL_DIRECT_WRITES (many O_DIRECT writes to one
+ *     file in flight at once);
+ *   - requests are read by worker threads (reader.ts) into shared slots, one
+ *     hand-off to the main thread each; a reply is one write(2) of header + body
+ *     from the main thread (writing a reply to /dev/fuse never waits for a
+ *     filesystem: the kernel copies it and wakes the caller).
+ *
+ * Node ids: the root is 1; every other path gets an id on first sight that it
+ * keeps for the life of the session (LOOKUP counts references, FORGET and
+ * BATCH_FORGET give them back; an id forgotten by the kernel may be handed
+ * out again for the same path, which the protocol allows).
+ */
+import { open as openCb, close as closeCb, writeSync, writevSync } from 'node:fs'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { constants as osConstants } from 'node:os'
+import { Worker } from 'node:worker_threads'
+import { MountError } from '../../errors.js'
+import { ioBuffers } from '../../util/bufpool.js'
+import type { Logger } from '../../log.js'
+import {
+  Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
+  FUSE_KERNEL_MINOR, FUSE_KERNEL_VERSION, GetattrIn, InHeader, InitFlag, InitIn, InitOut, NAMESPACE_OPS, NO_REPLY_OPS, Op,
+  OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, ROOT_ID, SetattrIn, StatfsOut, WriteIn, WriteOut, Dirent, direntSize,
+} from './protocol.js'
+
+export const RAW_MAX_PAGES = 256
+export const RAW_MAX_WRITE = RAW_MAX_PAGES * 4096
+/** The kernel refuses a read buffer smaller than in_header + write_in + max_write. */
+const SLOT_SIZE = RAW_MAX_WRITE + 4096
+/** A reader's message is slot * SLOT_SHIFT + bytes read. */
+const SLOT_SHIFT = 2 ** 22
+/** Attribute and entry validity, as libfuse 2's defaults (entry_timeout = attr_timeout = 1 s). */
+const VALID_SEC = 1n
+
+export interface RawMountOptions {
+  allowOther?: boolean
+  debug?: boolean
+  log?: Logger
+  /** Reader threads (default 2) and request slots shared by them (default 96, 1 MiB each, backs in-flight WRITEs). */
+  readers?: number
+  slots?: number
+}
+
+export interface RawMounted {
+  mountpoint: string
+  unmount(): Promise<void>
+  /** Resolves when the session has ended (unmounted, aborted) and /dev/fuse is closed. */
+  ended: Promise<void>
+}
+
+type Cb = (r: number) => void
+type AnyFn = (...args: unknown[]) => void
+interface StatLike { mode: number; size: number; uid: number; gid: number; nlink: number; blksize?: number; blocks?: number; mtime: Date | number; atime: Date | number; ctime: Date | number; ino?: number }
+
+const E = osConstants.errno
+const secOf = (t: Date | number): number => (typeof t === 'number' ? t : t.getTime())
+
+/** True when this process holds CAP_SYS_ADMIN (mount(2) needs it). */
+async function hasSysAdmin(): Promise<boolean> {
+  const text = await readFile('/proc/self/status', 'utf8').catch(() => '')
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(text)
+  return m ? (BigInt('0x' + m[1]) & (1n << 21n)) !== 0n : process.getuid?.() === 0
+}
+
+function run(cmd: string, args: string[], stdio: (number | 'ignore' | 'pipe')[] = ['ignore', 'ignore', 'pipe']): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(cmd, args, { stdio: stdio as never })
+    let stderr = ''
+    c.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s))
+    c.on('error', (e) => resolve({ code: 127, stderr: e.message }))
+    c.on('close', (code) => resolve({ code: code ?? 1, stderr: stderr.trim() }))
+  })
+}
+
+/** The fusectl name of the mount's connection (its st_dev), from /proc/self/mountinfo: never touches the mount. */
+async function connectionOf(mountpoint: string): Promise<string | null> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')
+  const esc = mountpoint.replace(/ /g, '\\040')
+  for (const l of text.split('\n')) {
+    const f = l.split(' ')
+    if (f[4] === esc && l.includes(' - fuse')) {
+      const [maj, min] = f[2].split(':').map(Number)
+      return String(maj * 2 ** 20 + min)
+    }
+  }
+  return null
+}
+
+class Session {
+  private readonly ids = new Map<string, number>([['/', ROOT_ID]])
+  private readonly paths = new Map<number, string>([[ROOT_ID, '/']])
+  private readonly lookups = new Map<number, number>()
+  private nextId = ROOT_ID + 1
+  private readonly dirs = new Map<number, { path: string; names: string[] | null }>()
+  private nextDir = 1
+  private readonly hdr = Buffer.alloc(OutHeader.SIZE)
+  private readonly scratch = Buffer.alloc(64 * 1024)
+  private readonly views: Buffer[]
+  private readonly state: Int32Array
+  private readonly workers: Worker[] = []
+  private running = 0
+  private closed = false
+  initDone!: () => void
+  readonly initialised = new Promise<void>((r) => (this.initDone = r))
+  endDone!: () => void
+  readonly ended = new Promise<void>((r) => (this.endDone = r))
+  readonly counts = new Map<number, number>()
+
+  constructor(
+    readonly fd: number,
+    private readonly ops: Record<string, AnyFn | undefined>,
+    private readonly log: Logger | undefined,
+    private readonly readers: number,
+    private readonly slots: number,
+  ) {
+    const memory = new SharedArrayBuffer(slots * SLOT_SIZE)
+    const state = new SharedArrayBuffer(4 * (slots + 1))
+    this.state = new Int32Array(state)
+    this.views = Array.from({ length: slots }, (_, i) => Buffer.from(memory, i * SLOT_SIZE, SLOT_SIZE))
+    for (let r = 0; r < readers; r++) {
+      const w = new Worker(new URL('./reader.js', import.meta.url), {
+        workerData: { fd, memory, state, slots, slotSize: SLOT_SIZE, first: Math.floor((r * slots) / readers), shift: SLOT_SHIFT },
+      })
+      this.running++
+      w.on('message', (m: number | { end: true; error?: string }) => (typeof m === 'number' ? this.request(m) : this.readerEnded(m.error)))
+      w.on('error', (e) => this.readerEnded(e.message))
+      this.workers.push(w)
+    }
+  }
+
+  private readerEnded(error?: string): void {
+    if (error) this.log?.error({ event: 'rawfuse_read_failed', err: error }, 'reading /dev/fuse failed')
+    if (--this.running > 0) return
+    this.close()
+  }
+
+  /** Closes /dev/fuse once no reader uses it; resolves `ended`. */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    closeCb(this.fd, () => this.endDone())
+  }
+
+  /** Stops reader threads that are still blocked (the connection was aborted without waking them). */
+  async terminate(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate().catch(() => 0)))
+  }
+
+  private free(slot: number): void {
+    Atomics.store(this.state, slot, 0)
+    Atomics.add(this.state, this.slots, 1)
+    Atomics.notify(this.state, this.slots)
+  }
+
+  private path(nodeid: number): string | undefined {
+    return this.paths.get(nodeid)
+  }
+
+  private idOf(path: string): number {
+    let id = this.ids.get(path)
+    if (id === undefined) {
+      id = this.nextId++
+      this.ids.set(path, id)
+      this.paths.set(id, path)
+    }
+    return id
+  }
+
+  // ---- replies: one write(2) each ----
+
+  private write(bufs: Buffer[]): void {
+    if (this.closed) return
+    try {
+      if (bufs.length === 1) writeSync(this.fd, bufs[0])
+      else writevSync(this.fd, bufs)
+    } catch (e) {
+      // ENOENT: the request was interrupted or aborted meanwhile; ENODEV: the connection is gone.
+      const code = (e as NodeJS.ErrnoException).code
+      if (code !== 'ENOENT' && code !== 'ENODEV') this.log?.error({ event: 'rawfuse_reply_failed', err: (e as Error).message }, 'writing a FUSE reply failed')
+    }
+  }
+
+  /** Header + `body` bytes already in scratch[OutHeader.SIZE…]. */
+  private reply(unique: bigint, error: number, body = 0): void {
+    const s = this.scratch
+    s.writeUInt32LE(OutHeader.SIZE + body, OutHeader.len)
+    s.writeInt32LE(error, OutHeader.error)
+    s.writeBigUInt64LE(unique, OutHeader.unique)
+    this.write([s.subarray(0, OutHeader.SIZE + body)])
+  }
+
+  private replyError(unique: bigint, error: number): void {
+    this.reply(unique, error < 0 ? error : -E.EIO)
+  }
+
+  private replyData(unique: bigint, data: Buffer): void {
+    const h = this.hdr
+    h.writeUInt32LE(OutHeader.SIZE + data.length, OutHeader.len)
+    h.writeInt32LE(0, OutHeader.error)
+    h.writeBigUInt64LE(unique, OutHeader.unique)
+    this.write(data.length ? [h, data] : [h])
+  }
+
+  private putAttr(o: number, ino: number, st: StatLike): void {
+    const s = this.scratch
+    s.fill(0, o, o + Attr.SIZE)
+    s.writeBigUInt64LE(BigInt(ino), o + Attr.ino)
+    s.writeBigUInt64LE(BigInt(st.size), o + Attr.size)
+    s.writeBigUInt64LE(BigInt(st.blocks ?? Math.ceil(st.size / 512)), o + Attr.blocks)
+    for (const [t, sec, nsec] of [[st.atime, Attr.atime, Attr.atimensec], [st.mtime, Attr.mtime, Attr.mtimensec], [st.ctime, Attr.ctime, Attr.ctimensec]] as const) {
+      const ms = secOf(t)
+      s.writeBigUInt64LE(BigInt(Math.floor(ms / 1000)), o + sec)
+      s.writeUInt32LE((ms % 1000) * 1e6, o + nsec)
+    }
+    s.writeUInt32LE(st.mode, o + Attr.mode)
+    s.writeUInt32LE(st.nlink, o + Attr.nlink)
+    s.writeUInt32LE(st.uid, o + Attr.uid)
+    s.writeUInt32LE(st.gid, o + Attr.gid)
+    s.writeUInt32LE(st.blksize ?? 4096, o + Attr.blksize)
+  }
+
+  private replyAttr(unique: bigint, nodeid: number, err: number, st?: StatLike): void {
+    if (err < 0 || !st) return this.replyError(unique, err < 0 ? err : -E.EIO)
+    const o = OutHeader.SIZE
+    this.scratch.fill(0, o, o + AttrOut.attr)
+    this.scratch.writeBigUInt64LE(VALID_SEC, o + AttrOut.attr_valid)
+    this.putAttr(o + AttrOut.attr, nodeid, st)
+    this.reply(unique, 0, AttrOut.SIZE)
+  }
+
+  // ---- requests ----
+
+  private request(m: number): void {
+    const slot = Math.floor(m / SLOT_SHIFT)
+    const n = m - slot * SLOT_SHIFT
+    const b = this.views[slot]
+    let keep = false
+    try {
+      keep = this.dispatch(b, n, slot)
+    } catch (e) {
+      this.log?.error({ event: 'rawfuse_request_failed', err: (e as Error).stack }, 'a FUSE request failed')
+      this.reply(b.readBigUInt64LE(InHeader.unique), -E.EIO)
+    } finally {
+      if (!keep) this.free(slot)
+    }
+  }
+
+  /** Handles one request; true when the slot stays in use (WRITE data until the write completes). */
+  private dispatch(b: Buffer, n: number, slot: number): boolean {
+    const opcode = b.readUInt32LE(InHeader.opcode)
+    const unique = b.readBigUInt64LE(InHeader.unique)
+    const nodeid = Number(b.readBigUInt64LE(InHeader.nodeid))
+    const p = InHeader.SIZE
+    const ops = this.ops
+    this.counts.set(opcode, (this.counts.get(opcode) ?? 0) + 1)
+    if (opcode === Op.INIT) return this.init(b, unique), false
+    if (NO_REPLY_OPS.has(opcode)) {
+      if (opcode === Op.FORGET) this.forget(nodeid, Number(b.readBigUInt64LE(p + ForgetIn.nlookup)))
+      else if (opcode === Op.BATCH_FORGET) {
+        const count = b.readUInt32LE(p + BatchForgetIn.count)
+        for (let i = 0, o = p + BatchForgetIn.SIZE; i < count && o + ForgetOne.SIZE <= n; i++, o += ForgetOne.SIZE) {
+          this.forget(Number(b.readBigUInt64LE(o + ForgetOne.nodeid)), Number(b.readBigUInt64LE(o + ForgetOne.nlookup)))
+        }
+      }
+      return false // INTERRUPT: every fcfs op finishes on its own (bounded by the SCSI timeout)
+    }
+    if (NAMESPACE_OPS.has(opcode)) return this.reply(unique, -E.EPERM), false
+    const path = this.path(nodeid)
+    if (path === undefined && opcode !== Op.DESTROY && opcode !== Op.STATFS) return this.reply(unique, -E.ENOENT), false
+
+    switch (opcode) {
+      case Op.READ: {
+        const fh = Number(b.readBigUInt64LE(p + ReadIn.fh))
+        const off = Number(b.readBigUInt64LE(p + ReadIn.offset))
+        const size = b.readUInt32LE(p + ReadIn.size)
+        const buf = ioBuffers.get(size)
+        ops.read!(path, fh, buf, size, off, ((r: number) => {
+          if (r < 0) this.replyError(unique, r)
+          else this.replyData(unique, buf.subarray(0, Math.min(r, size)))
+          ioBuffers.put(buf)
+        }) as Cb)
+        return false
+      }
+      case Op.WRITE: {
+        const fh = Number(b.readBigUInt64LE(p + WriteIn.fh))
+        const off = Number(b.readBigUInt64LE(p + WriteIn.offset))
+        const size = b.readUInt32LE(p + WriteIn.size)
+        const start = p + WriteIn.SIZE
+        const data = b.subarray(start, Math.min(n, start + size))
+        ops.write!(path, fh, data, data.length, off, ((r: number) => {
+          if (r < 0) this.replyError(unique, r)
+          else {
+            this.scratch.writeUInt32LE(r, OutHeader.SIZE + WriteOut.size)
+            this.scratch.writeUInt32LE(0, OutHeader.SIZE + WriteOut.padding)
+            this.reply(unique, 0, WriteOut.SIZE)
+          }
+          this.free(slot)
+        }) as Cb)
+        return true
+      }
+      case Op.LOOKUP: {
+        const name = b.toString('utf8', p, b.indexOf(0, p))
+        const child = path === '/' ? `/${name}` : `${path}/${name}`
+        ops.getattr!(child, ((err: number, st?: StatLike) => {
+          if (err < 0 || !st) return this.replyError(unique, err < 0 ? err : -E.EIO)
+          const id = this.idOf(child)
+          this.lookups.set(id, (this.lookups.get(id) ?? 0) + 1)
+          const o = OutHeader.SIZE
+          this.scratch.fill(0, o, o + EntryOut.attr)
+          this.scratch.writeBigUInt64LE(BigInt(id), o + EntryOut.nodeid)
+          this.scratch.writeBigUInt64LE(VALID_SEC, o + EntryOut.entry_valid)
+          this.scratch.writeBigUInt64LE(VALID_SEC, o + EntryOut.attr_valid)
+          this.putAttr(o + EntryOut.attr, id, st)
+          this.reply(unique, 0, EntryOut.SIZE)
+        }) as AnyFn)
+        return false
+      }
+      case Op.GETATTR: {
+        const flags = b.readUInt32LE(p + GetattrIn.getattr_flags)
+        const cb = ((err: number, st?: StatLike) => this.replyAttr(unique, nodeid, err, st)) as AnyFn
+        if (flags & 1 && ops.fgetattr) ops.fgetattr(path, Number(b.readBigUInt64LE(p + GetattrIn.fh)), cb)
+        else ops.getattr!(path, cb)
+        return false
+      }
+      case Op.SETATTR:
+        this.setattr(b, unique, nodeid, path!)
+        return false
+      case Op.OPEN: {
+        const flags = b.readUInt32LE(p + OpenIn.flags)
+        ops.open!(path, flags, ((err: number, fh?: number) => {
+          if (err < 0) return this.replyError(unique, err)
+          const o = OutHeader.SIZE
+          this.scratch.fill(0, o, o + OpenOut.SIZE)
+          this.scratch.writeBigUInt64LE(BigInt(fh ?? 0), o + OpenOut.fh)
+          this.scratch.writeUInt32LE(FOpen.DIRECT_IO | FOpen.PARALLEL_DIRECT_WRITES, o + OpenOut.open_flags)
+          this.reply(unique, 0, OpenOut.SIZE)
+        }) as AnyFn)
+        return false
+      }
+      case Op.FLUSH:
+        this.fhOp(unique, 'flush', [path, Number(b.readBigUInt64LE(p + FlushIn.fh))])
+        return false
+      case Op.RELEASE:
+        this.fhOp(unique, 'release', [path, Number(b.readBigUInt64LE(p + ReleaseIn.fh))])
+        return false
+      case Op.FSYNC:
+        this.fhOp(unique, 'fsync', [path, (b.readUInt32LE(p + FsyncIn.fsync_flags) & FSYNC_FDATASYNC) !== 0, Number(b.readBigUInt64LE(p + FsyncIn.fh))])
+        return false
+      case Op.OPENDIR: {
+        ops.getattr!(path, ((err: number, st?: StatLike) => {
+          if (err < 0 || !st) return this.replyError(unique, err < 0 ? err : -E.EIO)
+          if ((st.mode & 0o170000) !== 0o040000) return this.reply(unique, -E.ENOTDIR)
+          const dh = this.nextDir++
+          this.dirs.set(dh, { path: path!, names: null })
+          const o = OutHeader.SIZE
+          this.scratch.fill(0, o, o + OpenOut.SIZE)
+          this.scratch.writeBigUInt64LE(BigInt(dh), o + OpenOut.fh)
+          this.reply(unique, 0, OpenOut.SIZE)
+        }) as AnyFn)
+        return false
+      }
+      case Op.READDIR: {
+        const dh = this.dirs.get(Number(b.readBigUInt64LE(p + ReadIn.fh)))
+        const off = Number(b.readBigUInt64LE(p + ReadIn.offset))
+        const size = Math.min(b.readUInt32LE(p + ReadIn.size), this.scratch.length - OutHeader.SIZE)
+        if (!dh) return this.reply(unique, -E.EBADF), false
+        const answer = (names: string[]): void => this.readdirReply(unique, dh.path, names, off, size)
+        if (dh.names && off > 0) answer(dh.names)
+        else {
+          ops.readdir!(dh.path, ((err: number, names?: string[]) => {
+            if (err < 0) return this.replyError(unique, err)
+            dh.names = ['.', '..', ...(names ?? [])]
+            answer(dh.names)
+          }) as AnyFn)
+        }
+        return false
+      }
+      case Op.RELEASEDIR:
+        this.dirs.delete(Number(b.readBigUInt64LE(p + ReleaseIn.fh)))
+        this.reply(unique, 0)
+        return false
+      case Op.STATFS:
+        ops.statfs!(path ?? '/', ((err: number, st?: Record<string, number>) => {
+          if (err < 0 || !st) return this.replyError(unique, err < 0 ? err : -E.EIO)
+          const o = OutHeader.SIZE
+          const s = this.scratch
+          s.fill(0, o, o + StatfsOut.SIZE)
+          s.writeBigUInt64LE(BigInt(st.blocks ?? 0), o + StatfsOut.blocks)
+          s.writeBigUInt64LE(BigInt(st.bfree ?? 0), o + StatfsOut.bfree)
+          s.writeBigUInt64LE(BigInt(st.bavail ?? 0), o + StatfsOut.bavail)
+          s.writeBigUInt64LE(BigInt(st.files ?? 0), o + StatfsOut.files)
+          s.writeBigUInt64LE(BigInt(st.ffree ?? 0), o + StatfsOut.ffree)
+          s.writeUInt32LE(st.bsize ?? 4096, o + StatfsOut.bsize)
+          s.writeUInt32LE(st.namemax ?? 255, o + StatfsOut.namelen)
+          s.writeUInt32LE(st.frsize ?? 4096, o + StatfsOut.frsize)
+          this.reply(unique, 0, StatfsOut.SIZE)
+        }) as AnyFn)
+        return false
+      case Op.ACCESS: // default_permissions: the kernel checks modes itself
+        this.reply(unique, 0)
+        return false
+      case Op.DESTROY:
+        this.reply(unique, 0)
+        return false
+      default:
+        this.reply(unique, -E.ENOSYS)
+        return false
+    }
+  }
+
+  /** An op answered with a bare status (flush, release, fsync, truncate…). */
+  private fhOp(unique: bigint, name: string, args: unknown[]): void {
+    const fn = this.ops[name]
+    if (!fn) return this.reply(unique, name === 'release' || name === 'flush' ? 0 : -E.ENOSYS)
+    fn(...args, ((r: number) => this.reply(unique, r < 0 ? r : 0)) as Cb)
+  }
+
+  private forget(nodeid: number, n: number): void {
+    const left = (this.lookups.get(nodeid) ?? 0) - n
+    if (left > 0) this.lookups.set(nodeid, left)
+    else this.lookups.delete(nodeid) // the id stays bound to its path (see the header comment)
+  }
+
+  /**
+   * SETATTR: size through truncate/ftruncate (a block device accepts any size
+   * and keeps its own), times through utimens, mode/owner through chmod/chown
+   * (EPERM in fcfs). Answers with the attributes afterwards.
+   */
+  private setattr(b: Buffer, unique: bigint, nodeid: number, path: string): void {
+    const p = InHeader.SIZE
+    const valid = b.readUInt32LE(p + SetattrIn.valid)
+    const fh = Number(b.readBigUInt64LE(p + SetattrIn.fh))
+    const size = Number(b.readBigUInt64LE(p + SetattrIn.size))
+    const mode = b.readUInt32LE(p + SetattrIn.mode)
+    const uid = b.readUInt32LE(p + SetattrIn.uid), gid = b.readUInt32LE(p + SetattrIn.gid)
+    const time = (sec: number, nsec: number, now: number): Date =>
+      valid & now ? new Date() : new Date(Number(b.readBigUInt64LE(p + sec)) * 1000 + Math.floor(b.readUInt32LE(p + nsec) / 1e6))
+    const atime = time(SetattrIn.atime, SetattrIn.atimensec, FAttr.ATIME_NOW)
+    const mtime = time(SetattrIn.mtime, SetattrIn.mtimensec, FAttr.MTIME_NOW)
+    const ops = this.ops
+    const steps: ((next: Cb) => void)[] = []
+    const call = (name: string, args: unknown[]) => (next: Cb) => (ops[name] ? ops[name]!(...args, next) : next(-E.ENOSYS))
+    if (valid & FAttr.MODE) steps.push(call('chmod', [path, mode]))
+    if (valid & (FAttr.UID | FAttr.GID)) steps.push(call('chown', [path, valid & FAttr.UID ? uid : -1, valid & FAttr.GID ? gid : -1]))
+    if (valid & FAttr.SIZE) steps.push(valid & FAttr.FH && ops.ftruncate ? call('ftruncate', [path, fh, size]) : call('truncate', [path, size]))
+    if (valid & (FAttr.ATIME | FAttr.MTIME)) steps.push(call('utimens', [path, atime, mtime]))
+    const next = (i: number): void => {
+      if (i === steps.length) return ops.getattr!(path, ((err: number, st?: StatLike) => this.replyAttr(unique, nodeid, err, st)) as AnyFn)
+      steps[i]((r) => (r < 0 ? this.replyError(unique, r) : next(i + 1)))
+    }
+    next(0)
+  }
+
+  private readdirReply(unique: bigint, dir: string, names: string[], off: number, size: number): void {
+    const s = this.scratch
+    let o = OutHeader.SIZE
+    for (let i = off; i < names.length; i++) {
+      const name = names[i]
+      const len = Buffer.byteLength(name)
+      const rec = direntSize(len)
+      if (o - OutHeader.SIZE + rec > size) break
+      const ino = name === '.' ? this.idOf(dir) : name === '..' ? this.idOf(dir === '/' ? '/' : dir.slice(0, dir.lastIndexOf('/')) || '/') : this.idOf(dir === '/' ? `/${name}` : `${dir}/${name}`)
+      s.fill(0, o, o + rec)
+      s.writeBigUInt64LE(BigInt(ino), o + Dirent.ino)
+      s.writeBigUInt64LE(BigInt(i + 1), o + Dirent.off) // the offset of the next entry
+      s.writeUInt32LE(len, o + Dirent.namelen)
+      s.writeUInt32LE(0, o + Dirent.type) // DT_UNKNOWN: the kernel asks with LOOKUP
+      s.write(name, o + Dirent.name)
+      o += rec
+    }
+    this.reply(unique, 0, o - OutHeader.SIZE)
+  }
+
+  private init(b: Buffer, unique: bigint): void {
+    const p = InHeader.SIZE
+    const major = b.readUInt32LE(p + InitIn.major)
+    const minor = b.readUInt32LE(p + InitIn.minor)
+    if (major !== FUSE_KERNEL_VERSION) {
+      this.log?.error({ event: 'rawfuse_init', major, minor }, 'unsupported FUSE kernel protocol')
+      return this.reply(unique, -E.EPROTO)
+    }
+    const kflags = b.readUInt32LE(p + InitIn.flags)
+    const want = InitFlag.ASYNC_READ | InitFlag.BIG_WRITES | InitFlag.ASYNC_DIO | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES
+    const flags = (kflags & want) >>> 0
+    const o = OutHeader.SIZE
+    const s = this.scratch
+    s.fill(0, o, o + InitOut.SIZE)
+    s.writeUInt32LE(FUSE_KERNEL_VERSION, o + InitOut.major)
+    s.writeUInt32LE(Math.min(minor, FUSE_KERNEL_MINOR), o + InitOut.minor)
+    s.writeUInt32LE(b.readUInt32LE(p + InitIn.max_readahead), o + InitOut.max_readahead)
+    s.writeUInt32LE(flags, o + InitOut.flags)
+    s.writeUInt16LE(128, o + InitOut.max_background)
+    s.writeUInt16LE(96, o + InitOut.congestion_threshold)
+    s.writeUInt32LE(RAW_MAX_WRITE, o + InitOut.max_write)
+    s.writeUInt32LE(1, o + InitOut.time_gran)
+    s.writeUInt16LE(RAW_MAX_PAGES, o + InitOut.max_pages)
+    this.reply(unique, 0, InitOut.SIZE)
+    this.log?.info(
+      { event: 'rawfuse_init', kernel: `${major}.${minor}`, kernelFlags: kflags, proto: `7.${Math.min(minor, FUSE_KERNEL_MINOR)}`, flags, maxWrite: RAW_MAX_WRITE, maxPages: RAW_MAX_PAGES },
+      'FUSE session initialised',
+    )
+    this.initDone()
+  }
+}
+
+/**
+ * Mounts `ops` at `mountpoint` with the raw engine. Needs CAP_SYS_ADMIN:
+ * mount(2) of a fuse filesystem is done here, not by a setuid fusermount.
+ */
+export async function mountRaw(mountpoint: string, ops: Record<string, unknown>, opts: RawMountOptions = {}): Promise<RawMounted> {
+  if (!(await hasSysAdmin())) {
+    throw new MountError('--fuse-engine raw mounts with mount(2) itself and needs root (CAP_SYS_ADMIN); run as root or use --fuse-engine native')
+  }
+  await mkdir(mountpoint, { recursive: true }).catch(() => undefined)
+  const fd = await new Promise<number>((resolve, reject) =>
+    openCb('/dev/fuse', 'r+', (err, f) => (err ? reject(new MountError(`cannot open /dev/fuse: ${err.message} (modprobe fuse, or run the container with --device /dev/fuse)`)) : resolve(f))),
+  )
+  const uid = process.getuid?.() ?? 0, gid = process.getgid?.() ?? 0
+  const o = [`fd=3`, 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`, 'default_permissions', ...(opts.allowOther ? ['allow_other'] : [])]
+  // -i: no /sbin/mount.fuse helper; the child's fd 3 is our /dev/fuse (the kernel resolves fd=3 in the child, which shares our open file).
+  const r = await run('mount', ['-i', '-t', 'fuse.fcfs', '-o', o.join(','), 'fcfs', mountpoint], ['ignore', 'ignore', 'pipe', fd])
+  if (r.code !== 0) {
+    closeCb(fd, () => undefined)
+    throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw): mount exited with ${r.code}: ${r.stderr || 'no message'}`)
+  }
+  const conn = await connectionOf(mountpoint)
+  const session = new Session(fd, ops as Record<string, AnyFn | undefined>, opts.log, opts.readers ?? 2, opts.slots ?? 96)
+
+  let unmounting: Promise<void> | null = null
+  const unmount = (): Promise<void> =>
+    (unmounting ??= (async () => {
+      if (!(await connectionOf(mountpoint))) {
+        // Unmounted from outside already; the readers see ENODEV.
+      } else {
+        let u = await run('umount', [mountpoint])
+        if (u.code !== 0) u = await run('umount', ['-l', mountpoint])
+        if (u.code !== 0) throw new MountError(`unmount of ${mountpoint} failed: ${u.stderr}`)
+      }
+      // A lazy unmount leaves the connection up while something still uses it: abort it.
+      const t = new Promise<'late'>((res) => setTimeout(() => res('late'), 2000).unref())
+      if ((await Promise.race([session.ended.then(() => 'ok' as const), t])) === 'late') {
+        if (conn) await writeFile(`/sys/fs/fuse/connections/${conn}/abort`, '1').catch(() => undefined)
+        const t2 = new Promise<'late'>((res) => setTimeout(() => res('late'), 2000).unref())
+        if ((await Promise.race([session.ended.then(() => 'ok' as const), t2])) === 'late') {
+          opts.log?.warn({ event: 'rawfuse_readers_stuck', mountpoint }, 'FUSE readers did not end after unmount; stopping them')
+          await session.terminate()
+          session.close()
+        }
+      }
+    })())
+
+  const t = new Promise<'late'>((res) => setTimeout(() => res('late'), 10_000).unref())
+  if ((await Promise.race([session.initialised.then(() => 'ok' as const), t])) === 'late') {
+    await unmount().catch(() => undefined)
+    throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw): the kernel sent no INIT within 10 s`)
+  }
+  return { mountpoint, unmount, ended: session.ended }
+}
