@@ -1,0 +1,215 @@
+// The raw FUSE engine (--fuse-engine raw, src/fs/rawfuse): fcfs speaks the kernel
+// protocol on /dev/fuse itself. The same tree and errnos as the native engine, but
+// 1 MiB requests and parallel O_DIRECT writes to one file. Every test mounts its own
+// server on its own temporary mountpoint and stops it in afterEach.
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { readFile, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { CLI, MiB, REPO_ROOT, isMounted, python, requireFuse, run, runOk, startFcfs, type Fcfs } from '../helpers/mount.js'
+
+const RAW = ['--fuse-engine', 'raw']
+const RW = '2100000000000e01'
+const WP = '2100000000000e02'
+
+let fabs: Fcfs[] = []
+async function start(args: string[], extra: Parameters<typeof startFcfs>[0] = {}): Promise<Fcfs> {
+  const f = await startFcfs({ args: [...RAW, '--api-socket', 'off', ...args], ...extra })
+  fabs.push(f)
+  return f
+}
+
+async function statsJson(fab: Fcfs): Promise<any> {
+  return JSON.parse((await runOk('cat', [path.join(fab.mnt, 'hba', '0', 'stats.json')])).stdout)
+}
+
+/** Runs python `code` with `dev` and `mnt` bound; prints what the snippet prints. */
+async function py(code: string, dev: string, mnt: string): Promise<string> {
+  const r = await python(`import os, sys, errno, mmap, json, time\ndev, mnt = sys.argv[1], sys.argv[2]\nname = lambda e: errno.errorcode.get(e.errno, str(e.errno))\n${code}`, [dev, mnt])
+  if (r.code !== 0) throw new Error(`python failed (${r.code}): ${r.stderr}`)
+  return r.stdout.trim()
+}
+
+/** `find` of a mount: path, type and mode of every entry, sorted. */
+async function listing(mnt: string): Promise<string[]> {
+  const r = await runOk('find', [mnt, '-printf', '%P %y %m\n'])
+  return r.stdout.split('\n').filter((l) => l !== '').sort()
+}
+
+describe('the raw FUSE engine (--fuse-engine raw)', () => {
+  beforeAll(() => requireFuse())
+  afterEach(async () => {
+    for (const f of fabs) await f.stop()
+    fabs = []
+  })
+
+  it('mounts as fuse.fcfs and shows the same tree, types and modes as the native engine', async () => {
+    const raw = await start(['--targets', '3', '--size', '16MiB'])
+    const native = await startFcfs({ args: ['--fuse-engine', 'native', '--api-socket', 'off', '--targets', '3', '--size', '16MiB'] })
+    fabs.push(native)
+    const mounts = await readFile('/proc/mounts', 'utf8')
+    expect(mounts.split('\n').find((l) => l.split(' ')[1] === raw.mnt)?.split(' ')[2]).toBe('fuse.fcfs')
+    const a = await listing(raw.mnt)
+    expect(a.length).toBeGreaterThan(20)
+    expect(a).toEqual(await listing(native.mnt))
+    const lsRaw = (await runOk('ls', ['-R', raw.mnt])).stdout.replaceAll(raw.mnt, '<mnt>')
+    const lsNative = (await runOk('ls', ['-R', native.mnt])).stdout.replaceAll(native.mnt, '<mnt>')
+    expect(lsRaw).toBe(lsNative)
+  }, 60_000)
+
+  it('copies 8 MiB in and out byte for byte with dd, O_DIRECT and buffered', async () => {
+    const fab = await start(['--targets', '1', '--size', '64MiB'])
+    const dev = fab.rwbuf(0)
+    const src = path.join(fab.tmp, 'src')
+    await writeFile(src, randomBytes(8 * MiB))
+    for (const [oflag, iflag] of [['oflag=direct', 'iflag=direct'], ['conv=fsync', 'iflag=fullblock']]) {
+      await runOk('dd', [`if=${src}`, `of=${dev}`, 'bs=1M', oflag])
+      const back = path.join(fab.tmp, `back-${oflag}`)
+      await runOk('dd', [`if=${dev}`, `of=${back}`, 'bs=1M', 'count=8', iflag])
+      await runOk('cmp', [src, back])
+    }
+  }, 60_000)
+
+  it('sends a 1 MiB O_DIRECT write to the LUN as one WRITE command of 1 MiB', async () => {
+    const fab = await start(['--targets', '1', '--size', '64MiB'])
+    const out = await py(
+      String.raw`
+t = os.open(os.path.join(mnt, 'hba', '0', 'trace'), os.O_RDONLY)
+while os.read(t, 1 << 16): pass
+fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
+print(os.pwrite(fd, mmap.mmap(-1, 1 << 20), 1 << 20))
+os.close(fd)
+time.sleep(0.2)
+sys.stdout.write(os.read(t, 1 << 16).decode())
+`,
+      fab.rwbuf(0),
+      fab.mnt,
+    )
+    const [n, ...lines] = out.split('\n')
+    expect(Number(n)).toBe(MiB)
+    const writes = lines.filter((l) => / WRITE\(\d+\) /.test(l))
+    expect(writes, lines.join('\n')).toHaveLength(1)
+    expect(writes[0]).toMatch(/ WRITE\(\d+\) lba=2048 blocks=2048 bytes=1048576 GOOD /)
+  }, 60_000)
+
+  it('keeps at least 8 WRITE commands in flight for 8 O_DIRECT writers on one rwbuf at a slow link', async () => {
+    const fab = await start(['--targets', '1', '--size', '64MiB', '--latency', '2ms'])
+    await writeFile(path.join(fab.mnt, 'hba', '0', 'control'), 'reset\n')
+    const r = await run('fio', ['--name=w', `--filename=${fab.rwbuf(0)}`, '--rw=write', '--bs=640k', '--direct=1', '--numjobs=8', '--size=6400k', '--offset_increment=8m', '--ioengine=psync', '--group_reporting'])
+    expect(r.code, r.stderr).toBe(0)
+    const st = await statsJson(fab)
+    expect(st.peakOutstanding).toBeGreaterThanOrEqual(8)
+  }, 60_000)
+
+  it('answers with the errno names of the native engine', async () => {
+    const fab = await start(['--targets', '1', '--size', '16MiB'])
+    const out = JSON.parse(
+      await py(
+        String.raw`
+out = {}
+def attempt(k, f):
+    try:
+        f(); out[k] = 'ok'
+    except OSError as e:
+        out[k] = name(e)
+def past_end():
+    fd = os.open(dev, os.O_WRONLY)
+    try: os.pwrite(fd, b'x' * 4096, 16 << 20)
+    finally: os.close(fd)
+attempt('past_end', past_end)
+attempt('write_info', lambda: os.open(os.path.join(mnt, 'hba', '0', 'info'), os.O_WRONLY))
+attempt('mkdir', lambda: os.mkdir(os.path.join(mnt, 'x')))
+attempt('unlink', lambda: os.unlink(os.path.join(mnt, 'server')))
+attempt('rename', lambda: os.rename(os.path.join(mnt, 'server'), os.path.join(mnt, 'y')))
+attempt('create', lambda: os.open(os.path.join(mnt, 'new'), os.O_CREAT | os.O_WRONLY, 0o644))
+attempt('missing', lambda: os.stat(os.path.join(mnt, 'wwn', 'nope')))
+attempt('read_control', lambda: os.open(os.path.join(mnt, 'hba', '0', 'control'), os.O_RDONLY))
+attempt('truncate', lambda: os.truncate(dev, 0))
+print(json.dumps(out))
+`,
+        fab.rwbuf(0),
+        fab.mnt,
+      ),
+    )
+    expect(out).toEqual({
+      past_end: 'ENOSPC',
+      write_info: 'EACCES',
+      mkdir: 'EPERM',
+      unlink: 'EPERM',
+      rename: 'EPERM',
+      create: 'EPERM',
+      missing: 'ENOENT',
+      read_control: 'EACCES',
+      truncate: 'ok',
+    })
+  }, 60_000)
+
+  it('returns a write-back error at fsync (EROFS from a write-protected LUN), once', async () => {
+    const fab = await start([], {
+      config: { targets: [{ wwpn: RW, luns: [{ lun: 0, size: '16MiB' }] }, { wwpn: WP, luns: [{ lun: 0, size: '16MiB', writeProtect: true }] }] },
+    })
+    const out = JSON.parse(
+      await py(
+        String.raw`
+out = {}
+fd = os.open(dev, os.O_WRONLY)
+out['write'] = os.write(fd, os.urandom(65536))
+res = []
+for i in range(2):
+    try:
+        os.fsync(fd); res.append('ok')
+    except OSError as e:
+        res.append(name(e))
+out['fsync'] = res
+os.close(fd)
+print(json.dumps(out))
+`,
+        path.join(fab.mnt, 'wwn', WP, 'rwbuf'),
+        fab.mnt,
+      ),
+    )
+    expect(out).toEqual({ write: 65536, fsync: ['EROFS', 'ok'] })
+  }, 60_000)
+
+  it('unmounts with `fcfs umount` and leaves no mount behind', async () => {
+    const fab = await start(['--targets', '1', '--size', '16MiB'])
+    const r = await run(process.execPath, [CLI, 'umount', fab.mnt], { timeoutMs: 30_000 })
+    expect(r.code, r.stderr).toBe(0)
+    expect(await fab.exited).toBe(0)
+    expect(await isMounted(fab.mnt)).toBe(false)
+  }, 60_000)
+
+  it('leaves a stale mount on kill -9 that the next raw mount cleans and serves over', async () => {
+    const first = await start(['--targets', '1', '--size', '16MiB'])
+    first.proc.kill('SIGKILL')
+    await first.exited
+    expect(await isMounted(first.mnt)).toBe(true)
+    expect((await run('stat', [first.mnt])).stderr).toContain('Transport endpoint is not connected')
+    const second = spawn(process.execPath, [CLI, 'mount', first.mnt, ...RAW, '--api-socket', 'off', '--targets', '1', '--size', '16MiB'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    second.stdout.setEncoding('utf8').on('data', (s: string) => (out += s))
+    second.stderr.setEncoding('utf8').on('data', (s: string) => (out += s))
+    const exited = new Promise<number | null>((r) => second.on('exit', (c) => r(c)))
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const t0 = Date.now()
+        const t = setInterval(() => {
+          if (out.includes(`fcfs mounted at ${first.mnt}`)) (clearInterval(t), resolve())
+          else if (second.exitCode !== null || Date.now() - t0 > 20_000) (clearInterval(t), reject(new Error(`second server did not mount: ${out}`)))
+        }, 50)
+      })
+      const warn = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.event === 'stale_mount')
+      expect(warn, out).toBeDefined()
+      const data = randomBytes(8192)
+      const dev = path.join(first.mnt, 'wwn', '21000024ff000001', 'rwbuf')
+      await writeFile(dev, data, { flag: 'r+' })
+      expect((await readFile(dev)).subarray(0, 8192).equals(data)).toBe(true)
+      second.kill('SIGTERM')
+      expect(await exited).toBe(0)
+      expect(await isMounted(first.mnt)).toBe(false)
+    } finally {
+      if (second.exitCode === null) second.kill('SIGKILL')
+    }
+  }, 90_000)
+})
