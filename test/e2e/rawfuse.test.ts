@@ -5,9 +5,10 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { CLI, MiB, REPO_ROOT, isMounted, python, requireFuse, run, runOk, startFcfs, type Fcfs } from '../helpers/mount.js'
+import { LAYOUTS } from '../../src/fs/rawfuse/protocol.js'
+import { CLI, MiB, REPO_ROOT, isMounted, makeTmp, python, requireFuse, run, runOk, startFcfs, type Fcfs } from '../helpers/mount.js'
 
 const RAW = ['--fuse-engine', 'raw']
 const RW = '2100000000000e01'
@@ -36,6 +37,19 @@ async function listing(mnt: string): Promise<string[]> {
   const r = await runOk('find', [mnt, '-printf', '%P %y %m\n'])
   return r.stdout.split('\n').filter((l) => l !== '').sort()
 }
+
+describe('the FUSE protocol layouts', () => {
+  it('keep every field inside its struct, in ascending order, and every struct a multiple of 8 bytes', () => {
+    for (const [name, l] of Object.entries(LAYOUTS)) {
+      // A trailing variable part (dirent's name) starts at SIZE.
+      const { SIZE, name: _trailing, ...fields } = l as Record<string, number>
+      const offs = Object.values(fields)
+      expect(SIZE % 8, name).toBe(0)
+      for (let i = 1; i < offs.length; i++) expect(offs[i], `${name} field ${i}`).toBeGreaterThan(offs[i - 1])
+      for (const o of offs) expect(o, name).toBeLessThan(SIZE)
+    }
+  })
+})
 
 describe('the raw FUSE engine (--fuse-engine raw)', () => {
   beforeAll(() => requireFuse())
@@ -178,6 +192,20 @@ print(json.dumps(out))
     expect(r.code, r.stderr).toBe(0)
     expect(await fab.exited).toBe(0)
     expect(await isMounted(fab.mnt)).toBe(false)
+  }, 60_000)
+
+  it('refuses to mount without CAP_SYS_ADMIN, naming --fuse-engine raw and the native engine', async () => {
+    const tmp = await makeTmp()
+    const mnt = path.join(tmp, 'mnt')
+    await mkdir(mnt)
+    try {
+      const r = await run('setpriv', ['--bounding-set=-sys_admin', process.execPath, CLI, 'mount', mnt, ...RAW, '--api-socket', 'off', '--targets', '1', '--size', '16MiB'], { timeoutMs: 30_000 })
+      expect(r.code).toBe(1)
+      expect(r.stderr).toMatch(/--fuse-engine raw .*CAP_SYS_ADMIN.*--fuse-engine native/)
+      expect(await isMounted(mnt)).toBe(false)
+    } finally {
+      if (!(await isMounted(mnt))) await rm(tmp, { recursive: true, force: true })
+    }
   }, 60_000)
 
   it('leaves a stale mount on kill -9 that the next raw mount cleans and serves over', async () => {

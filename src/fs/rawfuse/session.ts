@@ -98,6 +98,27 @@ async function connectionOf(mountpoint: string): Promise<string | null> {
   return null
 }
 
+/**
+ * Aborts a FUSE connection through fusectl (`<fusectl>/<conn>/abort`), as
+ * `umount -l` alone leaves it up while files are open and blocked readers of
+ * /dev/fuse would never return. Mounts fusectl at its usual place if nothing has.
+ */
+async function abortConnection(conn: string | null, log?: Logger): Promise<void> {
+  if (!conn) return
+  const fusectl = async (): Promise<string | undefined> =>
+    (await readFile('/proc/self/mountinfo', 'utf8').catch(() => ''))
+      .split('\n')
+      .find((l) => / - fusectl /.test(l))
+      ?.split(' ')[4]
+  let dir = await fusectl()
+  if (!dir) {
+    await run('mount', ['-t', 'fusectl', 'fusectl', '/sys/fs/fuse/connections'])
+    dir = await fusectl()
+  }
+  if (!dir) return log?.warn({ event: 'rawfuse_abort_unavailable', connection: conn }, 'no fusectl: cannot abort the FUSE connection')
+  await writeFile(`${dir}/${conn}/abort`, '1').catch((e: Error) => log?.warn({ event: 'rawfuse_abort_failed', connection: conn, err: e.message }, 'aborting the FUSE connection failed'))
+}
+
 class Session {
   private readonly ids = new Map<string, number>([['/', ROOT_ID]])
   private readonly paths = new Map<number, string>([[ROOT_ID, '/']])
@@ -151,11 +172,6 @@ class Session {
     if (this.closed) return
     this.closed = true
     closeCb(this.fd, () => this.endDone())
-  }
-
-  /** Stops reader threads that are still blocked (the connection was aborted without waking them). */
-  async terminate(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.terminate().catch(() => 0)))
   }
 
   private free(slot: number): void {
@@ -539,26 +555,26 @@ export async function mountRaw(mountpoint: string, ops: Record<string, unknown>,
   const session = new Session(fd, ops as Record<string, AnyFn | undefined>, opts.log, opts.readers ?? 2, opts.slots ?? 96)
 
   let unmounting: Promise<void> | null = null
+  const waitEnd = (ms: number): Promise<boolean> =>
+    Promise.race([session.ended.then(() => true), new Promise<boolean>((res) => setTimeout(() => res(false), ms).unref())])
   const unmount = (): Promise<void> =>
     (unmounting ??= (async () => {
-      if (!(await connectionOf(mountpoint))) {
-        // Unmounted from outside already; the readers see ENODEV.
-      } else {
-        let u = await run('umount', [mountpoint])
-        if (u.code !== 0) u = await run('umount', ['-l', mountpoint])
-        if (u.code !== 0) throw new MountError(`unmount of ${mountpoint} failed: ${u.stderr}`)
-      }
-      // A lazy unmount leaves the connection up while something still uses it: abort it.
-      const t = new Promise<'late'>((res) => setTimeout(() => res('late'), 2000).unref())
-      if ((await Promise.race([session.ended.then(() => 'ok' as const), t])) === 'late') {
-        if (conn) await writeFile(`/sys/fs/fuse/connections/${conn}/abort`, '1').catch(() => undefined)
-        const t2 = new Promise<'late'>((res) => setTimeout(() => res('late'), 2000).unref())
-        if ((await Promise.race([session.ended.then(() => 'ok' as const), t2])) === 'late') {
-          opts.log?.warn({ event: 'rawfuse_readers_stuck', mountpoint }, 'FUSE readers did not end after unmount; stopping them')
-          await session.terminate()
-          session.close()
+      if (await connectionOf(mountpoint)) {
+        // umount ends the connection (the readers see ENODEV). If something still has a
+        // file open it fails with EBUSY: detach lazily and abort the connection, as
+        // fuse-native does (fusermount -uz, then closing its /dev/fuse).
+        const u = await run('umount', [mountpoint])
+        if (u.code !== 0) {
+          const l = await run('umount', ['-l', mountpoint])
+          if (l.code !== 0) throw new MountError(`unmount of ${mountpoint} failed: ${l.stderr || u.stderr}`)
+          await abortConnection(conn, opts.log)
         }
       }
+      if (await waitEnd(2000)) return
+      // Unmounted from outside lazily while files are open, or the abort was not possible.
+      await abortConnection(conn, opts.log)
+      if (await waitEnd(2000)) return
+      opts.log?.warn({ event: 'rawfuse_readers_stuck', mountpoint, connection: conn }, 'FUSE readers did not end after unmount; /dev/fuse stays open until the kernel ends the connection')
     })())
 
   const t = new Promise<'late'>((res) => setTimeout(() => res('late'), 10_000).unref())
