@@ -68,6 +68,7 @@ interface Args {
   'rate-seconds'?: number
   out: string
   'direct-via': DirectVia
+  'fuse-engine'?: 'native' | 'raw'
   profile: boolean
   progress: boolean
   install: boolean
@@ -95,6 +96,7 @@ function parseArgs(argv: string[]): Args {
     .option('rate-seconds', { type: 'number', describe: `seconds per command kind of the command-rate step (${RATE_STEP_ID})`, defaultDescription: 'the run time' })
     .option('out', { type: 'string', default: path.join(REPO_ROOT, 'bench-report'), describe: 'report directory' })
     .option('direct-via', { choices: ['module', 'blockdev'] as const, default: 'module' as DirectVia, describe: 'direct path: src/direct.ts openFabric (module), or the fs layer\'s BlockDevice without FUSE (blockdev: separates the cost of FUSE from that of fs/)' })
+    .option('fuse-engine', { choices: ['native', 'raw'] as const, describe: 'fcfs mount --fuse-engine: fuse-native/libfuse 2 (native) or the kernel protocol on /dev/fuse (raw, root only)', defaultDescription: 'fcfs\'s default' })
     .option('profile', { type: 'boolean', default: false, describe: 'node --cpu-prof every fcfs server into <out>/profiles' })
     .option('progress', { type: 'boolean', default: true, describe: 'progress display on stderr (--no-progress: silent)' })
     .option('install', { type: 'boolean', default: true, describe: 'apt-get install fio, nbdkit and nbdfuse when missing and root (--no-install: never)' })
@@ -238,7 +240,7 @@ async function main(): Promise<number> {
   if (args.install && subjectsWanted.includes('peer')) await ensurePeerInstalled(progress.log)
   const probe = await probeFcfs()
   const subjects: Record<SubjectName, Subject> = {
-    fcfs: fcfsSubject(probe),
+    fcfs: fcfsSubject(probe, args['fuse-engine']),
     ceiling: ceilingSubject(),
     peer: peerSubject(),
     direct: directSubject(args['direct-via']),
@@ -249,6 +251,8 @@ async function main(): Promise<number> {
     const why = await subjects[s].unavailable()
     if (why) unavailable[s] = why
   }
+  const engine = args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'native'
+  notes.push(`fcfs FUSE engine: ${engine} (${engine === 'raw' ? 'the kernel protocol on /dev/fuse, 1 MiB requests, parallel direct writes' : 'fuse-native, libfuse 2.9.9, protocol 7.19, 128 KiB requests'}); the ceiling is fuse-native either way`)
   if (!probe.link) notes.push('`fcfs mount --link` is not available yet: only `--link unlimited` ran; link rows are marked skipped')
   if (args['direct-via'] === 'blockdev') notes.push('direct = the fs layer BlockDevice over startFabric() with the CLI tuning, same HBA ring, no FUSE (--direct-via blockdev)')
   else notes.push('direct: src/direct.ts openFabric() in a worker process, one async loop per job issuing DirectLun.read/write, same tuning as the mount')

@@ -176,7 +176,8 @@ export async function probeFcfs(): Promise<FcfsProbe> {
   return { built: true, link: /--link\b/.test(text), queueFiles: /--queue-files\b/.test(text) }
 }
 
-export function fcfsSubject(probe: FcfsProbe): Subject {
+/** `engine`: fcfs's --fuse-engine (undefined: fcfs's default, or FCFS_FUSE_ENGINE from the environment). */
+export function fcfsSubject(probe: FcfsProbe, engine?: 'native' | 'raw'): Subject {
   return {
     name: 'fcfs',
     unavailable: async () => (probe.built ? null : `${path.relative(REPO_ROOT, fcfsCli())} is not built (npm run build)`),
@@ -192,6 +193,7 @@ export function fcfsSubject(probe: FcfsProbe): Subject {
         const args = [...node, fcfsCli(), 'mount', mnt, '--targets', String(TARGETS), '--size', `${LUN_SIZE / 1024 ** 3}GiB`, '--log-level', 'warn']
         if (probe.link) args.push('--link', r.link)
         if (probe.queueFiles && r.workload.queueFiles) args.push('--queue-files', String(QUEUE_FILES))
+        if (engine) args.push('--fuse-engine', engine)
         let proc: ChildProcess | undefined
         const stop = async (): Promise<void> => {
           if (proc) await stopChild(proc, 15_000)
