@@ -48,7 +48,7 @@ export interface RawMountOptions {
   allowOther?: boolean
   debug?: boolean
   log?: Logger
-  /** Reader threads (default 2) and request slots shared by them (default 96, 1 MiB each, backs in-flight WRITEs). */
+  /** Reader threads (default 2, or $FCFS_RAWFUSE_READERS for experiments) and request slots shared by them (default 96, 1 MiB each, backs in-flight WRITEs). */
   readers?: number
   slots?: number
 }
@@ -552,7 +552,7 @@ export async function mountRaw(mountpoint: string, ops: Record<string, unknown>,
     throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw): mount exited with ${r.code}: ${r.stderr || 'no message'}`)
   }
   const conn = await connectionOf(mountpoint)
-  const session = new Session(fd, ops as Record<string, AnyFn | undefined>, opts.log, opts.readers ?? 2, opts.slots ?? 96)
+  const session = new Session(fd, ops as Record<string, AnyFn | undefined>, opts.log, opts.readers ?? (Number(process.env.FCFS_RAWFUSE_READERS) || 2), opts.slots ?? 96)
 
   let unmounting: Promise<void> | null = null
   const waitEnd = (ms: number): Promise<boolean> =>
