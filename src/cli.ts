@@ -106,9 +106,9 @@ function apiSocketArg(v: string | undefined): string | false | undefined {
   return v === 'off' ? false : resolve(v)
 }
 
-/** --fuse-engine, else $FCFS_FUSE_ENGINE, else native. */
+/** --fuse-engine, else $FCFS_FUSE_ENGINE, else auto. */
 function fuseEngineArg(v: string | undefined): FuseEngine {
-  const e = v ?? process.env.FCFS_FUSE_ENGINE ?? 'native'
+  const e = v ?? process.env.FCFS_FUSE_ENGINE ?? 'auto'
   if (!(FUSE_ENGINES as readonly string[]).includes(e)) {
     throw new ConfigError(v === undefined ? 'FCFS_FUSE_ENGINE' : '--fuse-engine', `must be ${FUSE_ENGINES.join(' or ')}, got ${JSON.stringify(e)}`)
   }
@@ -294,8 +294,8 @@ export function buildCli(argv: string[]): Argv {
             type: 'string',
             requiresArg: true,
             choices: FUSE_ENGINES as unknown as string[],
-            describe: 'native: fuse-native/libfuse 2.9 (128 KiB requests); raw: fcfs speaks FUSE on /dev/fuse itself (1 MiB requests, parallel O_DIRECT writes; root only)',
-            defaultDescription: '$FCFS_FUSE_ENGINE, else native',
+            describe: 'raw: fcfs speaks FUSE on /dev/fuse itself (1 MiB requests, parallel O_DIRECT writes; root only); native: fuse-native/libfuse 2.9 (128 KiB requests, one write per file); auto: raw as root, else native',
+            defaultDescription: '$FCFS_FUSE_ENGINE, else auto',
           })
           .options(TUNING_OPTIONS)
           .example('$0 mount /mnt/fc', 'two 1 GiB targets with 512-byte blocks')

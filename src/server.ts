@@ -11,7 +11,7 @@ import type { Fabric } from './targets/types.js'
 import { BlockDevice } from './fs/blockdev.js'
 import { scanPort } from './fs/scan.js'
 import { Filesystem } from './fs/filesystem.js'
-import { mountFuse, isFuseMounted, prepareMountpoint, type FuseEngine, type Mounted } from './fs/mount.js'
+import { mountFuse, isFuseMounted, prepareMountpoint, type FuseEngine, type EngineMounted } from './fs/mount.js'
 import { DEFAULT_TUNING, type Tuning } from './tuning.js'
 import { addFaultFiles, FaultSet } from './faults/index.js'
 import { ConfigError } from './errors.js'
@@ -25,7 +25,7 @@ export interface ServerOptions {
   config: FabricConfig
   log: Logger
   allowOther?: boolean
-  /** FUSE engine: 'native' (fuse-native, default) or 'raw' (src/fs/rawfuse, root only). */
+  /** FUSE engine: 'auto' (default: raw as root, else native), 'native' (fuse-native) or 'raw' (src/fs/rawfuse, root only). */
   engine?: FuseEngine
   /** Link model, queue depth, write-back, readahead, trace (defaults: DEFAULT_TUNING). */
   tuning?: Tuning
@@ -106,7 +106,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     apiInfo: () => (opts.apiSocket === false ? 'socket: off\n' : api?.info() ?? 'socket: starting\n'),
   })
   addFaultFiles(fs.tree, faults)
-  let mounted: Mounted
+  let mounted: EngineMounted
   let iscsi: IscsiPortal | undefined
   let api: ApiServer | undefined
   try {
@@ -122,7 +122,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     await closeFabric(fabric, log)
     throw err
   }
-  log.info({ event: 'mounted', mountpoint, engine: opts.engine ?? 'native', targets: driver.ports.length, luns: devices.length }, 'fcfs mounted')
+  log.info({ event: 'mounted', mountpoint, engine: mounted.engine, targets: driver.ports.length, luns: devices.length }, 'fcfs mounted')
 
   let resolveStopped!: () => void
   const stopped = new Promise<void>((r) => (resolveStopped = r))

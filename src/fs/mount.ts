@@ -36,20 +36,45 @@ export interface Mounted {
   unmount(): Promise<void>
 }
 
-export type FuseEngine = 'native' | 'raw'
-export const FUSE_ENGINES: readonly FuseEngine[] = ['native', 'raw']
+export type FuseEngine = 'auto' | 'native' | 'raw'
+export const FUSE_ENGINES: readonly FuseEngine[] = ['auto', 'native', 'raw']
+
+/** Mounted plus the engine that serves it (auto resolves to one of the two). */
+export interface EngineMounted extends Mounted {
+  engine: 'native' | 'raw'
+}
 
 export interface MountOptions {
   allowOther?: boolean
   debug?: boolean
-  /** 'native' (fuse-native, libfuse 2.9; the default) or 'raw' (src/fs/rawfuse: the protocol on /dev/fuse, root only). */
+  /**
+   * 'raw' (src/fs/rawfuse: the protocol on /dev/fuse, root only), 'native'
+   * (fuse-native, libfuse 2.9), or 'auto' (the default): raw when running as
+   * root, native otherwise or when the raw mount fails (with a warning).
+   */
   engine?: FuseEngine
   /** For the raw engine's session log records. */
   log?: Logger
 }
 
-export function mountFuse(mountpoint: string, ops: Record<string, unknown>, opts: MountOptions = {}): Promise<Mounted> {
-  if (opts.engine === 'raw') return mountRaw(mountpoint, ops, { allowOther: opts.allowOther, debug: opts.debug, log: opts.log })
+export async function mountFuse(mountpoint: string, ops: Record<string, unknown>, opts: MountOptions = {}): Promise<EngineMounted> {
+  const engine = opts.engine ?? 'auto'
+  const raw = (): Promise<Mounted> => mountRaw(mountpoint, ops, { allowOther: opts.allowOther, debug: opts.debug, log: opts.log })
+  if (engine === 'raw') return Object.assign(await raw(), { engine: 'raw' as const })
+  // libfuse 2 answers the kernel with protocol 7.19 (128 KiB requests, one write per file in
+  // flight); the raw engine negotiates 1 MiB requests and parallel direct writes. It needs
+  // CAP_SYS_ADMIN to mount, so auto uses it as root and falls back to fuse-native.
+  if (engine === 'auto' && process.geteuid?.() === 0) {
+    try {
+      return Object.assign(await raw(), { engine: 'raw' as const })
+    } catch (err) {
+      opts.log?.warn({ event: 'fuse_engine_fallback', err: (err as Error).message }, 'the raw FUSE engine could not mount; using fuse-native (--fuse-engine native)')
+    }
+  }
+  return Object.assign(await mountNative(mountpoint, ops, opts), { engine: 'native' as const })
+}
+
+function mountNative(mountpoint: string, ops: Record<string, unknown>, opts: MountOptions): Promise<Mounted> {
   const fuse = new FcfsFuse(mountpoint, ops, {
     mkdir: true,
     force: true, // a stale mount left by a killed server is unmounted first

@@ -208,6 +208,23 @@ print(json.dumps(out))
     }
   }, 60_000)
 
+  it('auto (the default) tries the raw engine and, when it cannot mount, says so and falls back to fuse-native', async () => {
+    const tmp = await makeTmp()
+    const mnt = path.join(tmp, 'mnt')
+    await mkdir(mnt)
+    try {
+      // Without CAP_SYS_ADMIN neither engine can mount here (fusermount cannot regain it either),
+      // so the fallback shows as the warning followed by fuse-native's own failure.
+      const r = await run('setpriv', ['--bounding-set=-sys_admin', process.execPath, CLI, 'mount', mnt, '--fuse-engine', 'auto', '--api-socket', 'off', '--targets', '1', '--size', '16MiB'], { timeoutMs: 30_000 })
+      expect(r.code).toBe(1)
+      expect(r.stdout).toMatch(/"event":"fuse_engine_fallback".*the raw FUSE engine could not mount; using fuse-native/) // the log (stdout)
+      expect(r.stderr).toMatch(/cannot mount at .*fusermount/)
+      expect(await isMounted(mnt)).toBe(false)
+    } finally {
+      if (!(await isMounted(mnt))) await rm(tmp, { recursive: true, force: true })
+    }
+  }, 60_000)
+
   it('leaves a stale mount on kill -9 that the next raw mount cleans and serves over', async () => {
     const first = await start(['--targets', '1', '--size', '16MiB'])
     first.proc.kill('SIGKILL')

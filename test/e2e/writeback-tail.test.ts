@@ -86,7 +86,8 @@ print(ok)`,
     const after = await lunStats(fab)
     const writes = after.writes - before.writes
     const rmw = after.readModifyWrites - before.readModifyWrites
-    expect(writes).toBeGreaterThan(100)
+    // ≥ 16 WRITEs (one per MiB with the raw engine's 1 MiB requests, ~8 per MiB with libfuse 2's 128 KiB).
+    expect(writes).toBeGreaterThanOrEqual(16)
     expect(rmw / writes).toBeLessThan(0.2)
   })
 })

@@ -478,7 +478,8 @@ describe('a small write-back window (--writeback 1MiB on a 1G link)', () => {
   it('makes a buffered writer wait for room, keeps at most 1 MiB of WRITEs in flight, and still lands every byte', async () => {
     const data = randomBytes(16 * MiB)
     await writeFile(path.join(fab.mnt, 'hba', '0', 'control'), 'reset\n')
-    await runOk('dd', [`of=${dev(RW)}`, 'bs=1M', 'count=16', 'iflag=fullblock'], { input: data, timeoutMs: 45_000 })
+    // 128 KiB writes: 128 KiB requests on either FUSE engine (the raw one would pass a 1 MiB write whole).
+    await runOk('dd', [`of=${dev(RW)}`, 'bs=128k', 'count=128', 'iflag=fullblock'], { input: data, timeoutMs: 45_000 })
     const lun = await json(path.join(fab.mnt, 'wwn', RW, 'lun', '0', 'stats.json'))
     expect(lun.fs.writebackBytes).toBe(16 * MiB)
     expect(lun.fs.writebackWindowWaits).toBeGreaterThan(0)
