@@ -251,8 +251,12 @@ async function main(): Promise<number> {
     const why = await subjects[s].unavailable()
     if (why) unavailable[s] = why
   }
-  const engine = args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'native'
-  notes.push(`fcfs FUSE engine: ${engine} (${engine === 'raw' ? 'the kernel protocol on /dev/fuse, 1 MiB requests, parallel direct writes' : 'fuse-native, libfuse 2.9.9, protocol 7.19, 128 KiB requests'}); the ceiling is fuse-native either way`)
+  // fcfs's own default is auto: the raw engine as root, fuse-native otherwise.
+  const asked = args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'auto'
+  const engine = asked === 'auto' ? (process.geteuid?.() === 0 ? 'raw' : 'native') : asked
+  notes.push(
+    `fcfs FUSE engine: ${engine}${asked === 'auto' ? ' (auto)' : ''} — ${engine === 'raw' ? 'the kernel protocol on /dev/fuse, 1 MiB requests, parallel direct writes' : 'fuse-native, libfuse 2.9.9, protocol 7.19, 128 KiB requests'}; the ceiling is fuse-native either way`,
+  )
   if (!probe.link) notes.push('`fcfs mount --link` is not available yet: only `--link unlimited` ran; link rows are marked skipped')
   if (args['direct-via'] === 'blockdev') notes.push('direct = the fs layer BlockDevice over startFabric() with the CLI tuning, same HBA ring, no FUSE (--direct-via blockdev)')
   else notes.push('direct: src/direct.ts openFabric() in a worker process, one async loop per job issuing DirectLun.read/write, same tuning as the mount')

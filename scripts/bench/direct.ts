@@ -16,7 +16,7 @@
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import path from 'node:path'
-import { isRead, REGION, type Link, type Workload } from './plan.js'
+import { isRead, regionOf, type Link, type Workload } from './plan.js'
 import { memory } from './proc.js'
 
 export type DirectVia = 'module' | 'blockdev'
@@ -136,6 +136,7 @@ export async function runWorker(input: WorkerInput): Promise<WorkerOutput> {
   const fab = await SOURCES[input.via](input.open)
   try {
     const T = fab.luns.length
+    const REGION = regionOf(w)
     const slots = Math.max(1, Math.floor(REGION / w.bs))
     const read = isRead(w)
     const rand = w.rw.startsWith('rand')

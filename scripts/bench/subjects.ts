@@ -11,7 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ChildProcess } from 'node:child_process'
-import { CEILING_FILE_SIZE, isRead, LUN_SIZE, QUEUE_FILES, queueFileJob, REGION, TARGETS, type Link, type Run, type SubjectName, type Timing, type Workload } from './plan.js'
+import { CEILING_FILE_SIZE, isRead, LUN_SIZE, QUEUE_FILES, queueFileJob, REGION, regionOf, TARGETS, type Link, type Run, type SubjectName, type Timing, type Workload } from './plan.js'
 import { fioJobFile, fioPerJobFile, prefillJobFile, runFio } from './fio.js'
 import { cpuMeter, forceUnmount, isMounted, memoryOf, onPath, register, run, spawnServer, stopChild, waitFor } from './proc.js'
 import { directSupportsLink, directUnavailable, type DirectVia, type WorkerInput, type WorkerOutput } from './direct.js'
@@ -122,9 +122,9 @@ async function measureFio(r: Run, ctx: RunContext, m: Mounted, jobName: string):
     // A file that is not on a mount would be written on the local disk: refuse.
     if (!existsSync(f)) throw new Error(`${f} does not exist`)
   }
-  const text = perJob ? fioPerJobFile(r.workload, perJob, ctx.timing) : fioJobFile(r.workload, m.files, ctx.timing)
+  const text = perJob ? fioPerJobFile(r.workload, perJob, ctx.timing) : fioJobFile(r.workload, m.files, ctx.timing, regionOf(r.workload))
   if (ctx.prefill && isRead(r.workload)) {
-    await runFio(path.join(ctx.workDir, `${jobName}.prefill.fio`), prefillJobFile(r.workload, m.files), { runtime: 60, ramp: 0 }, ctx.onChild)
+    await runFio(path.join(ctx.workDir, `${jobName}.prefill.fio`), prefillJobFile(r.workload, m.files, regionOf(r.workload)), { runtime: 60, ramp: 0 }, ctx.onChild)
   }
   await m.reset?.()
   const cpu = cpuMeter(m.pids)
