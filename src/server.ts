@@ -104,6 +104,8 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     fabric: hotplug({ fabric, driver, tuning, log }),
     lunDetails: (wwpn, n) => lunDetails(fabric, wwpn, n),
     apiInfo: () => (opts.apiSocket === false ? 'socket: off\n' : api?.info() ?? 'socket: starting\n'),
+    // Read only through the mount, so only once mountFuse has answered.
+    fuseEngine: () => mounted?.engine ?? 'starting',
   })
   addFaultFiles(fs.tree, faults)
   let mounted: EngineMounted

@@ -43,6 +43,8 @@ export interface FsOptions {
   readahead?: { window: number; chunk: number; minLatencyUs?: number }
   /** Text of the `/api` info file (the request/reply API's socket and counters); no file when absent. */
   apiInfo?: () => string
+  /** The FUSE engine serving the mount (raw or native), for /server. */
+  fuseEngine?: () => string
   /** What the targets side knows of a LUN (backend, NAA name, port ids) for its info file. */
   lunDetails?: (wwpn: string, lun: number) => Record<string, string | number | boolean>
   /** Hot-plug: changes the fabric and scans what appeared (absent: no fabric/ directory). */
@@ -159,6 +161,7 @@ export class Filesystem {
         lines([
           ['pid', process.pid],
           ['mountpoint', this.opts.mountpoint],
+          ['fuse_engine', this.opts.fuseEngine?.() ?? 'unknown'],
           ['started', this.started.toISOString()],
           ['open_handles', this.ocbs.open],
         ]),

@@ -70,6 +70,9 @@ describe('the raw FUSE engine (--fuse-engine raw)', () => {
     const lsRaw = (await runOk('ls', ['-R', raw.mnt])).stdout.replaceAll(raw.mnt, '<mnt>')
     const lsNative = (await runOk('ls', ['-R', native.mnt])).stdout.replaceAll(native.mnt, '<mnt>')
     expect(lsRaw).toBe(lsNative)
+    // Each mount says which engine serves it.
+    expect(await readFile(path.join(raw.mnt, 'server'), 'utf8')).toMatch(/^fuse_engine: raw$/m)
+    expect(await readFile(path.join(native.mnt, 'server'), 'utf8')).toMatch(/^fuse_engine: native$/m)
   }, 60_000)
 
   it('copies 8 MiB in and out byte for byte with dd, O_DIRECT and buffered', async () => {
