@@ -29,7 +29,6 @@ import {
   directSubject,
   ensurePeerInstalled,
   fcfsSubject,
-  fcfsCli,
   useDist,
   peerSubject,
   probeFcfs,

@@ -15,14 +15,13 @@
  * the probes down. Every mount is registered with proc.ts's cleanup (Ctrl-C
  * unmounts) and unmounted in a finally.
  */
-import { mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises'
-import os from 'node:os'
+import { mkdir, readdir } from 'node:fs/promises'
 import path from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { REGION, TARGETS, type Mode } from './plan.js'
 import { runFio } from './fio.js'
-import { forceUnmount, isMounted, memory, register, spawnServer, stopChild } from './proc.js'
-import { fcfsCli } from './subjects.js'
+import { forceUnmount, memory, register, spawnServer, stopChild } from './proc.js'
+import { fcfsCli, removeDir, tmpDir } from './subjects.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -191,16 +190,14 @@ interface ProbeMount {
 }
 
 async function mountFcfs(size: string): Promise<ProbeMount> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'fcfs-bench-mem-'))
+  const dir = await tmpDir('fcfs-bench-mem-')
   const mnt = path.join(dir, 'mnt')
   await mkdir(mnt)
   let proc: ChildProcess | undefined
   const stop = async (): Promise<void> => {
     if (proc) await stopChild(proc, 10_000)
     await forceUnmount(mnt)
-    if (await isMounted(mnt)) return // never rm -r through a live mount
-    await rmdir(mnt).catch(() => undefined)
-    await rm(dir, { recursive: true, force: true }).catch(() => undefined)
+    await removeDir(dir, [mnt]).catch(() => undefined)
   }
   const entry = { mnt, proc: undefined as ChildProcess | undefined, stop }
   const unregister = register(entry)

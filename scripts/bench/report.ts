@@ -2,7 +2,7 @@
  * bench-report/report.md: the side-by-side tables, the ratios issue 6 asks
  * for, a goal check, and every run's raw figures. Also results.json.
  */
-import { isRead, linkRate, sharedFilesId, SUBJECT_TITLES, SUBJECTS, type Link, type Mode, type SubjectName, type Timing, type Workload } from './plan.js'
+import { linkRate, sharedFilesId, SUBJECT_TITLES, SUBJECTS, type Link, type Mode, type SubjectName, type Timing, type Workload } from './plan.js'
 import type { Measurement } from './subjects.js'
 import type { ProfileSummary } from './profile.js'
 import { RATE_GOAL, RATE_STEP_ID, type RateFigures, type RateStep } from './rate.js'

@@ -95,11 +95,12 @@ interface Mounted {
   stop(): Promise<void>
 }
 
-async function tmpDir(prefix: string): Promise<string> {
+export async function tmpDir(prefix: string): Promise<string> {
   return mkdtemp(path.join(os.tmpdir(), prefix))
 }
 
-async function removeDir(dir: string, mnts: string[]): Promise<void> {
+/** Removes a run's temporary directory, unless one of its mountpoints is still mounted. */
+export async function removeDir(dir: string, mnts: string[]): Promise<void> {
   for (const m of mnts) {
     if (await isMounted(m)) return // never rm -r through a live mount
     await rmdir(m).catch(() => undefined)

@@ -17,6 +17,7 @@ import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import { MountError } from '../errors.js'
 import type { Logger } from '../log.js'
+import { fuseMountFields, within } from './mountinfo.js'
 import { mountRaw } from './rawfuse/session.js'
 
 export const MAX_REQUEST = 128 * 1024
@@ -102,12 +103,7 @@ function mountNative(mountpoint: string, ops: Record<string, unknown>, opts: Mou
 
 /** True when `mountpoint` is a FUSE mount (reads /proc, never the mount itself). */
 export async function isFuseMounted(mountpoint: string): Promise<boolean> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')
-  const esc = mountpoint.replace(/ /g, '\\040')
-  return text.split('\n').some((l) => {
-    const f = l.split(' ')
-    return f[4] === esc && l.includes(' - fuse')
-  })
+  return (await fuseMountFields(mountpoint)) !== null
 }
 
 /** Lazy unmount from outside the serving process (fusermount -uz). */
@@ -122,17 +118,6 @@ export function fusermountUnmount(mountpoint: string): Promise<void> {
 /** How long a look at a mounted mountpoint may take before its server counts as hung. */
 const PROBE_MS = 3000
 
-/** Resolves with `p`'s value, or `fallback` after `ms` (the promise keeps running: a hung FUSE stat cannot be cancelled). */
-function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(fallback), ms)
-    t.unref()
-    p.then(
-      (v) => (clearTimeout(t), resolve(v)),
-      () => (clearTimeout(t), resolve(fallback)),
-    )
-  })
-}
 
 /**
  * Checks the mountpoint before mounting:

@@ -28,6 +28,7 @@ import { constants as osConstants } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { MountError } from '../../errors.js'
 import { ioBuffers } from '../../util/bufpool.js'
+import { fuseMountFields, within } from '../mountinfo.js'
 import type { Logger } from '../../log.js'
 import {
   Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
@@ -67,6 +68,13 @@ interface StatLike { mode: number; size: number; uid: number; gid: number; nlink
 const E = osConstants.errno
 const secOf = (t: Date | number): number => (typeof t === 'number' ? t : t.getTime())
 
+/** fuse_out_header: the reply's total length, -errno or 0, and the request it answers. */
+function putHeader(b: Buffer, len: number, error: number, unique: bigint): void {
+  b.writeUInt32LE(len, OutHeader.len)
+  b.writeInt32LE(error, OutHeader.error)
+  b.writeBigUInt64LE(unique, OutHeader.unique)
+}
+
 /** True when this process holds CAP_SYS_ADMIN (mount(2) needs it). */
 async function hasSysAdmin(): Promise<boolean> {
   const text = await readFile('/proc/self/status', 'utf8').catch(() => '')
@@ -86,16 +94,10 @@ function run(cmd: string, args: string[], stdio: (number | 'ignore' | 'pipe')[] 
 
 /** The fusectl name of the mount's connection (its st_dev), from /proc/self/mountinfo: never touches the mount. */
 async function connectionOf(mountpoint: string): Promise<string | null> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')
-  const esc = mountpoint.replace(/ /g, '\\040')
-  for (const l of text.split('\n')) {
-    const f = l.split(' ')
-    if (f[4] === esc && l.includes(' - fuse')) {
-      const [maj, min] = f[2].split(':').map(Number)
-      return String(maj * 2 ** 20 + min)
-    }
-  }
-  return null
+  const f = await fuseMountFields(mountpoint)
+  if (!f) return null
+  const [maj, min] = f[2].split(':').map(Number)
+  return String(maj * 2 ** 20 + min)
 }
 
 /**
@@ -137,13 +139,12 @@ class Session {
   readonly initialised = new Promise<void>((r) => (this.initDone = r))
   endDone!: () => void
   readonly ended = new Promise<void>((r) => (this.endDone = r))
-  readonly counts = new Map<number, number>()
 
   constructor(
     readonly fd: number,
     private readonly ops: Record<string, AnyFn | undefined>,
     private readonly log: Logger | undefined,
-    private readonly readers: number,
+    readers: number,
     private readonly slots: number,
   ) {
     const memory = new SharedArrayBuffer(slots * SLOT_SIZE)
@@ -210,11 +211,8 @@ class Session {
 
   /** Header + `body` bytes already in scratch[OutHeader.SIZE…]. */
   private reply(unique: bigint, error: number, body = 0): void {
-    const s = this.scratch
-    s.writeUInt32LE(OutHeader.SIZE + body, OutHeader.len)
-    s.writeInt32LE(error, OutHeader.error)
-    s.writeBigUInt64LE(unique, OutHeader.unique)
-    this.write([s.subarray(0, OutHeader.SIZE + body)])
+    putHeader(this.scratch, OutHeader.SIZE + body, error, unique)
+    this.write([this.scratch.subarray(0, OutHeader.SIZE + body)])
   }
 
   private replyError(unique: bigint, error: number): void {
@@ -222,11 +220,8 @@ class Session {
   }
 
   private replyData(unique: bigint, data: Buffer): void {
-    const h = this.hdr
-    h.writeUInt32LE(OutHeader.SIZE + data.length, OutHeader.len)
-    h.writeInt32LE(0, OutHeader.error)
-    h.writeBigUInt64LE(unique, OutHeader.unique)
-    this.write(data.length ? [h, data] : [h])
+    putHeader(this.hdr, OutHeader.SIZE + data.length, 0, unique)
+    this.write(data.length ? [this.hdr, data] : [this.hdr])
   }
 
   private putAttr(o: number, ino: number, st: StatLike): void {
@@ -280,7 +275,6 @@ class Session {
     const nodeid = Number(b.readBigUInt64LE(InHeader.nodeid))
     const p = InHeader.SIZE
     const ops = this.ops
-    this.counts.set(opcode, (this.counts.get(opcode) ?? 0) + 1)
     if (opcode === Op.INIT) return this.init(b, unique), false
     if (NO_REPLY_OPS.has(opcode)) {
       if (opcode === Op.FORGET) this.forget(nodeid, Number(b.readBigUInt64LE(p + ForgetIn.nlookup)))
@@ -555,8 +549,7 @@ export async function mountRaw(mountpoint: string, ops: Record<string, unknown>,
   const session = new Session(fd, ops as Record<string, AnyFn | undefined>, opts.log, opts.readers ?? (Number(process.env.FCFS_RAWFUSE_READERS) || 2), opts.slots ?? 96)
 
   let unmounting: Promise<void> | null = null
-  const waitEnd = (ms: number): Promise<boolean> =>
-    Promise.race([session.ended.then(() => true), new Promise<boolean>((res) => setTimeout(() => res(false), ms).unref())])
+  const waitEnd = (ms: number): Promise<boolean> => within(session.ended.then(() => true), ms, false)
   const unmount = (): Promise<void> =>
     (unmounting ??= (async () => {
       if (await connectionOf(mountpoint)) {
@@ -577,8 +570,7 @@ export async function mountRaw(mountpoint: string, ops: Record<string, unknown>,
       opts.log?.warn({ event: 'rawfuse_readers_stuck', mountpoint, connection: conn }, 'FUSE readers did not end after unmount; /dev/fuse stays open until the kernel ends the connection')
     })())
 
-  const t = new Promise<'late'>((res) => setTimeout(() => res('late'), 10_000).unref())
-  if ((await Promise.race([session.initialised.then(() => 'ok' as const), t])) === 'late') {
+  if (!(await within(session.initialised.then(() => true), 10_000, false))) {
     await unmount().catch(() => undefined)
     throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw): the kernel sent no INIT within 10 s`)
   }
