@@ -88,6 +88,20 @@ describe('the raw FUSE engine (--fuse-engine raw)', () => {
     }
   }, 60_000)
 
+  it('returns each of many concurrent reads its own bytes (fio verify, 8 jobs × depth 16, 4 KiB to 1 MiB)', async () => {
+    // Replies are built in their request's slot and written by the writer thread while
+    // the main thread runs the next commands: a mixed-up slot shows as a verify error.
+    const fab = await start(['--targets', '2', '--size', '128MiB'])
+    const r = await run('fio', [
+      '--name=v', `--filename=${fab.rwbuf(0)}:${fab.rwbuf(1)}`, '--rw=randwrite', '--bssplit=4k/30:64k/30:640k/20:1m/20',
+      '--direct=1', '--ioengine=libaio', '--iodepth=16', '--numjobs=8', '--size=12m', '--offset_increment=16m',
+      '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--group_reporting',
+    ])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/err= 0/)
+    expect(r.stdout + r.stderr).not.toMatch(/verify: bad|crc32c: verify failed/i)
+  }, 120_000)
+
   it('sends a 1 MiB O_DIRECT write to the LUN as one WRITE command of 1 MiB', async () => {
     const fab = await start(['--targets', '1', '--size', '64MiB'])
     const out = await py(

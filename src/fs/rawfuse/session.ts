@@ -21,13 +21,12 @@
  * BATCH_FORGET give them back; an id forgotten by the kernel may be handed
  * out again for the same path, which the protocol allows).
  */
-import { open as openCb, close as closeCb, writeSync, writevSync } from 'node:fs'
+import { open as openCb, close as closeCb, writeSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { spawn } from 'node:child_process'
 import { constants as osConstants } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { MountError } from '../../errors.js'
-import { ioBuffers } from '../../util/bufpool.js'
 import { fuseMountFields, within } from '../mountinfo.js'
 import type { Logger } from '../../log.js'
 import {
@@ -44,6 +43,8 @@ const SLOT_SIZE = RAW_MAX_WRITE + 4096
 const SLOT_SHIFT = 2 ** 22
 /** Attribute and entry validity, as libfuse 2's defaults (entry_timeout = attr_timeout = 1 s). */
 const VALID_SEC = 1n
+/** The reply queue shared with writer.ts: tail (main), head and sleeping (writer), then the entries. */
+export const Q_TAIL = 0, Q_HEAD = 1, Q_SLEEPING = 2, Q_ENTRIES = 3
 
 export interface RawMountOptions {
   allowOther?: boolean
@@ -128,10 +129,15 @@ class Session {
   private nextId = ROOT_ID + 1
   private readonly dirs = new Map<number, { path: string; names: string[] | null }>()
   private nextDir = 1
-  private readonly hdr = Buffer.alloc(OutHeader.SIZE)
   private readonly scratch = Buffer.alloc(64 * 1024)
   private readonly views: Buffer[]
   private readonly state: Int32Array
+  /** The reply queue of writer.ts and its tail (the next entry the main thread fills). */
+  private readonly queue: Int32Array
+  private tail = 0
+  /** READs and WRITEs dispatched and not yet answered. */
+  private inFlight = 0
+  private readonly writer: Worker
   private readonly workers: Worker[] = []
   private running = 0
   private closed = false
@@ -151,6 +157,13 @@ class Session {
     const state = new SharedArrayBuffer(4 * (slots + 1))
     this.state = new Int32Array(state)
     this.views = Array.from({ length: slots }, (_, i) => Buffer.from(memory, i * SLOT_SIZE, SLOT_SIZE))
+    const queue = new SharedArrayBuffer(4 * (Q_ENTRIES + slots + 1))
+    this.queue = new Int32Array(queue)
+    this.writer = new Worker(new URL('./writer.js', import.meta.url), {
+      workerData: { fd, memory, state, queue, slots, slotSize: SLOT_SIZE, shift: SLOT_SHIFT, layout: { tail: Q_TAIL, head: Q_HEAD, sleeping: Q_SLEEPING, entries: Q_ENTRIES } },
+    })
+    this.writer.on('message', (m: { error: string }) => this.log?.error({ event: 'rawfuse_reply_failed', err: m.error }, 'writing a FUSE reply failed'))
+    this.writer.on('error', (e) => this.log?.error({ event: 'rawfuse_writer_failed', err: e.message }, 'the FUSE reply writer failed'))
     for (let r = 0; r < readers; r++) {
       const w = new Worker(new URL('./reader.js', import.meta.url), {
         workerData: { fd, memory, state, slots, slotSize: SLOT_SIZE, first: Math.floor((r * slots) / readers), shift: SLOT_SHIFT },
@@ -172,7 +185,8 @@ class Session {
   close(): void {
     if (this.closed) return
     this.closed = true
-    closeCb(this.fd, () => this.endDone())
+    // The writer may be inside write(2) on the fd: stop it before closing.
+    void this.writer.terminate().finally(() => closeCb(this.fd, () => this.endDone()))
   }
 
   private free(slot: number): void {
@@ -197,11 +211,10 @@ class Session {
 
   // ---- replies: one write(2) each ----
 
-  private write(bufs: Buffer[]): void {
+  private write(buf: Buffer): void {
     if (this.closed) return
     try {
-      if (bufs.length === 1) writeSync(this.fd, bufs[0])
-      else writevSync(this.fd, bufs)
+      writeSync(this.fd, buf)
     } catch (e) {
       // ENOENT: the request was interrupted or aborted meanwhile; ENODEV: the connection is gone.
       const code = (e as NodeJS.ErrnoException).code
@@ -209,19 +222,36 @@ class Session {
     }
   }
 
+  /**
+   * A READ or WRITE reply built in the request's slot (header at 0, `body`
+   * bytes after it). Written here when nothing else is in flight and the
+   * writer sleeps (waking it would add a cross-thread hop to a lone request's
+   * latency); otherwise queued for the writer thread, which writes it while
+   * this thread runs the next commands, and frees the slot.
+   */
+  private sendReply(slot: number, unique: bigint, error: number, body: number): void {
+    this.inFlight--
+    const len = OutHeader.SIZE + body
+    putHeader(this.views[slot], len, error, unique)
+    if (this.closed || (this.inFlight === 0 && Atomics.load(this.queue, Q_SLEEPING) === 1)) {
+      this.write(this.views[slot].subarray(0, len))
+      return this.free(slot)
+    }
+    const q = this.queue
+    q[Q_ENTRIES + this.tail] = slot * SLOT_SHIFT + len
+    this.tail = (this.tail + 1) % (q.length - Q_ENTRIES)
+    Atomics.store(q, Q_TAIL, this.tail)
+    Atomics.notify(q, Q_TAIL, 1)
+  }
+
   /** Header + `body` bytes already in scratch[OutHeader.SIZE…]. */
   private reply(unique: bigint, error: number, body = 0): void {
     putHeader(this.scratch, OutHeader.SIZE + body, error, unique)
-    this.write([this.scratch.subarray(0, OutHeader.SIZE + body)])
+    this.write(this.scratch.subarray(0, OutHeader.SIZE + body))
   }
 
   private replyError(unique: bigint, error: number): void {
     this.reply(unique, error < 0 ? error : -E.EIO)
-  }
-
-  private replyData(unique: bigint, data: Buffer): void {
-    putHeader(this.hdr, OutHeader.SIZE + data.length, 0, unique)
-    this.write(data.length ? [this.hdr, data] : [this.hdr])
   }
 
   private putAttr(o: number, ino: number, st: StatLike): void {
@@ -292,16 +322,17 @@ class Session {
 
     switch (opcode) {
       case Op.READ: {
+        // The data lands in this slot after the reply header: the writer thread sends it from there.
         const fh = Number(b.readBigUInt64LE(p + ReadIn.fh))
         const off = Number(b.readBigUInt64LE(p + ReadIn.offset))
-        const size = b.readUInt32LE(p + ReadIn.size)
-        const buf = ioBuffers.get(size)
+        const size = Math.min(b.readUInt32LE(p + ReadIn.size), SLOT_SIZE - OutHeader.SIZE)
+        const buf = b.subarray(OutHeader.SIZE, OutHeader.SIZE + size)
+        this.inFlight++
         ops.read!(path, fh, buf, size, off, ((r: number) => {
-          if (r < 0) this.replyError(unique, r)
-          else this.replyData(unique, buf.subarray(0, Math.min(r, size)))
-          ioBuffers.put(buf)
+          if (r < 0) this.sendReply(slot, unique, r, 0)
+          else this.sendReply(slot, unique, 0, Math.min(r, size))
         }) as Cb)
-        return false
+        return true
       }
       case Op.WRITE: {
         const fh = Number(b.readBigUInt64LE(p + WriteIn.fh))
@@ -309,14 +340,12 @@ class Session {
         const size = b.readUInt32LE(p + WriteIn.size)
         const start = p + WriteIn.SIZE
         const data = b.subarray(start, Math.min(n, start + size))
+        this.inFlight++
         ops.write!(path, fh, data, data.length, off, ((r: number) => {
-          if (r < 0) this.replyError(unique, r)
-          else {
-            this.scratch.writeUInt32LE(r, OutHeader.SIZE + WriteOut.size)
-            this.scratch.writeUInt32LE(0, OutHeader.SIZE + WriteOut.padding)
-            this.reply(unique, 0, WriteOut.SIZE)
-          }
-          this.free(slot)
+          if (r < 0) return this.sendReply(slot, unique, r, 0)
+          b.writeUInt32LE(r, OutHeader.SIZE + WriteOut.size)
+          b.writeUInt32LE(0, OutHeader.SIZE + WriteOut.padding)
+          this.sendReply(slot, unique, 0, WriteOut.SIZE)
         }) as Cb)
         return true
       }
