@@ -95,7 +95,7 @@ describe('the raw FUSE engine (--fuse-engine raw)', () => {
     const r = await run('fio', [
       '--name=v', `--filename=${fab.rwbuf(0)}:${fab.rwbuf(1)}`, '--rw=randwrite', '--bssplit=4k/30:64k/30:640k/20:1m/20',
       '--direct=1', '--ioengine=libaio', '--iodepth=16', '--numjobs=8', '--size=12m', '--offset_increment=16m',
-      '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--group_reporting',
+      '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0', '--group_reporting',
     ])
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(r.stdout).toMatch(/err= 0/)
