@@ -1,8 +1,15 @@
 /**
  * A /dev/fuse reader thread (worker_threads). Each read(2) returns exactly one
  * request; this thread reads it straight into a free slot of the shared
- * request memory and posts `slot * shift + bytes` to the main thread,
- * which answers it and frees the slot. One cross-thread hand-off per request.
+ * request memory and queues `slot * shift + bytes` in its inbox for the main
+ * thread, which answers it and frees the slot.
+ *
+ * The inbox (Int32Array: [0] tail, advanced here; [1] head, advanced by the
+ * main thread; entries from [2], counted modulo their number, one more than
+ * the slots) saves a postMessage per request: this thread posts only when it
+ * turns the shared `wake` flag from 0 to 1, i.e. when the main thread is not
+ * already draining inboxes (it sets the flag back to 0 when it has drained
+ * them all, then looks once more).
  *
  * Why a worker and not fs.read on the libuv threadpool: a read of /dev/fuse
  * blocks until the kernel has a request, so every outstanding read pins a
@@ -22,6 +29,8 @@ interface ReaderData {
   fd: number
   memory: SharedArrayBuffer
   state: SharedArrayBuffer
+  inbox: SharedArrayBuffer
+  wake: SharedArrayBuffer
   slots: number
   slotSize: number
   first: number
@@ -29,8 +38,12 @@ interface ReaderData {
   shift: number
 }
 
-const { fd, memory, state, slots, slotSize, first, shift } = workerData as ReaderData
+const { fd, memory, state, inbox, wake, slots, slotSize, first, shift } = workerData as ReaderData
 const st = new Int32Array(state)
+const box = new Int32Array(inbox)
+const size = box.length - 2
+const wk = new Int32Array(wake)
+let tail = 0
 const views = Array.from({ length: slots }, (_, i) => Buffer.from(memory, i * slotSize, slotSize))
 
 function claim(): number {
@@ -60,5 +73,8 @@ for (;;) {
       process.exit(0)
     }
   }
-  parentPort!.postMessage(slot * shift + n)
+  box[2 + tail] = slot * shift + n
+  tail = (tail + 1) % size
+  Atomics.store(box, 0, tail)
+  if (Atomics.compareExchange(wk, 0, 0, 1) === 0) parentPort!.postMessage(0)
 }

@@ -139,6 +139,9 @@ class Session {
   private inFlight = 0
   private readonly writer: Worker
   private readonly workers: Worker[] = []
+  /** Each reader's inbox (see reader.ts) and the flag that says the main thread has been told to drain them. */
+  private readonly inboxes: Int32Array[] = []
+  private readonly wake = new Int32Array(new SharedArrayBuffer(4))
   private running = 0
   private closed = false
   initDone!: () => void
@@ -165,11 +168,13 @@ class Session {
     this.writer.on('message', (m: { error: string }) => this.log?.error({ event: 'rawfuse_reply_failed', err: m.error }, 'writing a FUSE reply failed'))
     this.writer.on('error', (e) => this.log?.error({ event: 'rawfuse_writer_failed', err: e.message }, 'the FUSE reply writer failed'))
     for (let r = 0; r < readers; r++) {
+      const inbox = new SharedArrayBuffer(4 * (2 + slots + 1))
+      this.inboxes.push(new Int32Array(inbox))
       const w = new Worker(new URL('./reader.js', import.meta.url), {
-        workerData: { fd, memory, state, slots, slotSize: SLOT_SIZE, first: Math.floor((r * slots) / readers), shift: SLOT_SHIFT },
+        workerData: { fd, memory, state, inbox, wake: this.wake.buffer, slots, slotSize: SLOT_SIZE, first: Math.floor((r * slots) / readers), shift: SLOT_SHIFT },
       })
       this.running++
-      w.on('message', (m: number | { end: true; error?: string }) => (typeof m === 'number' ? this.request(m) : this.readerEnded(m.error)))
+      w.on('message', (m: number | { end: true; error?: string }) => (typeof m === 'number' ? this.drain() : this.readerEnded(m.error)))
       w.on('error', (e) => this.readerEnded(e.message))
       this.workers.push(w)
     }
@@ -282,6 +287,30 @@ class Session {
   }
 
   // ---- requests ----
+
+  /**
+   * Answers the requests the readers have queued. While a pass finds some, the
+   * next pass is an immediate (after the HBA work they started) and the readers
+   * need not post; when one finds none, the readers may post again.
+   */
+  private readonly drain = (): void => {
+    let any = false
+    for (const box of this.inboxes) {
+      const size = box.length - 2
+      let head = box[1]
+      while (head !== Atomics.load(box, 0)) {
+        const m = box[2 + head]
+        head = (head + 1) % size
+        Atomics.store(box, 1, head)
+        this.request(m)
+        any = true
+      }
+    }
+    if (any) return void setImmediate(this.drain)
+    Atomics.store(this.wake, 0, 0)
+    // A reader may have queued after our pass and seen the flag still set: look once more.
+    if (this.inboxes.some((b) => b[1] !== Atomics.load(b, 0)) && Atomics.compareExchange(this.wake, 0, 0, 1) === 0) setImmediate(this.drain)
+  }
 
   private request(m: number): void {
     const slot = Math.floor(m / SLOT_SHIFT)
