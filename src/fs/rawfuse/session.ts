@@ -11,10 +11,16 @@
  *   - every open answers FOPEN_DIRECT_IO (fcfs is direct_io: exact sizes, no
  *     page cache) and FOPEN_PARALLEL_DIRECT_WRITES (many O_DIRECT writes to one
  *     file in flight at once);
- *   - requests are read by worker threads (reader.ts) into shared slots, one
- *     hand-off to the main thread each; a reply is one write(2) of header + body
- *     from the main thread (writing a reply to /dev/fuse never waits for a
- *     filesystem: the kernel copies it and wakes the caller).
+ *   - requests are read by worker threads (reader.ts) into shared slots and
+ *     queued in shared inboxes the main thread drains (a postMessage only to
+ *     wake it when it is not already draining);
+ *   - a reply is one write(2) of header + body. READ data is moved by the HBA
+ *     straight into the request's slot after the reply header; READ and WRITE
+ *     replies are written by a writer thread (writer.ts) while the main thread
+ *     runs the next commands, or by the main thread when the request is alone
+ *     and the writer sleeps (waking it would only add latency). Other replies
+ *     are small and written by the main thread. Writing a reply to /dev/fuse
+ *     never waits for a filesystem: the kernel copies it and wakes the caller.
  *
  * Node ids: the root is 1; every other path gets an id on first sight that it
  * keeps for the life of the session (LOOKUP counts references, FORGET and
