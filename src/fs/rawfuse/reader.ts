@@ -1,12 +1,10 @@
 /**
  * A /dev/fuse reader thread (worker_threads). Each read(2) returns exactly one
  * request; this thread reads it straight into a free slot of the shared
- * request memory and queues `slot * shift + bytes` in its inbox for the main
- * thread, which answers it and frees the slot.
+ * request memory and pushes `slot * shift + bytes` on its inbox (a ring.ts
+ * ring) for the main thread, which answers it and frees the slot.
  *
- * The inbox (Int32Array: [0] tail, advanced here; [1] head, advanced by the
- * main thread; entries from [2], counted modulo their number, one more than
- * the slots) saves a postMessage per request: this thread posts only when it
+ * The inbox saves a postMessage per request: this thread posts only when it
  * turns the shared `wake` flag from 0 to 1, i.e. when the main thread is not
  * already draining inboxes (it sets the flag back to 0 when it has drained
  * them all, then looks once more).
@@ -24,6 +22,7 @@
  */
 import { readSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
+import { SharedRing } from './ring.js'
 
 interface ReaderData {
   fd: number
@@ -40,10 +39,8 @@ interface ReaderData {
 
 const { fd, memory, state, inbox, wake, slots, slotSize, first, shift } = workerData as ReaderData
 const st = new Int32Array(state)
-const box = new Int32Array(inbox)
-const size = box.length - 2
+const box = new SharedRing(inbox)
 const wk = new Int32Array(wake)
-let tail = 0
 const views = Array.from({ length: slots }, (_, i) => Buffer.from(memory, i * slotSize, slotSize))
 
 function claim(): number {
@@ -73,8 +70,6 @@ for (;;) {
       process.exit(0)
     }
   }
-  box[2 + tail] = slot * shift + n
-  tail = (tail + 1) % size
-  Atomics.store(box, 0, tail)
+  box.push(slot * shift + n)
   if (Atomics.compareExchange(wk, 0, 0, 1) === 0) parentPort!.postMessage(0)
 }

@@ -34,6 +34,7 @@ import { constants as osConstants } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { MountError } from '../../errors.js'
 import { fuseMountFields, within } from '../mountinfo.js'
+import { ringMemory, SharedRing } from './ring.js'
 import type { Logger } from '../../log.js'
 import {
   Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
@@ -49,8 +50,6 @@ const SLOT_SIZE = RAW_MAX_WRITE + 4096
 const SLOT_SHIFT = 2 ** 22
 /** Attribute and entry validity, as libfuse 2's defaults (entry_timeout = attr_timeout = 1 s). */
 const VALID_SEC = 1n
-/** The reply queue shared with writer.ts: tail (main), head and sleeping (writer), then the entries. */
-export const Q_TAIL = 0, Q_HEAD = 1, Q_SLEEPING = 2, Q_ENTRIES = 3
 
 export interface RawMountOptions {
   allowOther?: boolean
@@ -138,15 +137,15 @@ class Session {
   private readonly scratch = Buffer.alloc(64 * 1024)
   private readonly views: Buffer[]
   private readonly state: Int32Array
-  /** The reply queue of writer.ts and its tail (the next entry the main thread fills). */
-  private readonly queue: Int32Array
-  private tail = 0
+  /** Replies for writer.ts; null once the writer thread is gone (replies are then written here). */
+  private replies: SharedRing | null
+  private readonly repliesMemory: SharedArrayBuffer
   /** READs and WRITEs dispatched and not yet answered. */
   private inFlight = 0
   private readonly writer: Worker
   private readonly workers: Worker[] = []
   /** Each reader's inbox (see reader.ts) and the flag that says the main thread has been told to drain them. */
-  private readonly inboxes: Int32Array[] = []
+  private readonly inboxes: SharedRing[] = []
   private readonly wake = new Int32Array(new SharedArrayBuffer(4))
   private running = 0
   private closed = false
@@ -166,16 +165,16 @@ class Session {
     const state = new SharedArrayBuffer(4 * (slots + 1))
     this.state = new Int32Array(state)
     this.views = Array.from({ length: slots }, (_, i) => Buffer.from(memory, i * SLOT_SIZE, SLOT_SIZE))
-    const queue = new SharedArrayBuffer(4 * (Q_ENTRIES + slots + 1))
-    this.queue = new Int32Array(queue)
+    const replies = (this.repliesMemory = ringMemory(slots))
+    this.replies = new SharedRing(replies)
     this.writer = new Worker(new URL('./writer.js', import.meta.url), {
-      workerData: { fd, memory, state, queue, slots, slotSize: SLOT_SIZE, shift: SLOT_SHIFT, layout: { tail: Q_TAIL, head: Q_HEAD, sleeping: Q_SLEEPING, entries: Q_ENTRIES } },
+      workerData: { fd, memory, state, replies, slots, slotSize: SLOT_SIZE, shift: SLOT_SHIFT },
     })
     this.writer.on('message', (m: { error: string }) => this.log?.error({ event: 'rawfuse_reply_failed', err: m.error }, 'writing a FUSE reply failed'))
-    this.writer.on('error', (e) => this.log?.error({ event: 'rawfuse_writer_failed', err: e.message }, 'the FUSE reply writer failed'))
+    this.writer.on('error', (e) => this.writerGone(e))
     for (let r = 0; r < readers; r++) {
-      const inbox = new SharedArrayBuffer(4 * (2 + slots + 1))
-      this.inboxes.push(new Int32Array(inbox))
+      const inbox = ringMemory(slots)
+      this.inboxes.push(new SharedRing(inbox))
       const w = new Worker(new URL('./reader.js', import.meta.url), {
         workerData: { fd, memory, state, inbox, wake: this.wake.buffer, slots, slotSize: SLOT_SIZE, first: Math.floor((r * slots) / readers), shift: SLOT_SHIFT },
       })
@@ -198,6 +197,19 @@ class Session {
     this.closed = true
     // The writer may be inside write(2) on the fd: stop it before closing.
     void this.writer.terminate().finally(() => closeCb(this.fd, () => this.endDone()))
+  }
+
+  /** The writer thread failed: write what it left queued, and every reply from now on, here. */
+  private writerGone(e: Error): void {
+    this.log?.error({ event: 'rawfuse_writer_failed', err: e.message }, 'the FUSE reply writer failed; replies are written by the main thread')
+    if (!this.replies) return
+    this.replies = null
+    const ring = new SharedRing(this.repliesMemory) // the consumer's view: from where the writer stopped
+    for (let m = ring.pop(); m >= 0; m = ring.pop()) {
+      const slot = Math.floor(m / SLOT_SHIFT)
+      this.write(this.views[slot].subarray(0, m - slot * SLOT_SHIFT))
+      this.free(slot)
+    }
   }
 
   private free(slot: number): void {
@@ -244,15 +256,13 @@ class Session {
     this.inFlight--
     const len = OutHeader.SIZE + body
     putHeader(this.views[slot], len, error, unique)
-    if (this.closed || (this.inFlight === 0 && Atomics.load(this.queue, Q_SLEEPING) === 1)) {
+    const ring = this.replies
+    if (!ring || this.closed || (this.inFlight === 0 && ring.consumerWaiting)) {
       this.write(this.views[slot].subarray(0, len))
       return this.free(slot)
     }
-    const q = this.queue
-    q[Q_ENTRIES + this.tail] = slot * SLOT_SHIFT + len
-    this.tail = (this.tail + 1) % (q.length - Q_ENTRIES)
-    Atomics.store(q, Q_TAIL, this.tail)
-    Atomics.notify(q, Q_TAIL, 1)
+    ring.push(slot * SLOT_SHIFT + len)
+    ring.notify()
   }
 
   /** Header + `body` bytes already in scratch[OutHeader.SIZE…]. */
@@ -302,12 +312,7 @@ class Session {
   private readonly drain = (): void => {
     let any = false
     for (const box of this.inboxes) {
-      const size = box.length - 2
-      let head = box[1]
-      while (head !== Atomics.load(box, 0)) {
-        const m = box[2 + head]
-        head = (head + 1) % size
-        Atomics.store(box, 1, head)
+      for (let m = box.pop(); m >= 0; m = box.pop()) {
         this.request(m)
         any = true
       }
@@ -315,7 +320,7 @@ class Session {
     if (any) return void setImmediate(this.drain)
     Atomics.store(this.wake, 0, 0)
     // A reader may have queued after our pass and seen the flag still set: look once more.
-    if (this.inboxes.some((b) => b[1] !== Atomics.load(b, 0)) && Atomics.compareExchange(this.wake, 0, 0, 1) === 0) setImmediate(this.drain)
+    if (this.inboxes.some((b) => !b.empty) && Atomics.compareExchange(this.wake, 0, 0, 1) === 0) setImmediate(this.drain)
   }
 
   private request(m: number): void {
