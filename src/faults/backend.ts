@@ -20,6 +20,7 @@
 import type { Backend, BackendError, IoResult, MaybeAsync } from '../targets/backend.js'
 import { isPromise } from '../targets/backend.js'
 import type { Lun } from '../targets/types.js'
+import { zero } from '../util/bytes.js'
 
 /** What the fault set decided for one backend call. */
 export interface BackendVerdict {
@@ -132,7 +133,7 @@ function medium(offset: number, op: string): BackendError {
 /** Spoils dst[start, end) block by block. */
 export function corrupt(dst: Buffer, start: number, end: number, how: 'flip' | 'bit' | 'zero', blockSize: number): void {
   if (how === 'zero') {
-    dst.fill(0, start, end)
+    zero(dst, start, end)
     return
   }
   if (how === 'bit') {

@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks'
 import { classify, Errno, RETRY_LIMIT } from './errno.js'
 import { RangeLock } from './rangelock.js'
 import { ioBuffers } from '../util/bufpool.js'
+import { copyBytes } from '../util/bytes.js'
 
 export interface DeviceInfo {
   wwpn: string
@@ -336,7 +337,7 @@ export class BlockDevice {
     const tmp = ioBuffers.get(n * bs)
     this.readBlocks(first, n, tmp, this.wbInflight.size > 0, (r) => {
       const got = r < 0 ? r : Math.min(len, r - head)
-      if (got > 0) tmp.copy(buf, 0, head, head + got)
+      if (got > 0) copyBytes(tmp, buf, 0, head, head + got)
       ioBuffers.put(tmp)
       cb(got < 0 ? got : got === 0 ? Errno.EIO : got)
     })
@@ -414,7 +415,7 @@ export class BlockDevice {
       ioBuffers.put(t!.buf)
       this.tail = null
     }
-    buf.copy(copy, total - len, 0, len)
+    copyBytes(buf, copy, total - len, 0, len)
     if (this.caches.size > 0) this.invalidate(pos, pos + len) // answered now: prefetched copies are stale now
     // Keep back a partial last block: all of a run that starts on a block
     // boundary and stays inside one block, else what follows the last boundary
@@ -547,7 +548,7 @@ export class BlockDevice {
         cb(errno)
       }
       const merge = (): void => {
-        data.copy(tmp, head)
+        copyBytes(data, tmp, head)
         this.transfer('write', first, n, tmp, (r) => {
           ioBuffers.put(tmp)
           release()

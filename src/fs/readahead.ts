@@ -16,6 +16,7 @@
  */
 import { PREFETCH_READ, type BlockDevice, type IoCallback, type ReadCache } from './blockdev.js'
 import { ioBuffers } from '../util/bufpool.js'
+import { copyBytes } from '../util/bytes.js'
 
 interface Chunk {
   index: number
@@ -97,7 +98,7 @@ export class Readahead implements ReadCache {
         const from = Math.max(pos, start) - start
         const to = Math.min(pos + len, start + this.chunk) - start
         if (c.result === null || c.result < to) failed = true
-        else if (!failed) copied += c.buf.copy(buf, copied, from, to)
+        else if (!failed) copied += copyBytes(c.buf, buf, copied, from, to)
       }
       for (const c of needed) {
         if (failed && c.result !== null && c.result < c.buf.length && this.chunks.get(c.index) === c) this.unlist(c)

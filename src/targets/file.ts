@@ -34,6 +34,7 @@ import { ConfigError, InternalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Backend, BackendError, IoResult } from './backend.js'
 import { LockHeldError, lockFile, type FileLock } from './lock.js'
+import { zero } from '../util/bytes.js'
 
 /** Unmaps at least this long are punched; shorter ones are written as zeros. */
 export const PUNCH_MIN_BYTES = 1024 * 1024
@@ -178,7 +179,7 @@ export class FileBackend implements Backend {
         const { bytesRead } = await this.fh.read(dst, pos, dst.length - pos, offset + pos)
         if (bytesRead === 0) {
           // Past the end of a file someone shortened behind our back: no data there.
-          dst.fill(0, pos)
+          zero(dst, pos)
           break
         }
         pos += bytesRead

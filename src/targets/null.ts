@@ -12,6 +12,7 @@
  */
 import { InternalError } from '../errors.js'
 import type { Backend, IoResult } from './backend.js'
+import { zero } from '../util/bytes.js'
 
 export class NullBackend implements Backend {
   readonly kind = 'null'
@@ -31,7 +32,7 @@ export class NullBackend implements Backend {
 
   read(offset: number, dst: Buffer): IoResult {
     this.check(offset, dst.length, 'read')
-    dst.fill(0)
+    zero(dst)
     return null
   }
 

@@ -33,6 +33,7 @@
 import { InternalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Backend, IoResult } from './backend.js'
+import { copyBytes, zero } from '../util/bytes.js'
 
 export const RAM_CHUNK_SIZE = 64 * 1024
 
@@ -91,10 +92,10 @@ export class RamBackend implements Backend {
       const within = at - index * RAM_CHUNK_SIZE
       const n = Math.min(RAM_CHUNK_SIZE - within, dst.length - pos)
       const slot = this.chunks.get(index)
-      if (slot === undefined) dst.fill(0, pos, pos + n)
+      if (slot === undefined) zero(dst, pos, pos + n)
       else {
         const base = (slot & SLOT_MASK) * RAM_CHUNK_SIZE + within
-        this.slabs[slot >>> SLOT_BITS]!.copy(dst, pos, base, base + n)
+        copyBytes(this.slabs[slot >>> SLOT_BITS]!, dst, pos, base, base + n)
       }
       pos += n
     }
@@ -157,7 +158,7 @@ export class RamBackend implements Backend {
         this.chunks.set(index, slot)
         this.held += this.chunkLength(index)
       }
-      src.copy(this.slabs[slot >>> SLOT_BITS]!, (slot & SLOT_MASK) * RAM_CHUNK_SIZE + within, pos, pos + n)
+      copyBytes(src, this.slabs[slot >>> SLOT_BITS]!, (slot & SLOT_MASK) * RAM_CHUNK_SIZE + within, pos, pos + n)
       pos += n
     }
     return null
