@@ -50,6 +50,13 @@ const SLOT_SIZE = RAW_MAX_WRITE + 4096
 const SLOT_SHIFT = 2 ** 22
 /** Attribute and entry validity, as libfuse 2's defaults (entry_timeout = attr_timeout = 1 s). */
 const VALID_SEC = 1n
+/**
+ * A reply up to this size is written by the main thread when the writer
+ * sleeps: waking the writer costs the main thread about what the reply's own
+ * write(2) does (both are one cross-thread wake-up), so only a big copy is
+ * worth handing over.
+ */
+const INLINE_REPLY_MAX = 64 * 1024
 
 export interface RawMountOptions {
   allowOther?: boolean
@@ -257,7 +264,7 @@ class Session {
     const len = OutHeader.SIZE + body
     putHeader(this.views[slot], len, error, unique)
     const ring = this.replies
-    if (!ring || this.closed || (this.inFlight === 0 && ring.consumerWaiting)) {
+    if (!ring || this.closed || (ring.consumerWaiting && (this.inFlight === 0 || len <= INLINE_REPLY_MAX))) {
       this.write(this.views[slot].subarray(0, len))
       return this.free(slot)
     }
