@@ -17,8 +17,9 @@
  *   - a reply is one write(2) of header + body. READ data is moved by the HBA
  *     straight into the request's slot after the reply header; READ and WRITE
  *     replies are written by a writer thread (writer.ts) while the main thread
- *     runs the next commands, or by the main thread when the request is alone
- *     and the writer sleeps (waking it would only add latency). Other replies
+ *     runs the next commands, or by the main thread when the writer sleeps and
+ *     the reply is small or the request alone (waking the writer costs what
+ *     the write does, and adds a hop to a lone request's latency). Other replies
  *     are small and written by the main thread. Writing a reply to /dev/fuse
  *     never waits for a filesystem: the kernel copies it and wakes the caller.
  *
@@ -254,10 +255,11 @@ class Session {
 
   /**
    * A READ or WRITE reply built in the request's slot (header at 0, `body`
-   * bytes after it). Written here when nothing else is in flight and the
-   * writer sleeps (waking it would add a cross-thread hop to a lone request's
-   * latency); otherwise queued for the writer thread, which writes it while
-   * this thread runs the next commands, and frees the slot.
+   * bytes after it). Written here when the writer sleeps and the reply is
+   * small or nothing else is in flight (waking the writer would cost as much,
+   * or add a hop to a lone request's latency); otherwise queued for the writer
+   * thread, which writes it while this thread runs the next commands, and
+   * frees the slot.
    */
   private sendReply(slot: number, unique: bigint, error: number, body: number): void {
     this.inFlight--
