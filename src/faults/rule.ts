@@ -243,7 +243,8 @@ export function parseRule(line: string): FaultRule {
   }
   const op = get('op')
   if (op) rule.ops = parseOps(op.value, op.token, LAYER[kind] === 'backend')
-  else if (kind === 'corrupt-read') rule.ops = { classes: new Set(['read']), opcodes: new Set() }
+  // corrupt-read spoils read data only: no op= and op=all both mean reads (op=all once meant every opcode, which formatted back as no op=).
+  if (kind === 'corrupt-read' && rule.ops === null) rule.ops = { classes: new Set(['read']), opcodes: new Set() }
   if (kind === 'corrupt-read' && rule.ops && (rule.ops.opcodes.size > 0 || [...rule.ops.classes].some((c) => c !== 'read'))) {
     throw new FaultRuleError(op!.token, 'corrupt-read applies to reads only')
   }

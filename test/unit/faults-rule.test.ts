@@ -54,6 +54,14 @@ describe('the rule parser', () => {
     expect([...c.ops!.classes]).toEqual(['read'])
   })
 
+  it('reads corrupt-read op=all as reads only, and formats it back to a line that parses the same', () => {
+    // Found by the fuzz round trip: op=all used to give ops=null (every opcode), formatted as no op=, read back as reads.
+    const r = parseRule(`corrupt-read wwpn=${W} op=all`)
+    expect([...r.ops!.classes]).toEqual(['read'])
+    expect(opMatches(r.ops, 0x2a)).toBe(false)
+    expect(parseRule(formatRule(r))).toEqual(r)
+  })
+
   it('reads a trigger file gate and an explicit id', () => {
     expect(parseRule(`busy id=flaky wwpn=${W} file=/tmp/go`)).toMatchObject({ id: 'flaky', file: '/tmp/go', trigger: { kind: 'always' } })
   })
