@@ -35,7 +35,7 @@ import { constants as osConstants } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { MountError } from '../../errors.js'
 import { fuseMountFields, within } from '../mountinfo.js'
-import { ringMemory, SharedRing } from './ring.js'
+import { freeSlot, ringMemory, SharedRing } from './ring.js'
 import type { Logger } from '../../log.js'
 import {
   Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
@@ -221,9 +221,7 @@ class Session {
   }
 
   private free(slot: number): void {
-    Atomics.store(this.state, slot, 0)
-    Atomics.add(this.state, this.slots, 1)
-    Atomics.notify(this.state, this.slots)
+    freeSlot(this.state, this.slots, slot)
   }
 
   private path(nodeid: number): string | undefined {

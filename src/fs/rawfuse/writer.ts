@@ -13,7 +13,7 @@
  */
 import { writeSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
-import { SharedRing } from './ring.js'
+import { freeSlot, SharedRing } from './ring.js'
 
 interface WriterData {
   fd: number
@@ -44,7 +44,5 @@ for (;;) {
     const code = (e as NodeJS.ErrnoException).code
     if (code !== 'ENOENT' && code !== 'ENODEV') parentPort!.postMessage({ error: `${code ?? ''} ${(e as Error).message}` })
   }
-  Atomics.store(st, slot, 0)
-  Atomics.add(st, slots, 1)
-  Atomics.notify(st, slots)
+  freeSlot(st, slots, slot)
 }
