@@ -1,7 +1,7 @@
 /**
  * A /dev/fuse reader thread (worker_threads). Each read(2) returns exactly one
  * request; this thread reads it straight into a free slot of the shared
- * request memory and pushes `slot * shift + bytes` on its inbox (a ring.ts
+ * request memory and pushes the slot and the bytes read (slots.ts) on its inbox (a ring.ts
  * ring) for the main thread, which answers it and frees the slot.
  *
  * The inbox saves a postMessage per request: this thread posts only when it
@@ -18,11 +18,12 @@
  * Slot states (Int32Array `state`, one entry per slot; entry [slots] is a
  * generation counter the main thread bumps and notifies on every free):
  *
- *   0 free ──reader claims (CAS 0→1)──▶ 1 owned by a reader/main ──main frees──▶ 0
+ *   0 free ──reader claims (CAS 0→1)──▶ 1 held (reader, main, writer) ──main or writer frees──▶ 0
  */
 import { readSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
 import { SharedRing } from './ring.js'
+import { packSlot, SLOT_SIZE, slotViews } from './slots.js'
 
 interface ReaderData {
   fd: number
@@ -31,17 +32,14 @@ interface ReaderData {
   inbox: SharedArrayBuffer
   wake: SharedArrayBuffer
   slots: number
-  slotSize: number
   first: number
-  /** A message is slot * shift + bytes read (shift > any request length). */
-  shift: number
 }
 
-const { fd, memory, state, inbox, wake, slots, slotSize, first, shift } = workerData as ReaderData
+const { fd, memory, state, inbox, wake, slots, first } = workerData as ReaderData
 const st = new Int32Array(state)
 const box = new SharedRing(inbox)
 const wk = new Int32Array(wake)
-const views = Array.from({ length: slots }, (_, i) => Buffer.from(memory, i * slotSize, slotSize))
+const views = slotViews(memory, slots)
 
 function claim(): number {
   for (;;) {
@@ -59,7 +57,7 @@ for (;;) {
   let n = -1
   while (n < 0) {
     try {
-      n = readSync(fd, views[slot], 0, slotSize, null)
+      n = readSync(fd, views[slot], 0, SLOT_SIZE, null)
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code
       // ENOENT: the request was interrupted before we got it; EINTR/EAGAIN: try again.
@@ -70,6 +68,6 @@ for (;;) {
       process.exit(0)
     }
   }
-  box.push(slot * shift + n)
+  box.push(packSlot(slot, n))
   if (Atomics.compareExchange(wk, 0, 0, 1) === 0) parentPort!.postMessage(0)
 }

@@ -69,13 +69,3 @@ export class SharedRing {
   }
 }
 
-/**
- * Gives a request slot back to the readers (slot states as in reader.ts: 0
- * free, 1 held; entry [slots] is the generation a reader waits on when every
- * slot is held). Used by the main thread and the writer thread.
- */
-export function freeSlot(state: Int32Array, slots: number, slot: number): void {
-  Atomics.store(state, slot, 0)
-  Atomics.add(state, slots, 1)
-  Atomics.notify(state, slots)
-}

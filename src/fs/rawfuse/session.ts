@@ -35,7 +35,8 @@ import { constants as osConstants } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { MountError } from '../../errors.js'
 import { fuseMountFields, within } from '../mountinfo.js'
-import { freeSlot, ringMemory, SharedRing } from './ring.js'
+import { ringMemory, SharedRing } from './ring.js'
+import { freeSlot, lengthOf, packSlot, RAW_MAX_PAGES, RAW_MAX_WRITE, SLOT_SIZE, slotOf, slotViews } from './slots.js'
 import type { Logger } from '../../log.js'
 import {
   Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
@@ -43,12 +44,6 @@ import {
   OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, ROOT_ID, SetattrIn, StatfsOut, WriteIn, WriteOut, Dirent, direntSize,
 } from './protocol.js'
 
-export const RAW_MAX_PAGES = 256
-export const RAW_MAX_WRITE = RAW_MAX_PAGES * 4096
-/** The kernel refuses a read buffer smaller than in_header + write_in + max_write. */
-const SLOT_SIZE = RAW_MAX_WRITE + 4096
-/** A reader's message is slot * SLOT_SHIFT + bytes read. */
-const SLOT_SHIFT = 2 ** 22
 /** Attribute and entry validity, as libfuse 2's defaults (entry_timeout = attr_timeout = 1 s). */
 const VALID_SEC = 1n
 /**
@@ -172,11 +167,11 @@ class Session {
     const memory = new SharedArrayBuffer(slots * SLOT_SIZE)
     const state = new SharedArrayBuffer(4 * (slots + 1))
     this.state = new Int32Array(state)
-    this.views = Array.from({ length: slots }, (_, i) => Buffer.from(memory, i * SLOT_SIZE, SLOT_SIZE))
+    this.views = slotViews(memory, slots)
     const replies = (this.repliesMemory = ringMemory(slots))
     this.replies = new SharedRing(replies)
     this.writer = new Worker(new URL('./writer.js', import.meta.url), {
-      workerData: { fd, memory, state, replies, slots, slotSize: SLOT_SIZE, shift: SLOT_SHIFT },
+      workerData: { fd, memory, state, replies, slots },
     })
     this.writer.on('message', (m: { error: string }) => this.log?.error({ event: 'rawfuse_reply_failed', err: m.error }, 'writing a FUSE reply failed'))
     this.writer.on('error', (e) => this.writerGone(e))
@@ -184,7 +179,7 @@ class Session {
       const inbox = ringMemory(slots)
       this.inboxes.push(new SharedRing(inbox))
       const w = new Worker(new URL('./reader.js', import.meta.url), {
-        workerData: { fd, memory, state, inbox, wake: this.wake.buffer, slots, slotSize: SLOT_SIZE, first: Math.floor((r * slots) / readers), shift: SLOT_SHIFT },
+        workerData: { fd, memory, state, inbox, wake: this.wake.buffer, slots, first: Math.floor((r * slots) / readers) },
       })
       this.running++
       w.on('message', (m: number | { end: true; error?: string }) => (typeof m === 'number' ? this.drain() : this.readerEnded(m.error)))
@@ -214,8 +209,8 @@ class Session {
     this.replies = null
     const ring = new SharedRing(this.repliesMemory) // the consumer's view: from where the writer stopped
     for (let m = ring.pop(); m >= 0; m = ring.pop()) {
-      const slot = Math.floor(m / SLOT_SHIFT)
-      this.write(this.views[slot].subarray(0, m - slot * SLOT_SHIFT))
+      const slot = slotOf(m)
+      this.write(this.views[slot].subarray(0, lengthOf(m)))
       this.free(slot)
     }
   }
@@ -268,7 +263,7 @@ class Session {
       this.write(this.views[slot].subarray(0, len))
       return this.free(slot)
     }
-    ring.push(slot * SLOT_SHIFT + len)
+    ring.push(packSlot(slot, len))
     ring.notify()
   }
 
@@ -331,8 +326,8 @@ class Session {
   }
 
   private request(m: number): void {
-    const slot = Math.floor(m / SLOT_SHIFT)
-    const n = m - slot * SLOT_SHIFT
+    const slot = slotOf(m)
+    const n = lengthOf(m)
     const b = this.views[slot]
     let keep = false
     try {
@@ -369,7 +364,7 @@ class Session {
 
     switch (opcode) {
       case Op.READ: {
-        // The data lands in this slot after the reply header: the writer thread sends it from there.
+        // The data lands in this slot after the reply header; the reply goes out from there.
         const fh = Number(b.readBigUInt64LE(p + ReadIn.fh))
         const off = Number(b.readBigUInt64LE(p + ReadIn.offset))
         const size = Math.min(b.readUInt32LE(p + ReadIn.size), SLOT_SIZE - OutHeader.SIZE)

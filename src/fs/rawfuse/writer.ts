@@ -1,7 +1,7 @@
 /**
  * The /dev/fuse reply writer thread (worker_threads). The main thread builds a
  * READ or WRITE reply in the request's own slot (header + data in place: the
- * READ data was moved there by the HBA's DMA) and pushes `slot * shift + length`
+ * READ data was moved there by the HBA's DMA) and pushes the slot (slots.ts)
  * on the reply ring (ring.ts); this thread writes it to /dev/fuse and frees the
  * slot for the readers (slot states as in reader.ts: back to 0, and the
  * generation the readers wait on bumped).
@@ -13,7 +13,8 @@
  */
 import { writeSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
-import { freeSlot, SharedRing } from './ring.js'
+import { SharedRing } from './ring.js'
+import { freeSlot, lengthOf, slotOf, slotViews } from './slots.js'
 
 interface WriterData {
   fd: number
@@ -21,14 +22,12 @@ interface WriterData {
   state: SharedArrayBuffer
   replies: SharedArrayBuffer
   slots: number
-  slotSize: number
-  shift: number
 }
 
-const { fd, memory, state, replies, slots, slotSize, shift } = workerData as WriterData
+const { fd, memory, state, replies, slots } = workerData as WriterData
 const st = new Int32Array(state)
 const ring = new SharedRing(replies)
-const views = Array.from({ length: slots }, (_, i) => Buffer.from(memory, i * slotSize, slotSize))
+const views = slotViews(memory, slots)
 
 for (;;) {
   const m = ring.pop()
@@ -36,9 +35,9 @@ for (;;) {
     ring.wait()
     continue
   }
-  const slot = Math.floor(m / shift)
+  const slot = slotOf(m)
   try {
-    writeSync(fd, views[slot], 0, m - slot * shift)
+    writeSync(fd, views[slot], 0, lengthOf(m))
   } catch (e) {
     // ENOENT: the request was interrupted meanwhile; ENODEV: the connection is gone.
     const code = (e as NodeJS.ErrnoException).code
