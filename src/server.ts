@@ -106,6 +106,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     apiInfo: () => (opts.apiSocket === false ? 'socket: off\n' : api?.info() ?? 'socket: starting\n'),
     // Read only through the mount, so only once mountFuse has answered.
     fuseEngine: () => mounted?.engine ?? 'starting',
+    invalidate: (path) => mounted?.invalidate?.(path) ?? Promise.resolve(),
   })
   addFaultFiles(fs.tree, faults)
   let mounted: EngineMounted

@@ -45,6 +45,8 @@ export interface FsOptions {
   apiInfo?: () => string
   /** The FUSE engine serving the mount (raw or native), for /server. */
   fuseEngine?: () => string
+  /** Drops the kernel's cached entry for a path hot-plug removed (the raw engine's Mounted.invalidate). */
+  invalidate?: (path: string) => Promise<void>
   /** What the targets side knows of a LUN (backend, NAA name, port ids) for its info file. */
   lunDetails?: (wwpn: string, lun: number) => Record<string, string | number | boolean>
   /** Hot-plug: changes the fabric and scans what appeared (absent: no fabric/ directory). */
@@ -199,15 +201,22 @@ export class Filesystem {
     for (let k = 0; k < queueFiles; k++) t.add({ kind: 'rwbuf', path: `${lb}/q/${k}`, dev: d })
   }
 
-  /** A LUN is gone: its files disappear and open handles get ENXIO from now on. */
-  private removeDeviceNodes(d: BlockDevice): void {
+  /**
+   * A LUN is gone: its files disappear and open handles get ENXIO from now on.
+   * Returns once the kernel has been told to forget the removed paths (the
+   * raw engine; otherwise they expire from its cache within 1 s).
+   */
+  private async removeDeviceNodes(d: BlockDevice): Promise<void> {
     d.present = false
     const i = this.devices.indexOf(d)
     if (i >= 0) this.devices.splice(i, 1)
     const base = `/wwn/${d.info.wwpn}`
-    this.tree.remove(`${base}/lun/${d.info.lun}`)
-    if (d.info.lun === 0) this.tree.remove(`${base}/rwbuf`)
-    if (this.portDevices(d.info.wwpn).length === 0) this.tree.remove(base)
+    const gone = [`${base}/lun/${d.info.lun}`]
+    if (d.info.lun === 0) gone.push(`${base}/rwbuf`)
+    if (this.portDevices(d.info.wwpn).length === 0) gone.push(base)
+    for (const p of gone) this.tree.remove(p)
+    const invalidate = this.opts.invalidate
+    if (invalidate) await Promise.all(gone.map((p) => invalidate(p)))
   }
 
   /** Runs one line written to fabric/control (hot-plug); the write answers when the mount shows the change. */
@@ -227,7 +236,7 @@ export class Filesystem {
           const wwpn = parseWwn(args, 'wwpn')
           if (this.portDevices(wwpn).length === 0) throw new Error(`no target port ${args}`)
           await fab.removeTarget(wwpn)
-          for (const d of this.portDevices(wwpn)) this.removeDeviceNodes(d)
+          for (const d of this.portDevices(wwpn)) await this.removeDeviceNodes(d)
         } else if (m[1] === 'add-lun') {
           const sp = args.indexOf(' ')
           const wwpn = parseWwn(sp < 0 ? args : args.slice(0, sp), 'wwpn')
@@ -241,7 +250,7 @@ export class Filesystem {
           const d = this.portDevices(wwpn).find((x) => String(x.info.lun) === l)
           if (!d) throw new Error(`no LUN ${l ?? '(missing)'} behind target port ${w ?? '(missing)'}`)
           await fab.removeLun(wwpn, d.info.lun)
-          this.removeDeviceNodes(d)
+          await this.removeDeviceNodes(d)
         }
         this.log.info({ event: 'hotplug', command: line }, 'fabric changed')
       } catch (err) {

@@ -35,6 +35,12 @@ class FcfsFuse extends Fuse {
 export interface Mounted {
   mountpoint: string
   unmount(): Promise<void>
+  /**
+   * Makes the kernel drop its cached entry for a removed path at once (raw
+   * engine). fuse-native cannot send notifications: there entries expire after
+   * libfuse's 1 s entry timeout.
+   */
+  invalidate?(path: string): Promise<void>
 }
 
 export type FuseEngine = 'auto' | 'native' | 'raw'

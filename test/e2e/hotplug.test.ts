@@ -125,3 +125,55 @@ print(json.dumps(out))`,
     expect(await readdir(path.join(fab.mnt, 'wwn'))).toEqual(fab.wwpns)
   })
 })
+
+describe('hot-plug on the raw engine: the kernel forgets removed paths at once', () => {
+  let fab: Fcfs
+
+  beforeEach(async () => {
+    requireFuse()
+    fab = await startFcfs({ args: ['--fuse-engine', 'raw', '--size', '16MiB'] })
+  })
+
+  afterEach(async () => {
+    await fab?.stop()
+  })
+
+  it('answers ENOENT for a removed LUN and port right after the control write, and the new size for a LUN added back under the same name', async () => {
+    // One python process, so every step runs well inside the kernel's 1 s entry
+    // timeout: without the invalidation the cached entries would still answer.
+    const r = await python(
+      `import os, sys, json, errno
+ctl, mnt, w0, w1 = sys.argv[1:5]
+def control(line):
+    fd = os.open(ctl, os.O_WRONLY)
+    try: os.write(fd, line.encode())
+    finally: os.close(fd)
+def size(p):
+    try: return os.stat(p).st_size
+    except OSError as e: return errno.errorcode[e.errno]
+lun1 = f'{mnt}/wwn/{w0}/lun/1/rwbuf'
+port = f'{mnt}/wwn/{w1}/rwbuf'
+out = {}
+control(f'add-lun {w0} {{"lun":1,"size":"2MiB"}}')
+out['added'] = size(lun1)
+control(f'remove-lun {w0} 1')
+out['removed'] = size(lun1)
+control(f'add-lun {w0} {{"lun":1,"size":"4MiB"}}')
+out['added again'] = size(lun1)
+out['port'] = size(port)
+control(f'remove-target {w1}')
+out['port removed'] = size(port)
+out['port dir removed'] = size(f'{mnt}/wwn/{w1}')
+print(json.dumps(out))`,
+      [path.join(fab.mnt, 'fabric', 'control'), fab.mnt, fab.wwpns[0], fab.wwpns[1]],
+    )
+    expect(JSON.parse(r.stdout)).toEqual({
+      added: 2 * MiB,
+      removed: 'ENOENT',
+      'added again': 4 * MiB,
+      port: 16 * MiB,
+      'port removed': 'ENOENT',
+      'port dir removed': 'ENOENT',
+    })
+  })
+})

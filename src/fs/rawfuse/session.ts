@@ -27,8 +27,12 @@
  * keeps for the life of the session (LOOKUP counts references, FORGET and
  * BATCH_FORGET give them back; an id forgotten by the kernel may be handed
  * out again for the same path, which the protocol allows).
+ *
+ * Hot-plug: entries and attributes are cached by the kernel for 1 s; when a
+ * path goes away the session tells the kernel at once (invalidate(),
+ * FUSE_NOTIFY_INVAL_ENTRY), so a removed LUN's files answer ENOENT at once.
  */
-import { open as openCb, close as closeCb, writeSync } from 'node:fs'
+import { open as openCb, close as closeCb, write as writeCb, writeSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { spawn } from 'node:child_process'
 import { constants as osConstants } from 'node:os'
@@ -41,7 +45,7 @@ import type { Logger } from '../../log.js'
 import {
   Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
   FUSE_KERNEL_MINOR, FUSE_KERNEL_VERSION, GetattrIn, InHeader, InitFlag, InitIn, InitOut, NAMESPACE_OPS, NO_REPLY_OPS, Op,
-  OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, ROOT_ID, SetattrIn, StatfsOut, WriteIn, WriteOut, Dirent, direntSize,
+  Notify, NotifyInvalEntryOut, OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, ROOT_ID, SetattrIn, StatfsOut, WriteIn, WriteOut, Dirent, direntSize,
 } from './protocol.js'
 
 /** Attribute and entry validity, as libfuse 2's defaults (entry_timeout = attr_timeout = 1 s). */
@@ -68,6 +72,8 @@ export interface RawMounted {
   unmount(): Promise<void>
   /** Resolves when the session has ended (unmounted, aborted) and /dev/fuse is closed. */
   ended: Promise<void>
+  /** Makes the kernel forget its cached entry for `path` and everything under it (see Session.invalidate). */
+  invalidate(path: string): Promise<void>
 }
 
 type Cb = (r: number) => void
@@ -186,6 +192,39 @@ class Session {
       w.on('error', (e) => this.readerEnded(e.message))
       this.workers.push(w)
     }
+  }
+
+  /**
+   * Tells the kernel to drop its cached entry for `path` — for a directory,
+   * everything under it too (FUSE_NOTIFY_INVAL_ENTRY): the next lookup asks
+   * again and gets ENOENT, or the new node behind the same name. Nothing is
+   * sent for a path the kernel never looked up. Written through libuv's
+   * thread pool, never from this thread: the kernel takes the parent
+   * directory's lock for it, and a LOOKUP holding that lock waits for a reply
+   * only this thread can send.
+   */
+  invalidate(path: string): Promise<void> {
+    const slash = path.lastIndexOf('/')
+    const parent = this.ids.get(slash === 0 ? '/' : path.slice(0, slash))
+    if (this.closed || parent === undefined || !this.ids.has(path)) return Promise.resolve()
+    const name = Buffer.from(path.slice(slash + 1))
+    const o = OutHeader.SIZE
+    const len = o + NotifyInvalEntryOut.SIZE + name.length + 1 // the name is NUL-terminated
+    const b = Buffer.alloc(len)
+    putHeader(b, len, Notify.INVAL_ENTRY, 0n) // unique 0 and the code in `error`: a notification
+    b.writeBigUInt64LE(BigInt(parent), o + NotifyInvalEntryOut.parent)
+    b.writeUInt32LE(name.length, o + NotifyInvalEntryOut.namelen)
+    name.copy(b, o + NotifyInvalEntryOut.SIZE)
+    return new Promise((resolve) =>
+      writeCb(this.fd, b, (err) => {
+        // ENOENT: not in the kernel's cache (forgotten, or never looked up under this parent).
+        const code = err?.code
+        if (err && code !== 'ENOENT' && code !== 'ENODEV' && !this.closed) {
+          this.log?.warn({ event: 'rawfuse_invalidate_failed', path, err: err.message }, 'the kernel refused an entry invalidation; the entry expires within 1 s')
+        }
+        resolve()
+      }),
+    )
   }
 
   private readerEnded(error?: string): void {
@@ -645,5 +684,5 @@ export async function mountRaw(mountpoint: string, ops: Record<string, unknown>,
     await unmount().catch(() => undefined)
     throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw): the kernel sent no INIT within 10 s`)
   }
-  return { mountpoint, unmount, ended: session.ended }
+  return { mountpoint, unmount, ended: session.ended, invalidate: (path) => session.invalidate(path) }
 }
