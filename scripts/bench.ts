@@ -238,8 +238,10 @@ async function main(): Promise<number> {
   if (!fio) throw new Error('fio is not installed (apt-get install -y fio)')
   if (args.install && subjectsWanted.includes('peer')) await ensurePeerInstalled(progress.log)
   const probe = await probeFcfs()
+  /** What each fcfs mount said it runs on (`fuse_engine:` in <mnt>/server): auto may fall back. */
+  const enginesSeen = new Set<string>()
   const subjects: Record<SubjectName, Subject> = {
-    fcfs: fcfsSubject(probe, args['fuse-engine']),
+    fcfs: fcfsSubject(probe, args['fuse-engine'], enginesSeen),
     ceiling: ceilingSubject(),
     peer: peerSubject(),
     direct: directSubject(args['direct-via']),
@@ -250,12 +252,8 @@ async function main(): Promise<number> {
     const why = await subjects[s].unavailable()
     if (why) unavailable[s] = why
   }
-  // fcfs's own default is auto: the raw engine as root, fuse-native otherwise.
-  const asked = args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'auto'
-  const engine = asked === 'auto' ? (process.geteuid?.() === 0 ? 'raw' : 'native') : asked
-  notes.push(
-    `fcfs FUSE engine: ${engine}${asked === 'auto' ? ' (auto)' : ''} — ${engine === 'raw' ? 'the kernel protocol on /dev/fuse, 1 MiB requests, parallel direct writes' : 'fuse-native, libfuse 2.9.9, protocol 7.19, 128 KiB requests'}; the ceiling is fuse-native either way`,
-  )
+  // Filled in after the runs, from what the mounts said (enginesSeen).
+  const engineNoteAt = notes.length
   if (!probe.link) notes.push('`fcfs mount --link` is not available yet: only `--link unlimited` ran; link rows are marked skipped')
   if (args['direct-via'] === 'blockdev') notes.push('direct = the fs layer BlockDevice over startFabric() with the CLI tuning, same HBA ring, no FUSE (--direct-via blockdev)')
   else notes.push('direct: src/direct.ts openFabric() in a worker process, one async loop per job issuing DirectLun.read/write, same tuning as the mount')
@@ -350,6 +348,7 @@ async function main(): Promise<number> {
   }
 
   results.splice(0, results.length, ...medianOf(results))
+  notes.splice(engineNoteAt, 0, engineNote(args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'auto', enginesSeen))
   if (repeat > 1) notes.push(`every figure is the run with the median MB/s of ${repeat} repetitions (interleaved); the note column gives the spread`)
 
   // Report, charts, raw results.
@@ -415,3 +414,16 @@ main().then(
     process.exit(1)
   },
 )
+
+const ENGINE_WHAT: Record<string, string> = {
+  raw: 'the kernel protocol on /dev/fuse, 1 MiB requests, parallel direct writes',
+  native: 'fuse-native, libfuse 2.9.9, protocol 7.19, 128 KiB requests',
+}
+
+/** The report's note on which FUSE engine served fcfs: as every mount said it, or as asked when none ran. */
+function engineNote(asked: string, seen: ReadonlySet<string>): string {
+  const said = [...seen].sort()
+  const engines = said.length ? said.map((e) => `${e} (${ENGINE_WHAT[e] ?? 'unknown engine'})`).join(' and ') : `${asked}, as asked (no fcfs run said)`
+  const auto = asked === 'auto' && said.length ? ', chosen by auto' : ''
+  return `fcfs FUSE engine: ${engines}${auto}, as each mount's <mnt>/server said; the ceiling is fuse-native either way`
+}

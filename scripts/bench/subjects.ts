@@ -177,8 +177,11 @@ export async function probeFcfs(): Promise<FcfsProbe> {
   return { built: true, link: /--link\b/.test(text), queueFiles: /--queue-files\b/.test(text) }
 }
 
-/** `engine`: fcfs's --fuse-engine (undefined: fcfs's default, or FCFS_FUSE_ENGINE from the environment). */
-export function fcfsSubject(probe: FcfsProbe, engine?: 'native' | 'raw'): Subject {
+/**
+ * `engine`: fcfs's --fuse-engine (undefined: fcfs's default, or FCFS_FUSE_ENGINE from the
+ * environment). Each mount's `fuse_engine:` (<mnt>/server) goes into `enginesSeen`.
+ */
+export function fcfsSubject(probe: FcfsProbe, engine?: 'native' | 'raw', enginesSeen?: Set<string>): Subject {
   return {
     name: 'fcfs',
     unavailable: async () => (probe.built ? null : `${path.relative(REPO_ROOT, fcfsCli())} is not built (npm run build)`),
@@ -207,6 +210,8 @@ export function fcfsSubject(probe: FcfsProbe, engine?: 'native' | 'raw'): Subjec
           const s = await spawnServer(process.execPath, args, (out) => out.split('\n').some((l) => l.trimEnd() === `fcfs mounted at ${mnt}`))
           proc = entry.proc = s.proc
           const wwpns = (await readdir(path.join(mnt, 'wwn'))).filter((n) => /^[0-9a-f]{16}$/.test(n)).sort()
+          const said = /^fuse_engine:\s*(\S+)/m.exec(await readFile(path.join(mnt, 'server'), 'utf8').catch(() => ''))
+          if (said) enginesSeen?.add(said[1])
           return {
             files: wwpns.map((w) => path.join(mnt, 'wwn', w, 'rwbuf')),
             queueFile: (t, k) => path.join(mnt, 'wwn', wwpns[t], 'lun', '0', 'q', String(k)),
