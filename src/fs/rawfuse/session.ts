@@ -215,17 +215,23 @@ class Session {
     b.writeBigUInt64LE(BigInt(parent), o + NotifyInvalEntryOut.parent)
     b.writeUInt32LE(name.length, o + NotifyInvalEntryOut.namelen)
     name.copy(b, o + NotifyInvalEntryOut.SIZE)
-    return new Promise((resolve) =>
+    const sent = new Promise<void>((resolve) =>
       writeCb(this.fd, b, (err) => {
         // ENOENT: not in the kernel's cache (forgotten, or never looked up under this parent).
         const code = err?.code
         if (err && code !== 'ENOENT' && code !== 'ENODEV' && !this.closed) {
           this.log?.warn({ event: 'rawfuse_invalidate_failed', path, err: err.message }, 'the kernel refused an entry invalidation; the entry expires within 1 s')
         }
+        this.notifying.delete(sent)
         resolve()
       }),
     )
+    this.notifying.add(sent)
+    return sent
   }
+
+  /** Notifications written by the thread pool and not yet answered (close() waits for them). */
+  private readonly notifying = new Set<Promise<void>>()
 
   private readerEnded(error?: string): void {
     if (error) this.log?.error({ event: 'rawfuse_read_failed', err: error }, 'reading /dev/fuse failed')
@@ -237,8 +243,9 @@ class Session {
   close(): void {
     if (this.closed) return
     this.closed = true
-    // The writer may be inside write(2) on the fd: stop it before closing.
-    void this.writer.terminate().finally(() => closeCb(this.fd, () => this.endDone()))
+    // The writer may be inside write(2) on the fd, and a notification in the thread
+    // pool may be about to start one: both finish before the fd (and its number) goes.
+    void Promise.allSettled([this.writer.terminate(), ...this.notifying]).finally(() => closeCb(this.fd, () => this.endDone()))
   }
 
   /** The writer thread failed: write what it left queued, and every reply from now on, here. */
