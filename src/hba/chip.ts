@@ -116,7 +116,7 @@ export class IspChip {
     this.counters.interrupts++
     if (!this.deliveryScheduled) {
       this.deliveryScheduled = true
-      setImmediate(this.deliver)
+      this.firmware.soon(this.deliver, this.firmware.outstanding <= 1)
     }
   }
 
