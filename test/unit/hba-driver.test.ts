@@ -130,6 +130,30 @@ describe('HBA driver and firmware', () => {
     await driver.shutdown()
   })
 
+  it('finishes a lone command without waiting for an event-loop turn, yet a depth-1 client never starves a timer', async () => {
+    const driver = await createHba({ fabric: fabric(1), log: silentLogger })
+    await ready(driver)
+    // Doorbell, firmware, response flush and interrupt run as microtasks for a lone command:
+    // it completes before an immediate queued beside it.
+    let turned = false
+    setImmediate(() => (turned = true))
+    const r = await read(driver, 0, 4096)
+    expect(r.c.compStatus).toBe(CompStatus.COMPLETE)
+    expect(turned).toBe(false)
+    // A client that submits its next command from each completion: after a bounded number of
+    // microtask steps the firmware takes an event-loop turn, so this timer fires.
+    let fired = false
+    setTimeout(() => (fired = true), 1)
+    let n = 0
+    while (!fired && n < 200_000) {
+      await read(driver, n % 64, 512)
+      n++
+    }
+    expect(fired).toBe(true)
+    expect(n).toBeLessThan(200_000)
+    await driver.shutdown()
+  })
+
   it('keeps at most maxOutstanding commands at the HBA and queues the rest in order', async () => {
     const driver = await createHba({ fabric: fabric(1), log: silentLogger, maxOutstanding: 4 })
     await ready(driver)
