@@ -134,7 +134,9 @@ describe('write-back for buffered writers', () => {
 
   beforeAll(async () => {
     requireFuse()
-    fab = await startFcfs({ config: FABRIC })
+    // A modelled link, so that a command takes wire time and write-back has something to
+    // overlap (with nothing modelled a lone command completes before the next is sent).
+    fab = await startFcfs({ config: FABRIC, args: ['--link', '4G'] })
   })
   afterAll(async () => {
     await fab?.stop()
