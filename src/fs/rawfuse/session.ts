@@ -254,15 +254,17 @@ class Session {
     if (!this.replies) return
     this.replies = null
     const ring = new SharedRing(this.repliesMemory) // the consumer's view: from where the writer stopped
-    for (let m = ring.pop(); m >= 0; m = ring.pop()) {
-      const slot = slotOf(m)
-      this.write(this.views[slot].subarray(0, lengthOf(m)))
-      this.free(slot)
-    }
+    for (let m = ring.pop(); m >= 0; m = ring.pop()) this.writeSlot(slotOf(m), lengthOf(m))
   }
 
   private free(slot: number): void {
     freeSlot(this.state, this.slots, slot)
+  }
+
+  /** Writes the reply built in `slot` (its first `len` bytes) from this thread, and frees the slot. */
+  private writeSlot(slot: number, len: number): void {
+    this.write(this.views[slot].subarray(0, len))
+    this.free(slot)
   }
 
   private path(nodeid: number): string | undefined {
@@ -305,10 +307,7 @@ class Session {
     const len = OutHeader.SIZE + body
     putHeader(this.views[slot], len, error, unique)
     const ring = this.replies
-    if (!ring || this.closed || (ring.consumerWaiting && (this.inFlight === 0 || len <= INLINE_REPLY_MAX))) {
-      this.write(this.views[slot].subarray(0, len))
-      return this.free(slot)
-    }
+    if (!ring || this.closed || (ring.consumerWaiting && (this.inFlight === 0 || len <= INLINE_REPLY_MAX))) return this.writeSlot(slot, len)
     ring.push(packSlot(slot, len))
     ring.notify()
   }
