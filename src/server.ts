@@ -107,6 +107,8 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     // Read only through the mount, so only once mountFuse has answered.
     fuseEngine: () => mounted?.engine ?? 'starting',
     invalidate: (path) => mounted?.invalidate?.(path) ?? Promise.resolve(),
+    pageCache: () => tuning.pageCache && mounted?.engine === 'raw',
+    invalidateData: (path, start, end) => mounted?.invalidateData?.(path, start, end) ?? Promise.resolve(),
   })
   addFaultFiles(fs.tree, faults)
   let mounted: EngineMounted
@@ -117,7 +119,9 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     if (opts.apiSocket !== false) {
       api = await startApiServer({ path: resolve(opts.apiSocket ?? defaultSocketPath(mountpoint)), driver, luns: fs.devices, log })
     }
-    mounted = await mountFuse(mountpoint, fs.fuseOps(), { allowOther: opts.allowOther, engine: opts.engine, log })
+    // Page-cached readers get the kernel's readahead sized as fcfs's own (--readahead).
+    const readahead = tuning.pageCache ? tuning.readahead.window : undefined
+    mounted = await mountFuse(mountpoint, fs.fuseOps(), { allowOther: opts.allowOther, engine: opts.engine, log, readahead })
   } catch (err) {
     await api?.close()
     await iscsi?.close()
@@ -125,7 +129,10 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     await closeFabric(fabric, log)
     throw err
   }
-  log.info({ event: 'mounted', mountpoint, engine: mounted.engine, targets: driver.ports.length, luns: devices.length }, 'fcfs mounted')
+  if (tuning.pageCache && mounted.engine !== 'raw') {
+    log.warn({ event: 'page_cache_unavailable', engine: mounted.engine }, '--page-cache needs the raw FUSE engine (root); every open stays direct_io')
+  }
+  log.info({ event: 'mounted', mountpoint, engine: mounted.engine, pageCache: tuning.pageCache && mounted.engine === 'raw', targets: driver.ports.length, luns: devices.length }, 'fcfs mounted')
 
   let resolveStopped!: () => void
   const stopped = new Promise<void>((r) => (resolveStopped = r))

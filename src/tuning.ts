@@ -28,6 +28,8 @@ export interface Tuning {
   maxSegment: number
   /** lun/<n>/q/<k> files per LUN, k < queueFiles (0 = none): one more O_DIRECT write in flight per file. */
   queueFiles: number
+  /** Buffered opens of LUN files use the kernel's page cache (raw engine); O_DIRECT/O_SYNC opens never do. */
+  pageCache: boolean
 }
 
 export const DEFAULT_TUNING: Tuning = {
@@ -39,6 +41,7 @@ export const DEFAULT_TUNING: Tuning = {
   cmdTimeout: DEFAULT_BLOCKDEV_OPTIONS.commandTimeout,
   maxSegment: 64 * 1024,
   queueFiles: DEFAULT_QUEUE_FILES,
+  pageCache: false,
 }
 
 export interface TuningArgs {
@@ -54,6 +57,7 @@ export interface TuningArgs {
   'cmd-timeout'?: string
   'max-segment'?: string
   'queue-files'?: string | number
+  'page-cache'?: boolean
 }
 
 /** yargs option specs for the flags above. */
@@ -73,6 +77,12 @@ export const TUNING_OPTIONS = {
     requiresArg: true,
     describe: `files lun/<n>/q/0..N-1 per LUN, more names for rwbuf: the kernel passes one write per file at a time, so parallel O_DIRECT writers should each open their own (0 to ${MAX_QUEUE_FILES}; 0 = none)`,
     defaultDescription: String(DEFAULT_QUEUE_FILES),
+  },
+  'page-cache': {
+    type: 'boolean',
+    describe:
+      'buffered opens of LUN files use the kernel page cache, as a block device does (raw engine): repeated buffered reads are served without a SCSI command, mmap works; O_DIRECT/O_SYNC opens and every other file stay direct',
+    default: false,
   },
   'cmd-timeout': { type: 'string', describe: 'IOCB timeout of every command, whole seconds (e.g. 2s): then the firmware ends it with TIMEOUT (ETIMEDOUT)', defaultDescription: '30s' },
 } as const
@@ -116,6 +126,7 @@ export function tuningFromArgs(a: TuningArgs): Tuning {
     cmdTimeout: a['cmd-timeout'] !== undefined ? cmdTimeoutOf(a['cmd-timeout']) : DEFAULT_TUNING.cmdTimeout,
     maxSegment: a['max-segment'] !== undefined ? segmentSize(a['max-segment']) : DEFAULT_TUNING.maxSegment,
     queueFiles: a['queue-files'] !== undefined ? queueFilesOf(a['queue-files']) : DEFAULT_TUNING.queueFiles,
+    pageCache: a['page-cache'] ?? false,
   }
 }
 

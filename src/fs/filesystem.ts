@@ -47,6 +47,14 @@ export interface FsOptions {
   fuseEngine?: () => string
   /** Drops the kernel's cached entry for a path hot-plug removed (the raw engine's Mounted.invalidate). */
   invalidate?: (path: string) => Promise<void>
+  /**
+   * --page-cache: buffered opens of LUN files use the kernel's page cache. Asked
+   * at every open: true only while the engine serving the mount can keep it
+   * coherent (raw; fuse-native mounts direct_io).
+   */
+  pageCache?: () => boolean
+  /** Drops the kernel's cached pages of a LUN file in [start, end) (the raw engine's Mounted.invalidateData). */
+  invalidateData?: (path: string, start: number, end: number) => Promise<void>
   /** What the targets side knows of a LUN (backend, NAA name, port ids) for its info file. */
   lunDetails?: (wwpn: string, lun: number) => Record<string, string | number | boolean>
   /** Hot-plug: changes the fabric and scans what appeared (absent: no fabric/ directory). */
@@ -116,6 +124,8 @@ export class Filesystem {
   readonly devices: BlockDevice[]
   private fabricError = ''
   readonly ocbs = new OcbTable()
+  /** LUN → path → page-cached opens of that path (--page-cache). */
+  private readonly cachedOpens = new Map<BlockDevice, Map<string, number>>()
   private readonly log: Logger
   private readonly started = new Date()
   private readonly uid = process.getuid?.() ?? 0
@@ -164,6 +174,7 @@ export class Filesystem {
           ['pid', process.pid],
           ['mountpoint', this.opts.mountpoint],
           ['fuse_engine', this.opts.fuseEngine?.() ?? 'unknown'],
+          ['page_cache', this.opts.pageCache?.() ? 'on' : 'off'],
           ['started', this.started.toISOString()],
           ['open_handles', this.ocbs.open],
         ]),
@@ -341,7 +352,12 @@ export class Filesystem {
     cb(0, node.children)
   }
 
-  open(path: string, flags: number, cb: (err: number, fh?: number) => void): void {
+  /**
+   * `cached` (third callback argument) tells the engine this open may use the
+   * kernel's page cache: --page-cache, a LUN file, opened without O_DIRECT,
+   * O_SYNC or O_DSYNC.
+   */
+  open(path: string, flags: number, cb: (err: number, fh?: number, cached?: boolean) => void): void {
     const node = this.tree.get(path)
     if (!node) return cb(Errno.ENOENT)
     if (node.kind === 'dir') return cb(Errno.EISDIR)
@@ -354,6 +370,7 @@ export class Filesystem {
     const dev = node.kind === 'rwbuf' ? node.dev : null
     const ra = this.opts.readahead ?? DEFAULT_READAHEAD
     const cursor = node.kind === 'stream' ? node.attach() : null
+    const cached = dev !== null && !direct && (this.opts.pageCache?.() ?? false)
     const ocb = this.ocbs.add(
       (fh): Ocb => ({
         fh,
@@ -363,6 +380,7 @@ export class Filesystem {
         writable,
         readable,
         direct,
+        cached,
         content: node.kind === 'info' ? Buffer.from(node.render()) : null,
         reads: 0,
         writes: 0,
@@ -374,7 +392,33 @@ export class Filesystem {
         cursor,
       }),
     )
-    cb(0, ocb.fh)
+    if (cached) this.cachedOpen(dev!, path, 1)
+    cb(0, ocb.fh, cached)
+  }
+
+  /** Counts the page-cached opens of each LUN by path (the names whose cache a write can leave stale). */
+  private cachedOpen(dev: BlockDevice, path: string, n: 1 | -1): void {
+    let paths = this.cachedOpens.get(dev)
+    if (!paths) this.cachedOpens.set(dev, (paths = new Map()))
+    const left = (paths.get(path) ?? 0) + n
+    if (left > 0) paths.set(path, left)
+    else paths.delete(path)
+    if (paths.size === 0) this.cachedOpens.delete(dev)
+  }
+
+  /**
+   * The names of `ocb`'s LUN whose page cache a write through `ocb` leaves
+   * stale: every name with a page-cached open, but the writer's own when it is
+   * page-cached too (the kernel wrote the data into that cache itself). A
+   * direct writer's own name is in: its cached pages must go as well.
+   */
+  private staleNames(ocb: Ocb): string[] | null {
+    const paths = this.cachedOpens.get(ocb.dev!)
+    if (!paths || !this.opts.invalidateData) return null
+    const own = ocb.cached ? ocb.node.path : null
+    const out: string[] = []
+    for (const p of paths.keys()) if (p !== own) out.push(p)
+    return out.length > 0 ? out : null
   }
 
   read(fh: number, buf: Buffer, len: number, pos: number, cb: Cb): void {
@@ -417,7 +461,13 @@ export class Filesystem {
         ocb.writes++
         ocb.bytesWritten += r
       } else ocb.lastError = dev.lastError
-      cb(r)
+      // --page-cache: other names of this LUN may cache the old bytes. The write is
+      // answered once the kernel has dropped them, so a read that starts after it sees
+      // the new data (a failed write may have changed some blocks: dropped too).
+      const stale = this.staleNames(ocb)
+      if (!stale) return cb(r)
+      const drop = this.opts.invalidateData!
+      void Promise.all(stale.map((p) => drop(p, pos, pos + len))).then(() => cb(r))
     }
     // Buffered handles get write-back; O_DIRECT/O_SYNC/O_DSYNC stay write-through and exact.
     if (ocb.direct) dev.write(buf, len, pos, done)
@@ -466,6 +516,7 @@ export class Filesystem {
 
   release(fh: number, cb: Cb): void {
     const ocb = this.ocbs.release(fh)
+    if (ocb?.cached) this.cachedOpen(ocb.dev!, ocb.node.path, -1)
     if (ocb?.ra) ocb.ra.close()
     if (ocb && ocb.node.kind === 'stream') ocb.node.detach()
     cb(0)
@@ -485,7 +536,7 @@ export class Filesystem {
       getattr: (p: string, cb: (e: number, st?: StatLike) => void) => this.getattr(p, cb),
       fgetattr: (p: string, _fh: number, cb: (e: number, st?: StatLike) => void) => this.getattr(p, cb),
       readdir: (p: string, cb: (e: number, n?: string[]) => void) => this.readdir(p, cb),
-      open: (p: string, flags: number, cb: (e: number, fh?: number) => void) => this.open(p, flags, cb),
+      open: (p: string, flags: number, cb: (e: number, fh?: number, cached?: boolean) => void) => this.open(p, flags, cb),
       read: (_p: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) => this.read(fh, buf, len, pos, cb),
       write: (_p: string, fh: number, buf: Buffer, len: number, pos: number, cb: Cb) => this.write(fh, buf, len, pos, cb),
       truncate: (p: string, _size: number, cb: Cb) => this.truncate(p, cb),

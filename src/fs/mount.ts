@@ -41,6 +41,11 @@ export interface Mounted {
    * libfuse's 1 s entry timeout.
    */
   invalidate?(path: string): Promise<void>
+  /**
+   * Makes the kernel drop the pages it caches of `path` in [start, end) (raw
+   * engine, for --page-cache). fuse-native mounts direct_io: nothing is cached.
+   */
+  invalidateData?(path: string, start: number, end: number): Promise<void>
 }
 
 export type FuseEngine = 'auto' | 'native' | 'raw'
@@ -62,11 +67,13 @@ export interface MountOptions {
   engine?: FuseEngine
   /** For the raw engine's session log records. */
   log?: Logger
+  /** Raw engine: the kernel's readahead for page-cached opens, in bytes (absent: the kernel's default). */
+  readahead?: number
 }
 
 export async function mountFuse(mountpoint: string, ops: Record<string, unknown>, opts: MountOptions = {}): Promise<EngineMounted> {
   const engine = opts.engine ?? 'auto'
-  const raw = (): Promise<Mounted> => mountRaw(mountpoint, ops, { allowOther: opts.allowOther, debug: opts.debug, log: opts.log })
+  const raw = (): Promise<Mounted> => mountRaw(mountpoint, ops, { allowOther: opts.allowOther, debug: opts.debug, log: opts.log, readahead: opts.readahead })
   if (engine === 'raw') return Object.assign(await raw(), { engine: 'raw' as const })
   // libfuse 2 answers the kernel with protocol 7.19 (128 KiB requests, one write per file in
   // flight); the raw engine negotiates 1 MiB requests and parallel direct writes. It needs

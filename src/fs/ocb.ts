@@ -17,6 +17,8 @@ export interface Ocb {
   readable: boolean
   /** O_DIRECT, O_SYNC or O_DSYNC: write-through. */
   direct: boolean
+  /** This open reads and writes through the kernel's page cache (--page-cache, buffered, raw engine). */
+  cached: boolean
   /** Snapshot of an info file taken at open, so one read sequence sees one version. */
   content: Buffer | null
   reads: number

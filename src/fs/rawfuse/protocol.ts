@@ -78,11 +78,13 @@ export const ForgetOne = { nodeid: 0, nlookup: 8, SIZE: 16 } as const
 
 /** struct fuse_notify_inval_entry_out; the name and a NUL follow */
 export const NotifyInvalEntryOut = { parent: 0, namelen: 8, flags: 12, SIZE: 16 } as const
+/** struct fuse_notify_inval_inode_out: drop the inode's cached pages in [off, off + len) (len 0: to the end; off -1: only its attributes) */
+export const NotifyInvalInodeOut = { ino: 0, off: 8, len: 16, SIZE: 24 } as const
 /** enum fuse_notify_code: a notification is written with unique 0 and its code in fuse_out_header.error */
 export const Notify = { INVAL_INODE: 2, INVAL_ENTRY: 3 } as const
 
 /** Every layout above, for the fit/overlap test. Offsets of 8-byte fields are the u64s. */
-export const LAYOUTS = { InHeader, OutHeader, InitIn, InitOut, Attr, EntryOut, AttrOut, GetattrIn, SetattrIn, OpenIn, OpenOut, ReadIn, WriteIn, WriteOut, ReleaseIn, FlushIn, FsyncIn, AccessIn, StatfsOut, Dirent, ForgetIn, BatchForgetIn, ForgetOne, NotifyInvalEntryOut } as const
+export const LAYOUTS = { InHeader, OutHeader, InitIn, InitOut, Attr, EntryOut, AttrOut, GetattrIn, SetattrIn, OpenIn, OpenOut, ReadIn, WriteIn, WriteOut, ReleaseIn, FlushIn, FsyncIn, AccessIn, StatfsOut, Dirent, ForgetIn, BatchForgetIn, ForgetOne, NotifyInvalEntryOut, NotifyInvalInodeOut } as const
 
 /** Bytes a dirent record takes: header + name, padded to 8. */
 export const direntSize = (nameLen: number): number => (Dirent.SIZE + nameLen + 7) & ~7

@@ -10,7 +10,9 @@
  *     PARALLEL_DIROPS; max_background 128 (async DIO and readahead go through it);
  *   - every open answers FOPEN_DIRECT_IO (fcfs is direct_io: exact sizes, no
  *     page cache) and FOPEN_PARALLEL_DIRECT_WRITES (many O_DIRECT writes to one
- *     file in flight at once);
+ *     file in flight at once) — but for a buffered open of a LUN file under
+ *     --page-cache, which uses the kernel's page cache (invalidateData keeps
+ *     the other names of the LUN coherent);
  *   - requests are read by worker threads (reader.ts) into shared slots and
  *     queued in shared inboxes the main thread drains (a postMessage only to
  *     wake it when it is not already draining);
@@ -45,7 +47,7 @@ import type { Logger } from '../../log.js'
 import {
   Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
   FUSE_KERNEL_MINOR, FUSE_KERNEL_VERSION, GetattrIn, InHeader, InitFlag, InitIn, InitOut, NAMESPACE_OPS, NO_REPLY_OPS, Op,
-  Notify, NotifyInvalEntryOut, OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, ROOT_ID, SetattrIn, StatfsOut, WriteIn, WriteOut, Dirent, direntSize,
+  Notify, NotifyInvalEntryOut, NotifyInvalInodeOut, OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, ROOT_ID, SetattrIn, StatfsOut, WriteIn, WriteOut, Dirent, direntSize,
 } from './protocol.js'
 
 /** Attribute and entry validity, as libfuse 2's defaults (entry_timeout = attr_timeout = 1 s). */
@@ -65,6 +67,11 @@ export interface RawMountOptions {
   /** Reader threads (default 2, or $FCFS_RAWFUSE_READERS for experiments) and request slots shared by them (default 96, 1 MiB each, backs in-flight WRITEs). */
   readers?: number
   slots?: number
+  /**
+   * The kernel's readahead for this mount in bytes (its bdi's read_ahead_kb),
+   * for page-cached opens (--page-cache); left at the kernel's 128 KiB when absent.
+   */
+  readahead?: number
 }
 
 export interface RawMounted {
@@ -74,6 +81,8 @@ export interface RawMounted {
   ended: Promise<void>
   /** Makes the kernel forget its cached entry for `path` and everything under it (see Session.invalidate). */
   invalidate(path: string): Promise<void>
+  /** Makes the kernel drop the pages it caches of `path` in [start, end) (see Session.invalidateData). */
+  invalidateData(path: string, start: number, end: number): Promise<void>
 }
 
 type Cb = (r: number) => void
@@ -113,6 +122,19 @@ async function connectionOf(mountpoint: string): Promise<string | null> {
   if (!f) return null
   const [maj, min] = f[2].split(':').map(Number)
   return String(maj * 2 ** 20 + min)
+}
+
+/**
+ * Sets the kernel's readahead of the mount (/sys/class/bdi/<maj:min>/read_ahead_kb,
+ * as blockdev --setra does for a disk): page-cached sequential readers then keep
+ * several READs in flight instead of one 128 KiB window.
+ */
+async function setReadahead(mountpoint: string, bytes: number, log?: Logger): Promise<void> {
+  const dev = (await fuseMountFields(mountpoint))?.[2]
+  const file = `/sys/class/bdi/${dev}/read_ahead_kb`
+  await writeFile(file, String(Math.ceil(bytes / 1024))).catch((e: Error) =>
+    log?.warn({ event: 'rawfuse_readahead_failed', file, err: e.message }, 'cannot set the kernel readahead of the mount; page-cached readers read 128 KiB ahead'),
+  )
 }
 
 /**
@@ -215,12 +237,37 @@ class Session {
     b.writeBigUInt64LE(BigInt(parent), o + NotifyInvalEntryOut.parent)
     b.writeUInt32LE(name.length, o + NotifyInvalEntryOut.namelen)
     name.copy(b, o + NotifyInvalEntryOut.SIZE)
+    return this.notify(b, path, 'the kernel refused an entry invalidation; the entry expires within 1 s')
+  }
+
+  /**
+   * Tells the kernel to drop the pages it caches of `path` in [start, end)
+   * (FUSE_NOTIFY_INVAL_INODE): the next buffered read there asks fcfs again.
+   * Nothing is sent for a path the kernel never looked up. Through the thread
+   * pool, as invalidate(): the kernel waits for pages locked by READs in
+   * flight, and only this thread answers them.
+   */
+  invalidateData(path: string, start: number, end: number): Promise<void> {
+    const ino = this.ids.get(path)
+    if (this.closed || ino === undefined || end <= start) return Promise.resolve()
+    const o = OutHeader.SIZE
+    const len = o + NotifyInvalInodeOut.SIZE
+    const b = Buffer.alloc(len)
+    putHeader(b, len, Notify.INVAL_INODE, 0n)
+    b.writeBigUInt64LE(BigInt(ino), o + NotifyInvalInodeOut.ino)
+    b.writeBigInt64LE(BigInt(start), o + NotifyInvalInodeOut.off)
+    b.writeBigInt64LE(BigInt(end - start), o + NotifyInvalInodeOut.len)
+    return this.notify(b, path, 'the kernel refused a page cache invalidation; a cached reader of this file sees the new data at its next open')
+  }
+
+  /** Writes a notification from libuv's thread pool; resolves when the kernel has taken it (or refused it: logged). */
+  private notify(b: Buffer, path: string, refused: string): Promise<void> {
     const sent = new Promise<void>((resolve) =>
       writeCb(this.fd, b, (err) => {
         // ENOENT: not in the kernel's cache (forgotten, or never looked up under this parent).
         const code = err?.code
         if (err && code !== 'ENOENT' && code !== 'ENODEV' && !this.closed) {
-          this.log?.warn({ event: 'rawfuse_invalidate_failed', path, err: err.message }, 'the kernel refused an entry invalidation; the entry expires within 1 s')
+          this.log?.warn({ event: 'rawfuse_invalidate_failed', path, err: err.message }, refused)
         }
         this.notifying.delete(sent)
         resolve()
@@ -465,12 +512,15 @@ class Session {
         return false
       case Op.OPEN: {
         const flags = b.readUInt32LE(p + OpenIn.flags)
-        ops.open!(path, flags, ((err: number, fh?: number) => {
+        // `cached`: the filesystem lets this open use the kernel's page cache (--page-cache,
+        // a buffered open of a LUN file). Without KEEP_CACHE: every open drops what the
+        // inode had cached, so an open sees what other routes wrote before it.
+        ops.open!(path, flags, ((err: number, fh?: number, cached?: boolean) => {
           if (err < 0) return this.replyError(unique, err)
           const o = OutHeader.SIZE
           this.scratch.fill(0, o, o + OpenOut.SIZE)
           this.scratch.writeBigUInt64LE(BigInt(fh ?? 0), o + OpenOut.fh)
-          this.scratch.writeUInt32LE(FOpen.DIRECT_IO | FOpen.PARALLEL_DIRECT_WRITES, o + OpenOut.open_flags)
+          this.scratch.writeUInt32LE(cached ? 0 : FOpen.DIRECT_IO | FOpen.PARALLEL_DIRECT_WRITES, o + OpenOut.open_flags)
           this.reply(unique, 0, OpenOut.SIZE)
         }) as AnyFn)
         return false
@@ -690,5 +740,7 @@ export async function mountRaw(mountpoint: string, ops: Record<string, unknown>,
     await unmount().catch(() => undefined)
     throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw): the kernel sent no INIT within 10 s`)
   }
-  return { mountpoint, unmount, ended: session.ended, invalidate: (path) => session.invalidate(path) }
+  // After INIT: the kernel sets the readahead from INIT's max_readahead then.
+  if (opts.readahead !== undefined) await setReadahead(mountpoint, opts.readahead, opts.log)
+  return { mountpoint, unmount, ended: session.ended, invalidate: (path) => session.invalidate(path), invalidateData: (path, start, end) => session.invalidateData(path, start, end) }
 }

@@ -1,0 +1,163 @@
+// --page-cache (raw engine): buffered opens of LUN files use the kernel's page
+// cache, as a block device's do; O_DIRECT/O_SYNC opens and every other file stay
+// direct. What a user relies on: a repeated buffered read costs no SCSI command,
+// a write through any other name of the LUN is seen at once by a reader that keeps
+// its file open, MAP_SHARED works, and without the flag every read is a command.
+// Every test mounts its own server on its own temporary mountpoint and stops it.
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { readFile } from 'node:fs/promises'
+import path from 'node:path'
+import { python, requireFuse, startFcfs, type Fcfs } from '../helpers/mount.js'
+
+let fabs: Fcfs[] = []
+async function start(args: string[]): Promise<Fcfs> {
+  const f = await startFcfs({ args: ['--api-socket', 'off', '--targets', '1', '--size', '16MiB', ...args] })
+  fabs.push(f)
+  return f
+}
+
+/** Runs python `code` with `mnt` and `lun` (the LUN 0 directory) bound; returns what it printed. */
+async function py(fab: Fcfs, code: string): Promise<string> {
+  const prelude = [
+    'import os, sys, errno, mmap, json',
+    'mnt = sys.argv[1]',
+    "lun = os.path.join(mnt, 'wwn', sys.argv[2], 'lun', '0')",
+    "rwbuf = os.path.join(mnt, 'wwn', sys.argv[2], 'rwbuf')",
+    "name = lambda e: errno.errorcode.get(e.errno, str(e.errno))",
+    // Bytes moved by READ commands at the HBA so far for this LUN.
+    "read_bytes = lambda: json.load(open(os.path.join(lun, 'stats.json')))['hba']['bytesRead']",
+    'def dwrite(p, off, data):',
+    '    fd = os.open(p, os.O_WRONLY | os.O_DIRECT)',
+    '    m = mmap.mmap(-1, len(data)); m.write(data)',
+    '    os.pwrite(fd, m, off); os.close(fd)',
+  ].join('\n')
+  const r = await python(`${prelude}\n${code}`, [fab.mnt, fab.wwpns[0]])
+  if (r.code !== 0) throw new Error(`python failed (${r.code}): ${r.stderr}`)
+  return r.stdout.trim()
+}
+
+describe('--page-cache (raw engine)', () => {
+  beforeAll(() => requireFuse())
+  afterEach(async () => {
+    for (const f of fabs) await f.stop()
+    fabs = []
+  })
+
+  it('serves a second buffered pass over 1 MiB from the page cache: no READ command moves a byte, the bytes are the same', async () => {
+    const fab = await start(['--fuse-engine', 'raw', '--page-cache'])
+    const out = await py(
+      fab,
+      `
+data = os.urandom(1 << 20)
+dwrite(rwbuf, 0, data)
+fd = os.open(rwbuf, os.O_RDONLY)
+first = os.pread(fd, 1 << 20, 0)
+before = read_bytes()
+second = os.pread(fd, 1 << 20, 0)
+print(json.dumps({'same': first == data and second == data, 'moved': read_bytes() - before}))
+`,
+    )
+    expect(JSON.parse(out)).toEqual({ same: true, moved: 0 })
+    expect(await readFile(path.join(fab.mnt, 'server'), 'utf8')).toMatch(/^page_cache: on$/m)
+  }, 60_000)
+
+  it('without --page-cache sends every buffered pass to the target as READ commands', async () => {
+    const fab = await start(['--fuse-engine', 'raw'])
+    const out = await py(
+      fab,
+      `
+dwrite(rwbuf, 0, os.urandom(1 << 20))
+fd = os.open(rwbuf, os.O_RDONLY)
+os.pread(fd, 1 << 20, 0)
+before = read_bytes()
+os.pread(fd, 1 << 20, 0)
+print(read_bytes() - before)
+`,
+    )
+    expect(Number(out)).toBeGreaterThanOrEqual(1 << 20)
+    expect(await readFile(path.join(fab.mnt, 'server'), 'utf8')).toMatch(/^page_cache: off$/m)
+  }, 60_000)
+
+  it('keeps O_DIRECT reads direct: each one is a READ command even while a buffered open caches the same blocks', async () => {
+    const fab = await start(['--fuse-engine', 'raw', '--page-cache'])
+    const out = await py(
+      fab,
+      `
+dwrite(rwbuf, 0, os.urandom(1 << 16))
+b = os.open(rwbuf, os.O_RDONLY); os.pread(b, 1 << 16, 0)
+d = os.open(rwbuf, os.O_RDONLY | os.O_DIRECT); m = mmap.mmap(-1, 1 << 16)
+before = read_bytes()
+os.preadv(d, [m], 0)
+print(read_bytes() - before)
+`,
+    )
+    expect(Number(out)).toBe(1 << 16)
+  }, 60_000)
+
+  it('shows a reader that keeps its file open what was written through every other name of the LUN, at once', async () => {
+    const fab = await start(['--fuse-engine', 'raw', '--page-cache'])
+    const out = await py(
+      fab,
+      `
+names = [rwbuf, os.path.join(lun, 'rwbuf'), os.path.join(lun, 'q', '3')]
+dwrite(rwbuf, 0, bytes([1]) * 8192)
+readers = [os.open(p, os.O_RDONLY) for p in names]
+seen = []
+for r in readers: os.pread(r, 8192, 0)          # cached now
+# O_DIRECT through the LUN's own rwbuf, buffered through a q file, O_DIRECT through rwbuf at 4096
+dwrite(os.path.join(lun, 'rwbuf'), 0, bytes([2]) * 4096)
+seen.append([os.pread(r, 1, 0)[0] for r in readers])
+w = os.open(os.path.join(lun, 'q', '1'), os.O_WRONLY); os.pwrite(w, bytes([3]) * 4096, 0); os.close(w)
+seen.append([os.pread(r, 1, 0)[0] for r in readers])
+dwrite(rwbuf, 4096, bytes([4]) * 4096)
+seen.append([os.pread(r, 1, 4096)[0] for r in readers])
+print(json.dumps(seen))
+`,
+    )
+    expect(JSON.parse(out)).toEqual([
+      [2, 2, 2],
+      [3, 3, 3],
+      [4, 4, 4],
+    ])
+  }, 60_000)
+
+  it('lets MAP_SHARED writes reach the target (read back with O_DIRECT); without the flag such a mapping is ENODEV', async () => {
+    const cached = await start(['--fuse-engine', 'raw', '--page-cache'])
+    const plain = await start(['--fuse-engine', 'raw'])
+    const code = `
+fd = os.open(rwbuf, os.O_RDWR)
+try:
+    m = mmap.mmap(fd, 1 << 16, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+except OSError as e:
+    print(name(e)); sys.exit(0)
+m[0:4096] = bytes([0x5a]) * 4096
+m.flush(); m.close(); os.close(fd)
+d = os.open(rwbuf, os.O_RDONLY | os.O_DIRECT); buf = mmap.mmap(-1, 4096); os.preadv(d, [buf], 0)
+print(buf[:] == bytes([0x5a]) * 4096)
+`
+    expect(await py(cached, code)).toBe('True')
+    expect(await py(plain, code)).toBe('ENODEV')
+  }, 60_000)
+
+  it('sets the kernel readahead of the mount to --readahead, so a page-cached sequential reader keeps READs in flight', async () => {
+    const fab = await start(['--fuse-engine', 'raw', '--page-cache', '--readahead', '2MiB'])
+    const dev = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === fab.mnt)!.split(' ')[2]
+    expect((await readFile(`/sys/class/bdi/${dev}/read_ahead_kb`, 'utf8')).trim()).toBe('2048')
+  }, 60_000)
+
+  it('on the native engine warns page_cache_unavailable and stays direct (every pass a READ command)', async () => {
+    const fab = await start(['--fuse-engine', 'native', '--page-cache'])
+    expect(fab.logs().some((r) => r.event === 'page_cache_unavailable')).toBe(true)
+    expect(await readFile(path.join(fab.mnt, 'server'), 'utf8')).toMatch(/^page_cache: off$/m)
+    const out = await py(
+      fab,
+      `
+dwrite(rwbuf, 0, os.urandom(1 << 16))
+fd = os.open(rwbuf, os.O_RDONLY); os.pread(fd, 1 << 16, 0)
+before = read_bytes(); os.pread(fd, 1 << 16, 0)
+print(read_bytes() - before)
+`,
+    )
+    expect(Number(out)).toBeGreaterThanOrEqual(1 << 16)
+  }, 60_000)
+})
