@@ -68,6 +68,7 @@ interface Args {
   out: string
   'direct-via': DirectVia
   'fuse-engine'?: 'native' | 'raw'
+  'page-cache': boolean
   profile: boolean
   progress: boolean
   install: boolean
@@ -95,6 +96,7 @@ function parseArgs(argv: string[]): Args {
     .option('rate-seconds', { type: 'number', describe: `seconds per command kind of the command-rate step (${RATE_STEP_ID})`, defaultDescription: 'the run time' })
     .option('out', { type: 'string', default: path.join(REPO_ROOT, 'bench-report'), describe: 'report directory' })
     .option('direct-via', { choices: ['module', 'blockdev'] as const, default: 'module' as DirectVia, describe: 'direct path: src/direct.ts openFabric (module), or the fs layer\'s BlockDevice without FUSE (blockdev: separates the cost of FUSE from that of fs/)' })
+    .option('page-cache', { type: 'boolean', default: false, describe: 'fcfs mount --page-cache: buffered opens use the kernel page cache (as the peer\'s do); O_DIRECT runs are unchanged' })
     .option('fuse-engine', { choices: ['native', 'raw'] as const, describe: 'fcfs mount --fuse-engine: fuse-native/libfuse 2 (native) or the kernel protocol on /dev/fuse (raw, root only)', defaultDescription: 'fcfs\'s default' })
     .option('profile', { type: 'boolean', default: false, describe: 'node --cpu-prof every fcfs server into <out>/profiles' })
     .option('progress', { type: 'boolean', default: true, describe: 'progress display on stderr (--no-progress: silent)' })
@@ -240,8 +242,10 @@ async function main(): Promise<number> {
   const probe = await probeFcfs()
   /** What each fcfs mount said it runs on (`fuse_engine:` in <mnt>/server): auto may fall back. */
   const enginesSeen = new Set<string>()
+  /** What each fcfs mount said of its page cache (`page_cache:` in <mnt>/server). */
+  const pageCacheSeen = new Set<string>()
   const subjects: Record<SubjectName, Subject> = {
-    fcfs: fcfsSubject(probe, args['fuse-engine'], enginesSeen),
+    fcfs: fcfsSubject(probe, args['fuse-engine'], enginesSeen, args['page-cache'], pageCacheSeen),
     ceiling: ceilingSubject(),
     peer: peerSubject(),
     direct: directSubject(args['direct-via']),
@@ -348,7 +352,7 @@ async function main(): Promise<number> {
   }
 
   results.splice(0, results.length, ...medianOf(results))
-  notes.splice(engineNoteAt, 0, engineNote(args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'auto', enginesSeen))
+  notes.splice(engineNoteAt, 0, engineNote(args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'auto', enginesSeen), pageCacheNote(args['page-cache'], pageCacheSeen))
   if (repeat > 1) notes.push(`every figure is the run with the median MB/s of ${repeat} repetitions (interleaved); the note column gives the spread`)
 
   // Report, charts, raw results.
@@ -421,6 +425,13 @@ const ENGINE_WHAT: Record<string, string> = {
 }
 
 /** The report's note on which FUSE engine served fcfs: as every mount said it, or as asked when none ran. */
+function pageCacheNote(asked: boolean, seen: ReadonlySet<string>): string {
+  const said = [...seen].sort().join(' and ') || 'not said (no fcfs run)'
+  return asked
+    ? `fcfs page cache: ${said} (--page-cache: buffered opens use the kernel page cache, as the peer's do; O_DIRECT opens stay direct), as each mount's <mnt>/server said`
+    : `fcfs page cache: ${said} (the default: every buffered read and write is a SCSI command; the peer answers repeated buffered reads from the kernel page cache)`
+}
+
 function engineNote(asked: string, seen: ReadonlySet<string>): string {
   const said = [...seen].sort()
   const engines = said.length ? said.map((e) => `${e} (${ENGINE_WHAT[e] ?? 'unknown engine'})`).join(' and ') : `${asked}, as asked (no fcfs run said)`

@@ -179,9 +179,10 @@ export async function probeFcfs(): Promise<FcfsProbe> {
 
 /**
  * `engine`: fcfs's --fuse-engine (undefined: fcfs's default, or FCFS_FUSE_ENGINE from the
- * environment). Each mount's `fuse_engine:` (<mnt>/server) goes into `enginesSeen`.
+ * environment). Each mount's `fuse_engine:` (<mnt>/server) goes into `enginesSeen`, and
+ * its `page_cache:` (on|off) into `pageCacheSeen`. `pageCache`: mount with --page-cache.
  */
-export function fcfsSubject(probe: FcfsProbe, engine?: 'native' | 'raw', enginesSeen?: Set<string>): Subject {
+export function fcfsSubject(probe: FcfsProbe, engine?: 'native' | 'raw', enginesSeen?: Set<string>, pageCache = false, pageCacheSeen?: Set<string>): Subject {
   return {
     name: 'fcfs',
     unavailable: async () => (probe.built ? null : `${path.relative(REPO_ROOT, fcfsCli())} is not built (npm run build)`),
@@ -198,6 +199,7 @@ export function fcfsSubject(probe: FcfsProbe, engine?: 'native' | 'raw', engines
         if (probe.link) args.push('--link', r.link)
         if (probe.queueFiles && r.workload.queueFiles) args.push('--queue-files', String(QUEUE_FILES))
         if (engine) args.push('--fuse-engine', engine)
+        if (pageCache) args.push('--page-cache')
         let proc: ChildProcess | undefined
         const stop = async (): Promise<void> => {
           if (proc) await stopChild(proc, 15_000)
@@ -210,8 +212,10 @@ export function fcfsSubject(probe: FcfsProbe, engine?: 'native' | 'raw', engines
           const s = await spawnServer(process.execPath, args, (out) => out.split('\n').some((l) => l.trimEnd() === `fcfs mounted at ${mnt}`))
           proc = entry.proc = s.proc
           const wwpns = (await readdir(path.join(mnt, 'wwn'))).filter((n) => /^[0-9a-f]{16}$/.test(n)).sort()
-          const said = /^fuse_engine:\s*(\S+)/m.exec(await readFile(path.join(mnt, 'server'), 'utf8').catch(() => ''))
+          const server = await readFile(path.join(mnt, 'server'), 'utf8').catch(() => '')
+          const said = /^fuse_engine:\s*(\S+)/m.exec(server)
           if (said) enginesSeen?.add(said[1])
+          pageCacheSeen?.add(/^page_cache:\s*(\S+)/m.exec(server)?.[1] ?? 'off')
           return {
             files: wwpns.map((w) => path.join(mnt, 'wwn', w, 'rwbuf')),
             queueFile: (t, k) => path.join(mnt, 'wwn', wwpns[t], 'lun', '0', 'q', String(k)),

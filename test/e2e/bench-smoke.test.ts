@@ -92,6 +92,8 @@ describe('npm run bench (smoke)', () => {
     expect(Number(cells[6])).toBeGreaterThan(0)
     // The engine as the fcfs mount said it in <mnt>/server (auto: raw as root, fuse-native otherwise).
     expect(md).toMatch(new RegExp(`^- fcfs FUSE engine: ${process.geteuid?.() === 0 ? 'raw' : 'native'} \\(.*as each mount's <mnt>/server said`, 'm'))
+    // And its page cache, also as the mount said it (off unless --page-cache).
+    expect(md).toMatch(/^- fcfs page cache: off \(the default/m)
     const svg = await readFile(path.join(out, 'throughput-vs-jobs.svg'), 'utf8')
     expect(svg.startsWith('<svg')).toBe(true)
   })
