@@ -354,8 +354,8 @@ export class Filesystem {
 
   /**
    * `cached` (third callback argument) tells the engine this open may use the
-   * kernel's page cache: --page-cache, a LUN file, opened without O_DIRECT,
-   * O_SYNC or O_DSYNC.
+   * kernel's page cache: --page-cache, a LUN file, opened for reading (O_RDONLY
+   * or O_RDWR) without O_DIRECT, O_SYNC or O_DSYNC.
    */
   open(path: string, flags: number, cb: (err: number, fh?: number, cached?: boolean) => void): void {
     const node = this.tree.get(path)
@@ -370,7 +370,8 @@ export class Filesystem {
     const dev = node.kind === 'rwbuf' ? node.dev : null
     const ra = this.opts.readahead ?? DEFAULT_READAHEAD
     const cursor = node.kind === 'stream' ? node.attach() : null
-    const cached = dev !== null && !direct && (this.opts.pageCache?.() ?? false)
+    // A write-only open gains nothing from the cache and would pay its extra copy: direct.
+    const cached = dev !== null && readable && !direct && (this.opts.pageCache?.() ?? false)
     const ocb = this.ocbs.add(
       (fh): Ocb => ({
         fh,
@@ -387,7 +388,9 @@ export class Filesystem {
         bytesRead: 0,
         bytesWritten: 0,
         lastError: null,
-        ra: dev && readable && !direct && ra.window > 0 ? new Readahead(dev, ra.window, ra.chunk, ra.minLatencyUs) : null,
+        // A page-cached open has the kernel's readahead (sized --readahead): a second one here
+        // would fetch what the kernel's READs then fetch again.
+        ra: dev && readable && !direct && !cached && ra.window > 0 ? new Readahead(dev, ra.window, ra.chunk, ra.minLatencyUs) : null,
         wbErrorSeen: dev ? dev.wbErrorSeq : 0,
         cursor,
       }),
