@@ -53,7 +53,7 @@ export interface FsOptions {
    * coherent (raw; fuse-native mounts direct_io).
    */
   pageCache?: () => boolean
-  /** Drops the kernel's cached pages of a LUN file in [start, end) (the raw engine's Mounted.invalidateData). */
+  /** Drops the kernel's cached pages of a LUN file in [start, end), end Infinity: all (the raw engine's Mounted.invalidateData). */
   invalidateData?: (path: string, start: number, end: number) => Promise<void>
   /** What the targets side knows of a LUN (backend, NAA name, port ids) for its info file. */
   lunDetails?: (wwpn: string, lun: number) => Record<string, string | number | boolean>
@@ -227,7 +227,11 @@ export class Filesystem {
     if (this.portDevices(d.info.wwpn).length === 0) gone.push(base)
     for (const p of gone) this.tree.remove(p)
     const invalidate = this.opts.invalidate
-    if (invalidate) await Promise.all(gone.map((p) => invalidate(p)))
+    // Pages still cached for open files (--page-cache) go too: those handles get ENXIO, as a
+    // removed disk's do, not the bytes they read before.
+    const cached = [...(this.cachedOpens.get(d)?.keys() ?? [])]
+    const drop = this.opts.invalidateData
+    await Promise.all([...(invalidate ? gone.map((p) => invalidate(p)) : []), ...(drop ? cached.map((p) => drop(p, 0, Infinity)) : [])])
   }
 
   /** Runs one line written to fabric/control (hot-plug); the write answers when the mount shows the change. */

@@ -139,6 +139,28 @@ print(buf[:] == bytes([0x5a]) * 4096)
     expect(await py(plain, code)).toBe('ENODEV')
   }, 60_000)
 
+  it('gives a page-cached handle on a removed LUN ENXIO, not the bytes it had cached', async () => {
+    const fab = await start(['--fuse-engine', 'raw', '--page-cache'])
+    const out = await py(
+      fab,
+      `
+c = os.open(os.path.join(mnt, 'fabric', 'control'), os.O_WRONLY)
+os.write(c, ('add-lun ' + sys.argv[2] + ' {"lun":1,"size":"2MiB"}').encode())
+lun1 = os.path.join(mnt, 'wwn', sys.argv[2], 'lun', '1', 'rwbuf')
+dwrite(lun1, 0, bytes([0x5a]) * 8192)
+fd = os.open(lun1, os.O_RDONLY)
+cached = os.pread(fd, 8192, 0) == bytes([0x5a]) * 8192
+os.write(c, ('remove-lun ' + sys.argv[2] + ' 1').encode())
+try:
+    after = 'OK ' + os.pread(fd, 4, 0).hex()
+except OSError as e:
+    after = name(e)
+print(json.dumps({'cached': cached, 'after': after}))
+`,
+    )
+    expect(JSON.parse(out)).toEqual({ cached: true, after: 'ENXIO' })
+  }, 60_000)
+
   it('sets the kernel readahead of the mount to --readahead, so a page-cached sequential reader keeps READs in flight', async () => {
     const fab = await start(['--fuse-engine', 'raw', '--page-cache', '--readahead', '2MiB'])
     const dev = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === fab.mnt)!.split(' ')[2]

@@ -242,7 +242,8 @@ class Session {
 
   /**
    * Tells the kernel to drop the pages it caches of `path` in [start, end)
-   * (FUSE_NOTIFY_INVAL_INODE): the next buffered read there asks fcfs again.
+   * (FUSE_NOTIFY_INVAL_INODE; end Infinity: to the end of the file): the next
+   * buffered read there asks fcfs again.
    * Nothing is sent for a path the kernel never looked up. Through the thread
    * pool, as invalidate(): the kernel waits for pages locked by READs in
    * flight, and only this thread answers them.
@@ -256,7 +257,7 @@ class Session {
     putHeader(b, len, Notify.INVAL_INODE, 0n)
     b.writeBigUInt64LE(BigInt(ino), o + NotifyInvalInodeOut.ino)
     b.writeBigInt64LE(BigInt(start), o + NotifyInvalInodeOut.off)
-    b.writeBigInt64LE(BigInt(end - start), o + NotifyInvalInodeOut.len)
+    b.writeBigInt64LE(end === Infinity ? 0n : BigInt(end - start), o + NotifyInvalInodeOut.len) // 0: to the end
     return this.notify(b, path, 'the kernel refused a page cache invalidation; a cached reader of this file sees the new data at its next open')
   }
 
