@@ -161,6 +161,26 @@ print(json.dumps({'cached': cached, 'after': after}))
     expect(JSON.parse(out)).toEqual({ cached: true, after: 'ENXIO' })
   }, 60_000)
 
+  it('reports a WRITE that failed after its early answer as EIO at fsync, for a page-cached writer too', async () => {
+    const fab = await start(['--fuse-engine', 'raw', '--page-cache'])
+    const out = await py(
+      fab,
+      `
+c = os.open(os.path.join(mnt, 'faults', 'control'), os.O_WRONLY)
+os.write(c, ('medium-error wwpn=' + sys.argv[2] + ' lba=16-23 op=write').encode()); os.close(c)
+fd = os.open(rwbuf, os.O_RDWR)
+os.pread(fd, 4096, 8192)                         # a page-cached open
+n = os.pwrite(fd, bytes([7]) * 4096, 8192)       # answered early (write-back)
+try:
+    os.fsync(fd); res = 'OK'
+except OSError as e:
+    res = name(e)
+print(json.dumps({'written': n, 'fsync': res}))
+`,
+    )
+    expect(JSON.parse(out)).toEqual({ written: 4096, fsync: 'EIO' })
+  }, 60_000)
+
   it('sets the kernel readahead of the mount to --readahead, so a page-cached sequential reader keeps READs in flight', async () => {
     const fab = await start(['--fuse-engine', 'raw', '--page-cache', '--readahead', '2MiB'])
     const dev = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === fab.mnt)!.split(' ')[2]
