@@ -62,6 +62,12 @@ export interface RunContext {
   workDir: string
   /** write the regions once before a read workload (reads then move data, not sparse zeros) */
   prefill: boolean
+  /**
+   * write the regions once before a write workload too: the run then measures overwrites,
+   * not a fresh mount's RAM backend taking new memory from the OS (page faults on the
+   * server's main thread), which the subjects after it would find already backed
+   */
+  prefillWrites: boolean
   /** node --cpu-prof the fcfs process into this directory */
   profileDir?: string
   /** called with each child (fio, worker) so SIGINT can kill it */
@@ -117,6 +123,11 @@ function queuePlacement(w: Workload, m: Mounted): Array<{ file: string; offset: 
   })
 }
 
+/** Whether the regions of `w` are written once (untimed) before it runs. */
+function prefillFor(w: Workload, ctx: RunContext): boolean {
+  return isRead(w) ? ctx.prefill : ctx.prefillWrites
+}
+
 async function measureFio(r: Run, ctx: RunContext, m: Mounted, jobName: string): Promise<Measurement> {
   const perJob = r.workload.queueFiles ? queuePlacement(r.workload, m) : null
   for (const f of [...m.files, ...(perJob ?? []).map((j) => j.file)]) {
@@ -124,7 +135,7 @@ async function measureFio(r: Run, ctx: RunContext, m: Mounted, jobName: string):
     if (!existsSync(f)) throw new Error(`${f} does not exist`)
   }
   const text = perJob ? fioPerJobFile(r.workload, perJob, ctx.timing) : fioJobFile(r.workload, m.files, ctx.timing, regionOf(r.workload))
-  if (ctx.prefill && isRead(r.workload)) {
+  if (prefillFor(r.workload, ctx)) {
     await runFio(path.join(ctx.workDir, `${jobName}.prefill.fio`), prefillJobFile(r.workload, m.files, regionOf(r.workload)), { runtime: 60, ramp: 0 }, ctx.onChild)
   }
   await m.reset?.()
@@ -379,7 +390,7 @@ export function directSubject(via: DirectVia): Subject {
         workload: r.workload,
         runtime: ctx.timing.runtime,
         ramp: ctx.timing.ramp,
-        prefill: ctx.prefill && isRead(r.workload),
+        prefill: prefillFor(r.workload, ctx),
       }
       const t0 = Date.now()
       const res = await run(process.execPath, [directWorker(), JSON.stringify(input)], {

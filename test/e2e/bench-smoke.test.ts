@@ -94,6 +94,8 @@ describe('npm run bench (smoke)', () => {
     expect(md).toMatch(new RegExp(`^- fcfs FUSE engine: ${process.geteuid?.() === 0 ? 'raw' : 'native'} \\(.*as each mount's <mnt>/server said`, 'm'))
     // And its page cache, also as the mount said it (off unless --page-cache).
     expect(md).toMatch(/^- fcfs page cache: off \(the default/m)
+    // Write runs overwrite memory the server already holds (--prefill-writes, the default).
+    expect(md).toMatch(/^- writes: every region was written once .* before each write run/m)
     const svg = await readFile(path.join(out, 'throughput-vs-jobs.svg'), 'utf8')
     expect(svg.startsWith('<svg')).toBe(true)
   })
