@@ -59,6 +59,8 @@ const VALID_SEC = 1n
  * worth handing over.
  */
 const INLINE_REPLY_MAX = 64 * 1024
+/** Notifications written at once through libuv's thread pool (4 threads unless UV_THREADPOOL_SIZE): the rest for file backends. */
+const NOTIFY_THREADS = 2
 
 export interface RawMountOptions {
   allowOther?: boolean
@@ -261,22 +263,38 @@ class Session {
     return this.notify(b, path, 'the kernel refused a page cache invalidation; a cached reader of this file sees the new data at its next open')
   }
 
-  /** Writes a notification from libuv's thread pool; resolves when the kernel has taken it (or refused it: logged). */
+  /**
+   * Writes a notification from libuv's thread pool; resolves when the kernel
+   * has taken it (or refused it: logged). At most NOTIFY_THREADS at a time: a
+   * notification may wait in the kernel for a READ in flight, and a file
+   * backend needs a pool thread to answer that READ.
+   */
   private notify(b: Buffer, path: string, refused: string): Promise<void> {
-    const sent = new Promise<void>((resolve) =>
-      writeCb(this.fd, b, (err) => {
-        // ENOENT: not in the kernel's cache (forgotten, or never looked up under this parent).
-        const code = err?.code
-        if (err && code !== 'ENOENT' && code !== 'ENODEV' && !this.closed) {
-          this.log?.warn({ event: 'rawfuse_invalidate_failed', path, err: err.message }, refused)
-        }
-        this.notifying.delete(sent)
-        resolve()
-      }),
-    )
+    if (this.closed) return Promise.resolve()
+    const sent = new Promise<void>((resolve) => {
+      const start = (): void => {
+        this.notifyRunning++
+        writeCb(this.fd, b, (err) => {
+          // ENOENT: not in the kernel's cache (forgotten, or never looked up under this parent).
+          const code = err?.code
+          if (err && code !== 'ENOENT' && code !== 'ENODEV' && !this.closed) {
+            this.log?.warn({ event: 'rawfuse_invalidate_failed', path, err: err.message }, refused)
+          }
+          this.notifying.delete(sent)
+          this.notifyRunning--
+          this.notifyQueue.shift()?.()
+          resolve()
+        })
+      }
+      if (this.notifyRunning < NOTIFY_THREADS) start()
+      else this.notifyQueue.push(start)
+    })
     this.notifying.add(sent)
     return sent
   }
+
+  private notifyRunning = 0
+  private readonly notifyQueue: (() => void)[] = []
 
   /** Notifications written by the thread pool and not yet answered (close() waits for them). */
   private readonly notifying = new Set<Promise<void>>()
