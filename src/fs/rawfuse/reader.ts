@@ -4,10 +4,13 @@
  * request memory and pushes the slot and the bytes read (slots.ts) on its inbox (a ring.ts
  * ring) for the main thread, which answers it and frees the slot.
  *
- * The inbox saves a postMessage per request: this thread posts only when it
- * turns the shared `wake` flag from 0 to 1, i.e. when the main thread is not
- * already draining inboxes (it sets the flag back to 0 when it has drained
- * them all, then looks once more).
+ * The inbox saves a wake-up per request: this thread wakes the main thread
+ * (Atomics.notify on the shared `wake` flag, which ends the main thread's
+ * Atomics.waitAsync) only when it turns the flag from 0 to 1, i.e. when the
+ * main thread is not already draining inboxes (it sets the flag back to 0
+ * when it has drained them all, looks once more, then waits on it). A notify
+ * costs less than a postMessage: no message to serialise, no event to
+ * dispatch (4 KiB reads at depth 1: +15%).
  *
  * Why a worker and not fs.read on the libuv threadpool: a read of /dev/fuse
  * blocks until the kernel has a request, so every outstanding read pins a
@@ -69,5 +72,5 @@ for (;;) {
     }
   }
   box.push(packSlot(slot, n))
-  if (Atomics.compareExchange(wk, 0, 0, 1) === 0) parentPort!.postMessage(0)
+  if (Atomics.compareExchange(wk, 0, 0, 1) === 0) Atomics.notify(wk, 0)
 }

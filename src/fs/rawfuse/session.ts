@@ -14,8 +14,8 @@
  *     --page-cache, which uses the kernel's page cache (invalidateData keeps
  *     the other names of the LUN coherent);
  *   - requests are read by worker threads (reader.ts) into shared slots and
- *     queued in shared inboxes the main thread drains (a postMessage only to
- *     wake it when it is not already draining);
+ *     queued in shared inboxes the main thread drains (an Atomics.notify that
+ *     ends its Atomics.waitAsync only when it is not already draining);
  *   - a reply is one write(2) of header + body. READ data is moved by the HBA
  *     straight into the request's slot after the reply header; READ and WRITE
  *     replies are written by a writer thread (writer.ts) while the main thread
@@ -59,6 +59,9 @@ const VALID_SEC = 1n
  * worth handing over.
  */
 const INLINE_REPLY_MAX = 64 * 1024
+
+/** Atomics.waitAsync (Node ≥ 16; TypeScript's ES2022 lib does not declare it). */
+const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number): { async: false; value: string } | { async: true; value: Promise<string> } }).waitAsync
 /** Notifications written at once through libuv's thread pool (4 threads unless UV_THREADPOOL_SIZE): the rest for file backends. */
 const NOTIFY_THREADS = 2
 
@@ -212,10 +215,24 @@ class Session {
         workerData: { fd, memory, state, inbox, wake: this.wake.buffer, slots, first: Math.floor((r * slots) / readers) },
       })
       this.running++
-      w.on('message', (m: number | { end: true; error?: string }) => (typeof m === 'number' ? this.drain() : this.readerEnded(m.error)))
+      w.on('message', (m: { end: true; error?: string }) => this.readerEnded(m.error))
       w.on('error', (e) => this.readerEnded(e.message))
       this.workers.push(w)
     }
+    this.arm()
+  }
+
+  /** The main thread sleeps in the event loop until a reader flags `wake` (see drain). */
+  private armed = false
+  private arm(): void {
+    if (this.armed || this.closed) return
+    const r = waitAsync(this.wake, 0, 0)
+    if (!r.async) return void setImmediate(this.drain) // flagged meanwhile
+    this.armed = true
+    void r.value.then(() => {
+      this.armed = false
+      if (!this.closed) this.drain()
+    })
   }
 
   /**
@@ -309,6 +326,7 @@ class Session {
   close(): void {
     if (this.closed) return
     this.closed = true
+    Atomics.notify(this.wake, 0) // a pending waitAsync ends
     // The writer may be inside write(2) on the fd, and a notification in the thread
     // pool may be about to start one: both finish before the fd (and its number) goes.
     void Promise.allSettled([this.writer.terminate(), ...this.notifying]).finally(() => closeCb(this.fd, () => this.endDone()))
@@ -420,7 +438,8 @@ class Session {
   /**
    * Answers the requests the readers have queued. While a pass finds some, the
    * next pass is an immediate (after the HBA work they started) and the readers
-   * need not post; when one finds none, the readers may post again.
+   * need not wake us; when one finds none, `wake` goes back to 0 and the main
+   * thread waits on it (Atomics.waitAsync) for a reader to flag it again.
    */
   private readonly drain = (): void => {
     let any = false
@@ -434,6 +453,7 @@ class Session {
     Atomics.store(this.wake, 0, 0)
     // A reader may have queued after our pass and seen the flag still set: look once more.
     if (this.inboxes.some((b) => !b.empty) && Atomics.compareExchange(this.wake, 0, 0, 1) === 0) setImmediate(this.drain)
+    else this.arm()
   }
 
   private request(m: number): void {
