@@ -434,7 +434,7 @@ const ENGINE_WHAT: Record<string, string> = {
   native: 'fuse-native, libfuse 2.9.9, protocol 7.19, 128 KiB requests',
 }
 
-/** The report's note on which FUSE engine served fcfs: as every mount said it, or as asked when none ran. */
+/** The report's note on fcfs's page cache: as every mount said it (`page_cache:` in <mnt>/server). */
 function pageCacheNote(asked: boolean, seen: ReadonlySet<string>): string {
   const said = [...seen].sort().join(' and ') || 'not said (no fcfs run)'
   return asked
@@ -442,6 +442,7 @@ function pageCacheNote(asked: boolean, seen: ReadonlySet<string>): string {
     : `fcfs page cache: ${said} (the default: every buffered read and write is a SCSI command; the peer answers repeated buffered reads from the kernel page cache)`
 }
 
+/** The report's note on which FUSE engine served fcfs: as every mount said it, or as asked when none ran. */
 function engineNote(asked: string, seen: ReadonlySet<string>): string {
   const said = [...seen].sort()
   const engines = said.length ? said.map((e) => `${e} (${ENGINE_WHAT[e] ?? 'unknown engine'})`).join(' and ') : `${asked}, as asked (no fcfs run said)`

@@ -107,11 +107,13 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     // Read only through the mount, so only once mountFuse has answered.
     fuseEngine: () => mounted?.engine ?? 'starting',
     invalidate: (path) => mounted?.invalidate?.(path) ?? Promise.resolve(),
-    pageCache: () => tuning.pageCache && mounted?.engine === 'raw',
+    pageCache: () => pageCacheOn(),
     invalidateData: (path, start, end) => mounted?.invalidateData?.(path, start, end) ?? Promise.resolve(),
   })
   addFaultFiles(fs.tree, faults)
   let mounted: EngineMounted
+  /** --page-cache takes effect only on the raw engine (it can tell the kernel what to drop). */
+  const pageCacheOn = (): boolean => tuning.pageCache && mounted?.engine === 'raw'
   let iscsi: IscsiPortal | undefined
   let api: ApiServer | undefined
   try {
@@ -129,10 +131,10 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     await closeFabric(fabric, log)
     throw err
   }
-  if (tuning.pageCache && mounted.engine !== 'raw') {
+  if (tuning.pageCache && !pageCacheOn()) {
     log.warn({ event: 'page_cache_unavailable', engine: mounted.engine }, '--page-cache needs the raw FUSE engine (root); every open stays direct_io')
   }
-  log.info({ event: 'mounted', mountpoint, engine: mounted.engine, pageCache: tuning.pageCache && mounted.engine === 'raw', targets: driver.ports.length, luns: devices.length }, 'fcfs mounted')
+  log.info({ event: 'mounted', mountpoint, engine: mounted.engine, pageCache: pageCacheOn(), targets: driver.ports.length, luns: devices.length }, 'fcfs mounted')
 
   let resolveStopped!: () => void
   const stopped = new Promise<void>((r) => (resolveStopped = r))

@@ -226,12 +226,12 @@ export class Filesystem {
     if (d.info.lun === 0) gone.push(`${base}/rwbuf`)
     if (this.portDevices(d.info.wwpn).length === 0) gone.push(base)
     for (const p of gone) this.tree.remove(p)
-    const invalidate = this.opts.invalidate
+    const { invalidate, invalidateData } = this.opts
+    const told: Promise<void>[] = invalidate ? gone.map((p) => invalidate(p)) : []
     // Pages still cached for open files (--page-cache) go too: those handles get ENXIO, as a
     // removed disk's do, not the bytes they read before.
-    const cached = [...(this.cachedOpens.get(d)?.keys() ?? [])]
-    const drop = this.opts.invalidateData
-    await Promise.all([...(invalidate ? gone.map((p) => invalidate(p)) : []), ...(drop ? cached.map((p) => drop(p, 0, Infinity)) : [])])
+    if (invalidateData) for (const p of this.cachedOpens.get(d)?.keys() ?? []) told.push(invalidateData(p, 0, Infinity))
+    await Promise.all(told)
   }
 
   /** Runs one line written to fabric/control (hot-plug); the write answers when the mount shows the change. */
@@ -374,8 +374,10 @@ export class Filesystem {
     const dev = node.kind === 'rwbuf' ? node.dev : null
     const ra = this.opts.readahead ?? DEFAULT_READAHEAD
     const cursor = node.kind === 'stream' ? node.attach() : null
-    // A write-only open gains nothing from the cache and would pay its extra copy: direct.
-    const cached = dev !== null && readable && !direct && (this.opts.pageCache?.() ?? false)
+    // A buffered reader of a LUN; with --page-cache its reads go through the kernel's cache
+    // (a write-only open gains nothing from the cache and would pay its extra copy: direct).
+    const bufferedReader = dev !== null && readable && !direct
+    const cached = bufferedReader && (this.opts.pageCache?.() ?? false)
     const ocb = this.ocbs.add(
       (fh): Ocb => ({
         fh,
@@ -394,7 +396,7 @@ export class Filesystem {
         lastError: null,
         // A page-cached open has the kernel's readahead (sized --readahead): a second one here
         // would fetch what the kernel's READs then fetch again.
-        ra: dev && readable && !direct && !cached && ra.window > 0 ? new Readahead(dev, ra.window, ra.chunk, ra.minLatencyUs) : null,
+        ra: bufferedReader && !cached && ra.window > 0 ? new Readahead(dev, ra.window, ra.chunk, ra.minLatencyUs) : null,
         wbErrorSeen: dev ? dev.wbErrorSeq : 0,
         cursor,
       }),

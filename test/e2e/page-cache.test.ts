@@ -25,6 +25,13 @@ async function py(fab: Fcfs, code: string): Promise<string> {
     "lun = os.path.join(mnt, 'wwn', sys.argv[2], 'lun', '0')",
     "rwbuf = os.path.join(mnt, 'wwn', sys.argv[2], 'rwbuf')",
     "name = lambda e: errno.errorcode.get(e.errno, str(e.errno))",
+    // One line to a control file (fabric/control, faults/control): answered once it took effect.
+    'def ctl(rel, line):',
+    '    c = os.open(os.path.join(mnt, rel), os.O_WRONLY); os.write(c, line.encode()); os.close(c)',
+    // What f() returned, or the errno name it raised.
+    'def attempt(f):',
+    '    try: return f()',
+    '    except OSError as e: return name(e)',
     // Bytes moved by READ commands at the HBA so far for this LUN.
     "read_bytes = lambda: json.load(open(os.path.join(lun, 'stats.json')))['hba']['bytesRead']",
     'def dwrite(p, off, data):',
@@ -147,17 +154,13 @@ print(buf[:] == bytes([0x5a]) * 4096)
     const out = await py(
       fab,
       `
-c = os.open(os.path.join(mnt, 'fabric', 'control'), os.O_WRONLY)
-os.write(c, ('add-lun ' + sys.argv[2] + ' {"lun":1,"size":"2MiB"}').encode())
+ctl('fabric/control', 'add-lun ' + sys.argv[2] + ' {"lun":1,"size":"2MiB"}')
 lun1 = os.path.join(mnt, 'wwn', sys.argv[2], 'lun', '1', 'rwbuf')
 dwrite(lun1, 0, bytes([0x5a]) * 8192)
 fd = os.open(lun1, os.O_RDONLY)
 cached = os.pread(fd, 8192, 0) == bytes([0x5a]) * 8192
-os.write(c, ('remove-lun ' + sys.argv[2] + ' 1').encode())
-try:
-    after = 'OK ' + os.pread(fd, 4, 0).hex()
-except OSError as e:
-    after = name(e)
+ctl('fabric/control', 'remove-lun ' + sys.argv[2] + ' 1')
+after = attempt(lambda: 'OK ' + os.pread(fd, 4, 0).hex())
 print(json.dumps({'cached': cached, 'after': after}))
 `,
     )
@@ -169,15 +172,11 @@ print(json.dumps({'cached': cached, 'after': after}))
     const out = await py(
       fab,
       `
-c = os.open(os.path.join(mnt, 'faults', 'control'), os.O_WRONLY)
-os.write(c, ('medium-error wwpn=' + sys.argv[2] + ' lba=16-23 op=write').encode()); os.close(c)
+ctl('faults/control', 'medium-error wwpn=' + sys.argv[2] + ' lba=16-23 op=write')
 fd = os.open(rwbuf, os.O_RDWR)
 os.pread(fd, 4096, 8192)                         # a page-cached open
 n = os.pwrite(fd, bytes([7]) * 4096, 8192)       # answered early (write-back)
-try:
-    os.fsync(fd); res = 'OK'
-except OSError as e:
-    res = name(e)
+res = attempt(lambda: os.fsync(fd) or 'OK')
 print(json.dumps({'written': n, 'fsync': res}))
 `,
     )
