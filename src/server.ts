@@ -123,7 +123,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     }
     // Page-cached readers get the kernel's readahead sized as fcfs's own (--readahead).
     const readahead = tuning.pageCache ? tuning.readahead.window : undefined
-    mounted = await mountFuse(mountpoint, fs.fuseOps(), { allowOther: opts.allowOther, engine: opts.engine, log, readahead })
+    mounted = await mountFuse(mountpoint, fs.fuseOps(), { allowOther: opts.allowOther, engine: opts.engine, log, readahead, sharedMmap: tuning.pageCache })
   } catch (err) {
     await api?.close()
     await iscsi?.close()

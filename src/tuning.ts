@@ -28,7 +28,7 @@ export interface Tuning {
   maxSegment: number
   /** lun/<n>/q/<k> files per LUN, k < queueFiles (0 = none): one more O_DIRECT write in flight per file. */
   queueFiles: number
-  /** Buffered opens of LUN files use the kernel's page cache (raw engine); O_DIRECT/O_SYNC opens never do. */
+  /** Buffered read-only opens of LUN files use the kernel's page cache (raw engine); opens for writing and O_DIRECT/O_SYNC opens never do. */
   pageCache: boolean
 }
 
@@ -81,7 +81,7 @@ export const TUNING_OPTIONS = {
   'page-cache': {
     type: 'boolean',
     describe:
-      'buffered opens of LUN files use the kernel page cache, as a block device does (raw engine): repeated buffered reads are served without a SCSI command, mmap works; O_DIRECT/O_SYNC opens and every other file stay direct',
+      'buffered read-only opens of LUN files use the kernel page cache, as a block device does (raw engine): repeated buffered reads are served without a SCSI command, MAP_SHARED works; opens for writing, O_DIRECT/O_SYNC opens and every other file stay direct',
     default: false,
   },
   'cmd-timeout': { type: 'string', describe: 'IOCB timeout of every command, whole seconds (e.g. 2s): then the firmware ends it with TIMEOUT (ETIMEDOUT)', defaultDescription: '30s' },

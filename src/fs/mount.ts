@@ -69,11 +69,13 @@ export interface MountOptions {
   log?: Logger
   /** Raw engine: the kernel's readahead for page-cached opens, in bytes (absent: the kernel's default). */
   readahead?: number
+  /** Raw engine, --page-cache: MAP_SHARED allowed on direct opens (FUSE_DIRECT_IO_ALLOW_MMAP). */
+  sharedMmap?: boolean
 }
 
 export async function mountFuse(mountpoint: string, ops: Record<string, unknown>, opts: MountOptions = {}): Promise<EngineMounted> {
   const engine = opts.engine ?? 'auto'
-  const raw = (): Promise<Mounted> => mountRaw(mountpoint, ops, { allowOther: opts.allowOther, debug: opts.debug, log: opts.log, readahead: opts.readahead })
+  const raw = (): Promise<Mounted> => mountRaw(mountpoint, ops, { allowOther: opts.allowOther, debug: opts.debug, log: opts.log, readahead: opts.readahead, sharedMmap: opts.sharedMmap })
   if (engine === 'raw') return Object.assign(await raw(), { engine: 'raw' as const })
   // libfuse 2 answers the kernel with protocol 7.19 (128 KiB requests, one write per file in
   // flight); the raw engine negotiates 1 MiB requests and parallel direct writes. It needs

@@ -1,8 +1,9 @@
-// --page-cache (raw engine): buffered opens of LUN files use the kernel's page
-// cache, as a block device's do; O_DIRECT/O_SYNC opens and every other file stay
-// direct. What a user relies on: a repeated buffered read costs no SCSI command,
-// a write through any other name of the LUN is seen at once by a reader that keeps
-// its file open, MAP_SHARED works, and without the flag every read is a command.
+// --page-cache (raw engine): buffered read-only opens of LUN files use the kernel's
+// page cache, as a block device's do; opens for writing, O_DIRECT/O_SYNC opens and
+// every other file stay direct. What a user relies on: a repeated buffered read
+// costs no SCSI command, a write through any name of the LUN is seen at once by a
+// reader that keeps its file open, MAP_SHARED works, and without the flag every
+// read is a command.
 // Every test mounts its own server on its own temporary mountpoint and stops it.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { readFile, rm } from 'node:fs/promises'
@@ -88,6 +89,22 @@ print(read_bytes() - before)
     expect(await readFile(path.join(fab.mnt, 'server'), 'utf8')).toMatch(/^page_cache: off$/m)
   }, 60_000)
 
+  it('keeps an open for writing direct: an O_RDWR reader\'s second buffered pass is READ commands again', async () => {
+    const fab = await start(['--fuse-engine', 'raw', '--page-cache'])
+    const out = await py(
+      fab,
+      `
+dwrite(rwbuf, 0, os.urandom(1 << 20))
+fd = os.open(rwbuf, os.O_RDWR)
+os.pread(fd, 1 << 20, 0)
+before = read_bytes()
+os.pread(fd, 1 << 20, 0)
+print(read_bytes() - before)
+`,
+    )
+    expect(Number(out)).toBeGreaterThanOrEqual(1 << 20)
+  }, 60_000)
+
   it('keeps O_DIRECT reads direct: each one is a READ command even while a buffered open caches the same blocks', async () => {
     const fab = await start(['--fuse-engine', 'raw', '--page-cache'])
     const out = await py(
@@ -167,20 +184,22 @@ print(json.dumps({'cached': cached, 'after': after}))
     expect(JSON.parse(out)).toEqual({ cached: true, after: 'ENXIO' })
   }, 60_000)
 
-  it('reports a WRITE that failed after its early answer as EIO at fsync, for a page-cached writer too', async () => {
+  it('reports a failed write-back of a MAP_SHARED page as EIO at msync, and a reader then sees the mapping\'s other bytes', async () => {
     const fab = await start(['--fuse-engine', 'raw', '--page-cache'])
     const out = await py(
       fab,
       `
 ctl('faults/control', 'medium-error wwpn=' + sys.argv[2] + ' lba=16-23 op=write')
+reader = os.open(rwbuf, os.O_RDONLY); os.pread(reader, 1 << 16, 0)   # a page-cached open of the same name
 fd = os.open(rwbuf, os.O_RDWR)
-os.pread(fd, 4096, 8192)                         # a page-cached open
-n = os.pwrite(fd, bytes([7]) * 4096, 8192)       # answered early (write-back)
-res = attempt(lambda: os.fsync(fd) or 'OK')
-print(json.dumps({'written': n, 'fsync': res}))
+m = mmap.mmap(fd, 1 << 16, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+m[0:4096] = bytes([6]) * 4096
+m[8192:12288] = bytes([7]) * 4096                # blocks 16-23: the WRITE fails after its early answer
+res = attempt(lambda: m.flush() or 'OK')        # hangs if the write-back WRITE waited on dropping its own pages
+print(json.dumps({'msync': res, 'reader': os.pread(reader, 1, 0).hex()}))
 `,
     )
-    expect(JSON.parse(out)).toEqual({ written: 4096, fsync: 'EIO' })
+    expect(JSON.parse(out)).toEqual({ msync: 'EIO', reader: '06' })
   }, 60_000)
 
   it('keeps 8 O_DIRECT writers on q files and 8 page-cached readers of the same blocks going on a file backend (invalidations never starve the file I/O)', async () => {

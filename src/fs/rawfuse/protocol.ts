@@ -117,7 +117,18 @@ export const InitFlag = {
   ASYNC_DIO: 1 << 15,
   PARALLEL_DIROPS: 1 << 18,
   MAX_PAGES: 1 << 22,
+  /** flags2 is valid (and the answer may carry flags2) */
+  INIT_EXT: 1 << 30,
 } as const
+
+/** fuse_init_in/out flags2 (flags bits 32..63) */
+export const InitFlag2 = {
+  /** MAP_SHARED on FOPEN_DIRECT_IO opens (the kernel keeps the mapping coherent with direct writes; 7.39, Linux 6.6) */
+  DIRECT_IO_ALLOW_MMAP: 1 << (36 - 32),
+} as const
+
+/** fuse_write_in.write_flags: the kernel writes back its page cache (a MAP_SHARED mapping's dirty pages) */
+export const WRITE_CACHE = 1 << 0
 
 /** fuse_open_out.open_flags */
 export const FOpen = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, PARALLEL_DIRECT_WRITES: 1 << 6 } as const

@@ -8,10 +8,11 @@
  * FOPEN_PARALLEL_DIRECT_WRITES) and each request crosses threads twice. Here:
  *   - INIT: max_write 1 MiB, max_pages 256, ASYNC_READ, BIG_WRITES, ASYNC_DIO,
  *     PARALLEL_DIROPS; max_background 128 (async DIO and readahead go through it);
+ *     with --page-cache also DIRECT_IO_ALLOW_MMAP (MAP_SHARED on direct opens);
  *   - every open answers FOPEN_DIRECT_IO (fcfs is direct_io: exact sizes, no
  *     page cache) and FOPEN_PARALLEL_DIRECT_WRITES (many O_DIRECT writes to one
- *     file in flight at once) — but for a buffered open of a LUN file under
- *     --page-cache, which uses the kernel's page cache (invalidateData keeps
+ *     file in flight at once) — but for a buffered read-only open of a LUN file
+ *     under --page-cache, which uses the kernel's page cache (invalidateData keeps
  *     the other names of the LUN coherent);
  *   - requests are read by worker threads (reader.ts) into shared slots and
  *     queued in shared inboxes the main thread drains (an Atomics.notify that
@@ -46,8 +47,8 @@ import { freeSlot, lengthOf, packSlot, RAW_MAX_PAGES, RAW_MAX_WRITE, SLOT_SIZE, 
 import type { Logger } from '../../log.js'
 import {
   Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
-  FUSE_KERNEL_MINOR, FUSE_KERNEL_VERSION, GetattrIn, InHeader, InitFlag, InitIn, InitOut, NAMESPACE_OPS, NO_REPLY_OPS, Op,
-  Notify, NotifyInvalEntryOut, NotifyInvalInodeOut, OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, ROOT_ID, SetattrIn, StatfsOut, WriteIn, WriteOut, Dirent, direntSize,
+  FUSE_KERNEL_MINOR, FUSE_KERNEL_VERSION, GetattrIn, InHeader, InitFlag, InitFlag2, InitIn, InitOut, NAMESPACE_OPS, NO_REPLY_OPS, Op,
+  Notify, NotifyInvalEntryOut, NotifyInvalInodeOut, OpenIn, OpenOut, OutHeader, ReadIn, ReleaseIn, ROOT_ID, SetattrIn, StatfsOut, WRITE_CACHE, WriteIn, WriteOut, Dirent, direntSize,
 } from './protocol.js'
 
 /** Attribute and entry validity, as libfuse 2's defaults (entry_timeout = attr_timeout = 1 s). */
@@ -77,6 +78,11 @@ export interface RawMountOptions {
    * for page-cached opens (--page-cache); left at the kernel's 128 KiB when absent.
    */
   readahead?: number
+  /**
+   * Negotiate FUSE_DIRECT_IO_ALLOW_MMAP (--page-cache): opens for writing stay
+   * direct, and MAP_SHARED on them is then allowed instead of ENODEV.
+   */
+  sharedMmap?: boolean
 }
 
 export interface RawMounted {
@@ -196,6 +202,7 @@ class Session {
     private readonly log: Logger | undefined,
     readers: number,
     private readonly slots: number,
+    private readonly sharedMmap = false,
   ) {
     const memory = new SharedArrayBuffer(slots * SLOT_SIZE)
     const state = new SharedArrayBuffer(4 * (slots + 1))
@@ -513,13 +520,14 @@ class Session {
         const size = b.readUInt32LE(p + WriteIn.size)
         const start = p + WriteIn.SIZE
         const data = b.subarray(start, Math.min(n, start + size))
+        const fromCache = (b.readUInt32LE(p + WriteIn.write_flags) & WRITE_CACHE) !== 0
         this.inFlight++
         ops.write!(path, fh, data, data.length, off, ((r: number) => {
           if (r < 0) return this.sendReply(slot, unique, r, 0)
           b.writeUInt32LE(r, OutHeader.SIZE + WriteOut.size)
           b.writeUInt32LE(0, OutHeader.SIZE + WriteOut.padding)
           this.sendReply(slot, unique, 0, WriteOut.SIZE)
-        }) as Cb)
+        }) as Cb, fromCache)
         return true
       }
       case Op.LOOKUP: {
@@ -707,8 +715,10 @@ class Session {
       return this.reply(unique, -E.EPROTO)
     }
     const kflags = b.readUInt32LE(p + InitIn.flags)
+    const kflags2 = kflags & InitFlag.INIT_EXT ? b.readUInt32LE(p + InitIn.flags2) : 0
     const want = InitFlag.ASYNC_READ | InitFlag.BIG_WRITES | InitFlag.ASYNC_DIO | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES
-    const flags = (kflags & want) >>> 0
+    const flags2 = (kflags2 & (this.sharedMmap ? InitFlag2.DIRECT_IO_ALLOW_MMAP : 0)) >>> 0
+    const flags = ((kflags & want) | (flags2 ? InitFlag.INIT_EXT : 0)) >>> 0
     const o = OutHeader.SIZE
     const s = this.scratch
     s.fill(0, o, o + InitOut.SIZE)
@@ -721,9 +731,10 @@ class Session {
     s.writeUInt32LE(RAW_MAX_WRITE, o + InitOut.max_write)
     s.writeUInt32LE(1, o + InitOut.time_gran)
     s.writeUInt16LE(RAW_MAX_PAGES, o + InitOut.max_pages)
+    s.writeUInt32LE(flags2, o + InitOut.flags2)
     this.reply(unique, 0, InitOut.SIZE)
     this.log?.info(
-      { event: 'rawfuse_init', kernel: `${major}.${minor}`, kernelFlags: kflags, proto: `7.${Math.min(minor, FUSE_KERNEL_MINOR)}`, flags, maxWrite: RAW_MAX_WRITE, maxPages: RAW_MAX_PAGES },
+      { event: 'rawfuse_init', kernel: `${major}.${minor}`, kernelFlags: kflags, kernelFlags2: kflags2, proto: `7.${Math.min(minor, FUSE_KERNEL_MINOR)}`, flags, flags2, maxWrite: RAW_MAX_WRITE, maxPages: RAW_MAX_PAGES },
       'FUSE session initialised',
     )
     this.initDone()
@@ -751,7 +762,7 @@ export async function mountRaw(mountpoint: string, ops: Record<string, unknown>,
     throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw): mount exited with ${r.code}: ${r.stderr || 'no message'}`)
   }
   const conn = await connectionOf(mountpoint)
-  const session = new Session(fd, ops as Record<string, AnyFn | undefined>, opts.log, opts.readers ?? (Number(process.env.FCFS_RAWFUSE_READERS) || 2), opts.slots ?? 96)
+  const session = new Session(fd, ops as Record<string, AnyFn | undefined>, opts.log, opts.readers ?? (Number(process.env.FCFS_RAWFUSE_READERS) || 2), opts.slots ?? 96, opts.sharedMmap)
 
   let unmounting: Promise<void> | null = null
   const waitEnd = (ms: number): Promise<boolean> => within(session.ended.then(() => true), ms, false)
