@@ -249,10 +249,13 @@ async function main(): Promise<number> {
   const probe = await probeFcfs()
   /** What each fcfs mount said it runs on (`fuse_engine:` in <mnt>/server): auto may fall back. */
   const enginesSeen = new Set<string>()
-  /** What each fcfs mount said of its page cache (`page_cache:` in <mnt>/server). */
+  /** What each fcfs (and fcfs-pc) mount said of its page cache (`page_cache:` in <mnt>/server). */
   const pageCacheSeen = new Set<string>()
+  const pageCacheSeenPc = new Set<string>()
+  const engine = args['fuse-engine']
   const subjects: Record<SubjectName, Subject> = {
-    fcfs: fcfsSubject(probe, args['fuse-engine'], enginesSeen, args['page-cache'], pageCacheSeen),
+    fcfs: fcfsSubject(probe, { engine, enginesSeen, pageCache: args['page-cache'], pageCacheSeen }),
+    'fcfs-pc': fcfsSubject(probe, { name: 'fcfs-pc', engine, enginesSeen, pageCache: true, pageCacheSeen: pageCacheSeenPc }),
     ceiling: ceilingSubject(),
     peer: peerSubject(),
     direct: directSubject(args['direct-via']),
@@ -276,7 +279,7 @@ async function main(): Promise<number> {
       ? 'writes: every region was written once (1 MiB O_DIRECT, untimed) before each write run, so writes overwrite memory the server holds (a fresh mount otherwise pays the OS for new pages inside the run: 620 MB/s against 2.7 GB/s once held, 48 writers on a fresh VM)'
       : 'writes: regions not prefilled (--no-prefill-writes): each run includes the server taking new memory from the OS',
   )
-  notes.push('peer: one `nbdkit memory` + `nbdfuse` pair per target over a Unix socket, nbdfuse defaults (fuse3; it accepts no direct_io option, so its buffered I/O goes through the page cache, where fcfs and the ceiling mount with direct_io: buffered re-reads of a 20 MiB region are cache hits for the peer only)')
+  notes.push('peer: one `nbdkit memory` + `nbdfuse` pair per target over a Unix socket, nbdfuse defaults (fuse3; it accepts no direct_io option, so its buffered I/O goes through the page cache, where fcfs and the ceiling mount with direct_io: buffered re-reads of a 20 MiB region are cache hits for the peer and for fcfs-pc only)')
   notes.push('ceiling: scripts/bench/ceiling-server.ts, fuse-native with the same option string as fcfs (src/fs/mount.ts MOUNT_OPTIONS), files over Buffers')
   if (plan.some((r) => r.workload.queueFiles)) {
     notes.push(
@@ -362,7 +365,13 @@ async function main(): Promise<number> {
   }
 
   results.splice(0, results.length, ...medianOf(results))
-  notes.splice(engineNoteAt, 0, engineNote(args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'auto', enginesSeen), pageCacheNote(args['page-cache'], pageCacheSeen))
+  notes.splice(
+    engineNoteAt,
+    0,
+    engineNote(args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'auto', enginesSeen),
+    pageCacheNote(args['page-cache'], pageCacheSeen),
+    ...(pageCacheSeenPc.size ? [pcNote(pageCacheSeenPc)] : []),
+  )
   if (repeat > 1) notes.push(`every figure is the run with the median MB/s of ${repeat} repetitions (interleaved); the note column gives the spread`)
 
   // Report, charts, raw results.
@@ -438,8 +447,15 @@ const ENGINE_WHAT: Record<string, string> = {
 function pageCacheNote(asked: boolean, seen: ReadonlySet<string>): string {
   const said = [...seen].sort().join(' and ') || 'not said (no fcfs run)'
   return asked
-    ? `fcfs page cache: ${said} (--page-cache: buffered opens use the kernel page cache, as the peer's do; O_DIRECT opens stay direct), as each mount's <mnt>/server said`
+    ? `fcfs page cache: ${said} (--page-cache: buffered read-only opens use the kernel page cache, as the peer's do; O_DIRECT opens and opens for writing stay direct), as each mount's <mnt>/server said`
     : `fcfs page cache: ${said} (the default: every buffered read and write is a SCSI command; the peer answers repeated buffered reads from the kernel page cache)`
+}
+
+/** The report's note on fcfs-pc, which should say `page_cache: on` (not on the native engine). */
+function pcNote(seen: ReadonlySet<string>): string {
+  const said = [...seen].sort().join(' and ')
+  const off = seen.has('off') ? ' — off means the native engine served it (no page cache there): its figures are the default mount\'s' : ''
+  return `fcfs-pc: fcfs mounted with --page-cache, run on the buffered reads only (fio opens them O_RDONLY; its O_DIRECT and write opens are the default mount's, so the fcfs figures stand for those); page cache ${said}, as each mount's <mnt>/server said${off}`
 }
 
 /** The report's note on which FUSE engine served fcfs: as every mount said it, or as asked when none ran. */

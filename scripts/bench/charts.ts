@@ -47,7 +47,7 @@ export function jobsChartSpec(ms: Measurement[]): TopLevelSpec | null {
       encoding: {
         x: { field: 'jobs', type: 'ordinal', title: 'fio jobs', sort: 'ascending', axis: { labelAngle: 0 } },
         y: { field: 'mbps', type: 'quantitative', title: 'MB/s' },
-        color: { field: 'subject', type: 'nominal', title: 'subject', sort: ['fcfs', 'ceiling', 'peer', 'direct', 'fcfs (queue files)', 'ceiling (queue files)'] },
+        color: { field: 'subject', type: 'nominal', title: 'subject', sort: ['fcfs', 'fcfs-pc', 'ceiling', 'peer', 'direct', 'fcfs (queue files)', 'ceiling (queue files)'] },
         tooltip: [{ field: 'subject' }, { field: 'jobs' }, { field: 'mbps' }],
       },
     },

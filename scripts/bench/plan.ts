@@ -35,11 +35,12 @@ export function linkRate(link: Link): number | null {
   return Number.parseInt(link, 10) * 100e6
 }
 
-export const SUBJECTS = ['fcfs', 'ceiling', 'peer', 'direct'] as const
+export const SUBJECTS = ['fcfs', 'fcfs-pc', 'ceiling', 'peer', 'direct'] as const
 export type SubjectName = (typeof SUBJECTS)[number]
 
 export const SUBJECT_TITLES: Record<SubjectName, string> = {
   fcfs: 'fcfs (FUSE → HBA ring)',
+  'fcfs-pc': 'fcfs mounted with --page-cache (buffered reads only: the one kind of open it changes)',
   ceiling: 'ceiling (minimal fuse-native over a Buffer)',
   peer: 'peer (nbdkit memory + nbdfuse)',
   direct: 'direct API (same ring, no FUSE)',
@@ -82,6 +83,11 @@ export function queueFileJob(j: number, targets: number): { target: number; k: n
 
 export function isRead(w: Workload): boolean {
   return w.rw === 'read' || w.rw === 'randread'
+}
+
+/** The workloads fcfs --page-cache runs differently from the default mount: buffered reads (fio opens them O_RDONLY). */
+export function pageCacheChanges(w: Workload): boolean {
+  return !w.direct && isRead(w)
 }
 
 /** The full matrix of issue 6: 24 sequential + 8 random workloads, and 48 O_DIRECT jobs of 640 KiB on queue files. */
@@ -139,7 +145,9 @@ export function defaultLinks(): Link[] {
  * that noise from other work on the machine hits all subjects alike. The
  * direct path has no page cache and no files, so it runs only the O_DIRECT
  * variant of each workload over the shared files; its figure stands for the
- * buffered and the queue-file variants too.
+ * buffered and the queue-file variants too. fcfs-pc (fcfs --page-cache) runs
+ * only the buffered reads at unlimited: a --page-cache mount opens everything
+ * else (O_DIRECT, opens for writing) exactly as the default mount does.
  */
 export function buildPlan(opts: PlanOptions): Run[] {
   const all = allWorkloads()
@@ -152,6 +160,7 @@ export function buildPlan(opts: PlanOptions): Run[] {
   const add = (subject: SubjectName, link: Link, w: Workload): void => {
     if (!opts.subjects.includes(subject)) return
     if (subject === 'direct' && (!w.direct || w.queueFiles)) return
+    if (subject === 'fcfs-pc' && !pageCacheChanges(w)) return
     const id = `${subject}@${link}/${w.id}`
     if (opts.only && !opts.only.test(id)) return
     runs.push({ subject, link, workload: w, id })

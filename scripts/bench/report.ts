@@ -2,7 +2,7 @@
  * bench-report/report.md: the side-by-side tables, the ratios issue 6 asks
  * for, a goal check, and every run's raw figures. Also results.json.
  */
-import { linkRate, sharedFilesId, SUBJECT_TITLES, SUBJECTS, type Link, type Mode, type SubjectName, type Timing, type Workload } from './plan.js'
+import { linkRate, pageCacheChanges, sharedFilesId, SUBJECT_TITLES, SUBJECTS, type Link, type Mode, type SubjectName, type Timing, type Workload } from './plan.js'
 import type { Measurement } from './subjects.js'
 import type { ProfileSummary } from './profile.js'
 import { RATE_GOAL, RATE_STEP_ID, type RateFigures, type RateStep } from './rate.js'
@@ -111,6 +111,7 @@ function overheadTable(r: Results): string {
     const c = r.get('ceiling', 'unlimited', w)
     const p = r.get('peer', 'unlimited', w)
     const d = r.direct('unlimited', w)
+    const pc = r.get('fcfs-pc', 'unlimited', w)
     return [
       w.id,
       cell(f),
@@ -120,6 +121,8 @@ function overheadTable(r: Results): string {
       ratio(r.ok(f), r.ok(c)),
       ratio(r.ok(f), r.ok(p)),
       ratio(r.ok(f), r.ok(d)),
+      cell(pc),
+      ratio(r.ok(pc), r.ok(p)),
       num(f?.status === 'ok' ? f.iops : undefined),
       num(f?.peakOutstanding),
       pct(f?.cpu),
@@ -128,7 +131,7 @@ function overheadTable(r: Results): string {
     ]
   })
   return table(
-    ['workload', 'fcfs MB/s', 'ceiling MB/s', 'peer MB/s', 'direct MB/s', 'fcfs/ceiling', 'fcfs/peer', 'file/direct', 'fcfs IOPS', 'fcfs peak outstanding', 'fcfs CPU', 'ceiling CPU', 'fcfs peak RSS MiB'],
+    ['workload', 'fcfs MB/s', 'ceiling MB/s', 'peer MB/s', 'direct MB/s', 'fcfs/ceiling', 'fcfs/peer', 'file/direct', 'fcfs-pc MB/s', 'fcfs-pc/peer', 'fcfs IOPS', 'fcfs peak outstanding', 'fcfs CPU', 'ceiling CPU', 'fcfs peak RSS MiB'],
     rows,
   )
 }
@@ -251,13 +254,23 @@ function goals(r: Results, meta: ReportMeta, rate: RateStep | undefined, memory:
   }
   out.push(['unlimited: fcfs ≥ 90% of the ceiling, 640 KiB sequential', ...vsCeiling((w) => w.bs === 640 * 1024 && !w.rw.startsWith('rand'), 0.9)])
   out.push(['unlimited: fcfs ≥ 85% of the ceiling, 4 KiB random', ...vsCeiling((w) => w.rw.startsWith('rand'), 0.85)])
-  {
-    // nbdfuse cannot serve queue files (-q): those workloads have no peer figure and are left out here.
-    const pairs = ws.filter((w) => !w.queueFiles).map((w) => [w, r.ok(r.get('fcfs', 'unlimited', w)), r.ok(r.get('peer', 'unlimited', w))] as const)
+  // nbdfuse cannot serve queue files (-q): those workloads have no peer figure and are left out here.
+  const vsPeer = (subjectOf: (w: Workload) => SubjectName, goal: string, how: string): void => {
+    const pairs = ws.filter((w) => !w.queueFiles).map((w) => [w, r.ok(r.get(subjectOf(w), 'unlimited', w)), r.ok(r.get('peer', 'unlimited', w))] as const)
     const ok = pairs.map(([, f, p]) => (f === undefined || p === undefined ? undefined : f > p))
     const losers = pairs.filter(([, f, p]) => f !== undefined && p !== undefined && f <= p).map(([w, f, p]) => `${w.id} ${ratio(f, p)}`)
+    const missing = pairs.filter(([, f, p]) => f === undefined && p !== undefined).map(([w]) => w.id)
     const skippedQ = ws.some((w) => w.queueFiles) ? ' (queue-file workloads -q left out: the peer has none)' : ''
-    out.push(['unlimited: fcfs faster than nbdkit+nbdfuse on every workload', meta.unavailable.peer ? 'not measured' : verdict(ok), (losers.length ? `slower on: ${losers.join('; ')}` : '') + skippedQ])
+    const figures = [losers.length ? `slower on: ${losers.join('; ')}` : pairs.length ? 'faster on all' : '', missing.length ? `no figure for: ${missing.join('; ')}` : '', how].filter(Boolean).join('; ')
+    out.push([goal, meta.unavailable.peer ? 'not measured' : verdict(ok), figures + skippedQ])
+  }
+  vsPeer(() => 'fcfs', 'unlimited: fcfs faster than nbdkit+nbdfuse on every workload (default mount: no page cache)', '')
+  if (!meta.unavailable['fcfs-pc'] && ws.some((w) => pageCacheChanges(w))) {
+    vsPeer(
+      (w) => (pageCacheChanges(w) ? 'fcfs-pc' : 'fcfs'),
+      'unlimited: fcfs --page-cache faster than nbdkit+nbdfuse on every workload (buffered reads page-cached, as the peer\'s are)',
+      'buffered reads from fcfs-pc; every other workload opens the same way on both mounts (O_DIRECT, or for writing), so its fcfs figure stands',
+    )
   }
   out.push([`direct API ≥ ${count(RATE_GOAL)} commands/s on one core (null target)`, ...rateGoal(rate)])
   out.push(...memoryGoals(memory, meta.memoryNotRun))
@@ -381,7 +394,7 @@ export function renderReport(ms: Measurement[], meta: ReportMeta, rate?: RateSte
   lines.push('## Overhead-bound: `--link unlimited`')
   lines.push('')
   lines.push(
-    'file/direct compares fcfs through FUSE with the direct API on the same workload (the direct path has no page cache and no files: its O_DIRECT figure stands for the buffered row and the -q row too). ' +
+    'file/direct compares fcfs through FUSE with the direct API on the same workload (the direct path has no page cache and no files: its O_DIRECT figure stands for the buffered row and the -q row too). fcfs-pc: the same fcfs mounted with --page-cache, on buffered reads only. ' +
       '-q rows: every job on a file of its own that is the same LUN (fcfs `lun/0/q/<k>`, the ceiling\'s `f<i>.q<k>` aliases), same regions; the kernel lets one write per FUSE file through at a time, so only these keep 48 O_DIRECT writes in flight.',
   )
   lines.push('')

@@ -188,14 +188,23 @@ export async function probeFcfs(): Promise<FcfsProbe> {
   return { built: true, link: /--link\b/.test(text), queueFiles: /--queue-files\b/.test(text) }
 }
 
-/**
- * `engine`: fcfs's --fuse-engine (undefined: fcfs's default, or FCFS_FUSE_ENGINE from the
- * environment). Each mount's `fuse_engine:` (<mnt>/server) goes into `enginesSeen`, and
- * its `page_cache:` (on|off) into `pageCacheSeen`. `pageCache`: mount with --page-cache.
- */
-export function fcfsSubject(probe: FcfsProbe, engine?: 'native' | 'raw', enginesSeen?: Set<string>, pageCache = false, pageCacheSeen?: Set<string>): Subject {
+export interface FcfsSubjectOptions {
+  /** 'fcfs-pc': the same server mounted with --page-cache */
+  name?: 'fcfs' | 'fcfs-pc'
+  /** fcfs's --fuse-engine (undefined: fcfs's default, or FCFS_FUSE_ENGINE from the environment) */
+  engine?: 'native' | 'raw'
+  /** mount with --page-cache */
+  pageCache?: boolean
+  /** gets each mount's `fuse_engine:` (<mnt>/server) */
+  enginesSeen?: Set<string>
+  /** gets each mount's `page_cache:` (on|off) */
+  pageCacheSeen?: Set<string>
+}
+
+export function fcfsSubject(probe: FcfsProbe, opts: FcfsSubjectOptions = {}): Subject {
+  const { engine, enginesSeen, pageCache = false, pageCacheSeen } = opts
   return {
-    name: 'fcfs',
+    name: opts.name ?? 'fcfs',
     unavailable: async () => (probe.built ? null : `${path.relative(REPO_ROOT, fcfsCli())} is not built (npm run build)`),
     linkUnsupported: (link) => (link === 'unlimited' || probe.link ? null : '`fcfs mount --link` does not exist yet'),
     workloadUnsupported: (w) => (!w.queueFiles || probe.queueFiles ? null : '`fcfs mount --queue-files` (lun/<n>/q/<k>) does not exist yet'),

@@ -11,7 +11,7 @@ import path from 'node:path'
 import { REPO_ROOT, makeTmp, mountPoints, requireFuse, run } from '../helpers/mount.js'
 
 const BENCH = path.join(REPO_ROOT, 'dist', 'scripts', 'bench.js')
-const ONLY = '^(fcfs|ceiling)@unlimited/seq-read-640k-direct-j8$|^direct@unlimited/rate-null$|^fcfs@unlimited/memory-steady$'
+const ONLY = '^(fcfs|ceiling)@unlimited/seq-read-640k-direct-j8$|^fcfs-pc@unlimited/seq-read-640k-buffered-j1$|^direct@unlimited/rate-null$|^fcfs@unlimited/memory-steady$'
 
 interface Result {
   run: { id: string; subject: string }
@@ -70,7 +70,11 @@ describe('npm run bench (smoke)', () => {
   it('exits 0 and measures fcfs and the ceiling with numbers above zero', async () => {
     expect(code, stderr).toBe(0)
     const { results } = JSON.parse(await readFile(path.join(out, 'results.json'), 'utf8')) as { results: Result[] }
-    expect(results.map((r) => r.run.id).sort()).toEqual(['ceiling@unlimited/seq-read-640k-direct-j8', 'fcfs@unlimited/seq-read-640k-direct-j8'])
+    expect(results.map((r) => r.run.id).sort()).toEqual([
+      'ceiling@unlimited/seq-read-640k-direct-j8',
+      'fcfs-pc@unlimited/seq-read-640k-buffered-j1',
+      'fcfs@unlimited/seq-read-640k-direct-j8',
+    ])
     for (const r of results) {
       expect(r.status, `${r.run.id}: ${r.note ?? ''}`).toBe('ok')
       expect(r.bw, r.run.id).toBeGreaterThan(0)
@@ -98,6 +102,18 @@ describe('npm run bench (smoke)', () => {
     expect(md).toMatch(/^- writes: every region was written once .* before each write run/m)
     const svg = await readFile(path.join(out, 'throughput-vs-jobs.svg'), 'utf8')
     expect(svg.startsWith('<svg')).toBe(true)
+  })
+
+  it('measures fcfs-pc on a buffered read through a mount that said page_cache: on, in its own column', async () => {
+    if (process.geteuid?.() !== 0) throw new Error('fcfs-pc needs the raw engine: run the tests as root')
+    const md = await readFile(path.join(out, 'report.md'), 'utf8')
+    expect(md).toMatch(/^- fcfs-pc: fcfs mounted with --page-cache, .*; page cache on, as each mount's <mnt>\/server said$/m)
+    const head = md.split('\n').find((l) => l.startsWith('| workload | fcfs MB/s |'))!.split('|').map((c) => c.trim())
+    const row = md.split('\n').find((l) => l.startsWith('| seq-read-640k-buffered-j1 |'))
+    expect(row, md).toBeDefined()
+    const cells = row!.split('|').map((c) => c.trim())
+    expect(cells[head.indexOf('fcfs MB/s')]).toBe('—')
+    expect(Number(cells[head.indexOf('fcfs-pc MB/s')])).toBeGreaterThan(0)
   })
 
   it('runs the command-rate step against a null LUN and puts its figures into results.json', async () => {
