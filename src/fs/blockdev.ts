@@ -61,6 +61,8 @@ export const PREFETCH_READ = 'READ (readahead)'
 
 /** A READ measured to take this long (µs per 128 KiB) comes from a slow backend: prefetching pays whatever the link. */
 const SLOW_READ_US = 1000
+/** READ latencies kept for the median that readsAreSlow judges by. */
+const READ_SAMPLES = 5
 
 export const DEFAULT_BLOCKDEV_OPTIONS: BlockDeviceOptions = {
   maxTransferBytes: 1024 * 1024,
@@ -145,8 +147,25 @@ export class BlockDevice {
    */
   stopping = false
 
-  /** Moving average of READ command latency in µs per 128 KiB (-1 until the first READ). */
+  /**
+   * READ command latency in µs per 128 KiB: the median of the last READ_SAMPLES
+   * measured (-1 until there are 3). A median, so that one slow READ (a cold
+   * start, a busy machine) does not make a fast LUN look slow.
+   */
   readLatencyUs = -1
+  private readonly readSamples = new Float64Array(READ_SAMPLES)
+  private readonly sorted = new Float64Array(READ_SAMPLES)
+  private readCount = 0
+
+  private sampleRead(us: number): void {
+    this.readSamples[this.readCount++ % READ_SAMPLES] = us
+    const n = Math.min(this.readCount, READ_SAMPLES)
+    if (n < 3) return
+    const v = this.sorted.subarray(0, n)
+    v.set(this.readSamples.subarray(0, n))
+    v.sort()
+    this.readLatencyUs = v[n >> 1]
+  }
 
   /**
    * Whether a 128 KiB READ takes at least `minUs` here: by the HBA's link model
@@ -240,7 +259,7 @@ export class BlockDevice {
         if (t0 !== 0) {
           // Per 128 KiB, so 512 KiB readahead READs and 128 KiB ones compare.
           const us = ((performance.now() - t0) * 1000 * 131072) / Math.max(131072, data ? data.length : 0)
-          this.readLatencyUs = this.readLatencyUs < 0 ? us : this.readLatencyUs * 0.7 + us * 0.3
+          this.sampleRead(us)
         }
         return cb(0, c)
       }
