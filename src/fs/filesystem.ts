@@ -361,7 +361,7 @@ export class Filesystem {
    * kernel's page cache: --page-cache, a LUN file, opened O_RDONLY without
    * O_DIRECT, O_SYNC or O_DSYNC. Opens for writing stay direct: the kernel's
    * cached writes are write-through, one per file at a time and a second copy
-   * (fio's buffered writers at ½ to ¼ of the direct open's rate).
+   * (fio's 8- and 48-job buffered writers ran at 0.34–0.73 of the direct open's rate).
    */
   open(path: string, flags: number, cb: (err: number, fh?: number, cached?: boolean) => void): void {
     const node = this.tree.get(path)
