@@ -161,8 +161,9 @@ export class BlockDevice {
     this.readSamples[this.readCount++ % READ_SAMPLES] = us
     const n = Math.min(this.readCount, READ_SAMPLES)
     if (n < 3) return
-    const v = this.sorted.subarray(0, n)
-    v.set(this.readSamples.subarray(0, n))
+    // Full (every READ after the fifth): sort in place, no view allocated per READ.
+    const v = n === READ_SAMPLES ? this.sorted : this.sorted.subarray(0, n)
+    v.set(n === READ_SAMPLES ? this.readSamples : this.readSamples.subarray(0, n))
     v.sort()
     this.readLatencyUs = v[n >> 1]
   }

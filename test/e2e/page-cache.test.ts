@@ -45,6 +45,22 @@ async function py(fab: Fcfs, code: string): Promise<string> {
   return r.stdout.trim()
 }
 
+/** Bytes READ commands moved for a second buffered pass over 1 MiB through one open (`O_RDONLY` or `O_RDWR`). */
+async function secondPassBytes(fab: Fcfs, mode: 'O_RDONLY' | 'O_RDWR'): Promise<number> {
+  const out = await py(
+    fab,
+    `
+dwrite(rwbuf, 0, os.urandom(1 << 20))
+fd = os.open(rwbuf, os.${mode})
+os.pread(fd, 1 << 20, 0)
+before = read_bytes()
+os.pread(fd, 1 << 20, 0)
+print(read_bytes() - before)
+`,
+  )
+  return Number(out)
+}
+
 describe('--page-cache (raw engine)', () => {
   beforeAll(() => requireFuse())
   afterEach(async () => {
@@ -74,35 +90,13 @@ print(json.dumps({'same': first == data and second == data, 'moved': read_bytes(
 
   it('without --page-cache sends every buffered pass to the target as READ commands', async () => {
     const fab = await start(['--fuse-engine', 'raw'])
-    const out = await py(
-      fab,
-      `
-dwrite(rwbuf, 0, os.urandom(1 << 20))
-fd = os.open(rwbuf, os.O_RDONLY)
-os.pread(fd, 1 << 20, 0)
-before = read_bytes()
-os.pread(fd, 1 << 20, 0)
-print(read_bytes() - before)
-`,
-    )
-    expect(Number(out)).toBeGreaterThanOrEqual(1 << 20)
+    expect(await secondPassBytes(fab, 'O_RDONLY')).toBeGreaterThanOrEqual(1 << 20)
     expect(await readFile(path.join(fab.mnt, 'server'), 'utf8')).toMatch(/^page_cache: off$/m)
   }, 60_000)
 
   it('keeps an open for writing direct: an O_RDWR reader\'s second buffered pass is READ commands again', async () => {
     const fab = await start(['--fuse-engine', 'raw', '--page-cache'])
-    const out = await py(
-      fab,
-      `
-dwrite(rwbuf, 0, os.urandom(1 << 20))
-fd = os.open(rwbuf, os.O_RDWR)
-os.pread(fd, 1 << 20, 0)
-before = read_bytes()
-os.pread(fd, 1 << 20, 0)
-print(read_bytes() - before)
-`,
-    )
-    expect(Number(out)).toBeGreaterThanOrEqual(1 << 20)
+    expect(await secondPassBytes(fab, 'O_RDWR')).toBeGreaterThanOrEqual(1 << 20)
   }, 60_000)
 
   it('keeps O_DIRECT reads direct: each one is a READ command even while a buffered open caches the same blocks', async () => {
