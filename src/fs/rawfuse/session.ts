@@ -43,7 +43,7 @@ import { Worker } from 'node:worker_threads'
 import { MountError } from '../../errors.js'
 import { fuseMountFields, within } from '../mountinfo.js'
 import { ringMemory, SharedRing } from './ring.js'
-import { freeSlot, lengthOf, packSlot, RAW_MAX_PAGES, RAW_MAX_WRITE, SLOT_SIZE, slotOf, slotViews } from './slots.js'
+import { freeSlot, lengthOf, packSlot, RAW_MAX_PAGES, RAW_MAX_WRITE, replyViews, REPLY_AT, SLOT_SIZE, slotOf, slotViews } from './slots.js'
 import type { Logger } from '../../log.js'
 import {
   Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
@@ -178,6 +178,8 @@ class Session {
   private nextDir = 1
   private readonly scratch = Buffer.alloc(64 * 1024)
   private readonly views: Buffer[]
+  /** Each slot from REPLY_AT on, where READ and WRITE replies are built. */
+  private readonly replyViews: Buffer[]
   private readonly state: Int32Array
   /** Replies for writer.ts; null once the writer thread is gone (replies are then written here). */
   private replies: SharedRing | null
@@ -208,6 +210,7 @@ class Session {
     const state = new SharedArrayBuffer(4 * (slots + 1))
     this.state = new Int32Array(state)
     this.views = slotViews(memory, slots)
+    this.replyViews = replyViews(memory, slots)
     const replies = (this.repliesMemory = ringMemory(slots))
     this.replies = new SharedRing(replies)
     this.writer = new Worker(new URL('./writer.js', import.meta.url), {
@@ -354,7 +357,7 @@ class Session {
 
   /** Writes the reply built in `slot` (its first `len` bytes) from this thread, and frees the slot. */
   private writeSlot(slot: number, len: number): void {
-    this.write(this.views[slot].subarray(0, len))
+    this.write(this.replyViews[slot].subarray(0, len))
     this.free(slot)
   }
 
@@ -386,7 +389,7 @@ class Session {
   }
 
   /**
-   * A READ or WRITE reply built in the request's slot (header at 0, `body`
+   * A READ or WRITE reply built in the request's slot (header at REPLY_AT, `body`
    * bytes after it). Written here when the writer sleeps and the reply is
    * small or nothing else is in flight (waking the writer would cost as much,
    * or add a hop to a lone request's latency); otherwise queued for the writer
@@ -396,7 +399,7 @@ class Session {
   private sendReply(slot: number, unique: bigint, error: number, body: number): void {
     this.inFlight--
     const len = OutHeader.SIZE + body
-    putHeader(this.views[slot], len, error, unique)
+    putHeader(this.replyViews[slot], len, error, unique)
     const ring = this.replies
     if (!ring || this.closed || (ring.consumerWaiting && (this.inFlight === 0 || len <= INLINE_REPLY_MAX))) return this.writeSlot(slot, len)
     ring.push(packSlot(slot, len))
@@ -505,8 +508,8 @@ class Session {
         // The data lands in this slot after the reply header; the reply goes out from there.
         const fh = Number(b.readBigUInt64LE(p + ReadIn.fh))
         const off = Number(b.readBigUInt64LE(p + ReadIn.offset))
-        const size = Math.min(b.readUInt32LE(p + ReadIn.size), SLOT_SIZE - OutHeader.SIZE)
-        const buf = b.subarray(OutHeader.SIZE, OutHeader.SIZE + size)
+        const size = Math.min(b.readUInt32LE(p + ReadIn.size), SLOT_SIZE - REPLY_AT - OutHeader.SIZE)
+        const buf = this.replyViews[slot].subarray(OutHeader.SIZE, OutHeader.SIZE + size)
         this.inFlight++
         ops.read!(path, fh, buf, size, off, ((r: number) => {
           if (r < 0) this.sendReply(slot, unique, r, 0)
@@ -524,8 +527,9 @@ class Session {
         this.inFlight++
         ops.write!(path, fh, data, data.length, off, ((r: number) => {
           if (r < 0) return this.sendReply(slot, unique, r, 0)
-          b.writeUInt32LE(r, OutHeader.SIZE + WriteOut.size)
-          b.writeUInt32LE(0, OutHeader.SIZE + WriteOut.padding)
+          const out = this.replyViews[slot]
+          out.writeUInt32LE(r, OutHeader.SIZE + WriteOut.size)
+          out.writeUInt32LE(0, OutHeader.SIZE + WriteOut.padding)
           this.sendReply(slot, unique, 0, WriteOut.SIZE)
         }) as Cb, fromCache)
         return true

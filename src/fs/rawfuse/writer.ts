@@ -1,7 +1,7 @@
 /**
  * The /dev/fuse reply writer thread (worker_threads). The main thread builds a
  * READ or WRITE reply in the request's own slot (header + data in place: the
- * READ data was moved there by the HBA's DMA) and pushes the slot (slots.ts)
+ * READ data was moved there by the HBA's DMA; from REPLY_AT on) and pushes the slot (slots.ts)
  * on the reply ring (ring.ts); this thread writes it to /dev/fuse and frees the
  * slot for the readers (slot states as in reader.ts: back to 0, and the
  * generation the readers wait on bumped).
@@ -14,7 +14,7 @@
 import { writeSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
 import { SharedRing } from './ring.js'
-import { freeSlot, lengthOf, slotOf, slotViews } from './slots.js'
+import { freeSlot, lengthOf, replyViews, slotOf } from './slots.js'
 
 interface WriterData {
   fd: number
@@ -27,7 +27,7 @@ interface WriterData {
 const { fd, memory, state, replies, slots } = workerData as WriterData
 const st = new Int32Array(state)
 const ring = new SharedRing(replies)
-const views = slotViews(memory, slots)
+const views = replyViews(memory, slots)
 
 for (;;) {
   const m = ring.pop()
