@@ -40,7 +40,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { spawn } from 'node:child_process'
 import { constants as osConstants } from 'node:os'
 import { Worker } from 'node:worker_threads'
-import { MountError } from '../../errors.js'
+import { ConfigError, MountError } from '../../errors.js'
 import { fuseMountFields, within } from '../mountinfo.js'
 import { ringMemory, SharedRing } from './ring.js'
 import { freeSlot, lengthOf, packSlot, RAW_MAX_PAGES, RAW_MAX_WRITE, replyViews, REPLY_AT, SLOT_SIZE, slotOf, slotViews } from './slots.js'
@@ -69,9 +69,16 @@ const INLINE_REPLY_MAX = 64 * 1024
  * most of a 4 KiB request's latency on these VMs (depth-1 4 KiB O_DIRECT
  * reads and writes: ~6k → ~12k IOPS). Only while the client's last
  * turnaround was under twice this, so a slow client costs no CPU.
- * $FCFS_RAWFUSE_POLL_US overrides it for experiments (0: never poll).
  */
-const POLL_US = process.env.FCFS_RAWFUSE_POLL_US !== undefined ? Number(process.env.FCFS_RAWFUSE_POLL_US) || 0 : 200
+export const POLL_US = 200
+
+/** $FCFS_RAWFUSE_POLL_US (for experiments; 0: never poll), else POLL_US. */
+export function pollMicroseconds(env: string | undefined = process.env.FCFS_RAWFUSE_POLL_US): number {
+  if (env === undefined || env === '') return POLL_US
+  const us = Number(env)
+  if (!Number.isFinite(us) || us < 0 || us > 1_000_000) throw new ConfigError('FCFS_RAWFUSE_POLL_US', `must be microseconds from 0 (never poll) to 1000000, got ${JSON.stringify(env)}`)
+  return us
+}
 
 /** Atomics.waitAsync (Node ≥ 16; TypeScript's ES2022 lib does not declare it). */
 const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number): { async: false; value: string } | { async: true; value: Promise<string> } }).waitAsync
@@ -82,6 +89,8 @@ export interface RawMountOptions {
   allowOther?: boolean
   debug?: boolean
   log?: Logger
+  /** Microseconds to poll for the next request after the last answer (default $FCFS_RAWFUSE_POLL_US, else POLL_US; 0: never). */
+  pollUs?: number
   /** Reader threads (default 2, or $FCFS_RAWFUSE_READERS for experiments) and request slots shared by them (default 96, 1 MiB each, backs in-flight WRITEs). */
   readers?: number
   slots?: number
@@ -217,7 +226,9 @@ class Session {
     readers: number,
     private readonly slots: number,
     private readonly sharedMmap = false,
+    pollUs = POLL_US,
   ) {
+    this.pollMs = pollUs / 1000
     const memory = new SharedArrayBuffer(slots * SLOT_SIZE)
     const state = new SharedArrayBuffer(4 * (slots + 1))
     this.state = new Int32Array(state)
@@ -253,7 +264,7 @@ class Session {
   private polling = false
   private idleSince = 0
   private pollNext = true
-  private readonly pollMs = POLL_US / 1000
+  private readonly pollMs: number
   private readonly poll = (): void => {
     this.polling = false
     if (this.closed || this.inFlight > 0) return
@@ -795,6 +806,7 @@ class Session {
  * mount(2) of a fuse filesystem is done here, not by a setuid fusermount.
  */
 export async function mountRaw(mountpoint: string, ops: Record<string, unknown>, opts: RawMountOptions = {}): Promise<RawMounted> {
+  const pollUs = opts.pollUs ?? pollMicroseconds()
   if (!(await hasSysAdmin())) {
     throw new MountError('--fuse-engine raw mounts with mount(2) itself and needs root (CAP_SYS_ADMIN); run as root or use --fuse-engine native')
   }
@@ -811,7 +823,7 @@ export async function mountRaw(mountpoint: string, ops: Record<string, unknown>,
     throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw): mount exited with ${r.code}: ${r.stderr || 'no message'}`)
   }
   const conn = await connectionOf(mountpoint)
-  const session = new Session(fd, ops as Record<string, AnyFn | undefined>, opts.log, opts.readers ?? (Number(process.env.FCFS_RAWFUSE_READERS) || 2), opts.slots ?? 96, opts.sharedMmap)
+  const session = new Session(fd, ops as Record<string, AnyFn | undefined>, opts.log, opts.readers ?? (Number(process.env.FCFS_RAWFUSE_READERS) || 2), opts.slots ?? 96, opts.sharedMmap, pollUs)
 
   let unmounting: Promise<void> | null = null
   const waitEnd = (ms: number): Promise<boolean> => within(session.ended.then(() => true), ms, false)
