@@ -4,7 +4,7 @@
 // sits 1–31 bytes past the source within a page; the RAM slabs are aligned
 // like the slots).
 import { describe, expect, it } from 'vitest'
-import { lengthOf, packSlot, replyViews, REPLY_AT, SLOT_SIZE, slotOf, slotViews, RAW_MAX_WRITE } from '../../src/fs/rawfuse/slots.js'
+import { lengthOf, packSlot, REPLY_AT, SLOT_SIZE, slotOf, slotViews, RAW_MAX_WRITE } from '../../src/fs/rawfuse/slots.js'
 import { OutHeader } from '../../src/fs/rawfuse/protocol.js'
 
 describe('request slots', () => {
@@ -20,7 +20,7 @@ describe('request slots', () => {
     expect(REPLY_AT + OutHeader.SIZE).toBe(64)
     const memory = new SharedArrayBuffer(2 * SLOT_SIZE)
     const slots = slotViews(memory, 2)
-    const replies = replyViews(memory, 2)
+    const replies = slotViews(memory, 2, REPLY_AT)
     replies[1].writeUInt32LE(0xdeadbeef, OutHeader.SIZE)
     expect(slots[1].readUInt32LE(64)).toBe(0xdeadbeef)
     expect(replies[1].byteOffset - slots[1].byteOffset).toBe(REPLY_AT)

@@ -43,7 +43,7 @@ import { Worker } from 'node:worker_threads'
 import { ConfigError, MountError } from '../../errors.js'
 import { fuseMountFields, within } from '../mountinfo.js'
 import { ringMemory, SharedRing } from './ring.js'
-import { freeSlot, lengthOf, packSlot, RAW_MAX_PAGES, RAW_MAX_WRITE, replyViews, REPLY_AT, SLOT_SIZE, slotOf, slotViews } from './slots.js'
+import { freeSlot, lengthOf, packSlot, RAW_MAX_PAGES, RAW_MAX_WRITE, REPLY_AT, SLOT_SIZE, slotOf, slotViews } from './slots.js'
 import type { Logger } from '../../log.js'
 import {
   Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
@@ -233,7 +233,7 @@ class Session {
     const state = new SharedArrayBuffer(4 * (slots + 1))
     this.state = new Int32Array(state)
     this.views = slotViews(memory, slots)
-    this.replyViews = replyViews(memory, slots)
+    this.replyViews = slotViews(memory, slots, REPLY_AT)
     const replies = (this.repliesMemory = ringMemory(slots))
     this.replies = new SharedRing(replies)
     this.writer = new Worker(new URL('./writer.js', import.meta.url), {

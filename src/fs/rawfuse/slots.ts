@@ -29,14 +29,9 @@ export const packSlot = (slot: number, length: number): number => slot * SLOT_SH
 export const slotOf = (m: number): number => Math.floor(m / SLOT_SHIFT)
 export const lengthOf = (m: number): number => m % SLOT_SHIFT
 
-/** A Buffer over each slot of `memory`. */
-export function slotViews(memory: SharedArrayBuffer, slots: number): Buffer[] {
-  return Array.from({ length: slots }, (_, i) => Buffer.from(memory, i * SLOT_SIZE, SLOT_SIZE))
-}
-
-/** A Buffer over the reply part of each slot (from REPLY_AT on). */
-export function replyViews(memory: SharedArrayBuffer, slots: number): Buffer[] {
-  return Array.from({ length: slots }, (_, i) => Buffer.from(memory, i * SLOT_SIZE + REPLY_AT, SLOT_SIZE - REPLY_AT))
+/** A Buffer over each slot of `memory`, from byte `from` of the slot on (REPLY_AT: where replies are built). */
+export function slotViews(memory: SharedArrayBuffer, slots: number, from = 0): Buffer[] {
+  return Array.from({ length: slots }, (_, i) => Buffer.from(memory, i * SLOT_SIZE + from, SLOT_SIZE - from))
 }
 
 /** Gives a slot back to the readers: free, and the generation bumped for a reader waiting on one. */

@@ -14,7 +14,7 @@
 import { writeSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
 import { SharedRing } from './ring.js'
-import { freeSlot, lengthOf, replyViews, slotOf } from './slots.js'
+import { freeSlot, lengthOf, REPLY_AT, slotOf, slotViews } from './slots.js'
 
 interface WriterData {
   fd: number
@@ -27,7 +27,7 @@ interface WriterData {
 const { fd, memory, state, replies, slots } = workerData as WriterData
 const st = new Int32Array(state)
 const ring = new SharedRing(replies)
-const views = replyViews(memory, slots)
+const views = slotViews(memory, slots, REPLY_AT)
 
 for (;;) {
   const m = ring.pop()
