@@ -79,6 +79,7 @@ interface Args {
   prefill: boolean
   'prefill-writes': boolean
   repeat?: number
+  rounds?: number
   'dry-run': boolean
   snapshot: boolean
 }
@@ -115,6 +116,12 @@ function parseArgs(argv: string[]): Args {
         'write the regions once, untimed, before each read workload, so reads move data, not sparse zeros (--no-prefill: unwritten regions, which fcfs answers without a copy from the backend: 640 KiB O_DIRECT reads at 8 jobs looked 1.5× the ceiling that way and are 0.7–0.9 of it with data)',
     })
     .option('repeat', { type: 'number', default: 1, describe: 'run every side-by-side group N times (A B C A B C) and report the median run: steadier figures on a busy machine' })
+    .option('rounds', {
+      type: 'number',
+      default: 1,
+      describe:
+        'run the whole plan N times over and report the median run of each id: the repetitions of a group lie a whole round apart, so a slow phase of the host (minutes long on these VMs) spoils one of them, not all (--repeat\'s back-to-back ones share it)',
+    })
     .option('memory-probe', {
       type: 'boolean',
       default: true,
@@ -133,6 +140,8 @@ function parseArgs(argv: string[]): Args {
       if (a['rate-seconds'] !== undefined && !(a['rate-seconds'] > 0)) throw new Error('--rate-seconds: must be a positive number of seconds')
       if (a['memory-write'] !== undefined && !(a['memory-write'] >= 8)) throw new Error('--memory-write: at least 8 (MiB)')
       if (a['memory-rounds'] !== undefined && !(Number.isInteger(a['memory-rounds']) && a['memory-rounds'] >= 1)) throw new Error('--memory-rounds: a whole number ≥ 1')
+      if (!(Number.isInteger(a.rounds) && (a.rounds as number) >= 1)) throw new Error(`--rounds: a whole number ≥ 1, got ${a.rounds}`)
+      if (!(Number.isInteger(a.repeat) && (a.repeat as number) >= 1)) throw new Error(`--repeat: a whole number ≥ 1, got ${a.repeat}`)
       if (a['memory-round-seconds'] !== undefined && !(a['memory-round-seconds'] > 0)) throw new Error('--memory-round-seconds: must be a positive number of seconds')
       return true
     })
@@ -202,7 +211,8 @@ async function main(): Promise<number> {
   const links = (args.links ? args.links.split(',').filter(Boolean) : defaultLinks()) as Link[]
   const only = args.only ? new RegExp(args.only) : undefined
   const prefill = args.prefill
-  const repeat = Math.max(1, Math.floor(args.repeat ?? 1))
+  const repeat = args.repeat ?? 1
+  const rounds = args.rounds ?? 1
   const plan = repeatPlan(buildPlan({ mode, subjects: subjectsWanted, links, only }), repeat)
   // The command-rate step: the direct API against a null LUN, as long per command kind as a run.
   const rateWanted = subjectsWanted.includes('direct') && (!only || only.test(RATE_STEP_ID))
@@ -218,8 +228,11 @@ async function main(): Promise<number> {
     args['memory-probe'] && subjectsWanted.includes('fcfs') ? MEMORY_PROBES.filter((n) => !only || only.test(MEMORY_IDS[n])) : [],
   )
   if (args['dry-run']) {
-    for (const r of plan) process.stdout.write(`${r.id}\n`)
-    if (rateWanted) process.stdout.write(`${RATE_STEP_ID} (direct-rate --json --backend null --seconds ${rateSeconds}${repeat > 1 ? `, ${repeat} times` : ''})\n`)
+    for (let round = 1; round <= rounds; round++) {
+      if (rounds > 1) process.stdout.write(`# round ${round} of ${rounds}\n`)
+      for (const r of plan) process.stdout.write(`${r.id}\n`)
+      if (rateWanted) process.stdout.write(`${RATE_STEP_ID} (direct-rate --json --backend null --seconds ${rateSeconds}${repeat > 1 ? `, ${repeat} times` : ''})\n`)
+    }
     const memText: Record<MemoryProbeName, string> = {
       idle: '4 × 1 TiB sparse LUNs, RSS 1 s after mounting',
       written: `the same mount: ${Math.max(1, Math.floor(memSettings.writeMiB / 8)) * 8} MiB O_DIRECT near 0 and near 900 GiB of each LUN, RSS growth`,
@@ -227,7 +240,8 @@ async function main(): Promise<number> {
     }
     for (const n of memWanted) process.stdout.write(`${MEMORY_IDS[n]} (${memText[n]})\n`)
     const extras = [rateWanted ? 'the rate step' : '', memWanted.size ? `${memWanted.size} memory probe${memWanted.size > 1 ? 's' : ''}` : ''].filter(Boolean)
-    process.stdout.write(`${plan.length} runs${extras.map((e) => ` + ${e}`).join('')}\n`)
+    const times = rounds > 1 ? ` (${rounds} rounds of ${plan.length})` : ''
+    process.stdout.write(`${plan.length * rounds} runs${times}${extras.map((e) => ` + ${e}`).join('')}\n`)
     return 0
   }
 
@@ -308,40 +322,43 @@ async function main(): Promise<number> {
   const rateRuns = rateWanted && !unavailable.direct ? repeat : 0
   if (unavailable.fcfs) memWanted.clear()
   const memSeconds = [...memWanted].reduce((t, n) => t + memoryProbeSeconds(n, memSettings), 0)
-  progress.start(runnable.length + rateRuns + memWanted.size, runnable.length * perRun + rateRuns * rateStepSeconds(rateSeconds) + memSeconds)
+  progress.start(rounds * (runnable.length + rateRuns) + memWanted.size, rounds * (runnable.length * perRun + rateRuns * rateStepSeconds(rateSeconds)) + memSeconds)
   let memory: MemoryResults | undefined
   let rate: RateStep | undefined
   try {
-    for (const r of plan) {
-      if (interrupted) break
-      const why = unsupported(r)
-      if (why) {
-        results.push(skip(r, why))
-        continue
+    const steps: RateStep[] = []
+    for (let round = 0; round < rounds && !interrupted; round++) {
+      for (const r of plan) {
+        if (interrupted) break
+        const why = unsupported(r)
+        if (why) {
+          if (round === 0) results.push(skip(r, why))
+          continue
+        }
+        progress.runStart(r.id, timing.runtime + timing.ramp)
+        let m: Measurement
+        try {
+          m = await subjects[r.subject].run(r, { timing, workDir, profileDir, prefill, prefillWrites: args['prefill-writes'], onChild: (p) => (child = p) })
+        } catch (e) {
+          m = { run: r, status: 'error', note: interrupted ? 'interrupted' : (e as Error).message }
+        }
+        child = null
+        results.push(m)
+        progress.runEnd(summary(m))
       }
-      progress.runStart(r.id, timing.runtime + timing.ramp)
-      let m: Measurement
-      try {
-        m = await subjects[r.subject].run(r, { timing, workDir, profileDir, prefill, prefillWrites: args['prefill-writes'], onChild: (p) => (child = p) })
-      } catch (e) {
-        m = { run: r, status: 'error', note: interrupted ? 'interrupted' : (e as Error).message }
+      // The rate step closes each round, so its repetitions lie a round apart too.
+      if (rateWanted && !unavailable.direct) {
+        for (let i = 0; i < repeat && !interrupted; i++) {
+          progress.runStart(RATE_STEP_ID, rateStepSeconds(rateSeconds))
+          const s = await runRateStep(directRateScript(), rateSeconds, (p) => (child = p)).catch((e: Error) => ({ id: RATE_STEP_ID, status: 'error' as const, note: e.message }))
+          child = null
+          steps.push(interrupted ? { ...s, status: 'error', note: 'interrupted' } : s)
+          progress.runEnd(rateSummary(s))
+        }
       }
-      child = null
-      results.push(m)
-      progress.runEnd(summary(m))
     }
     if (rateWanted && unavailable.direct) rate = { id: RATE_STEP_ID, status: 'skipped', note: unavailable.direct }
-    else if (rateWanted) {
-      const steps: RateStep[] = []
-      for (let i = 0; i < repeat && !interrupted; i++) {
-        progress.runStart(RATE_STEP_ID, rateStepSeconds(rateSeconds))
-        const s = await runRateStep(directRateScript(), rateSeconds, (p) => (child = p)).catch((e: Error) => ({ id: RATE_STEP_ID, status: 'error' as const, note: e.message }))
-        child = null
-        steps.push(interrupted ? { ...s, status: 'error', note: 'interrupted' } : s)
-        progress.runEnd(rateSummary(s))
-      }
-      if (steps.length) rate = medianRate(steps)
-    }
+    else if (steps.length) rate = medianRate(steps)
     if (memWanted.size && !interrupted) {
       memory = {}
       const ctx = { settings: memSettings, workDir, onChild: (p: ChildProcess) => (child = p), interrupted: () => interrupted }
@@ -377,7 +394,10 @@ async function main(): Promise<number> {
     pageCacheNote(args['page-cache'], pageCacheSeen),
     ...(pageCacheSeenPc.size ? [pcNote(pageCacheSeenPc)] : []),
   )
-  if (repeat > 1) notes.push(`every figure is the run with the median MB/s of ${repeat} repetitions (interleaved); the note column gives the spread`)
+  if (repeat > 1 || rounds > 1) {
+    const how = [rounds > 1 ? `${rounds} rounds of the whole plan` : '', repeat > 1 ? `${repeat} back-to-back repetitions of each side-by-side group${rounds > 1 ? ' in each' : ''}` : ''].filter(Boolean).join(', ')
+    notes.push(`every figure is the run with the median MB/s (the lower middle one of an even count) of ${repeat * rounds} runs: ${how}; the note column gives the spread`)
+  }
 
   // Report, charts, raw results.
   const charts: string[] = []

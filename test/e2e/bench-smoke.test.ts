@@ -1,7 +1,7 @@
 // The benchmark harness end to end, tiny: one 1-second fio job against fcfs and
 // against the fuse-native ceiling, the direct API's command-rate step for a
 // fraction of a second and the steady-state memory probe for 2 rounds of 0.5 s,
-// then the report and results must carry real numbers and nothing may stay
+// all of it (but the memory probe) twice over with --rounds 2, then the report and results must carry real numbers and nothing may stay
 // mounted. (The benchmark itself is `npm run bench`, not part of
 // `npm test`.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -56,12 +56,12 @@ describe('npm run bench (smoke)', () => {
     before = await mountPoints(true)
     const r = await run(
       process.execPath,
-      [BENCH, '--only', ONLY, '--runtime', '1', '--ramp', '0', '--rate-seconds', '0.3', '--memory-rounds', '2', '--memory-round-seconds', '0.5', '--no-progress', '--no-install', '--out', out],
-      { timeoutMs: 80_000 },
+      [BENCH, '--only', ONLY, '--runtime', '1', '--ramp', '0', '--rate-seconds', '0.3', '--rounds', '2', '--memory-rounds', '2', '--memory-round-seconds', '0.5', '--no-progress', '--no-install', '--out', out],
+      { timeoutMs: 110_000 },
     )
     code = r.code
     stderr = r.stderr
-  }, 90_000)
+  }, 120_000)
 
   afterAll(async () => {
     if (out) await rm(out, { recursive: true, force: true })
@@ -83,6 +83,13 @@ describe('npm run bench (smoke)', () => {
     }
     const fcfs = results.find((r) => r.run.subject === 'fcfs')!
     expect(fcfs.peakOutstanding).toBeGreaterThanOrEqual(1)
+  })
+
+  it('runs every id once per round and reports the median of the two rounds, saying so', async () => {
+    const { results } = JSON.parse(await readFile(path.join(out, 'results.json'), 'utf8')) as { results: Result[] }
+    for (const r of results) expect(r.note, r.run.id).toMatch(/median of 2: \d+ \/ \d+ MB\/s/)
+    const md = await readFile(path.join(out, 'report.md'), 'utf8')
+    expect(md).toMatch(/^- every figure is the run with the median MB\/s .* of 2 runs: 2 rounds of the whole plan;/m)
   })
 
   it('writes a Markdown report with the side-by-side row and an SVG chart', async () => {
