@@ -9,6 +9,7 @@
  *
  *   npm run bench                      quick mode (default): a subset, 0.5 s warm-up + 2 s per run
  *   npm run bench -- --full            the whole matrix, 10 s per run
+ *   npm run bench -- --goals           the runs the goals are judged on, 3 rounds of 5 s: the verdict run
  *   npm run bench -- --only 'seq-read' runs whose id (subject@link/workload) matches
  *   npm run bench -- --only memory     just the three memory probes
  *   npm run bench -- --help            every option
@@ -59,6 +60,7 @@ import {
 interface Args {
   quick: boolean
   full: boolean
+  goals: boolean
   only?: string
   subjects: string
   links?: string
@@ -90,6 +92,11 @@ function parseArgs(argv: string[]): Args {
     .usage('$0 [options]\n\nMeasures fcfs side by side with a minimal FUSE ceiling, nbdkit+nbdfuse and the direct API; writes a Markdown report and SVG charts.')
     .option('quick', { type: 'boolean', default: false, describe: 'quick mode (the default): a subset of the matrix, 0.5 s warm-up + 2 s measured per run, ~5 min' })
     .option('full', { type: 'boolean', default: false, describe: 'the full matrix of issue 6, 10 s per run (+2 s ramp)' })
+    .option('goals', {
+      type: 'boolean',
+      default: false,
+      describe: 'every run the goal table judges (all workloads at unlimited; 48 jobs of 640 KiB and the single buffered streams at the links), 5 s per run (+1 s ramp), 3 rounds (--rounds), ~65 min: the verdicts on medians',
+    })
     .option('only', { type: 'string', describe: 'regex on run ids like fcfs@unlimited/seq-read-640k-direct-j48' })
     .option('subjects', { type: 'string', default: SUBJECTS.join(','), describe: 'comma list of subjects' })
     .option('links', { type: 'string', describe: `comma list of link speeds besides unlimited (${LINKS.join('|')})`, defaultDescription: defaultLinks().join(',') })
@@ -118,7 +125,7 @@ function parseArgs(argv: string[]): Args {
     .option('repeat', { type: 'number', default: 1, describe: 'run every side-by-side group N times (A B C A B C) and report the median run: steadier figures on a busy machine' })
     .option('rounds', {
       type: 'number',
-      default: 1,
+      defaultDescription: '3 with --goals, else 1',
       describe:
         'run the whole plan N times over and report the median run of each id: the repetitions of a group lie a whole round apart, so a slow phase of the host (minutes long on these VMs) spoils one of them, not all (--repeat\'s back-to-back ones share it)',
     })
@@ -133,14 +140,14 @@ function parseArgs(argv: string[]): Args {
     .option('snapshot', { type: 'boolean', default: true, describe: 'run the servers from a copy of dist/ taken at the start (others may rebuild dist/ meanwhile)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and exit' })
     .check((a) => {
-      if (a.quick && a.full) throw new Error('--quick and --full exclude each other')
+      if ([a.quick, a.full, a.goals].filter(Boolean).length > 1) throw new Error('--quick, --full and --goals exclude each other')
       for (const s of String(a.subjects).split(',')) if (!(SUBJECTS as readonly string[]).includes(s)) throw new Error(`--subjects: unknown subject ${s}`)
       for (const l of String(a.links ?? '').split(',').filter(Boolean)) if (!(LINKS as readonly string[]).includes(l)) throw new Error(`--links: unknown link ${l}`)
       if (a.only) new RegExp(a.only)
       if (a['rate-seconds'] !== undefined && !(a['rate-seconds'] > 0)) throw new Error('--rate-seconds: must be a positive number of seconds')
       if (a['memory-write'] !== undefined && !(a['memory-write'] >= 8)) throw new Error('--memory-write: at least 8 (MiB)')
       if (a['memory-rounds'] !== undefined && !(Number.isInteger(a['memory-rounds']) && a['memory-rounds'] >= 1)) throw new Error('--memory-rounds: a whole number ≥ 1')
-      if (!(Number.isInteger(a.rounds) && (a.rounds as number) >= 1)) throw new Error(`--rounds: a whole number ≥ 1, got ${a.rounds}`)
+      if (a.rounds !== undefined && !(Number.isInteger(a.rounds) && (a.rounds as number) >= 1)) throw new Error(`--rounds: a whole number ≥ 1, got ${a.rounds}`)
       if (!(Number.isInteger(a.repeat) && (a.repeat as number) >= 1)) throw new Error(`--repeat: a whole number ≥ 1, got ${a.repeat}`)
       if (a['memory-round-seconds'] !== undefined && !(a['memory-round-seconds'] > 0)) throw new Error('--memory-round-seconds: must be a positive number of seconds')
       return true
@@ -204,7 +211,7 @@ function summary(m: Measurement): string {
 
 async function main(): Promise<number> {
   const args = parseArgs(hideBin(process.argv))
-  const mode: Mode = args.full ? 'full' : 'quick'
+  const mode: Mode = args.full ? 'full' : args.goals ? 'goals' : 'quick'
   const base = timingFor(mode)
   const timing = { runtime: args.runtime ?? base.runtime, ramp: args.ramp ?? base.ramp }
   const subjectsWanted = args.subjects.split(',') as SubjectName[]
@@ -212,7 +219,7 @@ async function main(): Promise<number> {
   const only = args.only ? new RegExp(args.only) : undefined
   const prefill = args.prefill
   const repeat = args.repeat ?? 1
-  const rounds = args.rounds ?? 1
+  const rounds = args.rounds ?? (mode === 'goals' ? 3 : 1)
   const plan = repeatPlan(buildPlan({ mode, subjects: subjectsWanted, links, only }), repeat)
   // The command-rate step: the direct API against a null LUN, as long per command kind as a run.
   const rateWanted = subjectsWanted.includes('direct') && (!only || only.test(RATE_STEP_ID))

@@ -65,7 +65,7 @@ export interface MemorySettings {
 }
 
 export function memorySettingsFor(mode: Mode): MemorySettings {
-  return mode === 'full' ? { writeMiB: 1024, rounds: 10, roundSeconds: 10 } : { writeMiB: 256, rounds: 6, roundSeconds: 2 }
+  return mode !== 'quick' ? { writeMiB: 1024, rounds: 10, roundSeconds: 10 } : { writeMiB: 256, rounds: 6, roundSeconds: 2 }
 }
 
 /** Rough seconds a probe takes (for the progress display). */

@@ -1,7 +1,7 @@
 /**
  * What the benchmark runs: the workloads of issue 6, the link speeds, the
- * subjects, and which (subject, link, workload) triples quick and full mode
- * pick. Everything else in scripts/bench/ only executes a plan.
+ * subjects, and which (subject, link, workload) triples quick, full and goals
+ * mode pick. Everything else in scripts/bench/ only executes a plan.
  */
 
 export type Rw = 'read' | 'write' | 'randread' | 'randwrite'
@@ -125,8 +125,16 @@ const QUICK_LINKED = ['seq-read-640k-direct-j48', 'seq-write-640k-direct-j48', '
 const QUICK_LINKED_SINGLE = ['seq-read-640k-buffered-j1', 'seq-write-640k-buffered-j1']
 const SINGLE_LINKS: Link[] = ['2G', '4G', '8G']
 const LINKED: Link[] = ['2G', '4G', '8G', '16G']
+/** Goals mode at a link: the rows the goal table judges (and the rwbuf write row it lists beside them). */
+const GOAL_LINKED = ['seq-read-640k-direct-j48', 'seq-read-640k-direct-j48-q', 'seq-write-640k-direct-j48', 'seq-write-640k-direct-j48-q']
+const GOAL_LINKED_SINGLE = ['seq-read-640k-buffered-j1', 'seq-read-1m-buffered-j1', 'seq-write-640k-buffered-j1', 'seq-write-1m-buffered-j1']
 
-export type Mode = 'quick' | 'full'
+/**
+ * quick: a subset, seconds per run; full: the whole matrix; goals: every run
+ * the goal table judges — all workloads at unlimited, the 48-job and the
+ * single-stream rows at the links — in shorter runs, repeated in rounds.
+ */
+export type Mode = 'quick' | 'full' | 'goals'
 
 export interface PlanOptions {
   mode: Mode
@@ -153,9 +161,14 @@ export function buildPlan(opts: PlanOptions): Run[] {
   const all = allWorkloads()
   const byId = new Map(all.map((w) => [w.id, w]))
   const pick = (ids: string[]): Workload[] => ids.map((id) => byId.get(id)!)
-  const unlimited = opts.mode === 'full' ? all : pick(QUICK_UNLIMITED)
+  const unlimited = opts.mode === 'quick' ? pick(QUICK_UNLIMITED) : all
+  const single = (link: Link, ids: string[]): string[] => (SINGLE_LINKS.includes(link) ? ids : [])
   const linked = (link: Link): Workload[] =>
-    opts.mode === 'full' ? all : pick(SINGLE_LINKS.includes(link) ? [...QUICK_LINKED, ...QUICK_LINKED_SINGLE] : QUICK_LINKED)
+    opts.mode === 'full'
+      ? all
+      : opts.mode === 'goals'
+        ? pick([...GOAL_LINKED, ...single(link, GOAL_LINKED_SINGLE)])
+        : pick([...QUICK_LINKED, ...single(link, QUICK_LINKED_SINGLE)])
   const runs: Run[] = []
   const add = (subject: SubjectName, link: Link, w: Workload): void => {
     if (!opts.subjects.includes(subject)) return
@@ -187,7 +200,7 @@ export interface Timing {
 
 export function timingFor(mode: Mode): Timing {
   // Every run mounts afresh, so the server's JIT is cold: the ramp keeps warm-up out of the figures.
-  return mode === 'full' ? { runtime: 10, ramp: 2 } : { runtime: 2, ramp: 0.5 }
+  return mode === 'full' ? { runtime: 10, ramp: 2 } : mode === 'goals' ? { runtime: 5, ramp: 1 } : { runtime: 2, ramp: 0.5 }
 }
 
 /** The fabric every subject exposes: TARGETS files, each LUN_SIZE bytes. */
