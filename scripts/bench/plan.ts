@@ -81,6 +81,11 @@ export function queueFileJob(j: number, targets: number): { target: number; k: n
   return { target: j % targets, k, region: k }
 }
 
+/** The single-stream goal's workloads: one buffered sequential reader or writer (judged at SINGLE_LINKS). */
+export function isSingleStream(w: Workload): boolean {
+  return w.jobs === 1 && !w.direct && !w.rw.startsWith('rand')
+}
+
 export function isRead(w: Workload): boolean {
   return w.rw === 'read' || w.rw === 'randread'
 }
@@ -123,11 +128,10 @@ const QUICK_UNLIMITED = [
 const QUICK_LINKED = ['seq-read-640k-direct-j48', 'seq-write-640k-direct-j48', 'seq-write-640k-direct-j48-q']
 /** The single-stream goal is stated for 2G, 4G and 8G only. */
 const QUICK_LINKED_SINGLE = ['seq-read-640k-buffered-j1', 'seq-write-640k-buffered-j1']
-const SINGLE_LINKS: Link[] = ['2G', '4G', '8G']
+export const SINGLE_LINKS: readonly Link[] = ['2G', '4G', '8G']
 const LINKED: Link[] = ['2G', '4G', '8G', '16G']
 /** Goals mode at a link: the rows the goal table judges (and the rwbuf write row it lists beside them). */
 const GOAL_LINKED = ['seq-read-640k-direct-j48', 'seq-read-640k-direct-j48-q', 'seq-write-640k-direct-j48', 'seq-write-640k-direct-j48-q']
-const GOAL_LINKED_SINGLE = ['seq-read-640k-buffered-j1', 'seq-read-1m-buffered-j1', 'seq-write-640k-buffered-j1', 'seq-write-1m-buffered-j1']
 
 /**
  * quick: a subset, seconds per run; full: the whole matrix; goals: every run
@@ -162,13 +166,15 @@ export function buildPlan(opts: PlanOptions): Run[] {
   const byId = new Map(all.map((w) => [w.id, w]))
   const pick = (ids: string[]): Workload[] => ids.map((id) => byId.get(id)!)
   const unlimited = opts.mode === 'quick' ? pick(QUICK_UNLIMITED) : all
-  const single = (link: Link, ids: string[]): string[] => (SINGLE_LINKS.includes(link) ? ids : [])
+  const goals = opts.mode === 'goals'
+  // At the links: the 48-job rows, plus the single streams where that goal is judged.
   const linked = (link: Link): Workload[] =>
     opts.mode === 'full'
       ? all
-      : opts.mode === 'goals'
-        ? pick([...GOAL_LINKED, ...single(link, GOAL_LINKED_SINGLE)])
-        : pick([...QUICK_LINKED, ...single(link, QUICK_LINKED_SINGLE)])
+      : [
+          ...pick(goals ? GOAL_LINKED : QUICK_LINKED),
+          ...(!SINGLE_LINKS.includes(link) ? [] : goals ? all.filter(isSingleStream) : pick(QUICK_LINKED_SINGLE)),
+        ]
   const runs: Run[] = []
   const add = (subject: SubjectName, link: Link, w: Workload): void => {
     if (!opts.subjects.includes(subject)) return

@@ -2,7 +2,7 @@
  * bench-report/report.md: the side-by-side tables, the ratios issue 6 asks
  * for, a goal check, and every run's raw figures. Also results.json.
  */
-import { linkRate, pageCacheChanges, sharedFilesId, SUBJECT_TITLES, SUBJECTS, type Link, type Mode, type SubjectName, type Timing, type Workload } from './plan.js'
+import { isSingleStream, linkRate, pageCacheChanges, SINGLE_LINKS, sharedFilesId, SUBJECT_TITLES, SUBJECTS, type Link, type Mode, type SubjectName, type Timing, type Workload } from './plan.js'
 import type { Measurement } from './subjects.js'
 import type { ProfileSummary } from './profile.js'
 import { RATE_GOAL, RATE_STEP_ID, type RateFigures, type RateStep } from './rate.js'
@@ -241,7 +241,7 @@ function goals(r: Results, meta: ReportMeta, rate: RateStep | undefined, memory:
     out.push([`640 KiB, 48 jobs over the targets ≥ ${need * 100}% of the link with ≥ 48 outstanding at ${links.join('/')}`, ...linkGoal(r, links, need)])
   }
   {
-    const ms = (['2G', '4G', '8G'] as Link[]).flatMap((l) => find(l, (w) => w.jobs === 1 && !w.direct && !w.rw.startsWith('rand')))
+    const ms = SINGLE_LINKS.flatMap((l) => find(l, isSingleStream))
     const ok = ms.map((m) => (m.status === 'ok' ? m.bw! / linkRate(m.run.link)! >= 0.95 : undefined))
     out.push(['single buffered reader / writer ≥ 95% of the link at 2G/4G/8G', verdict(ok), ms.filter((m) => m.status === 'ok').map((m) => `${m.run.link} ${m.run.workload.id} ${ratio(m.bw, linkRate(m.run.link)!)}`).join('; ') || 'link runs skipped'])
   }

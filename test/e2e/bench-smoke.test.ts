@@ -1,9 +1,9 @@
 // The benchmark harness end to end, tiny: one 1-second fio job against fcfs and
 // against the fuse-native ceiling, the direct API's command-rate step for a
 // fraction of a second and the steady-state memory probe for 2 rounds of 0.5 s,
-// all of it (but the memory probe) twice over with --rounds 2, then the report and results must carry real numbers and nothing may stay
-// mounted. (The benchmark itself is `npm run bench`, not part of
-// `npm test`.)
+// all of it but the memory probe twice over (--rounds 2); then the report and
+// results must carry real numbers and nothing may stay mounted. (The benchmark
+// itself is `npm run bench`, not part of `npm test`.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { existsSync } from 'node:fs'
 import { readFile, rm } from 'node:fs/promises'
