@@ -89,6 +89,8 @@ export interface ApiServerOptions {
   maxTransfer?: number
   /** Requests in flight per connection before the server stops reading it (default 4096). */
   maxInFlight?: number
+  /** After a message that breaks framing: how long the ERROR reply may wait for a peer that does not read before the connection is destroyed anyway, ms (default 1000). */
+  closeGraceMs?: number
 }
 
 const MAX_HANDLES = 1024
@@ -99,6 +101,17 @@ const ASYNC_COPY = 64 * 1024
 /** Inline READ replies up to this size (header included) are copied into the staging buffer, bigger ones go out as they are. */
 const SMALL_REPLY = 16 * 1024 + 64
 const U32 = 0x1_0000_0000
+/** See ApiServerOptions.closeGraceMs. */
+const CLOSE_GRACE_MS = 1000
+/**
+ * A message split across chunks is gathered in a buffer that grows with what
+ * arrived (at most ACC_GROW times it, at least ACC_MIN), never to the length
+ * the header claims at once: a 16-byte header cannot make the server hold
+ * max_transfer bytes. A 640 KiB inline write arriving in 64 KiB chunks is
+ * copied once more at most ACC_MIN bytes' worth.
+ */
+const ACC_MIN = 4096
+const ACC_GROW = 16
 
 export class ApiError extends FcfsError {
   constructor(message: string) {
@@ -194,16 +207,23 @@ class Conn {
   private handleGen = 0
   readonly regions = new Map<number, Region>()
   private nextRegion = 1
+  /** REGISTER_SHM requests between their check and their answer */
+  private registering = 0
   inflight = 0
   closed = false
   private paused = false
   private blocked = false
+  /** the stream could not be framed: the ERROR is going out, input is no longer read */
   private ending = false
+  private graceTimer: NodeJS.Timeout | null = null
+  private readonly destroyFn = () => this.sock.destroy()
 
   // input: a message (or a header) split across chunks is gathered here
   private acc: Buffer | null = null
   private accLen = 0
   private accNeed = 0
+  /** `acc` holds a header whose message length is not checked yet */
+  private accHeader = false
 
   // output
   readonly out = new Staging()
@@ -226,6 +246,7 @@ class Conn {
   // ---- input ----
 
   private onData(chunk: Buffer): void {
+    if (this.ending) return // dropped: nothing after an unframeable message means anything
     let pos = 0
     const len = chunk.length
     if (this.acc !== null) {
@@ -234,48 +255,47 @@ class Conn {
     }
     while (pos < len && !this.ending) {
       const avail = len - pos
-      if (avail < HEADER_SIZE) {
-        this.acc = Buffer.allocUnsafe(HEADER_SIZE)
-        this.accNeed = HEADER_SIZE
-        this.accLen = 0
-        this.fill(chunk, pos)
-        return
-      }
+      if (avail < HEADER_SIZE) return this.gather(chunk, pos, HEADER_SIZE, true)
       const mlen = this.checkHeader(chunk, pos)
       if (mlen < 0) return
-      if (avail < mlen) {
-        this.acc = Buffer.allocUnsafe(mlen)
-        this.accNeed = mlen
-        this.accLen = 0
-        this.fill(chunk, pos)
-        return
-      }
+      if (avail < mlen) return this.gather(chunk, pos, mlen, false)
       this.dispatch(chunk, pos, mlen)
       pos += mlen
     }
     if (this.inflight >= this.server.maxInFlight) this.pause()
   }
 
+  /** Starts gathering a message (or a header) of `need` bytes from chunk[pos..]. */
+  private gather(chunk: Buffer, pos: number, need: number, header: boolean): void {
+    this.acc = Buffer.allocUnsafe(accCapacity(need, chunk.length - pos))
+    this.accNeed = need
+    this.accLen = 0
+    this.accHeader = header
+    this.fill(chunk, pos)
+  }
+
   /** Copies from chunk[pos..] into the accumulator; dispatches it when complete. Returns the new pos. */
   private fill(chunk: Buffer, pos: number): number {
-    const acc = this.acc!
+    let acc = this.acc!
     const n = Math.min(this.accNeed - this.accLen, chunk.length - pos)
+    if (this.accLen + n > acc.length) {
+      const bigger = Buffer.allocUnsafe(accCapacity(this.accNeed, this.accLen + n))
+      acc.copy(bigger, 0, 0, this.accLen)
+      this.acc = acc = bigger
+    }
     chunk.copy(acc, this.accLen, pos, pos + n)
     this.accLen += n
     pos += n
     if (this.accLen < this.accNeed) return pos
-    if (this.accNeed === HEADER_SIZE && acc.length === HEADER_SIZE) {
+    if (this.accHeader) {
+      this.accHeader = false
       const mlen = this.checkHeader(acc, 0)
       if (mlen < 0) {
         this.acc = null
         return chunk.length
       }
       if (mlen > HEADER_SIZE) {
-        const full = Buffer.allocUnsafe(mlen)
-        acc.copy(full, 0, 0, HEADER_SIZE)
-        this.acc = full
         this.accNeed = mlen
-        this.accLen = HEADER_SIZE
         return this.fill(chunk, pos)
       }
     }
@@ -391,7 +411,9 @@ class Conn {
     }
     if (m.flags !== 0 || m.path === null) return answer(Status.BAD_MESSAGE)
     if (!m.path.startsWith('/')) return answer(Status.SHM_FAILED, 0, 'path is not absolute')
-    if (this.regions.size >= MAX_REGIONS) return answer(Status.LIMIT)
+    // Registrations still opening count too: a burst of REGISTER_SHM must not open more than MAX_REGIONS files.
+    if (this.regions.size + this.registering >= MAX_REGIONS) return answer(Status.LIMIT)
+    this.registering++
     let fh: fsp.FileHandle | undefined
     try {
       fh = await fsp.open(m.path, fsc.O_RDWR | fsc.O_NOFOLLOW)
@@ -403,6 +425,8 @@ class Conn {
     } catch (err) {
       await fh?.close().catch(() => undefined)
       return answer(Status.SHM_FAILED, 0, (err as Error).message)
+    } finally {
+      this.registering--
     }
     if (this.closed) {
       await fh.close().catch(() => undefined)
@@ -455,16 +479,20 @@ class Conn {
   flush(): void {
     this.flushScheduled = false
     this.out.seal()
-    if (this.out.queue.length === 0 || this.closed) {
+    if (this.closed || this.sock.writableEnded) {
       this.out.queue.length = 0
       return
     }
-    this.server.counters.socketWrites++
-    if (!this.out.writeTo(this.sock)) {
-      this.blocked = true
-      this.pause()
+    if (this.out.queue.length > 0) {
+      this.server.counters.socketWrites++
+      if (!this.out.writeTo(this.sock)) {
+        this.blocked = true
+        this.pause()
+      }
     }
-    if (this.ending) this.sock.end()
+    // Ending: once the ERROR (and what was queued before it) is in the kernel, the peer can read it
+    // after we are gone; destroy then (or when the grace timer fires, if the peer never takes it).
+    if (this.ending) this.sock.end(this.destroyFn)
   }
 
   statusReply(type: number, kLo: number, kHi: number, status: number, detail: number): void {
@@ -545,22 +573,35 @@ class Conn {
   }
 
   maybeResume(): void {
-    if (this.paused && !this.blocked && this.inflight < this.server.maxInFlight && !this.closed) {
+    if (this.paused && !this.blocked && this.inflight < this.server.maxInFlight && !this.closed && !this.ending) {
       this.paused = false
       this.sock.resume()
     }
   }
 
-  /** Flush what is queued, then close. */
+  /**
+   * The stream cannot be framed any more: stop reading (what the peer sends
+   * from here on is never looked at, and stays in the kernel's bounded
+   * buffer), flush what is queued (the ERROR), then destroy the socket — as
+   * soon as the flush completes, or after the grace period when the peer
+   * does not read. Only half-closing would wait for the peer's FIN forever,
+   * and a paused socket never sees it.
+   */
   end(): void {
+    if (this.ending) return
     this.ending = true
+    this.acc = null
     this.sock.pause()
+    this.graceTimer = setTimeout(this.destroyFn, this.server.closeGraceMs)
+    this.graceTimer.unref()
     this.schedule()
   }
 
   private onClose(): void {
     if (this.closed) return
     this.closed = true
+    if (this.graceTimer !== null) clearTimeout(this.graceTimer)
+    this.acc = null
     this.out.queue.length = 0
     this.handles.length = 1
     for (const r of this.regions.values()) {
@@ -570,6 +611,11 @@ class Conn {
     this.regions.clear()
     this.server.dropped(this)
   }
+}
+
+/** Bytes to hold for a message of `need` bytes of which `have` arrived (see ACC_MIN). */
+function accCapacity(need: number, have: number): number {
+  return need <= ACC_MIN ? need : Math.min(need, Math.max(ACC_MIN, have * ACC_GROW))
 }
 
 function closeRegion(r: Region): void {
@@ -613,6 +659,7 @@ export class ApiServer {
   readonly maxTransfer: number
   readonly maxInFlight: number
   readonly maxMessage: number
+  readonly closeGraceMs: number
   readonly counters: ApiCounters = {
     connections: 0,
     connectionsTotal: 0,
@@ -644,6 +691,7 @@ export class ApiServer {
     this.maxTransfer = opts.maxTransfer ?? DEFAULT_MAX_TRANSFER
     this.maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT
     this.maxMessage = CDB_SIZE + this.maxTransfer
+    this.closeGraceMs = opts.closeGraceMs ?? CLOSE_GRACE_MS
     this.net = net
     net.on('connection', (sock) => this.accept(sock))
   }
