@@ -34,7 +34,7 @@ export interface HotplugContext {
 export function hotplug(ctx: HotplugContext): FabricControl {
   const { fabric, driver, log } = ctx
   const newDevice = (info: ConstructorParameters<typeof BlockDevice>[1]): BlockDevice =>
-    new BlockDevice(driver, info, { queueDepth: ctx.tuning.queueDepth, writebackWindow: ctx.tuning.writeback })
+    new BlockDevice(driver, info, { queueDepth: ctx.tuning.queueDepth, writebackWindow: ctx.tuning.writeback, commandTimeout: ctx.tuning.cmdTimeout })
 
   const portOf = (wwpn: string): TargetPort => {
     const p = fabric.ports.find((x) => x.wwpn === wwpn)
