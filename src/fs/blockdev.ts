@@ -5,6 +5,7 @@
  * `sense` info file. Callbacks get a byte count (≥ 0) or a negative errno.
  */
 import type { HbaDriver, Completion } from '../hba/driver.js'
+import { CompStatus } from '../hba/iocb.js'
 import { DataDirection } from '../scsi/types.js'
 import { encodeReadWrite, encodeSyncCache10 } from '../scsi/cdb.js'
 import { performance } from 'node:perf_hooks'
@@ -64,6 +65,9 @@ const SLOW_READ_US = 1000
 /** READ latencies kept for the median that readsAreSlow judges by. */
 const READ_SAMPLES = 5
 
+/** What a command for a removed LUN completes with, without being sent: PORT UNAVAILABLE (ENXIO). */
+const GONE: Completion = { compStatus: CompStatus.PORT_UNAVAILABLE, scsiStatus: 0, sense: null, residual: 0, transferred: 0, entryStatus: 0 }
+
 export const DEFAULT_BLOCKDEV_OPTIONS: BlockDeviceOptions = {
   maxTransferBytes: 1024 * 1024,
   queueDepth: 64,
@@ -93,7 +97,7 @@ export class BlockDevice {
   private readonly maxBlocks: number
   readonly locks = new RangeLock()
   lastError: LastError | null = null
-  /** False once the LUN is gone (hot-unplug): every I/O then fails with ENXIO. */
+  /** False once the LUN is gone (hot-unplug, see remove()): every I/O then fails with ENXIO. */
   present = true
 
   readonly stats = {
@@ -210,8 +214,16 @@ export class BlockDevice {
     return this.wbBytes
   }
 
-  /** Hands a command to the driver, or queues it while queueDepth are outstanding. */
+  /**
+   * Hands a command to the driver, or queues it while queueDepth are outstanding.
+   * Nothing goes out for a removed LUN, not even a command queued or retried from
+   * before: by then its number may name another unit (a LUN added back).
+   */
   private submit(req: Parameters<HbaDriver['submit']>[0], cb: (c: Completion) => void): void {
+    if (!this.present) {
+      process.nextTick(cb, GONE)
+      return
+    }
     if (this.inflight < this.queueDepth) {
       this.inflight++
       this.driver.submit(req, (c) => {
@@ -246,7 +258,7 @@ export class BlockDevice {
     cb: (errno: number, c: Completion) => void,
   ): void {
     if (!this.present) {
-      process.nextTick(cb, Errno.ENXIO, { compStatus: 0x28, scsiStatus: 0, sense: null, residual: 0, transferred: 0, entryStatus: 0 })
+      process.nextTick(cb, Errno.ENXIO, GONE)
       return
     }
     let attempt = 0
@@ -341,6 +353,7 @@ export class BlockDevice {
 
   /** pread semantics of a block device: 0 at or past the end, short across it. */
   read(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    if (!this.present) return cb(Errno.ENXIO)
     const cap = this.capacity
     if (pos >= cap || len <= 0) return cb(0)
     if (len > cap - pos) len = cap - pos
@@ -398,6 +411,8 @@ export class BlockDevice {
    * counted and reported by the next fsync/flush (wbErrorSeq).
    */
   writeBack(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    // A unit that is gone takes no data: answering it would promise a write that cannot happen.
+    if (!this.present) return cb(Errno.ENXIO)
     if (this.writebackWindow === 0 || this.stopping) return this.write(buf, len, pos, cb)
     if (len <= 0) return cb(0)
     const cap = this.capacity
@@ -490,11 +505,7 @@ export class BlockDevice {
   private writeBackDone(seq: number, len: number, pos: number, r: number): void {
     this.wbInflight.delete(seq)
     this.wbBytes -= len
-    if (r < len) {
-      this.wbErrno = r < 0 ? r : Errno.EIO
-      this.wbErrorSeq++
-      this.stats.writebackErrors++
-    }
+    if (r < len) this.writeBackFailed(r < 0 ? r : Errno.EIO)
     while (this.wbWaiting.length > 0) {
       const w = this.wbWaiting[0]
       if (this.wbBytes > 0 && this.wbBytes + w.len > this.writebackWindow) break
@@ -502,6 +513,43 @@ export class BlockDevice {
       this.startWriteBack(w.buf, w.len, w.pos, w.cb)
     }
     if (this.drainWaiters.length > 0) this.checkDrains()
+  }
+
+  /** Answered data did not reach the LUN: the next fsync/flush of every handle reports `errno`. */
+  private writeBackFailed(errno: number): void {
+    this.wbErrno = errno
+    this.wbErrorSeq++
+    this.stats.writebackErrors++
+  }
+
+  /**
+   * The LUN is gone (hot-unplug): from now on every read, write and sync fails
+   * with ENXIO and no command is sent for it (see submit). The host's write-back
+   * state is released at once, as a removed disk's is:
+   *   - the kept-back partial block was answered but cannot be written anywhere:
+   *     it is dropped and counted as a write-back error (ENXIO), which the next
+   *     fsync or close of each handle reports;
+   *   - writes still waiting for window room were never answered: they get ENXIO,
+   *     and so do commands queued behind the queue depth;
+   *   - readahead chunks of open handles are dropped.
+   * WRITEs already at the HBA end as the target answers them (a failure is
+   * reported like the tail's), and free their buffers then.
+   */
+  remove(): void {
+    if (!this.present) return
+    this.present = false
+    const t = this.tail
+    if (t !== null) {
+      this.tail = null
+      if (this.tailTimer) clearTimeout(this.tailTimer)
+      this.tailTimer = null
+      ioBuffers.put(t.buf)
+      this.writeBackFailed(Errno.ENXIO)
+    }
+    for (const w of this.wbWaiting.splice(0)) w.cb(Errno.ENXIO)
+    // Commands queued behind the queue depth fail now rather than wait for completions that may never come.
+    while (this.throttledHead < this.throttled.length) this.release()
+    for (const c of this.caches) c.invalidate(0, this.capacity)
   }
 
   /** Calls cb once every write-back write answered before now has completed. */
@@ -534,6 +582,7 @@ export class BlockDevice {
    * the blocks are held exclusively, so concurrent writers never lose bytes.
    */
   write(buf: Buffer, len: number, pos: number, cb: IoCallback): void {
+    if (!this.present) return cb(Errno.ENXIO)
     if (len <= 0) return cb(0)
     const cap = this.capacity
     if (pos >= cap) return cb(Errno.ENOSPC)

@@ -218,7 +218,7 @@ export class Filesystem {
    * raw engine; otherwise they expire from its cache within 1 s).
    */
   private async removeDeviceNodes(d: BlockDevice): Promise<void> {
-    d.present = false
+    d.remove()
     const i = this.devices.indexOf(d)
     if (i >= 0) this.devices.splice(i, 1)
     const base = `/wwn/${d.info.wwpn}`
@@ -250,8 +250,15 @@ export class Filesystem {
         } else if (m[1] === 'remove-target') {
           const wwpn = parseWwn(args, 'wwpn')
           if (this.portDevices(wwpn).length === 0) throw new Error(`no target port ${args}`)
-          await fab.removeTarget(wwpn)
-          for (const d of this.portDevices(wwpn)) await this.removeDeviceNodes(d)
+          // Gone for the host from now on, so no write is answered for a unit the fabric is losing;
+          // and its files go even if the fabric's side fails half-way (the port is off the fabric by then).
+          const gone = this.portDevices(wwpn)
+          for (const d of gone) d.remove()
+          try {
+            await fab.removeTarget(wwpn)
+          } finally {
+            for (const d of gone) await this.removeDeviceNodes(d)
+          }
         } else if (m[1] === 'add-lun') {
           const sp = args.indexOf(' ')
           const wwpn = parseWwn(sp < 0 ? args : args.slice(0, sp), 'wwpn')
@@ -264,8 +271,12 @@ export class Filesystem {
           const wwpn = parseWwn(w, 'wwpn')
           const d = this.portDevices(wwpn).find((x) => String(x.info.lun) === l)
           if (!d) throw new Error(`no LUN ${l ?? '(missing)'} behind target port ${w ?? '(missing)'}`)
-          await fab.removeLun(wwpn, d.info.lun)
-          await this.removeDeviceNodes(d)
+          d.remove()
+          try {
+            await fab.removeLun(wwpn, d.info.lun)
+          } finally {
+            await this.removeDeviceNodes(d)
+          }
         }
         this.log.info({ event: 'hotplug', command: line }, 'fabric changed')
       } catch (err) {
@@ -437,6 +448,8 @@ export class Filesystem {
     if (!ocb || !ocb.readable) return cb(Errno.EBADF)
     const dev = ocb.dev
     if (dev) {
+      // A removed LUN (also one added back under its number: that is a new device) reads nothing, not even readahead.
+      if (!dev.present) return cb(Errno.ENXIO)
       const done = (r: number): void => {
         if (r >= 0) {
           ocb.reads++
@@ -468,6 +481,7 @@ export class Filesystem {
       return
     }
     if (!dev) return cb(Errno.EACCES)
+    if (!dev.present) return cb(Errno.ENXIO)
     const done = (r: number): void => {
       if (r >= 0) {
         ocb.writes++
