@@ -67,6 +67,11 @@ afterEach(async () => {
 })
 
 describe('remove-lun and the write-back of the removed LUN', () => {
+  it('gives a hot-added LUN the mount’s IOCB timeout, queue depth and write-back window', () => {
+    const dev = lun1()
+    expect([dev.commandTimeout, dev.queueDepth, dev.writebackWindow]).toEqual([1, 1, WINDOW])
+  })
+
   it('drops an answered partial block at once and reports it as ENXIO to the next fsync or close of each handle, once', async () => {
     const a = open(LUN1(wwpn))
     const b = open(LUN1(wwpn))
