@@ -5,10 +5,11 @@ import { createHba } from '../../src/hba/index.js'
 import type { Completion, HbaDriver } from '../../src/hba/driver.js'
 import { CompStatus } from '../../src/hba/iocb.js'
 import { RamBackend } from '../../src/targets/ram.js'
-import type { Fabric, Lun, TargetPort } from '../../src/targets/types.js'
+import type { Fabric } from '../../src/targets/types.js'
 import { DataDirection } from '../../src/scsi/types.js'
 import { encodeReadWrite, encodeTestUnitReady } from '../../src/scsi/cdb.js'
 import { silentLogger } from '../../src/log.js'
+import { testFabric, testLun } from '../helpers/fabric.js'
 import { FaultSet } from '../../src/faults/set.js'
 import { FaultyBackend } from '../../src/faults/backend.js'
 import { classify } from '../../src/fs/errno.js'
@@ -16,16 +17,8 @@ import { classify } from '../../src/fs/errno.js'
 const W1 = '21000024ff000001'
 const W2 = '21000024ff000002'
 
-function lun(n: number, blocks: number): Lun {
-  return { lun: n, blockSize: 512, blocks, backend: new RamBackend(blocks * 512), vendor: 'FCFS', product: 'RAMDISK', revision: '0001', serial: `S${n}`, naa: '5001b32000000001', writeProtect: false }
-}
-
 function fabric(): Fabric {
-  const ports: TargetPort[] = [1, 2].map((i) => {
-    const id = i.toString(16).padStart(6, '0')
-    return { wwpn: '21000024ff' + id, wwnn: '20000024ff' + id, portId: 0x010000 | (i << 8), loopId: i, relativePortId: i, portGroup: 1, luns: new Map([[0, lun(0, 4096)], [1, lun(1, 4096)]]) }
-  })
-  return { ports }
+  return testFabric(2, () => [testLun(0, 4096, { serial: 'S0' }), testLun(1, 4096, { serial: 'S1' })])
 }
 
 let open: { driver: HbaDriver; faults: FaultSet }[] = []

@@ -511,7 +511,9 @@ describe('fuzz: garbage on the real driver’s request ring', () => {
         round++
         const ring = d.reqRing
         // Stamp handles the driver never hands out (index 0 is "none"), so no live command is hit.
-        for (const e of entries) if (e[0] !== EntryType.MARKER) e.writeUInt32LE((round << 16) & 0xffff0000, 4)
+        // The round goes in the upper half as 1..0xffff (arithmetic, not <<, which turns negative at 2^15).
+        const stamp = ((round - 1) % 0xffff + 1) * 0x1_0000
+        for (const e of entries) if (e[0] !== EntryType.MARKER) e.writeUInt32LE(stamp, 4)
         for (const e of entries) {
           e.copy(ring.memory, ring.offsetOf(d.reqIn))
           d.reqIn = ring.next(d.reqIn)

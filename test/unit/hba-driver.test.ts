@@ -3,34 +3,14 @@ import { createHba } from '../../src/hba/index.js'
 import type { HbaDriver, Completion } from '../../src/hba/driver.js'
 import { CompStatus, EntryStatus, EntryType, ENTRY_SIZE } from '../../src/hba/iocb.js'
 import { Reg } from '../../src/hba/registers.js'
-import { RamBackend } from '../../src/targets/ram.js'
-import type { Fabric, Lun, TargetPort } from '../../src/targets/types.js'
+import type { Fabric } from '../../src/targets/types.js'
 import { DataDirection } from '../../src/scsi/types.js'
 import { encodeReadWrite, encodeTestUnitReady } from '../../src/scsi/cdb.js'
 import { silentLogger } from '../../src/log.js'
-
-function lun(n: number, blocks: number, blockSize: 512 | 4096 = 512): Lun {
-  return {
-    lun: n,
-    blockSize,
-    blocks,
-    backend: new RamBackend(blocks * blockSize),
-    vendor: 'FCFS',
-    product: 'RAMDISK',
-    revision: '0001',
-    serial: `TEST${n}`,
-    naa: '5001b32000000001',
-    writeProtect: false,
-  }
-}
+import { testFabric, testLun } from '../helpers/fabric.js'
 
 function fabric(targets: number, blocks = 4096): Fabric {
-  const ports: TargetPort[] = []
-  for (let i = 0; i < targets; i++) {
-    const id = (i + 1).toString(16).padStart(6, '0')
-    ports.push({ wwpn: '21000024ff' + id, wwnn: '20000024ff' + id, portId: 0x010000 | ((i + 1) << 8), loopId: i + 1, luns: new Map([[0, lun(0, blocks)]]) })
-  }
-  return { ports }
+  return testFabric(targets, () => [testLun(0, blocks)])
 }
 
 function rw(op: 'read' | 'write', lba: number, blocks: number): Buffer {

@@ -7,10 +7,11 @@ import { LatencyHistogram } from '../../src/hba/stats.js'
 import { TraceBuffer } from '../../src/hba/trace.js'
 import { RamBackend } from '../../src/targets/ram.js'
 import type { Backend, IoResult } from '../../src/targets/backend.js'
-import type { Fabric, Lun } from '../../src/targets/types.js'
+import type { Fabric } from '../../src/targets/types.js'
 import { DataDirection } from '../../src/scsi/types.js'
 import { encodeReadWrite, encodeTestUnitReady } from '../../src/scsi/cdb.js'
 import { silentLogger } from '../../src/log.js'
+import { testFabric, testLun } from '../helpers/fabric.js'
 import { tuningFromArgs } from '../../src/tuning.js'
 import { ConfigError } from '../../src/errors.js'
 
@@ -45,25 +46,8 @@ class GateBackend implements Backend {
   async close(): Promise<void> {}
 }
 
-function lun(n: number, backend: Backend): Lun {
-  return {
-    lun: n,
-    blockSize: 512,
-    blocks: backend.size / 512,
-    backend,
-    vendor: 'FCFS',
-    product: 'TEST',
-    revision: '0001',
-    serial: `T${n}`,
-    naa: '5001b32000000001',
-    writeProtect: false,
-  }
-}
-
 function fabric(backends: Backend[]): Fabric {
-  const luns = new Map<number, Lun>()
-  backends.forEach((b, i) => luns.set(i, lun(i, b)))
-  return { ports: [{ wwpn: '21000024ff000001', wwnn: '20000024ff000001', portId: 0x010100, loopId: 1, relativePortId: 1, portGroup: 1, luns }] }
+  return testFabric(1, () => backends.map((b, i) => testLun(i, b, { product: 'TEST', serial: `T${i}` })))
 }
 
 async function clearUnitAttention(driver: HbaDriver, l: number): Promise<void> {

@@ -8,6 +8,7 @@ import { findCommand, OPCODES, opcodeName } from '../../src/scsi/opcodes.js'
 import { decodeSense } from '../../src/scsi/sense.js'
 import { ScsiTarget, logicalUnitFor } from '../../src/scsi/target.js'
 import type { ScsiCommand, ScsiOutcome } from '../../src/scsi/types.js'
+import { testPort } from '../helpers/fabric.js'
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 
@@ -453,7 +454,7 @@ describe('backend failures', () => {
 })
 
 describe('a target port', () => {
-  const port = (luns: Lun[]): TargetPort => ({ wwpn: '21000024ff000001', wwnn: '20000024ff000001', portId: 0x010100, loopId: 1, luns: new Map(luns.map((l) => [l.lun, l])) })
+  const port = (luns: Lun[]): TargetPort => testPort(1, luns)
 
   it('answers REPORT LUNS for any LUN number with its LUN list', () => {
     const t = new ScsiTarget(port([makeLun({ lun: 3 }), makeLun({ lun: 0 })]))
