@@ -11,8 +11,11 @@
  * buffer, ScsiRequest and completion callback are allocated once); replies
  * are packed into a staging buffer and written once per event-loop turn
  * (several buffers go out corked, as one writev). A connection with
- * `maxInFlight` requests outstanding, or whose socket is full, is not read
- * from until that changes (back-pressure, never unbounded memory).
+ * `maxInFlight` requests or `maxInFlightBytes` of data outstanding, or whose
+ * socket is full, is not read from until that changes (back-pressure, never
+ * unbounded memory): the check is per message, so one 64 KiB chunk of
+ * 48-byte READs cannot put 1,365 transfers in flight at once; the rest of
+ * the chunk waits.
  *
  * Data in a registered region (a file on tmpfs, e.g. /dev/shm, that the
  * client maps): Node cannot mmap without a native addon, so the server
@@ -89,6 +92,8 @@ export interface ApiServerOptions {
   maxTransfer?: number
   /** Requests in flight per connection before the server stops reading it (default 4096). */
   maxInFlight?: number
+  /** Data bytes (inline or region) of the requests in flight per connection before the server stops reading it (default 256 MiB). */
+  maxInFlightBytes?: number
   /** After a message that breaks framing: how long the ERROR reply may wait for a peer that does not read before the connection is destroyed anyway, ms (default 1000). */
   closeGraceMs?: number
 }
@@ -101,6 +106,8 @@ const ASYNC_COPY = 64 * 1024
 /** Inline READ replies up to this size (header included) are copied into the staging buffer, bigger ones go out as they are. */
 const SMALL_REPLY = 16 * 1024 + 64
 const U32 = 0x1_0000_0000
+/** See ApiServerOptions.maxInFlightBytes: 16 transfers of 16 MiB, or 400 of 640 KiB. */
+const DEFAULT_MAX_IN_FLIGHT_BYTES = 256 * 1024 * 1024
 /** See ApiServerOptions.closeGraceMs. */
 const CLOSE_GRACE_MS = 1000
 /**
@@ -147,6 +154,8 @@ class OpState {
   conn: Conn | null = null
   keyLo = 0
   keyHi = 0
+  /** data bytes of this request, counted in its connection's inflightBytes */
+  bytes = 0
   kind: Kind = Kind.None
   write = false
   lun: ApiLun | null = null
@@ -210,6 +219,7 @@ class Conn {
   /** REGISTER_SHM requests between their check and their answer */
   private registering = 0
   inflight = 0
+  inflightBytes = 0
   closed = false
   private paused = false
   private blocked = false
@@ -224,6 +234,9 @@ class Conn {
   private accNeed = 0
   /** `acc` holds a header whose message length is not checked yet */
   private accHeader = false
+  /** the rest of a chunk not parsed yet because the connection had as much in flight as it may */
+  private held: Buffer | null = null
+  private heldAt = 0
 
   // output
   readonly out = new Staging()
@@ -247,13 +260,24 @@ class Conn {
 
   private onData(chunk: Buffer): void {
     if (this.ending) return // dropped: nothing after an unframeable message means anything
-    let pos = 0
+    this.parse(chunk, 0)
+  }
+
+  /** Frames and dispatches chunk[pos..]; keeps the rest and stops reading when the connection has all it may in flight. */
+  private parse(chunk: Buffer, pos: number): void {
     const len = chunk.length
+    const s = this.server
     if (this.acc !== null) {
-      pos = this.fill(chunk, 0)
+      pos = this.fill(chunk, pos)
       if (this.acc !== null || this.closed || this.ending) return
     }
     while (pos < len && !this.ending) {
+      if (this.inflight >= s.maxInFlight || this.inflightBytes >= s.maxInFlightBytes) {
+        this.held = chunk
+        this.heldAt = pos
+        this.pause()
+        return
+      }
       const avail = len - pos
       if (avail < HEADER_SIZE) return this.gather(chunk, pos, HEADER_SIZE, true)
       const mlen = this.checkHeader(chunk, pos)
@@ -262,7 +286,7 @@ class Conn {
       this.dispatch(chunk, pos, mlen)
       pos += mlen
     }
-    if (this.inflight >= this.server.maxInFlight) this.pause()
+    if (this.inflight >= s.maxInFlight || this.inflightBytes >= s.maxInFlightBytes) this.pause()
   }
 
   /** Starts gathering a message (or a header) of `need` bytes from chunk[pos..]. */
@@ -573,8 +597,15 @@ class Conn {
   }
 
   maybeResume(): void {
-    if (this.paused && !this.blocked && this.inflight < this.server.maxInFlight && !this.closed && !this.ending) {
+    const s = this.server
+    if (this.paused && !this.blocked && this.inflight < s.maxInFlight && this.inflightBytes < s.maxInFlightBytes && !this.closed && !this.ending) {
       this.paused = false
+      const held = this.held
+      if (held !== null) {
+        this.held = null
+        this.parse(held, this.heldAt)
+        if (this.paused || this.ending) return // the held rest filled the window again (or broke framing)
+      }
       this.sock.resume()
     }
   }
@@ -602,6 +633,7 @@ class Conn {
     this.closed = true
     if (this.graceTimer !== null) clearTimeout(this.graceTimer)
     this.acc = null
+    this.held = null
     this.out.queue.length = 0
     this.handles.length = 1
     for (const r of this.regions.values()) {
@@ -658,6 +690,7 @@ export class ApiServer {
   readonly luns: readonly ApiLun[]
   readonly maxTransfer: number
   readonly maxInFlight: number
+  readonly maxInFlightBytes: number
   readonly maxMessage: number
   readonly closeGraceMs: number
   readonly counters: ApiCounters = {
@@ -690,6 +723,7 @@ export class ApiServer {
     this.log = opts.log
     this.maxTransfer = opts.maxTransfer ?? DEFAULT_MAX_TRANSFER
     this.maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT
+    this.maxInFlightBytes = opts.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES
     this.maxMessage = CDB_SIZE + this.maxTransfer
     this.closeGraceMs = opts.closeGraceMs ?? CLOSE_GRACE_MS
     this.net = net
@@ -715,11 +749,13 @@ export class ApiServer {
     this.log.debug({ event: 'api_disconnect', conn: conn.id, inflight: conn.inflight }, 'API client disconnected')
   }
 
-  private take(conn: Conn, kLo: number, kHi: number): OpState {
+  private take(conn: Conn, kLo: number, kHi: number, bytes: number): OpState {
     const op = this.pool.pop() ?? new OpState(this)
     op.conn = conn
     op.keyLo = kLo
     op.keyHi = kHi
+    op.bytes = bytes
+    conn.inflightBytes += bytes
     conn.inflight++
     if (++this.inflight > this.counters.peakInFlight) this.counters.peakInFlight = this.inflight
     this.counters.commands++
@@ -782,7 +818,7 @@ export class ApiServer {
       kind = write ? Kind.ShmWrite : Kind.ShmRead
     }
 
-    const op = this.take(conn, kLo, kHi)
+    const op = this.take(conn, kLo, kHi, bytes)
     op.kind = kind
     op.write = write
     op.lun = lun
@@ -883,7 +919,7 @@ export class ApiServer {
       if (oHi >= 0x200000 || offset + dataLength > region.size) return this.refuse(conn, flags, kLo, kHi, Status.BAD_RANGE)
       kind = write ? Kind.ShmWrite : Kind.ShmRead
     }
-    const op = this.take(conn, kLo, kHi)
+    const op = this.take(conn, kLo, kHi, dataLength)
     op.kind = kind
     op.write = write && hasData
     op.lun = h.lun
@@ -938,6 +974,7 @@ export class ApiServer {
     const region = op.region
     this.inflight--
     conn.inflight--
+    conn.inflightBytes -= op.bytes
     if (op.write && op.start >= 0) invalidate(op.lun!, op.start, op.start + (op.req.data ? op.req.data.length : 0))
     if (!conn.closed) {
       if (op.kind === Kind.InlineRead && c !== null) {

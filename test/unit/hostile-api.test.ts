@@ -20,6 +20,7 @@ import { ShmRegion } from '../../src/api/client.js'
 import {
   CDB_SIZE,
   HELLO_SIZE,
+  IO_REPLY_SIZE,
   IO_SIZE,
   IoFlags,
   MsgType,
@@ -184,8 +185,15 @@ async function stillServes(): Promise<void> {
 
 let base: Level
 beforeEach(async () => {
-  await sleep(0)
+  // The level before the attack: no connection left from the previous test, fds steady.
+  const end = Date.now() + 2000
+  let prev = -1
+  while (Date.now() < end && (api.counters.connections !== 0 || fds() !== prev)) {
+    prev = fds()
+    await sleep(20)
+  }
   base = level()
+  expect(base.conns).toBe(0)
 })
 
 /** Headers that make the stream unframeable, each with the ERROR status the README promises. */
@@ -454,5 +462,58 @@ describe('API socket: per-connection limits', () => {
     }
     await backTo(base)
     await stillServes()
+  })
+})
+
+describe('API socket: what a pipelining client can make the server hold', () => {
+  // Two servers beside the main one, each with one small limit (peakInFlight is per server).
+  let fewRequests: ApiServer
+  let fewBytes: ApiServer
+  beforeAll(async () => {
+    fewRequests = await startApiServer({ path: path.join(tmp, 'few-requests.sock'), driver, luns: devices, log: silentLogger, maxTransfer: MAX_TRANSFER, maxInFlight: 8 })
+    fewBytes = await startApiServer({ path: path.join(tmp, 'few-bytes.sock'), driver, luns: devices, log: silentLogger, maxTransfer: MAX_TRANSFER, maxInFlightBytes: 4 << 20 })
+  })
+  afterAll(async () => {
+    await fewRequests?.close()
+    await fewBytes?.close()
+  })
+
+  async function openOn(r: Raw): Promise<number> {
+    await r.until(1)
+    const o = Buffer.alloc(32)
+    encodeOpen({ key: 1n, wwpn: WWPN, lun: 0 }, o)
+    r.send(o)
+    await r.until(2)
+    return decodeOpenReply(r.msgs[1]).handle
+  }
+
+  it('100 READs in one write: never more than max_in_flight (8) at once, and every one answered once, in the end', async () => {
+    const r = new Raw(fewRequests.path)
+    try {
+      const h = await openOn(r)
+      r.send(Buffer.concat(Array.from({ length: 100 }, (_, i) => ioMsg({ key: BigInt(1000 + i), handle: h, flags: IoFlags.READ | IoFlags.INLINE, lba: i, blocks: 1 }))))
+      const m = await r.until(102, 5000)
+      expect(m.length).toBe(102)
+      const keys = m.slice(2).map((b) => decodeIoReply(b)).filter((x) => x.status === Status.OK && x.transferred === 512).map((x) => Number(x.key))
+      expect(new Set(keys).size).toBe(100)
+      expect(fewRequests.counters.peakInFlight).toBeLessThanOrEqual(8)
+    } finally {
+      r.destroy()
+    }
+  })
+
+  it('64 READs of 1 MiB in one write (48 bytes each): the data in flight stays within the 4 MiB budget (+ one request), and every one is answered', async () => {
+    const r = new Raw(fewBytes.path)
+    try {
+      const h = await openOn(r)
+      const blocks = MAX_TRANSFER / 512
+      r.send(Buffer.concat(Array.from({ length: 64 }, (_, i) => ioMsg({ key: BigInt(i), handle: h, flags: IoFlags.READ | IoFlags.INLINE, lba: 0, blocks }))))
+      const m = await r.until(66, 10_000)
+      expect(m.length).toBe(66)
+      expect(m.slice(2).every((b) => decodeIoReply(b).status === Status.OK && b.length === IO_REPLY_SIZE + MAX_TRANSFER)).toBe(true)
+      expect(fewBytes.counters.peakInFlight).toBeLessThanOrEqual(5) // 4 MiB budget: 4 requests reach it, a 5th is the most one read can add
+    } finally {
+      r.destroy()
+    }
   })
 })
