@@ -13,13 +13,37 @@
  * A read task: submit ─▶ Data-In … (F at each MaxBurstLength, S on the last
  * when there is no sense) ─▶ [SCSI Response when status was not collapsed].
  *
+ * Data-Out sequences (DataPDUInOrder and DataSequenceInOrder are always Yes):
+ * the unsolicited burst and each R2T's burst count DataSN from 0 and fill
+ * their range in increasing, gapless offsets. A PDU out of that order means
+ * one was lost (RFC 7143 §7.9: an implied digest error), and one with a bad
+ * data digest is lost. At ErrorRecoveryLevel 0 the target then does §7.8 b):
+ * it keeps reading the task's Data-Out until every sequence has ended (F),
+ * never submits the command (no half-filled buffer reaches the medium) and
+ * answers CHECK CONDITION, ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR. The
+ * connection stays up.
+ *
+ * Residuals when EDTL differs from what the CDB transfers (SPDTL), for
+ * WRITE and WRITE AND VERIFY (10/12/16), as FCP-4 9.4.2 a) and LIO do:
+ *   EDTL > SPDTL  the first SPDTL bytes are written; U, residual EDTL − SPDTL
+ *   EDTL < SPDTL  the first EDTL bytes are written when they are whole blocks
+ *                 (the CDB is resubmitted with TRANSFER LENGTH = EDTL / block);
+ *                 otherwise nothing is written and the answer is CHECK CONDITION,
+ *                 ILLEGAL REQUEST, INVALID FIELD IN COMMAND INFORMATION UNIT;
+ *                 O, residual SPDTL − EDTL either way
+ * The logical unit rejects a WRITE whose data-out is shorter than its CDB
+ * without touching the medium and reports SPDTL through the overrun residual;
+ * that first answer is what tells this layer the block size.
+ *
  * Sequence numbers use serial arithmetic (RFC 1982, 32 bits).
  */
 import type { Logger } from '../log.js'
 import type { Completion, HbaDriver, PortInfo } from '../hba/driver.js'
 import { CompStatus } from '../hba/iocb.js'
 import { DataDirection } from '../scsi/types.js'
-import { Asc, SenseKey, Status, encodeFixedSense } from '../scsi/sense.js'
+import { Asc, SenseKey, Status, decodeSense, encodeFixedSense, toDescriptorSense, type AscAscq } from '../scsi/sense.js'
+import { Op as ScsiOp, READ_WRITE_10, READ_WRITE_12, READ_WRITE_16 } from '../scsi/cdb.js'
+import type { FieldDef } from '../scsi/layout.js'
 import type { SessionParams } from './login.js'
 import {
   BHS_SIZE,
@@ -53,6 +77,28 @@ import { decodeText, encodeText, sendTargets, type KeyValues } from './text.js'
 export const MAX_TRANSFER = 64 * 1024 * 1024
 /** Commands a session may have queued (the CmdSN window). */
 export const QUEUE_DEPTH = 64
+/** Text request keys one exchange may send us (C bit PDUs together). */
+const TEXT_MAX = 65536
+
+/** 0E/03 INVALID FIELD IN COMMAND INFORMATION UNIT (SPC-4 annex D): EDTL cannot carry what the CDB asks for. */
+const INVALID_FIELD_IN_COMMAND_IU: AscAscq = { asc: 0x0e, ascq: 0x03 }
+
+/** 47/05 PROTOCOL SERVICE CRC ERROR (RFC 7143 §11.4.7.2): a Data-Out was lost to a digest error or is out of sequence. */
+const PROTOCOL_SERVICE_CRC_ERROR: AscAscq = { asc: 0x47, ascq: 0x05 }
+
+/**
+ * TRANSFER LENGTH (in blocks) of the write commands whose data-out is
+ * TRANSFER LENGTH × block size, for the EDTL < SPDTL case above.
+ * WRITE AND VERIFY shares the READ/WRITE layouts' length field.
+ */
+const WRITE_LENGTH = new Map<number, FieldDef>([
+  [ScsiOp.WRITE_10, READ_WRITE_10.fields.length],
+  [ScsiOp.WRITE_12, READ_WRITE_12.fields.length],
+  [ScsiOp.WRITE_16, READ_WRITE_16.fields.length],
+  [ScsiOp.WRITE_AND_VERIFY_10, READ_WRITE_10.fields.length],
+  [ScsiOp.WRITE_AND_VERIFY_12, READ_WRITE_12.fields.length],
+  [ScsiOp.WRITE_AND_VERIFY_16, READ_WRITE_16.fields.length],
+])
 
 export const snaLt = (a: number, b: number): boolean => ((a - b) | 0) < 0
 export const snaLe = (a: number, b: number): boolean => ((a - b) | 0) <= 0
@@ -82,6 +128,8 @@ interface R2tState {
   offset: number
   length: number
   received: number
+  /** DataSN the next Data-Out of this burst must carry. */
+  dataSN: number
 }
 
 interface Task {
@@ -96,6 +144,13 @@ interface Task {
   received: number
   /** Unsolicited bytes still to come (after immediate data). */
   unsolicitedLeft: number
+  /** Offset and DataSN the next unsolicited Data-Out must carry. */
+  unsolicitedOffset: number
+  unsolicitedDataSN: number
+  /** SPDTL − EDTL when the CDB was cut down to EDTL (reported as overflow). */
+  overflow: number
+  /** A Data-Out was lost (digest) or out of sequence: the rest is drained, then CHECK CONDITION. */
+  failed: boolean
   /** Next byte offset not yet covered by data or an R2T. */
   nextOffset: number
   r2ts: Map<number, R2tState>
@@ -141,6 +196,7 @@ export class Session {
   private nextTtt = 1
   private textPending: { itt: number; rest: Buffer; ttt: number } | null = null
   private textIn: Buffer[] = []
+  private textInBytes = 0
   closed = false
 
   readonly stats = { commands: 0, dataIn: 0, dataOut: 0, r2t: 0, tmf: 0, rejects: 0 }
@@ -251,6 +307,10 @@ export class Session {
       buf: null,
       received: 0,
       unsolicitedLeft: 0,
+      unsolicitedOffset: 0,
+      unsolicitedDataSN: 0,
+      overflow: 0,
+      failed: false,
       nextOffset: 0,
       r2ts: new Map(),
       r2tSN: 0,
@@ -276,6 +336,7 @@ export class Session {
       task.received = immediateData.length
     }
     task.nextOffset = task.received
+    task.unsolicitedOffset = task.received
     if (!p.initialR2T && !h.final) {
       const firstBurst = Math.min(p.firstBurstLength, edtl)
       task.unsolicitedLeft = Math.max(0, firstBurst - task.received)
@@ -284,43 +345,63 @@ export class Session {
     this.advanceWrite(task)
   }
 
-  dataOut(h: DataOut, raw: Buffer, data: Buffer): void {
+  /**
+   * One Data-Out PDU. `digestOk` false: its data digest was wrong (the
+   * connection already sent the Reject); its header still counts for the
+   * sequence, its data is dropped and the task fails.
+   */
+  dataOut(h: DataOut, raw: Buffer, data: Buffer, digestOk = true): void {
     const conn = this.conn
     if (!conn) return
     this.stats.dataOut++
     const task = this.tasks.get(h.itt)
     if (!task) {
       // The task is gone (aborted, or answered early): its data is dropped (§4.2.2.2 at ERL 0).
-      if (h.ttt !== RESERVED_TAG) conn.reject(RejectReason.INVALID_PDU_FIELD, raw)
+      if (h.ttt !== RESERVED_TAG && digestOk) conn.reject(RejectReason.INVALID_PDU_FIELD, raw)
       return
     }
     if (task.state !== 'data-out' || !task.buf) {
-      if (!task.aborted) conn.reject(RejectReason.PROTOCOL_ERROR, raw)
+      if (!task.aborted && digestOk) conn.reject(RejectReason.PROTOCOL_ERROR, raw)
       return
     }
     const off = h.bufferOffset
     if (off + data.length > task.edtl) {
-      conn.reject(RejectReason.PROTOCOL_ERROR, raw)
+      if (digestOk) conn.reject(RejectReason.PROTOCOL_ERROR, raw)
       return
     }
+    let inSequence: boolean
     if (h.ttt === RESERVED_TAG) {
       if (data.length > task.unsolicitedLeft) {
-        conn.reject(RejectReason.PROTOCOL_ERROR, raw)
+        if (digestOk) conn.reject(RejectReason.PROTOCOL_ERROR, raw)
         return
       }
+      inSequence = h.dataSN === task.unsolicitedDataSN && off === task.unsolicitedOffset
+      task.unsolicitedDataSN = (task.unsolicitedDataSN + 1) >>> 0
+      task.unsolicitedOffset += data.length
       task.unsolicitedLeft -= data.length
       if (h.final) task.unsolicitedLeft = 0 // the initiator ended the unsolicited burst early
     } else {
       const r = task.r2ts.get(h.ttt)
       if (!r || off < r.offset || off + data.length > r.offset + r.length) {
-        conn.reject(RejectReason.INVALID_PDU_FIELD, raw)
+        if (digestOk) conn.reject(RejectReason.INVALID_PDU_FIELD, raw)
         return
       }
+      inSequence = h.dataSN === r.dataSN && off === r.offset + r.received
+      r.dataSN = (r.dataSN + 1) >>> 0
       r.received += data.length
       if (h.final || r.received >= r.length) task.r2ts.delete(h.ttt)
     }
-    data.copy(task.buf, off)
-    task.received += data.length
+    if (!task.failed && (!inSequence || !digestOk)) {
+      this.log.info(
+        { event: digestOk ? 'iscsi_data_sequence_error' : 'iscsi_data_out_digest_error', itt: task.itt, dataSN: h.dataSN, offset: h.bufferOffset },
+        'Data-Out lost or out of sequence: the task fails once its data has arrived',
+      )
+      task.failed = true
+    }
+    if (!task.failed) {
+      data.copy(task.buf, off)
+      task.received += data.length
+    }
     this.advanceWrite(task)
   }
 
@@ -328,6 +409,13 @@ export class Session {
   private advanceWrite(task: Task): void {
     if (task.aborted) return
     const p = this.conn!.params
+    if (task.failed) {
+      // §7.8 b): answer only when every sequence has ended, so no Data-Out of it follows the status.
+      if (task.unsolicitedLeft === 0 && task.r2ts.size === 0) {
+        this.respond(task, Status.CHECK_CONDITION, encodeFixedSense({ key: SenseKey.ABORTED_COMMAND, ...PROTOCOL_SERVICE_CRC_ERROR }), 0, 0, task.edtl)
+      }
+      return
+    }
     if (task.received >= task.edtl) {
       task.r2ts.clear()
       this.submit(task)
@@ -339,7 +427,7 @@ export class Session {
     while (task.r2ts.size < p.maxOutstandingR2T && task.nextOffset < task.edtl) {
       const length = Math.min(p.maxBurstLength, task.edtl - task.nextOffset)
       const ttt = this.allocTtt()
-      task.r2ts.set(ttt, { offset: task.nextOffset, length, received: 0 })
+      task.r2ts.set(ttt, { offset: task.nextOffset, length, received: 0, dataSN: 0 })
       this.stats.r2t++
       this.send(
         this.bhs(R2T, {
@@ -412,13 +500,58 @@ export class Session {
         this.respondFailure(task)
         return
     }
-    const overflow = c.compStatus === CompStatus.DATA_OVERRUN ? c.residual : 0
+    if (c.compStatus === CompStatus.DATA_OVERRUN && !task.read && task.overflow === 0 && status === Status.CHECK_CONDITION && this.shortDataOut(task, sense)) {
+      this.writeOverflow(task, c.residual, sense!)
+      return
+    }
+    const overflow = c.compStatus === CompStatus.DATA_OVERRUN ? c.residual : task.overflow
     const moved = Math.min(c.transferred, task.edtl)
     if (task.read && task.buf && moved > 0) {
       this.sendDataIn(task, task.buf.subarray(0, moved), status, sense, overflow)
       return
     }
     this.respond(task, status, sense, moved, overflow, task.edtl - moved)
+  }
+
+  /**
+   * Whether the logical unit refused a write because its data-out (EDTL) is
+   * shorter than the CDB's TRANSFER LENGTH: ILLEGAL REQUEST, INVALID FIELD IN
+   * CDB pointing at that field. It wrote nothing.
+   */
+  private shortDataOut(task: Task, sense: Buffer | null): boolean {
+    const field = WRITE_LENGTH.get(task.cdb[0])
+    if (!field || !sense || task.cdb.length < field.offset + field.length) return false
+    try {
+      const d = decodeSense(sense)
+      const a = Asc.INVALID_FIELD_IN_CDB
+      return d.key === SenseKey.ILLEGAL_REQUEST && d.asc === a.asc && d.ascq === a.ascq && d.sks?.cd === true && d.sks.field === field.offset
+    } catch {
+      return false
+    }
+  }
+
+  /**
+   * EDTL < SPDTL on a write (see the top): `residual` is SPDTL − EDTL. Whole
+   * blocks are written by the same CDB cut down to EDTL; a partial block is
+   * refused. Either way the response says overflow by `residual`.
+   */
+  private writeOverflow(task: Task, residual: number, sense: Buffer): void {
+    const field = WRITE_LENGTH.get(task.cdb[0])!
+    const blocks = task.cdb.readUIntBE(field.offset, field.length)
+    const blockSize = (task.edtl + residual) / blocks
+    task.overflow = residual
+    if (blocks === 0 || !Number.isInteger(blockSize) || task.edtl % blockSize !== 0) {
+      const fixed = encodeFixedSense({ key: SenseKey.ILLEGAL_REQUEST, ...INVALID_FIELD_IN_COMMAND_IU })
+      // The same sense format the logical unit uses (its D_SENSE setting).
+      const own = decodeSense(sense).format === 'descriptor' ? toDescriptorSense(fixed) : fixed
+      this.respond(task, Status.CHECK_CONDITION, own, 0, residual, 0)
+      return
+    }
+    const cdb = Buffer.from(task.cdb)
+    cdb.writeUIntBE(task.edtl / blockSize, field.offset, field.length)
+    task.cdb = cdb
+    this.log.debug({ event: 'iscsi_write_truncated', itt: task.itt, edtl: task.edtl, spdtl: task.edtl + residual }, 'write cut down to EDTL')
+    this.submit(task)
   }
 
   /** Data-In PDUs for `data`, with the status in the last one when there is no sense. */
@@ -647,6 +780,14 @@ export class Session {
       this.textPending = null
     } else {
       this.textIn.push(Buffer.from(data))
+      this.textInBytes += data.length
+      if (this.textInBytes > TEXT_MAX) {
+        // Keys arriving without end (C bit forever): refuse rather than buffer them.
+        this.textIn = []
+        this.textInBytes = 0
+        conn.reject(RejectReason.PROTOCOL_ERROR, raw)
+        return
+      }
       if (h.continue) {
         // More keys follow: acknowledge with an empty response (§11.10.2).
         this.sendText(h.itt, Buffer.alloc(0), false, RESERVED_TAG, h.lun)
@@ -654,6 +795,7 @@ export class Session {
       }
       const all = Buffer.concat(this.textIn)
       this.textIn = []
+      this.textInBytes = 0
       let kv: KeyValues
       try {
         kv = decodeText(all)
