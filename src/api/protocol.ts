@@ -26,8 +26,14 @@
  *   IO / CDB (sync)  → IO_REPLY when the command completes
  *   IO / CDB (ASYNC) → IO_ACK at once; if its status is OK, IO_REPLY later
  *   NOP → IO_REPLY at once (GOOD, nothing moved; the seed's "faked completion")
- *   a message the server cannot take → ERROR (and the connection is closed
- *   when the stream can no longer be framed: bad magic, version or length)
+ *   a message the server cannot take → ERROR. An unknown type, or a length
+ *   wrong for a known type, is skipped whole (`length` frames it) and the
+ *   connection goes on. When the stream can no longer be framed (bad magic,
+ *   bad version, length < 16 or > 64 + HELLO.maxTransfer) the server reads
+ *   nothing more, sends ERROR (after the replies already queued; commands
+ *   still in flight get none) and closes the connection once that is
+ *   written, or after 1 s if the client does not read; the bytes after the
+ *   bad header are never looked at.
  */
 import { DecodeError } from '../errors.js'
 
@@ -74,7 +80,7 @@ export const Status = {
   BAD_MAGIC: 1, // header magic is not 0xFCA1 (connection closed)
   BAD_VERSION: 2, // header version is not 1 (connection closed)
   BAD_TYPE: 3, // unknown message type
-  BAD_LENGTH: 4, // length wrong for the type, or inline data not blocks × block size
+  BAD_LENGTH: 4, // length wrong for the type, or inline data not blocks × block size; in the header (< 16, > 64 + maxTransfer): connection closed
   BAD_HANDLE: 5, // no such open target handle on this connection
   BAD_LBA: 6, // LBA + blocks beyond the LUN's capacity (or beyond a forced CDB10)
   BAD_BLOCKS: 7, // block count 0, or the transfer exceeds HELLO.maxTransfer
