@@ -233,6 +233,60 @@ describe('iSCSI portal over the emulated HBA', () => {
     expect(c.closed).toBe(true)
   })
 
+  describe('Data-Out out of sequence (libiscsi iSCSIDataSnInvalid, RFC 7143 §7.9 / §7.8 b)', () => {
+    /** One R2T for a 2-block WRITE(10) at `lba`, answered by `pdus` (dataSN, offset) of 512 bytes each; returns the SCSI Response. */
+    async function writeWith(c: Raw, itt: number, cmdSN: number, lba: number, pdus: [number, number][], fill: number): Promise<RawPdu> {
+      const cdb = Buffer.alloc(16)
+      cdb[0] = 0x2a
+      cdb.writeUInt32BE(lba, 2)
+      cdb.writeUInt16BE(2, 7)
+      c.send(SCSI_COMMAND, { final: true, write: true, attr: 1, itt, cmdSN, expectedDataTransferLength: 1024, cdb })
+      const r2t = decodeBhs(R2T, (await c.next())!.bhs)
+      expect([r2t.bufferOffset, r2t.desiredDataTransferLength]).toEqual([0, 1024])
+      pdus.forEach(([dataSN, off], i) => c.send(DATA_OUT, { final: i === pdus.length - 1, itt, ttt: r2t.ttt, dataSN, bufferOffset: off }, Buffer.alloc(512, fill)))
+      return (await c.next())!
+    }
+    async function readBack(c: Raw, itt: number, cmdSN: number, lba: number): Promise<Buffer> {
+      const cdb = Buffer.alloc(16)
+      cdb[0] = 0x28
+      cdb.writeUInt32BE(lba, 2)
+      cdb.writeUInt16BE(2, 7)
+      c.send(SCSI_COMMAND, { final: true, read: true, attr: 1, itt, cmdSN, expectedDataTransferLength: 1024, cdb })
+      const got = Buffer.alloc(1024)
+      for (;;) {
+        const p = (await c.next())!
+        const d = decodeBhs(DATA_IN, p.bhs)
+        p.data.copy(got, d.bufferOffset)
+        if (d.statusPresent) return got
+      }
+    }
+    it.each([
+      ['two Data-Out with DataSN 0', [[0, 0], [0, 512]]],
+      ['a Data-Out with DataSN 27', [[27, 0], [28, 512]]],
+      ['a Data-Out with DataSN 0xffffffff', [[0xffffffff, 0], [0, 512]]],
+      ['Data-Out in reverse order (DataSN 1, 0)', [[1, 512], [0, 0]]],
+      ['two Data-Out at the same offset (DataSN right, a hole left)', [[0, 0], [1, 0]]],
+    ] as [string, [number, number][]][])('%s: the write fails with ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR, writes nothing, and the connection goes on', async (_name, pdus) => {
+      const c = await Raw.open(port)
+      await c.login(target, { InitialR2T: 'Yes', ImmediateData: 'No' })
+      const lba = 3000
+      c.send(SCSI_COMMAND, { final: true, itt: 1, cmdSN: 1, cdb: Buffer.alloc(16) }) // TEST UNIT READY: any unit attention
+      await c.next()
+      expect(decodeBhs(SCSI_RESPONSE, (await writeWith(c, 2, 2, lba, [[0, 0], [1, 512]], 0x11)).bhs).status).toBe(0)
+      const before = await readBack(c, 3, 3, lba)
+      expect(before.equals(Buffer.alloc(1024, 0x11))).toBe(true)
+      const p = await writeWith(c, 4, 4, lba, pdus, 0xa6)
+      const r = decodeBhs(SCSI_RESPONSE, p.bhs)
+      expect([r.itt, r.response, r.status]).toEqual([4, 0, 2])
+      const sense = p.data.subarray(2, 2 + p.data.readUInt16BE(0))
+      expect([sense[2] & 0x0f, sense[12], sense[13]]).toEqual([0x0b, 0x47, 0x05])
+      expect((await readBack(c, 5, 5, lba)).equals(before)).toBe(true)
+      c.send(NOP_OUT, { immediate: true, final: true, itt: 6, ttt: 0xffffffff, cmdSN: 6 })
+      expect(opcodeOf((await c.next())!.bhs)).toBe(Op.NOP_IN)
+      c.s.destroy()
+    })
+  })
+
   it('survives random bytes on many connections and still logs in afterwards', async () => {
     for (let i = 0; i < 20; i++) {
       const c = await Raw.open(port)
