@@ -3,10 +3,23 @@
  * login phase, then hands full-feature PDUs to its session. It owns StatSN
  * and the framing (digests take effect after the final Login Response).
  *
- * Anything malformed ends in a Reject (the connection goes on) or, when the
- * stream itself cannot be trusted (bad header digest, a data segment larger
- * than we declared, a non-Login PDU during login), a clean close. A thrown
- * error in a handler is logged and closes this connection only.
+ * Anything malformed ends in a Reject (the connection goes on; a lost or
+ * out-of-sequence Data-Out also fails its task, see session.ts) or, when the
+ * stream itself cannot be trusted, a close:
+ *  - during login: any PDU that is not a Login Request, a data segment over
+ *    8192 bytes (the login-phase MaxRecvDataSegmentLength, §13.12) or login
+ *    text over LOGIN_MAX_TEXT in all → a Login Response with an error status
+ *    (when the header is readable), then close;
+ *  - in full feature phase: a bad header digest → close at once; a data
+ *    segment longer than our MaxRecvDataSegmentLength → Reject (Protocol
+ *    Error), then close; more than REJECT_STREAK_MAX PDUs in a row that
+ *    each earned a Reject → close.
+ * "Close" stops reading PDUs at once, flushes what is queued, sends FIN and
+ * destroys the socket when the peer has not closed within CLOSE_LINGER_MS or
+ * keeps sending more than CLOSE_DISCARD_MAX bytes meanwhile: a peer cannot
+ * keep a dead connection open by streaming into it. Nothing is buffered past
+ * one PDU's declared size, which is checked before its data is awaited.
+ * A thrown error in a handler is logged and closes this connection only.
  */
 import type { Socket } from 'node:net'
 import type { Logger } from '../log.js'
@@ -37,8 +50,16 @@ import {
 import { QUEUE_DEPTH, type Session, type SessionTarget, type Transport } from './session.js'
 import { decodeText, encodeText, portalAddress } from './text.js'
 
-/** Login requests may carry at most this much text per PDU before we have negotiated anything (§12.12 default 8192). */
-const LOGIN_MAX_SEGMENT = 65536
+/** Login PDUs carry at most the default MaxRecvDataSegmentLength (§13.12: 8192 until full feature phase). */
+const LOGIN_MAX_SEGMENT = 8192
+/** All the text of one login request sequence (C bit PDUs) together. */
+const LOGIN_MAX_TEXT = 65536
+/** A closing connection is destroyed this long after its last PDU was queued, if the peer has not closed by then. */
+const CLOSE_LINGER_MS = 2000
+/** …or as soon as the peer sends this much more into it. */
+const CLOSE_DISCARD_MAX = 256 * 1024
+/** PDUs in a row that earn a Reject before the peer is taken for garbage and closed. */
+const REJECT_STREAK_MAX = 16
 /** A login that has not finished after this long is dropped. */
 const LOGIN_TIMEOUT_MS = 30_000
 /** Stop reading from a socket whose unsent output is larger than this. */
@@ -75,10 +96,15 @@ export class Connection implements Transport {
   private state: 'login' | 'full' | 'closing' | 'closed' = 'login'
   private negotiator: LoginNegotiator
   private loginText: Buffer[] = []
+  private loginTextBytes = 0
   private loginIsid: Buffer | null = null
   private loginCid = 0
   private loginCmdSN = 0
   private loginTimer: NodeJS.Timeout | null
+  private lingerTimer: NodeJS.Timeout | null = null
+  private discarded = 0
+  private rejects = 0
+  private rejectStreak = 0
   private paused = false
   params: SessionParams
   session: Session | null = null
@@ -150,6 +176,7 @@ export class Connection implements Transport {
   }
 
   reject(reason: number, bhs: Buffer): void {
+    this.rejects++
     if (this.session) this.session.stats.rejects++
     this.log.debug({ event: 'iscsi_reject', reason, op: opName(opcodeOf(bhs)) }, 'PDU rejected')
     const out = Buffer.allocUnsafe(BHS_SIZE)
@@ -174,6 +201,14 @@ export class Connection implements Transport {
     if (this.state === 'closed' || this.state === 'closing') return
     this.state = 'closing'
     this.socket.end()
+    // end() only half-closes: without this a peer that keeps sending keeps the socket.
+    this.lingerTimer = setTimeout(() => this.destroy(), CLOSE_LINGER_MS)
+    this.lingerTimer.unref()
+    if (this.paused) {
+      // Read (and drop) again so the peer's FIN or its stream is seen.
+      this.paused = false
+      this.socket.resume()
+    }
   }
 
   destroy(): void {
@@ -185,7 +220,15 @@ export class Connection implements Transport {
   // ---- input ----
 
   private onData(chunk: Buffer): void {
-    if (this.state === 'closed' || this.state === 'closing') return
+    if (this.state === 'closed') return
+    if (this.state === 'closing') {
+      this.discarded += chunk.length
+      if (this.discarded > CLOSE_DISCARD_MAX) {
+        this.log.info({ event: 'iscsi_closing_flooded', bytes: this.discarded }, 'peer kept sending into a closing connection: dropped')
+        this.destroy()
+      }
+      return
+    }
     this.reader.push(chunk)
     try {
       for (;;) {
@@ -193,12 +236,22 @@ export class Connection implements Transport {
         const r = this.reader.next()
         if (!r) return
         switch (r.kind) {
-          case 'pdu':
+          case 'pdu': {
+            const before = this.rejects
             this.dispatch(r.pdu)
+            this.rejectStreak = this.rejects === before ? 0 : this.rejectStreak + 1
+            if (this.rejectStreak > REJECT_STREAK_MAX) {
+              this.log.info({ event: 'iscsi_reject_streak', rejects: this.rejectStreak }, 'only rejected PDUs from this peer: closing')
+              this.closeAfterFlush()
+              return
+            }
             break
+          }
           case 'data-digest':
             this.log.info({ event: 'iscsi_data_digest_error', op: opName(opcodeOf(r.pdu.bhs)) }, 'data digest mismatch: PDU rejected')
             this.reject(RejectReason.DATA_DIGEST_ERROR, r.pdu.bhs)
+            // A lost Data-Out fails its task (§7.8 b); its header, which the header digest vouched for, still counts.
+            if (this.state === 'full' && opcodeOf(r.pdu.bhs) === Op.DATA_OUT) this.session!.dataOut(decodeBhs(DATA_OUT, r.pdu.bhs), r.pdu.bhs, r.pdu.data, false)
             break
           case 'header-digest':
             this.log.info({ event: 'iscsi_header_digest_error' }, 'header digest mismatch: closing the connection')
@@ -206,8 +259,12 @@ export class Connection implements Transport {
             return
           case 'too-long':
             this.log.info({ event: 'iscsi_segment_too_long', length: r.length, max: this.reader.maxDataSegment }, 'data segment longer than declared: closing')
-            if (this.state === 'full') this.reject(RejectReason.PROTOCOL_ERROR, r.bhs)
-            this.closeAfterFlush()
+            if (this.state === 'full') {
+              this.reject(RejectReason.PROTOCOL_ERROR, r.bhs)
+              this.closeAfterFlush()
+            } else {
+              this.loginReject(r.bhs, LoginStatus.INITIATOR_ERROR)
+            }
             return
         }
       }
@@ -287,6 +344,13 @@ export class Connection implements Transport {
       return
     }
     this.loginText.push(Buffer.from(pdu.data))
+    this.loginTextBytes += pdu.data.length
+    if (this.loginTextBytes > LOGIN_MAX_TEXT) {
+      this.log.info({ event: 'iscsi_login_text_too_long', bytes: this.loginTextBytes }, 'login text too long')
+      this.loginRespond(h, { status: LoginStatus.INITIATOR_ERROR, transit: false, csg: h.csg, nsg: 0, keys: [] }, 0)
+      this.closeAfterFlush()
+      return
+    }
     if (h.continue) {
       // More text follows (§6.1): acknowledge with an empty response, same stage, no transit.
       this.loginRespond(h, { status: LoginStatus.SUCCESS, transit: false, csg: h.csg, nsg: 0, keys: [] }, 0)
@@ -302,6 +366,7 @@ export class Connection implements Transport {
       return
     }
     this.loginText = []
+    this.loginTextBytes = 0
     const a = this.negotiator.step(h, keys)
     if (a.status !== LoginStatus.SUCCESS) {
       this.log.info({ event: 'iscsi_login_failed', status: a.status, reason: a.reason, initiator: this.negotiator.initiatorName }, 'login refused')
@@ -408,6 +473,8 @@ export class Connection implements Transport {
     this.state = 'closed'
     if (this.loginTimer) clearTimeout(this.loginTimer)
     this.loginTimer = null
+    if (this.lingerTimer) clearTimeout(this.lingerTimer)
+    this.lingerTimer = null
     if (this.session) this.session.close()
     this.ctx.connectionClosed(this)
   }

@@ -129,6 +129,11 @@ export class IscsiPortal implements PortalContext {
     return this.sessions.size
   }
 
+  /** TCP connections open now, logged in or not. */
+  get connectionCount(): number {
+    return this.conns.size
+  }
+
   private accept(socket: Socket): void {
     const c = new Connection(socket, this)
     this.conns.add(c)
