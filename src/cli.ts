@@ -11,6 +11,8 @@ import { resolve, join } from 'node:path'
 import { createLogger, LOG_LEVELS } from './log.js'
 import { ConfigError, FcfsError } from './errors.js'
 import { parseSize, formatSize } from './util/size.js'
+import { boundMessage, cut, quote } from './util/quote.js'
+import { parentMustExist } from './util/paths.js'
 import { defaultConfig, loadConfigFile, type FabricConfig } from './targets/config.js'
 import { startServer, type Server, type ServerOptions } from './server.js'
 import { runTop } from './top.js'
@@ -20,8 +22,14 @@ import { parseChap, parsePortal } from './iscsi/server.js'
 
 const EXIT_USAGE = 2
 
+/**
+ * Exit codes: 0 done; 2 the command line, the config or something they name
+ * (a path, a file in use, a remote LUN, the portal address) cannot be used,
+ * nothing was mounted; 1 fcfs itself could not mount or run (the mountpoint
+ * is busy or not empty, FUSE is missing, a bug).
+ */
 function fail(message: string): never {
-  process.stderr.write(`fcfs: ${message}\n`)
+  process.stderr.write(`fcfs: ${boundMessage(message)}\n`)
   process.exit(EXIT_USAGE)
 }
 
@@ -41,10 +49,8 @@ interface MountArgs extends TuningArgs {
   import?: string | string[]
 }
 
-/** A flag value for a message: yargs turns a non-numeric value of a number flag into NaN, which JSON shows as null. */
-function shown(v: unknown): string {
-  return typeof v === 'number' && Number.isNaN(v) ? 'something that is not a number' : JSON.stringify(v)
-}
+/** A flag value for a message (yargs turns a non-numeric value of a number flag into NaN: quote says so in words). */
+const shown = quote
 
 async function configFrom(a: MountArgs): Promise<FabricConfig> {
   const imports = a.import === undefined ? [] : (Array.isArray(a.import) ? a.import : [a.import]).map(String)
@@ -52,7 +58,7 @@ async function configFrom(a: MountArgs): Promise<FabricConfig> {
     if (a.targets !== undefined || a.size !== undefined || a['block-size'] !== undefined || a['backing-dir'] !== undefined || imports.length) {
       throw new ConfigError('--config', 'cannot be combined with --targets, --size, --block-size, --backing-dir or --import (put them in the file)')
     }
-    return loadConfigFile(a.config)
+    return loadConfigFile(String(a.config), `--config ${cut(String(a.config))}`)
   }
   const targets = a.targets ?? 2
   const least = imports.length ? 0 : 1
@@ -69,7 +75,7 @@ async function configFrom(a: MountArgs): Promise<FabricConfig> {
   }
   const backingDir = a['backing-dir']
   if (backingDir !== undefined && (typeof backingDir !== 'string' || backingDir.trim() === '')) {
-    throw new ConfigError('--backing-dir', `must name a directory, got ${JSON.stringify(backingDir)}`)
+    throw new ConfigError('--backing-dir', `must name a directory, got ${shown(backingDir)}`)
   }
   return defaultConfig({ targets, size, blockSize, backingDir: backingDir === undefined ? undefined : resolve(backingDir), imports })
 }
@@ -100,17 +106,19 @@ function banner(server: Server): string {
 }
 
 /** --api-socket: a path, "off", or absent (the default path of src/api/socket-path.ts). */
-function apiSocketArg(v: string | undefined): string | false | undefined {
+async function apiSocketArg(v: string | undefined): Promise<string | false | undefined> {
   if (v === undefined) return undefined
-  if (typeof v !== 'string' || v.trim() === '') fail('--api-socket: must be a socket path or "off"')
-  return v === 'off' ? false : resolve(v)
+  if (typeof v !== 'string' || v.trim() === '') throw new ConfigError('--api-socket', `must be a socket path or "off", got ${shown(v)}`)
+  if (v === 'off') return false
+  await parentMustExist(v, '--api-socket')
+  return resolve(v)
 }
 
 /** --fuse-engine, else $FCFS_FUSE_ENGINE, else auto. */
 function fuseEngineArg(v: string | undefined): FuseEngine {
   const e = v ?? process.env.FCFS_FUSE_ENGINE ?? 'auto'
   if (!(FUSE_ENGINES as readonly string[]).includes(e)) {
-    throw new ConfigError(v === undefined ? 'FCFS_FUSE_ENGINE' : '--fuse-engine', `must be ${FUSE_ENGINES.join(' or ')}, got ${JSON.stringify(e)}`)
+    throw new ConfigError(v === undefined ? 'FCFS_FUSE_ENGINE' : '--fuse-engine', `must be ${FUSE_ENGINES.join(' or ')}, got ${shown(e)}`)
   }
   return e as FuseEngine
 }
@@ -120,7 +128,11 @@ async function mountCommand(a: MountArgs): Promise<void> {
   let iscsi: ServerOptions['iscsi']
   let tuning: Tuning
   let engine: FuseEngine
+  let apiSocket: string | false | undefined
   try {
+    // The path rule (src/util/paths.ts): the mountpoint is created when missing, its parents never.
+    await parentMustExist(a.mountpoint, 'mountpoint')
+    apiSocket = await apiSocketArg(a['api-socket'])
     config = await configFrom(a)
     tuning = tuningFromArgs(a)
     engine = fuseEngineArg(a['fuse-engine'])
@@ -135,9 +147,12 @@ async function mountCommand(a: MountArgs): Promise<void> {
   const log = createLogger(a['log-level'] as never)
   let server: Server
   try {
-    server = await startServer({ mountpoint: a.mountpoint, config, log, allowOther: a['allow-other'], engine, iscsi, tuning, apiSocket: apiSocketArg(a['api-socket']) })
+    server = await startServer({ mountpoint: a.mountpoint, config, log, allowOther: a['allow-other'], engine, iscsi, tuning, apiSocket })
   } catch (err) {
-    process.stderr.write(`fcfs: ${(err as Error).message}\n`)
+    // A ConfigError names a field or flag whose value could not be used (a backend path that is a
+    // directory, a locked file, a remote LUN, a portal address): the input's fault, exit 2.
+    if (err instanceof ConfigError) fail(err.message)
+    process.stderr.write(`fcfs: ${boundMessage((err as Error).message)}\n`)
     process.exit(1)
   }
   process.stdout.write(banner(server))
@@ -201,8 +216,8 @@ async function fabricCommand(mountpoint: string, line: string): Promise<void> {
 
 async function topCommand(mountpoint: string, interval: number, count: number): Promise<void> {
   const mnt = resolve(mountpoint)
-  if (!(interval > 0) || interval > 3600) fail(`--interval: must be a number of seconds from 0 to 3600, got ${interval}`)
-  if (!Number.isInteger(count) || count < 0) fail(`--count: must be a whole number ≥ 0, got ${count}`)
+  if (!(interval > 0) || interval > 3600) fail(`--interval: must be a number of seconds from 0 to 3600, got ${shown(interval)}`)
+  if (!Number.isInteger(count) || count < 0) fail(`--count: must be a whole number ≥ 0, got ${shown(count)}`)
   if (!(await isFuseMounted(mnt))) fail(`${mnt} is not a mounted fcfs`)
   await runTop(mnt, interval * 1000, count)
 }
@@ -256,6 +271,96 @@ async function faultsCommand(mountpoint: string, json: boolean): Promise<void> {
   process.stdout.write(await readFile(join(mnt, 'faults', json ? 'rules.json' : 'rules'), 'utf8'))
 }
 
+/** The mount command's flags (yargs specs); the tuning flags live in src/tuning.ts. */
+const MOUNT_OPTIONS = {
+  targets: { type: 'number', requiresArg: true, describe: 'number of target ports in the default fabric (1-127)', defaultDescription: '2' },
+  size: { type: 'string', requiresArg: true, describe: 'capacity of each LUN, e.g. 1GiB, 512M, 1T (sparse RAM)', defaultDescription: '1GiB' },
+  'block-size': { type: 'number', requiresArg: true, describe: 'logical block size: 512 or 4096', defaultDescription: '512' },
+  config: { type: 'string', requiresArg: true, describe: 'fabric config file (JSON); see the README' },
+  'backing-dir': {
+    type: 'string',
+    requiresArg: true,
+    describe: 'keep each LUN in a file <dir>/<wwpn>-lun<n>.img (created sparse, locked while mounted) instead of RAM; <dir> is created if missing, its parent must exist',
+  },
+  'log-level': { type: 'string', requiresArg: true, choices: LOG_LEVELS as string[], default: 'info', describe: 'log level' },
+  'iscsi-portal': {
+    type: 'string',
+    requiresArg: true,
+    describe: 'also serve every target over iSCSI at host[:port] (port 3260 when left out; IPv6 as [::1]:3260) as iqn.2026-11.io.fcfs:<wwpn>',
+  },
+  'iscsi-chap': { type: 'string', requiresArg: true, describe: 'require one-way CHAP from iSCSI initiators: user:secret (secret ≥ 12 characters)' },
+  import: {
+    type: 'string',
+    requiresArg: true,
+    describe: 'add a target port whose LUN 0 is a remote iSCSI LUN: iscsi://[user%secret@]host[:port]/<iqn>/<lun> (repeatable; size, block size and inquiry from the remote)',
+  },
+  'api-socket': {
+    type: 'string',
+    requiresArg: true,
+    describe: 'Unix socket of the request/reply API (owner-only; its directory must exist); "off" disables it',
+    defaultDescription: '$XDG_RUNTIME_DIR/fcfs-<hash>.sock, else /tmp/fcfs-<uid>/fcfs-<hash>.sock',
+  },
+  'allow-other': { type: 'boolean', default: false, describe: 'let other users reach the mount (needs user_allow_other)' },
+  'fuse-engine': {
+    type: 'string',
+    requiresArg: true,
+    choices: FUSE_ENGINES as unknown as string[],
+    describe: 'raw: fcfs speaks FUSE on /dev/fuse itself (1 MiB requests, parallel O_DIRECT writes; root only); native: fuse-native/libfuse 2.9 (128 KiB requests, one write per file); auto: raw as root, else native',
+    defaultDescription: '$FCFS_FUSE_ENGINE, else auto',
+  },
+  ...TUNING_OPTIONS,
+} as const
+
+const TOP_OPTIONS = {
+  interval: { type: 'number', requiresArg: true, default: 1, describe: 'seconds between views' },
+  count: { type: 'number', requiresArg: true, default: 0, describe: 'views to print, then exit (0 = until Ctrl-C)' },
+} as const
+
+const FAULTS_OPTIONS = {
+  json: { type: 'boolean', default: false, describe: 'print faults/rules.json' },
+} as const
+
+/** Every flag that takes a value, as typed (kebab-case) and as yargs also accepts it (camelCase). */
+const VALUE_FLAGS: ReadonlySet<string> = new Set(
+  Object.entries({ ...MOUNT_OPTIONS, ...TOP_OPTIONS, ...FAULTS_OPTIONS } as Record<string, { type: string }>)
+    .filter(([, o]) => o.type !== 'boolean')
+    .flatMap(([name]) => [name, name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())]),
+)
+
+/**
+ * "--flag value" → "--flag=value" for every flag that takes a value, so the
+ * word after it is its value whatever it looks like (as getopt_long does for
+ * an option with a required argument): "--cmd-timeout -5s" is a bad
+ * --cmd-timeout, not the flags -5 and -s. A value flag with nothing after it
+ * is left for yargs to refuse ("needs a value"). Arguments after "--" are
+ * positional and untouched.
+ */
+export function joinFlagValues(argv: readonly string[], valueFlags: ReadonlySet<string> = VALUE_FLAGS): string[] {
+  const out: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--') {
+      out.push(...argv.slice(i))
+      break
+    }
+    if (a.startsWith('--') && !a.includes('=') && valueFlags.has(a.slice(2)) && i + 1 < argv.length) {
+      out.push(`${a}=${argv[++i]}`)
+      continue
+    }
+    out.push(a)
+  }
+  return out
+}
+
+/** yargs' wording of a flag without its value, and of a bad choice, in ours: the flag first. */
+function usageMessage(msg: string): string {
+  const missing = /^Not enough arguments following: (\S+)$/.exec(msg)
+  if (missing) return `--${missing[1]}: needs a value`
+  const choice = /^Invalid values:\s+Argument: ([^,]+), Given: (.*), Choices: (.*)$/s.exec(msg)
+  if (choice) return `--${choice[1]}: must be one of ${choice[3]}, got ${choice[2]}`
+  return `${msg} (see fcfs --help)`
+}
+
 export function buildCli(argv: string[]): Argv {
   return yargs(argv)
     .scriptName('fcfs')
@@ -266,38 +371,7 @@ export function buildCli(argv: string[]): Argv {
       (y) =>
         y
           .positional('mountpoint', { type: 'string', demandOption: true, describe: 'directory to mount on (created if missing)' })
-          .option('targets', { type: 'number', requiresArg: true, describe: 'number of target ports in the default fabric (1-127)', defaultDescription: '2' })
-          .option('size', { type: 'string', requiresArg: true, describe: 'capacity of each LUN, e.g. 1GiB, 512M, 1T (sparse RAM)', defaultDescription: '1GiB' })
-          .option('block-size', { type: 'number', requiresArg: true, describe: 'logical block size: 512 or 4096', defaultDescription: '512' })
-          .option('config', { type: 'string', requiresArg: true, describe: 'fabric config file (JSON); see the README' })
-          .option('backing-dir', {
-            type: 'string',
-            requiresArg: true,
-            describe: 'keep each LUN in a file <dir>/<wwpn>-lun<n>.img (created sparse, locked while mounted) instead of RAM',
-          })
-          .option('log-level', { type: 'string', requiresArg: true, choices: LOG_LEVELS as string[], default: 'info', describe: 'log level' })
-          .option('iscsi-portal', { type: 'string', requiresArg: true, describe: 'also serve every target over iSCSI at host:port (iqn.2026-11.io.fcfs:<wwpn>)' })
-          .option('iscsi-chap', { type: 'string', requiresArg: true, describe: 'require one-way CHAP from iSCSI initiators: user:secret (secret ≥ 12 characters)' })
-          .option('import', {
-            type: 'string',
-            requiresArg: true,
-            describe: 'add a target port whose LUN 0 is a remote iSCSI LUN: iscsi://[user%secret@]host[:port]/<iqn>/<lun> (repeatable; size, block size and inquiry from the remote)',
-          })
-          .option('api-socket', {
-            type: 'string',
-            requiresArg: true,
-            describe: 'Unix socket of the request/reply API (owner-only); "off" disables it',
-            defaultDescription: '$XDG_RUNTIME_DIR/fcfs-<hash>.sock, else /tmp/fcfs-<uid>/fcfs-<hash>.sock',
-          })
-          .option('allow-other', { type: 'boolean', default: false, describe: 'let other users reach the mount (needs user_allow_other)' })
-          .option('fuse-engine', {
-            type: 'string',
-            requiresArg: true,
-            choices: FUSE_ENGINES as unknown as string[],
-            describe: 'raw: fcfs speaks FUSE on /dev/fuse itself (1 MiB requests, parallel O_DIRECT writes; root only); native: fuse-native/libfuse 2.9 (128 KiB requests, one write per file); auto: raw as root, else native',
-            defaultDescription: '$FCFS_FUSE_ENGINE, else auto',
-          })
-          .options(TUNING_OPTIONS)
+          .options(MOUNT_OPTIONS)
           .example('$0 mount /mnt/fc', 'two 1 GiB targets with 512-byte blocks')
           .example('$0 mount /mnt/fc --targets 4 --size 1TiB --block-size 4096', 'four sparse 1 TiB LUNs')
           .example('$0 mount /mnt/fc --backing-dir /var/lib/fcfs', 'the default fabric, persistent in files')
@@ -334,8 +408,7 @@ export function buildCli(argv: string[]): Argv {
       (y) =>
         y
           .positional('mountpoint', { type: 'string', demandOption: true })
-          .option('interval', { type: 'number', default: 1, describe: 'seconds between views' })
-          .option('count', { type: 'number', default: 0, describe: 'views to print, then exit (0 = until Ctrl-C)' })
+          .options(TOP_OPTIONS)
           .example('$0 top /mnt/fc', 'refresh every second')
           .example('$0 top /mnt/fc --interval 5 --count 3', 'three 5-second samples, for a script'),
       (a) => topCommand(a.mountpoint as string, a.interval as number, a.count as number),
@@ -360,7 +433,7 @@ export function buildCli(argv: string[]): Argv {
       (y) =>
         y
           .positional('mountpoint', { type: 'string', demandOption: true })
-          .option('json', { type: 'boolean', default: false, describe: 'print faults/rules.json' })
+          .options(FAULTS_OPTIONS)
           .example('$0 faults /mnt/fc', '<id> hits=N matched=N <state> <rule> per line'),
       (a) => faultsCommand(a.mountpoint as string, a.json as boolean),
     )
@@ -389,7 +462,7 @@ export function buildCli(argv: string[]): Argv {
     .fail((msg, err) => {
       // yargs' own parse errors (YError: a flag without its value, …) are usage errors too.
       if (err && !(err instanceof FcfsError) && err.name !== 'YError') throw err
-      fail(err ? err.message : `${msg} (see fcfs --help)`)
+      fail(err ? (err instanceof FcfsError ? err.message : usageMessage(err.message)) : usageMessage(msg))
     })
     .help()
     .alias('h', 'help')
@@ -403,7 +476,9 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err
 })
 
-buildCli(hideBin(process.argv)).parseAsync().catch((err: Error) => {
+buildCli(joinFlagValues(hideBin(process.argv))).parseAsync().catch((err: Error) => {
+  // Bad input found inside a command (a ConfigError) is a usage error too; anything else is a bug: its stack helps.
+  if (err instanceof ConfigError) fail(err.message)
   process.stderr.write(`fcfs: ${err.stack ?? err.message}\n`)
   process.exit(1)
 })

@@ -11,6 +11,7 @@ import { DEFAULT_BLOCKDEV_OPTIONS } from './fs/blockdev.js'
 import { DEFAULT_READAHEAD } from './fs/readahead.js'
 import { DEFAULT_QUEUE_FILES, MAX_QUEUE_FILES } from './fs/tree.js'
 import { parseSize } from './util/size.js'
+import { quote } from './util/quote.js'
 
 export interface Tuning {
   link: LinkModel
@@ -91,7 +92,7 @@ export function tuningFromArgs(a: TuningArgs): Tuning {
   let link: LinkModel = DEFAULT_TUNING.link
   if (a.profile !== undefined) {
     const p = PROFILES[String(a.profile).toLowerCase()]
-    if (!p) throw new ConfigError('--profile', `must be one of ${Object.keys(PROFILES).join(', ')}, got ${JSON.stringify(a.profile)}`)
+    if (!p) throw new ConfigError('--profile', `must be one of ${Object.keys(PROFILES).join(', ')}, got ${quote(a.profile)}`)
     link = { ...p }
   }
   if (a.link !== undefined) link = { ...link, ...parseLinkSpeed(String(a.link), '--link') }
@@ -101,13 +102,13 @@ export function tuningFromArgs(a: TuningArgs): Tuning {
     const n = Number(t)
     if (t === 'unlimited' || t === '0') link = { ...link, commandRate: null }
     else if (Number.isFinite(n) && n >= 1 && n <= 100_000_000) link = { ...link, commandRate: n }
-    else throw new ConfigError('--cmd-rate', `must be a number of commands per second (1 to 100000000) or "unlimited", got ${JSON.stringify(a['cmd-rate'])}`)
+    else throw new ConfigError('--cmd-rate', `must be a number of commands per second (1 to 100000000) or "unlimited", got ${quote(a['cmd-rate'])}`)
   }
   let queueDepth = DEFAULT_TUNING.queueDepth
   if (a['queue-depth'] !== undefined) {
     const q = a['queue-depth']
     if (!Number.isInteger(q) || q < 1 || q > 4096) {
-      throw new ConfigError('--queue-depth', `must be a whole number from 1 to 4096, got ${Number.isNaN(q) ? 'something that is not a number' : JSON.stringify(q)}`)
+      throw new ConfigError('--queue-depth', `must be a whole number from 1 to 4096, got ${quote(q)}`)
     }
     queueDepth = q
   }
@@ -135,14 +136,14 @@ function queueFilesOf(v: string | number): number {
   const t = String(v).trim()
   const n = /^\d{1,4}$/.test(t) ? Number(t) : NaN
   if (!(n >= 0 && n <= MAX_QUEUE_FILES)) {
-    throw new ConfigError('--queue-files', `must be a whole number from 0 to ${MAX_QUEUE_FILES} (0 = no q directory), got ${typeof v === 'number' && Number.isNaN(v) ? 'something that is not a number' : JSON.stringify(v)}`)
+    throw new ConfigError('--queue-files', `must be a whole number from 0 to ${MAX_QUEUE_FILES} (0 = no q directory), got ${quote(v)}`)
   }
   return n
 }
 
 function segmentSize(text: string): number {
   const n = parseSize(String(text), '--max-segment')
-  if (n < 512 || n > 16 << 20 || n % 512 !== 0) throw new ConfigError('--max-segment', `must be a multiple of 512 from 512 bytes to 16MiB, got ${text}`)
+  if (n < 512 || n > 16 << 20 || n % 512 !== 0) throw new ConfigError('--max-segment', `must be a multiple of 512 from 512 bytes to 16MiB, got ${quote(text)}`)
   return n
 }
 
@@ -156,13 +157,13 @@ function cmdTimeoutOf(text: string): number {
     ms = NaN
   }
   const s = Math.ceil(ms / 1000)
-  if (!Number.isFinite(s) || s < 1 || s > 65535) throw new ConfigError('--cmd-timeout', `must be a duration from 1s to 65535s, e.g. 2s, got ${JSON.stringify(text)}`)
+  if (!Number.isFinite(s) || s < 1 || s > 65535) throw new ConfigError('--cmd-timeout', `must be a duration from 1s to 65535s, e.g. 2s, got ${quote(text)}`)
   return s
 }
 
 function sizeOrZero(text: string, field: string, max: number): number {
   if (String(text).trim() === '0') return 0
   const n = parseSize(String(text), field)
-  if (n > max) throw new ConfigError(field, `must be at most ${max} bytes, got ${text}`)
+  if (n > max) throw new ConfigError(field, `must be at most ${max} bytes, got ${quote(text)}`)
   return n
 }

@@ -32,6 +32,7 @@
  *   lba=20-10: the last block (10) is before the first (20)
  */
 import { FcfsError } from '../errors.js'
+import { cut } from '../util/quote.js'
 
 export const FAULT_KINDS = [
   'medium-error',
@@ -121,7 +122,8 @@ export class FaultRuleError extends FcfsError {
   /** The token that was wrong ('' when the line as a whole is). */
   readonly token: string
   constructor(token: string, message: string) {
-    super('FCFS_FAULT_RULE', token ? `${token}: ${message}` : message)
+    // A token can be a whole 10 MB line: the message shows its head and length (util/quote.ts).
+    super('FCFS_FAULT_RULE', token ? `${cut(token)}: ${message}` : message)
     this.token = token
   }
 }
@@ -194,7 +196,7 @@ export function parseRule(line: string): FaultRule {
     }
     const key = tok.slice(0, i).toLowerCase()
     const value = tok.slice(i + 1)
-    if (!KEYS.has(key)) throw new FaultRuleError(tok, `unknown key "${key}"; keys are ${[...KEYS].join(', ')}`)
+    if (!KEYS.has(key)) throw new FaultRuleError(tok, `unknown key "${cut(key)}"; keys are ${[...KEYS].join(', ')}`)
     const allowed = kind === 'write-protect' ? WP_KEYS.has(key) : LAYER[kind] === 'port' ? PORT_KEYS.has(key) || KIND_KEYS[kind].includes(key) : COMMON.has(key) || KIND_KEYS[kind].includes(key)
     if (!allowed) throw new FaultRuleError(tok, `${kind} does not take ${key}=`)
     if (kv.has(key)) throw new FaultRuleError(tok, `${key}= given twice`)
@@ -346,9 +348,9 @@ function parseOps(text: string, token: string, backend: boolean): OpMatch | null
       classes.add('write')
     } else if (part === 'read' || part === 'write' || part === 'sync' || part === 'unmap') classes.add(part)
     else if (/^0x[0-9a-f]{1,2}$/.test(part)) {
-      if (backend) throw new FaultRuleError(token, `${part}: faults on the medium match read or write, not opcodes`)
+      if (backend) throw new FaultRuleError(token, `${cut(part)}: faults on the medium match read or write, not opcodes`)
       opcodes.add(parseInt(part, 16))
-    } else throw new FaultRuleError(token, `${part === '' ? '""' : part}: op is a comma list of read, write, rw, sync, unmap, all or opcodes like 0x28`)
+    } else throw new FaultRuleError(token, `${part === '' ? '""' : cut(part)}: op is a comma list of read, write, rw, sync, unmap, all or opcodes like 0x28`)
   }
   if (backend && (classes.has('sync') || classes.has('unmap'))) throw new FaultRuleError(token, 'faults on the medium match read or write')
   return { classes, opcodes }
@@ -357,7 +359,7 @@ function parseOps(text: string, token: string, backend: boolean): OpMatch | null
 /** "5ms", "2s", "500us", "1.5s"; a bare number is milliseconds. */
 export function duration(text: string, token: string): number {
   const m = /^(\d+(?:\.\d+)?)(us|ms|s|m)?$/.exec(text)
-  if (!m) throw new FaultRuleError(token, `${text === '' ? '""' : text}: must be a duration like 500us, 5ms or 2s`)
+  if (!m) throw new FaultRuleError(token, `${text === '' ? '""' : cut(text)}: must be a duration like 500us, 5ms or 2s`)
   const v = Number(m[1])
   const unit = m[2] ?? 'ms'
   return unit === 'us' ? v / 1000 : unit === 's' ? v * 1000 : unit === 'm' ? v * 60_000 : v

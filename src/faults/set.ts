@@ -21,9 +21,10 @@ import type { Fabric, Lun, TargetPort } from '../targets/types.js'
 import type { ScsiCommand, ScsiOutcome } from '../scsi/types.js'
 import { decodeReadWrite } from '../scsi/cdb.js'
 import { opcodeName } from '../scsi/opcodes.js'
-import { checkCondition, SenseKey, Status } from '../scsi/sense.js'
+import { checkCondition, senseCode, senseCodeKey, SenseKey, Status } from '../scsi/sense.js'
 import { FaultyBackend, type BackendFaultSource, type BackendVerdict } from './backend.js'
 import { FaultyTarget, type TargetFaultSource } from './target.js'
+import { quote } from '../util/quote.js'
 import { FaultRuleError, formatRule, LAYER, OP_CLASSES, opMatches, parseRule, type FaultRule } from './rule.js'
 import { mulberry32, TriggerState } from './trigger.js'
 
@@ -109,7 +110,7 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
         const m = /^clear(?:\s+(\S+))?$/.exec(line)
         if (m) {
           const id = m[1] ?? 'all'
-          if (id !== 'all' && !ids.has(id)) throw new FaultRuleError(id, `no rule with that id (rules: ${[...ids].join(', ') || 'none'})`)
+          if (id !== 'all' && !ids.has(id)) throw new FaultRuleError(id, `no rule with that id (rules: ${[...ids].slice(0, 10).join(', ') || 'none'}${ids.size > 10 ? `, … ${ids.size} in all` : ''})`)
           if (id === 'all') ids.clear()
           else ids.delete(id)
           plan.push(() => (this.clear(id), null))
@@ -123,7 +124,7 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
         }
         plan.push(() => this.add(rule))
       } catch (e) {
-        if (e instanceof FaultRuleError) return this.reject(`${JSON.stringify(line)}: ${e.message}`)
+        if (e instanceof FaultRuleError) return this.reject(`${quote(line)}: ${e.message}`)
         throw e
       }
     }
@@ -307,7 +308,7 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
         return {
           outcome: null,
           observe: (o) => {
-            if (o.status === Status.CHECK_CONDITION && senseKeyOf(o.sense) === SenseKey.DATA_PROTECT) {
+            if (o.status === Status.CHECK_CONDITION && senseCodeKey(senseCode(o.sense)) === SenseKey.DATA_PROTECT) {
               a.trig.matched++
               a.trig.hits++
               const d = lbaRange(cmd.cdb)
@@ -424,11 +425,6 @@ function lbaRange(cdb: Uint8Array): { lba: number; blocks: number } | null {
   } catch {
     return null // not a READ/WRITE(6/10/12/16)
   }
-}
-
-function senseKeyOf(sense: Buffer | null): number | null {
-  if (!sense || sense.length < 3) return null
-  return (sense[0] & 0x7f) >= 0x72 ? sense[1] & 0xf : sense[2] & 0xf
 }
 
 function outcomeOf(r: FaultRule, lba: number | undefined): ScsiOutcome {

@@ -16,6 +16,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import { ConfigError } from '../errors.js'
+import { quote } from '../util/quote.js'
 
 /** Payload rate per direction in bytes/s for each FC speed (≈100 MB/s per 1GFC). */
 export const LINK_SPEEDS: Readonly<Record<string, number | null>> = {
@@ -51,7 +52,7 @@ export const PROFILES: Readonly<Record<string, LinkModel>> = {
 export function parseLinkSpeed(text: string, field = '--link'): { speed: string; rate: number | null } {
   const key = Object.keys(LINK_SPEEDS).find((k) => k.toLowerCase() === String(text).trim().toLowerCase().replace(/fc$/, ''))
   if (key === undefined) {
-    throw new ConfigError(field, `must be one of ${Object.keys(LINK_SPEEDS).join(', ')}, got ${JSON.stringify(text)}`)
+    throw new ConfigError(field, `must be one of ${Object.keys(LINK_SPEEDS).join(', ')}, got ${quote(text)}`)
   }
   return { speed: key, rate: LINK_SPEEDS[key] }
 }
@@ -63,11 +64,11 @@ export function parseDuration(text: string | number, field: string): number {
     throw new ConfigError(field, `must be a duration ≥ 0 like 50us or 2ms, got ${text}`)
   }
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s)?\s*$/.exec(text)
-  if (!m) throw new ConfigError(field, `must be a duration like 50us, 2ms or 0, got ${JSON.stringify(text)}`)
+  if (!m) throw new ConfigError(field, `must be a duration like 50us, 2ms or 0, got ${quote(text)}`)
   const v = Number(m[1])
   const unit = m[2] ?? 'ms'
   const ms = unit === 'ns' ? v / 1e6 : unit === 'us' || unit === 'µs' ? v / 1e3 : unit === 's' ? v * 1e3 : v
-  if (ms > 60_000) throw new ConfigError(field, `must be at most 60s, got ${JSON.stringify(text)}`)
+  if (ms > 60_000) throw new ConfigError(field, `must be at most 60s, got ${quote(text)}`)
   return ms
 }
 

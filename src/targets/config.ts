@@ -117,16 +117,18 @@
  * through different paths at once get no ordering between them (a partial
  * block write is read-modify-write under a lock of its own path only).
  */
-import { readFile } from 'node:fs/promises'
+import { open } from 'node:fs/promises'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { z } from 'zod'
 import { ConfigError, InternalError } from '../errors.js'
 import { silentLogger, type Logger } from '../log.js'
 import { parseSize } from '../util/size.js'
+import { cut, quote, SHOWN_WHOLE } from '../util/quote.js'
+import { dirMayBeCreated, parentMustExist } from '../util/paths.js'
 import { FaultRuleError, parseRule } from '../faults/rule.js'
 import type { Backend } from './backend.js'
 import { FileBackend } from './file.js'
-import { IscsiBackend, parseIscsiUrl, type RemoteIdentity } from './iscsi.js'
+import { openIscsiBackend, parseIscsiUrl, type RemoteIdentity, type RemoteLun } from './iscsi.js'
 import { NullBackend } from './null.js'
 import { RamBackend } from './ram.js'
 import type { AluaState, Fabric, Lun, TargetPort } from './types.js'
@@ -193,6 +195,8 @@ export interface FabricConfig {
   readonly logicalUnits: readonly string[]
   /** Fault rules installed once the fabric is up (src/faults/rule.ts syntax), in file order. */
   readonly faults?: readonly string[]
+  /** defaults.backingDir (absolute) and how errors name it: openFabric creates it when missing, never its parents. */
+  readonly backingDir?: { readonly path: string; readonly field: string }
 }
 
 export const MAX_TARGETS = 127
@@ -286,6 +290,9 @@ const fileSchema = z
   })
   .strict()
 
+/** The config file's shape, for tools and tests that walk every field (test/unit/hostile-config.test.ts). */
+export const CONFIG_SCHEMA: z.ZodType = fileSchema
+
 type FileInput = z.infer<typeof fileSchema>
 type BackendInput = z.infer<typeof backendSchema>
 type LogicalUnitInput = z.infer<typeof logicalUnitSchema>
@@ -293,13 +300,12 @@ type LogicalUnitInput = z.infer<typeof logicalUnitSchema>
 /** "targets[1].luns[0].size" from ['targets', 1, 'luns', 0, 'size']. */
 export function fieldPath(path: readonly (string | number)[]): string {
   let s = ''
-  for (const p of path) s += typeof p === 'number' ? `[${p}]` : s === '' ? p : `.${p}`
+  for (const p of path) s += typeof p === 'number' ? `[${p}]` : s === '' ? cut(p) : `.${cut(p)}`
   return s
 }
 
-function show(v: unknown): string {
-  return v === undefined ? 'nothing' : JSON.stringify(v)
-}
+/** A value in a message: cut to a readable length, safe at any nesting depth (src/util/quote.ts). */
+const show = quote
 
 const errorMap: z.ZodErrorMap = (issue, ctx) => {
   switch (issue.code) {
@@ -335,7 +341,7 @@ function zodToConfigError(e: z.ZodError, source: string): ConfigError {
 }
 
 function in_(source: string): string {
-  return source ? ` (in ${source})` : ''
+  return source ? ` (in ${cut(source)})` : ''
 }
 
 // ---- meaning ---------------------------------------------------------------
@@ -348,8 +354,8 @@ const LUN_SUFFIX_MAX = '-L255'.length
 
 function ascii(v: string | undefined, def: string, max: number, field: string): string {
   const s = v ?? def
-  if (!PRINTABLE.test(s)) throw new ConfigError(field, `must be printable ASCII, got ${JSON.stringify(s)}`)
-  if (s.length === 0 || s.length > max) throw new ConfigError(field, `must be 1 to ${max} characters, got ${JSON.stringify(s)} (${s.length})`)
+  if (!PRINTABLE.test(s)) throw new ConfigError(field, `must be printable ASCII, got ${show(s)}`)
+  if (s.length === 0 || s.length > max) throw new ConfigError(field, `must be 1 to ${max} characters, got ${show(s)}${s.length > SHOWN_WHOLE ? '' : ` (${s.length})`}`)
   return s
 }
 
@@ -367,7 +373,7 @@ function intIn(v: number, lo: number, hi: number, field: string): number {
 function portIdOf(v: number | string, field: string): number {
   let n: number
   if (typeof v === 'string') {
-    if (!/^(0x)?[0-9a-fA-F]{1,6}$/.test(v)) throw new ConfigError(field, `must be a 24-bit port id like 0x010200, got ${JSON.stringify(v)}`)
+    if (!/^(0x)?[0-9a-fA-F]{1,6}$/.test(v)) throw new ConfigError(field, `must be a 24-bit port id like 0x010200, got ${show(v)}`)
     n = parseInt(v.replace(/^0x/i, ''), 16)
   } else {
     n = v
@@ -476,10 +482,10 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
   ;(input.logicalUnits ?? []).forEach((u, k) => {
     const at = `logicalUnits[${k}]`
     if (!UNIT_ID.test(u.id)) {
-      throw new ConfigError(`${at}.id`, `must be 1 to 64 of A-Z a-z 0-9 . _ : - starting with a letter or digit, got ${JSON.stringify(u.id)}`)
+      throw new ConfigError(`${at}.id`, `must be 1 to 64 of A-Z a-z 0-9 . _ : - starting with a letter or digit, got ${show(u.id)}`)
     }
     const prev = units.get(u.id)
-    if (prev !== undefined) throw new ConfigError(`${at}.id`, `${JSON.stringify(u.id)} is already used by logicalUnits[${prev.index}]`)
+    if (prev !== undefined) throw new ConfigError(`${at}.id`, `${show(u.id)} is already used by logicalUnits[${prev.index}]`)
     units.set(u.id, { index: k, input: u })
   })
 
@@ -547,7 +553,7 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
     if (t.aluaState !== undefined) {
       aluaState = ALUA_STATES.find((a) => a === t.aluaState)
       if (aluaState === undefined) {
-        throw new ConfigError(`${at}.aluaState`, `must be one of ${ALUA_STATES.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(t.aluaState)}`)
+        throw new ConfigError(`${at}.aluaState`, `must be one of ${ALUA_STATES.map((a) => JSON.stringify(a)).join(', ')}, got ${show(t.aluaState)}`)
       }
     }
     const groupState = groupStates.get(portGroup)
@@ -578,27 +584,28 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
         const id = l.logicalUnit
         const u = units.get(id)
         if (u === undefined) {
-          const known = [...units.keys()].map((k) => JSON.stringify(k)).join(', ')
-          throw new ConfigError(`${lat}.logicalUnit`, `no logicalUnits entry with id ${JSON.stringify(id)}${known ? ` (ids: ${known})` : ''}`)
+          const ids = [...units.keys()]
+          const known = ids.slice(0, 8).map((k) => show(k)).join(', ') + (ids.length > 8 ? `, … (${ids.length} ids)` : '')
+          throw new ConfigError(`${lat}.logicalUnit`, `no logicalUnits entry with id ${show(id)}${known ? ` (ids: ${known})` : ''}`)
         }
         for (const k of ['size', 'blockSize', 'backend', 'serial', 'writeProtect'] as const) {
           if (l[k] !== undefined) {
-            throw new ConfigError(`${lat}.${k}`, `cannot be set on a LUN that exports logical unit ${JSON.stringify(id)}; set it in logicalUnits[${u.index}]`)
+            throw new ConfigError(`${lat}.${k}`, `cannot be set on a LUN that exports logical unit ${show(id)}; set it in logicalUnits[${u.index}]`)
           }
         }
         const twice = exported.get(id)
-        if (twice !== undefined) throw new ConfigError(`${lat}.logicalUnit`, `${JSON.stringify(id)} is already exported by this target as ${at}.luns[${twice}]`)
+        if (twice !== undefined) throw new ConfigError(`${lat}.logicalUnit`, `${show(id)} is already exported by this target as ${at}.luns[${twice}]`)
         exported.set(id, j)
         if (u.config === undefined) {
           u.config = sharedUnit(u, lun, wwnn, { vendor, product: t.product, revision }, defBytes, defBlock, baseDir, backingDir)
           u.firstExport = lat
           const naaField = u.input.naa !== undefined ? `logicalUnits[${u.index}].naa` : `${at}.wwnn`
-          claimNaa(u.config.naa, `logical unit ${JSON.stringify(id)}`, `logicalUnits[${u.index}]`, naaField, 'choose another naa or wwnn')
+          claimNaa(u.config.naa, `logical unit ${show(id)}`, `logicalUnits[${u.index}]`, naaField, 'choose another naa or wwnn')
           claimFile(u.config.backend, `logicalUnits[${u.index}]`, `logicalUnits[${u.index}].backend`)
         } else if (u.config.lun !== lun) {
           throw new ConfigError(
             `${lat}.lun`,
-            `logical unit ${JSON.stringify(id)} is LUN ${u.config.lun} at ${u.firstExport}; a unit has the same LUN number on every port, got ${lun}`,
+            `logical unit ${show(id)} is LUN ${u.config.lun} at ${u.firstExport}; a unit has the same LUN number on every port, got ${lun}`,
           )
         }
         return u.config
@@ -635,11 +642,16 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
     if (u.config === undefined) {
       throw new ConfigError(
         `logicalUnits[${u.index}]`,
-        `${JSON.stringify(id)} is not exported by any target; add { "lun": 0, "logicalUnit": ${JSON.stringify(id)} } to a target's luns`,
+        `${show(id)} is not exported by any target; add { "lun": 0, "logicalUnit": ${show(id)} } to a target's luns`,
       )
     }
   }
-  return { targets, logicalUnits: [...units.keys()], ...(input.faults ? { faults: checkFaults(input.faults, targets) } : {}) }
+  return {
+    targets,
+    logicalUnits: [...units.keys()],
+    ...(input.faults ? { faults: checkFaults(input.faults, targets) } : {}),
+    ...(backingDir !== undefined ? { backingDir: { path: backingDir, field: 'defaults.backingDir' } } : {}),
+  }
 }
 
 /**
@@ -692,7 +704,7 @@ function sharedUnit(
       : backendOf(l.backend, `${at}.backend`, baseDir, fallback)
   let naa: string
   if (l.naa !== undefined) {
-    if (!NAA5.test(l.naa)) throw new ConfigError(`${at}.naa`, `must be an NAA-5 name of 16 hex digits starting with 5, got ${JSON.stringify(l.naa)}`)
+    if (!NAA5.test(l.naa)) throw new ConfigError(`${at}.naa`, `must be an NAA-5 name of 16 hex digits starting with 5, got ${show(l.naa)}`)
     naa = l.naa.toLowerCase()
   } else {
     naa = deriveNaa(wwnn, lun)
@@ -719,29 +731,101 @@ function unique<T>(seen: Map<T, number>, v: T | undefined, i: number, name: stri
   seen.set(v, i)
 }
 
-/** Reads and validates a JSON config file; every failure is a ConfigError naming the file or the field. */
-export async function loadConfigFile(path: string): Promise<FabricConfig> {
+/** A fabric config is a few KiB; past this a file is refused before it is parsed (so /dev/zero cannot fill memory). */
+export const MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+/**
+ * Reads and validates a JSON config file; every failure is a ConfigError
+ * naming the file (as `name`, e.g. "--config fabric.json") or the field.
+ */
+export async function loadConfigFile(path: string, name = cut(path)): Promise<FabricConfig> {
+  let bytes: Buffer
+  try {
+    bytes = await readBounded(path, MAX_CONFIG_BYTES)
+  } catch (e) {
+    throw new ConfigError(name, `cannot read the config file: ${(e as Error).message}`)
+  }
+  if (bytes.length > MAX_CONFIG_BYTES) throw new ConfigError(name, `is larger than ${MAX_CONFIG_BYTES / 1024 / 1024} MiB; a fabric config is a few KiB of JSON`)
+  return parseConfig(parseConfigText(bytes, name), path, { baseDir: dirname(resolve(path)) })
+}
+
+/** Up to `max` + 1 bytes of a file, FIFO or device: one more than allowed tells the caller it is too large. */
+async function readBounded(path: string, max: number): Promise<Buffer> {
+  const fh = await open(path, 'r')
+  try {
+    const chunks: Buffer[] = []
+    let total = 0
+    for (;;) {
+      const buf = Buffer.allocUnsafe(Math.min(1 << 20, max + 1 - total))
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null)
+      if (bytesRead === 0) break
+      chunks.push(buf.subarray(0, bytesRead))
+      total += bytesRead
+      if (total > max) break
+    }
+    return Buffer.concat(chunks, total)
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * The JSON value of a config file's bytes. UTF-8 only (as JSON is); a UTF-8
+ * byte order mark, which some editors write, is skipped. `name` is the file
+ * in messages.
+ */
+export function parseConfigText(bytes: Uint8Array, name: string): unknown {
   let text: string
   try {
-    text = await readFile(path, 'utf8')
-  } catch (e) {
-    throw new ConfigError(path, `cannot read the config file: ${(e as Error).message}`)
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes)
+  } catch {
+    const at = firstBadUtf8(bytes)
+    throw new ConfigError(name, `is not UTF-8 text: byte 0x${bytes[at].toString(16).padStart(2, '0')} at ${lineColumn(bytes, at)} (save the file as UTF-8)`)
   }
-  let obj: unknown
   try {
-    obj = JSON.parse(text)
+    return JSON.parse(text)
   } catch (e) {
     const msg = (e as Error).message
     const m = /position (\d+)/.exec(msg)
-    let where = ''
-    if (m) {
-      const pos = Number(m[1])
-      const before = text.slice(0, pos).split('\n')
-      where = ` at line ${before.length}, column ${before[before.length - 1].length + 1}`
-    }
-    throw new ConfigError(path, `is not valid JSON${where}: ${msg}`)
+    const where = m ? ` at ${lineColumnOfText(text, Number(m[1]))}` : ''
+    // V8 quotes a piece of the text in its message: keep it short.
+    throw new ConfigError(name, `is not valid JSON${where}: ${msg.length > 200 ? `${msg.slice(0, 200)}…` : msg}`)
   }
-  return parseConfig(obj, path, { baseDir: dirname(resolve(path)) })
+}
+
+function lineColumnOfText(text: string, pos: number): string {
+  let line = 1
+  let start = 0
+  for (let i = text.indexOf('\n'); i >= 0 && i < pos; i = text.indexOf('\n', i + 1)) {
+    line++
+    start = i + 1
+  }
+  return `line ${line}, column ${pos - start + 1}`
+}
+
+function lineColumn(bytes: Uint8Array, at: number): string {
+  let line = 1
+  let start = 0
+  for (let i = 0; i < at; i++) if (bytes[i] === 0x0a) (line++, (start = i + 1))
+  return `line ${line}, byte ${at - start + 1} of the line`
+}
+
+/** Index of the first byte that does not belong to a well-formed UTF-8 sequence. */
+function firstBadUtf8(b: Uint8Array): number {
+  let i = 0
+  while (i < b.length) {
+    const c = b[i]
+    const n = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : -1
+    if (n < 0) return i
+    for (let k = 1; k <= n; k++) {
+      const d = b[i + k]
+      if (d === undefined || (d & 0xc0) !== 0x80) return i
+    }
+    // Overlong, surrogate and past-U+10FFFF forms.
+    if ((c === 0xe0 && b[i + 1] < 0xa0) || (c === 0xed && b[i + 1] > 0x9f) || (c === 0xf0 && b[i + 1] < 0x90) || (c === 0xf4 && b[i + 1] > 0x8f)) return i
+    i += n + 1
+  }
+  return Math.max(0, b.length - 1)
 }
 
 export interface DefaultConfigOptions {
@@ -763,7 +847,7 @@ export function defaultConfig(opts: DefaultConfigOptions = {}): FabricConfig {
   const n = opts.targets ?? 2
   const imports = opts.imports ?? []
   for (const url of imports) parseIscsiUrl(url, `--import ${url}`)
-  const cfg = parseConfig(
+  let cfg = parseConfig(
     {
       targets: [...Array.from({ length: n }, () => ({})), ...imports.map((url) => ({ luns: [{ backend: { type: 'iscsi', url } }] }))],
       defaults: {
@@ -774,6 +858,7 @@ export function defaultConfig(opts: DefaultConfigOptions = {}): FabricConfig {
     },
     '',
   )
+  if (cfg.backingDir) cfg = { ...cfg, backingDir: { ...cfg.backingDir, field: '--backing-dir' } }
   if (imports.length === 0) return cfg
   return {
     ...cfg,
@@ -806,7 +891,7 @@ function planUnits(cfg: FabricConfig): Map<string, UnitPlan> {
         const key = `lu:${l.logicalUnit}`
         if (!plans.has(key)) {
           const k = cfg.logicalUnits.indexOf(l.logicalUnit)
-          plans.set(key, { cfg: l, field: `logicalUnits[${k}]`, user: `logical unit ${JSON.stringify(l.logicalUnit)}`, logContext: { logicalUnit: l.logicalUnit } })
+          plans.set(key, { cfg: l, field: `logicalUnits[${k}]`, user: `logical unit ${show(l.logicalUnit)}`, logContext: { logicalUnit: l.logicalUnit } })
         }
       } else {
         plans.set(`t:${i}:${j}`, { cfg: l, field: `targets[${i}].luns[${j}]`, user: `LUN ${l.lun} of target ${t.wwpn}`, logContext: { wwpn: t.wwpn, lun: l.lun } })
@@ -870,9 +955,9 @@ export function buildFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}): Fa
  * `opened` hands the backend over before the checks so a failure elsewhere
  * closes it too.
  */
-async function openRemote(b: IscsiBackendConfig, p: UnitPlan, log: Logger, opened: (be: IscsiBackend) => void): Promise<IscsiBackend> {
+async function openRemote(b: IscsiBackendConfig, p: UnitPlan, log: Logger, opened: (be: RemoteLun) => void): Promise<RemoteLun> {
   const field = b.field ?? `${p.field}.backend.url`
-  const be = await IscsiBackend.open(b.url, { log, reconnectTimeoutMs: b.reconnectTimeoutMs, ...(b.chap ? { chap: b.chap } : {}) }, field)
+  const be = await openIscsiBackend(b.url, { log, reconnectTimeoutMs: b.reconnectTimeoutMs, ...(b.chap ? { chap: b.chap } : {}) }, field)
   opened(be)
   const sizeField = b.field ?? `${p.field}.size`
   const bsField = b.field ?? `${p.field}.blockSize`
@@ -928,6 +1013,7 @@ const OPEN_PARALLEL = 16
  */
 export async function openFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}): Promise<Fabric> {
   const plans = [...planUnits(cfg)]
+  await checkPaths(cfg, plans)
   const backends = new Map<string, Backend>()
   const remotes = new Map<string, RemoteFacts>()
   const errors = new Map<number, unknown>() // plan index → what opening it threw
@@ -973,6 +1059,26 @@ export async function openFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}
     throw errors.get(Math.min(...errors.keys()))
   }
   return assemble(cfg, backends, remotes)
+}
+
+/**
+ * The path rule (src/util/paths.ts) for every file the fabric names, before
+ * anything is created: the backing directory may be missing (it is created),
+ * its parent may not; a backend file may be missing, its directory may not.
+ * The first offender in config order is named.
+ */
+async function checkPaths(cfg: FabricConfig, plans: readonly [string, UnitPlan][]): Promise<void> {
+  const dir = cfg.backingDir
+  if (dir) await dirMayBeCreated(dir.path, dir.field)
+  const checked = new Set<string>()
+  for (const [, p] of plans) {
+    const b = p.cfg.backend
+    if (b.type !== 'file') continue
+    const parent = dirname(b.path)
+    if (parent === dir?.path || checked.has(parent)) continue
+    await parentMustExist(b.path, `${p.field}.backend.path`)
+    checked.add(parent)
+  }
 }
 
 /** Closes every backend of the fabric once (a shared unit's too). Never rejects; failures go to `log`. */

@@ -7,6 +7,7 @@
  * 20:00:00:24:ff:xx:xx:xx (IEEE extended, OUI 00:24:ff), numbered from 1.
  */
 import { ConfigError } from '../errors.js'
+import { quote } from '../util/quote.js'
 
 const PLAIN = /^[0-9a-fA-F]{16}$/
 const COLONS = /^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){7}$/
@@ -14,7 +15,7 @@ const COLONS = /^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){7}$/
 /** Normalises a WWN to 16 lowercase hex digits; throws ConfigError naming `field` otherwise. */
 export function parseWwn(v: unknown, field: string): string {
   if (typeof v !== 'string' || !(PLAIN.test(v) || COLONS.test(v))) {
-    throw new ConfigError(field, `must be a WWN of 16 hex digits like 21000024ff000001 or 21:00:00:24:ff:00:00:01, got ${JSON.stringify(v)}`)
+    throw new ConfigError(field, `must be a WWN of 16 hex digits like 21000024ff000001 or 21:00:00:24:ff:00:00:01, got ${quote(v)}`)
   }
   const wwn = v.replace(/:/g, '').toLowerCase()
   if (/^0+$/.test(wwn)) throw new ConfigError(field, 'must not be all zeros')

@@ -6,6 +6,7 @@
  * allowed when the result is a whole number of bytes ("1.5G", not "1.3K").
  */
 import { ConfigError } from '../errors.js'
+import { quote } from './quote.js'
 
 const KI = 1024
 const BINARY: Record<string, number> = {
@@ -31,8 +32,7 @@ const BINARY: Record<string, number> = {
 const SIZE_RE = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/
 
 function bad(field: string, v: unknown): ConfigError {
-  const shown = typeof v === 'string' ? v : String(v)
-  return new ConfigError(field, `must be a size like 1GiB or 512M, got "${shown}"`)
+  return new ConfigError(field, `must be a size like 1GiB or 512M, got ${quote(typeof v === 'string' ? v : String(v))}`)
 }
 
 /** Bytes from "1GiB", "512M", "4096", "1.5G" or a number of bytes. Throws ConfigError naming `field`. */
@@ -55,10 +55,10 @@ export function parseSize(v: string | number, field: string): number {
     throw bad(field, v)
   }
   if (!Number.isInteger(bytes)) {
-    throw new ConfigError(field, `must be a whole number of bytes, got "${v}" (${bytes} bytes)`)
+    throw new ConfigError(field, `must be a whole number of bytes, got ${quote(String(v))} (${bytes} bytes)`)
   }
   if (bytes > Number.MAX_SAFE_INTEGER) {
-    throw new ConfigError(field, `is too large, got "${v}"`)
+    throw new ConfigError(field, `is too large, got ${quote(String(v))}`)
   }
   return bytes
 }

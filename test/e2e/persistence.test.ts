@@ -4,7 +4,7 @@
 // file is refused with a message that names the LUN and the pid holding it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { randomBytes } from 'node:crypto'
-import { readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { forceUnmount, isMounted, makeTmp, MiB, parseLogs, requireFuse, run, startFcfs, type Fcfs } from '../helpers/mount.js'
 import { firstDiff, pread, pyio } from '../helpers/pyio.js'
@@ -40,6 +40,8 @@ describe('a file-backed fabric', () => {
     // The backing files and the config live outside any mount's temp dir, so they outlive each server.
     data = await makeTmp('fcfs-persist-')
     cfgPath = path.join(data, 'fabric.json')
+    // fcfs creates backing files, never the directories above them.
+    await mkdir(path.join(data, 'disks'))
     await writeFile(
       cfgPath,
       JSON.stringify({
