@@ -16,22 +16,29 @@ import { DataDirection } from '../scsi/types.js'
 import type { IspChip } from './chip.js'
 import type { DmaSpace } from './dma.js'
 import {
-  COMMAND_T3,
   CompStatus,
   ControlFlags,
-  DSEG_SIZE,
   DSEGS_IN_COMMAND,
   DSEGS_IN_CONTINUATION,
   ENTRY_SIZE,
   EntryType,
-  RESPONSE_PROCESSED,
-  STATUS_CONT,
-  STATUS_T0,
   ScsiStatusFlags,
+  commandDsegOffset,
   compStatusName,
+  continuationDsegOffset,
   encodeMarker,
   entriesFor,
-  writeU64LE,
+  newCommandT3Fields,
+  newStatusT0Fields,
+  readEntryCount,
+  readEntryType,
+  readStatusContSense,
+  readStatusT0,
+  readStatusT0Sense,
+  stampProcessed,
+  writeCommandT3,
+  writeContinuationT1,
+  writeDsegLE,
   MarkerModifier,
 } from './iocb.js'
 import { decodeIdEntry, decodeLinkStats, decodePortDb, encodeIcb, ICB_SIZE, ID_ENTRY_SIZE, LINK_STATS_SIZE, PORT_DB_SIZE, PortState, type LinkStats } from './mailbox.js'
@@ -125,8 +132,6 @@ export class DriverError extends FcfsError {
   }
 }
 
-const ZERO_ENTRY = new Uint8Array(ENTRY_SIZE)
-
 /** Largest handle index (handles are index | generation << 16). */
 const INDEX_MASK = 0xffff
 
@@ -143,6 +148,9 @@ export class HbaDriver {
   private rspOut = 0
 
   private readonly slots: (Pending | undefined)[]
+  /** Reused for every command written and every status read (no allocation per I/O). */
+  private readonly cmdOut = newCommandT3Fields()
+  private readonly statusIn = newStatusT0Fields()
   private readonly generations: Uint16Array
   private readonly freeHandles: number[] = []
   private readonly waiting: Pending[] = []
@@ -478,19 +486,19 @@ export class HbaDriver {
 
     const mem = ring.memory
     const at = ring.offsetOf(this.reqIn)
-    mem.set(ZERO_ENTRY, at)
-    mem[at + COMMAND_T3.entryType.offset] = EntryType.COMMAND_T3
-    mem[at + COMMAND_T3.entryCount.offset] = need
-    mem.writeUInt32LE(handle, at + COMMAND_T3.handle.offset)
-    mem.writeUInt16LE(req.target, at + COMMAND_T3.target.offset)
-    mem.writeUInt16LE(req.lun, at + COMMAND_T3.lun.offset)
     const dirFlag =
       req.direction === DataDirection.In ? ControlFlags.DATA_IN : req.direction === DataDirection.Out ? ControlFlags.DATA_OUT : 0
-    mem.writeUInt16LE(ControlFlags.SIMPLE_TAG | (p.byteCount > 0 ? dirFlag : 0), at + COMMAND_T3.controlFlags.offset)
-    mem.writeUInt16LE(req.timeout ?? 30, at + COMMAND_T3.timeout.offset)
-    mem.writeUInt16LE(nseg, at + COMMAND_T3.dsegCount.offset)
-    mem.set(req.cdb.length > 16 ? req.cdb.subarray(0, 16) : req.cdb, at + COMMAND_T3.cdb.offset)
-    mem.writeUInt32LE(p.byteCount, at + COMMAND_T3.byteCount.offset)
+    const f = this.cmdOut
+    f.entryCount = need
+    f.entryStatus = 0
+    f.handle = handle
+    f.target = req.target
+    f.lun = req.lun
+    f.controlFlags = ControlFlags.SIMPLE_TAG | (p.byteCount > 0 ? dirFlag : 0)
+    f.timeout = req.timeout ?? 30
+    f.dsegCount = nseg
+    f.byteCount = p.byteCount
+    writeCommandT3(mem, at, f, req.cdb)
 
     // Data segment descriptors: two in the command, five per continuation.
     let entryAt = at
@@ -499,21 +507,18 @@ export class HbaDriver {
     for (let s = 0; s < nseg; s++) {
       let off: number
       if (s < DSEGS_IN_COMMAND) {
-        off = at + COMMAND_T3.dseg0.offset + s * DSEG_SIZE
+        off = commandDsegOffset(at, s)
       } else {
         if (slot === 0) {
           idx = ring.next(idx)
           entryAt = ring.offsetOf(idx)
-          mem.set(ZERO_ENTRY, entryAt)
-          mem[entryAt] = EntryType.CONTINUATION_T1
-          mem[entryAt + 1] = 1
+          writeContinuationT1(mem, entryAt)
         }
-        off = entryAt + 4 + slot * DSEG_SIZE
+        off = continuationDsegOffset(entryAt, slot)
         slot = slot + 1 === DSEGS_IN_CONTINUATION ? 0 : slot + 1
       }
       const start = s * maxSeg
-      writeU64LE(mem, off, p.address + start)
-      mem.writeUInt32LE(Math.min(maxSeg, p.byteCount - start), off + 8)
+      writeDsegLE(mem, off, p.address + start, Math.min(maxSeg, p.byteCount - start))
     }
     this.reqIn = ring.next(this.reqIn, need)
     this.stats.entriesPosted += need
@@ -597,8 +602,8 @@ export class HbaDriver {
     }
     while (this.rspOut !== inIdx) {
       const at = ring.offsetOf(this.rspOut)
-      const type = mem[at]
-      const count = Math.max(1, mem[at + 1])
+      const type = readEntryType(mem, at)
+      const count = Math.max(1, readEntryCount(mem, at))
       if (type === EntryType.STATUS_T0) {
         this.completeFromStatus(ring, this.rspOut, count)
       } else {
@@ -607,7 +612,7 @@ export class HbaDriver {
       // Stamp every entry of this status as processed before giving it back.
       let i = this.rspOut
       for (let k = 0; k < count; k++) {
-        mem.writeUInt32LE(RESPONSE_PROCESSED, ring.offsetOf(i) + ENTRY_SIZE - 4)
+        stampProcessed(mem, ring.offsetOf(i))
         i = ring.next(i)
       }
       this.rspOut = i
@@ -618,7 +623,8 @@ export class HbaDriver {
   private completeFromStatus(ring: Ring, index: number, count: number): void {
     const mem = ring.memory
     const at = ring.offsetOf(index)
-    const handle = mem.readUInt32LE(at + STATUS_T0.handle.offset)
+    const st = readStatusT0(mem, at, this.statusIn)
+    const handle = st.handle
     const slotIndex = handle & INDEX_MASK
     const p = slotIndex <= this.opts.maxOutstanding ? this.slots[slotIndex] : undefined
     if (!p || p.handle !== handle) {
@@ -626,20 +632,19 @@ export class HbaDriver {
       this.log.warn({ event: 'completion_stale', hba: this.chip.index, handle }, 'status for a handle that is not outstanding')
       return
     }
-    const entryStatus = mem[at + STATUS_T0.entryStatus.offset]
-    const word = mem.readUInt16LE(at + STATUS_T0.scsiStatus.offset)
-    const compStatus = mem.readUInt16LE(at + STATUS_T0.compStatus.offset)
-    const residual = mem.readUInt32LE(at + STATUS_T0.residual.offset)
+    const entryStatus = st.entryStatus
+    const word = st.scsiStatus
+    const compStatus = st.compStatus
+    const residual = st.residual
     let sense: Buffer | null = null
     if (word & ScsiStatusFlags.SENSE_VALID) {
-      const len = mem.readUInt16LE(at + STATUS_T0.senseLen.offset)
+      const len = st.senseLength
       sense = Buffer.allocUnsafe(len)
-      let got = mem.copy(sense, 0, at + STATUS_T0.sense.offset, at + STATUS_T0.sense.offset + Math.min(len, STATUS_T0.sense.size))
+      let got = readStatusT0Sense(mem, at, sense)
       let i = index
       for (let k = 1; k < count && got < len; k++) {
         i = ring.next(i)
-        const c = ring.offsetOf(i)
-        got += mem.copy(sense, got, c + STATUS_CONT.sense.offset, c + STATUS_CONT.sense.offset + Math.min(len - got, STATUS_CONT.sense.size))
+        got += readStatusContSense(mem, ring.offsetOf(i), sense, got)
       }
       if (got < len) sense = sense.subarray(0, got)
     }

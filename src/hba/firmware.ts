@@ -13,27 +13,37 @@ import { performance } from 'node:perf_hooks'
 import type { Logger } from '../log.js'
 import type { Fabric, TargetPort } from '../targets/types.js'
 import { ScsiTarget } from '../scsi/target.js'
+import { Status } from '../scsi/sense.js'
 import type { ScsiCommand, ScsiOutcome } from '../scsi/types.js'
 import type { DmaSpace } from './dma.js'
 import {
-  COMMAND_T3,
   CompStatus,
   ControlFlags,
-  DSEG_SIZE,
+  COMMAND_T3,
   DSEGS_IN_COMMAND,
   DSEGS_IN_CONTINUATION,
   ENTRY_SIZE,
   EntryStatus,
   EntryType,
   ScsiStatusFlags,
-  encodeStatusCont,
-  encodeStatusT0,
+  commandDsegOffset,
+  continuationDsegOffset,
+  decodeMarker,
   entriesFor,
-  readU64LE,
+  newCommandT3Fields,
+  newStatusT0Fields,
+  readCommandCdb,
+  readCommandHandleLE,
+  readCommandT3,
+  readDsegAddressLE,
+  readDsegLengthLE,
+  readEntryCount,
+  readEntryType,
   statusEntriesFor,
+  writeStatusCont,
+  writeStatusT0,
   SENSE_IN_STATUS,
   SENSE_IN_CONT,
-  decodeMarker,
 } from './iocb.js'
 import { decodeIcb, encodeIdEntry, encodeLinkStats, encodePortDb, ID_ENTRY_SIZE, LINK_STATS_SIZE, PORT_DB_SIZE, PortState } from './mailbox.js'
 import { Dir, LinkClock, UNLIMITED_LINK, type LinkModel } from './timing.js'
@@ -60,7 +70,6 @@ export type LinkDownPolicy = 'fail' | 'wait'
 
 export const DEFAULT_QUEUE_DEPTH = 64
 
-const TASK_SET_FULL = 0x28
 /** How often open exchanges are checked against their IOCB timeout. */
 const SWEEP_MS = 250
 /** Microtask steps (Firmware.soon) in one event-loop turn before the rest wait for the next turn. */
@@ -162,6 +171,11 @@ export class Firmware {
   private flushScheduled = false
   private readonly pending: PendingStatus[] = []
   private pendingHead = 0
+  /** Reused for every command read and status written, and the segments of the command being started (no allocation per I/O). */
+  private readonly cmdIn = newCommandT3Fields()
+  private readonly statusOut = newStatusT0Fields()
+  private readonly segAddrs: number[] = []
+  private readonly segLens: number[] = []
 
   // Interrupt causes waiting for the line to be free.
   private mailboxDone: { status: number; out: number[] } | null = null
@@ -406,8 +420,8 @@ export class Firmware {
     }
     while (this.reqOut !== inIdx) {
       const at = ring.offsetOf(this.reqOut)
-      const type = mem[at]
-      const count = mem[at + 1]
+      const type = readEntryType(mem, at)
+      const count = readEntryCount(mem, at)
       const avail = ring.used(inIdx, this.reqOut)
       if (type === EntryType.COMMAND_T3) {
         if (count === 0 || count > avail) {
@@ -433,21 +447,15 @@ export class Firmware {
   /** Returns a rejected entry to the host with entry_status bits set. */
   private reject(mem: Buffer, at: number, bits: number): void {
     this.counters.rejectedEntries++
-    const handle = mem.readUInt32LE(at + COMMAND_T3.handle.offset)
-    this.log.warn({ event: 'entry_rejected', entryType: mem[at], entryStatus: bits, handle }, 'request entry rejected')
+    const handle = readCommandHandleLE(mem, at)
+    this.log.warn({ event: 'entry_rejected', entryType: readEntryType(mem, at), entryStatus: bits, handle }, 'request entry rejected')
     this.post({ handle, entryStatus: bits, scsiStatus: 0, compStatus: 0, residual: 0, sense: null })
   }
 
   private startCommand(ring: Ring, index: number, count: number): void {
     const mem = ring.memory
     const at = ring.offsetOf(index)
-    const handle = mem.readUInt32LE(at + COMMAND_T3.handle.offset)
-    const loopId = mem.readUInt16LE(at + COMMAND_T3.target.offset)
-    const lun = mem.readUInt16LE(at + COMMAND_T3.lun.offset)
-    const flags = mem.readUInt16LE(at + COMMAND_T3.controlFlags.offset)
-    const timeoutSec = mem.readUInt16LE(at + COMMAND_T3.timeout.offset)
-    const dsegCount = mem.readUInt16LE(at + COMMAND_T3.dsegCount.offset)
-    const byteCount = mem.readUInt32LE(at + COMMAND_T3.byteCount.offset)
+    const { handle, target: loopId, lun, controlFlags: flags, timeout: timeoutSec, dsegCount, byteCount } = readCommandT3(mem, at, this.cmdIn)
     this.counters.commands++
 
     if (entriesFor(dsegCount) !== count) return this.reject(mem, at, EntryStatus.BAD_COUNT)
@@ -465,21 +473,22 @@ export class Firmware {
     let scatter: Buffer[] | null = null
     let gathered: Buffer | null = null
     if (dsegCount > 0) {
-      const addrs: number[] = []
-      const lens: number[] = []
+      const addrs = this.segAddrs
+      const lens = this.segLens
+      addrs.length = lens.length = 0
       let total = 0
       for (let i = 0; i < dsegCount; i++) {
         let off: number
-        if (i < DSEGS_IN_COMMAND) off = at + COMMAND_T3.dseg0.offset + i * DSEG_SIZE
+        if (i < DSEGS_IN_COMMAND) off = commandDsegOffset(at, i)
         else {
           const k = i - DSEGS_IN_COMMAND
           const entry = ring.next(index, 1 + Math.floor(k / DSEGS_IN_CONTINUATION))
           const eat = ring.offsetOf(entry)
-          if (mem[eat] !== EntryType.CONTINUATION_T1) return this.reject(mem, at, EntryStatus.BAD_TYPE)
-          off = eat + 4 + (k % DSEGS_IN_CONTINUATION) * DSEG_SIZE
+          if (readEntryType(mem, eat) !== EntryType.CONTINUATION_T1) return this.reject(mem, at, EntryStatus.BAD_TYPE)
+          off = continuationDsegOffset(eat, k % DSEGS_IN_CONTINUATION)
         }
-        addrs.push(readU64LE(mem, off))
-        const len = mem.readUInt32LE(off + 8)
+        addrs.push(readDsegAddressLE(mem, off))
+        const len = readDsegLengthLE(mem, off)
         lens.push(len)
         total += len
       }
@@ -528,15 +537,15 @@ export class Firmware {
     if (taskSet === undefined) this.taskSets.set(key, (taskSet = { n: 0 }))
     if (taskSet.n >= this.queueDepth) {
       this.counters.queueFull++
-      this.post({ handle, entryStatus: 0, scsiStatus: TASK_SET_FULL, compStatus: CompStatus.QUEUE_FULL, residual: byteCount, sense: null })
+      this.post({ handle, entryStatus: 0, scsiStatus: Status.TASK_SET_FULL, compStatus: CompStatus.QUEUE_FULL, residual: byteCount, sense: null })
       return
     }
     taskSet.n++
 
     // The firmware keeps its own copy of the CDB: the ring slot is reused
     // as soon as REQ_Q_OUT moves past it.
-    const cdb = Buffer.allocUnsafe(16)
-    mem.copy(cdb, 0, at + COMMAND_T3.cdb.offset, at + COMMAND_T3.cdb.offset + 16)
+    const cdb = Buffer.allocUnsafe(COMMAND_T3.cdb.size)
+    readCommandCdb(mem, at, cdb)
     const slot = this.clock.commandSlot()
     const deadline = timeoutSec > 0 ? performance.now() + timeoutSec * 1000 : Infinity
     const ex: Exchange = { handle, loopId, lun, taskSet, byteCount, dataIn, slot, deadline, scatter, gathered, aborted: false, executing: login.loggedIn, heldStatus: null }
@@ -590,7 +599,7 @@ export class Firmware {
       scsiStatus |= ScsiStatusFlags.RESID_UNDER
       if ((o.status & 0xff) === 0) compStatus = CompStatus.DATA_UNDERRUN
     }
-    if ((o.status & 0xff) === TASK_SET_FULL) compStatus = CompStatus.QUEUE_FULL
+    if ((o.status & 0xff) === Status.TASK_SET_FULL) compStatus = CompStatus.QUEUE_FULL
     const status: PendingStatus = { handle: ex.handle, entryStatus: 0, scsiStatus, compStatus, residual, sense: o.sense }
     if (this.clock.instant) return this.deliver({ ex, status })
     // The data crosses the wire of its direction; the status follows.
@@ -676,24 +685,18 @@ export class Firmware {
       const senseLen = s.sense ? s.sense.length : 0
       const n = statusEntriesFor(senseLen)
       if (ring.free(this.rspIn, out) < n) break
-      encodeStatusT0(
-        {
-          entryCount: n,
-          entryStatus: s.entryStatus,
-          handle: s.handle,
-          scsiStatus: s.scsiStatus,
-          compStatus: s.compStatus,
-          stateFlags: 0,
-          statusFlags: 0,
-          residual: s.residual,
-          sense: s.sense,
-        },
-        mem,
-        ring.offsetOf(this.rspIn),
-      )
+      const f = this.statusOut
+      f.entryCount = n
+      f.entryStatus = s.entryStatus
+      f.handle = s.handle
+      f.scsiStatus = s.scsiStatus
+      f.compStatus = s.compStatus
+      f.residual = s.residual
+      f.senseLength = senseLen
+      writeStatusT0(mem, ring.offsetOf(this.rspIn), f, s.sense)
       this.rspIn = ring.next(this.rspIn)
       for (let from = SENSE_IN_STATUS; from < senseLen; from += SENSE_IN_CONT) {
-        encodeStatusCont(s.sense!, from, mem, ring.offsetOf(this.rspIn))
+        writeStatusCont(mem, ring.offsetOf(this.rspIn), s.sense!, from)
         this.rspIn = ring.next(this.rspIn)
       }
       this.pending[this.pendingHead++] = undefined as unknown as PendingStatus
@@ -815,4 +818,3 @@ export class Firmware {
   }
 }
 
-export { TASK_SET_FULL }

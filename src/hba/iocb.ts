@@ -136,12 +136,24 @@ export const MARKER = {
   flags: { offset: 11, size: 1 },
   sequence: { offset: 12, size: 2 },
   lun: { offset: 14, size: 2 },
+  reserved2: { offset: 16, size: 48 },
+} as const satisfies Record<string, Field>
+
+/** A 64-bit data segment descriptor inside an entry (qla2xxx dsd64). */
+export const DSEG = {
+  address: { offset: 0, size: 8 },
+  length: { offset: 8, size: 4 },
 } as const satisfies Record<string, Field>
 
 export const LAYOUTS = { COMMAND_T3, CONTINUATION_T1, STATUS_T0, STATUS_CONT, MARKER } as const
 
-/** Written by the driver over a processed response entry (qla2xxx's RESPONSE_PROCESSED). */
+/**
+ * Written by the driver over a processed response entry (qla2xxx's
+ * RESPONSE_PROCESSED), into the entry's last u32 (qla2xxx `response_t.signature`,
+ * which lies over the tail of each response layout's own fields).
+ */
 export const RESPONSE_PROCESSED = 0xdeaddead
+export const SIGNATURE_OFFSET = ENTRY_SIZE - 4
 
 /** Entries needed for a command with `segments` data segments. */
 export function entriesFor(segments: number): number {
@@ -171,9 +183,58 @@ function checkRoom(view: Buffer, offset: number, what: string): void {
   }
 }
 
-// ---- Command Type 3 ----
+// ---- Accessors: the code that runs. ----
+// The driver and the firmware touch ring entries only through these (no
+// allocation: they write at an offset, or read into an object the caller
+// reuses); the encode/decode codecs below are built on them, so the golden
+// tests cover the running code.
 
-export interface CommandT3 {
+/** Byte 0 of any entry. */
+export function readEntryType(view: Buffer, offset: number): number {
+  return view[offset + HEADER.entryType.offset]
+}
+
+/** Byte 1 of any entry: how many ring entries this one spans (itself included). */
+export function readEntryCount(view: Buffer, offset: number): number {
+  return view[offset + HEADER.entryCount.offset]
+}
+
+/** The u32 handle @4 of a command entry (also where a status or marker keeps its handle). */
+export function readCommandHandleLE(view: Buffer, offset: number): number {
+  return view.readUInt32LE(offset + COMMAND_T3.handle.offset)
+}
+
+/** Marks a consumed response entry, as qla2xxx does before giving it back. */
+export function stampProcessed(view: Buffer, offset: number): void {
+  view.writeUInt32LE(RESPONSE_PROCESSED, offset + SIGNATURE_OFFSET)
+}
+
+/** Byte offset of data segment `i` (0..1) of the command entry at `offset`. */
+export function commandDsegOffset(offset: number, i: number): number {
+  return offset + COMMAND_T3.dseg0.offset + i * DSEG_SIZE
+}
+
+/** Byte offset of data segment `i` (0..4) of the continuation entry at `offset`. */
+export function continuationDsegOffset(offset: number, i: number): number {
+  return offset + CONTINUATION_T1.dseg0.offset + i * DSEG_SIZE
+}
+
+/** Writes a data segment descriptor at byte `at` (see commandDsegOffset / continuationDsegOffset). */
+export function writeDsegLE(view: Buffer, at: number, address: number, length: number): void {
+  writeU64LE(view, at + DSEG.address.offset, address)
+  view.writeUInt32LE(length >>> 0, at + DSEG.length.offset)
+}
+
+export function readDsegAddressLE(view: Buffer, at: number): number {
+  return readU64LE(view, at + DSEG.address.offset)
+}
+
+export function readDsegLengthLE(view: Buffer, at: number): number {
+  return view.readUInt32LE(at + DSEG.length.offset)
+}
+
+/** The fixed fields of a Command Type 3 entry (the CDB and the segments travel separately). */
+export interface CommandT3Fields {
   entryCount: number
   entryStatus: number
   handle: number
@@ -182,56 +243,169 @@ export interface CommandT3 {
   controlFlags: number
   timeout: number
   dsegCount: number
-  cdb: Uint8Array // 16 bytes
   byteCount: number
+}
+
+export function newCommandT3Fields(): CommandT3Fields {
+  return { entryCount: 0, entryStatus: 0, handle: 0, target: 0, lun: 0, controlFlags: 0, timeout: 0, dsegCount: 0, byteCount: 0 }
+}
+
+/**
+ * Writes a whole Command Type 3 entry at `offset`: zeroes, the fields of `f`,
+ * the first 16 bytes of `cdb` (shorter CDBs are zero-padded). The segments
+ * follow with writeDsegLE at commandDsegOffset.
+ */
+export function writeCommandT3(view: Buffer, offset: number, f: CommandT3Fields, cdb: Uint8Array): void {
+  checkRoom(view, offset, 'Command Type 3')
+  view.fill(0, offset, offset + ENTRY_SIZE)
+  view[offset + COMMAND_T3.entryType.offset] = EntryType.COMMAND_T3
+  view[offset + COMMAND_T3.entryCount.offset] = f.entryCount
+  view[offset + COMMAND_T3.entryStatus.offset] = f.entryStatus
+  view.writeUInt32LE(f.handle >>> 0, offset + COMMAND_T3.handle.offset)
+  view.writeUInt16LE(f.target, offset + COMMAND_T3.target.offset)
+  view.writeUInt16LE(f.lun, offset + COMMAND_T3.lun.offset)
+  view.writeUInt16LE(f.controlFlags, offset + COMMAND_T3.controlFlags.offset)
+  view.writeUInt16LE(f.timeout, offset + COMMAND_T3.timeout.offset)
+  view.writeUInt16LE(f.dsegCount, offset + COMMAND_T3.dsegCount.offset)
+  view.set(cdb.length > COMMAND_T3.cdb.size ? cdb.subarray(0, COMMAND_T3.cdb.size) : cdb, offset + COMMAND_T3.cdb.offset)
+  view.writeUInt32LE(f.byteCount >>> 0, offset + COMMAND_T3.byteCount.offset)
+}
+
+/** Reads the fixed fields of the Command Type 3 entry at `offset` into `into` (the entry type is the caller's to check). */
+export function readCommandT3(view: Buffer, offset: number, into: CommandT3Fields): CommandT3Fields {
+  checkRoom(view, offset, 'Command Type 3')
+  into.entryCount = view[offset + COMMAND_T3.entryCount.offset]
+  into.entryStatus = view[offset + COMMAND_T3.entryStatus.offset]
+  into.handle = view.readUInt32LE(offset + COMMAND_T3.handle.offset)
+  into.target = view.readUInt16LE(offset + COMMAND_T3.target.offset)
+  into.lun = view.readUInt16LE(offset + COMMAND_T3.lun.offset)
+  into.controlFlags = view.readUInt16LE(offset + COMMAND_T3.controlFlags.offset)
+  into.timeout = view.readUInt16LE(offset + COMMAND_T3.timeout.offset)
+  into.dsegCount = view.readUInt16LE(offset + COMMAND_T3.dsegCount.offset)
+  into.byteCount = view.readUInt32LE(offset + COMMAND_T3.byteCount.offset)
+  return into
+}
+
+/** Copies the 16 CDB bytes of the command entry at `offset` into `into` at `at`. */
+export function readCommandCdb(view: Buffer, offset: number, into: Buffer, at = 0): void {
+  const from = offset + COMMAND_T3.cdb.offset
+  view.copy(into, at, from, from + COMMAND_T3.cdb.size)
+}
+
+/** Writes the header of a Continuation Type 1 entry at `offset` (zeroed; segments follow with writeDsegLE). */
+export function writeContinuationT1(view: Buffer, offset: number): void {
+  checkRoom(view, offset, 'Continuation Type 1')
+  view.fill(0, offset, offset + ENTRY_SIZE)
+  view[offset + CONTINUATION_T1.entryType.offset] = EntryType.CONTINUATION_T1
+  view[offset + CONTINUATION_T1.entryCount.offset] = 1
+}
+
+/** The fixed fields of a Status Type 0 entry (sense bytes travel separately). */
+export interface StatusT0Fields {
+  entryCount: number
+  entryStatus: number
+  handle: number
+  scsiStatus: number // full 16-bit word: status byte + flags
+  compStatus: number
+  stateFlags: number
+  statusFlags: number
+  residual: number
+  /** sense_len: every sense byte, those in Status Continuation entries included. */
+  senseLength: number
+}
+
+export function newStatusT0Fields(): StatusT0Fields {
+  return { entryCount: 0, entryStatus: 0, handle: 0, scsiStatus: 0, compStatus: 0, stateFlags: 0, statusFlags: 0, residual: 0, senseLength: 0 }
+}
+
+/**
+ * Writes a Status Type 0 entry at `offset`: zeroes, the fields of `f`, and
+ * the first ≤ 32 bytes of `sense` (the rest go into writeStatusCont entries).
+ */
+export function writeStatusT0(view: Buffer, offset: number, f: StatusT0Fields, sense: Buffer | null): void {
+  checkRoom(view, offset, 'Status Type 0')
+  view.fill(0, offset, offset + ENTRY_SIZE)
+  view[offset + STATUS_T0.entryType.offset] = EntryType.STATUS_T0
+  view[offset + STATUS_T0.entryCount.offset] = f.entryCount
+  view[offset + STATUS_T0.entryStatus.offset] = f.entryStatus
+  view.writeUInt32LE(f.handle >>> 0, offset + STATUS_T0.handle.offset)
+  view.writeUInt16LE(f.scsiStatus, offset + STATUS_T0.scsiStatus.offset)
+  view.writeUInt16LE(f.compStatus, offset + STATUS_T0.compStatus.offset)
+  view.writeUInt16LE(f.stateFlags, offset + STATUS_T0.stateFlags.offset)
+  view.writeUInt16LE(f.statusFlags, offset + STATUS_T0.statusFlags.offset)
+  view.writeUInt16LE(f.senseLength, offset + STATUS_T0.senseLen.offset)
+  view.writeUInt32LE(f.residual >>> 0, offset + STATUS_T0.residual.offset)
+  if (sense) {
+    sense.copy(view, offset + STATUS_T0.sense.offset, 0, Math.min(sense.length, f.senseLength, SENSE_IN_STATUS))
+  }
+}
+
+/** Reads the fixed fields of the Status Type 0 entry at `offset` into `into` (the entry type is the caller's to check). */
+export function readStatusT0(view: Buffer, offset: number, into: StatusT0Fields): StatusT0Fields {
+  checkRoom(view, offset, 'Status Type 0')
+  into.entryCount = view[offset + STATUS_T0.entryCount.offset]
+  into.entryStatus = view[offset + STATUS_T0.entryStatus.offset]
+  into.handle = view.readUInt32LE(offset + STATUS_T0.handle.offset)
+  into.scsiStatus = view.readUInt16LE(offset + STATUS_T0.scsiStatus.offset)
+  into.compStatus = view.readUInt16LE(offset + STATUS_T0.compStatus.offset)
+  into.stateFlags = view.readUInt16LE(offset + STATUS_T0.stateFlags.offset)
+  into.statusFlags = view.readUInt16LE(offset + STATUS_T0.statusFlags.offset)
+  into.senseLength = view.readUInt16LE(offset + STATUS_T0.senseLen.offset)
+  into.residual = view.readUInt32LE(offset + STATUS_T0.residual.offset)
+  return into
+}
+
+/** Copies the sense bytes a Status Type 0 entry holds into `into` from 0: min(into.length, 32). Returns bytes copied. */
+export function readStatusT0Sense(view: Buffer, offset: number, into: Buffer): number {
+  const from = offset + STATUS_T0.sense.offset
+  return view.copy(into, 0, from, from + Math.min(into.length, SENSE_IN_STATUS))
+}
+
+/** Writes a Status Continuation entry at `offset` with up to 60 bytes of `sense` starting at `from`. */
+export function writeStatusCont(view: Buffer, offset: number, sense: Buffer, from: number): void {
+  checkRoom(view, offset, 'Status Continuation')
+  view.fill(0, offset, offset + ENTRY_SIZE)
+  view[offset + STATUS_CONT.entryType.offset] = EntryType.STATUS_CONT
+  view[offset + STATUS_CONT.entryCount.offset] = 1
+  sense.copy(view, offset + STATUS_CONT.sense.offset, from, Math.min(sense.length, from + SENSE_IN_CONT))
+}
+
+/** Copies the sense bytes of a Status Continuation entry into `into` at `at`: min(into.length - at, 60). Returns bytes copied. */
+export function readStatusContSense(view: Buffer, offset: number, into: Buffer, at: number): number {
+  const from = offset + STATUS_CONT.sense.offset
+  return view.copy(into, at, from, from + Math.min(into.length - at, SENSE_IN_CONT))
+}
+
+// ---- Command Type 3 ----
+
+export interface CommandT3 extends CommandT3Fields {
+  cdb: Uint8Array // 16 bytes
   /** The (up to two) segments held in the command entry itself. */
   segments: Segment[]
 }
 
 export function encodeCommandT3(v: CommandT3, view: Buffer, offset: number): number {
-  checkRoom(view, offset, 'Command Type 3')
-  view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset + COMMAND_T3.entryType.offset] = EntryType.COMMAND_T3
-  view[offset + COMMAND_T3.entryCount.offset] = v.entryCount
-  view[offset + COMMAND_T3.entryStatus.offset] = v.entryStatus
-  view.writeUInt32LE(v.handle >>> 0, offset + COMMAND_T3.handle.offset)
-  view.writeUInt16LE(v.target, offset + COMMAND_T3.target.offset)
-  view.writeUInt16LE(v.lun, offset + COMMAND_T3.lun.offset)
-  view.writeUInt16LE(v.controlFlags, offset + COMMAND_T3.controlFlags.offset)
-  view.writeUInt16LE(v.timeout, offset + COMMAND_T3.timeout.offset)
-  view.writeUInt16LE(v.dsegCount, offset + COMMAND_T3.dsegCount.offset)
-  view.set(v.cdb.subarray(0, 16), offset + COMMAND_T3.cdb.offset)
-  view.writeUInt32LE(v.byteCount >>> 0, offset + COMMAND_T3.byteCount.offset)
+  writeCommandT3(view, offset, v, v.cdb)
   for (let i = 0; i < Math.min(DSEGS_IN_COMMAND, v.segments.length); i++) {
-    writeSegment(view, offset + COMMAND_T3.dseg0.offset + i * DSEG_SIZE, v.segments[i])
+    writeSegment(view, commandDsegOffset(offset, i), v.segments[i])
   }
   return ENTRY_SIZE
 }
 
 export function decodeCommandT3(view: Buffer, offset: number): CommandT3 {
   checkRoom(view, offset, 'Command Type 3')
-  const type = view[offset]
+  const type = readEntryType(view, offset)
   if (type !== EntryType.COMMAND_T3) {
     throw new DecodeError('Command Type 3', `entry type 0x${type.toString(16)} is not 0x19`)
   }
-  const dsegCount = view.readUInt16LE(offset + COMMAND_T3.dsegCount.offset)
+  const f = readCommandT3(view, offset, newCommandT3Fields())
   const segments: Segment[] = []
-  for (let i = 0; i < Math.min(DSEGS_IN_COMMAND, dsegCount); i++) {
-    segments.push(readSegment(view, offset + COMMAND_T3.dseg0.offset + i * DSEG_SIZE))
+  for (let i = 0; i < Math.min(DSEGS_IN_COMMAND, f.dsegCount); i++) {
+    segments.push(readSegment(view, commandDsegOffset(offset, i)))
   }
-  return {
-    entryCount: view[offset + COMMAND_T3.entryCount.offset],
-    entryStatus: view[offset + COMMAND_T3.entryStatus.offset],
-    handle: view.readUInt32LE(offset + COMMAND_T3.handle.offset),
-    target: view.readUInt16LE(offset + COMMAND_T3.target.offset),
-    lun: view.readUInt16LE(offset + COMMAND_T3.lun.offset),
-    controlFlags: view.readUInt16LE(offset + COMMAND_T3.controlFlags.offset),
-    timeout: view.readUInt16LE(offset + COMMAND_T3.timeout.offset),
-    dsegCount,
-    cdb: Uint8Array.prototype.slice.call(view, offset + COMMAND_T3.cdb.offset, offset + COMMAND_T3.cdb.offset + 16),
-    byteCount: view.readUInt32LE(offset + COMMAND_T3.byteCount.offset),
-    segments,
-  }
+  const cdb = Buffer.alloc(COMMAND_T3.cdb.size)
+  readCommandCdb(view, offset, cdb)
+  return { ...f, cdb, segments }
 }
 
 // ---- Continuation Type 1 ----
@@ -241,34 +415,30 @@ export function encodeContinuationT1(segments: Segment[], view: Buffer, offset: 
   if (segments.length > DSEGS_IN_CONTINUATION) {
     throw new DecodeError('Continuation Type 1', `holds ${DSEGS_IN_CONTINUATION} segments, got ${segments.length}`)
   }
-  view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset] = EntryType.CONTINUATION_T1
-  view[offset + 1] = 1
-  for (let i = 0; i < segments.length; i++) {
-    writeSegment(view, offset + CONTINUATION_T1.dseg0.offset + i * DSEG_SIZE, segments[i])
-  }
+  writeContinuationT1(view, offset)
+  for (let i = 0; i < segments.length; i++) writeSegment(view, continuationDsegOffset(offset, i), segments[i])
   return ENTRY_SIZE
 }
 
 /** Reads `count` (≤ 5) segments of a continuation entry. */
 export function decodeContinuationT1(view: Buffer, offset: number, count: number): Segment[] {
   checkRoom(view, offset, 'Continuation Type 1')
-  if (view[offset] !== EntryType.CONTINUATION_T1) {
-    throw new DecodeError('Continuation Type 1', `entry type 0x${view[offset].toString(16)} is not 0x0a`)
+  const type = readEntryType(view, offset)
+  if (type !== EntryType.CONTINUATION_T1) {
+    throw new DecodeError('Continuation Type 1', `entry type 0x${type.toString(16)} is not 0x0a`)
   }
   const n = Math.min(count, DSEGS_IN_CONTINUATION)
   const out: Segment[] = []
-  for (let i = 0; i < n; i++) out.push(readSegment(view, offset + CONTINUATION_T1.dseg0.offset + i * DSEG_SIZE))
+  for (let i = 0; i < n; i++) out.push(readSegment(view, continuationDsegOffset(offset, i)))
   return out
 }
 
 export function writeSegment(view: Buffer, at: number, s: Segment): void {
-  writeU64LE(view, at, s.address)
-  view.writeUInt32LE(s.length >>> 0, at + 8)
+  writeDsegLE(view, at, s.address, s.length)
 }
 
 export function readSegment(view: Buffer, at: number): Segment {
-  return { address: readU64LE(view, at), length: view.readUInt32LE(at + 8) }
+  return { address: readDsegAddressLE(view, at), length: readDsegLengthLE(view, at) }
 }
 
 // ---- Status Type 0 (+ Status Continuation) ----
@@ -300,54 +470,27 @@ export function statusEntriesFor(senseLength: number): number {
  * entries for longer sense are written with encodeStatusCont.
  */
 export function encodeStatusT0(v: StatusT0, view: Buffer, offset: number): number {
-  checkRoom(view, offset, 'Status Type 0')
-  view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset] = EntryType.STATUS_T0
-  view[offset + 1] = v.entryCount
-  view[offset + 3] = v.entryStatus
-  view.writeUInt32LE(v.handle >>> 0, offset + STATUS_T0.handle.offset)
-  view.writeUInt16LE(v.scsiStatus, offset + STATUS_T0.scsiStatus.offset)
-  view.writeUInt16LE(v.compStatus, offset + STATUS_T0.compStatus.offset)
-  view.writeUInt16LE(v.stateFlags, offset + STATUS_T0.stateFlags.offset)
-  view.writeUInt16LE(v.statusFlags, offset + STATUS_T0.statusFlags.offset)
-  const senseLen = v.sense ? v.sense.length : 0
-  view.writeUInt16LE(senseLen, offset + STATUS_T0.senseLen.offset)
-  view.writeUInt32LE(v.residual >>> 0, offset + STATUS_T0.residual.offset)
-  if (v.sense) {
-    v.sense.copy(view, offset + STATUS_T0.sense.offset, 0, Math.min(senseLen, SENSE_IN_STATUS))
-  }
+  writeStatusT0(view, offset, { ...v, senseLength: v.sense ? v.sense.length : 0 }, v.sense)
   return ENTRY_SIZE
 }
 
 export function encodeStatusCont(sense: Buffer, from: number, view: Buffer, offset: number): number {
-  checkRoom(view, offset, 'Status Continuation')
-  view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset] = EntryType.STATUS_CONT
-  view[offset + 1] = 1
-  sense.copy(view, offset + STATUS_CONT.sense.offset, from, Math.min(sense.length, from + SENSE_IN_CONT))
+  writeStatusCont(view, offset, sense, from)
   return ENTRY_SIZE
 }
 
 /** Decodes a Status Type 0 entry; `sense` holds only what this entry carries (≤ 32 bytes). */
 export function decodeStatusT0(view: Buffer, offset: number): StatusT0 & { senseLength: number } {
   checkRoom(view, offset, 'Status Type 0')
-  if (view[offset] !== EntryType.STATUS_T0) {
-    throw new DecodeError('Status Type 0', `entry type 0x${view[offset].toString(16)} is not 0x03`)
+  const type = readEntryType(view, offset)
+  if (type !== EntryType.STATUS_T0) {
+    throw new DecodeError('Status Type 0', `entry type 0x${type.toString(16)} is not 0x03`)
   }
-  const senseLength = view.readUInt16LE(offset + STATUS_T0.senseLen.offset)
-  const here = Math.min(senseLength, SENSE_IN_STATUS)
-  return {
-    entryCount: view[offset + 1],
-    entryStatus: view[offset + 3],
-    handle: view.readUInt32LE(offset + STATUS_T0.handle.offset),
-    scsiStatus: view.readUInt16LE(offset + STATUS_T0.scsiStatus.offset),
-    compStatus: view.readUInt16LE(offset + STATUS_T0.compStatus.offset),
-    stateFlags: view.readUInt16LE(offset + STATUS_T0.stateFlags.offset),
-    statusFlags: view.readUInt16LE(offset + STATUS_T0.statusFlags.offset),
-    residual: view.readUInt32LE(offset + STATUS_T0.residual.offset),
-    senseLength,
-    sense: here > 0 ? Buffer.from(view.subarray(offset + STATUS_T0.sense.offset, offset + STATUS_T0.sense.offset + here)) : null,
-  }
+  const f = readStatusT0(view, offset, newStatusT0Fields())
+  const here = Math.min(f.senseLength, SENSE_IN_STATUS)
+  let sense: Buffer | null = null
+  if (here > 0) readStatusT0Sense(view, offset, (sense = Buffer.alloc(here)))
+  return { ...f, sense }
 }
 
 // ---- Marker ----
@@ -361,8 +504,8 @@ export interface Marker {
 export function encodeMarker(v: Marker, view: Buffer, offset: number): number {
   checkRoom(view, offset, 'Marker')
   view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset] = EntryType.MARKER
-  view[offset + 1] = 1
+  view[offset + MARKER.entryType.offset] = EntryType.MARKER
+  view[offset + MARKER.entryCount.offset] = 1
   view.writeUInt16LE(v.target, offset + MARKER.target.offset)
   view[offset + MARKER.modifier.offset] = v.modifier
   view.writeUInt16LE(v.lun, offset + MARKER.lun.offset)
@@ -371,8 +514,9 @@ export function encodeMarker(v: Marker, view: Buffer, offset: number): number {
 
 export function decodeMarker(view: Buffer, offset: number): Marker {
   checkRoom(view, offset, 'Marker')
-  if (view[offset] !== EntryType.MARKER) {
-    throw new DecodeError('Marker', `entry type 0x${view[offset].toString(16)} is not 0x04`)
+  const type = readEntryType(view, offset)
+  if (type !== EntryType.MARKER) {
+    throw new DecodeError('Marker', `entry type 0x${type.toString(16)} is not 0x04`)
   }
   return {
     target: view.readUInt16LE(offset + MARKER.target.offset),

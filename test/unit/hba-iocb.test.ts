@@ -2,8 +2,32 @@ import { describe, expect, it } from 'vitest'
 import {
   COMMAND_T3,
   CONTINUATION_T1,
+  DSEG,
+  DSEG_SIZE,
   ENTRY_SIZE,
   LAYOUTS,
+  RESPONSE_PROCESSED,
+  SIGNATURE_OFFSET,
+  commandDsegOffset,
+  continuationDsegOffset,
+  newCommandT3Fields,
+  newStatusT0Fields,
+  readCommandCdb,
+  readCommandHandleLE,
+  readCommandT3,
+  readDsegAddressLE,
+  readDsegLengthLE,
+  readEntryCount,
+  readEntryType,
+  readStatusContSense,
+  readStatusT0,
+  readStatusT0Sense,
+  stampProcessed,
+  writeCommandT3,
+  writeContinuationT1,
+  writeDsegLE,
+  writeStatusCont,
+  writeStatusT0,
   MARKER,
   STATUS_CONT,
   STATUS_T0,
@@ -71,6 +95,151 @@ describe('ring entry layouts', () => {
     expect(STATUS_T0.sense.offset).toBe(32)
     expect(STATUS_CONT.sense.size).toBe(60)
     expect(MARKER.modifier.offset).toBe(10)
+  })
+})
+
+/** Every byte of the entry belongs to exactly one field. */
+function checkTiles(name: string, layout: Record<string, Field>, size: number): void {
+  const owners = new Array<number>(size).fill(0)
+  for (const f of Object.values(layout)) for (let b = f.offset; b < f.offset + f.size && b < size; b++) owners[b]++
+  const gaps = owners.flatMap((n, b) => (n === 0 ? [b] : []))
+  const doubles = owners.flatMap((n, b) => (n > 1 ? [b] : []))
+  expect({ name, gaps, doubles }).toEqual({ name, gaps: [], doubles: [] })
+}
+
+describe('layouts tile their entries', () => {
+  it('every layout in LAYOUTS covers each of its 64 bytes exactly once, and a data segment its 12', () => {
+    expect(Object.keys(LAYOUTS).sort()).toEqual(['COMMAND_T3', 'CONTINUATION_T1', 'MARKER', 'STATUS_CONT', 'STATUS_T0'])
+    for (const [name, layout] of Object.entries(LAYOUTS)) checkTiles(name, layout, ENTRY_SIZE)
+    checkTiles('DSEG', DSEG, DSEG_SIZE)
+    expect(COMMAND_T3.dseg1.offset - COMMAND_T3.dseg0.offset).toBe(DSEG_SIZE)
+    expect(CONTINUATION_T1.dseg4.offset + DSEG_SIZE).toBe(ENTRY_SIZE)
+  })
+})
+
+/** The golden Command Type 3 of `sample` (qla2xxx cmd_type_3 offsets), as hex. */
+const SAMPLE_HEX =
+  '19010000' + // type 0x19, count 1, sys_define 0, entry_status 0
+  '03020100' + // handle @4 LE
+  '8100' + '0200' + // target @8 0x81, lun @10 2
+  '2800' + '0000' + // control flags @12: read | simple tag; reserved @14
+  '1e00' + '0100' + // timeout @16 30 s, dseg_count @18 one segment
+  '28000000001000000800000000000000' + // cdb @20: READ(10) lba 0x10, 8 blocks
+  '00100000' + // byte count @36 4096
+  '0002000001000000' + '00100000' + // dseg0 @40: address 0x1_0000_0200, 4096 bytes
+  '000000000000000000000000' // dseg1 @52 unused
+
+describe('allocation-free accessors (what the driver and the firmware run)', () => {
+  it('writeCommandT3 and writeDsegLE at a non-zero offset give the golden bytes and touch nothing outside the entry', () => {
+    const buf = Buffer.alloc(3 * 64, 0xee)
+    const f = newCommandT3Fields()
+    Object.assign(f, { entryCount: 1, entryStatus: 0, handle: 0x00010203, target: 0x81, lun: 2, controlFlags: 0x28, timeout: 30, dsegCount: 1, byteCount: 4096 })
+    writeCommandT3(buf, 64, f, sample.cdb)
+    writeDsegLE(buf, commandDsegOffset(64, 0), 0x1_0000_0200, 4096)
+    expect(buf.subarray(64, 128).toString('hex')).toBe(SAMPLE_HEX)
+    expect(buf.subarray(0, 64).every((b) => b === 0xee)).toBe(true)
+    expect(buf.subarray(128).every((b) => b === 0xee)).toBe(true)
+  })
+
+  it('writeCommandT3 keeps only the first 16 bytes of a longer CDB', () => {
+    const buf = Buffer.alloc(64)
+    writeCommandT3(buf, 0, newCommandT3Fields(), Uint8Array.from({ length: 20 }, (_, i) => i + 1))
+    expect(buf.subarray(20, 36)).toEqual(Buffer.from(Array.from({ length: 16 }, (_, i) => i + 1)))
+    expect(buf.readUInt32LE(36)).toBe(0) // byte_count not overwritten by CDB bytes 17..20
+  })
+
+  it('readCommandT3 fills one reused object from golden bytes at a non-zero offset, CDB and segments alongside', () => {
+    const buf = Buffer.concat([Buffer.alloc(128, 0xee), Buffer.from(SAMPLE_HEX, 'hex')])
+    const into = newCommandT3Fields()
+    expect(readCommandT3(buf, 128, into)).toBe(into)
+    expect(into).toEqual({ entryCount: 1, entryStatus: 0, handle: 0x00010203, target: 0x81, lun: 2, controlFlags: 0x28, timeout: 30, dsegCount: 1, byteCount: 4096 })
+    expect([readEntryType(buf, 128), readEntryCount(buf, 128), readCommandHandleLE(buf, 128)]).toEqual([0x19, 1, 0x00010203])
+    const cdb = Buffer.alloc(18, 0xaa)
+    readCommandCdb(buf, 128, cdb, 1)
+    expect(cdb.toString('hex')).toBe('aa' + '28000000001000000800000000000000' + 'aa')
+    const at = commandDsegOffset(128, 0)
+    expect([readDsegAddressLE(buf, at), readDsegLengthLE(buf, at)]).toEqual([0x1_0000_0200, 4096])
+    // The same object serves the next entry: every field is overwritten.
+    const other = Buffer.alloc(64)
+    writeCommandT3(other, 0, { entryCount: 3, entryStatus: 8, handle: 0xfffffffe, target: 7, lun: 0x4001, controlFlags: 0x48, timeout: 0, dsegCount: 12, byteCount: 0x12345 }, Buffer.alloc(6))
+    expect(readCommandT3(other, 0, into)).toEqual({ entryCount: 3, entryStatus: 8, handle: 0xfffffffe, target: 7, lun: 0x4001, controlFlags: 0x48, timeout: 0, dsegCount: 12, byteCount: 0x12345 })
+  })
+
+  it('writeContinuationT1 and five segments at continuationDsegOffset give the Continuation Type 1 bytes', () => {
+    const buf = Buffer.alloc(128, 0xee)
+    writeContinuationT1(buf, 64)
+    for (let i = 0; i < 5; i++) writeDsegLE(buf, continuationDsegOffset(64, i), (i + 1) * 0x1_0000_0000 + 0x10 * (i + 1), 0x200 * (i + 1))
+    expect(buf.subarray(64, 128).toString('hex')).toBe(
+      '0a010000' + // type 0x0a, count 1
+        '1000000001000000' + '00020000' + // dseg0 @4
+        '2000000002000000' + '00040000' + // dseg1 @16
+        '3000000003000000' + '00060000' + // dseg2 @28
+        '4000000004000000' + '00080000' + // dseg3 @40
+        '5000000005000000' + '000a0000', // dseg4 @52
+    )
+    expect(buf[63]).toBe(0xee)
+  })
+
+  it('writeStatusT0 at a non-zero offset gives the golden Status Type 0 bytes; readStatusT0 reads them back into a reused object', () => {
+    const sense = Buffer.from('700003000000000a00000000110000000000', 'hex')
+    const buf = Buffer.alloc(3 * 64, 0xee)
+    const f = newStatusT0Fields()
+    Object.assign(f, { entryCount: 1, entryStatus: 0, handle: 0x10007, scsiStatus: 0x0a02, compStatus: 0x15, residual: 512, senseLength: 18 })
+    writeStatusT0(buf, 64, f, sense)
+    expect(buf.subarray(64, 128).toString('hex')).toBe(
+      '03010000' + // type 0x03, count 1
+        '07000100' + // handle @4
+        '020a' + '1500' + // scsi_status @8 (CHECK CONDITION | sense valid | resid under), comp_status @10 data underrun
+        '0000' + '0000' + '0000' + // state flags @12, status flags @14, rsp_info_len @16
+        '1200' + // sense_len @18 = 18
+        '00020000' + // residual @20 = 512
+        '0000000000000000' + // rsp_info @24
+        sense.toString('hex') + '00'.repeat(14), // sense @32
+    )
+    expect(buf[63]).toBe(0xee)
+    expect(buf[128]).toBe(0xee)
+    const into = newStatusT0Fields()
+    into.stateFlags = 99 // stale values from an earlier entry are overwritten
+    expect(readStatusT0(buf, 64, into)).toBe(into)
+    expect(into).toEqual({ entryCount: 1, entryStatus: 0, handle: 0x10007, scsiStatus: 0x0a02, compStatus: 0x15, stateFlags: 0, statusFlags: 0, residual: 512, senseLength: 18 })
+    const got = Buffer.alloc(18)
+    expect(readStatusT0Sense(buf, 64, got)).toBe(18)
+    expect(got).toEqual(sense)
+  })
+
+  it('sense longer than 32 bytes continues in Status Continuation entries and reads back whole', () => {
+    const sense = Buffer.from(Array.from({ length: 100 }, (_, i) => i + 1))
+    const buf = Buffer.alloc(4 * 64, 0xee)
+    const f = newStatusT0Fields()
+    Object.assign(f, { entryCount: 3, handle: 5, scsiStatus: 0x0202, senseLength: 100 })
+    writeStatusT0(buf, 64, f, sense)
+    writeStatusCont(buf, 128, sense, 32)
+    writeStatusCont(buf, 192, sense, 92)
+    expect(buf.subarray(64 + 32, 128)).toEqual(sense.subarray(0, 32))
+    expect(buf.subarray(128, 132).toString('hex')).toBe('10010000') // type 0x10, count 1
+    expect(buf.subarray(132, 192)).toEqual(sense.subarray(32, 92))
+    expect(buf.subarray(196, 204)).toEqual(sense.subarray(92, 100))
+    expect(buf.subarray(204, 256).every((b) => b === 0)).toBe(true)
+    const back = Buffer.alloc(100)
+    let got = readStatusT0Sense(buf, 64, back)
+    got += readStatusContSense(buf, 128, back, got)
+    got += readStatusContSense(buf, 192, back, got)
+    expect(got).toBe(100)
+    expect(back).toEqual(sense)
+  })
+
+  it('stampProcessed writes 0xdeaddead into the last u32 of the entry', () => {
+    const buf = Buffer.alloc(128)
+    stampProcessed(buf, 64)
+    expect(SIGNATURE_OFFSET).toBe(60)
+    expect(buf.subarray(124, 128).toString('hex')).toBe('addeadde')
+    expect(buf.readUInt32LE(124)).toBe(RESPONSE_PROCESSED)
+    expect(buf.subarray(0, 124).every((b) => b === 0)).toBe(true)
+  })
+
+  it('the entry accessors reject an offset without 64 bytes behind it, naming the entry', () => {
+    expect(() => writeCommandT3(Buffer.alloc(100), 64, newCommandT3Fields(), new Uint8Array(6))).toThrow(/Command Type 3.*needs 64 bytes at offset 64/)
+    expect(() => readStatusT0(Buffer.alloc(64), 1, newStatusT0Fields())).toThrow(DecodeError)
   })
 })
 
