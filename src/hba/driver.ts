@@ -46,7 +46,7 @@ import { IoStats, LatencyHistogram } from './stats.js'
 import { TraceBuffer } from './trace.js'
 import { opcodeName } from '../scsi/opcodes.js'
 import { decodeReadWrite } from '../scsi/cdb.js'
-import { describeSense, statusName } from '../scsi/sense.js'
+import { decodeSense, describeSense, statusName, type DecodedSense } from '../scsi/sense.js'
 import { AsyncEvent, Hccr, HostStatus, IntType, Mbc, Mbs, Reg, addressToMailboxes } from './registers.js'
 import { Ring } from './ring.js'
 
@@ -730,11 +730,25 @@ export function errorKind(c: Completion): string | null {
   if (c.entryStatus !== 0) return `ENTRY_STATUS_0x${c.entryStatus.toString(16).padStart(2, '0')}`
   if (c.compStatus !== CompStatus.COMPLETE && c.compStatus !== CompStatus.DATA_UNDERRUN) return compStatusName(c.compStatus)
   if (c.scsiStatus === 0) return null
-  if (c.scsiStatus === 0x02 && c.sense && c.sense.length >= 3) {
-    const key = (c.sense[0] & 0x7f) >= 0x72 ? c.sense[1] & 0x0f : c.sense[2] & 0x0f
-    return 'CHECK CONDITION/' + describeSense(key, 0, 0).split(':')[0]
+  if (c.scsiStatus === 0x02) {
+    const d = senseOf(c)
+    if (d) return 'CHECK CONDITION/' + describeSense(d.key, 0, 0).split(':')[0]
   }
   return statusName(c.scsiStatus)
+}
+
+/**
+ * The completion's sense through the SCSI leaf's one parser; null when there
+ * is none or it is malformed (a remote target's garbage is counted and traced
+ * without it). Only reached for failed commands.
+ */
+function senseOf(c: Completion): DecodedSense | null {
+  if (!c.sense || c.sense.length === 0) return null
+  try {
+    return decodeSense(c.sense)
+  } catch {
+    return null
+  }
 }
 
 /** One trace line: time, hba, target, lun, opcode, lba/blocks, outcome, latency. */
@@ -746,8 +760,8 @@ function traceLine(hba: number, p: Pending, c: Completion, us: number): string {
   if (c.entryStatus !== 0) outcome = `entry_status=0x${c.entryStatus.toString(16)}`
   else if (c.compStatus !== CompStatus.COMPLETE && c.compStatus !== CompStatus.DATA_UNDERRUN) outcome = compStatusName(c.compStatus)
   else outcome = statusName(c.scsiStatus)
-  if (c.sense && c.sense.length >= 14 && (c.sense[0] & 0x7f) < 0x72) outcome += ` [${describeSense(c.sense[2] & 0xf, c.sense[12], c.sense[13])}]`
-  else if (c.sense && c.sense.length >= 4) outcome += ` [${describeSense(c.sense[1] & 0xf, c.sense[2], c.sense[3])}]`
+  const d = senseOf(c)
+  if (d) outcome += ` [${describeSense(d.key, d.asc, d.ascq)}]`
   if (c.residual && c.compStatus === CompStatus.DATA_UNDERRUN) outcome += ` residual=${c.residual}`
   return `${new Date().toISOString()} hba${hba} t${p.req.target} lun${p.req.lun} ${op}${rw} bytes=${p.byteCount} ${outcome} ${(us / 1000).toFixed(3)}ms`
 }

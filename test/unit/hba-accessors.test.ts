@@ -128,4 +128,9 @@ describe('errorKind reads sense through the SCSI leaf', () => {
     expect(errorKind(checkCondition(fixed))).toBe('CHECK CONDITION/MEDIUM ERROR')
     expect(errorKind(checkCondition(descriptor))).toBe('CHECK CONDITION/MEDIUM ERROR')
   })
+
+  it('counts bytes that are not sense data (response code 0x00) as a plain CHECK CONDITION, not as a made-up sense key', () => {
+    const garbage = Buffer.from('00000300000000000000000011000000', 'hex')
+    expect(errorKind(checkCondition(garbage))).toBe('CHECK CONDITION')
+  })
 })
