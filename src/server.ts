@@ -17,6 +17,8 @@ import { addFaultFiles, FaultSet } from './faults/index.js'
 import { ConfigError } from './errors.js'
 import { hotplug } from './hotplug.js'
 import { startIscsiPortal, type IscsiPortal, type PortalOptions } from './iscsi/server.js'
+import { IscsiBackend } from './iscsi/backend.js'
+import { registerIscsiBackend } from './targets/iscsi.js'
 import { startApiServer, type ApiServer } from './api/server.js'
 import { defaultSocketPath } from './api/socket-path.js'
 
@@ -57,6 +59,8 @@ export async function startFabric(
   log: Logger,
   tuning: Tuning = DEFAULT_TUNING,
 ): Promise<{ fabric: Fabric; driver: HbaDriver; devices: BlockDevice[]; faults: FaultSet }> {
+  // Remote iSCSI LUNs speak SCSI, so their backend sits above targets/: hand openFabric its opener.
+  registerIscsiBackend(IscsiBackend.open)
   // Opens (and, for files, locks) every backend; a bad path or a locked file is a ConfigError.
   const fabric = await openFabric(config, { log })
   // Fault injection: the firmware makes its targets through the fault set's filter.

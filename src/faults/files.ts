@@ -9,7 +9,7 @@
  *   faults/last_error  the reason the last control write was refused ("none" before any)
  */
 import type { Tree } from '../fs/tree.js'
-import { Errno } from '../fs/errno.js'
+import { Errno } from '../scsi/errno.js'
 import type { FaultSet } from './set.js'
 
 export const FAULT_CONTROL_HELP = `fault rules (one per line; see the README, "Fault injection"):

@@ -5,9 +5,9 @@
 import type { HbaDriver, LinkView } from '../hba/driver.js'
 import type { IoStats } from '../hba/stats.js'
 import { compStatusName } from '../hba/iocb.js'
-import { describeSense, statusName } from '../scsi/sense.js'
+import { describeSense, senseTriple, statusName } from '../scsi/sense.js'
 import type { BlockDevice, LastError } from './blockdev.js'
-import { errnoName, senseTriple } from './errno.js'
+import { errnoName } from '../scsi/errno.js'
 
 export function lines(pairs: [string, string | number | boolean][]): string {
   return pairs.map(([k, v]) => `${k}: ${v}`).join('\n') + '\n'

@@ -220,10 +220,17 @@ export function encodeReadWrite(op: 'read' | 'write', lba: number, blocks: numbe
     writeU16BE(cdb, L.fields.length.offset, blocks)
     return L.size
   }
+  return encodeReadWrite16(op, lba, blocks, cdb, opts)
+}
+
+/** READ(16) or WRITE(16) whatever the range (a remote target gets one CDB shape). Returns 16. */
+export function encodeReadWrite16(op: 'read' | 'write', lba: number, blocks: number, cdb: Uint8Array, opts?: ReadWriteOptions): number {
+  checkUint(lba, Number.MAX_SAFE_INTEGER, 'LBA')
+  checkUint(blocks, 0xffffffff, 'block count')
   const L = READ_WRITE_16
   need(cdb, L.size, 'READ/WRITE(16)')
   cdb[L.fields.opcode.offset] = op === 'read' ? Op.READ_16 : Op.WRITE_16
-  cdb[L.fields.flags.offset] = flags
+  cdb[L.fields.flags.offset] = (opts?.fua ? RwFlags.FUA : 0) | (opts?.dpo ? RwFlags.DPO : 0)
   writeU64BE(cdb, L.fields.lba.offset, lba)
   writeU32BE(cdb, L.fields.length.offset, blocks)
   return L.size

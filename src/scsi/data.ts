@@ -67,6 +67,7 @@ export const PeripheralQualifier = {
 
 export const DeviceType = {
   DISK: 0x00, // direct access block device (SBC)
+  STORAGE_ARRAY_CONTROLLER: 0x0c, // SCC: what LUN 0 of some arrays answers as
   UNKNOWN: 0x1f, // unknown or no device type
 } as const
 

@@ -27,7 +27,7 @@ import type { Lun, TargetPort } from '../targets/types.js'
 import { accessDenied, notAccessible } from './alua.js'
 import { ModeState } from './mode.js'
 import { isOutcome, resolveCommand } from './opcodes.js'
-import { Asc, fail, SenseKey, toDescriptorSense, type AscAscq } from './sense.js'
+import { Asc, fail, SenseKey, SenseResponse, senseResponseCode, toDescriptorSense, type AscAscq } from './sense.js'
 import type { Done, ScsiCommand, ScsiDevice, ScsiOutcome } from './types.js'
 import type { UnitContext } from './unit.js'
 
@@ -94,7 +94,7 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
   }
 
   private finish(o: ScsiOutcome): ScsiOutcome {
-    if (this.mode.descriptorSense && o.sense !== null && (o.sense[0] & 0x7f) === 0x70) o.sense = toDescriptorSense(o.sense)
+    if (this.mode.descriptorSense && o.sense !== null && senseResponseCode(o.sense) === SenseResponse.FIXED_CURRENT) o.sense = toDescriptorSense(o.sense)
     return o
   }
 

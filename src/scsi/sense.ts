@@ -1,7 +1,9 @@
 /**
  * SCSI status, sense keys, additional sense codes and the two sense data
  * formats (SPC-4 4.5). Handlers build failures with `checkCondition` and the
- * named constants here; `fs/` alone maps them to errno.
+ * named constants here; initiators read sense with `senseCode` and map an
+ * outcome to errno with scsi/errno.ts. Part of the SCSI wire leaf (bytes,
+ * layout, data, cdb, sense, errno): it imports nothing above scsi/.
  *
  * Fixed format (response code 0x70 current / 0x71 deferred), 18 bytes:
  *
@@ -363,6 +365,84 @@ export function decodeSense(buf: Uint8Array, offset = 0): DecodedSense {
     }
   }
   throw new DecodeError('sense', `response code 0x${hex2(rc)} is not a sense data format (0x70..0x73)`)
+}
+
+// ---- the initiator's reading ---------------------------------------------
+
+/** RESPONSE CODE values (byte 0 bits 6..0): the format, and whether the error is this command's. */
+export const SenseResponse = {
+  FIXED_CURRENT: 0x70,
+  FIXED_DEFERRED: 0x71, // an earlier command's error (a write-back cache that failed later)
+  DESCRIPTOR_CURRENT: 0x72,
+  DESCRIPTOR_DEFERRED: 0x73,
+} as const
+
+/** The RESPONSE CODE of sense data (VALID bit dropped); -1 for none. */
+export function senseResponseCode(sense: Uint8Array | null, offset = 0): number {
+  return sense === null || sense.length <= offset ? -1 : sense[offset] & 0x7f
+}
+
+/** What `senseCode` returns when there is no sense data to read. */
+export const NO_SENSE_CODE = -1
+
+/**
+ * Sense key, ASC and ASCQ packed as KEY<<16 | ASC<<8 | ASCQ, read from fixed
+ * (0x70/0x71) or descriptor (0x72/0x73) sense without allocating: every
+ * initiator (fs, the API, the remote backend, faults, the trace) reads sense
+ * through this. NO_SENSE_CODE when `sense` is null, shorter than 3 bytes or
+ * not sense data.
+ *
+ * Lenient where `decodeSense` is strict, as initiators must be: it ignores the
+ * ADDITIONAL SENSE LENGTH, fixed sense cut before ASC/ASCQ (under 14 bytes)
+ * reads as ASC/ASCQ 0, a descriptor header cut before ASCQ as ASCQ 0.
+ */
+export function senseCode(sense: Uint8Array | null, offset = 0): number {
+  if (sense === null) return NO_SENSE_CODE
+  const n = sense.length - offset
+  if (n < 3) return NO_SENSE_CODE
+  const rc = sense[offset] & 0x7f
+  if (rc === SenseResponse.FIXED_CURRENT || rc === SenseResponse.FIXED_DEFERRED) {
+    const F = FIXED_SENSE
+    const key = sense[offset + F.key] & 0x0f
+    if (n <= F.ascq) return key << 16
+    return (key << 16) | (sense[offset + F.asc] << 8) | sense[offset + F.ascq]
+  }
+  if (rc === SenseResponse.DESCRIPTOR_CURRENT || rc === SenseResponse.DESCRIPTOR_DEFERRED) {
+    const D = DESCRIPTOR_SENSE
+    return ((sense[offset + D.key] & 0x0f) << 16) | (sense[offset + D.asc] << 8) | (n > D.ascq ? sense[offset + D.ascq] : 0)
+  }
+  return NO_SENSE_CODE
+}
+
+/** The sense key of a `senseCode` (-1 for NO_SENSE_CODE). */
+export function senseCodeKey(code: number): number {
+  return code < 0 ? -1 : code >>> 16
+}
+
+/** The ASC of a `senseCode` (-1 for NO_SENSE_CODE). */
+export function senseCodeAsc(code: number): number {
+  return code < 0 ? -1 : (code >>> 8) & 0xff
+}
+
+/** The ASCQ of a `senseCode` (-1 for NO_SENSE_CODE). */
+export function senseCodeAscq(code: number): number {
+  return code < 0 ? -1 : code & 0xff
+}
+
+/** True when a `senseCode` carries the additional sense code `c` (ASC and ASCQ). */
+export function senseCodeIs(code: number, c: AscAscq): boolean {
+  return code >= 0 && (code & 0xffff) === ((c.asc << 8) | c.ascq)
+}
+
+/** `senseCode` as an object, for info files and messages (allocates: not for the per-command path). */
+export function senseTriple(sense: Uint8Array | null): { key: number; asc: number; ascq: number } | null {
+  const code = senseCode(sense)
+  return code < 0 ? null : { key: senseCodeKey(code), asc: senseCodeAsc(code), ascq: senseCodeAscq(code) }
+}
+
+/** "MEDIUM ERROR: UNRECOVERED READ ERROR" for a `senseCode`; "" for NO_SENSE_CODE. */
+export function describeSenseCode(code: number): string {
+  return code < 0 ? '' : describeSense(senseCodeKey(code), senseCodeAsc(code), senseCodeAscq(code))
 }
 
 /** Re-encodes fixed-format sense as descriptor format (for a logical unit that reports descriptor sense). */

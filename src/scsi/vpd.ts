@@ -18,7 +18,8 @@
  *   association 01b (target port):  NAA (WWPN), relative target port, target port group
  */
 import type { Lun, TargetPort } from '../targets/types.js'
-import { writeAsciiPadded, writeU16BE, writeU32BE, writeU64BE } from './bytes.js'
+import { DecodeError } from '../errors.js'
+import { readAsciiTrimmed, readU16BE, writeAsciiPadded, writeU16BE, writeU32BE, writeU64BE } from './bytes.js'
 import { DeviceType, PeripheralQualifier } from './data.js'
 import { f, type Layout } from './layout.js'
 import {
@@ -164,6 +165,21 @@ export function encodeUnitSerial(serial: string): Buffer {
   header(buf, VpdPage.UNIT_SERIAL_NUMBER, buf.length)
   writeAsciiPadded(buf, VPD_HEADER.size, serial.length, serial)
   return buf
+}
+
+/**
+ * The PRODUCT SERIAL NUMBER of a unit serial number page (0x80), without its
+ * padding (it is right-aligned, so spaces may lead). Bytes past `buf` (an
+ * allocation length that cut the page short) are simply not there.
+ */
+export function decodeUnitSerial(buf: Uint8Array, offset = 0): string {
+  const H = VPD_HEADER.fields
+  const n = buf.length - offset
+  if (n < VPD_HEADER.size) throw new DecodeError('unit serial number page', `is ${n} bytes, needs at least the ${VPD_HEADER.size}-byte header`)
+  const page = buf[offset + H.pageCode.offset]
+  if (page !== VpdPage.UNIT_SERIAL_NUMBER) throw new DecodeError('unit serial number page', `page code is 0x${page.toString(16).padStart(2, '0')}, not 0x80`)
+  const len = Math.min(readU16BE(buf, offset + H.pageLength.offset), n - VPD_HEADER.size)
+  return readAsciiTrimmed(buf, offset + VPD_HEADER.size, len).replace(/^[\s\0]+/, '')
 }
 
 interface Designator {

@@ -9,8 +9,9 @@ import { buildFabric, closeFabric, defaultConfig } from '../../src/targets/confi
 import type { Fabric } from '../../src/targets/types.js'
 import { silentLogger } from '../../src/log.js'
 import { startIscsiPortal, type IscsiPortal } from '../../src/iscsi/server.js'
-import { IscsiBackend, parseIscsiUrl } from '../../src/targets/iscsi.js'
-import { ConfigError } from '../../src/errors.js'
+import { IscsiBackend } from '../../src/iscsi/backend.js'
+import { openIscsiBackend, parseIscsiUrl, registerIscsiBackend } from '../../src/targets/iscsi.js'
+import { ConfigError, InternalError } from '../../src/errors.js'
 
 describe('iSCSI remote LUN backend', () => {
   let fabric: Fabric
@@ -58,6 +59,18 @@ describe('iSCSI remote LUN backend', () => {
       const got = Buffer.alloc(64 * 1024)
       expect(await be.read(i * 64 * 1024, got)).toBeNull()
       expect(got.equals(blocks[i]), `block ${i}`).toBe(true)
+    }
+  })
+
+  it('is what targets/ opens iscsi:// URLs with once registered, and a bug (InternalError) before', async () => {
+    await expect(openIscsiBackend(url, { log: silentLogger })).rejects.toThrow(InternalError)
+    registerIscsiBackend(IscsiBackend.open)
+    const b = await openIscsiBackend(url, { log: silentLogger })
+    try {
+      expect(b).toBeInstanceOf(IscsiBackend)
+      expect({ size: b.size, blockSize: b.blockSize, vendor: b.identity.vendor }).toEqual({ size: 32 * 1024 * 1024, blockSize: 4096, vendor: 'FCFS' })
+    } finally {
+      await b.close()
     }
   })
 

@@ -11,6 +11,7 @@ import {
   encodeReadCapacity10,
   encodeReadCapacity16,
   encodeReadWrite,
+  encodeReadWrite16,
   encodeReportLuns,
   encodeRequestSense,
   encodeSyncCache10,
@@ -71,6 +72,14 @@ describe('CDB encoders', () => {
     const c = cdb16()
     expect(encodeReadWrite('write', 0, 0x10000, c)).toBe(16)
     expect(hex(c)).toBe('8a000000000000000000000100000000')
+  })
+
+  it('encodes READ(16) and WRITE(16) even where (10) would do, when asked for (16) (the remote iSCSI backend)', () => {
+    const c = cdb16()
+    expect(encodeReadWrite16('read', 8, 2, c)).toBe(16)
+    expect(hex(c)).toBe('88000000000000000008000000020000')
+    expect(encodeReadWrite16('write', 0x123456789abc, 0x100, c, { fua: true })).toBe(16)
+    expect(hex(c)).toBe('8a080000123456789abc000001000000')
   })
 
   it('encodes a 48-bit LBA in READ(16)', () => {

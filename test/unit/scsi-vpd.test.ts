@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { decodeReadCapacity16Data, decodeStandardInquiry, encodeInquiry, encodeReadCapacity16 } from '../../src/scsi/cdb.js'
 import { checkLayout } from '../../src/scsi/layout.js'
-import { VPD_LAYOUTS } from '../../src/scsi/vpd.js'
+import { decodeUnitSerial, VPD_LAYOUTS } from '../../src/scsi/vpd.js'
+import { DecodeError } from '../../src/errors.js'
 import { ScsiTarget } from '../../src/scsi/target.js'
 import { hex, makeLun, makePort, readyLu, run } from './scsi-helpers.js'
 
@@ -55,6 +56,18 @@ describe('VPD pages', () => {
 
   it('returns thin provisioning with LBPU, LBPWS, LBPWS10 and LBPRZ in 0xB2', () => {
     expect(hex(run(readyLu(), '1201b2 00ff00', { dataIn: 255 }).data)).toBe('00b20004' + '00' + 'e4' + '02' + '00')
+  })
+
+  it('decodes the unit serial number page (0x80) without its padding, cut where the allocation length cut it', () => {
+    const d = run(readyLu(), '120180 00ff00', { dataIn: 255 }).data
+    expect(decodeUnitSerial(d)).toBe('SN1')
+    expect(decodeUnitSerial(Buffer.from('0080000a' + Buffer.from('   XY12  \0').toString('hex').slice(0, 20), 'hex'))).toBe('XY12')
+    expect(decodeUnitSerial(Buffer.from('00800010' + Buffer.from('AB').toString('hex'), 'hex'))).toBe('AB')
+  })
+
+  it('refuses a page that is not 0x80, or shorter than its header, naming why', () => {
+    expect(() => decodeUnitSerial(Buffer.from('00830000', 'hex'))).toThrow(new DecodeError('unit serial number page', 'page code is 0x83, not 0x80'))
+    expect(() => decodeUnitSerial(Buffer.from('0080', 'hex'))).toThrow(/is 2 bytes, needs at least the 4-byte header/)
   })
 
   it('truncates a VPD page to the allocation length', () => {

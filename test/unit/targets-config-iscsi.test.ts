@@ -12,6 +12,8 @@ import { buildFabric, closeFabric, defaultConfig, openFabric, parseConfig } from
 import type { Fabric } from '../../src/targets/types.js'
 import { silentLogger } from '../../src/log.js'
 import { startIscsiPortal, type IscsiPortal } from '../../src/iscsi/server.js'
+import { IscsiBackend } from '../../src/iscsi/backend.js'
+import { registerIscsiBackend } from '../../src/targets/iscsi.js'
 
 function configError(obj: unknown): ConfigError {
   try {
@@ -82,6 +84,7 @@ describe('iscsi backend config: openFabric against a real target', () => {
   let iqn: string
 
   beforeAll(async () => {
+    registerIscsiBackend(IscsiBackend.open) // what src/server.ts does before openFabric
     remote = buildFabric(
       parseConfig(
         {
