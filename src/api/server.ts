@@ -106,6 +106,14 @@ const ASYNC_COPY = 64 * 1024
 /** Inline READ replies up to this size (header included) are copied into the staging buffer, bigger ones go out as they are. */
 const SMALL_REPLY = 16 * 1024 + 64
 const U32 = 0x1_0000_0000
+/**
+ * Region buffers that pooled ops keep for reuse, server-wide: enough for 48
+ * transfers of 640 KiB in flight (the seed's workload) with room to spare,
+ * but a burst of big region transfers does not stay allocated after it.
+ */
+const POOLED_SHM_BYTES = 64 * 1024 * 1024
+/** Ops kept in the pool. */
+const POOL_OPS = 8192
 /** See ApiServerOptions.maxInFlightBytes: 16 transfers of 16 MiB, or 400 of 640 KiB. */
 const DEFAULT_MAX_IN_FLIGHT_BYTES = 256 * 1024 * 1024
 /** See ApiServerOptions.closeGraceMs. */
@@ -177,7 +185,6 @@ class OpState {
     this.done = (c: Completion) => server.complete(this, c)
   }
 
-  /** A reusable buffer of `n` bytes for region transfers. */
   /** A buffer for an inline READ reply of `n` bytes: reused when small (copied out at completion), fresh when big (handed to the socket). */
   replyBuffer(n: number): Buffer {
     if (n > SMALL_REPLY) return Buffer.allocUnsafe(n)
@@ -185,6 +192,7 @@ class OpState {
     return this.smallReply.subarray(0, n)
   }
 
+  /** A reusable buffer of `n` bytes for region transfers (kept while the op is pooled, within POOLED_SHM_BYTES). */
   shm(n: number): Buffer {
     if (!this.shmBuf || this.shmBuf.length < n) this.shmBuf = Buffer.allocUnsafeSlow(Math.max(n, 4096))
     return this.shmBuf.length === n ? this.shmBuf : this.shmBuf.subarray(0, n)
@@ -712,6 +720,8 @@ export class ApiServer {
   private readonly net: NetServer
   private readonly conns = new Set<Conn>()
   private readonly pool: OpState[] = []
+  /** bytes of the region buffers held by ops in the pool (at most POOLED_SHM_BYTES) */
+  private pooledShm = 0
   private inflight = 0
   private nextConn = 1
   private closing: Promise<void> | null = null
@@ -751,6 +761,7 @@ export class ApiServer {
 
   private take(conn: Conn, kLo: number, kHi: number, bytes: number): OpState {
     const op = this.pool.pop() ?? new OpState(this)
+    if (op.shmBuf !== null) this.pooledShm -= op.shmBuf.length
     op.conn = conn
     op.keyLo = kLo
     op.keyHi = kHi
@@ -992,7 +1003,14 @@ export class ApiServer {
     op.reply = null
     op.lun = null
     op.req.data = null
-    if (this.pool.length < 8192) this.pool.push(op)
+    if (this.pool.length < POOL_OPS) {
+      const shm = op.shmBuf
+      if (shm !== null) {
+        if (this.pooledShm + shm.length > POOLED_SHM_BYTES) op.shmBuf = null
+        else this.pooledShm += shm.length
+      }
+      this.pool.push(op)
+    }
   }
 
   /** Text for the `<mnt>/api` info file. */

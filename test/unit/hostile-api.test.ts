@@ -6,6 +6,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { connect, type Socket } from 'node:net'
 import { execFile } from 'node:child_process'
 import { readdirSync } from 'node:fs'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -502,18 +504,51 @@ describe('API socket: what a pipelining client can make the server hold', () => 
     }
   })
 
-  it('64 READs of 1 MiB in one write (48 bytes each): the data in flight stays within the 4 MiB budget (+ one request), and every one is answered', async () => {
+  it('24 READs of 1 MiB in one write (48 bytes each): the data in flight stays within the 4 MiB budget (+ one request), and every one is answered', async () => {
     const r = new Raw(fewBytes.path)
     try {
       const h = await openOn(r)
       const blocks = MAX_TRANSFER / 512
-      r.send(Buffer.concat(Array.from({ length: 64 }, (_, i) => ioMsg({ key: BigInt(i), handle: h, flags: IoFlags.READ | IoFlags.INLINE, lba: 0, blocks }))))
-      const m = await r.until(66, 10_000)
-      expect(m.length).toBe(66)
+      r.send(Buffer.concat(Array.from({ length: 24 }, (_, i) => ioMsg({ key: BigInt(i), handle: h, flags: IoFlags.READ | IoFlags.INLINE, lba: 0, blocks }))))
+      const m = await r.until(26, 10_000)
+      expect(m.length).toBe(26)
       expect(m.slice(2).every((b) => decodeIoReply(b).status === Status.OK && b.length === IO_REPLY_SIZE + MAX_TRANSFER)).toBe(true)
       expect(fewBytes.counters.peakInFlight).toBeLessThanOrEqual(5) // 4 MiB budget: 4 requests reach it, a 5th is the most one read can add
     } finally {
       r.destroy()
     }
+  })
+})
+
+describe('API socket: what a burst leaves behind', () => {
+  it('160 region READs of 1 MiB at once: afterwards the server keeps at most 64 MiB of region buffers for reuse, not the whole burst', async () => {
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const region = ShmRegion.create(MAX_TRANSFER)
+    const r = new Raw(sockPath)
+    try {
+      await r.until(1)
+      const o = Buffer.alloc(32)
+      encodeOpen({ key: 1n, wwpn: WWPN, lun: 0 }, o)
+      const reg = Buffer.alloc(REGISTER_SHM_SIZE)
+      encodeRegisterShm({ key: 2n, path: region.path, size: MAX_TRANSFER }, reg)
+      r.send(Buffer.concat([o, reg]))
+      await r.until(3)
+      const h = decodeOpenReply(r.msgs[1]).handle
+      const id = decodeStatusReply(r.msgs[2]).detail
+      gc()
+      const before = process.memoryUsage().arrayBuffers
+      const n = 160
+      r.send(Buffer.concat(Array.from({ length: n }, (_, i) => ioMsg({ key: BigInt(i), handle: h, flags: IoFlags.READ | IoFlags.SHM, lba: 0, blocks: MAX_TRANSFER / 512, region: id, offset: 0 }))))
+      const m = await r.until(3 + n, 10_000)
+      expect(m.slice(3).every((b) => decodeIoReply(b).status === Status.OK && decodeIoReply(b).transferred === MAX_TRANSFER)).toBe(true)
+      gc()
+      const kept = process.memoryUsage().arrayBuffers - before
+      expect(kept).toBeLessThan(64 * MAX_TRANSFER + 16 * MAX_TRANSFER) // the 64 MiB cap, and room for what else is live
+    } finally {
+      r.destroy()
+      region.destroy()
+    }
+    await backTo(base)
   })
 })
