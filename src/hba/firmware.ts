@@ -8,6 +8,9 @@
  * Response path: completed exchanges queue up → written as Status Type 0
  *                entries while the response ring has room → RSP_Q_IN →
  *                one interrupt for everything posted together (coalescing).
+ *
+ * This file is the ring engine and the interrupt causes; mailbox commands are
+ * in firmware-mailbox.ts, the fabric logins in login.ts.
  */
 import { performance } from 'node:perf_hooks'
 import type { Logger } from '../log.js'
@@ -22,7 +25,6 @@ import {
   COMMAND_T3,
   DSEGS_IN_COMMAND,
   DSEGS_IN_CONTINUATION,
-  ENTRY_SIZE,
   EntryStatus,
   EntryType,
   ScsiStatusFlags,
@@ -45,11 +47,15 @@ import {
   SENSE_IN_STATUS,
   SENSE_IN_CONT,
 } from './iocb.js'
-import { decodeIcb, encodeIdEntry, encodeLinkStats, encodePortDb, ID_ENTRY_SIZE, LINK_STATS_SIZE, PORT_DB_SIZE, PortState } from './mailbox.js'
+import type { LinkStats } from './mailbox.js'
+import { FirmwareMailbox, type MailboxEngine } from './firmware-mailbox.js'
+import { PortLogins, type LinkDownPolicy, type Login } from './login.js'
 import { Dir, LinkClock, UNLIMITED_LINK, type LinkModel } from './timing.js'
-import { AsyncEvent, IntType, Mbc, Mbs, Reg, mailboxesToAddress } from './registers.js'
-import { Ring } from './ring.js'
+import { IntType, Mbs, Reg } from './registers.js'
+import type { Ring } from './ring.js'
 import type { IspChip } from './chip.js'
+
+export type { LinkDownPolicy } from './login.js'
 
 export interface FirmwareOptions {
   /** Exchanges the firmware can hold at once (commands in progress). */
@@ -65,27 +71,12 @@ export interface FirmwareOptions {
   targetFactory: (port: TargetPort) => ScsiTarget
 }
 
-/** What a port's link-down does to commands sent to it while it is down. */
-export type LinkDownPolicy = 'fail' | 'wait'
-
 export const DEFAULT_QUEUE_DEPTH = 64
 
 /** How often open exchanges are checked against their IOCB timeout. */
 const SWEEP_MS = 250
 /** Microtask steps (Firmware.soon) in one event-loop turn before the rest wait for the next turn. */
 const LONE_STEPS_PER_TURN = 16
-
-interface Login {
-  port: TargetPort
-  target: ScsiTarget
-  loggedIn: boolean
-  /** While logged out: new commands fail at once (PORT LOGGED OUT) or wait for the login to return. */
-  downPolicy: LinkDownPolicy
-  /** Commands that arrived while the port was down, under the 'wait' policy. */
-  parked: { ex: Exchange; cmd: ScsiCommand }[]
-  /** Commands ended or refused because the port was down (since the firmware started). */
-  downHits: number
-}
 
 /** One command the firmware is working on (an FC exchange). */
 interface Exchange {
@@ -113,6 +104,12 @@ interface Exchange {
    * a command whose DMA could still happen).
    */
   heldStatus: PendingStatus | null
+}
+
+/** A command that arrived while its port was down, under the 'wait' policy. */
+interface Parked {
+  ex: Exchange
+  cmd: ScsiCommand
 }
 
 /** Commands open on one logical unit of one target (its task set). */
@@ -148,12 +145,10 @@ interface PendingStatus {
 export class Firmware {
   private readonly chip: IspChip
   private readonly dma: DmaSpace
-  private readonly fabric: Fabric
   private readonly log: Logger
   private readonly maxExchanges: number
   private readonly queueDepth: number
   private readonly clock: LinkClock<Delivery>
-  private readonly targetFactory: (port: TargetPort) => ScsiTarget
   private readonly taskSets = new Map<number, TaskSet>()
   private readonly bootTime = performance.now()
   private sweepTimer: NodeJS.Timeout | null = null
@@ -164,7 +159,8 @@ export class Firmware {
   private reqOut = 0
   private rspIn = 0
   private initiator = '0000000000000000'
-  private readonly logins = new Map<number, Login>()
+  private readonly logins: PortLogins<Parked>
+  private readonly mailbox: FirmwareMailbox
   private readonly exchanges = new Map<number, Exchange>()
 
   private processScheduled = false
@@ -197,12 +193,27 @@ export class Firmware {
   constructor(chip: IspChip, dma: DmaSpace, fabric: Fabric, log: Logger, opts: Partial<FirmwareOptions>) {
     this.chip = chip
     this.dma = dma
-    this.fabric = fabric
     this.log = log
     this.maxExchanges = opts.maxExchanges ?? 4096
     this.queueDepth = opts.queueDepth ?? DEFAULT_QUEUE_DEPTH
-    this.targetFactory = opts.targetFactory ?? ((port) => new ScsiTarget(port))
     this.clock = new LinkClock<Delivery>(opts.link ?? UNLIMITED_LINK, this.deliver)
+    this.logins = new PortLogins<Parked>(fabric, opts.targetFactory ?? ((port) => new ScsiTarget(port)), log, {
+      lost: (loopId, compStatus, hits) => this.endExchangesWith(loopId, compStatus, hits),
+      resumed: (login, parked) => this.runParked(login, parked),
+      asyncEvent: (code) => this.raiseAsyncEvent(code),
+    })
+    // The mailbox reaches the engine only through these (Firmware's public face stays the chip's).
+    const fw = this
+    const engine: MailboxEngine = {
+      get ready() {
+        return fw.ready
+      },
+      start: (request, response, initiator) => this.start(request, response, initiator),
+      abortHandle: (handle) => this.abortHandle(handle),
+      abortNexus: (loopId, lun) => this.abortNexus(loopId, lun),
+      linkStats: () => this.linkStats(),
+    }
+    this.mailbox = new FirmwareMailbox(dma, log, engine, this.logins)
   }
 
   get link(): LinkModel {
@@ -276,134 +287,53 @@ export class Firmware {
     for (let i = 0; i < 8; i++) mb.push(this.chip.readReg(Reg.MAILBOX0 + 2 * i))
     // The RISC answers mailbox commands asynchronously, like the hardware.
     setImmediate(() => {
-      const [status, ...out] = this.runMailbox(mb)
+      const [status, ...out] = this.mailbox.run(mb)
       this.mailboxDone = { status, out }
       this.raiseNextCause()
     })
   }
 
-  // ---- mailbox commands ----
+  // ---- what the mailbox commands do to the engine ----
 
-  /** Returns [mailbox0 status, mailbox1.., ] */
-  private runMailbox(mb: number[]): number[] {
-    const cmd = mb[0]
-    const address = mailboxesToAddress(mb[2], mb[3], mb[6], mb[7])
-    switch (cmd) {
-      case Mbc.INITIALIZE_FIRMWARE:
-        return this.initialize(address)
-      case Mbc.GET_ID_LIST: {
-        if (!this.ready) return [Mbs.COMMAND_ERROR]
-        const max = mb[1]
-        const logged = [...this.logins.entries()].filter(([, l]) => l.loggedIn)
-        const buf = this.dma.resolve(address, Math.min(max, logged.length) * ID_ENTRY_SIZE)
-        if (!buf) return [Mbs.COMMAND_PARAMETER_ERROR]
-        let n = 0
-        for (const [loopId, l] of logged) {
-          if (n >= max) break
-          encodeIdEntry({ portId: l.port.portId, loopId }, buf, n * ID_ENTRY_SIZE)
-          n++
-        }
-        return [Mbs.COMPLETE, n]
-      }
-      case Mbc.GET_PORT_DATABASE: {
-        if (!this.ready) return [Mbs.COMMAND_ERROR]
-        const login = this.logins.get(mb[1])
-        const buf = this.dma.resolve(address, PORT_DB_SIZE)
-        if (!buf) return [Mbs.COMMAND_PARAMETER_ERROR]
-        if (!login) return [Mbs.COMMAND_PARAMETER_ERROR]
-        encodePortDb(
-          {
-            state: login.loggedIn ? PortState.READY : PortState.LOGGED_OUT,
-            portId: login.port.portId,
-            nodeName: login.port.wwnn,
-            portName: login.port.wwpn,
-            loopId: mb[1],
-          },
-          buf,
-          0,
-        )
-        return [Mbs.COMPLETE]
-      }
-      case Mbc.ABORT_COMMAND: {
-        const handle = ((mb[2] << 16) | mb[1]) >>> 0
-        const ex = this.exchanges.get(handleKey(handle))
-        if (!ex) return [Mbs.COMMAND_ERROR]
-        this.abortExchange(ex)
-        return [Mbs.COMPLETE]
-      }
-      case Mbc.TARGET_RESET: {
-        const login = this.logins.get(mb[1])
-        if (!login) return [Mbs.COMMAND_PARAMETER_ERROR]
-        for (const ex of [...this.exchanges.values()]) if (ex.loopId === mb[1]) this.abortExchange(ex)
-        login.target.reset() // every LU: POWER ON, RESET unit attention, mode pages to defaults
-        return [Mbs.COMPLETE]
-      }
-      case Mbc.LUN_RESET: {
-        const login = this.logins.get(mb[1])
-        if (!login) return [Mbs.COMMAND_PARAMETER_ERROR]
-        for (const ex of [...this.exchanges.values()]) if (ex.loopId === mb[1] && ex.lun === mb[2]) this.abortExchange(ex)
-        login.target.resetLun(mb[2])
-        return [Mbs.COMPLETE]
-      }
-      case Mbc.GET_LINK_STATISTICS: {
-        const buf = this.dma.resolve(address, LINK_STATS_SIZE)
-        if (!buf) return [Mbs.COMMAND_PARAMETER_ERROR]
-        const m = this.clock.model
-        encodeLinkStats(
-          {
-            rate: m.rate ?? 0,
-            latencyNs: m.latencyMs * 1e6,
-            commandRate: m.commandRate ?? 0,
-            uptimeUs: (performance.now() - this.bootTime) * 1000,
-            busyInUs: this.clock.busyMs[Dir.In] * 1000,
-            busyOutUs: this.clock.busyMs[Dir.Out] * 1000,
-            bytesIn: this.clock.bytes[Dir.In],
-            bytesOut: this.clock.bytes[Dir.Out],
-            exchanges: this.exchanges.size,
-            queueFull: this.counters.queueFull,
-            pendingStatus: this.clock.pending,
-          },
-          buf,
-          0,
-        )
-        return [Mbs.COMPLETE]
-      }
-      default:
-        this.log.warn({ event: 'mailbox_invalid', command: cmd }, 'unknown mailbox command')
-        return [Mbs.INVALID_COMMAND]
-    }
-  }
-
-  private initialize(icbAddress: number): number[] {
-    const icbMem = this.dma.resolve(icbAddress, 64)
-    if (!icbMem) return [Mbs.COMMAND_PARAMETER_ERROR]
-    let icb
-    try {
-      icb = decodeIcb(icbMem, 0)
-    } catch (err) {
-      this.log.warn({ event: 'icb_invalid', err: (err as Error).message }, 'bad init control block')
-      return [Mbs.COMMAND_PARAMETER_ERROR]
-    }
-    const reqMem = this.dma.resolve(icb.requestQAddress, icb.requestQLength * ENTRY_SIZE)
-    const rspMem = this.dma.resolve(icb.responseQAddress, icb.responseQLength * ENTRY_SIZE)
-    if (!reqMem || !rspMem || icb.requestQLength < 2 || icb.responseQLength < 2) {
-      return [Mbs.COMMAND_PARAMETER_ERROR]
-    }
-    this.reqRing = new Ring(reqMem, icb.requestQLength)
-    this.rspRing = new Ring(rspMem, icb.responseQLength)
+  /** INITIALIZE FIRMWARE: the rings in host memory; the logins are made. */
+  private start(request: Ring, response: Ring, initiator: string): void {
+    this.reqRing = request
+    this.rspRing = response
     this.reqOut = 0
     this.rspIn = 0
     this.chip.setReg(Reg.REQ_Q_OUT, 0)
     this.chip.setReg(Reg.RSP_Q_IN, 0)
-    this.initiator = icb.portName
-    // Fabric login (PLOGI/PRLI) to every target port: each gets its loop id.
-    this.logins.clear()
-    for (const port of this.fabric.ports) {
-      this.logins.set(port.loopId, { port, target: this.targetFactory(port), loggedIn: true, downPolicy: 'fail', parked: [], downHits: 0 })
-    }
+    this.initiator = initiator
     this.ready = true
-    this.log.debug({ event: 'firmware_ready', targets: this.logins.size, requestQ: icb.requestQLength, responseQ: icb.responseQLength }, 'firmware initialised')
-    return [Mbs.COMPLETE]
+  }
+
+  private abortHandle(handle: number): boolean {
+    const ex = this.exchanges.get(handleKey(handle))
+    if (!ex) return false
+    this.abortExchange(ex)
+    return true
+  }
+
+  /** Aborts the open exchanges with port `loopId` (only those of `lun` when given). */
+  private abortNexus(loopId: number, lun?: number): void {
+    for (const ex of [...this.exchanges.values()]) if (ex.loopId === loopId && (lun === undefined || ex.lun === lun)) this.abortExchange(ex)
+  }
+
+  private linkStats(): LinkStats {
+    const m = this.clock.model
+    return {
+      rate: m.rate ?? 0,
+      latencyNs: m.latencyMs * 1e6,
+      commandRate: m.commandRate ?? 0,
+      uptimeUs: (performance.now() - this.bootTime) * 1000,
+      busyInUs: this.clock.busyMs[Dir.In] * 1000,
+      busyOutUs: this.clock.busyMs[Dir.Out] * 1000,
+      bytesIn: this.clock.bytes[Dir.In],
+      bytesOut: this.clock.bytes[Dir.Out],
+      exchanges: this.exchanges.size,
+      queueFull: this.counters.queueFull,
+      pendingStatus: this.clock.pending,
+    }
   }
 
   // ---- request ring ----
@@ -739,76 +669,40 @@ export class Firmware {
     }
   }
 
-  // ---- the fabric side: a target port's link goes down and comes back ----
+  // ---- the fabric side (login.ts keeps the logins; the engine ends or resumes their exchanges) ----
 
-  /**
-   * Logs the port out (`up` false) or back in (`up` true), as a target
-   * leaving and rejoining the fabric. Going down, every open exchange with the
-   * port ends with comp_status PORT UNAVAILABLE (held, as for an abort, while
-   * the target still executes), later commands fail at once with PORT LOGGED
-   * OUT ('fail') or wait for the login ('wait', up to their IOCB timeout),
-   * and the host gets PORT DATABASE CHANGED. Coming up, the login returns,
-   * waiting commands run, and the host gets PORT DATABASE CHANGED again.
-   * False when no port has that WWPN.
-   */
+  /** A target port's link goes down (`up` false) or comes back; see PortLogins.setPortLink. */
   setPortLink(wwpn: string, up: boolean, policy: LinkDownPolicy = 'fail'): boolean {
-    let found = false
-    for (const login of this.logins.values()) {
-      if (login.port.wwpn !== wwpn) continue
-      found = true
-      if (!up) {
-        login.downPolicy = policy
-        if (!login.loggedIn) continue
-        login.loggedIn = false
-        for (const ex of [...this.exchanges.values()]) {
-          if (ex.loopId !== login.port.loopId || ex.aborted) continue
-          login.downHits++
-          this.close(ex, CompStatus.PORT_UNAVAILABLE)
-        }
-      } else {
-        if (login.loggedIn) continue
-        login.loggedIn = true
-        const parked = login.parked
-        login.parked = []
-        for (const { ex, cmd } of parked) {
-          if (ex.aborted) continue // timed out or aborted while waiting
-          ex.executing = true
-          login.target.execute(ex.lun, cmd, (outcome) => this.finish(ex, outcome))
-        }
-      }
-      this.log.info({ event: up ? 'port_login' : 'port_logout', wwpn, loopId: login.port.loopId }, up ? 'target port logged in again' : 'target port logged out')
-    }
-    if (found) this.raiseAsyncEvent(AsyncEvent.PORT_DB_CHANGED)
-    return found
+    return this.logins.setPortLink(wwpn, up, policy)
   }
 
   /** Commands ended or refused because the port `wwpn` was down. */
   portDownHits(wwpn: string): number {
-    let n = 0
-    for (const l of this.logins.values()) if (l.port.wwpn === wwpn) n += l.downHits
-    return n
+    return this.logins.portDownHits(wwpn)
   }
 
-  /**
-   * The fabric changed (a target port was plugged in or pulled, as the switch
-   * would see it): log into new ports, log out of the ones that are gone —
-   * their open exchanges end with PORT UNAVAILABLE — and tell the host with
-   * an RSCN so it rescans.
-   */
+  /** The fabric changed: log into new ports, out of gone ones, RSCN to the host (PortLogins.fabricChanged). */
   fabricChanged(): void {
     if (!this.ready) return
-    const present = new Set(this.fabric.ports)
-    for (const [loopId, login] of [...this.logins]) {
-      if (present.has(login.port)) continue
-      for (const ex of [...this.exchanges.values()]) if (ex.loopId === loopId) this.close(ex, CompStatus.PORT_UNAVAILABLE)
-      this.logins.delete(loopId)
+    this.logins.fabricChanged()
+  }
+
+  /** Ends the open exchanges with port `loopId` with `compStatus` (held while the target still executes). */
+  private endExchangesWith(loopId: number, compStatus: number, hits: Login<Parked> | null): void {
+    for (const ex of [...this.exchanges.values()]) {
+      if (ex.loopId !== loopId || ex.aborted) continue
+      if (hits) hits.downHits++
+      this.close(ex, compStatus)
     }
-    for (const port of this.fabric.ports) {
-      if (!this.logins.has(port.loopId)) {
-        this.logins.set(port.loopId, { port, target: this.targetFactory(port), loggedIn: true, downPolicy: 'fail', parked: [], downHits: 0 })
-      }
+  }
+
+  /** The port logged in again: what waited for it runs now. */
+  private runParked(login: Login<Parked>, parked: Parked[]): void {
+    for (const { ex, cmd } of parked) {
+      if (ex.aborted) continue // timed out or aborted while waiting
+      ex.executing = true
+      login.target.execute(ex.lun, cmd, (outcome) => this.finish(ex, outcome))
     }
-    this.raiseAsyncEvent(AsyncEvent.RSCN)
   }
 
   /** Queues an asynchronous event for the host (LIP, loop up/down, RSCN). */

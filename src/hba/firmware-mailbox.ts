@@ -1,0 +1,130 @@
+/**
+ * The firmware's mailbox commands: what mailbox0 asks for, the parameters in
+ * mailboxes 1..7 (bus addresses split qla2xxx-style over mb2/3/6/7), and the
+ * structures DMA'd to and from host memory (init control block, ID list,
+ * port database, link statistics). The answer is [mailbox0 status, mb1..].
+ *
+ * The ring engine and the login table do the work; this file only speaks the
+ * mailbox interface to them.
+ */
+import type { Logger } from '../log.js'
+import type { DmaSpace } from './dma.js'
+import { ENTRY_SIZE } from './iocb.js'
+import type { PortLogins } from './login.js'
+import { decodeIcb, encodeIdEntry, encodeLinkStats, encodePortDb, ICB_SIZE, ID_ENTRY_SIZE, LINK_STATS_SIZE, PORT_DB_SIZE, PortState, type LinkStats } from './mailbox.js'
+import { Mbc, Mbs, mailboxesToAddress } from './registers.js'
+import { Ring } from './ring.js'
+
+/** What the mailbox commands reach in the ring engine. */
+export interface MailboxEngine {
+  readonly ready: boolean
+  /** INITIALIZE FIRMWARE: run the rings in host memory, as initiator port `initiator`. */
+  start(request: Ring, response: Ring, initiator: string): void
+  /** ABORT COMMAND: false when no exchange has that handle. */
+  abortHandle(handle: number): boolean
+  /** TARGET RESET / LUN RESET: abort the open exchanges with the port (and LUN). */
+  abortNexus(loopId: number, lun?: number): void
+  /** GET LINK STATISTICS. */
+  linkStats(): LinkStats
+}
+
+export class FirmwareMailbox {
+  constructor(
+    private readonly dma: DmaSpace,
+    private readonly log: Logger,
+    private readonly engine: MailboxEngine,
+    private readonly logins: PortLogins<unknown>,
+  ) {}
+
+  /** Runs the command in `mb` (mailbox0..7); returns [mailbox0 status, mailbox1..]. */
+  run(mb: number[]): number[] {
+    const cmd = mb[0]
+    const address = mailboxesToAddress(mb[2], mb[3], mb[6], mb[7])
+    switch (cmd) {
+      case Mbc.INITIALIZE_FIRMWARE:
+        return this.initialize(address)
+      case Mbc.GET_ID_LIST: {
+        if (!this.engine.ready) return [Mbs.COMMAND_ERROR]
+        const max = mb[1]
+        const logged = this.logins.loggedIn()
+        const buf = this.dma.resolve(address, Math.min(max, logged.length) * ID_ENTRY_SIZE)
+        if (!buf) return [Mbs.COMMAND_PARAMETER_ERROR]
+        let n = 0
+        for (const [loopId, l] of logged) {
+          if (n >= max) break
+          encodeIdEntry({ portId: l.port.portId, loopId }, buf, n * ID_ENTRY_SIZE)
+          n++
+        }
+        return [Mbs.COMPLETE, n]
+      }
+      case Mbc.GET_PORT_DATABASE: {
+        if (!this.engine.ready) return [Mbs.COMMAND_ERROR]
+        const login = this.logins.get(mb[1])
+        const buf = this.dma.resolve(address, PORT_DB_SIZE)
+        if (!buf) return [Mbs.COMMAND_PARAMETER_ERROR]
+        if (!login) return [Mbs.COMMAND_PARAMETER_ERROR]
+        encodePortDb(
+          {
+            state: login.loggedIn ? PortState.READY : PortState.LOGGED_OUT,
+            portId: login.port.portId,
+            nodeName: login.port.wwnn,
+            portName: login.port.wwpn,
+            loopId: mb[1],
+          },
+          buf,
+          0,
+        )
+        return [Mbs.COMPLETE]
+      }
+      case Mbc.ABORT_COMMAND: {
+        const handle = ((mb[2] << 16) | mb[1]) >>> 0
+        return this.engine.abortHandle(handle) ? [Mbs.COMPLETE] : [Mbs.COMMAND_ERROR]
+      }
+      case Mbc.TARGET_RESET: {
+        const login = this.logins.get(mb[1])
+        if (!login) return [Mbs.COMMAND_PARAMETER_ERROR]
+        this.engine.abortNexus(mb[1])
+        login.target.reset() // every LU: POWER ON, RESET unit attention, mode pages to defaults
+        return [Mbs.COMPLETE]
+      }
+      case Mbc.LUN_RESET: {
+        const login = this.logins.get(mb[1])
+        if (!login) return [Mbs.COMMAND_PARAMETER_ERROR]
+        this.engine.abortNexus(mb[1], mb[2])
+        login.target.resetLun(mb[2])
+        return [Mbs.COMPLETE]
+      }
+      case Mbc.GET_LINK_STATISTICS: {
+        const buf = this.dma.resolve(address, LINK_STATS_SIZE)
+        if (!buf) return [Mbs.COMMAND_PARAMETER_ERROR]
+        encodeLinkStats(this.engine.linkStats(), buf, 0)
+        return [Mbs.COMPLETE]
+      }
+      default:
+        this.log.warn({ event: 'mailbox_invalid', command: cmd }, 'unknown mailbox command')
+        return [Mbs.INVALID_COMMAND]
+    }
+  }
+
+  /** INITIALIZE FIRMWARE: the rings from the init control block, then fabric login. */
+  private initialize(icbAddress: number): number[] {
+    const icbMem = this.dma.resolve(icbAddress, ICB_SIZE)
+    if (!icbMem) return [Mbs.COMMAND_PARAMETER_ERROR]
+    let icb
+    try {
+      icb = decodeIcb(icbMem, 0)
+    } catch (err) {
+      this.log.warn({ event: 'icb_invalid', err: (err as Error).message }, 'bad init control block')
+      return [Mbs.COMMAND_PARAMETER_ERROR]
+    }
+    const reqMem = this.dma.resolve(icb.requestQAddress, icb.requestQLength * ENTRY_SIZE)
+    const rspMem = this.dma.resolve(icb.responseQAddress, icb.responseQLength * ENTRY_SIZE)
+    if (!reqMem || !rspMem || icb.requestQLength < 2 || icb.responseQLength < 2) {
+      return [Mbs.COMMAND_PARAMETER_ERROR]
+    }
+    this.logins.loginAll()
+    this.engine.start(new Ring(reqMem, icb.requestQLength), new Ring(rspMem, icb.responseQLength), icb.portName)
+    this.log.debug({ event: 'firmware_ready', targets: this.logins.size, requestQ: icb.requestQLength, responseQ: icb.responseQLength }, 'firmware initialised')
+    return [Mbs.COMPLETE]
+  }
+}

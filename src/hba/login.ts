@@ -1,0 +1,134 @@
+/**
+ * The firmware's fabric logins: which target ports it is logged into (PLOGI /
+ * PRLI at INITIALIZE FIRMWARE, and again when the fabric changes), under which
+ * loop id, and what a port's link going down and coming back does.
+ *
+ * The login table knows nothing of rings or exchanges: what a lost or
+ * returning port means for the commands in flight is the ring engine's, told
+ * through LoginEvents.
+ */
+import type { Logger } from '../log.js'
+import type { Fabric, TargetPort } from '../targets/types.js'
+import type { ScsiTarget } from '../scsi/target.js'
+import { CompStatus } from './iocb.js'
+import { AsyncEvent } from './registers.js'
+
+/** What a port's link-down does to commands sent to it while it is down. */
+export type LinkDownPolicy = 'fail' | 'wait'
+
+/** One logged-in target port; `P` is what the engine parks on it while it is down. */
+export interface Login<P> {
+  port: TargetPort
+  target: ScsiTarget
+  loggedIn: boolean
+  /** While logged out: new commands fail at once (PORT LOGGED OUT) or wait for the login to return. */
+  downPolicy: LinkDownPolicy
+  /** Commands that arrived while the port was down, under the 'wait' policy. */
+  parked: P[]
+  /** Commands ended or refused because the port was down (since the firmware started). */
+  downHits: number
+}
+
+/** What the ring engine does when a login changes. */
+export interface LoginEvents<P> {
+  /**
+   * The port at `loopId` went down or left the fabric: end its open exchanges
+   * with `compStatus`, counting each against `hits` when given.
+   */
+  lost(loopId: number, compStatus: number, hits: Login<P> | null): void
+  /** The port logged in again: run the commands that waited for it. */
+  resumed(login: Login<P>, parked: P[]): void
+  /** Tell the host (RSCN, PORT DATABASE CHANGED). */
+  asyncEvent(code: number): void
+}
+
+export class PortLogins<P> {
+  private readonly byLoopId = new Map<number, Login<P>>()
+
+  constructor(
+    private readonly fabric: Fabric,
+    private readonly targetFactory: (port: TargetPort) => ScsiTarget,
+    private readonly log: Logger,
+    private readonly events: LoginEvents<P>,
+  ) {}
+
+  get size(): number {
+    return this.byLoopId.size
+  }
+
+  get(loopId: number): Login<P> | undefined {
+    return this.byLoopId.get(loopId)
+  }
+
+  /** Fabric login (PLOGI/PRLI) to every target port, forgetting earlier logins: each gets its loop id. */
+  loginAll(): void {
+    this.byLoopId.clear()
+    for (const port of this.fabric.ports) this.login(port)
+  }
+
+  private login(port: TargetPort): void {
+    this.byLoopId.set(port.loopId, { port, target: this.targetFactory(port), loggedIn: true, downPolicy: 'fail', parked: [], downHits: 0 })
+  }
+
+  /** The logged-in ports with their loop ids (GET ID LIST). */
+  loggedIn(): [number, Login<P>][] {
+    return [...this.byLoopId.entries()].filter(([, l]) => l.loggedIn)
+  }
+
+  /**
+   * Logs the port out (`up` false) or back in (`up` true), as a target
+   * leaving and rejoining the fabric. Going down, every open exchange with the
+   * port ends with comp_status PORT UNAVAILABLE (held, as for an abort, while
+   * the target still executes), later commands fail at once with PORT LOGGED
+   * OUT ('fail') or wait for the login ('wait', up to their IOCB timeout),
+   * and the host gets PORT DATABASE CHANGED. Coming up, the login returns,
+   * waiting commands run, and the host gets PORT DATABASE CHANGED again.
+   * False when no port has that WWPN.
+   */
+  setPortLink(wwpn: string, up: boolean, policy: LinkDownPolicy = 'fail'): boolean {
+    let found = false
+    for (const login of this.byLoopId.values()) {
+      if (login.port.wwpn !== wwpn) continue
+      found = true
+      if (!up) {
+        login.downPolicy = policy
+        if (!login.loggedIn) continue
+        login.loggedIn = false
+        this.events.lost(login.port.loopId, CompStatus.PORT_UNAVAILABLE, login)
+      } else {
+        if (login.loggedIn) continue
+        login.loggedIn = true
+        const parked = login.parked
+        login.parked = []
+        this.events.resumed(login, parked)
+      }
+      this.log.info({ event: up ? 'port_login' : 'port_logout', wwpn, loopId: login.port.loopId }, up ? 'target port logged in again' : 'target port logged out')
+    }
+    if (found) this.events.asyncEvent(AsyncEvent.PORT_DB_CHANGED)
+    return found
+  }
+
+  /** Commands ended or refused because the port `wwpn` was down. */
+  portDownHits(wwpn: string): number {
+    let n = 0
+    for (const l of this.byLoopId.values()) if (l.port.wwpn === wwpn) n += l.downHits
+    return n
+  }
+
+  /**
+   * The fabric changed (a target port was plugged in or pulled, as the switch
+   * would see it): log into new ports, log out of the ones that are gone —
+   * their open exchanges end with PORT UNAVAILABLE — and tell the host with
+   * an RSCN so it rescans.
+   */
+  fabricChanged(): void {
+    const present = new Set(this.fabric.ports)
+    for (const [loopId, login] of [...this.byLoopId]) {
+      if (present.has(login.port)) continue
+      this.events.lost(loopId, CompStatus.PORT_UNAVAILABLE, null)
+      this.byLoopId.delete(loopId)
+    }
+    for (const port of this.fabric.ports) if (!this.byLoopId.has(port.loopId)) this.login(port)
+    this.events.asyncEvent(AsyncEvent.RSCN)
+  }
+}
