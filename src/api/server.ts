@@ -119,14 +119,18 @@ const DEFAULT_MAX_IN_FLIGHT_BYTES = 256 * 1024 * 1024
 /** See ApiServerOptions.closeGraceMs. */
 const CLOSE_GRACE_MS = 1000
 /**
- * A message split across chunks is gathered in a buffer that grows with what
- * arrived (at most ACC_GROW times it, at least ACC_MIN), never to the length
- * the header claims at once: a 16-byte header cannot make the server hold
- * max_transfer bytes. A 640 KiB inline write arriving in 64 KiB chunks is
- * copied once more at most ACC_MIN bytes' worth.
+ * A message split across chunks is gathered in a buffer sized by what has
+ * arrived, not by what the header claims: ACC_GROW times the bytes in hand
+ * (at least ACC_MIN), or the whole message once that is within ACC_WHOLE
+ * times it. So a 16-byte header cannot make the server hold max_transfer
+ * bytes (it holds at most ACC_GROW × ACC_WHOLE × what arrived), and growing
+ * copies less than 1/ACC_WHOLE of a message again: a 640 KiB inline write
+ * arriving in 64 KiB chunks is allocated whole at its first chunk unless
+ * fewer than 5 KiB of it were in that chunk, and then only those are copied.
  */
 const ACC_MIN = 4096
 const ACC_GROW = 16
+const ACC_WHOLE = 8
 
 export class ApiError extends FcfsError {
   constructor(message: string) {
@@ -655,7 +659,8 @@ class Conn {
 
 /** Bytes to hold for a message of `need` bytes of which `have` arrived (see ACC_MIN). */
 function accCapacity(need: number, have: number): number {
-  return need <= ACC_MIN ? need : Math.min(need, Math.max(ACC_MIN, have * ACC_GROW))
+  const c = Math.max(ACC_MIN, have * ACC_GROW)
+  return c * ACC_WHOLE >= need ? need : c
 }
 
 function closeRegion(r: Region): void {
