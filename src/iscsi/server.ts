@@ -14,10 +14,17 @@ import type { HbaDriver } from '../hba/driver.js'
 import { ConfigError } from '../errors.js'
 import { Connection, type NewSession, type PortalContext } from './connection.js'
 import { DEFAULT_LIMITS, type ChapConfig, type TargetLimits } from './login.js'
-import { Session, type SessionTarget } from './session.js'
+import { MAX_TRANSFER, SESSION_WRITE_BUDGET, Session, type SessionTarget } from './session.js'
+import { ByteBudget } from './budget.js'
 import { targetIqn } from './text.js'
 
 export const DEFAULT_ISCSI_PORT = 3260
+/**
+ * Bytes all sessions together may hold in write buffers: four sessions'
+ * worth. Past it, write commands wait for their buffer (no R2T) instead of
+ * failing; 256 MiB is ~40 ms of the fastest modelled link, enough to keep it busy.
+ */
+export const PORTAL_WRITE_BUDGET = 4 * SESSION_WRITE_BUDGET
 
 export interface PortalOptions {
   host: string
@@ -26,6 +33,8 @@ export interface PortalOptions {
   log: Logger
   chap?: ChapConfig
   limits?: Partial<TargetLimits>
+  /** Write-buffer budgets in bytes (defaults SESSION_WRITE_BUDGET, PORTAL_WRITE_BUDGET). */
+  writeBudget?: { session?: number; portal?: number }
 }
 
 export interface PortalAddress {
@@ -83,6 +92,8 @@ export class IscsiPortal implements PortalContext {
   private readonly sessions = new Map<number, Session>()
   private readonly conns = new Set<Connection>()
   private nextTsih = 1
+  private readonly writeBudget: ByteBudget
+  private readonly sessionWriteBudget: number
   private bound: PortalAddress | null = null
 
   constructor(opts: PortalOptions) {
@@ -91,6 +102,13 @@ export class IscsiPortal implements PortalContext {
     this.log = opts.log.child({ component: 'iscsi' })
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits }
     this.chap = opts.chap
+    this.sessionWriteBudget = opts.writeBudget?.session ?? SESSION_WRITE_BUDGET
+    const portalBudget = opts.writeBudget?.portal ?? PORTAL_WRITE_BUDGET
+    if (!(this.sessionWriteBudget > 0 && portalBudget >= this.sessionWriteBudget)) {
+      throw new ConfigError('writeBudget', `needs 0 < session <= portal, got session ${this.sessionWriteBudget}, portal ${portalBudget}`)
+    }
+    if (this.sessionWriteBudget < MAX_TRANSFER) this.log.warn({ event: 'iscsi_small_write_budget', session: this.sessionWriteBudget, maxTransfer: MAX_TRANSFER }, 'a command larger than the session write budget runs alone')
+    this.writeBudget = new ByteBudget(portalBudget)
     for (const port of opts.driver.ports) {
       const iqn = targetIqn(port.wwpn)
       this.targets.set(iqn, { iqn, port })
@@ -127,6 +145,21 @@ export class IscsiPortal implements PortalContext {
 
   get sessionCount(): number {
     return this.sessions.size
+  }
+
+  /** The sessions in full feature phase now. */
+  listSessions(): Session[] {
+    return [...this.sessions.values()]
+  }
+
+  /** Bytes of write buffers allocated now, all sessions together (never above the portal budget). */
+  get writeBufferBytes(): number {
+    return this.writeBudget.used
+  }
+
+  /** The most write-buffer bytes ever held at once. */
+  get writeBufferPeak(): number {
+    return this.writeBudget.peak
   }
 
   /** TCP connections open now, logged in or not. */
@@ -173,6 +206,7 @@ export class IscsiPortal implements PortalContext {
       cmdSN: n.cmdSN,
       log: this.log.child({ tsih }),
       tasksOn: (loopId, _lun) => [...this.sessions.values()].filter((x) => x.target?.port.loopId === loopId),
+      writeBudget: new ByteBudget(this.sessionWriteBudget, this.writeBudget),
     })
     s.conn = n.conn
     this.sessions.set(tsih, s)

@@ -45,6 +45,7 @@ import { Asc, SenseKey, Status, decodeSense, encodeFixedSense, toDescriptorSense
 import { Op as ScsiOp, READ_WRITE_10, READ_WRITE_12, READ_WRITE_16 } from '../scsi/cdb.js'
 import type { FieldDef } from '../scsi/layout.js'
 import type { SessionParams } from './login.js'
+import type { ByteBudget, Claim } from './budget.js'
 import {
   BHS_SIZE,
   DATA_IN,
@@ -77,6 +78,12 @@ import { decodeText, encodeText, sendTargets, type KeyValues } from './text.js'
 export const MAX_TRANSFER = 64 * 1024 * 1024
 /** Commands a session may have queued (the CmdSN window). */
 export const QUEUE_DEPTH = 64
+/**
+ * Bytes one session may hold in write buffers: one largest command, so any
+ * legal command can run, and 64 × 1 MiB (a Linux initiator's usual depth and
+ * size) fit without waiting.
+ */
+export const SESSION_WRITE_BUDGET = MAX_TRANSFER
 /** Text request keys one exchange may send us (C bit PDUs together). */
 const TEXT_MAX = 65536
 
@@ -141,6 +148,10 @@ interface Task {
   write: boolean
   inWindow: boolean
   buf: Buffer | null
+  /** Its write buffer's claim on the session's and the portal's budget; null until asked. */
+  claim: Claim | null
+  /** Immediate and unsolicited data that arrived before the claim was granted (in offset order). */
+  staged: { offset: number; data: Buffer }[]
   received: number
   /** Unsolicited bytes still to come (after immediate data). */
   unsolicitedLeft: number
@@ -174,6 +185,8 @@ export interface SessionOptions {
   log: Logger
   /** Tasks of every session on a target port and LUN (LUN reset reaches them all). */
   tasksOn: (loopId: number, lun: number | null) => Session[]
+  /** This session's write-buffer budget (its parent is the portal's). */
+  writeBudget: ByteBudget
 }
 
 export class Session {
@@ -197,6 +210,9 @@ export class Session {
   private textPending: { itt: number; rest: Buffer; ttt: number } | null = null
   private textIn: Buffer[] = []
   private textInBytes = 0
+  private readonly budget: ByteBudget
+  /** Bytes of write buffers this session holds now (granted claims, allocated). */
+  writeBufferBytes = 0
   closed = false
 
   readonly stats = { commands: 0, dataIn: 0, dataOut: 0, r2t: 0, tmf: 0, rejects: 0 }
@@ -210,6 +226,7 @@ export class Session {
     this.target = o.target
     this.driver = o.driver
     this.log = o.log
+    this.budget = o.writeBudget
     this.expCmdSN = o.cmdSN >>> 0
     this.lastMaxCmdSN = (this.expCmdSN + QUEUE_DEPTH - 1) >>> 0
   }
@@ -305,6 +322,8 @@ export class Session {
       write: h.write,
       inWindow: !h.immediate,
       buf: null,
+      claim: null,
+      staged: [],
       received: 0,
       unsolicitedLeft: 0,
       unsolicitedOffset: 0,
@@ -330,11 +349,7 @@ export class Session {
       this.submit(task)
       return
     }
-    task.buf = Buffer.alloc(edtl)
-    if (immediateData.length > 0) {
-      immediateData.copy(task.buf, 0)
-      task.received = immediateData.length
-    }
+    task.received = immediateData.length
     task.nextOffset = task.received
     task.unsolicitedOffset = task.received
     if (!p.initialR2T && !h.final) {
@@ -342,6 +357,27 @@ export class Session {
       task.unsolicitedLeft = Math.max(0, firstBurst - task.received)
       task.nextOffset = firstBurst
     }
+    // The buffer comes from the budget: until the claim is granted no R2T goes
+    // out, and the first burst (which the initiator may send unasked) is staged.
+    if (immediateData.length > 0) task.staged.push({ offset: 0, data: immediateData })
+    const claim = this.budget.claim(edtl, (c) => this.writeGranted(task, c))
+    if (task.state === 'data-out' && !task.buf) {
+      task.claim = claim
+      if (task.staged.length > 0) task.staged[0].data = Buffer.from(immediateData) // the PDU's buffer is not ours to keep
+      this.log.debug({ event: 'iscsi_write_waits_for_budget', itt: task.itt, edtl, held: this.writeBufferBytes }, 'write waits for buffer budget')
+    }
+  }
+
+  /** The write's claim was granted: allocate its buffer, place what was staged, ask for the rest. */
+  private writeGranted(task: Task, claim: Claim): void {
+    if (task.aborted || this.closed || task.state !== 'data-out') {
+      claim.release()
+      return
+    }
+    task.claim = claim
+    task.buf = Buffer.alloc(task.edtl)
+    this.writeBufferBytes += task.edtl
+    for (const s of task.staged.splice(0)) s.data.copy(task.buf, s.offset)
     this.advanceWrite(task)
   }
 
@@ -360,7 +396,7 @@ export class Session {
       if (h.ttt !== RESERVED_TAG && digestOk) conn.reject(RejectReason.INVALID_PDU_FIELD, raw)
       return
     }
-    if (task.state !== 'data-out' || !task.buf) {
+    if (task.state !== 'data-out') {
       if (!task.aborted && digestOk) conn.reject(RejectReason.PROTOCOL_ERROR, raw)
       return
     }
@@ -399,7 +435,9 @@ export class Session {
       task.failed = true
     }
     if (!task.failed) {
-      data.copy(task.buf, off)
+      // Before the grant only unsolicited data can come (no R2T went out); it is at most FirstBurstLength.
+      if (task.buf) data.copy(task.buf, off)
+      else task.staged.push({ offset: off, data: Buffer.from(data) })
       task.received += data.length
     }
     this.advanceWrite(task)
@@ -416,6 +454,7 @@ export class Session {
       }
       return
     }
+    if (!task.buf) return // waiting for its buffer budget
     if (task.received >= task.edtl) {
       task.r2ts.clear()
       this.submit(task)
@@ -665,6 +704,12 @@ export class Session {
     if (task.state === 'done') return
     task.state = 'done'
     if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt)
+    if (task.claim) {
+      if (task.write && task.buf) this.writeBufferBytes -= task.edtl
+      task.claim.release()
+      task.claim = null
+    }
+    task.staged = []
     task.buf = null
     for (const w of task.waiters.splice(0)) w()
   }

@@ -15,8 +15,35 @@ import type { Fabric } from '../../src/targets/types.js'
 import { silentLogger } from '../../src/log.js'
 import { startIscsiPortal, type IscsiPortal } from '../../src/iscsi/server.js'
 import { PduReader, framePdu, type RawPdu } from '../../src/iscsi/framing.js'
-import { BHS_SIZE, LOGIN_REQ, LOGIN_RSP, NOP_IN, NOP_OUT, Op, REJECT, RejectReason, TEXT_REQ, decodeBhs, encodeBhs, opcodeOf, type BhsOf, type PduLayout } from '../../src/iscsi/pdu.js'
+import {
+  BHS_SIZE,
+  DATA_IN,
+  DATA_OUT,
+  LOGIN_REQ,
+  LOGIN_RSP,
+  NOP_IN,
+  NOP_OUT,
+  Op,
+  R2T,
+  REJECT,
+  RejectReason,
+  SCSI_COMMAND,
+  SCSI_RESPONSE,
+  TASK_MGMT_REQ,
+  TASK_MGMT_RSP,
+  TEXT_REQ,
+  TmfFunction,
+  TmfResponse,
+  decodeBhs,
+  encodeBhs,
+  opcodeOf,
+  type BhsOf,
+  type PduLayout,
+} from '../../src/iscsi/pdu.js'
 import { encodeText } from '../../src/iscsi/text.js'
+import { MAX_TRANSFER, SESSION_WRITE_BUDGET } from '../../src/iscsi/session.js'
+import { PORTAL_WRITE_BUDGET } from '../../src/iscsi/server.js'
+import { IscsiInitiator } from '../../src/iscsi/initiator.js'
 
 const MiB = 1024 * 1024
 
@@ -66,7 +93,7 @@ class Peer {
     }
     return this.got.shift() ?? null
   }
-  async login(target: string): Promise<void> {
+  async login(target: string, ops: Record<string, string> = {}): Promise<void> {
     const isid = randomBytes(6)
     isid[0] = 0x40
     const sec = encodeText([
@@ -77,7 +104,7 @@ class Peer {
     ])
     this.send(LOGIN_REQ, { immediate: true, transit: true, csg: 0, nsg: 1, isid, itt: 0, cmdSN: 1 }, sec)
     expect(decodeBhs(LOGIN_RSP, (await this.next())!.bhs).statusClass).toBe(0)
-    this.send(LOGIN_REQ, { immediate: true, transit: true, csg: 1, nsg: 3, isid, itt: 0, cmdSN: 1 }, encodeText([['MaxRecvDataSegmentLength', '8192']]))
+    this.send(LOGIN_REQ, { immediate: true, transit: true, csg: 1, nsg: 3, isid, itt: 0, cmdSN: 1 }, encodeText([['MaxRecvDataSegmentLength', '8192'], ...Object.entries(ops)]))
     const r = decodeBhs(LOGIN_RSP, (await this.next())!.bhs)
     expect([r.statusClass, r.transit, r.nsg]).toEqual([0, true, 3])
   }
@@ -337,5 +364,163 @@ describe('hostile iSCSI streams', () => {
     ok.send(NOP_OUT, { immediate: true, final: true, itt: 2, ttt: 0xffffffff, cmdSN: 1 })
     expect(decodeBhs(NOP_IN, (await ok.next())!.bhs).itt).toBe(2)
     ok.s.destroy()
+  })
+})
+
+/** WRITE(16) or READ(16) of `blocks` 512-byte blocks at `lba`. */
+function rw16(write: boolean, lba: number, blocks: number): Buffer {
+  const cdb = Buffer.alloc(16)
+  cdb[0] = write ? 0x8a : 0x88
+  cdb.writeBigUInt64BE(BigInt(lba), 2)
+  cdb.writeUInt32BE(blocks, 10)
+  return cdb
+}
+
+/** PDUs a peer received that no expectPdu has taken yet. */
+const backlog = new WeakMap<Peer, RawPdu[]>()
+
+/** The first PDU (received before or within `ms`) that matches; the others stay for later calls. Null when none comes. */
+async function expectPdu(p: Peer, match: (x: RawPdu) => boolean, ms = 3000): Promise<RawPdu | null> {
+  const kept = backlog.get(p) ?? []
+  backlog.set(p, kept)
+  const i = kept.findIndex(match)
+  if (i >= 0) return kept.splice(i, 1)[0]
+  const end = Date.now() + ms
+  for (;;) {
+    const left = end - Date.now()
+    if (left <= 0) return null
+    const x = await p.next(left)
+    if (!x) return null
+    if (match(x)) return x
+    kept.push(x)
+  }
+}
+
+const isOp = (op: number, itt: number) => (x: RawPdu) => opcodeOf(x.bhs) === op && x.bhs.readUInt32BE(16) === itt
+
+/** A TEST UNIT READY until GOOD, so the power-on unit attention is out of the way. */
+async function ready(c: IscsiInitiator): Promise<void> {
+  for (let i = 0; i < 3; i++) if ((await c.command(0, Buffer.alloc(6), null, null)).status === 0) return
+}
+
+describe('write buffers come from a session and a portal budget', () => {
+  let fabric: Fabric
+  let driver: HbaDriver
+  let portal: IscsiPortal
+  let port: number
+  let target: string
+
+  beforeAll(async () => {
+    fabric = buildFabric(defaultConfig({ targets: 1, size: 16 * MiB, blockSize: 512 }))
+    driver = await createHba({ index: 0, fabric, log: silentLogger })
+    portal = await startIscsiPortal({ host: '127.0.0.1', port: 0, driver, log: silentLogger })
+    port = portal.address().port
+    target = portal.targetNames()[0]
+  })
+  afterAll(async () => {
+    await portal?.close()
+    await driver?.shutdown(0)
+    if (fabric) await closeFabric(fabric)
+  })
+
+  it('64 WRITE(16) commands of 64 MiB each and no data hold one session budget, another session writes and reads exactly, and all is given back when the attacker leaves', async () => {
+    expect(MAX_TRANSFER).toBe(64 * MiB)
+    const attacker = await Peer.open(port)
+    try {
+      await attacker.login(target)
+      for (let i = 0; i < 64; i++) {
+        attacker.send(SCSI_COMMAND, { final: true, write: true, attr: 1, itt: 100 + i, cmdSN: 1 + i, expectedDataTransferLength: 64 * MiB, cdb: rw16(true, 0, (64 * MiB) / 512) })
+      }
+      expect(await expectPdu(attacker, isOp(Op.R2T, 100)), 'the first command gets its R2T').not.toBeNull()
+      // Nothing more comes: no other command has a buffer to ask data for.
+      expect(await expectPdu(attacker, (x) => opcodeOf(x.bhs) === Op.R2T, 500)).toBeNull()
+      expect(await until(() => portal.listSessions().some((s) => s.outstanding === 64), 2000)).toBe(true)
+      const held = portal.listSessions().find((s) => s.outstanding === 64)!
+      expect(held.writeBufferBytes).toBe(64 * MiB)
+      expect(held.writeBufferBytes).toBeLessThanOrEqual(SESSION_WRITE_BUDGET)
+      expect(portal.writeBufferBytes).toBe(64 * MiB)
+
+      // Another initiator is served exactly meanwhile.
+      const good = new IscsiInitiator({ host: '127.0.0.1', port, target, log: silentLogger, initiatorName: 'iqn.test:good' })
+      await good.connect()
+      try {
+        await ready(good)
+        const data = randomBytes(8192)
+        expect((await good.command(0, rw16(true, 2048, 16), data, null)).status).toBe(0)
+        const back = Buffer.alloc(8192)
+        const r = await good.command(0, rw16(false, 2048, 16), null, back)
+        expect([r.status, r.received]).toEqual([0, 8192])
+        expect(back.equals(data)).toBe(true)
+      } finally {
+        await good.close()
+      }
+      expect(portal.writeBufferPeak).toBeLessThanOrEqual(PORTAL_WRITE_BUDGET)
+      expect(portal.writeBufferPeak).toBeLessThanOrEqual(64 * MiB + 8192)
+    } finally {
+      attacker.s.destroy()
+    }
+    expect(await until(() => portal.writeBufferBytes === 0 && portal.sessionCount === 0, 4000), 'every buffer given back').toBe(true)
+  })
+
+  it('immediate and unsolicited data of a write that waits for its buffer are kept and written once the buffer frees up', async () => {
+    const p = await Peer.open(port)
+    try {
+      await p.login(target, { InitialR2T: 'No', ImmediateData: 'Yes', FirstBurstLength: '65536', MaxBurstLength: '262144' })
+      p.send(SCSI_COMMAND, { final: true, itt: 1, cmdSN: 1, cdb: Buffer.alloc(16) }) // TEST UNIT READY: takes the unit attention
+      expect(await expectPdu(p, isOp(Op.SCSI_RESPONSE, 1))).not.toBeNull()
+      // A 64 MiB write takes the whole session budget and sends nothing.
+      p.send(SCSI_COMMAND, { final: true, write: true, attr: 1, itt: 10, cmdSN: 2, expectedDataTransferLength: 64 * MiB, cdb: rw16(true, 0, (64 * MiB) / 512) })
+      expect(await expectPdu(p, isOp(Op.R2T, 10))).not.toBeNull()
+      // 16 KiB: 4 KiB immediate, 4 KiB unsolicited (F ends the first burst early), the rest by R2T later.
+      const data = randomBytes(16384)
+      p.send(SCSI_COMMAND, { final: false, write: true, attr: 1, itt: 11, cmdSN: 3, expectedDataTransferLength: 16384, cdb: rw16(true, 64, 32) }, data.subarray(0, 4096))
+      p.send(DATA_OUT, { final: true, itt: 11, ttt: 0xffffffff, dataSN: 0, bufferOffset: 4096 }, data.subarray(4096, 8192))
+      expect(await expectPdu(p, (x) => x.bhs.readUInt32BE(16) === 11, 500), 'no R2T (or answer) while the buffer is not granted').toBeNull()
+      expect(portal.writeBufferBytes).toBe(64 * MiB)
+
+      p.send(TASK_MGMT_REQ, { immediate: true, final: true, function: TmfFunction.ABORT_TASK, itt: 12, referencedTaskTag: 10, refCmdSN: 2, cmdSN: 4 })
+      const tmf = await expectPdu(p, isOp(Op.TASK_MGMT_RSP, 12))
+      expect(decodeBhs(TASK_MGMT_RSP, tmf!.bhs).response).toBe(TmfResponse.FUNCTION_COMPLETE)
+      const r2t = await expectPdu(p, isOp(Op.R2T, 11))
+      const r = decodeBhs(R2T, r2t!.bhs)
+      expect([r.bufferOffset, r.desiredDataTransferLength]).toEqual([8192, 8192])
+      p.send(DATA_OUT, { final: true, itt: 11, ttt: r.ttt, dataSN: 0, bufferOffset: 8192 }, data.subarray(8192))
+      const rsp = await expectPdu(p, isOp(Op.SCSI_RESPONSE, 11))
+      expect(decodeBhs(SCSI_RESPONSE, rsp!.bhs).status).toBe(0)
+
+      p.send(SCSI_COMMAND, { final: true, read: true, attr: 1, itt: 13, cmdSN: 4, expectedDataTransferLength: 16384, cdb: rw16(false, 64, 32) })
+      const parts: Buffer[] = []
+      for (let x = await expectPdu(p, isOp(Op.DATA_IN, 13)); x; x = decodeBhs(DATA_IN, x.bhs).statusPresent ? null : await expectPdu(p, isOp(Op.DATA_IN, 13))) parts.push(x.data)
+      expect(Buffer.concat(parts).equals(data)).toBe(true)
+    } finally {
+      p.s.destroy()
+    }
+    expect(await until(() => portal.writeBufferBytes === 0, 4000)).toBe(true)
+  })
+
+  it('two clients with 24 MiB of 1 MiB writes in flight through a 4 MiB session and 6 MiB portal budget complete every write, and the data reads back', async () => {
+    const small = await startIscsiPortal({ host: '127.0.0.1', port: 0, driver, log: silentLogger, writeBudget: { session: 4 * MiB, portal: 6 * MiB } })
+    const clients = [0, 1].map((i) => new IscsiInitiator({ host: '127.0.0.1', port: small.address().port, target, log: silentLogger, initiatorName: `iqn.test:busy${i}` }))
+    try {
+      for (const c of clients) {
+        await c.connect()
+        await ready(c)
+      }
+      const blocks = Array.from({ length: 24 }, () => randomBytes(MiB))
+      const results = await Promise.all(blocks.map((b, i) => clients[i % 2].command(0, rw16(true, (i * MiB) / 512 - (i >= 16 ? 16 * 2048 : 0), 2048), b, null)))
+      expect(results.map((r) => r.status)).toEqual(blocks.map(() => 0))
+      expect(small.writeBufferPeak).toBe(6 * MiB)
+      expect(small.writeBufferBytes).toBe(0)
+      // Blocks 16..23 overwrote 0..7: the last writer of each range wins.
+      for (let i = 8; i < 24; i++) {
+        const back = Buffer.alloc(MiB)
+        const lba = (i * MiB) / 512 - (i >= 16 ? 16 * 2048 : 0)
+        expect((await clients[0].command(0, rw16(false, lba, 2048), null, back)).status).toBe(0)
+        expect(back.equals(blocks[i]), `block ${i}`).toBe(true)
+      }
+    } finally {
+      for (const c of clients) await c.close()
+      await small.close()
+    }
   })
 })
