@@ -342,7 +342,7 @@ describe('paths in the config: fcfs creates the file or the backing directory, n
   })
 
   it('refuses a shared unit whose file has no directory, naming logicalUnits[0].backend.path', async () => {
-    const cfg = parseConfig({ targets: [{ luns: [{ logicalUnit: 'u' }] }], logicalUnits: [{ id: 'u', size: '1MiB', backend: { type: 'file', path: '/nonexistent-fcfs/u.img' } }] }, '')
+    const cfg = parseConfig({ targets: [{ luns: [{ logicalUnit: 'u' }] }], logicalUnits: [{ id: 'u', size: '1MiB', backend: { type: 'file', path: path.join(dir, 'missing', 'u.img') } }] }, '')
     expect((await refusalAsync(openFabric(cfg))).field).toBe('logicalUnits[0].backend.path')
   })
 
@@ -395,6 +395,8 @@ describe('faults/control and fabric/control with hostile lines', () => {
     return buf.subarray(0, n)
   }
   const RW = '/wwn/21000024ff000001/rwbuf'
+  /** A directory nobody creates (on failure, the test would create it: it is under the temp dir). */
+  const MISSING = path.join(tmpdir(), `fcfs-hostile-missing-${process.pid}`)
 
   beforeAll(async () => {
     const { fabric, driver, devices, faults } = await startFabric(defaultConfig({ targets: 1, size: 8 * MiB }), silentLogger)
@@ -414,6 +416,7 @@ describe('faults/control and fabric/control with hostile lines', () => {
   })
   afterAll(async () => {
     await stop?.()
+    await rm(MISSING, { recursive: true, force: true })
   })
 
   const big = 'A'.repeat(MiB)
@@ -461,7 +464,7 @@ describe('faults/control and fabric/control with hostile lines', () => {
     ['a 1 MiB size', `add-lun 21000024ff000001 {"size":"${big}"}`, /targets\[0\]\.luns\[0\]\.size: must be a size like 1GiB or 512M, got "A{40}…" \(1048576 characters\)/],
     ['a wrong-type LUN number', 'add-lun 21000024ff000001 {"lun":"1","size":"1MiB"}', /targets\[0\]\.luns\[0\]\.lun: must be a number, got "1"/],
     ['a 1 MiB unknown key', `add-target {"${'k'.repeat(MiB)}":1}`, /targets\[0\]\.k{40}… \(1048576 characters\): is not a known setting/],
-    ['a file backend without its directory', 'add-lun 21000024ff000001 {"lun":1,"size":"1MiB","backend":{"type":"file","path":"/nonexistent-fcfs/dir/x.img"}}', /targets\[0\]\.luns\[0\]\.backend\.path: the directory \/nonexistent-fcfs\/dir does not exist/],
+    ['a file backend without its directory', `add-lun 21000024ff000001 {"lun":1,"size":"1MiB","backend":{"type":"file","path":"${MISSING}/dir/x.img"}}`, /targets\[0\]\.luns\[0\]\.backend\.path: the directory \S+\/dir does not exist/],
     ['a file backend on /dev/null', 'add-lun 21000024ff000001 {"lun":1,"size":"1MiB","backend":{"type":"file","path":"/dev/null"}}', /backend\.path: \/dev\/null is not a regular file/],
   ]
 
