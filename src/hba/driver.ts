@@ -46,7 +46,7 @@ import { IoStats, LatencyHistogram } from './stats.js'
 import { TraceBuffer } from './trace.js'
 import { opcodeName } from '../scsi/opcodes.js'
 import { decodeReadWrite } from '../scsi/cdb.js'
-import { decodeSense, describeSense, statusName, type DecodedSense } from '../scsi/sense.js'
+import { NO_SENSE_CODE, describeSense, describeSenseCode, senseCode, senseCodeKey, statusName } from '../scsi/sense.js'
 import { AsyncEvent, Hccr, HostStatus, IntType, Mbc, Mbs, Reg, addressToMailboxes } from './registers.js'
 import { Ring } from './ring.js'
 
@@ -731,24 +731,10 @@ export function errorKind(c: Completion): string | null {
   if (c.compStatus !== CompStatus.COMPLETE && c.compStatus !== CompStatus.DATA_UNDERRUN) return compStatusName(c.compStatus)
   if (c.scsiStatus === 0) return null
   if (c.scsiStatus === 0x02) {
-    const d = senseOf(c)
-    if (d) return 'CHECK CONDITION/' + describeSense(d.key, 0, 0).split(':')[0]
+    const code = senseCode(c.sense)
+    if (code !== NO_SENSE_CODE) return 'CHECK CONDITION/' + describeSense(senseCodeKey(code), 0, 0).split(':')[0]
   }
   return statusName(c.scsiStatus)
-}
-
-/**
- * The completion's sense through the SCSI leaf's one parser; null when there
- * is none or it is malformed (a remote target's garbage is counted and traced
- * without it). Only reached for failed commands.
- */
-function senseOf(c: Completion): DecodedSense | null {
-  if (!c.sense || c.sense.length === 0) return null
-  try {
-    return decodeSense(c.sense)
-  } catch {
-    return null
-  }
 }
 
 /** One trace line: time, hba, target, lun, opcode, lba/blocks, outcome, latency. */
@@ -760,8 +746,8 @@ function traceLine(hba: number, p: Pending, c: Completion, us: number): string {
   if (c.entryStatus !== 0) outcome = `entry_status=0x${c.entryStatus.toString(16)}`
   else if (c.compStatus !== CompStatus.COMPLETE && c.compStatus !== CompStatus.DATA_UNDERRUN) outcome = compStatusName(c.compStatus)
   else outcome = statusName(c.scsiStatus)
-  const d = senseOf(c)
-  if (d) outcome += ` [${describeSense(d.key, d.asc, d.ascq)}]`
+  const code = senseCode(c.sense)
+  if (code !== NO_SENSE_CODE) outcome += ` [${describeSenseCode(code)}]`
   if (c.residual && c.compStatus === CompStatus.DATA_UNDERRUN) outcome += ` residual=${c.residual}`
   return `${new Date().toISOString()} hba${hba} t${p.req.target} lun${p.req.lun} ${op}${rw} bytes=${p.byteCount} ${outcome} ${(us / 1000).toFixed(3)}ms`
 }

@@ -129,6 +129,11 @@ describe('errorKind reads sense through the SCSI leaf', () => {
     expect(errorKind(checkCondition(descriptor))).toBe('CHECK CONDITION/MEDIUM ERROR')
   })
 
+  it('still names the key of fixed sense cut short before its ASC, as an initiator must read it', () => {
+    const cut = encodeFixedSense({ key: SenseKey.NOT_READY, asc: 0x04, ascq: 0x02 }).subarray(0, 8)
+    expect(errorKind(checkCondition(cut))).toBe('CHECK CONDITION/NOT READY')
+  })
+
   it('counts bytes that are not sense data (response code 0x00) as a plain CHECK CONDITION, not as a made-up sense key', () => {
     const garbage = Buffer.from('00000300000000000000000011000000', 'hex')
     expect(errorKind(checkCondition(garbage))).toBe('CHECK CONDITION')
