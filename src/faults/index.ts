@@ -3,4 +3,3 @@ export { FaultRuleError, FAULT_KINDS, formatRule, parseRule, type FaultKind, typ
 export { FaultSet, type ApplyResult, type LinkControl } from './set.js'
 export { FaultyBackend } from './backend.js'
 export { FaultyTarget } from './target.js'
-export { addFaultFiles } from './files.js'

@@ -401,7 +401,7 @@ describe('faults/control and fabric/control with hostile lines', () => {
   beforeAll(async () => {
     const { fabric, driver, devices, faults } = await startFabric(defaultConfig({ targets: 1, size: 8 * MiB }), silentLogger)
     fs = new Filesystem({ drivers: [driver], devices, log: silentLogger, mountpoint: '/hostile', fabric: hotplug({ fabric, driver, tuning: DEFAULT_TUNING, log: silentLogger, baseDir: '/nonexistent-fcfs-hostile' }) })
-    const { addFaultFiles } = await import('../../src/faults/index.js')
+    const { addFaultFiles } = await import('../../src/fs/fault-files.js')
     addFaultFiles(fs.tree, faults)
     stop = async () => {
       faults.close()

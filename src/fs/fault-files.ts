@@ -8,9 +8,9 @@
  *   faults/log         the latest injections, one line each: time, rule id, kind, target, LUN, command, LBA
  *   faults/last_error  the reason the last control write was refused ("none" before any)
  */
-import type { Tree } from '../fs/tree.js'
+import type { Tree } from './tree.js'
 import { Errno } from '../scsi/errno.js'
-import type { FaultSet } from './set.js'
+import type { FaultSet } from '../faults/set.js'
 
 export const FAULT_CONTROL_HELP = `fault rules (one per line; see the README, "Fault injection"):
   medium-error wwpn=<wwpn> [lun=N] [lba=N-M] [op=read|write] [every=N|prob=P seed=S|next=N] [file=PATH]
