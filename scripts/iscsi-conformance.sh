@@ -1,27 +1,85 @@
 #!/usr/bin/env bash
-# libiscsi's conformance suite against fcfs's iSCSI export and against Linux
-# tgt, in one run, side by side:
-#   scripts/iscsi-conformance.sh [suite-regexp]      (default: SCSI; needs root for tgtd)
-# Starts tgtd (a 64 MiB file LUN 1 on a free port, its own management port)
-# and fcfs (one 64 MiB RAM LUN, --iscsi-portal), runs
-# `iscsi-test-cu --dataloss -t <suite>` on each, and prints total, passed,
-# failed, skipped and "real" passes (passed minus skipped: the suite counts a
-# test that skips itself, e.g. "PERSISTENT RESERVE IN is not implemented", as
-# passed). Logs stay in $OUT (default a temp dir). Needs dist/ built, tgt and
-# libiscsi-bin.
+# libiscsi's conformance suite (iscsi-test-cu) against fcfs's iSCSI export and
+# against Linux tgt, in one run, one row per target × logical unit:
+#
+#   scripts/iscsi-conformance.sh [-t FAMILY] [-S|--allow-sanitize] [--targets "fcfs tgt"] [--units "plain write-protected"]
+#
+#   -t FAMILY          what iscsi-test-cu runs: ALL (default: every SCSI, iSCSI
+#                      and MultipathIO test), SCSI, iSCSI, or FAMILY.SUITE[.TEST]
+#   -S, --allow-sanitize  passes --allow-sanitize (SANITIZE erases the unit)
+#   --targets LIST     which targets to test (default both)
+#   --units LIST       which rows of UNITS below (default all)
+#
+# Every run is `iscsi-test-cu --dataloss -i IQN1 -I IQN2 URL1 URL2`: two
+# initiator names (the suite's reservation and 2-nexus tests log in as both)
+# and two paths to the same logical unit (its MultipathIO tests check they
+# are one unit). fcfs: a config file exports each unit (config logicalUnits)
+# through two target ports, i.e. two iSCSI targets iqn.2026-11.io.fcfs:<wwpn>;
+# tgt: one target reached through two portals (tgt has no second target port
+# for one unit).
+#
+# The suite's own summary counts a test that skips itself ("[SKIPPED]
+# PERSISTENT RESERVE IN is not implemented") as passed; this script parses its
+# verbose output instead: per row the tests, real passes, skips and failures,
+# then the skip reasons with their counts and every failure with its first
+# failed assertion. Logs stay in $OUT (default a temp dir). Needs root (tgtd,
+# FUSE), dist/ built (npm run build), tgt and libiscsi-bin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SUITE=${1:-SCSI}
+
+# One row per logical unit; each is exported by every target tested.
+#   name | fcfs logicalUnits[] settings (JSON merged into {id, size}) | tgt logicalunit --params ("" for none) | tests
+# A row whose fcfs or tgt part is "-" is not run on that target. "tests" is one
+# or more iscsi-test-cu -t values, "" for -t FAMILY: the whole suite assumes a
+# writable unit, so a write-protected one runs the suite's read-only tests and
+# the read-side suites (every write test would fail there, as it should).
+UNITS=(
+  'plain|{}||'
+  'write-protected|{"writeProtect":true}|readonly=1|ALL.ReadOnly ALL.ModeSense6 ALL.Read10 ALL.Read16 ALL.Inquiry ALL.ReadCapacity16'
+  # Later rows, when fcfs has them (keep the names; the README table uses them):
+  # '512e|{"blockSize":512,"physicalBlockSize":4096}||'
+  # 'removable|{"removable":true}|removable=1|'
+)
+SIZE_MIB=64
+IQN1=iqn.2026-11.io.fcfs.test:initiator1
+IQN2=iqn.2026-11.io.fcfs.test:initiator2
+
+FAMILY=ALL
+SANITIZE=
+TARGETS="fcfs tgt"
+ONLY_UNITS=
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    -t | --family) FAMILY=$2; shift 2 ;;
+    -S | --allow-sanitize) SANITIZE=--allow-sanitize; shift ;;
+    --targets) TARGETS=$2; shift 2 ;;
+    --units) ONLY_UNITS=$2; shift 2 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [[ -n $ONLY_UNITS ]]; then
+  picked=()
+  for u in "${UNITS[@]}"; do [[ " $ONLY_UNITS " == *" ${u%%|*} "* ]] && picked+=("$u"); done
+  [[ ${#picked[@]} -gt 0 ]] || { echo "--units $ONLY_UNITS names no row of UNITS" >&2; exit 2; }
+  UNITS=("${picked[@]}")
+fi
+for t in $TARGETS; do [[ $t == fcfs || $t == tgt ]] || { echo "--targets: fcfs and/or tgt, got $t" >&2; exit 2; }; done
+command -v iscsi-test-cu >/dev/null || { echo "iscsi-test-cu not found (apt-get install libiscsi-bin)" >&2; exit 1; }
+
 OUT=${OUT:-$(mktemp -d /tmp/fcfs-conformance-XXXXXX)}
 mkdir -p "$OUT/mnt"
-
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TGT_PORT=$(free_port)
+TGT_PORT2=$(free_port)
 FCFS_PORT=$(free_port)
 CTL=$((2000 + RANDOM % 30000))
 TGT_IQN=iqn.2026-11.io.fcfs.test:conformance
+WWPN_A=21000024ff00c001
+WWPN_B=21000024ff00c002
 TGTD_PID=
 FCFS_PID=
+START=$(date +%s)
 
 cleanup() {
   if [[ -n $FCFS_PID ]]; then kill -TERM "$FCFS_PID" 2>/dev/null || true; wait "$FCFS_PID" 2>/dev/null || true; fi
@@ -34,66 +92,164 @@ cleanup() {
     rm -f "/var/run/tgtd/socket.$CTL" "/var/run/tgtd/socket.$CTL.lock"
   fi
   fusermount -uz "$OUT/mnt" 2>/dev/null || true
-  rm -f "$OUT/tgt.img"
+  rm -f "$OUT"/tgt-*.img
 }
 trap cleanup EXIT
 
-# --- tgt -------------------------------------------------------------------
-truncate -s 64M "$OUT/tgt.img"
-tgtd -f -C "$CTL" --iscsi "portal=127.0.0.1:$TGT_PORT" >"$OUT/tgtd.log" 2>&1 &
-TGTD_PID=$!
-for _ in $(seq 50); do tgtadm -C "$CTL" --op show --mode sys >/dev/null 2>&1 && break; sleep 0.1; done
-tgtadm -C "$CTL" --lld iscsi --op new --mode target --tid 1 -T "$TGT_IQN"
-tgtadm -C "$CTL" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$OUT/tgt.img"
-tgtadm -C "$CTL" --lld iscsi --op bind --mode target --tid 1 -I ALL
-
-# --- fcfs ------------------------------------------------------------------
-node dist/src/cli.js mount "$OUT/mnt" --targets 1 --size 64MiB --iscsi-portal "127.0.0.1:$FCFS_PORT" --log-level warn >"$OUT/fcfs.log" 2>&1 &
-FCFS_PID=$!
-for _ in $(seq 100); do grep -q "^fcfs mounted at" "$OUT/fcfs.log" && break; sleep 0.1; done
-grep -q "^fcfs mounted at" "$OUT/fcfs.log" || { cat "$OUT/fcfs.log"; exit 1; }
-WWPN=$(ls "$OUT/mnt/wwn" | head -1)
-
-run_cu() { # name url
-  stdbuf -o0 -e0 iscsi-test-cu --dataloss -v -t "$SUITE" "$2" >"$OUT/$1.out" 2>&1 || true
+run_cu() { # log-name tests url1 url2
+  local t0=$(date +%s) n=0 t
+  echo "${2:-$FAMILY}" >"$OUT/$1.tests"
+  for t in ${2:-$FAMILY}; do
+    n=$((n + 1))
+    stdbuf -o0 -e0 iscsi-test-cu --dataloss $SANITIZE -v -t "$t" -i "$IQN1" -I "$IQN2" "$3" "$4" >"$OUT/$1.$n.out" 2>&1 || true
+  done
+  echo "$1: $(($(date +%s) - t0)) s" >&2
 }
-run_cu fcfs "iscsi://127.0.0.1:$FCFS_PORT/iqn.2026-11.io.fcfs:$WWPN/0"
-run_cu tgt "iscsi://127.0.0.1:$TGT_PORT/$TGT_IQN/1"
 
-python3 - "$OUT" <<'EOF'
-import re, sys
-out = sys.argv[1]
-def parse(name):
-    text = open(f"{out}/{name}.out", errors="replace").read()
-    tests, cur = [], None
-    for line in text.split("\n"):
-        m = re.match(r"^  Test: (\S+) \.\.\.(.*)$", line)
-        if m:
-            cur = {"name": m.group(1), "text": m.group(2)}
-            tests.append(cur)
-        elif line.startswith("Suite: "):
-            cur = None
-            suite = line[7:].strip()
-        elif cur is not None:
-            cur["text"] += "\n" + line
-        if m:
-            cur["suite"] = suite if "suite" in dir() else ""
-    summary = re.search(r"tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", text)
-    failed = [t for t in tests if re.search(r"(^|\n)FAILED\s*$", t["text"], re.M)]
-    # What a test printed before its result; after it comes the suite's teardown
-    # (whose "PERSISTENT RESERVE IN is not implemented" is no test's skip).
-    def own(t):
-        m = re.search(r"(?m)^\s*(passed|FAILED)", t["text"])
-        return t["text"][: m.start()] if m else t["text"]
-    skipped = [t for t in tests if t not in failed and "[SKIPPED]" in own(t)]
-    total, ran, passed, nfailed = map(int, summary.groups()) if summary else (len(tests), len(tests), len(tests) - len(failed), len(failed))
-    return total, passed, nfailed, len(skipped), passed - len(skipped), [f"{t['suite']}.{t['name']}" for t in failed]
-rows = {n: parse(n) for n in ("fcfs", "tgt")}
-print(f"{'':6} {'tests':>6} {'passed':>7} {'failed':>7} {'skipped':>8} {'real passes':>12}")
-for n, r in rows.items():
-    print(f"{n:6} {r[0]:>6} {r[1]:>7} {r[2]:>7} {r[3]:>8} {r[4]:>12}")
-for n, r in rows.items():
-    if r[5]:
-        print(f"{n} failed: {', '.join(r[5])}")
+# --- tgt: one target, LUN i+1 per unit (LUN 0 is tgt's controller), two portals ---
+if [[ " $TARGETS " == *" tgt "* ]]; then
+  tgtd -f -C "$CTL" --iscsi "portal=127.0.0.1:$TGT_PORT" >"$OUT/tgtd.log" 2>&1 &
+  TGTD_PID=$!
+  for _ in $(seq 50); do tgtadm -C "$CTL" --op show --mode sys >/dev/null 2>&1 && break; sleep 0.1; done
+  tgtadm -C "$CTL" --lld iscsi --op new --mode portal --param "portal=127.0.0.1:$TGT_PORT2"
+  tgtadm -C "$CTL" --lld iscsi --op new --mode target --tid 1 -T "$TGT_IQN"
+  i=0
+  for u in "${UNITS[@]}"; do
+    IFS='|' read -r name _ params <<<"$u"
+    i=$((i + 1))
+    [[ $params == - ]] && continue
+    truncate -s "${SIZE_MIB}M" "$OUT/tgt-$name.img"
+    tgtadm -C "$CTL" --lld iscsi --op new --mode logicalunit --tid 1 --lun "$i" -b "$OUT/tgt-$name.img"
+    [[ -z $params ]] || tgtadm -C "$CTL" --lld iscsi --op update --mode logicalunit --tid 1 --lun "$i" --params "$params"
+  done
+  tgtadm -C "$CTL" --lld iscsi --op bind --mode target --tid 1 -I ALL
+  i=0
+  for u in "${UNITS[@]}"; do
+    IFS='|' read -r name _ params tests <<<"$u"
+    i=$((i + 1))
+    [[ $params == - ]] && continue
+    run_cu "tgt@$name" "$tests" "iscsi://127.0.0.1:$TGT_PORT/$TGT_IQN/$i" "iscsi://127.0.0.1:$TGT_PORT2/$TGT_IQN/$i"
+  done
+fi
+
+# --- fcfs: each unit is LUN i of two target ports (two iSCSI targets) ---
+if [[ " $TARGETS " == *" fcfs "* ]]; then
+  python3 - "$OUT/fabric.json" "$SIZE_MIB" "$WWPN_A" "$WWPN_B" "${UNITS[@]}" <<'EOF'
+import json, sys
+path, size, a, b, rows = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+luns, units = [], []
+for i, row in enumerate(rows):
+    name, fc = row.split("|")[:2]
+    if fc.strip() == "-":
+        continue
+    units.append({"id": name, "size": f"{size}MiB", **json.loads(fc)})
+    luns.append({"lun": i, "logicalUnit": name})
+json.dump({"targets": [{"wwpn": a, "luns": luns}, {"wwpn": b, "luns": luns}], "logicalUnits": units}, open(path, "w"), indent=1)
 EOF
-echo "logs: $OUT"
+  node dist/src/cli.js mount "$OUT/mnt" --config "$OUT/fabric.json" --iscsi-portal "127.0.0.1:$FCFS_PORT" --log-level warn >"$OUT/fcfs.log" 2>&1 &
+  FCFS_PID=$!
+  for _ in $(seq 150); do grep -q "^fcfs mounted at" "$OUT/fcfs.log" && break; sleep 0.1; done
+  grep -q "^fcfs mounted at" "$OUT/fcfs.log" || { cat "$OUT/fcfs.log"; exit 1; }
+  i=0
+  for u in "${UNITS[@]}"; do
+    IFS='|' read -r name fc _ tests <<<"$u"
+    i=$((i + 1))
+    [[ $fc == - ]] && continue
+    run_cu "fcfs@$name" "$tests" "iscsi://127.0.0.1:$FCFS_PORT/iqn.2026-11.io.fcfs:$WWPN_A/$((i - 1))" "iscsi://127.0.0.1:$FCFS_PORT/iqn.2026-11.io.fcfs:$WWPN_B/$((i - 1))"
+  done
+fi
+
+python3 - "$OUT" "$FAMILY" <<'EOF'
+import glob, os, re, sys
+from collections import Counter, defaultdict
+
+out, family = sys.argv[1], sys.argv[2]
+RESULT = re.compile(r"(?:^|\.\.\.)(passed|FAILED)", re.M)
+
+def parse(path):
+    """Tests of one iscsi-test-cu -v run: [{name, result, skips, failure}] and the summary line."""
+    text = open(path, errors="replace").read()
+    tests = []
+    suite = None
+    # Split at "Suite:" and "  Test: X ..." lines; a test's own output is what
+    # comes before its result ("passed"/"FAILED" right after "..." or at a line
+    # start). After the result come its failed assertions, then the suite's
+    # teardown, whose "[SKIPPED] PERSISTENT RESERVE IN…" is no test's skip.
+    marks = list(re.finditer(r"(?m)^Suite: (\S+)\s*$|^  Test: (\S+) \.\.\.", text))
+    for i, m in enumerate(marks):
+        if m.group(1):
+            suite = m.group(1)
+            continue
+        body = text[m.end() : marks[i + 1].start() if i + 1 < len(marks) else len(text)]
+        body = body.split("\nRun Summary:")[0]
+        r = RESULT.search("..." + body)
+        own = ("..." + body)[: r.start()] if r else body
+        after = ("..." + body)[r.end() :] if r else ""
+        skips = [s.strip() for s in re.findall(r"\[SKIPPED\]\s*(.*)", own)]
+        failure = ""
+        if r and r.group(1) == "FAILED":
+            a = re.search(r"(?m)^\s+1\. (.*)$", after)
+            failure = re.split(r"\s{2,}\[", a.group(1))[0].strip() if a else ""
+        tests.append({"name": f"{suite}.{m.group(2)}", "result": r.group(1) if r else "no result", "skips": skips, "failure": failure})
+    s = re.search(r"(?m)^\s+tests\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", text)
+    summary = tuple(map(int, s.groups())) if s else None
+    return tests, summary, text
+
+runs = defaultdict(list)  # "target@unit" -> its logs, one per -t value
+for path in sorted(glob.glob(f"{out}/*@*.*.out")):
+    runs[os.path.basename(path).rsplit(".", 2)[0]].append(path)
+rows = []
+for key in sorted(runs, key=lambda k: (k.split("@")[0] != "fcfs", k)):
+    target, unit = key.split("@", 1)
+    tests, summary, text = [], (0, 0, 0, 0), ""
+    for path in runs[key]:
+        t, s, x = parse(path)
+        tests += t
+        if s is None and summary is not None:
+            text = x  # the first run that did not finish, for the note
+        summary = tuple(a + b for a, b in zip(summary, s)) if summary and s else None
+    ran = open(f"{out}/{key}.tests").read().split() if os.path.exists(f"{out}/{key}.tests") else [family]
+    failed = [t for t in tests if t["result"] != "passed"]
+    skipped = [t for t in tests if t["result"] == "passed" and t["skips"]]
+    real = [t for t in tests if t["result"] == "passed" and not t["skips"]]
+    note = ""
+    if summary is None:
+        last = [l for l in text.strip().split("\n") if l.strip()][-1:] or ["no output"]
+        note = f"the suite did not finish: {last[0][:120]}"
+    elif summary[0] != len(tests):
+        note = f"CUnit counted {summary[0]} tests, parsed {len(tests)}"
+    rows.append(dict(target=target, unit=unit, ran=ran, tests=tests, failed=failed, skipped=skipped, real=real, summary=summary, note=note))
+
+print(f"### libiscsi iscsi-test-cu --dataloss, -t {family} unless the row says otherwise (two initiator names, two paths)\n")
+print("| target | unit | tests | real passes | skipped | failed | CUnit \"passed\" |")
+print("|---|---|---|---|---|---|---|")
+for r in rows:
+    cu = r["summary"][2] if r["summary"] else "—"
+    print(f"| {r['target']} | {r['unit']} | {len(r['tests'])} | {len(r['real'])} | {len(r['skipped'])} | {len(r['failed'])} | {cu} |")
+for r in rows:
+    if r["ran"] != [family]:
+        print(f"\n{r['target']} {r['unit']}: -t {', '.join(r['ran'])}", end="")
+print()
+for r in rows:
+    if r["note"]:
+        print(f"\n**{r['target']} {r['unit']}**: {r['note']}")
+
+print("\n### Skip reasons (tests per row)\n")
+reasons = defaultdict(Counter)
+for r in rows:
+    for t in r["skipped"]:
+        reasons[t["skips"][0]][f"{r['target']} {r['unit']}"] += 1
+cols = [f"{r['target']} {r['unit']}" for r in rows]
+print("| reason | " + " | ".join(cols) + " |")
+print("|---|" + "---|" * len(cols))
+for why, c in sorted(reasons.items(), key=lambda kv: -sum(kv[1].values())):
+    print(f"| {why.replace('|', '/')} | " + " | ".join(str(c.get(k, 0) or "") for k in cols) + " |")
+
+print("\n### Failures\n")
+for r in rows:
+    print(f"**{r['target']} {r['unit']}** ({len(r['failed'])}):" + ("" if r["failed"] else " none"))
+    for t in r["failed"]:
+        print(f"- {t['name']}" + (f" — {t['failure']}" if t["failure"] else f" ({t['result']})"))
+    print()
+EOF
+echo "logs: $OUT   time: $(($(date +%s) - START)) s"
