@@ -4,7 +4,8 @@
  * another shell, look at it. Bad flags and bad configs exit with status 2 and
  * a message that names what was wrong; nothing is mounted then.
  */
-import yargs, { type Argv } from 'yargs'
+import type { Argv } from 'yargs'
+import { createRequire } from 'node:module'
 import { hideBin } from 'yargs/helpers'
 import { readFile } from 'node:fs/promises'
 import { resolve, join } from 'node:path'
@@ -19,6 +20,11 @@ import { runTop } from './top.js'
 import { TUNING_OPTIONS, tuningFromArgs, type Tuning, type TuningArgs } from './tuning.js'
 import { FUSE_ENGINES, fusermountUnmount, isFuseMounted, type FuseEngine } from './fs/mount.js'
 import { parseChap, parsePortal } from './iscsi/server.js'
+
+// yargs's CommonJS build, because its ES module build lays out help with cliui's ES module,
+// which wraps at a fixed column in the middle of words ("ever\ny LUN"); the CommonJS one
+// wraps between words (wrap-ansi).
+const yargs = createRequire(import.meta.url)('yargs') as typeof import('yargs').default
 
 const EXIT_USAGE = 2
 
@@ -377,7 +383,7 @@ export function buildCli(argv: string[]): Argv {
           .example('$0 mount /mnt/fc --backing-dir /var/lib/fcfs', 'the default fabric, persistent in files')
           .example('$0 mount /mnt/fc --config fabric.json', 'a fabric described in a file')
           .example('$0 mount /mnt/fc --link 2G --latency 50us', 'model a 2GFC link: ≈200 MB/s each way')
-          .example('$0 mount /mnt/fc --profile isp2300 --queue-depth 32', "the seed's ISP2300: 2G, 40,000 commands/s")
+          .example('$0 mount /mnt/fc --profile isp2300 --queue-depth 32', 'a QLogic ISP2300 of its day: 2G link, 40,000 commands/s')
           .example('$0 mount /mnt/fc --page-cache', 'buffered I/O through the kernel page cache, as a disk has it (root)')
           .example('$0 mount /mnt/fc --iscsi-portal 127.0.0.1:3260', 'and export the targets over iSCSI')
           .example('$0 mount /mnt/fc --targets 0 --import iscsi://10.0.0.5/iqn.2003-01.org.example:disk1/1', 'a remote iSCSI LUN as a target port'),
