@@ -45,7 +45,9 @@ import {
   msgTypeName,
   statusName,
   type Hello,
+  writeHeader,
 } from './protocol.js'
+import { readU32LE, writeU16LE, writeU32LE, writeU64LE } from '../util/le.js'
 
 export interface Target {
   readonly wwpn: string
@@ -296,21 +298,14 @@ export class FcfsClient {
     const copy = inline > 0 && inline <= COPY_LIMIT
     const at = this.reserveAt(IO_SIZE + (copy ? inline : 0))
     const buf = this.out.buf
-    w16(buf, at, MAGIC)
-    buf[at + 2] = VERSION
-    buf[at + 3] = MsgType.IO
-    w32(buf, at + 4, IO_SIZE + inline)
-    w32(buf, at + 8, key)
-    w32(buf, at + 12, 0)
-    w32(buf, at + IO.handle.offset, handle >>> 0)
-    w32(buf, at + IO.flags.offset, flags)
-    w32(buf, at + IO.lba.offset, r.lba % 0x1_0000_0000 >>> 0)
-    w32(buf, at + IO.lba.offset + 4, Math.floor(r.lba / 0x1_0000_0000) >>> 0)
-    w32(buf, at + IO.blocks.offset, r.blocks >>> 0)
-    w32(buf, at + IO.region.offset, (r.region ?? 0) >>> 0)
+    writeHeader(buf, at, MsgType.IO, IO_SIZE + inline, key, 0)
+    writeU32LE(buf, at + IO.fields.handle.offset, handle >>> 0)
+    writeU32LE(buf, at + IO.fields.flags.offset, flags)
+    writeU64LE(buf, at + IO.fields.lba.offset, r.lba)
+    writeU32LE(buf, at + IO.fields.blocks.offset, r.blocks >>> 0)
+    writeU32LE(buf, at + IO.fields.region.offset, (r.region ?? 0) >>> 0)
     const off = r.offset ?? 0
-    w32(buf, at + IO.offset.offset, off % 0x1_0000_0000 >>> 0)
-    w32(buf, at + IO.offset.offset + 4, Math.floor(off / 0x1_0000_0000) >>> 0)
+    writeU64LE(buf, at + IO.fields.offset.offset, off)
     if (copy) r.data!.copy(buf, at + IO_SIZE)
     else if (inline > 0) {
       this.out.push(r.data!)
@@ -324,12 +319,7 @@ export class FcfsClient {
     const key = this.key()
     const at = this.reserveAt(NOP_SIZE)
     const buf = this.out.buf
-    w16(buf, at, MAGIC)
-    buf[at + 2] = VERSION
-    buf[at + 3] = MsgType.NOP
-    w32(buf, at + 4, NOP_SIZE)
-    w32(buf, at + 8, key)
-    w32(buf, at + 12, 0)
+    writeHeader(buf, at, MsgType.NOP, NOP_SIZE, key, 0)
     this.ioPending.set(key, cb)
     return key
   }
@@ -353,25 +343,19 @@ export class FcfsClient {
     const at = this.reserveAt(CDB_SIZE)
     const buf = this.out.buf
     // The CDB layout written field by field (encodeCdb's, without a bigint per request).
-    w16(buf, at, MAGIC)
-    buf[at + 2] = VERSION
-    buf[at + 3] = MsgType.CDB
-    w32(buf, at + 4, CDB_SIZE + inline)
-    w32(buf, at + 8, key)
-    w32(buf, at + 12, 0)
-    w32(buf, at + CDB.handle.offset, handle >>> 0)
-    w32(buf, at + CDB.flags.offset, flags)
-    buf.fill(0, at + CDB.cdb.offset, at + CDB.cdb.offset + 16)
-    buf.set(cdb, at + CDB.cdb.offset)
-    buf[at + CDB.cdbLength.offset] = cdb.length
-    buf[at + CDB.reserved.offset] = 0
-    w16(buf, at + CDB.timeout.offset, opts.timeout ?? 0)
-    w32(buf, at + CDB.dataLength.offset, dataLength >>> 0)
-    w32(buf, at + CDB.region.offset, (opts.region ?? 0) >>> 0)
-    w32(buf, at + CDB.reserved2.offset, 0)
+    writeHeader(buf, at, MsgType.CDB, CDB_SIZE + inline, key, 0)
+    writeU32LE(buf, at + CDB.fields.handle.offset, handle >>> 0)
+    writeU32LE(buf, at + CDB.fields.flags.offset, flags)
+    buf.fill(0, at + CDB.fields.cdb.offset, at + CDB.fields.cdb.offset + 16)
+    buf.set(cdb, at + CDB.fields.cdb.offset)
+    buf[at + CDB.fields.cdbLength.offset] = cdb.length
+    buf[at + CDB.fields.reserved.offset] = 0
+    writeU16LE(buf, at + CDB.fields.timeout.offset, opts.timeout ?? 0)
+    writeU32LE(buf, at + CDB.fields.dataLength.offset, dataLength >>> 0)
+    writeU32LE(buf, at + CDB.fields.region.offset, (opts.region ?? 0) >>> 0)
+    writeU32LE(buf, at + CDB.fields.reserved2.offset, 0)
     const off = opts.offset ?? 0
-    w32(buf, at + CDB.offset.offset, off % 0x1_0000_0000 >>> 0)
-    w32(buf, at + CDB.offset.offset + 4, Math.floor(off / 0x1_0000_0000) >>> 0)
+    writeU64LE(buf, at + CDB.fields.offset.offset, off)
     if (inline > 0) {
       this.out.push(opts.data!)
     }
@@ -406,9 +390,9 @@ export class FcfsClient {
     encodeRegisterShm({ key: BigInt(key), path, size }, buf, at)
     return new Promise((resolve, reject) => {
       this.expect(key, Wait.Status, (type, b, o) => {
-        const status = b.readUInt32LE(o + STATUS_REPLY.status.offset)
+        const status = b.readUInt32LE(o + STATUS_REPLY.fields.status.offset)
         if (type !== MsgType.REGISTER_REPLY || status !== Status.OK) return reject(errorFrom('REGISTER_SHM', type, b, o))
-        resolve(b.readUInt32LE(o + STATUS_REPLY.detail.offset))
+        resolve(b.readUInt32LE(o + STATUS_REPLY.fields.detail.offset))
       })
     })
   }
@@ -423,9 +407,9 @@ export class FcfsClient {
     encodeClose({ key: BigInt(key), handle: value }, buf, at, type)
     return new Promise((resolve, reject) => {
       this.expect(key, Wait.Status, (t, b, o) => {
-        const status = b.readUInt32LE(o + STATUS_REPLY.status.offset)
+        const status = b.readUInt32LE(o + STATUS_REPLY.fields.status.offset)
         if (t !== (type | 0x80) || status !== Status.OK) return reject(errorFrom(what, t, b, o))
-        resolve(b.readUInt32LE(o + STATUS_REPLY.detail.offset))
+        resolve(b.readUInt32LE(o + STATUS_REPLY.fields.detail.offset))
       })
     })
   }
@@ -501,7 +485,7 @@ export class FcfsClient {
         this.fill(chunk, pos)
         return
       }
-      const mlen = r32(chunk, pos + 4)
+      const mlen = readU32LE(chunk, pos + 4)
       if (chunk.readUInt16LE(pos) !== MAGIC || mlen < HEADER_SIZE) return this.protocolError(`bad reply header ${chunk.subarray(pos, pos + 8).toString('hex')}`)
       if (avail < mlen) {
         this.startAcc(mlen)
@@ -548,17 +532,17 @@ export class FcfsClient {
 
   private dispatch(b: Buffer, at: number, mlen: number, shared: boolean): void {
     const type = b[at + 3]
-    const key = r32(b, at + 8)
+    const key = readU32LE(b, at + 8)
     const io = this.ioPending.get(key)
     if (io !== undefined) {
       if (type === MsgType.IO_REPLY) {
         this.ioPending.delete(key)
         const data = mlen > IO_REPLY_SIZE ? b.subarray(at + IO_REPLY_SIZE, at + mlen) : null
         io(decodeResult(b, at), data !== null && shared ? Buffer.from(data) : data)
-      } else if (type !== MsgType.IO_ACK || r32(b, at + STATUS_REPLY.status.offset) !== Status.OK) {
+      } else if (type !== MsgType.IO_ACK || readU32LE(b, at + STATUS_REPLY.fields.status.offset) !== Status.OK) {
         // a refused async request (its only answer), or ERROR
         this.ioPending.delete(key)
-        io(refused(key, r32(b, at + STATUS_REPLY.status.offset)), null)
+        io(refused(key, readU32LE(b, at + STATUS_REPLY.fields.status.offset)), null)
       }
       return
     }
@@ -581,7 +565,7 @@ export class FcfsClient {
     this.ioPending.clear()
     for (const [key, cb] of ios) cb(refused(key, Status.SHUTTING_DOWN), null)
     const fake = Buffer.alloc(IO_REPLY_SIZE)
-    fake.writeUInt32LE(Status.SHUTTING_DOWN, IO_REPLY.status.offset)
+    fake.writeUInt32LE(Status.SHUTTING_DOWN, IO_REPLY.fields.status.offset)
     for (const [key, p] of all) {
       fake.writeUInt32LE(key, 8)
       fake[3] = MsgType.ERROR
@@ -594,42 +578,25 @@ export class FcfsClient {
 }
 
 function decodeResult(b: Buffer, at: number): IoResult {
-  const status = r32(b, at + IO_REPLY.status.offset)
-  const compStatus = b.readUInt16LE(at + IO_REPLY.compStatus.offset)
-  const scsiStatus = b[at + IO_REPLY.scsiStatus.offset]
-  const entryStatus = b[at + IO_REPLY.entryStatus.offset]
+  const status = readU32LE(b, at + IO_REPLY.fields.status.offset)
+  const compStatus = b.readUInt16LE(at + IO_REPLY.fields.compStatus.offset)
+  const scsiStatus = b[at + IO_REPLY.fields.scsiStatus.offset]
+  const entryStatus = b[at + IO_REPLY.fields.entryStatus.offset]
   return {
-    key: r32(b, at + 8),
+    key: readU32LE(b, at + 8),
     status,
     compStatus,
     scsiStatus,
-    senseKey: b[at + IO_REPLY.senseKey.offset],
-    asc: b[at + IO_REPLY.asc.offset],
-    ascq: b[at + IO_REPLY.ascq.offset],
+    senseKey: b[at + IO_REPLY.fields.senseKey.offset],
+    asc: b[at + IO_REPLY.fields.asc.offset],
+    ascq: b[at + IO_REPLY.fields.ascq.offset],
     entryStatus,
-    senseValid: (b[at + IO_REPLY.rflags.offset] & 1) !== 0,
-    transferred: r32(b, at + IO_REPLY.transferred.offset),
-    residual: r32(b, at + IO_REPLY.residual.offset),
-    errno: r32(b, at + IO_REPLY.errno.offset),
+    senseValid: (b[at + IO_REPLY.fields.rflags.offset] & 1) !== 0,
+    transferred: readU32LE(b, at + IO_REPLY.fields.transferred.offset),
+    residual: readU32LE(b, at + IO_REPLY.fields.residual.offset),
+    errno: readU32LE(b, at + IO_REPLY.fields.errno.offset),
     ok: status === Status.OK && entryStatus === 0 && (compStatus === 0 || compStatus === 0x15) && scsiStatus === 0,
   }
-}
-
-/** Little-endian u32/u16 stores and loads without Buffer#writeUInt*'s argument checks (hot path). */
-function w32(b: Buffer, at: number, v: number): void {
-  b[at] = v
-  b[at + 1] = v >>> 8
-  b[at + 2] = v >>> 16
-  b[at + 3] = v >>> 24
-}
-
-function w16(b: Buffer, at: number, v: number): void {
-  b[at] = v
-  b[at + 1] = v >>> 8
-}
-
-function r32(b: Buffer, at: number): number {
-  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16)) + b[at + 3] * 0x1000000
 }
 
 function refused(key: number, status: number): IoResult {
@@ -637,8 +604,8 @@ function refused(key: number, status: number): IoResult {
 }
 
 function errorFrom(what: string, type: number, b: Buffer, at: number): Error {
-  const status = b.readUInt32LE(at + STATUS_REPLY.status.offset)
-  return new ApiRequestError(what, status, null, type === MsgType.ERROR ? `server answered ERROR to the ${msgTypeName(b.readUInt32LE(at + STATUS_REPLY.detail.offset))} message` : '')
+  const status = b.readUInt32LE(at + STATUS_REPLY.fields.status.offset)
+  return new ApiRequestError(what, status, null, type === MsgType.ERROR ? `server answered ERROR to the ${msgTypeName(b.readUInt32LE(at + STATUS_REPLY.fields.detail.offset))} message` : '')
 }
 
 /**

@@ -5,8 +5,10 @@
  * stream socket. Every message is little-endian and starts with the same
  * 8-byte header; each type has a fixed size (IO and CDB requests and IO
  * replies may be followed by inline data, counted in `length`). Every layout
- * is declared once below, as a table of named offsets next to its codec
- * (the style of src/hba/iocb.ts). clients/c/fcfs_api.h declares the same
+ * is declared once below as a Layout (scsi/layout.ts: name, size, named
+ * fields that tile it), next to its codec; the server and the client write
+ * the per-message parts through the allocation-free accessors (writeHeader,
+ * writeStatusReply) the codecs build on. clients/c/fcfs_api.h declares the same
  * structures for C; clients/python/fcfs_client.py packs them with `struct`.
  *
  *   0        2         3        4                 8                 16
@@ -36,14 +38,12 @@
  *   bad header are never looked at.
  */
 import { DecodeError } from '../errors.js'
+import { f, type Layout } from '../scsi/layout.js'
+import { checkRoom } from '../util/codec.js'
+import { readU64LE, writeU16LE, writeU32LE, writeU64LE } from '../util/le.js'
 
 export const MAGIC = 0xfca1
 export const VERSION = 1
-
-export interface Field {
-  readonly offset: number
-  readonly size: number
-}
 
 /** Message types: requests 0x01..0x7F; replies have bit 7 set. */
 export const MsgType = {
@@ -126,131 +126,160 @@ export const DEFAULT_MAX_IN_FLIGHT = 4096
 export const SHM_PATH_SIZE = 256
 
 export const HEADER = {
-  magic: { offset: 0, size: 2 },
-  version: { offset: 2, size: 1 },
-  type: { offset: 3, size: 1 },
-  length: { offset: 4, size: 4 }, // whole message, header and inline data included
-  key: { offset: 8, size: 8 }, // caller key, echoed in the reply
-} as const satisfies Record<string, Field>
-export const HEADER_SIZE = 16
+  name: 'HEADER',
+  size: 16,
+  fields: {
+    magic: f(0, 2),
+    version: f(2),
+    type: f(3),
+    length: f(4, 4), // whole message, header and inline data included
+    key: f(8, 8), // caller key, echoed in the reply
+  },
+} as const satisfies Layout
+export const HEADER_SIZE = HEADER.size
 
-/** Server → client on connect. 32 bytes. */
+/** Server → client on connect. */
 export const HELLO = {
-  ...HEADER,
-  protocol: { offset: 16, size: 4 }, // = VERSION
-  maxTransfer: { offset: 20, size: 4 }, // largest data of one request, bytes
-  maxInFlight: { offset: 24, size: 4 }, // requests in flight before the server stops reading
-  serverPid: { offset: 28, size: 4 },
-} as const satisfies Record<string, Field>
-export const HELLO_SIZE = 32
+  name: 'HELLO',
+  size: 32,
+  fields: {
+    ...HEADER.fields,
+    protocol: f(16, 4), // = VERSION
+    maxTransfer: f(20, 4), // largest data of one request, bytes
+    maxInFlight: f(24, 4), // requests in flight before the server stops reading
+    serverPid: f(28, 4),
+  },
+} as const satisfies Layout
+export const HELLO_SIZE = HELLO.size
 
-/** OPEN a LUN behind a target port. 32 bytes. */
+/** OPEN a LUN behind a target port. */
 export const OPEN = {
-  ...HEADER,
-  wwpn: { offset: 16, size: 8 }, // the WWPN as a 64-bit number (0x21000024ff000001)
-  lun: { offset: 24, size: 4 },
-  flags: { offset: 28, size: 4 }, // must be 0
-} as const satisfies Record<string, Field>
-export const OPEN_SIZE = 32
+  name: 'OPEN',
+  size: 32,
+  fields: {
+    ...HEADER.fields,
+    wwpn: f(16, 8), // the WWPN as a 64-bit number (0x21000024ff000001)
+    lun: f(24, 4),
+    flags: f(28, 4), // must be 0
+  },
+} as const satisfies Layout
+export const OPEN_SIZE = OPEN.size
 
-/** Answer to OPEN. 40 bytes. */
+/** Answer to OPEN. */
 export const OPEN_REPLY = {
-  ...HEADER,
-  status: { offset: 16, size: 4 },
-  handle: { offset: 20, size: 4 }, // the 32-bit target handle later requests carry (0 = none)
-  blockSize: { offset: 24, size: 4 },
-  reserved: { offset: 28, size: 4 },
-  blocks: { offset: 32, size: 8 }, // capacity in blocks
-} as const satisfies Record<string, Field>
-export const OPEN_REPLY_SIZE = 40
+  name: 'OPEN_REPLY',
+  size: 40,
+  fields: {
+    ...HEADER.fields,
+    status: f(16, 4),
+    handle: f(20, 4), // the 32-bit target handle later requests carry (0 = none)
+    blockSize: f(24, 4),
+    reserved: f(28, 4),
+    blocks: f(32, 8), // capacity in blocks
+  },
+} as const satisfies Layout
+export const OPEN_REPLY_SIZE = OPEN_REPLY.size
 
-/** CLOSE a handle. 24 bytes. UNREGISTER_SHM has the same shape with the region id in `handle`. */
+/** CLOSE a handle. UNREGISTER_SHM has the same shape with the region id in `handle`. */
 export const CLOSE = {
-  ...HEADER,
-  handle: { offset: 16, size: 4 }, // UNREGISTER_SHM: the region id
-  reserved: { offset: 20, size: 4 },
-} as const satisfies Record<string, Field>
-export const CLOSE_SIZE = 24
+  name: 'CLOSE',
+  size: 24,
+  fields: {
+    ...HEADER.fields,
+    handle: f(16, 4), // UNREGISTER_SHM: the region id
+    reserved: f(20, 4),
+  },
+} as const satisfies Layout
+export const CLOSE_SIZE = CLOSE.size
 
-/** CLOSE_REPLY, REGISTER_REPLY, UNREGISTER_REPLY, IO_ACK and ERROR. 24 bytes. */
+/** CLOSE_REPLY, REGISTER_REPLY, UNREGISTER_REPLY, IO_ACK and ERROR. */
 export const STATUS_REPLY = {
-  ...HEADER,
-  status: { offset: 16, size: 4 },
-  detail: { offset: 20, size: 4 }, // REGISTER_REPLY: region id; ERROR: the offending type; else the handle/region
-} as const satisfies Record<string, Field>
-export const STATUS_REPLY_SIZE = 24
+  name: 'STATUS_REPLY',
+  size: 24,
+  fields: {
+    ...HEADER.fields,
+    status: f(16, 4),
+    detail: f(20, 4), // REGISTER_REPLY: region id; ERROR: the offending type; else the handle/region
+  },
+} as const satisfies Layout
+export const STATUS_REPLY_SIZE = STATUS_REPLY.size
 
-/** REGISTER_SHM: a client-created file (e.g. in /dev/shm). 288 bytes. */
+/** REGISTER_SHM: a client-created file (e.g. in /dev/shm). */
 export const REGISTER_SHM = {
-  ...HEADER,
-  size: { offset: 16, size: 8 }, // bytes of the region the client will use (≤ the file's size)
-  flags: { offset: 24, size: 4 }, // must be 0
-  pathLength: { offset: 28, size: 4 }, // bytes of path used (no NUL)
-  path: { offset: 32, size: SHM_PATH_SIZE }, // absolute path, UTF-8, NUL-padded
-} as const satisfies Record<string, Field>
-export const REGISTER_SHM_SIZE = 288
+  name: 'REGISTER_SHM',
+  size: 288,
+  fields: {
+    ...HEADER.fields,
+    size: f(16, 8), // bytes of the region the client will use (≤ the file's size)
+    flags: f(24, 4), // must be 0
+    pathLength: f(28, 4), // bytes of path used (no NUL)
+    path: f(32, SHM_PATH_SIZE), // absolute path, UTF-8, NUL-padded
+  },
+} as const satisfies Layout
+export const REGISTER_SHM_SIZE = REGISTER_SHM.size
 
-/** IO: a READ or WRITE of `blocks` blocks at `lba`. 48 bytes (+ inline write data). */
+/** IO: a READ or WRITE of `blocks` blocks at `lba` (+ inline write data). */
 export const IO = {
-  ...HEADER,
-  handle: { offset: 16, size: 4 },
-  flags: { offset: 20, size: 4 }, // IoFlags
-  lba: { offset: 24, size: 8 },
-  blocks: { offset: 32, size: 4 },
-  region: { offset: 36, size: 4 }, // SHM: region id from REGISTER_REPLY
-  offset: { offset: 40, size: 8 }, // SHM: byte offset in the region (the seed's paddr)
-} as const satisfies Record<string, Field>
-export const IO_SIZE = 48
+  name: 'IO',
+  size: 48,
+  fields: {
+    ...HEADER.fields,
+    handle: f(16, 4),
+    flags: f(20, 4), // IoFlags
+    lba: f(24, 8),
+    blocks: f(32, 4),
+    region: f(36, 4), // SHM: region id from REGISTER_REPLY
+    offset: f(40, 8), // SHM: byte offset in the region (the seed's paddr)
+  },
+} as const satisfies Layout
+export const IO_SIZE = IO.size
 
-/** CDB: any command. 64 bytes (+ inline data-out). */
+/** CDB: any command (+ inline data-out). */
 export const CDB = {
-  ...HEADER,
-  handle: { offset: 16, size: 4 },
-  flags: { offset: 20, size: 4 }, // READ = data in, WRITE = data out, neither = no data; ASYNC; INLINE/SHM
-  cdb: { offset: 24, size: 16 },
-  cdbLength: { offset: 40, size: 1 }, // 6, 10, 12 or 16
-  reserved: { offset: 41, size: 1 },
-  timeout: { offset: 42, size: 2 }, // firmware timeout in seconds (0 = none)
-  dataLength: { offset: 44, size: 4 }, // bytes in or out
-  region: { offset: 48, size: 4 },
-  reserved2: { offset: 52, size: 4 },
-  offset: { offset: 56, size: 8 },
-} as const satisfies Record<string, Field>
-export const CDB_SIZE = 64
+  name: 'CDB',
+  size: 64,
+  fields: {
+    ...HEADER.fields,
+    handle: f(16, 4),
+    flags: f(20, 4), // READ = data in, WRITE = data out, neither = no data; ASYNC; INLINE/SHM
+    cdb: f(24, 16),
+    cdbLength: f(40), // 6, 10, 12 or 16
+    reserved: f(41),
+    timeout: f(42, 2), // firmware timeout in seconds (0 = none)
+    dataLength: f(44, 4), // bytes in or out
+    region: f(48, 4),
+    reserved2: f(52, 4),
+    offset: f(56, 8),
+  },
+} as const satisfies Layout
+export const CDB_SIZE = CDB.size
 
-/** NOP: answered at once with a GOOD IO_REPLY without touching the HBA. 16 bytes. */
+/** NOP: answered at once with a GOOD IO_REPLY without touching the HBA. The header alone. */
 export const NOP_SIZE = HEADER_SIZE
 
-/** IO_REPLY: the outcome of one command. 40 bytes (+ inline read data: `transferred` bytes). */
+/** IO_REPLY: the outcome of one command (+ inline read data: `transferred` bytes). */
 export const IO_REPLY = {
-  ...HEADER,
-  status: { offset: 16, size: 4 }, // Status; OK = the HBA completed it (see the fields below)
-  compStatus: { offset: 20, size: 2 }, // HBA comp_status (0 complete, 0x15 underrun, 0x06 timeout, …)
-  scsiStatus: { offset: 22, size: 1 }, // 0 GOOD, 2 CHECK CONDITION, 8 BUSY, 0x28 TASK SET FULL, …
-  senseKey: { offset: 23, size: 1 },
-  asc: { offset: 24, size: 1 },
-  ascq: { offset: 25, size: 1 },
-  entryStatus: { offset: 26, size: 1 }, // non-zero: the firmware rejected the IOCB itself
-  rflags: { offset: 27, size: 1 }, // ReplyFlags
-  transferred: { offset: 28, size: 4 }, // bytes moved
-  residual: { offset: 32, size: 4 }, // bytes not moved (underrun)
-  errno: { offset: 36, size: 4 }, // the errno (positive) reading/writing rwbuf would give for this outcome; 0 when it succeeded
-} as const satisfies Record<string, Field>
-export const IO_REPLY_SIZE = 40
+  name: 'IO_REPLY',
+  size: 40,
+  fields: {
+    ...HEADER.fields,
+    status: f(16, 4), // Status; OK = the HBA completed it (see the fields below)
+    compStatus: f(20, 2), // HBA comp_status (0 complete, 0x15 underrun, 0x06 timeout, …)
+    scsiStatus: f(22), // 0 GOOD, 2 CHECK CONDITION, 8 BUSY, 0x28 TASK SET FULL, …
+    senseKey: f(23),
+    asc: f(24),
+    ascq: f(25),
+    entryStatus: f(26), // non-zero: the firmware rejected the IOCB itself
+    rflags: f(27), // ReplyFlags
+    transferred: f(28, 4), // bytes moved
+    residual: f(32, 4), // bytes not moved (underrun)
+    errno: f(36, 4), // the errno (positive) reading/writing rwbuf would give for this outcome; 0 when it succeeded
+  },
+} as const satisfies Layout
+export const IO_REPLY_SIZE = IO_REPLY.size
 
-export const LAYOUTS = { HEADER, HELLO, OPEN, OPEN_REPLY, CLOSE, STATUS_REPLY, REGISTER_SHM, IO, CDB, IO_REPLY } as const
-export const SIZES = {
-  HEADER: HEADER_SIZE,
-  HELLO: HELLO_SIZE,
-  OPEN: OPEN_SIZE,
-  OPEN_REPLY: OPEN_REPLY_SIZE,
-  CLOSE: CLOSE_SIZE,
-  STATUS_REPLY: STATUS_REPLY_SIZE,
-  REGISTER_SHM: REGISTER_SHM_SIZE,
-  IO: IO_SIZE,
-  CDB: CDB_SIZE,
-  IO_REPLY: IO_REPLY_SIZE,
-} as const
+/** Every message layout, for the layout test and the C header test. */
+export const LAYOUTS: readonly Layout[] = [HEADER, HELLO, OPEN, OPEN_REPLY, CLOSE, STATUS_REPLY, REGISTER_SHM, IO, CDB, IO_REPLY]
 
 /** The fixed size of each request type (inline data comes on top for IO and CDB). */
 export const REQUEST_SIZE: Readonly<Record<number, number>> = {
@@ -263,21 +292,16 @@ export const REQUEST_SIZE: Readonly<Record<number, number>> = {
   [MsgType.NOP]: NOP_SIZE,
 }
 
-// ---- keys and 64-bit fields. Keys are opaque 8 bytes; the codecs use bigint, the hot paths two u32. ----
+// ---- keys and 64-bit fields. Keys are opaque 8 bytes; the codecs use bigint, the hot paths two u32 (lo, hi). ----
 
-export function readU64(view: Buffer, offset: number): number {
-  return view.readUInt32LE(offset) + view.readUInt32LE(offset + 4) * 0x1_0000_0000
+const U32_MASK = 0xffffffffn
+
+function keyLo(key: bigint): number {
+  return Number(key & U32_MASK)
 }
 
-export function writeU64(view: Buffer, offset: number, value: number): void {
-  view.writeUInt32LE(value % 0x1_0000_0000 >>> 0, offset)
-  view.writeUInt32LE(Math.floor(value / 0x1_0000_0000) >>> 0, offset + 4)
-}
-
-function room(view: Buffer, offset: number, size: number, what: string): void {
-  if (!Number.isInteger(offset) || offset < 0 || offset + size > view.length) {
-    throw new DecodeError(what, `needs ${size} bytes at offset ${offset}, buffer has ${view.length}`)
-  }
+function keyHi(key: bigint): number {
+  return Number((key >> 32n) & U32_MASK)
 }
 
 // ---- header ----
@@ -290,23 +314,32 @@ export interface Header {
   key: bigint
 }
 
+/**
+ * Writes a header at `at` without checks or allocation (the servers's and the
+ * client's per-message path; encodeHeader is the checked codec on top of it).
+ */
+export function writeHeader(b: Buffer, at: number, type: number, length: number, keyLo: number, keyHi: number): void {
+  writeU16LE(b, at + HEADER.fields.magic.offset, MAGIC)
+  b[at + HEADER.fields.version.offset] = VERSION
+  b[at + HEADER.fields.type.offset] = type
+  writeU32LE(b, at + HEADER.fields.length.offset, length)
+  writeU32LE(b, at + HEADER.fields.key.offset, keyLo)
+  writeU32LE(b, at + HEADER.fields.key.offset + 4, keyHi)
+}
+
 export function encodeHeader(type: number, length: number, key: bigint, view: Buffer, offset = 0): void {
-  room(view, offset, HEADER_SIZE, 'header')
-  view.writeUInt16LE(MAGIC, offset + HEADER.magic.offset)
-  view[offset + HEADER.version.offset] = VERSION
-  view[offset + HEADER.type.offset] = type
-  view.writeUInt32LE(length, offset + HEADER.length.offset)
-  view.writeBigUInt64LE(BigInt.asUintN(64, key), offset + HEADER.key.offset)
+  checkRoom(view, offset, HEADER_SIZE, 'header')
+  writeHeader(view, offset, type, length, keyLo(key), keyHi(key))
 }
 
 export function decodeHeader(view: Buffer, offset = 0): Header {
-  room(view, offset, HEADER_SIZE, 'header')
+  checkRoom(view, offset, HEADER_SIZE, 'header')
   return {
-    magic: view.readUInt16LE(offset + HEADER.magic.offset),
-    version: view[offset + HEADER.version.offset],
-    type: view[offset + HEADER.type.offset],
-    length: view.readUInt32LE(offset + HEADER.length.offset),
-    key: view.readBigUInt64LE(offset + HEADER.key.offset),
+    magic: view.readUInt16LE(offset + HEADER.fields.magic.offset),
+    version: view[offset + HEADER.fields.version.offset],
+    type: view[offset + HEADER.fields.type.offset],
+    length: view.readUInt32LE(offset + HEADER.fields.length.offset),
+    key: view.readBigUInt64LE(offset + HEADER.fields.key.offset),
   }
 }
 
@@ -321,23 +354,23 @@ export interface Hello {
 }
 
 export function encodeHello(v: Omit<Hello, 'key'> & { key?: bigint }, view: Buffer, offset = 0): number {
-  room(view, offset, HELLO_SIZE, 'HELLO')
+  checkRoom(view, offset, HELLO_SIZE, 'HELLO')
   encodeHeader(MsgType.HELLO, HELLO_SIZE, v.key ?? 0n, view, offset)
-  view.writeUInt32LE(v.protocol, offset + HELLO.protocol.offset)
-  view.writeUInt32LE(v.maxTransfer, offset + HELLO.maxTransfer.offset)
-  view.writeUInt32LE(v.maxInFlight, offset + HELLO.maxInFlight.offset)
-  view.writeUInt32LE(v.serverPid, offset + HELLO.serverPid.offset)
+  view.writeUInt32LE(v.protocol, offset + HELLO.fields.protocol.offset)
+  view.writeUInt32LE(v.maxTransfer, offset + HELLO.fields.maxTransfer.offset)
+  view.writeUInt32LE(v.maxInFlight, offset + HELLO.fields.maxInFlight.offset)
+  view.writeUInt32LE(v.serverPid, offset + HELLO.fields.serverPid.offset)
   return HELLO_SIZE
 }
 
 export function decodeHello(view: Buffer, offset = 0): Hello {
-  room(view, offset, HELLO_SIZE, 'HELLO')
+  checkRoom(view, offset, HELLO_SIZE, 'HELLO')
   return {
-    key: view.readBigUInt64LE(offset + HEADER.key.offset),
-    protocol: view.readUInt32LE(offset + HELLO.protocol.offset),
-    maxTransfer: view.readUInt32LE(offset + HELLO.maxTransfer.offset),
-    maxInFlight: view.readUInt32LE(offset + HELLO.maxInFlight.offset),
-    serverPid: view.readUInt32LE(offset + HELLO.serverPid.offset),
+    key: view.readBigUInt64LE(offset + HEADER.fields.key.offset),
+    protocol: view.readUInt32LE(offset + HELLO.fields.protocol.offset),
+    maxTransfer: view.readUInt32LE(offset + HELLO.fields.maxTransfer.offset),
+    maxInFlight: view.readUInt32LE(offset + HELLO.fields.maxInFlight.offset),
+    serverPid: view.readUInt32LE(offset + HELLO.fields.serverPid.offset),
   }
 }
 
@@ -360,21 +393,21 @@ export function wwpnFromBigInt(v: bigint): string {
 }
 
 export function encodeOpen(v: OpenRequest, view: Buffer, offset = 0): number {
-  room(view, offset, OPEN_SIZE, 'OPEN')
+  checkRoom(view, offset, OPEN_SIZE, 'OPEN')
   encodeHeader(MsgType.OPEN, OPEN_SIZE, v.key, view, offset)
-  view.writeBigUInt64LE(wwpnToBigInt(v.wwpn), offset + OPEN.wwpn.offset)
-  view.writeUInt32LE(v.lun >>> 0, offset + OPEN.lun.offset)
-  view.writeUInt32LE(v.flags ?? 0, offset + OPEN.flags.offset)
+  view.writeBigUInt64LE(wwpnToBigInt(v.wwpn), offset + OPEN.fields.wwpn.offset)
+  view.writeUInt32LE(v.lun >>> 0, offset + OPEN.fields.lun.offset)
+  view.writeUInt32LE(v.flags ?? 0, offset + OPEN.fields.flags.offset)
   return OPEN_SIZE
 }
 
 export function decodeOpen(view: Buffer, offset = 0): Required<OpenRequest> {
-  room(view, offset, OPEN_SIZE, 'OPEN')
+  checkRoom(view, offset, OPEN_SIZE, 'OPEN')
   return {
-    key: view.readBigUInt64LE(offset + HEADER.key.offset),
-    wwpn: wwpnFromBigInt(view.readBigUInt64LE(offset + OPEN.wwpn.offset)),
-    lun: view.readUInt32LE(offset + OPEN.lun.offset),
-    flags: view.readUInt32LE(offset + OPEN.flags.offset),
+    key: view.readBigUInt64LE(offset + HEADER.fields.key.offset),
+    wwpn: wwpnFromBigInt(view.readBigUInt64LE(offset + OPEN.fields.wwpn.offset)),
+    lun: view.readUInt32LE(offset + OPEN.fields.lun.offset),
+    flags: view.readUInt32LE(offset + OPEN.fields.flags.offset),
   }
 }
 
@@ -387,24 +420,24 @@ export interface OpenReply {
 }
 
 export function encodeOpenReply(v: OpenReply, view: Buffer, offset = 0): number {
-  room(view, offset, OPEN_REPLY_SIZE, 'OPEN_REPLY')
+  checkRoom(view, offset, OPEN_REPLY_SIZE, 'OPEN_REPLY')
   encodeHeader(MsgType.OPEN_REPLY, OPEN_REPLY_SIZE, v.key, view, offset)
-  view.writeUInt32LE(v.status, offset + OPEN_REPLY.status.offset)
-  view.writeUInt32LE(v.handle >>> 0, offset + OPEN_REPLY.handle.offset)
-  view.writeUInt32LE(v.blockSize, offset + OPEN_REPLY.blockSize.offset)
-  view.writeUInt32LE(0, offset + OPEN_REPLY.reserved.offset)
-  writeU64(view, offset + OPEN_REPLY.blocks.offset, v.blocks)
+  view.writeUInt32LE(v.status, offset + OPEN_REPLY.fields.status.offset)
+  view.writeUInt32LE(v.handle >>> 0, offset + OPEN_REPLY.fields.handle.offset)
+  view.writeUInt32LE(v.blockSize, offset + OPEN_REPLY.fields.blockSize.offset)
+  view.writeUInt32LE(0, offset + OPEN_REPLY.fields.reserved.offset)
+  writeU64LE(view, offset + OPEN_REPLY.fields.blocks.offset, v.blocks)
   return OPEN_REPLY_SIZE
 }
 
 export function decodeOpenReply(view: Buffer, offset = 0): OpenReply {
-  room(view, offset, OPEN_REPLY_SIZE, 'OPEN_REPLY')
+  checkRoom(view, offset, OPEN_REPLY_SIZE, 'OPEN_REPLY')
   return {
-    key: view.readBigUInt64LE(offset + HEADER.key.offset),
-    status: view.readUInt32LE(offset + OPEN_REPLY.status.offset),
-    handle: view.readUInt32LE(offset + OPEN_REPLY.handle.offset),
-    blockSize: view.readUInt32LE(offset + OPEN_REPLY.blockSize.offset),
-    blocks: readU64(view, offset + OPEN_REPLY.blocks.offset),
+    key: view.readBigUInt64LE(offset + HEADER.fields.key.offset),
+    status: view.readUInt32LE(offset + OPEN_REPLY.fields.status.offset),
+    handle: view.readUInt32LE(offset + OPEN_REPLY.fields.handle.offset),
+    blockSize: view.readUInt32LE(offset + OPEN_REPLY.fields.blockSize.offset),
+    blocks: readU64LE(view, offset + OPEN_REPLY.fields.blocks.offset),
   }
 }
 
@@ -415,16 +448,16 @@ export interface CloseRequest {
 }
 
 export function encodeClose(v: CloseRequest, view: Buffer, offset = 0, type: number = MsgType.CLOSE): number {
-  room(view, offset, CLOSE_SIZE, msgTypeName(type))
+  checkRoom(view, offset, CLOSE_SIZE, msgTypeName(type))
   encodeHeader(type, CLOSE_SIZE, v.key, view, offset)
-  view.writeUInt32LE(v.handle >>> 0, offset + CLOSE.handle.offset)
-  view.writeUInt32LE(0, offset + CLOSE.reserved.offset)
+  view.writeUInt32LE(v.handle >>> 0, offset + CLOSE.fields.handle.offset)
+  view.writeUInt32LE(0, offset + CLOSE.fields.reserved.offset)
   return CLOSE_SIZE
 }
 
 export function decodeClose(view: Buffer, offset = 0): CloseRequest {
-  room(view, offset, CLOSE_SIZE, 'CLOSE')
-  return { key: view.readBigUInt64LE(offset + HEADER.key.offset), handle: view.readUInt32LE(offset + CLOSE.handle.offset) }
+  checkRoom(view, offset, CLOSE_SIZE, 'CLOSE')
+  return { key: view.readBigUInt64LE(offset + HEADER.fields.key.offset), handle: view.readUInt32LE(offset + CLOSE.fields.handle.offset) }
 }
 
 export interface StatusReply {
@@ -434,21 +467,26 @@ export interface StatusReply {
   detail: number
 }
 
+/** Writes a whole STATUS_REPLY-shaped message at `at` without checks or allocation (encodeStatusReply is the checked codec). */
+export function writeStatusReply(b: Buffer, at: number, type: number, keyLo: number, keyHi: number, status: number, detail: number): void {
+  writeHeader(b, at, type, STATUS_REPLY_SIZE, keyLo, keyHi)
+  writeU32LE(b, at + STATUS_REPLY.fields.status.offset, status)
+  writeU32LE(b, at + STATUS_REPLY.fields.detail.offset, detail)
+}
+
 export function encodeStatusReply(v: StatusReply, view: Buffer, offset = 0): number {
-  room(view, offset, STATUS_REPLY_SIZE, msgTypeName(v.type))
-  encodeHeader(v.type, STATUS_REPLY_SIZE, v.key, view, offset)
-  view.writeUInt32LE(v.status, offset + STATUS_REPLY.status.offset)
-  view.writeUInt32LE(v.detail >>> 0, offset + STATUS_REPLY.detail.offset)
+  checkRoom(view, offset, STATUS_REPLY_SIZE, msgTypeName(v.type))
+  writeStatusReply(view, offset, v.type, keyLo(v.key), keyHi(v.key), v.status, v.detail)
   return STATUS_REPLY_SIZE
 }
 
 export function decodeStatusReply(view: Buffer, offset = 0): StatusReply {
-  room(view, offset, STATUS_REPLY_SIZE, 'status reply')
+  checkRoom(view, offset, STATUS_REPLY_SIZE, 'status reply')
   return {
-    type: view[offset + HEADER.type.offset],
-    key: view.readBigUInt64LE(offset + HEADER.key.offset),
-    status: view.readUInt32LE(offset + STATUS_REPLY.status.offset),
-    detail: view.readUInt32LE(offset + STATUS_REPLY.detail.offset),
+    type: view[offset + HEADER.fields.type.offset],
+    key: view.readBigUInt64LE(offset + HEADER.fields.key.offset),
+    status: view.readUInt32LE(offset + STATUS_REPLY.fields.status.offset),
+    detail: view.readUInt32LE(offset + STATUS_REPLY.fields.detail.offset),
   }
 }
 
@@ -460,23 +498,23 @@ export interface RegisterShm {
 }
 
 export function encodeRegisterShm(v: RegisterShm, view: Buffer, offset = 0): number {
-  room(view, offset, REGISTER_SHM_SIZE, 'REGISTER_SHM')
+  checkRoom(view, offset, REGISTER_SHM_SIZE, 'REGISTER_SHM')
   const p = Buffer.from(v.path, 'utf8')
   if (p.length >= SHM_PATH_SIZE) throw new DecodeError('REGISTER_SHM', `path is ${p.length} bytes; at most ${SHM_PATH_SIZE - 1}`)
   encodeHeader(MsgType.REGISTER_SHM, REGISTER_SHM_SIZE, v.key, view, offset)
-  writeU64(view, offset + REGISTER_SHM.size.offset, v.size)
-  view.writeUInt32LE(v.flags ?? 0, offset + REGISTER_SHM.flags.offset)
-  view.writeUInt32LE(p.length, offset + REGISTER_SHM.pathLength.offset)
-  view.fill(0, offset + REGISTER_SHM.path.offset, offset + REGISTER_SHM_SIZE)
-  p.copy(view, offset + REGISTER_SHM.path.offset)
+  writeU64LE(view, offset + REGISTER_SHM.fields.size.offset, v.size)
+  view.writeUInt32LE(v.flags ?? 0, offset + REGISTER_SHM.fields.flags.offset)
+  view.writeUInt32LE(p.length, offset + REGISTER_SHM.fields.pathLength.offset)
+  view.fill(0, offset + REGISTER_SHM.fields.path.offset, offset + REGISTER_SHM_SIZE)
+  p.copy(view, offset + REGISTER_SHM.fields.path.offset)
   return REGISTER_SHM_SIZE
 }
 
 /** Decodes REGISTER_SHM; the path is null when pathLength is out of range or the bytes after it are not NULs. */
 export function decodeRegisterShm(view: Buffer, offset = 0): { key: bigint; path: string | null; size: number; flags: number } {
-  room(view, offset, REGISTER_SHM_SIZE, 'REGISTER_SHM')
-  const len = view.readUInt32LE(offset + REGISTER_SHM.pathLength.offset)
-  const start = offset + REGISTER_SHM.path.offset
+  checkRoom(view, offset, REGISTER_SHM_SIZE, 'REGISTER_SHM')
+  const len = view.readUInt32LE(offset + REGISTER_SHM.fields.pathLength.offset)
+  const start = offset + REGISTER_SHM.fields.path.offset
   let path: string | null = null
   if (len > 0 && len < SHM_PATH_SIZE) {
     const tailClean = view.subarray(start + len, start + SHM_PATH_SIZE).every((b) => b === 0)
@@ -484,10 +522,10 @@ export function decodeRegisterShm(view: Buffer, offset = 0): { key: bigint; path
     if (tailClean && !bytes.includes(0)) path = bytes.toString('utf8')
   }
   return {
-    key: view.readBigUInt64LE(offset + HEADER.key.offset),
+    key: view.readBigUInt64LE(offset + HEADER.fields.key.offset),
     path,
-    size: readU64(view, offset + REGISTER_SHM.size.offset),
-    flags: view.readUInt32LE(offset + REGISTER_SHM.flags.offset),
+    size: readU64LE(view, offset + REGISTER_SHM.fields.size.offset),
+    flags: view.readUInt32LE(offset + REGISTER_SHM.fields.flags.offset),
   }
 }
 
@@ -505,28 +543,28 @@ export interface IoRequest {
 
 /** Writes the 48-byte IO request; the caller appends `inlineLength` bytes of data after it. */
 export function encodeIo(v: IoRequest, view: Buffer, offset = 0): number {
-  room(view, offset, IO_SIZE, 'IO')
+  checkRoom(view, offset, IO_SIZE, 'IO')
   encodeHeader(MsgType.IO, IO_SIZE + (v.inlineLength ?? 0), v.key, view, offset)
-  view.writeUInt32LE(v.handle >>> 0, offset + IO.handle.offset)
-  view.writeUInt32LE(v.flags >>> 0, offset + IO.flags.offset)
-  writeU64(view, offset + IO.lba.offset, v.lba)
-  view.writeUInt32LE(v.blocks >>> 0, offset + IO.blocks.offset)
-  view.writeUInt32LE((v.region ?? 0) >>> 0, offset + IO.region.offset)
-  writeU64(view, offset + IO.offset.offset, v.offset ?? 0)
+  view.writeUInt32LE(v.handle >>> 0, offset + IO.fields.handle.offset)
+  view.writeUInt32LE(v.flags >>> 0, offset + IO.fields.flags.offset)
+  writeU64LE(view, offset + IO.fields.lba.offset, v.lba)
+  view.writeUInt32LE(v.blocks >>> 0, offset + IO.fields.blocks.offset)
+  view.writeUInt32LE((v.region ?? 0) >>> 0, offset + IO.fields.region.offset)
+  writeU64LE(view, offset + IO.fields.offset.offset, v.offset ?? 0)
   return IO_SIZE
 }
 
 export function decodeIo(view: Buffer, offset = 0): Required<IoRequest> {
-  room(view, offset, IO_SIZE, 'IO')
+  checkRoom(view, offset, IO_SIZE, 'IO')
   return {
-    key: view.readBigUInt64LE(offset + HEADER.key.offset),
-    handle: view.readUInt32LE(offset + IO.handle.offset),
-    flags: view.readUInt32LE(offset + IO.flags.offset),
-    lba: readU64(view, offset + IO.lba.offset),
-    blocks: view.readUInt32LE(offset + IO.blocks.offset),
-    region: view.readUInt32LE(offset + IO.region.offset),
-    offset: readU64(view, offset + IO.offset.offset),
-    inlineLength: view.readUInt32LE(offset + HEADER.length.offset) - IO_SIZE,
+    key: view.readBigUInt64LE(offset + HEADER.fields.key.offset),
+    handle: view.readUInt32LE(offset + IO.fields.handle.offset),
+    flags: view.readUInt32LE(offset + IO.fields.flags.offset),
+    lba: readU64LE(view, offset + IO.fields.lba.offset),
+    blocks: view.readUInt32LE(offset + IO.fields.blocks.offset),
+    region: view.readUInt32LE(offset + IO.fields.region.offset),
+    offset: readU64LE(view, offset + IO.fields.offset.offset),
+    inlineLength: view.readUInt32LE(offset + HEADER.fields.length.offset) - IO_SIZE,
   }
 }
 
@@ -544,36 +582,36 @@ export interface CdbRequest {
 }
 
 export function encodeCdb(v: CdbRequest, view: Buffer, offset = 0): number {
-  room(view, offset, CDB_SIZE, 'CDB')
+  checkRoom(view, offset, CDB_SIZE, 'CDB')
   if (v.cdb.length > 16) throw new DecodeError('CDB', `a CDB is at most 16 bytes, got ${v.cdb.length}`)
   encodeHeader(MsgType.CDB, CDB_SIZE + (v.inlineLength ?? 0), v.key, view, offset)
-  view.writeUInt32LE(v.handle >>> 0, offset + CDB.handle.offset)
-  view.writeUInt32LE(v.flags >>> 0, offset + CDB.flags.offset)
-  view.fill(0, offset + CDB.cdb.offset, offset + CDB.cdb.offset + 16)
-  view.set(v.cdb, offset + CDB.cdb.offset)
-  view[offset + CDB.cdbLength.offset] = v.cdb.length
-  view[offset + CDB.reserved.offset] = 0
-  view.writeUInt16LE(v.timeout ?? 0, offset + CDB.timeout.offset)
-  view.writeUInt32LE(v.dataLength >>> 0, offset + CDB.dataLength.offset)
-  view.writeUInt32LE((v.region ?? 0) >>> 0, offset + CDB.region.offset)
-  view.writeUInt32LE(0, offset + CDB.reserved2.offset)
-  writeU64(view, offset + CDB.offset.offset, v.offset ?? 0)
+  view.writeUInt32LE(v.handle >>> 0, offset + CDB.fields.handle.offset)
+  view.writeUInt32LE(v.flags >>> 0, offset + CDB.fields.flags.offset)
+  view.fill(0, offset + CDB.fields.cdb.offset, offset + CDB.fields.cdb.offset + 16)
+  view.set(v.cdb, offset + CDB.fields.cdb.offset)
+  view[offset + CDB.fields.cdbLength.offset] = v.cdb.length
+  view[offset + CDB.fields.reserved.offset] = 0
+  view.writeUInt16LE(v.timeout ?? 0, offset + CDB.fields.timeout.offset)
+  view.writeUInt32LE(v.dataLength >>> 0, offset + CDB.fields.dataLength.offset)
+  view.writeUInt32LE((v.region ?? 0) >>> 0, offset + CDB.fields.region.offset)
+  view.writeUInt32LE(0, offset + CDB.fields.reserved2.offset)
+  writeU64LE(view, offset + CDB.fields.offset.offset, v.offset ?? 0)
   return CDB_SIZE
 }
 
 export function decodeCdb(view: Buffer, offset = 0): Required<CdbRequest> {
-  room(view, offset, CDB_SIZE, 'CDB')
-  const n = Math.min(16, view[offset + CDB.cdbLength.offset])
+  checkRoom(view, offset, CDB_SIZE, 'CDB')
+  const n = Math.min(16, view[offset + CDB.fields.cdbLength.offset])
   return {
-    key: view.readBigUInt64LE(offset + HEADER.key.offset),
-    handle: view.readUInt32LE(offset + CDB.handle.offset),
-    flags: view.readUInt32LE(offset + CDB.flags.offset),
-    cdb: Uint8Array.from(view.subarray(offset + CDB.cdb.offset, offset + CDB.cdb.offset + n)),
-    timeout: view.readUInt16LE(offset + CDB.timeout.offset),
-    dataLength: view.readUInt32LE(offset + CDB.dataLength.offset),
-    region: view.readUInt32LE(offset + CDB.region.offset),
-    offset: readU64(view, offset + CDB.offset.offset),
-    inlineLength: view.readUInt32LE(offset + HEADER.length.offset) - CDB_SIZE,
+    key: view.readBigUInt64LE(offset + HEADER.fields.key.offset),
+    handle: view.readUInt32LE(offset + CDB.fields.handle.offset),
+    flags: view.readUInt32LE(offset + CDB.fields.flags.offset),
+    cdb: Uint8Array.from(view.subarray(offset + CDB.fields.cdb.offset, offset + CDB.fields.cdb.offset + n)),
+    timeout: view.readUInt16LE(offset + CDB.fields.timeout.offset),
+    dataLength: view.readUInt32LE(offset + CDB.fields.dataLength.offset),
+    region: view.readUInt32LE(offset + CDB.fields.region.offset),
+    offset: readU64LE(view, offset + CDB.fields.offset.offset),
+    inlineLength: view.readUInt32LE(offset + HEADER.fields.length.offset) - CDB_SIZE,
   }
 }
 
@@ -601,38 +639,38 @@ export interface IoReply {
 }
 
 export function encodeIoReply(v: IoReply, view: Buffer, offset = 0): number {
-  room(view, offset, IO_REPLY_SIZE, 'IO_REPLY')
+  checkRoom(view, offset, IO_REPLY_SIZE, 'IO_REPLY')
   encodeHeader(MsgType.IO_REPLY, IO_REPLY_SIZE + (v.inlineLength ?? 0), v.key, view, offset)
-  view.writeUInt32LE(v.status, offset + IO_REPLY.status.offset)
-  view.writeUInt16LE(v.compStatus, offset + IO_REPLY.compStatus.offset)
-  view[offset + IO_REPLY.scsiStatus.offset] = v.scsiStatus
-  view[offset + IO_REPLY.senseKey.offset] = v.senseKey
-  view[offset + IO_REPLY.asc.offset] = v.asc
-  view[offset + IO_REPLY.ascq.offset] = v.ascq
-  view[offset + IO_REPLY.entryStatus.offset] = v.entryStatus
-  view[offset + IO_REPLY.rflags.offset] = v.rflags
-  view.writeUInt32LE(v.transferred >>> 0, offset + IO_REPLY.transferred.offset)
-  view.writeUInt32LE(v.residual >>> 0, offset + IO_REPLY.residual.offset)
-  view.writeUInt32LE(v.errno >>> 0, offset + IO_REPLY.errno.offset)
+  view.writeUInt32LE(v.status, offset + IO_REPLY.fields.status.offset)
+  view.writeUInt16LE(v.compStatus, offset + IO_REPLY.fields.compStatus.offset)
+  view[offset + IO_REPLY.fields.scsiStatus.offset] = v.scsiStatus
+  view[offset + IO_REPLY.fields.senseKey.offset] = v.senseKey
+  view[offset + IO_REPLY.fields.asc.offset] = v.asc
+  view[offset + IO_REPLY.fields.ascq.offset] = v.ascq
+  view[offset + IO_REPLY.fields.entryStatus.offset] = v.entryStatus
+  view[offset + IO_REPLY.fields.rflags.offset] = v.rflags
+  view.writeUInt32LE(v.transferred >>> 0, offset + IO_REPLY.fields.transferred.offset)
+  view.writeUInt32LE(v.residual >>> 0, offset + IO_REPLY.fields.residual.offset)
+  view.writeUInt32LE(v.errno >>> 0, offset + IO_REPLY.fields.errno.offset)
   return IO_REPLY_SIZE
 }
 
 export function decodeIoReply(view: Buffer, offset = 0): IoReply {
-  room(view, offset, IO_REPLY_SIZE, 'IO_REPLY')
+  checkRoom(view, offset, IO_REPLY_SIZE, 'IO_REPLY')
   return {
-    key: view.readBigUInt64LE(offset + HEADER.key.offset),
-    status: view.readUInt32LE(offset + IO_REPLY.status.offset),
-    compStatus: view.readUInt16LE(offset + IO_REPLY.compStatus.offset),
-    scsiStatus: view[offset + IO_REPLY.scsiStatus.offset],
-    senseKey: view[offset + IO_REPLY.senseKey.offset],
-    asc: view[offset + IO_REPLY.asc.offset],
-    ascq: view[offset + IO_REPLY.ascq.offset],
-    entryStatus: view[offset + IO_REPLY.entryStatus.offset],
-    rflags: view[offset + IO_REPLY.rflags.offset],
-    transferred: view.readUInt32LE(offset + IO_REPLY.transferred.offset),
-    residual: view.readUInt32LE(offset + IO_REPLY.residual.offset),
-    errno: view.readUInt32LE(offset + IO_REPLY.errno.offset),
-    inlineLength: view.readUInt32LE(offset + HEADER.length.offset) - IO_REPLY_SIZE,
+    key: view.readBigUInt64LE(offset + HEADER.fields.key.offset),
+    status: view.readUInt32LE(offset + IO_REPLY.fields.status.offset),
+    compStatus: view.readUInt16LE(offset + IO_REPLY.fields.compStatus.offset),
+    scsiStatus: view[offset + IO_REPLY.fields.scsiStatus.offset],
+    senseKey: view[offset + IO_REPLY.fields.senseKey.offset],
+    asc: view[offset + IO_REPLY.fields.asc.offset],
+    ascq: view[offset + IO_REPLY.fields.ascq.offset],
+    entryStatus: view[offset + IO_REPLY.fields.entryStatus.offset],
+    rflags: view[offset + IO_REPLY.fields.rflags.offset],
+    transferred: view.readUInt32LE(offset + IO_REPLY.fields.transferred.offset),
+    residual: view.readUInt32LE(offset + IO_REPLY.fields.residual.offset),
+    errno: view.readUInt32LE(offset + IO_REPLY.fields.errno.offset),
+    inlineLength: view.readUInt32LE(offset + HEADER.fields.length.offset) - IO_REPLY_SIZE,
   }
 }
 

@@ -344,20 +344,20 @@ class Conn {
   private checkHeader(b: Buffer, at: number): number {
     const magic = b[at] | (b[at + 1] << 8)
     let status: number = Status.OK
-    const mlen = r32(b, at + HEADER.length.offset)
+    const mlen = r32(b, at + HEADER.fields.length.offset)
     if (magic !== MAGIC) status = Status.BAD_MAGIC
-    else if (b[at + HEADER.version.offset] !== VERSION) status = Status.BAD_VERSION
+    else if (b[at + HEADER.fields.version.offset] !== VERSION) status = Status.BAD_VERSION
     else if (mlen < HEADER_SIZE || mlen > this.server.maxMessage) status = Status.BAD_LENGTH
     if (status === Status.OK) return mlen
     this.server.counters.malformed++
-    this.statusReply(MsgType.ERROR, r32(b, at + 8), r32(b, at + 12), status, b[at + HEADER.type.offset])
+    this.statusReply(MsgType.ERROR, r32(b, at + 8), r32(b, at + 12), status, b[at + HEADER.fields.type.offset])
     this.server.log.warn({ event: 'api_malformed', conn: this.id, status }, 'API: malformed message; closing the connection')
     this.end()
     return -1
   }
 
   private dispatch(b: Buffer, at: number, mlen: number): void {
-    const type = b[at + HEADER.type.offset]
+    const type = b[at + HEADER.fields.type.offset]
     const kLo = r32(b, at + 8)
     const kHi = r32(b, at + 12)
     const s = this.server
@@ -415,9 +415,9 @@ class Conn {
       out.buf.writeUInt32LE(kLo, out.at + 8)
       out.buf.writeUInt32LE(kHi, out.at + 12)
     }
-    if (b.readUInt32LE(at + OPEN.flags.offset) !== 0) return reply(Status.BAD_MESSAGE)
-    const wwpn = hex8(b.readUInt32LE(at + OPEN.wwpn.offset + 4)) + hex8(b.readUInt32LE(at + OPEN.wwpn.offset))
-    const lunNo = b.readUInt32LE(at + OPEN.lun.offset)
+    if (b.readUInt32LE(at + OPEN.fields.flags.offset) !== 0) return reply(Status.BAD_MESSAGE)
+    const wwpn = hex8(b.readUInt32LE(at + OPEN.fields.wwpn.offset + 4)) + hex8(b.readUInt32LE(at + OPEN.fields.wwpn.offset))
+    const lunNo = b.readUInt32LE(at + OPEN.fields.lun.offset)
     const lun = this.server.luns.find((l) => l.info.wwpn === wwpn && l.info.lun === lunNo && l.present !== false)
     if (!lun) return reply(Status.NO_TARGET)
     let idx = this.handles.indexOf(undefined, 1)
@@ -433,7 +433,7 @@ class Conn {
   }
 
   private close(b: Buffer, at: number, kLo: number, kHi: number): void {
-    const value = b.readUInt32LE(at + CLOSE.handle.offset)
+    const value = b.readUInt32LE(at + CLOSE.fields.handle.offset)
     const h = this.handle(value)
     if (h) this.handles[value & 0xffff] = undefined
     this.statusReply(MsgType.CLOSE_REPLY, kLo, kHi, h ? Status.OK : Status.BAD_HANDLE, value)
@@ -474,7 +474,7 @@ class Conn {
   }
 
   private unregister(b: Buffer, at: number, kLo: number, kHi: number): void {
-    const id = b.readUInt32LE(at + CLOSE.handle.offset)
+    const id = b.readUInt32LE(at + CLOSE.fields.handle.offset)
     const r = this.regions.get(id)
     if (r) {
       this.regions.delete(id)
@@ -540,8 +540,8 @@ class Conn {
     w32(buf, at + 4, STATUS_REPLY_SIZE)
     w32(buf, at + 8, kLo)
     w32(buf, at + 12, kHi)
-    w32(buf, at + STATUS_REPLY.status.offset, status)
-    w32(buf, at + STATUS_REPLY.detail.offset, detail)
+    w32(buf, at + STATUS_REPLY.fields.status.offset, status)
+    w32(buf, at + STATUS_REPLY.fields.detail.offset, detail)
     if (status !== Status.OK && type !== MsgType.ERROR) this.server.counters.rejected++
   }
 
@@ -564,29 +564,29 @@ class Conn {
     w32(buf, at + 4, len)
     w32(buf, at + 8, kLo)
     w32(buf, at + 12, kHi)
-    w32(buf, at + IO_REPLY.status.offset, status)
+    w32(buf, at + IO_REPLY.fields.status.offset, status)
     if (c === null) {
-      for (let i = at + IO_REPLY.compStatus.offset; i < at + IO_REPLY_SIZE; i++) buf[i] = 0
+      for (let i = at + IO_REPLY.fields.compStatus.offset; i < at + IO_REPLY_SIZE; i++) buf[i] = 0
     } else {
-      w16(buf, at + IO_REPLY.compStatus.offset, c.compStatus)
-      buf[at + IO_REPLY.scsiStatus.offset] = c.scsiStatus
-      buf[at + IO_REPLY.entryStatus.offset] = c.entryStatus
-      w32(buf, at + IO_REPLY.transferred.offset, c.transferred)
-      w32(buf, at + IO_REPLY.residual.offset, c.residual)
+      w16(buf, at + IO_REPLY.fields.compStatus.offset, c.compStatus)
+      buf[at + IO_REPLY.fields.scsiStatus.offset] = c.scsiStatus
+      buf[at + IO_REPLY.fields.entryStatus.offset] = c.entryStatus
+      w32(buf, at + IO_REPLY.fields.transferred.offset, c.transferred)
+      w32(buf, at + IO_REPLY.fields.residual.offset, c.residual)
       if (c.sense === null && c.scsiStatus === 0 && c.compStatus === 0 && c.entryStatus === 0) {
-        buf[at + IO_REPLY.senseKey.offset] = 0
-        buf[at + IO_REPLY.asc.offset] = 0
-        buf[at + IO_REPLY.ascq.offset] = 0
-        buf[at + IO_REPLY.rflags.offset] = 0
-        w32(buf, at + IO_REPLY.errno.offset, 0)
+        buf[at + IO_REPLY.fields.senseKey.offset] = 0
+        buf[at + IO_REPLY.fields.asc.offset] = 0
+        buf[at + IO_REPLY.fields.ascq.offset] = 0
+        buf[at + IO_REPLY.fields.rflags.offset] = 0
+        w32(buf, at + IO_REPLY.fields.errno.offset, 0)
       } else {
         const t = c.sense ? senseTriple(c.sense) : null
-        buf[at + IO_REPLY.senseKey.offset] = t ? t.key : 0
-        buf[at + IO_REPLY.asc.offset] = t ? t.asc : 0
-        buf[at + IO_REPLY.ascq.offset] = t ? t.ascq : 0
-        buf[at + IO_REPLY.rflags.offset] = t ? ReplyFlags.SENSE_VALID : 0
+        buf[at + IO_REPLY.fields.senseKey.offset] = t ? t.key : 0
+        buf[at + IO_REPLY.fields.asc.offset] = t ? t.asc : 0
+        buf[at + IO_REPLY.fields.ascq.offset] = t ? t.ascq : 0
+        buf[at + IO_REPLY.fields.rflags.offset] = t ? ReplyFlags.SENSE_VALID : 0
         const v = classify(c)
-        w32(buf, at + IO_REPLY.errno.offset, v.kind === 'ok' ? 0 : -v.errno)
+        w32(buf, at + IO_REPLY.fields.errno.offset, v.kind === 'ok' ? 0 : -v.errno)
       }
     }
     if (status !== Status.OK) this.server.counters.rejected++
@@ -786,9 +786,9 @@ export class ApiServer {
 
   /** An IO request: READ/WRITE(10 or 16) of blocks at lba. */
   io(conn: Conn, b: Buffer, at: number, mlen: number, kLo: number, kHi: number): void {
-    const flags = r32(b, at + IO.flags.offset)
+    const flags = r32(b, at + IO.fields.flags.offset)
     if (this.closing) return this.refuse(conn, flags, kLo, kHi, Status.SHUTTING_DOWN)
-    const h = conn.handle(r32(b, at + IO.handle.offset))
+    const h = conn.handle(r32(b, at + IO.fields.handle.offset))
     if (h === undefined) return this.refuse(conn, flags, kLo, kHi, Status.BAD_HANDLE)
     if (h.lun.present === false) return this.refuse(conn, flags, kLo, kHi, Status.NO_TARGET)
     const dir = flags & (IoFlags.READ | IoFlags.WRITE)
@@ -805,11 +805,11 @@ export class ApiServer {
     const write = dir === IoFlags.WRITE
     const lun = h.lun
     const bs = lun.blockSize
-    const blocks = r32(b, at + IO.blocks.offset)
+    const blocks = r32(b, at + IO.fields.blocks.offset)
     const bytes = blocks * bs
     if (blocks === 0 || bytes > this.maxTransfer) return this.refuse(conn, flags, kLo, kHi, Status.BAD_BLOCKS)
-    const lbaHi = r32(b, at + IO.lba.offset + 4)
-    const lba = r32(b, at + IO.lba.offset) + lbaHi * U32
+    const lbaHi = r32(b, at + IO.fields.lba.offset + 4)
+    const lba = r32(b, at + IO.fields.lba.offset) + lbaHi * U32
     if (lbaHi >= 0x200000 || (lba + blocks) * bs > lun.capacity) return this.refuse(conn, flags, kLo, kHi, Status.BAD_LBA)
     let size = 16
     if (flags & IoFlags.CDB10) {
@@ -826,10 +826,10 @@ export class ApiServer {
       kind = write ? Kind.InlineWrite : Kind.InlineRead
     } else {
       if (mlen !== IO_SIZE) return this.refuse(conn, flags, kLo, kHi, Status.BAD_LENGTH)
-      region = conn.regions.get(r32(b, at + IO.region.offset)) ?? null
+      region = conn.regions.get(r32(b, at + IO.fields.region.offset)) ?? null
       if (region === null) return this.refuse(conn, flags, kLo, kHi, Status.BAD_REGION)
-      const oHi = r32(b, at + IO.offset.offset + 4)
-      offset = r32(b, at + IO.offset.offset) + oHi * U32
+      const oHi = r32(b, at + IO.fields.offset.offset + 4)
+      offset = r32(b, at + IO.fields.offset.offset) + oHi * U32
       if (oHi >= 0x200000 || offset + bytes > region.size) return this.refuse(conn, flags, kLo, kHi, Status.BAD_RANGE)
       kind = write ? Kind.ShmWrite : Kind.ShmRead
     }
@@ -901,21 +901,21 @@ export class ApiServer {
 
   /** A raw CDB request. */
   cdb(conn: Conn, b: Buffer, at: number, mlen: number, kLo: number, kHi: number): void {
-    const flags = r32(b, at + CDB.flags.offset)
+    const flags = r32(b, at + CDB.fields.flags.offset)
     if (this.closing) return this.refuse(conn, flags, kLo, kHi, Status.SHUTTING_DOWN)
-    const h = conn.handle(r32(b, at + CDB.handle.offset))
+    const h = conn.handle(r32(b, at + CDB.fields.handle.offset))
     if (h === undefined) return this.refuse(conn, flags, kLo, kHi, Status.BAD_HANDLE)
     if (h.lun.present === false) return this.refuse(conn, flags, kLo, kHi, Status.NO_TARGET)
     const allowed = IoFlags.READ | IoFlags.WRITE | IoFlags.ASYNC | IoFlags.INLINE | IoFlags.SHM
     const dir = flags & (IoFlags.READ | IoFlags.WRITE)
     const where = flags & (IoFlags.INLINE | IoFlags.SHM)
-    const dataLength = r32(b, at + CDB.dataLength.offset)
+    const dataLength = r32(b, at + CDB.fields.dataLength.offset)
     if ((flags & ~allowed) !== 0 || dir === (IoFlags.READ | IoFlags.WRITE) || where === (IoFlags.INLINE | IoFlags.SHM)) {
       return this.refuse(conn, flags, kLo, kHi, Status.BAD_FLAGS)
     }
-    const n = b[at + CDB.cdbLength.offset]
+    const n = b[at + CDB.fields.cdbLength.offset]
     if ((n !== 6 && n !== 10 && n !== 12 && n !== 16) || (dataLength > 0 && dir === 0)) return this.refuse(conn, flags, kLo, kHi, Status.BAD_CDB)
-    if (b[at + CDB.reserved.offset] !== 0 || r32(b, at + CDB.reserved2.offset) !== 0) return this.refuse(conn, flags, kLo, kHi, Status.BAD_MESSAGE)
+    if (b[at + CDB.fields.reserved.offset] !== 0 || r32(b, at + CDB.fields.reserved2.offset) !== 0) return this.refuse(conn, flags, kLo, kHi, Status.BAD_MESSAGE)
     if (dataLength > this.maxTransfer) return this.refuse(conn, flags, kLo, kHi, Status.BAD_BLOCKS)
     const write = dir === IoFlags.WRITE
     const hasData = dataLength > 0
@@ -928,10 +928,10 @@ export class ApiServer {
       if (hasData) kind = write ? Kind.InlineWrite : Kind.InlineRead
     } else {
       if (mlen !== CDB_SIZE) return this.refuse(conn, flags, kLo, kHi, Status.BAD_LENGTH)
-      region = conn.regions.get(r32(b, at + CDB.region.offset)) ?? null
+      region = conn.regions.get(r32(b, at + CDB.fields.region.offset)) ?? null
       if (region === null) return this.refuse(conn, flags, kLo, kHi, Status.BAD_REGION)
-      const oHi = r32(b, at + CDB.offset.offset + 4)
-      offset = r32(b, at + CDB.offset.offset) + oHi * U32
+      const oHi = r32(b, at + CDB.fields.offset.offset + 4)
+      offset = r32(b, at + CDB.fields.offset.offset) + oHi * U32
       if (oHi >= 0x200000 || offset + dataLength > region.size) return this.refuse(conn, flags, kLo, kHi, Status.BAD_RANGE)
       kind = write ? Kind.ShmWrite : Kind.ShmRead
     }
@@ -941,13 +941,13 @@ export class ApiServer {
     op.lun = h.lun
     op.start = -1
     const cdbBytes = op.cdb
-    for (let i = 0, from = at + CDB.cdb.offset; i < n; i++) cdbBytes[i] = b[from + i]
+    for (let i = 0, from = at + CDB.fields.cdb.offset; i < n; i++) cdbBytes[i] = b[from + i]
     const req = op.req
     req.target = h.lun.info.loopId
     req.lun = h.lun.info.lun
     req.cdb = op.views[n]
     req.direction = !hasData ? DataDirection.None : write ? DataDirection.Out : DataDirection.In
-    const t = b.readUInt16LE(at + CDB.timeout.offset)
+    const t = b.readUInt16LE(at + CDB.fields.timeout.offset)
     req.timeout = t === 0 ? undefined : t
     req.data = null
     if (kind === Kind.InlineWrite) {

@@ -6,30 +6,29 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { CDB, CLOSE, HEADER, HELLO, IO, IO_REPLY, IoFlags, MsgType, OPEN, OPEN_REPLY, REGISTER_SHM, SIZES, STATUS_REPLY, Status } from '../../src/api/protocol.js'
+import { CDB, CLOSE, HEADER, HELLO, IO, IO_REPLY, IoFlags, MsgType, OPEN, OPEN_REPLY, REGISTER_SHM, STATUS_REPLY, Status } from '../../src/api/protocol.js'
+import type { Layout } from '../../src/scsi/layout.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 
 // C field name for each TS field, per struct (fields inside the header are checked once, via fcfs_header).
-const STRUCTS: [string, Record<string, { offset: number; size: number }>, number, Record<string, string>][] = [
-  ['fcfs_header', HEADER, SIZES.HEADER, { magic: 'magic', version: 'version', type: 'type', length: 'length', key: 'key' }],
-  ['fcfs_hello', HELLO, SIZES.HELLO, { protocol: 'protocol', maxTransfer: 'max_transfer', maxInFlight: 'max_in_flight', serverPid: 'server_pid' }],
-  ['fcfs_open', OPEN, SIZES.OPEN, { wwpn: 'wwpn', lun: 'lun', flags: 'flags' }],
-  ['fcfs_open_reply', OPEN_REPLY, SIZES.OPEN_REPLY, { status: 'status', handle: 'handle', blockSize: 'block_size', reserved: 'reserved', blocks: 'blocks' }],
-  ['fcfs_close', CLOSE, SIZES.CLOSE, { handle: 'handle', reserved: 'reserved' }],
-  ['fcfs_status_reply', STATUS_REPLY, SIZES.STATUS_REPLY, { status: 'status', detail: 'detail' }],
-  ['fcfs_register_shm', REGISTER_SHM, SIZES.REGISTER_SHM, { size: 'size', flags: 'flags', pathLength: 'path_length', path: 'path' }],
-  ['fcfs_io', IO, SIZES.IO, { handle: 'handle', flags: 'flags', lba: 'lba', blocks: 'blocks', region: 'region', offset: 'offset' }],
+const STRUCTS: [string, Layout, Record<string, string>][] = [
+  ['fcfs_header', HEADER, { magic: 'magic', version: 'version', type: 'type', length: 'length', key: 'key' }],
+  ['fcfs_hello', HELLO, { protocol: 'protocol', maxTransfer: 'max_transfer', maxInFlight: 'max_in_flight', serverPid: 'server_pid' }],
+  ['fcfs_open', OPEN, { wwpn: 'wwpn', lun: 'lun', flags: 'flags' }],
+  ['fcfs_open_reply', OPEN_REPLY, { status: 'status', handle: 'handle', blockSize: 'block_size', reserved: 'reserved', blocks: 'blocks' }],
+  ['fcfs_close', CLOSE, { handle: 'handle', reserved: 'reserved' }],
+  ['fcfs_status_reply', STATUS_REPLY, { status: 'status', detail: 'detail' }],
+  ['fcfs_register_shm', REGISTER_SHM, { size: 'size', flags: 'flags', pathLength: 'path_length', path: 'path' }],
+  ['fcfs_io', IO, { handle: 'handle', flags: 'flags', lba: 'lba', blocks: 'blocks', region: 'region', offset: 'offset' }],
   [
     'fcfs_cdb',
     CDB,
-    SIZES.CDB,
     { handle: 'handle', flags: 'flags', cdb: 'cdb', cdbLength: 'cdb_length', reserved: 'reserved', timeout: 'timeout', dataLength: 'data_length', region: 'region', reserved2: 'reserved2', offset: 'offset' },
   ],
   [
     'fcfs_io_reply',
     IO_REPLY,
-    SIZES.IO_REPLY,
     {
       status: 'status',
       compStatus: 'comp_status',
@@ -57,13 +56,13 @@ describe('clients/c/fcfs_api.h', () => {
   it('declares every field at the offset and size of src/api/protocol.ts, and the same constants', () => {
     const lines: string[] = []
     const expected: string[] = []
-    for (const [name, layout, size, fields] of STRUCTS) {
+    for (const [name, layout, fields] of STRUCTS) {
       lines.push(`printf("${name} size %zu\\n", sizeof(struct ${name}));`)
-      expected.push(`${name} size ${size}`)
+      expected.push(`${name} size ${layout.size}`)
       for (const [ts, c] of Object.entries(fields)) {
-        const f = layout[ts]
+        const f = layout.fields[ts]
         lines.push(`printf("${name}.${c} %zu %zu\\n", offsetof(struct ${name}, ${c}), sizeof(((struct ${name} *)0)->${c}));`)
-        expected.push(`${name}.${c} ${f.offset} ${f.size}`)
+        expected.push(`${name}.${c} ${f.offset} ${f.length}`)
       }
     }
     const consts: [string, number][] = [

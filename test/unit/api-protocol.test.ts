@@ -15,7 +15,6 @@ import {
   OPEN_REPLY_SIZE,
   OPEN_SIZE,
   REGISTER_SHM_SIZE,
-  SIZES,
   STATUS_REPLY_SIZE,
   Status,
   decodeCdb,
@@ -41,23 +40,22 @@ import {
   msgTypeName,
   replyOk,
   statusName,
+  writeHeader,
+  writeStatusReply,
 } from '../../src/api/protocol.js'
+import { readU32LE, readU64LE, writeU16LE, writeU32LE, writeU64LE } from '../../src/util/le.js'
+import { checkLayout } from '../../src/scsi/layout.js'
 
 const hex = (b: Buffer) => b.toString('hex').replace(/(.{8})/g, '$1 ').trim()
 
 describe('api protocol layouts', () => {
-  it('every layout is contiguous, within its size, and 8-byte fields are 8-byte aligned', () => {
-    for (const [name, layout] of Object.entries(LAYOUTS)) {
-      const size = SIZES[name as keyof typeof SIZES]
-      const fields = Object.values(layout).sort((a, b) => a.offset - b.offset)
-      let end = 0
-      for (const f of fields) {
-        expect(f.offset, `${name}: field at ${f.offset} overlaps`).toBe(end)
-        if (f.size === 8) expect(f.offset % 8, `${name}: u64 at ${f.offset}`).toBe(0)
-        if (f.size === 4) expect(f.offset % 4, `${name}: u32 at ${f.offset}`).toBe(0)
-        end = f.offset + f.size
+  it('every layout tiles its size with no gap or overlap, and 4- and 8-byte fields are aligned', () => {
+    expect(LAYOUTS.map((l) => l.name)).toEqual(['HEADER', 'HELLO', 'OPEN', 'OPEN_REPLY', 'CLOSE', 'STATUS_REPLY', 'REGISTER_SHM', 'IO', 'CDB', 'IO_REPLY'])
+    for (const layout of LAYOUTS) {
+      expect(() => checkLayout(layout), layout.name).not.toThrow()
+      for (const [name, f] of Object.entries(layout.fields)) {
+        if (f.length === 8 || f.length === 4) expect(f.offset % f.length, `${layout.name}.${name} at ${f.offset}`).toBe(0)
       }
-      expect(end, name).toBe(size)
     }
   })
 
@@ -92,7 +90,7 @@ describe('api protocol golden bytes', () => {
     const b = Buffer.alloc(IO_SIZE)
     encodeIo({ key: 1n, handle: 5, flags: IoFlags.WRITE | IoFlags.INLINE | IoFlags.ASYNC, lba: 0, blocks: 1, inlineLength: 512 }, b)
     expect(b.readUInt32LE(4)).toBe(IO_SIZE + 512)
-    expect(b.readUInt32LE(IO.flags.offset)).toBe(0x16)
+    expect(b.readUInt32LE(IO.fields.flags.offset)).toBe(0x16)
   })
 
   it('IO request over a region', () => {
@@ -152,7 +150,7 @@ describe('api protocol golden bytes', () => {
     expect(hex(b)).toBe(
       'a1fc0111 40000000 06000000 00000000 01000100 11000000 12000000 60000000 00000000 00000000 06001e00 60000000 00000000 00000000 00000000 00000000',
     )
-    expect(b[CDB.cdbLength.offset]).toBe(6)
+    expect(b[CDB.fields.cdbLength.offset]).toBe(6)
   })
 })
 
@@ -204,6 +202,31 @@ describe('api protocol round trips', () => {
     expect(decodeRegisterShm(b).path).toBeNull()
     b.writeUInt32LE(0, 28)
     expect(decodeRegisterShm(b).path).toBeNull()
-    expect(IO_REPLY.errno.offset).toBe(36)
+    expect(IO_REPLY.fields.errno.offset).toBe(36)
+  })
+})
+
+describe('api protocol accessors (the per-message path of the server and the client)', () => {
+  it('writeHeader and writeStatusReply at an offset write the bytes the codecs write, key split as two u32', () => {
+    const a = Buffer.alloc(40, 0xee)
+    const b = Buffer.alloc(40, 0xee)
+    writeStatusReply(a, 8, MsgType.IO_ACK, 0x11223344, 0x55667788, Status.BAD_RANGE, 0xfffffffe)
+    encodeStatusReply({ type: MsgType.IO_ACK, key: 0x5566778811223344n, status: Status.BAD_RANGE, detail: 0xfffffffe }, b, 8)
+    expect(a.toString('hex')).toBe(b.toString('hex'))
+    expect(hex(a.subarray(8, 32))).toBe('a1fc0191 18000000 44332211 88776655 0a000000 feffffff')
+    writeHeader(a, 0, MsgType.NOP, 16, 7, 0)
+    expect(hex(a.subarray(0, 16))).toBe('a1fc0112 10000000 07000000 00000000')
+  })
+
+  it('the little-endian leaf accessors agree with Buffer, u64 up to 2^53 - 1', () => {
+    const b = Buffer.alloc(16)
+    writeU32LE(b, 1, 0xdeadbeef)
+    expect(b.readUInt32LE(1)).toBe(0xdeadbeef)
+    expect(readU32LE(b, 1)).toBe(0xdeadbeef)
+    writeU16LE(b, 5, 0x1234)
+    expect(b.readUInt16LE(5)).toBe(0x1234)
+    writeU64LE(b, 8, Number.MAX_SAFE_INTEGER)
+    expect(b.readBigUInt64LE(8)).toBe(BigInt(Number.MAX_SAFE_INTEGER))
+    expect(readU64LE(b, 8)).toBe(Number.MAX_SAFE_INTEGER)
   })
 })

@@ -70,7 +70,7 @@ const fds = () => readdirSync('/proc/self/fd').length
 /** A raw client: every message the server sends, and how the connection ended. */
 class Raw {
   readonly sock: Socket
-  private buf = Buffer.alloc(0)
+  private buf: Buffer = Buffer.alloc(0)
   readonly msgs: Buffer[] = []
   /** the server's FIN arrived */
   eof = false
