@@ -28,6 +28,7 @@ import { parseWwn } from '../targets/wwn.js'
 import type { TraceCursor } from '../hba/trace.js'
 import { DEFAULT_READAHEAD, Readahead } from './readahead.js'
 import { DEFAULT_QUEUE_FILES, Tree, type Node } from './tree.js'
+import { cut } from '../util/quote.js'
 
 const O_ACCMODE = 3
 const WRITE_THROUGH = constants.O_DIRECT | constants.O_SYNC | constants.O_DSYNC
@@ -270,7 +271,7 @@ export class Filesystem {
           const [w, l] = args.split(/\s+/)
           const wwpn = parseWwn(w, 'wwpn')
           const d = this.portDevices(wwpn).find((x) => String(x.info.lun) === l)
-          if (!d) throw new Error(`no LUN ${l ?? '(missing)'} behind target port ${w ?? '(missing)'}`)
+          if (!d) throw new Error(`no LUN ${l === undefined ? '(missing)' : cut(l)} behind target port ${w === undefined ? '(missing)' : cut(w)}`)
           d.remove()
           try {
             await fab.removeLun(wwpn, d.info.lun)
@@ -280,8 +281,9 @@ export class Filesystem {
         }
         this.log.info({ event: 'hotplug', command: line }, 'fabric changed')
       } catch (err) {
-        this.fabricError = `${new Date().toISOString()} ${line}: ${(err as Error).message}`
-        this.log.warn({ event: 'hotplug_failed', command: line, err: (err as Error).message }, 'fabric change refused')
+        // The line is the client's, as long as a write request: show its head and length.
+        this.fabricError = `${new Date().toISOString()} ${cut(line)}: ${(err as Error).message}`
+        this.log.warn({ event: 'hotplug_failed', command: cut(line), err: (err as Error).message }, 'fabric change refused')
         return Errno.EINVAL
       }
     }

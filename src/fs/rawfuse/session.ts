@@ -45,6 +45,7 @@ import { fuseMountFields, within } from '../mountinfo.js'
 import { ringMemory, SharedRing } from './ring.js'
 import { freeSlot, lengthOf, packSlot, RAW_MAX_PAGES, RAW_MAX_WRITE, REPLY_AT, SLOT_SIZE, slotOf, slotViews } from './slots.js'
 import type { Logger } from '../../log.js'
+import { quote } from '../../util/quote.js'
 import {
   Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
   FUSE_KERNEL_MINOR, FUSE_KERNEL_VERSION, GetattrIn, InHeader, InitFlag, InitFlag2, InitIn, InitOut, NAMESPACE_OPS, NO_REPLY_OPS, Op,
@@ -76,7 +77,7 @@ export const POLL_US = 200
 export function pollMicroseconds(env: string | undefined = process.env.FCFS_RAWFUSE_POLL_US): number {
   if (env === undefined || env === '') return POLL_US
   const us = Number(env)
-  if (!Number.isFinite(us) || us < 0 || us > 1_000_000) throw new ConfigError('FCFS_RAWFUSE_POLL_US', `must be microseconds from 0 (never poll) to 1000000, got ${JSON.stringify(env)}`)
+  if (!Number.isFinite(us) || us < 0 || us > 1_000_000) throw new ConfigError('FCFS_RAWFUSE_POLL_US', `must be microseconds from 0 (never poll) to 1000000, got ${quote(env)}`)
   return us
 }
 
