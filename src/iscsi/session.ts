@@ -757,12 +757,22 @@ export class Session {
       case TmfFunction.CLEAR_TASK_SET:
         await this.abortTasks((x) => x.lun === h.lun)
         break
-      case TmfFunction.LOGICAL_UNIT_RESET:
-        await Promise.all(this.opts.tasksOn(loopId, h.lun).map((s) => s.abortTasks((x) => x.lun === h.lun)))
+      case TmfFunction.LOGICAL_UNIT_RESET: {
+        // The tasks go, and the unit itself is reset through the HBA (as FC does it): mode pages back to
+        // their defaults and a unit attention for every nexus, on every port that exports the unit (SAM-5 6.6).
+        const aborted = Promise.all(this.opts.tasksOn(loopId, h.lun).map((s) => s.abortTasks((x) => x.lun === h.lun)))
+        const reset = h.lun >= 0 && (await this.driver.resetLun(loopId, h.lun))
+        await aborted
+        if (!reset) response = TmfResponse.LUN_DOES_NOT_EXIST
         break
-      case TmfFunction.TARGET_WARM_RESET:
-        await Promise.all(this.opts.tasksOn(loopId, null).map((s) => s.abortTasks(() => true)))
+      }
+      case TmfFunction.TARGET_WARM_RESET: {
+        const aborted = Promise.all(this.opts.tasksOn(loopId, null).map((s) => s.abortTasks(() => true)))
+        const reset = await this.driver.resetTarget(loopId)
+        await aborted
+        if (!reset) response = TmfResponse.FUNCTION_REJECTED
         break
+      }
       case TmfFunction.TASK_REASSIGN:
         response = TmfResponse.REASSIGNMENT_NOT_SUPPORTED // ErrorRecoveryLevel is 0
         break

@@ -25,6 +25,10 @@ import {
   RejectReason,
   SCSI_COMMAND,
   SCSI_RESPONSE,
+  TASK_MGMT_REQ,
+  TASK_MGMT_RSP,
+  TmfFunction,
+  TmfResponse,
   decodeBhs,
   encodeBhs,
   opcodeOf,
@@ -32,6 +36,8 @@ import {
   type PduLayout,
 } from '../../src/iscsi/pdu.js'
 import { decodeText, encodeText } from '../../src/iscsi/text.js'
+import { parseConfig } from '../../src/targets/config.js'
+import { decodeSense } from '../../src/scsi/sense.js'
 
 /** A bare-hands initiator: whole PDUs out, whole PDUs in. */
 class Raw {
@@ -298,5 +304,91 @@ describe('iSCSI portal over the emulated HBA', () => {
     const c = await Raw.open(port)
     await c.login(target, {})
     c.s.destroy()
+  })
+})
+
+describe('task management that resets a logical unit exported through two target ports', () => {
+  let fabric: Fabric
+  let driver: HbaDriver
+  let portal: IscsiPortal
+  let port: number
+
+  beforeAll(async () => {
+    const cfg = parseConfig(
+      {
+        targets: [
+          { wwpn: '21000024ff00d001', luns: [{ lun: 0, logicalUnit: 'u' }] },
+          { wwpn: '21000024ff00d002', luns: [{ lun: 0, logicalUnit: 'u' }] },
+        ],
+        logicalUnits: [{ id: 'u', size: '4MiB' }],
+      },
+      'test',
+    )
+    fabric = buildFabric(cfg)
+    driver = await createHba({ index: 0, fabric, log: silentLogger })
+    portal = await startIscsiPortal({ host: '127.0.0.1', port: 0, driver, log: silentLogger })
+    port = portal.address().port
+  })
+  afterAll(async () => {
+    await portal?.close()
+    await driver?.shutdown(0)
+    if (fabric) await closeFabric(fabric)
+  })
+
+  /** TEST UNIT READY: 'GOOD', or the unit attention's ASC/ASCQ as "29/00". */
+  async function tur(c: Raw, itt: number, cmdSN: number): Promise<string> {
+    c.send(SCSI_COMMAND, { final: true, itt, cmdSN, cdb: Buffer.alloc(16) })
+    const r = (await c.next())!
+    const h = decodeBhs(SCSI_RESPONSE, r.bhs)
+    if (h.status === 0) return 'GOOD'
+    const d = decodeSense(r.data.subarray(2, 2 + r.data.readUInt16BE(0)))
+    return `${d.key}:${d.asc.toString(16).padStart(2, '0')}/${d.ascq.toString(16).padStart(2, '0')}`
+  }
+
+  /** Two sessions, one through each port, with the power-on attention taken. */
+  async function twoPaths(): Promise<[Raw, Raw]> {
+    const [a, b] = await Promise.all([Raw.open(port), Raw.open(port)])
+    const names = portal.targetNames()
+    await a.login(names[0], {})
+    await b.login(names[1], {})
+    for (const c of [a, b]) {
+      await tur(c, 1, 1)
+      expect(await tur(c, 2, 2)).toBe('GOOD')
+    }
+    return [a, b]
+  }
+
+  async function tmf(c: Raw, fn: number, itt: number, cmdSN: number): Promise<number> {
+    c.send(TASK_MGMT_REQ, { immediate: true, final: true, function: fn, lun: 0, itt, cmdSN, referencedTaskTag: 0xffffffff })
+    const rsp = (await c.next())!
+    expect(opcodeOf(rsp.bhs)).toBe(Op.TASK_MGMT_RSP)
+    return decodeBhs(TASK_MGMT_RSP, rsp.bhs).response
+  }
+
+  // The unit keeps one attention per initiator port (the HBA's), not per I_T nexus, so which path
+  // reports it first takes it: these tests ask through the path that sent the reset.
+  it('LOGICAL UNIT RESET answers FUNCTION COMPLETE and resets the unit: the next command gets POWER ON, RESET (29/00) once', async () => {
+    const [a, b] = await twoPaths()
+    try {
+      expect(await tmf(a, TmfFunction.LOGICAL_UNIT_RESET, 3, 3)).toBe(TmfResponse.FUNCTION_COMPLETE)
+      expect(await tur(a, 4, 3)).toBe('6:29/00')
+      expect(await tur(a, 5, 4)).toBe('GOOD')
+      expect(await tur(b, 6, 3)).toBe('GOOD')
+    } finally {
+      a.s.destroy()
+      b.s.destroy()
+    }
+  })
+
+  it('TARGET WARM RESET answers FUNCTION COMPLETE and resets the units behind that port: 29/00 once', async () => {
+    const [a, b] = await twoPaths()
+    try {
+      expect(await tmf(b, TmfFunction.TARGET_WARM_RESET, 3, 3)).toBe(TmfResponse.FUNCTION_COMPLETE)
+      expect(await tur(b, 4, 3)).toBe('6:29/00')
+      expect(await tur(b, 5, 4)).toBe('GOOD')
+    } finally {
+      a.s.destroy()
+      b.s.destroy()
+    }
   })
 })
