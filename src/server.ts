@@ -6,7 +6,7 @@ import { resolve } from 'node:path'
 import type { Logger } from './log.js'
 import { createHba } from './hba/index.js'
 import type { HbaDriver } from './hba/driver.js'
-import { closeFabric, openFabric, type FabricConfig } from './targets/config.js'
+import { closeFabric, configError, openFabric, type FabricConfig } from './targets/config.js'
 import type { Fabric } from './targets/types.js'
 import { BlockDevice } from './fs/blockdev.js'
 import { scanPort } from './fs/scan.js'
@@ -19,9 +19,37 @@ import { ConfigError } from './errors.js'
 import { hotplug } from './hotplug.js'
 import { startIscsiPortal, type IscsiPortal, type PortalOptions } from './iscsi/server.js'
 import { IscsiBackend } from './iscsi/backend.js'
-import { registerIscsiBackend } from './targets/iscsi.js'
+import { iscsiBackendType } from './targets/iscsi.js'
+import { registerBackendType } from './targets/registry.js'
+import { FaultRuleError, parseRule } from './faults/rule.js'
 import { startApiServer, type ApiServer } from './api/server.js'
 import { defaultSocketPath } from './api/socket-path.js'
+
+/** `{ "type": "iscsi", "url": … }` backends: remote LUNs, opened by the iSCSI initiator. */
+export const ISCSI_BACKEND = iscsiBackendType(IscsiBackend.open)
+// The remote LUN speaks SCSI, so its backend sits above targets/ and joins the registry here, as
+// this module loads: before any config (the CLI's, a hot-plug spec, the direct API's) is parsed.
+registerBackendType(ISCSI_BACKEND)
+
+/**
+ * The config's fault rules (faults/rule.ts syntax; targets/ keeps them as
+ * lines), checked before anything is opened: a bad one is a ConfigError
+ * naming faults[i] and the token, worded as the config's other errors.
+ */
+export function checkConfigFaults(config: FabricConfig): void {
+  config.faults?.forEach((line, i) => {
+    let rule
+    try {
+      rule = parseRule(line)
+    } catch (e) {
+      if (e instanceof FaultRuleError) throw configError(config, `faults[${i}]`, e.message)
+      throw e
+    }
+    if (rule.wwpn !== undefined && !config.targets.some((t) => t.wwpn === rule.wwpn)) {
+      throw configError(config, `faults[${i}]`, `wwpn=${rule.wwpn}: no target in this config has that WWPN`)
+    }
+  })
+}
 
 export interface ServerOptions {
   mountpoint: string
@@ -60,8 +88,7 @@ export async function startFabric(
   log: Logger,
   tuning: Tuning = DEFAULT_TUNING,
 ): Promise<{ fabric: Fabric; driver: HbaDriver; devices: BlockDevice[]; faults: FaultSet }> {
-  // Remote iSCSI LUNs speak SCSI, so their backend sits above targets/: hand openFabric its opener.
-  registerIscsiBackend(IscsiBackend.open)
+  checkConfigFaults(config)
   // Opens (and, for files, locks) every backend; a bad path or a locked file is a ConfigError.
   const fabric = await openFabric(config, { log })
   // Fault injection: the firmware makes its targets through the fault set's filter.
@@ -96,7 +123,8 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   const log = opts.log
   const mountpoint = resolve(opts.mountpoint)
   const tuning = opts.tuning ?? DEFAULT_TUNING
-  // Before anything is opened: a stale mount is cleaned, a live one or a bad directory refused.
+  // Before anything is touched: the config's fault rules are sound, a stale mount is cleaned, a live one or a bad directory refused.
+  checkConfigFaults(opts.config)
   await prepareMountpoint(mountpoint, log)
   const { fabric, driver, devices, faults } = await startFabric(opts.config, log, tuning)
   const fs = new Filesystem({

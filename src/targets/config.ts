@@ -1,163 +1,29 @@
-/**
- * The fabric config: which target ports exist, what LUNs they export and
- * where each LUN keeps its data.
- *
- * A JSON file (`fcfs mount <mnt> --config fabric.json`). Every key is
- * optional except `targets`; unknown keys are errors, and every error names
- * the field it is about and why, e.g.
- *   targets[1].luns[0].size: must be a size like 1GiB or 512M, got "1 potato"
- *   targets[1].luns[0].logicalUnit: no logicalUnits entry with id "x"
- *
- *   {
- *     "defaults": {
- *       "size": "1GiB", "blockSize": 512,
- *       "backingDir": "luns"                  // LUNs without a backend: files <backingDir>/<wwpn>-lun<n>.img
- *     },
- *     "targets": [
- *       {
- *         "wwpn": "21:00:00:24:ff:00:00:01",  // 16 hex digits, colons optional; default 21000024ff000001, …
- *         "wwnn": "20000024ff000001",         // default 20000024ff000001, …
- *         "loopId": 1,                        // 0..2047, default 1, 2, … (unique)
- *         "portId": "0x010100",               // 24-bit FC port id (number or hex string), default 0x010100, 0x010200, …
- *         "relativePortId": 1,                // 1..65535, unique; default 1, 2, … (VPD 0x83, REPORT TARGET PORT GROUPS)
- *         "portGroup": 1,                     // target port group 0..65535, default 1 (ALUA: ports of a group share a state)
- *         "aluaState": "active/optimized",    // the group's ALUA state: active/optimized (default), active/non-optimized,
- *                                             //   standby, unavailable, offline, transitioning; the same on every port of a group
- *         "vendor": "FCFS", "product": "RAMDISK", "revision": "0001",
- *         "serial": "ARRAY0001",              // base of its LUNs' serials, default the wwpn
- *         "luns": [                           // default: one LUN 0 of the default size
- *           { "lun": 0, "size": "4GiB", "blockSize": 4096 },
- *           { "lun": 1, "size": 1073741824, "backend": { "type": "ram", "memoryLimit": "256MiB" },
- *             "serial": "LUN1SERIAL", "writeProtect": true },
- *           { "lun": 2, "size": "64GiB", "backend": { "type": "file", "path": "data/lun2.img", "create": true } },
- *           { "lun": 3, "logicalUnit": "shared0" },
- *           { "lun": 4, "size": "1PiB", "backend": { "type": "null" } }
- *         ]
- *       },
- *       { "luns": [ { "size": "16GiB" }, { "lun": 3, "logicalUnit": "shared0" } ] }
- *     ],
- *     "logicalUnits": [                       // units exported through several ports (multipath)
- *       { "id": "shared0", "size": "1GiB", "backend": { "type": "file", "path": "shared0.img" } }
- *     ],
- *     "faults": [ "medium-error wwpn=21000024ff000001 lba=1000-1999 op=read" ]   // fault rules, active once mounted
- *   }
- *
- * (Comments are for this page only: the file is plain JSON.)
- *
- * Targets: 1..127; wwpn, wwnn, loopId, portId and relativePortId unique
- * across targets; vendor ≤ 8, product ≤ 16, revision ≤ 4 printable ASCII
- * characters (product defaults to RAMDISK for a RAM-backed LUN, FILEDISK
- * for a file-backed one and NULLDISK for a null one); serial ≤ 59.
- *
- * LUNs: lun 0..255 (default: its index), unique per target; size > 0 and a
- * multiple of blockSize (512 or 4096, default 512); serial ≤ 64 (default
- * "<target serial>-L<lun>", i.e. "<wwpn>-L<lun>"). Each LUN's NAA-5 name
- * (VPD 0x83) is derived from its target's wwnn and its LUN number: "5" + the
- * wwnn's IEEE OUI + the last six hex digits of the wwnn + the LUN in three hex
- * digits, e.g. 50024ff000001000.
- *
- * Backends:
- *  - { "type": "ram", "memoryLimit": "256MiB" }: sparse RAM, the default.
- *    Memory grows with what is written (64 KiB chunks); a write that would
- *    pass memoryLimit fails (the initiator sees DATA PROTECT, SPACE
- *    ALLOCATION FAILED WRITE PROTECT) and a warning is logged once; unmapped
- *    ranges free their memory. No limit when memoryLimit is left out.
- *  - { "type": "file", "path": "lun0.img", "create": true }: a file. A
- *    relative path is resolved against the config file's directory. A missing
- *    file is created sparse (create defaults to true; with false a missing
- *    file is an error); a smaller file is extended sparse; a larger one is an
- *    error (a LUN never truncates its file). The file is locked with
- *    `<path>.lock` (holding the pid) while mounted: a second fcfs refuses it
- *    with an error naming the LUN and the holding pid (after giving a holder
- *    that is just shutting down 2 s to let go); a lock left by a dead process
- *    (kill -9) is taken over with a warning. SYNCHRONIZE CACHE, FUA
- *    writes and fsync on rwbuf reach fdatasync: what was flushed survives a
- *    crash and a remount. Unmapped ranges read as zeros: ranges of 1 MiB or
- *    more are punched out with util-linux `fallocate --punch-hole`, shorter
- *    ones (or all, where fallocate is missing) are overwritten with zeros.
- *    No two LUNs may name the same file: export one unit through several
- *    ports with logicalUnits instead.
- *  - { "type": "iscsi", "url": "iscsi://10.0.0.5:3260/iqn.2003-01.org.example:disk1/1",
- *      "chap": { "user": "u", "secret": "s" }, "reconnectTimeoutMs": 20000 }: a LUN on a
- *    remote iSCSI target (the CLI's --import URL). fcfs logs in as an initiator
- *    when the fabric opens; size and block size come from the remote's READ
- *    CAPACITY(16), vendor/product/revision from its INQUIRY and the serial
- *    from its VPD 0x80 unless the config sets them. size and blockSize may be
- *    left out; when given they must match the remote (checked at open, the
- *    error names the field). The block size must be 512 or 4096. defaults.size,
- *    defaults.blockSize and defaults.backingDir do not apply. CHAP goes in
- *    "chap" or in the URL (iscsi://user%secret@host/…), not both. A host that
- *    cannot be reached, a refused login, a missing LUN or one that is not a
- *    disk fails the mount with an error naming <lun>.backend.url. After a
- *    dropped connection fcfs logs in again and re-sends every unanswered
- *    command for up to reconnectTimeoutMs (1..25000, default 20000: below
- *    the HBA's 30 s command timeout), then fails them (EIO).
- *  - { "type": "null" }: stores nothing (Linux null_blk): reads return
- *    zeros, writes are discarded, flush and unmap succeed. Memory does not
- *    grow with the size or with what is written. For measuring everything
- *    above the store (the direct API's command rate, FUSE overhead). Takes
- *    no settings.
- *  - defaults.backingDir (the CLI's --backing-dir): every LUN that names no
- *    backend is a file `<backingDir>/<wwpn>-lun<n>.img`, every shared unit
- *    `<backingDir>/<id>.img`. Relative to the config file's directory (to
- *    the current directory for --backing-dir).
- *
- * Multipath: a logicalUnits entry { "id", "size", "blockSize", "backend",
- * "serial", "writeProtect", "vendor", "product", "revision", "naa" } is one
- * logical unit; every target LUN { "lun": n, "logicalUnit": "<id>" } exports
- * that same unit (same data, same unit attentions, same NAA designator), so
- * each port's rwbuf is one path to it. Such a LUN entry takes no other
- * settings. A unit has the same LUN number on every port that exports it, is
- * exported at most once per port, and must be exported by at least one port.
- * Its serial defaults to its id, its NAA name to the one derived from its
- * first exporting target and LUN, its vendor/product/revision to that
- * target's. ids: 1 to 64 of A-Z a-z 0-9 . _ : - (starting with a letter or
- * digit). As with a real array, the paths are independent: writes through
- * different paths run in parallel, and two clients writing the same blocks
- * through different paths at once get no ordering between them (a partial
- * block write is read-modify-write under a lock of its own path only).
- */
+/** The fabric config file: its shape, its meaning and the fabric it opens. Every key, default and rule: docs/config.md. */
 import { open } from 'node:fs/promises'
-import { dirname, isAbsolute, join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { z } from 'zod'
 import { ConfigError, InternalError } from '../errors.js'
-import { silentLogger, type Logger } from '../log.js'
+import type { Logger } from '../log.js'
 import { parseSize } from '../util/size.js'
 import { cut, quote, SHOWN_WHOLE } from '../util/quote.js'
 import { dirMayBeCreated, parentMustExist } from '../util/paths.js'
-import { FaultRuleError, parseRule } from '../faults/rule.js'
-import type { Backend } from './backend.js'
-import { FileBackend } from './file.js'
-import { openIscsiBackend, parseIscsiUrl, type RemoteIdentity, type RemoteLun } from './iscsi.js'
-import { NullBackend } from './null.js'
-import { RamBackend } from './ram.js'
+import { isPromise, type Backend } from './backend.js'
+import { intIn, sizeInput } from './fields.js'
+import { backingFileBackend } from './file.js'
+import {
+  backendSchema,
+  backendType,
+  backendTypes,
+  DEFAULT_BACKEND_TYPE,
+  type AnyBackendType,
+  type BackendConfig,
+  type BackendParseContext,
+  type LunFacts,
+} from './registry.js'
 import type { AluaState, Fabric, Lun, TargetPort } from './types.js'
 import { defaultWwnn, defaultWwpn, parseWwn } from './wwn.js'
 
-export type BackendConfig =
-  | { readonly type: 'ram'; readonly memoryLimit?: number }
-  /** `path` is absolute once validated. */
-  | { readonly type: 'file'; readonly path: string; readonly create: boolean }
-  | IscsiBackendConfig
-  | { readonly type: 'null' }
-
-/**
- * A remote iSCSI LUN. The LunConfig's size and blockSize are placeholders
- * (0 and 512) unless `expect` holds values from the config: the real ones
- * come from the remote when openFabric logs in.
- */
-export interface IscsiBackendConfig {
-  readonly type: 'iscsi'
-  readonly url: string
-  readonly chap?: { readonly user: string; readonly secret: string }
-  readonly reconnectTimeoutMs: number
-  /** size / blockSize the config names: the remote must match them. */
-  readonly expect: { readonly size?: number; readonly blockSize?: number }
-  /** Identity the config sets explicitly (the remote's INQUIRY fills the rest). */
-  readonly explicit: { readonly vendor: boolean; readonly product: boolean; readonly revision: boolean; readonly serial: boolean }
-  /** How errors name this backend: "targets[2].luns[0].backend" (default) or "--import iscsi://…". */
-  readonly field?: string
-}
+export type { BackendConfig } from './registry.js'
 
 export interface LunConfig {
   readonly lun: number
@@ -193,8 +59,14 @@ export interface FabricConfig {
   readonly targets: readonly TargetConfig[]
   /** The ids of the shared logical units (config logicalUnits[]), in file order. */
   readonly logicalUnits: readonly string[]
-  /** Fault rules installed once the fabric is up (src/faults/rule.ts syntax), in file order. */
+  /**
+   * Fault rules installed once the fabric is up, in file order: lines of the
+   * src/faults/rule.ts syntax, checked by src/server.ts (faults/ sits above
+   * targets/) before anything is opened.
+   */
   readonly faults?: readonly string[]
+  /** How messages name the config (parseConfig's `source`, e.g. the file), for errors found after parsing: configError. */
+  readonly source?: string
   /** defaults.backingDir (absolute) and how errors name it: openFabric creates it when missing, never its parents. */
   readonly backingDir?: { readonly path: string; readonly field: string }
 }
@@ -207,10 +79,6 @@ export const MAX_PORT_GROUP = 0xffff
 export const DEFAULT_SIZE = '1GiB'
 export const DEFAULT_BLOCK_SIZE = 512
 export const DEFAULT_VENDOR = 'FCFS'
-export const DEFAULT_PRODUCT = 'RAMDISK'
-export const DEFAULT_FILE_PRODUCT = 'FILEDISK'
-export const DEFAULT_ISCSI_PRODUCT = 'ISCSIDISK'
-export const DEFAULT_NULL_PRODUCT = 'NULLDISK'
 export const DEFAULT_REVISION = '0001'
 export const DEFAULT_PORT_GROUP = 1
 
@@ -221,28 +89,15 @@ export function backingFileName(wwpn: string, lun: number): string {
 
 // ---- shape (zod): types and unknown keys; meaning is checked below -------
 
-const sizeInput = z.union([z.string(), z.number()])
-
-const backendSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('ram'), memoryLimit: sizeInput.optional() }).strict(),
-  z.object({ type: z.literal('file'), path: z.string(), create: z.boolean().optional() }).strict(),
-  z
-    .object({
-      type: z.literal('iscsi'),
-      url: z.string(),
-      chap: z.object({ user: z.string(), secret: z.string() }).strict().optional(),
-      reconnectTimeoutMs: z.number().optional(),
-    })
-    .strict(),
-  z.object({ type: z.literal('null') }).strict(),
-])
+/** A `backend` setting: its shape is the registered backend types' (registry.ts), looked up at each parse. */
+const backendInput = z.lazy(() => backendSchema())
 
 const lunSchema = z
   .object({
     lun: z.number().optional(),
     size: sizeInput.optional(),
     blockSize: z.number().optional(),
-    backend: backendSchema.optional(),
+    backend: backendInput.optional(),
     serial: z.string().optional(),
     writeProtect: z.boolean().optional(),
     logicalUnit: z.string().optional(),
@@ -271,7 +126,7 @@ const logicalUnitSchema = z
     id: z.string(),
     size: sizeInput.optional(),
     blockSize: z.number().optional(),
-    backend: backendSchema.optional(),
+    backend: backendInput.optional(),
     serial: z.string().optional(),
     writeProtect: z.boolean().optional(),
     vendor: z.string().optional(),
@@ -294,7 +149,7 @@ const fileSchema = z
 export const CONFIG_SCHEMA: z.ZodType = fileSchema
 
 type FileInput = z.infer<typeof fileSchema>
-type BackendInput = z.infer<typeof backendSchema>
+type BackendInput = { readonly type: string }
 type LogicalUnitInput = z.infer<typeof logicalUnitSchema>
 
 /** "targets[1].luns[0].size" from ['targets', 1, 'luns', 0, 'size']. */
@@ -365,11 +220,6 @@ function blockSizeOf(v: number | undefined, def: 512 | 4096, field: string): 512
   return v
 }
 
-function intIn(v: number, lo: number, hi: number, field: string): number {
-  if (!Number.isInteger(v) || v < lo || v > hi) throw new ConfigError(field, `must be a whole number from ${lo} to ${hi}, got ${v}`)
-  return v
-}
-
 function portIdOf(v: number | string, field: string): number {
   let n: number
   if (typeof v === 'string') {
@@ -382,7 +232,7 @@ function portIdOf(v: number | string, field: string): number {
   return n
 }
 
-/** "5" + OUI + node serial + LUN: see the header comment. */
+/** "5" + OUI + node serial + LUN (docs/config.md, LUN identity). */
 export function deriveNaa(wwnn: string, lun: number): string {
   const naaType = wwnn[0]
   // NAA 1 and 2 carry the OUI in digits 4..9; NAA 5 and 6 (and anything else) in digits 1..6.
@@ -408,53 +258,32 @@ export function parseConfig(obj: unknown, source: string, opts: ParseOptions = {
   const r = fileSchema.safeParse(obj, { errorMap })
   if (!r.success) throw zodToConfigError(r.error, source)
   try {
-    return validate(r.data, resolve(opts.baseDir ?? '.'))
+    const cfg = validate(r.data, resolve(opts.baseDir ?? '.'))
+    return source ? { ...cfg, source } : cfg
   } catch (e) {
     if (e instanceof ConfigError && source) throw new ConfigError(e.field, `${e.message.slice(e.field.length + 2)}${in_(source)}`)
     throw e
   }
 }
 
-/** INQUIRY product of a LUN whose config names none (a remote LUN's is replaced by the remote's when it has one). */
-function defaultProduct(b: BackendConfig): string {
-  return b.type === 'file' ? DEFAULT_FILE_PRODUCT : b.type === 'iscsi' ? DEFAULT_ISCSI_PRODUCT : b.type === 'null' ? DEFAULT_NULL_PRODUCT : DEFAULT_PRODUCT
+/** An error about `field` of a parsed config found later (its fault rules), worded as parseConfig words its own. */
+export function configError(cfg: FabricConfig, field: string, why: string): ConfigError {
+  return new ConfigError(field, `${why}${in_(cfg.source ?? '')}`)
 }
 
-function backendOf(b: Exclude<BackendInput, IscsiInput> | undefined, field: string, baseDir: string, fallbackFile: string | undefined): BackendConfig {
-  if (b === undefined) return fallbackFile === undefined ? { type: 'ram' } : { type: 'file', path: fallbackFile, create: true }
-  if (b.type === 'null') return { type: 'null' }
-  if (b.type === 'ram') {
-    if (b.memoryLimit === undefined) return { type: 'ram' }
-    // 0 is a legal limit (nothing can be written); parseSize refuses it, so let it through here.
-    const memoryLimit = b.memoryLimit === 0 || b.memoryLimit === '0' ? 0 : parseSize(b.memoryLimit, `${field}.memoryLimit`)
-    return { type: 'ram', memoryLimit }
-  }
-  if (b.path.trim() === '') throw new ConfigError(`${field}.path`, 'must name a file, got ""')
-  if (b.path.includes('\0')) throw new ConfigError(`${field}.path`, `must not contain a NUL character`)
-  return { type: 'file', path: isAbsolute(b.path) ? resolve(b.path) : resolve(baseDir, b.path), create: b.create ?? true }
+/**
+ * A LUN's backend settings, validated by their type (registry.ts). A LUN that
+ * names none is a file under the backing directory when there is one, else
+ * the default type's.
+ */
+function backendOf(b: BackendInput | undefined, ctx: BackendParseContext, fallbackFile: string | undefined): BackendConfig {
+  if (b === undefined) return fallbackFile === undefined ? { type: DEFAULT_BACKEND_TYPE } : backingFileBackend(fallbackFile)
+  return backendType(b.type).parse(b, ctx)
 }
 
-const MAX_RECONNECT_MS = 25_000
-const DEFAULT_RECONNECT_MS = 20_000
-
-type IscsiInput = Extract<BackendInput, { type: 'iscsi' }>
-
-function iscsiBackendOf(
-  b: IscsiInput,
-  field: string,
-  expect: IscsiBackendConfig['expect'],
-  explicit: IscsiBackendConfig['explicit'],
-): IscsiBackendConfig {
-  const url = parseIscsiUrl(b.url, `${field}.url`)
-  let chap: IscsiBackendConfig['chap']
-  if (b.chap !== undefined) {
-    if (url.chap) throw new ConfigError(`${field}.chap`, 'cannot be given when the url carries CHAP credentials too (iscsi://user%secret@…); use one of them')
-    if (b.chap.user === '') throw new ConfigError(`${field}.chap.user`, 'must not be empty')
-    if (b.chap.secret === '') throw new ConfigError(`${field}.chap.secret`, 'must not be empty')
-    chap = { user: b.chap.user, secret: b.chap.secret }
-  }
-  const reconnectTimeoutMs = b.reconnectTimeoutMs === undefined ? DEFAULT_RECONNECT_MS : intIn(b.reconnectTimeoutMs, 1, MAX_RECONNECT_MS, `${field}.reconnectTimeoutMs`)
-  return { type: 'iscsi', url: b.url, ...(chap ? { chap } : {}), reconnectTimeoutMs, expect, explicit }
+/** The registered type of a backend setting the schema let through (none: no setting). */
+function typeOf(b: BackendInput | undefined): AnyBackendType | undefined {
+  return b === undefined ? undefined : backendType(b.type)
 }
 
 interface UnitDraft {
@@ -528,15 +357,16 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
     naas.set(naa, where)
   }
   const claimFile = (b: BackendConfig, who: string, field: string): void => {
-    if (b.type !== 'file') return
-    const prev = files.get(b.path)
-    if (prev !== undefined) {
-      throw new ConfigError(
-        `${field}.path`,
-        `${b.path} is already the backing file of ${prev}; to export one logical unit through several ports, declare it once in logicalUnits`,
-      )
+    for (const f of backendType(b.type).files?.(b) ?? []) {
+      const prev = files.get(f.path)
+      if (prev !== undefined) {
+        throw new ConfigError(
+          `${field}.${f.key}`,
+          `${f.path} is already the backing file of ${prev}; to export one logical unit through several ports, declare it once in logicalUnits`,
+        )
+      }
+      files.set(f.path, who)
     }
-    files.set(b.path, who)
   }
 
   const targets = ts.map((t, i): TargetConfig => {
@@ -611,28 +441,15 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
         return u.config
       }
 
-      // A remote LUN's geometry comes from the remote: defaults do not apply, given values are checked at open.
-      const remote = l.backend?.type === 'iscsi'
-      const blockSize = blockSizeOf(l.blockSize, remote ? DEFAULT_BLOCK_SIZE : defBlock, `${lat}.blockSize`)
-      const size = l.size === undefined ? (remote ? 0 : defBytes) : parseSize(l.size, `${lat}.size`)
-      if (size % blockSize !== 0 && (!remote || l.blockSize !== undefined)) {
-        throw new ConfigError(`${lat}.size`, `must be a multiple of the ${blockSize}-byte block size, got ${size} bytes`)
-      }
+      const { size, blockSize } = geometry(l, typeOf(l.backend), defBytes, defBlock, lat)
       const fallback = backingDir === undefined ? undefined : join(backingDir, backingFileName(wwpn, lun))
-      const backend =
-        l.backend?.type === 'iscsi'
-          ? iscsiBackendOf(
-              l.backend,
-              `${lat}.backend`,
-              { ...(l.size !== undefined ? { size } : {}), ...(l.blockSize !== undefined ? { blockSize } : {}) },
-              { vendor: t.vendor !== undefined, product: t.product !== undefined, revision: t.revision !== undefined, serial: l.serial !== undefined },
-            )
-          : backendOf(l.backend, `${lat}.backend`, baseDir, fallback)
+      const given = { vendor: t.vendor !== undefined, product: t.product !== undefined, revision: t.revision !== undefined, serial: l.serial !== undefined }
+      const backend = backendOf(l.backend, parseContext(l, size, blockSize, `${lat}.backend`, baseDir, given), fallback)
       claimFile(backend, lat, `${lat}.backend`)
       const serial = l.serial === undefined ? `${targetSerial}-L${lun}` : ascii(l.serial, '', 64, `${lat}.serial`)
       const naa = deriveNaa(wwnn, lun)
       claimNaa(naa, `LUN ${lun}`, lat, `${at}.wwnn`, 'choose wwnns that differ in their last six hex digits')
-      const product = t.product ?? defaultProduct(backend)
+      const product = t.product ?? backendType(backend.type).product
       return { lun, size, blockSize, backend, vendor, product, revision, serial, naa, writeProtect: l.writeProtect ?? false }
     })
     return { wwpn, wwnn, loopId, portId, relativePortId, portGroup, ...(aluaState !== undefined ? { aluaState } : {}), luns }
@@ -649,29 +466,42 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
   return {
     targets,
     logicalUnits: [...units.keys()],
-    ...(input.faults ? { faults: checkFaults(input.faults, targets) } : {}),
+    ...(input.faults ? { faults: [...input.faults] } : {}),
     ...(backingDir !== undefined ? { backingDir: { path: backingDir, field: 'defaults.backingDir' } } : {}),
   }
 }
 
 /**
- * "faults": ["medium-error wwpn=… lba=0-99", …]: each a rule line (README,
- * "Fault injection"); a bad one is an error naming faults[i] and the token.
+ * Size and block size of a LUN or unit entry `l` at `at`. A store with its
+ * own geometry (a remote LUN) takes no defaults: size 0 and 512-byte blocks
+ * stand in until it opens, and values given are checked then.
  */
-function checkFaults(lines: readonly string[], targets: readonly TargetConfig[]): string[] {
-  return lines.map((line, i) => {
-    let rule
-    try {
-      rule = parseRule(line)
-    } catch (e) {
-      if (e instanceof FaultRuleError) throw new ConfigError(`faults[${i}]`, e.message)
-      throw e
-    }
-    if (rule.wwpn !== undefined && !targets.some((t) => t.wwpn === rule.wwpn)) {
-      throw new ConfigError(`faults[${i}]`, `wwpn=${rule.wwpn}: no target in this config has that WWPN`)
-    }
-    return line
-  })
+function geometry(
+  l: { readonly size?: string | number; readonly blockSize?: number },
+  type: AnyBackendType | undefined,
+  defBytes: number,
+  defBlock: 512 | 4096,
+  at: string,
+): { size: number; blockSize: 512 | 4096 } {
+  const own = type?.geometry === 'store'
+  const blockSize = blockSizeOf(l.blockSize, own ? DEFAULT_BLOCK_SIZE : defBlock, `${at}.blockSize`)
+  const size = l.size === undefined ? (own ? 0 : defBytes) : parseSize(l.size, `${at}.size`)
+  if (size % blockSize !== 0 && (!own || l.blockSize !== undefined)) {
+    throw new ConfigError(`${at}.size`, `must be a multiple of the ${blockSize}-byte block size, got ${size} bytes`)
+  }
+  return { size, blockSize }
+}
+
+/** What a backend type's parse learns of the entry: its field, and what the entry itself sets (defaults aside). */
+function parseContext(
+  l: { readonly size?: unknown; readonly blockSize?: unknown },
+  size: number,
+  blockSize: 512 | 4096,
+  field: string,
+  baseDir: string,
+  given: { vendor: boolean; product: boolean; revision: boolean; serial: boolean },
+): BackendParseContext {
+  return { field, baseDir, lun: { ...(l.size !== undefined ? { size } : {}), ...(l.blockSize !== undefined ? { blockSize } : {}), ...given } }
 }
 
 function sharedUnit(
@@ -686,22 +516,10 @@ function sharedUnit(
 ): LunConfig {
   const at = `logicalUnits[${u.index}]`
   const l = u.input
-  const remote = l.backend?.type === 'iscsi'
-  const blockSize = blockSizeOf(l.blockSize, remote ? DEFAULT_BLOCK_SIZE : defBlock, `${at}.blockSize`)
-  const size = l.size === undefined ? (remote ? 0 : defBytes) : parseSize(l.size, `${at}.size`)
-  if (size % blockSize !== 0 && (!remote || l.blockSize !== undefined)) {
-    throw new ConfigError(`${at}.size`, `must be a multiple of the ${blockSize}-byte block size, got ${size} bytes`)
-  }
+  const { size, blockSize } = geometry(l, typeOf(l.backend), defBytes, defBlock, at)
   const fallback = backingDir === undefined ? undefined : join(backingDir, `${l.id}.img`)
-  const backend =
-    l.backend?.type === 'iscsi'
-      ? iscsiBackendOf(
-          l.backend,
-          `${at}.backend`,
-          { ...(l.size !== undefined ? { size } : {}), ...(l.blockSize !== undefined ? { blockSize } : {}) },
-          { vendor: l.vendor !== undefined, product: l.product !== undefined, revision: l.revision !== undefined, serial: l.serial !== undefined },
-        )
-      : backendOf(l.backend, `${at}.backend`, baseDir, fallback)
+  const given = { vendor: l.vendor !== undefined, product: l.product !== undefined, revision: l.revision !== undefined, serial: l.serial !== undefined }
+  const backend = backendOf(l.backend, parseContext(l, size, blockSize, `${at}.backend`, baseDir, given), fallback)
   let naa: string
   if (l.naa !== undefined) {
     if (!NAA5.test(l.naa)) throw new ConfigError(`${at}.naa`, `must be an NAA-5 name of 16 hex digits starting with 5, got ${show(l.naa)}`)
@@ -715,7 +533,7 @@ function sharedUnit(
     blockSize,
     backend,
     vendor: ascii(l.vendor, target.vendor, 8, `${at}.vendor`),
-    product: ascii(l.product, target.product ?? defaultProduct(backend), 16, `${at}.product`),
+    product: ascii(l.product, target.product ?? backendType(backend.type).product, 16, `${at}.product`),
     revision: ascii(l.revision, target.revision, 4, `${at}.revision`),
     serial: ascii(l.serial, l.id, 64, `${at}.serial`),
     naa,
@@ -834,7 +652,7 @@ export interface DefaultConfigOptions {
   readonly blockSize?: number
   /** Make every LUN a file `<backingDir>/<wwpn>-lun<n>.img` (relative: against the current directory). */
   readonly backingDir?: string
-  /** Remote LUNs (the CLI's --import): one more target port per URL, its LUN 0 that remote LUN. */
+  /** Remote LUNs (the CLI's --import): one more target port per URL, its LUN 0 that remote LUN (the backend type that takes imports, registry.ts). */
   readonly imports?: readonly string[]
 }
 
@@ -846,10 +664,12 @@ export interface DefaultConfigOptions {
 export function defaultConfig(opts: DefaultConfigOptions = {}): FabricConfig {
   const n = opts.targets ?? 2
   const imports = opts.imports ?? []
-  for (const url of imports) parseIscsiUrl(url, `--import ${url}`)
+  const importer = imports.length ? backendTypes().find((t) => t.fromImport !== undefined) : undefined
+  if (imports.length && importer === undefined) throw new InternalError('no registered backend type takes --import URLs (src/server.ts registers iscsi)')
+  const backends = imports.map((url) => importer!.fromImport!(url, `--import ${url}`))
   let cfg = parseConfig(
     {
-      targets: [...Array.from({ length: n }, () => ({})), ...imports.map((url) => ({ luns: [{ backend: { type: 'iscsi', url } }] }))],
+      targets: [...Array.from({ length: n }, () => ({})), ...backends.map((backend) => ({ luns: [{ backend }] }))],
       defaults: {
         size: opts.size ?? DEFAULT_SIZE,
         blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE,
@@ -864,8 +684,9 @@ export function defaultConfig(opts: DefaultConfigOptions = {}): FabricConfig {
     ...cfg,
     targets: cfg.targets.map((t, i) => {
       if (i < n) return t
+      // Credentials in a URL's user part stay out of messages.
       const label = `--import ${imports[i - n].replace(/\/\/[^@/]*@/, '//')}`
-      return { ...t, luns: t.luns.map((l) => (l.backend.type === 'iscsi' ? { ...l, backend: { ...l.backend, field: label } } : l)) }
+      return { ...t, luns: t.luns.map((l) => ({ ...l, backend: { ...l.backend, field: label } })) }
     }),
   }
 }
@@ -905,7 +726,14 @@ function unitKey(l: LunConfig, i: number, j: number): string {
   return l.logicalUnit !== undefined ? `lu:${l.logicalUnit}` : `t:${i}:${j}`
 }
 
-function assemble(cfg: FabricConfig, backends: Map<string, Backend>, remotes: ReadonlyMap<string, RemoteFacts> = new Map()): Fabric {
+/** The Lun of a unit: identity and geometry from the config, over which the opened store may report its own (a remote LUN's). */
+function lunOf(l: LunConfig, backend: Backend): Lun {
+  const facts: LunFacts = { blockSize: l.blockSize, blocks: l.size / l.blockSize, vendor: l.vendor, product: l.product, revision: l.revision, serial: l.serial }
+  const own = backendType(l.backend.type).describe?.(l.backend, backend)
+  return { lun: l.lun, ...facts, ...own, backend, naa: l.naa, writeProtect: l.writeProtect }
+}
+
+function assemble(cfg: FabricConfig, backends: Map<string, Backend>): Fabric {
   const lunObjects = new Map<string, Lun>()
   const ports = cfg.targets.map((t, i): TargetPort => {
     const luns = new Map<number, Lun>()
@@ -913,8 +741,7 @@ function assemble(cfg: FabricConfig, backends: Map<string, Backend>, remotes: Re
       const key = unitKey(l, i, j)
       let obj = lunObjects.get(key)
       if (obj === undefined) {
-        const backend = backends.get(key)!
-        obj = { lun: l.lun, ...lunFacts(l, remotes.get(key)), backend, naa: l.naa, writeProtect: l.writeProtect }
+        obj = lunOf(l, backends.get(key)!)
         lunObjects.set(key, obj)
       }
       luns.set(l.lun, obj)
@@ -931,73 +758,26 @@ export interface OpenFabricOptions {
   readonly log?: Logger
 }
 
+/** Opens the backend of one unit with its registered type. */
+function openUnit(p: UnitPlan, opts: OpenFabricOptions): ReturnType<AnyBackendType['open']> {
+  const b = p.cfg.backend
+  return backendType(b.type).open(b, { size: p.cfg.size, field: p.field, user: p.user, log: opts.log?.child(p.logContext) })
+}
+
 /**
- * Target ports with RAM (or null) backends only, synchronously (unit tests,
- * benches). A config with a file backend needs openFabric.
+ * Target ports whose backends open synchronously (RAM, null: `sync` types),
+ * for unit tests and benches. A config with any other backend needs openFabric.
  */
 export function buildFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}): Fabric {
   const backends = new Map<string, Backend>()
   for (const [key, p] of planUnits(cfg)) {
-    const b = p.cfg.backend
-    if (b.type === 'null') {
-      backends.set(key, new NullBackend(p.cfg.size))
-      continue
-    }
-    if (b.type !== 'ram') throw new InternalError(`buildFabric: ${p.field} has a ${b.type} backend; use openFabric`)
-    backends.set(key, new RamBackend(p.cfg.size, { memoryLimit: b.memoryLimit, log: opts.log?.child(p.logContext) }))
+    const type = p.cfg.backend.type
+    if (backendType(type).sync !== true) throw new InternalError(`buildFabric: ${p.field} has a ${type} backend; use openFabric`)
+    const b = openUnit(p, opts)
+    if (isPromise(b)) throw new InternalError(`buildFabric: the ${type} backend type is marked sync but opened with a promise`)
+    backends.set(key, b)
   }
   return assemble(cfg, backends)
-}
-
-/**
- * Logs in to a remote LUN and checks it against what the config expects. A
- * mismatch closes it again and throws a ConfigError naming the field.
- * `opened` hands the backend over before the checks so a failure elsewhere
- * closes it too.
- */
-async function openRemote(b: IscsiBackendConfig, p: UnitPlan, log: Logger, opened: (be: RemoteLun) => void): Promise<RemoteLun> {
-  const field = b.field ?? `${p.field}.backend.url`
-  const be = await openIscsiBackend(b.url, { log, reconnectTimeoutMs: b.reconnectTimeoutMs, ...(b.chap ? { chap: b.chap } : {}) }, field)
-  opened(be)
-  const sizeField = b.field ?? `${p.field}.size`
-  const bsField = b.field ?? `${p.field}.blockSize`
-  if (be.blockSize !== 512 && be.blockSize !== 4096) {
-    throw new ConfigError(bsField, `${p.user}: the remote LUN has ${be.blockSize}-byte blocks; fcfs LUNs have 512 or 4096`)
-  }
-  if (b.expect.blockSize !== undefined && b.expect.blockSize !== be.blockSize) {
-    throw new ConfigError(bsField, `is ${b.expect.blockSize}, but the remote LUN ${b.url.replace(/\/\/[^@/]*@/, '//')} has ${be.blockSize}-byte blocks (leave blockSize out to take the remote's)`)
-  }
-  if (b.expect.size !== undefined && b.expect.size !== be.size) {
-    throw new ConfigError(sizeField, `is ${b.expect.size} bytes, but the remote LUN ${b.url.replace(/\/\/[^@/]*@/, '//')} has ${be.size} (leave size out to take the remote's)`)
-  }
-  return be
-}
-
-/** What a remote LUN said about itself when it was opened. */
-interface RemoteFacts {
-  readonly size: number
-  readonly blockSize: number
-  readonly identity: RemoteIdentity
-}
-
-/** The geometry and identity a Lun gets: the config's, or for a remote LUN the remote's where the config left them out. */
-function lunFacts(l: LunConfig, remote: RemoteFacts | undefined): Pick<Lun, 'blockSize' | 'blocks' | 'vendor' | 'product' | 'revision' | 'serial'> {
-  const b = l.backend
-  if (b.type !== 'iscsi' || remote === undefined) {
-    return { blockSize: l.blockSize, blocks: l.size / l.blockSize, vendor: l.vendor, product: l.product, revision: l.revision, serial: l.serial }
-  }
-  const id = remote.identity
-  const pick = (mine: string, theirs: string | undefined, explicit: boolean, max: number): string =>
-    explicit || !theirs ? mine : theirs.slice(0, max)
-  const blockSize = remote.blockSize as 512 | 4096
-  return {
-    blockSize,
-    blocks: remote.size / blockSize,
-    vendor: pick(l.vendor, id.vendor, b.explicit.vendor, 8),
-    product: pick(l.product, id.product, b.explicit.product, 16),
-    revision: pick(l.revision, id.revision, b.explicit.revision, 4),
-    serial: pick(l.serial, id.serial, b.explicit.serial, 64),
-  }
 }
 
 /** How many backends are opened at once. */
@@ -1005,49 +785,25 @@ const OPEN_PARALLEL = 16
 
 /**
  * Target ports with their backends opened (files created, extended and
- * locked), as the HBA firmware sees them. A port that exports a shared
- * logical unit holds the very same Lun object as every other port exporting
- * it. On failure every backend opened so far is closed again and the error of
- * the first unit (in config order) that failed is thrown: a ConfigError
- * naming its field for a bad path, a file that is too large or locked.
+ * locked, remote LUNs logged in to), as the HBA firmware sees them. A port
+ * that exports a shared logical unit holds the very same Lun object as every
+ * other port exporting it. On failure every backend opened so far is closed
+ * again and the error of the first unit (in config order) that failed is
+ * thrown: a ConfigError naming its field for a bad path, a file that is too
+ * large or locked, a remote that cannot be reached or does not match.
  */
 export async function openFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}): Promise<Fabric> {
   const plans = [...planUnits(cfg)]
   await checkPaths(cfg, plans)
   const backends = new Map<string, Backend>()
-  const remotes = new Map<string, RemoteFacts>()
   const errors = new Map<number, unknown>() // plan index → what opening it threw
   let next = 0
   const worker = async (): Promise<void> => {
     while (next < plans.length && errors.size === 0) {
       const at = next++
       const [key, p] = plans[at]
-      const b = p.cfg.backend
-      const log = opts.log?.child(p.logContext)
-      if (b.type === 'null') {
-        backends.set(key, new NullBackend(p.cfg.size))
-        continue
-      }
       try {
-        backends.set(
-          key,
-          b.type === 'ram'
-            ? new RamBackend(p.cfg.size, { memoryLimit: b.memoryLimit, log })
-            : b.type === 'iscsi'
-              ? await openRemote(b, p, log ?? silentLogger, (be) => {
-                  backends.set(key, be)
-                  remotes.set(key, { size: be.size, blockSize: be.blockSize, identity: be.identity })
-                })
-              : await FileBackend.open({
-                  path: b.path,
-                  size: p.cfg.size,
-                  create: b.create,
-                  field: `${p.field}.backend`,
-                  sizeField: `${p.field}.size`,
-                  user: p.user,
-                  log,
-                }),
-        )
+        backends.set(key, await openUnit(p, opts))
       } catch (e) {
         errors.set(at, e)
       }
@@ -1058,7 +814,7 @@ export async function openFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}
     await Promise.all([...backends.values()].map((b) => b.close()))
     throw errors.get(Math.min(...errors.keys()))
   }
-  return assemble(cfg, backends, remotes)
+  return assemble(cfg, backends)
 }
 
 /**
@@ -1073,11 +829,12 @@ async function checkPaths(cfg: FabricConfig, plans: readonly [string, UnitPlan][
   const checked = new Set<string>()
   for (const [, p] of plans) {
     const b = p.cfg.backend
-    if (b.type !== 'file') continue
-    const parent = dirname(b.path)
-    if (parent === dir?.path || checked.has(parent)) continue
-    await parentMustExist(b.path, `${p.field}.backend.path`)
-    checked.add(parent)
+    for (const f of backendType(b.type).files?.(b) ?? []) {
+      const parent = dirname(f.path)
+      if (parent === dir?.path || checked.has(parent)) continue
+      await parentMustExist(f.path, `${p.field}.backend.${f.key}`)
+      checked.add(parent)
+    }
   }
 }
 

@@ -29,10 +29,12 @@
 import { execFile } from 'node:child_process'
 import { constants as fsc, type Stats } from 'node:fs'
 import { mkdir, open, realpath, stat, type FileHandle } from 'node:fs/promises'
-import { basename, dirname, join } from 'node:path'
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path'
+import { z } from 'zod'
 import { ConfigError, InternalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Backend, BackendError, IoResult } from './backend.js'
+import type { BackendType } from './registry.js'
 import { LockHeldError, lockFile, type FileLock } from './lock.js'
 import { zero } from '../util/bytes.js'
 
@@ -318,4 +320,41 @@ async function syncDir(dir: string): Promise<void> {
   } catch {
     /* some filesystems refuse fsync on a directory; the file's data is synced anyway */
   }
+}
+
+/** `{ "type": "file", "path": "lun0.img", "create": true }`: a file (docs/config.md). */
+export interface FileBackendConfig {
+  readonly type: 'file'
+  /** Absolute once validated. */
+  readonly path: string
+  readonly create: boolean
+}
+
+/** The backend of a LUN that names none under defaults.backingDir (--backing-dir): `path` is absolute. */
+export function backingFileBackend(path: string): FileBackendConfig {
+  return { type: 'file', path, create: true }
+}
+
+const fileSchema = z.object({ type: z.literal('file'), path: z.string(), create: z.boolean().optional() }).strict()
+
+export const FILE_BACKEND: BackendType<typeof fileSchema, FileBackendConfig, FileBackend> = {
+  type: 'file',
+  schema: fileSchema,
+  product: 'FILEDISK',
+  parse(b, ctx) {
+    if (b.path.trim() === '') throw new ConfigError(`${ctx.field}.path`, 'must name a file, got ""')
+    if (b.path.includes('\0')) throw new ConfigError(`${ctx.field}.path`, `must not contain a NUL character`)
+    return { type: 'file', path: isAbsolute(b.path) ? resolve(b.path) : resolve(ctx.baseDir, b.path), create: b.create ?? true }
+  },
+  files: (c) => [{ path: c.path, key: 'path' }],
+  open: (c, unit) =>
+    FileBackend.open({
+      path: c.path,
+      size: unit.size,
+      create: c.create,
+      field: `${unit.field}.backend`,
+      sizeField: `${unit.field}.size`,
+      user: unit.user,
+      log: unit.log,
+    }),
 }

@@ -1,17 +1,21 @@
 /**
- * What targets/ knows of a backend that is a LUN on a remote iSCSI target:
- * its URL, `iscsi://[user%secret@]host[:port]/<target-iqn>/<lun>`, what the
- * remote says about itself, and how openFabric opens one.
+ * The remote iSCSI LUN as a backend type, `{ "type": "iscsi", "url": … }`:
+ * its URL, `iscsi://[user%secret@]host[:port]/<target-iqn>/<lun>`, its
+ * settings, what the remote says about itself, and the checks a LUN makes of
+ * it once open.
  *
  * The backend itself speaks SCSI to the remote, so it lives above scsi/
- * (src/iscsi/backend.ts) where targets/ cannot import it: the composition
- * root (src/server.ts) registers its opener here, and openFabric opens remote
- * LUNs through `openIscsiBackend`.
+ * (src/iscsi/backend.ts) where targets/ cannot import it: this type is not
+ * registered by default. The composition root (src/server.ts) registers
+ * `iscsiBackendType(IscsiBackend.open)`.
  */
-import type { Logger } from '../log.js'
-import { ConfigError, InternalError } from '../errors.js'
+import { z } from 'zod'
+import { silentLogger, type Logger } from '../log.js'
+import { ConfigError } from '../errors.js'
 import { quote } from '../util/quote.js'
 import type { Backend } from './backend.js'
+import { intIn } from './fields.js'
+import type { BackendConfig, BackendType } from './registry.js'
 
 export interface IscsiUrl {
   host: string
@@ -75,15 +79,99 @@ export interface RemoteLun extends Backend {
  */
 export type IscsiOpener = (url: string | IscsiUrl, o: IscsiBackendOptions, field: string) => Promise<RemoteLun>
 
-let opener: IscsiOpener | null = null
-
-/** Installs what openFabric opens iscsi:// backends with: `IscsiBackend.open` (src/iscsi/backend.ts). */
-export function registerIscsiBackend(open: IscsiOpener): void {
-  opener = open
+/**
+ * A remote iSCSI LUN. The LunConfig's size and blockSize are placeholders
+ * (0 and 512) unless `expect` holds values from the config: the real ones
+ * come from the remote when openFabric logs in.
+ */
+export interface IscsiBackendConfig extends BackendConfig {
+  readonly type: 'iscsi'
+  readonly url: string
+  readonly chap?: { readonly user: string; readonly secret: string }
+  readonly reconnectTimeoutMs: number
+  /** size / blockSize the config names: the remote must match them. */
+  readonly expect: { readonly size?: number; readonly blockSize?: number }
+  /** Identity the config sets explicitly (the remote's INQUIRY fills the rest). */
+  readonly explicit: { readonly vendor: boolean; readonly product: boolean; readonly revision: boolean; readonly serial: boolean }
 }
 
-/** Opens a remote LUN with the registered opener; none registered is a bug in the caller. */
-export async function openIscsiBackend(url: string | IscsiUrl, o: IscsiBackendOptions, field = 'backend.url'): Promise<RemoteLun> {
-  if (opener === null) throw new InternalError('no iSCSI backend is registered: call registerIscsiBackend(IscsiBackend.open) from src/iscsi/backend.ts before openFabric')
-  return opener(url, o, field)
+const MAX_RECONNECT_MS = 25_000
+const DEFAULT_RECONNECT_MS = 20_000
+
+const iscsiSchema = z
+  .object({
+    type: z.literal('iscsi'),
+    url: z.string(),
+    chap: z.object({ user: z.string(), secret: z.string() }).strict().optional(),
+    reconnectTimeoutMs: z.number().optional(),
+  })
+  .strict()
+
+/** The iscsi backend type, opening remote LUNs with `open` (IscsiBackend.open, src/iscsi/backend.ts). */
+export function iscsiBackendType(open: IscsiOpener): BackendType<typeof iscsiSchema, IscsiBackendConfig, RemoteLun> {
+  return {
+    type: 'iscsi',
+    schema: iscsiSchema,
+    product: 'ISCSIDISK',
+    geometry: 'store',
+    parse(b, ctx) {
+      const url = parseIscsiUrl(b.url, `${ctx.field}.url`)
+      let chap: IscsiBackendConfig['chap']
+      if (b.chap !== undefined) {
+        if (url.chap) throw new ConfigError(`${ctx.field}.chap`, 'cannot be given when the url carries CHAP credentials too (iscsi://user%secret@…); use one of them')
+        if (b.chap.user === '') throw new ConfigError(`${ctx.field}.chap.user`, 'must not be empty')
+        if (b.chap.secret === '') throw new ConfigError(`${ctx.field}.chap.secret`, 'must not be empty')
+        chap = { user: b.chap.user, secret: b.chap.secret }
+      }
+      const reconnectTimeoutMs =
+        b.reconnectTimeoutMs === undefined ? DEFAULT_RECONNECT_MS : intIn(b.reconnectTimeoutMs, 1, MAX_RECONNECT_MS, `${ctx.field}.reconnectTimeoutMs`)
+      const { size, blockSize, vendor, product, revision, serial } = ctx.lun
+      return {
+        type: 'iscsi',
+        url: b.url,
+        ...(chap ? { chap } : {}),
+        reconnectTimeoutMs,
+        expect: { ...(size !== undefined ? { size } : {}), ...(blockSize !== undefined ? { blockSize } : {}) },
+        explicit: { vendor, product, revision, serial },
+      }
+    },
+    fromImport(url, flag) {
+      parseIscsiUrl(url, flag)
+      return { type: 'iscsi', url }
+    },
+    /**
+     * Logs in and checks the remote against what the config expects; a
+     * mismatch closes it again and throws a ConfigError naming the field.
+     */
+    async open(c, unit) {
+      const be = await open(c.url, { log: unit.log ?? silentLogger, reconnectTimeoutMs: c.reconnectTimeoutMs, ...(c.chap ? { chap: c.chap } : {}) }, c.field ?? `${unit.field}.backend.url`)
+      try {
+        const sizeField = c.field ?? `${unit.field}.size`
+        const bsField = c.field ?? `${unit.field}.blockSize`
+        if (be.blockSize !== 512 && be.blockSize !== 4096) {
+          throw new ConfigError(bsField, `${unit.user}: the remote LUN has ${be.blockSize}-byte blocks; fcfs LUNs have 512 or 4096`)
+        }
+        if (c.expect.blockSize !== undefined && c.expect.blockSize !== be.blockSize) {
+          throw new ConfigError(bsField, `is ${c.expect.blockSize}, but the remote LUN ${redactIscsiUrl(c.url)} has ${be.blockSize}-byte blocks (leave blockSize out to take the remote's)`)
+        }
+        if (c.expect.size !== undefined && c.expect.size !== be.size) {
+          throw new ConfigError(sizeField, `is ${c.expect.size} bytes, but the remote LUN ${redactIscsiUrl(c.url)} has ${be.size} (leave size out to take the remote's)`)
+        }
+      } catch (e) {
+        await be.close()
+        throw e
+      }
+      return be
+    },
+    /** The remote's geometry, and its identity where the config left it out. */
+    describe(c, be) {
+      const id = be.identity
+      const pick = <K extends 'vendor' | 'product' | 'revision' | 'serial'>(k: K, max: number): { [P in K]?: string } => {
+        const theirs = id[k]
+        return c.explicit[k] || !theirs ? {} : ({ [k]: theirs.slice(0, max) } as { [P in K]?: string })
+      }
+      const blockSize = be.blockSize as 512 | 4096
+      return { blockSize, blocks: be.size / blockSize, ...pick('vendor', 8), ...pick('product', 16), ...pick('revision', 4), ...pick('serial', 64) }
+    },
+  }
 }

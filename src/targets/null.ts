@@ -10,8 +10,10 @@
  *
  * All answers are synchronous, like the RAM backend's.
  */
+import { z } from 'zod'
 import { InternalError } from '../errors.js'
 import type { Backend, IoResult } from './backend.js'
+import type { BackendType } from './registry.js'
 import { zero } from '../util/bytes.js'
 
 export class NullBackend implements Backend {
@@ -61,4 +63,16 @@ export class NullBackend implements Backend {
   async close(): Promise<void> {
     // Nothing is held.
   }
+}
+
+const nullSchema = z.object({ type: z.literal('null') }).strict()
+
+/** `{ "type": "null" }`: stores nothing; takes no settings (docs/config.md). */
+export const NULL_BACKEND: BackendType<typeof nullSchema, { readonly type: 'null' }, NullBackend> = {
+  type: 'null',
+  schema: nullSchema,
+  product: 'NULLDISK',
+  sync: true,
+  parse: () => ({ type: 'null' }),
+  open: (_c, unit) => new NullBackend(unit.size),
 }

@@ -30,10 +30,14 @@
  * All answers are synchronous (no promise), which keeps the SCSI hot path
  * free of allocations.
  */
+import { z } from 'zod'
 import { InternalError } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Backend, IoResult } from './backend.js'
+import type { BackendType } from './registry.js'
+import { sizeInput } from './fields.js'
 import { copyBytes, zero } from '../util/bytes.js'
+import { parseSize } from '../util/size.js'
 
 export const RAM_CHUNK_SIZE = 64 * 1024
 
@@ -252,4 +256,27 @@ export class RamBackend implements Backend {
 
 function isZero(b: Buffer, from: number, n: number): boolean {
   return b.compare(ZEROS, 0, n, from, from + n) === 0
+}
+
+/** `{ "type": "ram", "memoryLimit": "256MiB" }`: sparse RAM, the default (docs/config.md). */
+export interface RamBackendConfig {
+  readonly type: 'ram'
+  /** Bytes; no limit when absent. */
+  readonly memoryLimit?: number
+}
+
+const ramSchema = z.object({ type: z.literal('ram'), memoryLimit: sizeInput.optional() }).strict()
+
+export const RAM_BACKEND: BackendType<typeof ramSchema, RamBackendConfig, RamBackend> = {
+  type: 'ram',
+  schema: ramSchema,
+  product: 'RAMDISK',
+  sync: true,
+  parse(b, ctx) {
+    if (b.memoryLimit === undefined) return { type: 'ram' }
+    // 0 is a legal limit (nothing can be written); parseSize refuses it, so let it through here.
+    const memoryLimit = b.memoryLimit === 0 || b.memoryLimit === '0' ? 0 : parseSize(b.memoryLimit, `${ctx.field}.memoryLimit`)
+    return { type: 'ram', memoryLimit }
+  },
+  open: (c, unit) => new RamBackend(unit.size, { memoryLimit: c.memoryLimit, log: unit.log }),
 }

@@ -16,7 +16,7 @@ import { silentLogger } from '../../src/log.js'
 import { CONFIG_SCHEMA, MAX_CONFIG_BYTES, closeFabric, defaultConfig, fieldPath, loadConfigFile, openFabric, parseConfig, parseConfigText } from '../../src/targets/config.js'
 import { boundMessage, cut, quote } from '../../src/util/quote.js'
 import { FaultRuleError, parseRule } from '../../src/faults/rule.js'
-import { startFabric } from '../../src/server.js'
+import { checkConfigFaults, startFabric } from '../../src/server.js'
 import { hotplug } from '../../src/hotplug.js'
 import { Filesystem } from '../../src/fs/filesystem.js'
 import { Errno } from '../../src/fs/errno.js'
@@ -99,6 +99,8 @@ interface Leaf {
 /** Every scalar field of the config schema, with each discriminated-union branch (backend types) walked. */
 function leaves(t: z.ZodTypeAny, at: Step[] = [], sets: Leaf['sets'] = []): Leaf[] {
   if (t instanceof z.ZodOptional || t instanceof z.ZodNullable) return leaves(t.unwrap(), at, sets).map((l) => (l.path.length === at.length ? { ...l, optional: true } : l))
+  // backend: the registered backend types' union, looked up at each parse (src/targets/registry.ts).
+  if (t instanceof z.ZodLazy) return leaves(t.schema, at, sets)
   if (t instanceof z.ZodObject) {
     return Object.entries(t.shape as Record<string, z.ZodTypeAny>).flatMap(([k, v]) => leaves(v, [...at, k], sets))
   }
@@ -200,7 +202,8 @@ describe('every field of the config schema, walked', () => {
     const field = fieldPath(leaf.path)
     let e: ConfigError
     try {
-      parseConfig(configWith(leaf, value), 'hostile.json', { baseDir: dir })
+      // What fcfs does with a config before it opens anything: parse it, then check its fault rules (src/server.ts).
+      checkConfigFaults(parseConfig(configWith(leaf, value), 'hostile.json', { baseDir: dir }))
       return mustRefuse ? `${field}: was accepted` : null
     } catch (x) {
       if (!(x instanceof ConfigError)) return `${field}: threw ${(x as Error).name}: ${(x as Error).message.slice(0, 200)}`

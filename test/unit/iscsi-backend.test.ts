@@ -10,8 +10,10 @@ import type { Fabric } from '../../src/targets/types.js'
 import { silentLogger } from '../../src/log.js'
 import { startIscsiPortal, type IscsiPortal } from '../../src/iscsi/server.js'
 import { IscsiBackend } from '../../src/iscsi/backend.js'
-import { openIscsiBackend, parseIscsiUrl, registerIscsiBackend } from '../../src/targets/iscsi.js'
-import { ConfigError, InternalError } from '../../src/errors.js'
+import { parseIscsiUrl } from '../../src/targets/iscsi.js'
+import { backendType } from '../../src/targets/registry.js'
+import { ISCSI_BACKEND } from '../../src/server.js'
+import { ConfigError } from '../../src/errors.js'
 
 describe('iSCSI remote LUN backend', () => {
   let fabric: Fabric
@@ -62,10 +64,11 @@ describe('iSCSI remote LUN backend', () => {
     }
   })
 
-  it('is what targets/ opens iscsi:// URLs with once registered, and a bug (InternalError) before', async () => {
-    await expect(openIscsiBackend(url, { log: silentLogger })).rejects.toThrow(InternalError)
-    registerIscsiBackend(IscsiBackend.open)
-    const b = await openIscsiBackend(url, { log: silentLogger })
+  it('is what the iscsi backend type that src/server.ts registers opens iscsi:// URLs with', async () => {
+    expect(backendType('iscsi')).toBe(ISCSI_BACKEND)
+    const lun = { vendor: false, product: false, revision: false, serial: false }
+    const c = ISCSI_BACKEND.parse({ type: 'iscsi', url }, { field: 'backend', baseDir: '/', lun })
+    const b = await ISCSI_BACKEND.open(c, { size: 0, field: 'targets[0].luns[0]', user: 'LUN 0', log: silentLogger })
     try {
       expect(b).toBeInstanceOf(IscsiBackend)
       expect({ size: b.size, blockSize: b.blockSize, vendor: b.identity.vendor }).toEqual({ size: 32 * 1024 * 1024, blockSize: 4096, vendor: 'FCFS' })

@@ -12,8 +12,11 @@ import { buildFabric, closeFabric, defaultConfig, openFabric, parseConfig } from
 import type { Fabric } from '../../src/targets/types.js'
 import { silentLogger } from '../../src/log.js'
 import { startIscsiPortal, type IscsiPortal } from '../../src/iscsi/server.js'
-import { IscsiBackend } from '../../src/iscsi/backend.js'
-import { registerIscsiBackend } from '../../src/targets/iscsi.js'
+import { registerBackendType } from '../../src/targets/registry.js'
+import { ISCSI_BACKEND } from '../../src/server.js'
+
+// What src/server.ts does as it loads (the same definition, so registering it again changes nothing).
+registerBackendType(ISCSI_BACKEND)
 
 function configError(obj: unknown): ConfigError {
   try {
@@ -84,7 +87,6 @@ describe('iscsi backend config: openFabric against a real target', () => {
   let iqn: string
 
   beforeAll(async () => {
-    registerIscsiBackend(IscsiBackend.open) // what src/server.ts does before openFabric
     remote = buildFabric(
       parseConfig(
         {

@@ -9,6 +9,8 @@ import { ScsiTarget } from '../../src/scsi/target.js'
 import type { ScsiOutcome } from '../../src/scsi/types.js'
 import { buildFabric, closeFabric, defaultConfig, deriveNaa, loadConfigFile, openFabric, parseConfig } from '../../src/targets/config.js'
 import { defaultWwnn, defaultWwpn, formatColons, parseWwn } from '../../src/targets/wwn.js'
+// The backend types the CLI knows: ram, file and null, and iscsi (registered as src/server.ts loads).
+import '../../src/server.js'
 
 function configError(obj: unknown): ConfigError {
   try {
