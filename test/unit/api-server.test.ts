@@ -516,3 +516,38 @@ describe('API server: malformed messages', () => {
     expect(driver.stats.outstanding).toBe(0)
   })
 })
+
+describe('the CDB an IO request becomes', () => {
+  it('is READ/WRITE(10) when the range fits, (16) when forced, with FUA set on a forced-unit-access write and a clean CDB each time', async () => {
+    const seen: string[] = []
+    const spy = {
+      submit: (req: Parameters<HbaDriver['submit']>[0], cb: Parameters<HbaDriver['submit']>[1]) => {
+        seen.push(Buffer.from(req.cdb).toString('hex'))
+        return driver.submit(req, cb)
+      },
+    } as unknown as HbaDriver
+    const p = path.join(tmp, 'cdb-spy.sock')
+    const s = await startApiServer({ path: p, driver: spy, luns: devices, log: silentLogger })
+    const c = await FcfsClient.connect(p)
+    try {
+      const t = await c.open(WWPN1, 0)
+      await c.read(t, 5, 2)
+      await c.read(t, 5, 2, { cdb16: true })
+      await c.write(t, 7, Buffer.alloc(512, 1), { fua: true })
+      await c.write(t, 0x12345, Buffer.alloc(1024, 1), { cdb16: true, fua: true })
+      await c.command(t, Buffer.from('ffffffffffffffffffffffffffffffff', 'hex'))
+      await c.read(t, 0x10203, 0x102, { cdb10: true })
+      expect(seen).toEqual([
+        '28000000000500000200',
+        '88000000000000000005000000020000',
+        '2a080000000700000100',
+        '8a080000000000012345000000020000',
+        'ffffffffffffffffffffffffffffffff',
+        '28000001020300010200',
+      ])
+    } finally {
+      await c.close()
+      await s.close()
+    }
+  })
+})
