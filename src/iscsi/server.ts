@@ -12,6 +12,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net'
 import type { Logger } from '../log.js'
 import type { HbaDriver } from '../hba/driver.js'
 import { ConfigError } from '../errors.js'
+import { quote } from '../util/quote.js'
 import { Connection, type NewSession, type PortalContext } from './connection.js'
 import { DEFAULT_LIMITS, type ChapConfig, type TargetLimits } from './login.js'
 import { MAX_TRANSFER, SESSION_WRITE_BUDGET, Session, type SessionTarget } from './session.js'
@@ -42,10 +43,13 @@ export interface PortalAddress {
   port: number
 }
 
+/** The longest DNS name (RFC 1035: 255 octets on the wire). */
+const MAX_HOST = 253
+
 /** "host:port", "host" (port 3260) or "[v6]:port"; throws a ConfigError naming `flag`. */
 export function parsePortal(value: string, flag = '--iscsi-portal'): PortalAddress {
   const bad = (why: string): never => {
-    throw new ConfigError(flag, `${why}; expected host:port such as 127.0.0.1:3260, got ${JSON.stringify(value)}`)
+    throw new ConfigError(flag, `${why}; expected host:port such as 127.0.0.1:3260, got ${quote(value)}`)
   }
   if (typeof value !== 'string' || value.trim() === '') bad('is empty')
   let host: string
@@ -61,10 +65,11 @@ export function parsePortal(value: string, flag = '--iscsi-portal'): PortalAddre
     portText = parts[1]
   }
   if (!host) bad('names no host')
-  if (!/^[A-Za-z0-9.:_-]+$/.test(host)) bad(`"${host}" is not a host name or address`)
+  if (host.length > MAX_HOST) bad(`the host is longer than ${MAX_HOST} characters`)
+  if (!/^[A-Za-z0-9.:_-]+$/.test(host)) bad(`${quote(host)} is not a host name or address`)
   let port = DEFAULT_ISCSI_PORT
   if (portText !== undefined) {
-    if (!/^[0-9]{1,5}$/.test(portText)) bad(`"${portText}" is not a port number`)
+    if (!/^[0-9]{1,5}$/.test(portText)) bad(`${quote(portText)} is not a port number`)
     port = Number(portText)
     if (port < 1 || port > 65535) bad(`port ${port} is outside 1..65535`)
   }
@@ -74,7 +79,9 @@ export function parsePortal(value: string, flag = '--iscsi-portal'): PortalAddre
 /** "user:secret" for --iscsi-chap; throws a ConfigError naming `flag`. */
 export function parseChap(value: string, flag = '--iscsi-chap'): ChapConfig {
   const i = value.indexOf(':')
-  if (i <= 0 || i === value.length - 1) throw new ConfigError(flag, `expected user:secret, got ${JSON.stringify(value)}`)
+  // Shown back only when it holds no secret.
+  if (i === 0) throw new ConfigError(flag, 'expected user:secret, got no user before the colon')
+  if (i < 0 || i === value.length - 1) throw new ConfigError(flag, `expected user:secret, got ${quote(value)}`)
   const secret = value.slice(i + 1)
   if (secret.length < 12) throw new ConfigError(flag, `the CHAP secret must be at least 12 characters (RFC 7143 §12.1.3), got ${secret.length}`)
   return { user: value.slice(0, i), secret }

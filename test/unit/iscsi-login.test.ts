@@ -153,5 +153,30 @@ describe('iSCSI portal flags', () => {
     expect(parseChap('alice:correct horse')).toEqual({ user: 'alice', secret: 'correct horse' })
     expect(() => parseChap('alice')).toThrow(/^--iscsi-chap: expected user:secret/)
     expect(() => parseChap('alice:short')).toThrow(/at least 12 characters/)
+    expect(() => parseChap(':correct horse battery')).toThrow(/^--iscsi-chap: expected user:secret, got no user before the colon$/)
+  })
+
+  it('quotes a 1 MB flag value by its head and length, so the message stays one short line', () => {
+    const huge = 'A'.repeat(1024 * 1024)
+    const cases: [() => unknown, string][] = [
+      [() => parsePortal(huge), '--iscsi-portal'], // a host name that is too long to be shown
+      [() => parsePortal(`${huge}:3260:1`), '--iscsi-portal'], // unbracketed IPv6
+      [() => parsePortal(`127.0.0.1:${huge}`), '--iscsi-portal'], // a port that is not a number
+      [() => parsePortal(`ho st${huge}`), '--iscsi-portal'], // not a host name
+      [() => parseChap(huge), '--iscsi-chap'], // no colon
+      [() => parseChap(`${huge}:`), '--iscsi-chap'], // no secret
+    ]
+    for (const [parse, flag] of cases) {
+      let message = ''
+      try {
+        parse()
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError)
+        message = (err as Error).message
+      }
+      expect(message.startsWith(`${flag}: `), message.slice(0, 200)).toBe(true)
+      expect(message.length, message.slice(0, 300)).toBeLessThan(300)
+      expect(message).toMatch(/characters\)/)
+    }
   })
 })
