@@ -282,7 +282,7 @@ const MOUNT_OPTIONS = {
   targets: { type: 'number', requiresArg: true, describe: 'number of target ports in the default fabric (1-127)', defaultDescription: '2' },
   size: { type: 'string', requiresArg: true, describe: 'capacity of each LUN, e.g. 1GiB, 512M, 1T (sparse RAM)', defaultDescription: '1GiB' },
   'block-size': { type: 'number', requiresArg: true, describe: 'logical block size: 512 or 4096', defaultDescription: '512' },
-  config: { type: 'string', requiresArg: true, describe: 'fabric config file (JSON); see the README' },
+  config: { type: 'string', requiresArg: true, describe: 'fabric config file (JSON); see docs/config.md' },
   'backing-dir': {
     type: 'string',
     requiresArg: true,
@@ -421,7 +421,7 @@ export function buildCli(argv: string[]): Argv {
     )
     .command(
       'inject <mountpoint> <rule...>',
-      'add a fault rule to a running mount (see the README, "Fault injection")',
+      'add a fault rule to a running mount (see docs/faults.md)',
       (y) =>
         y
           .positional('mountpoint', { type: 'string', demandOption: true })

@@ -2,7 +2,7 @@
  * Where a command's completion becomes an errno for the file interface. The
  * HBA's part (entry status, completion status) is mapped here; the SCSI part
  * (status byte, sense) is the SCSI wire leaf's one map, scsi/errno.ts, which
- * every other initiator shares. The README's errno table mirrors both.
+ * every other initiator shares. docs/errors.md's errno table mirrors both.
  *
  * Errno values are returned negative, as FUSE expects.
  */

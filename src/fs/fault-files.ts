@@ -12,7 +12,7 @@ import type { Tree } from './tree.js'
 import { Errno } from '../scsi/errno.js'
 import type { FaultSet } from '../faults/set.js'
 
-export const FAULT_CONTROL_HELP = `fault rules (one per line; see the README, "Fault injection"):
+export const FAULT_CONTROL_HELP = `fault rules (one per line; see docs/faults.md):
   medium-error wwpn=<wwpn> [lun=N] [lba=N-M] [op=read|write] [every=N|prob=P seed=S|next=N] [file=PATH]
   status wwpn=<wwpn> status=0x02 sense=KEY/ASC/ASCQ [op=…] [trigger]
   busy | task-set-full | reservation-conflict | timeout  wwpn=<wwpn> [lun=N] [op=…] [lba=…] [trigger]

@@ -4,7 +4,7 @@
  * module, the remote iSCSI backend and fault injection (QEMU's scsi/utils.c
  * does the same for its device model and its iSCSI driver). What an HBA adds
  * on top (completion status, entry status) is mapped by fs/errno.ts, which
- * ends here; the README's errno table mirrors both.
+ * ends here; docs/errors.md's errno table mirrors both.
  *
  * Errno values are negative, as FUSE expects.
  */
