@@ -69,8 +69,9 @@ def reply_ok(r):
 
 
 class ApiError(Exception):
-    def __init__(self, what, status, reply=None):
+    def __init__(self, what, status, reply=None, note=None):
         self.status = status
+        self.status_name = STATUS.get(status, 'status %d' % status)
         self.reply = reply
         if reply is not None and status == 0:
             detail = 'comp_status 0x%x, scsi_status 0x%x' % (reply.comp_status, reply.scsi_status)
@@ -79,7 +80,9 @@ class ApiError(Exception):
             if reply.errno:
                 detail += ', ' + os.strerror(reply.errno)
         else:
-            detail = STATUS.get(status, 'status %d' % status)
+            detail = self.status_name
+        if note:
+            detail += ' (%s)' % note
         super().__init__('%s failed: %s' % (what, detail))
 
 
@@ -155,10 +158,37 @@ class Client:
         self._out.extend(parts)
 
     def flush(self):
-        """Sends every queued request in one write."""
+        """Sends every queued request in one write.
+
+        A server that cannot frame a message (e.g. one longer than 64 +
+        hello.max_transfer) answers ERROR and closes the connection, so the
+        send can fail with EPIPE or ECONNRESET before the ERROR is read: then
+        the replies that arrived are read and the ERROR is raised as an
+        ApiError with its status (status_name 'BAD_LENGTH', …)."""
         if self._out:
-            self.sock.sendall(b''.join(self._out))
+            data = b''.join(self._out)
             self._out = []
+            try:
+                self.sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError) as e:
+                raise self._closed_by_server(e) from e
+
+    def _closed_by_server(self, err):
+        """What the server sent before it closed (replies filed under their keys): the ApiError of its last ERROR, or `err`."""
+        error = None
+        while True:
+            try:
+                t, m = self._read_message()
+            except (ApiError, OSError):
+                break
+            if t == ERROR:
+                error = m
+            self._file(t, m)
+        if error is None:
+            return err
+        status, detail = STATUS_S.unpack_from(error)[5:7]
+        return ApiError('sending requests', status,
+                        note='the server answered ERROR to a message of type 0x%02x and closed the connection' % detail)
 
     def _read_message(self):
         buf = self._buf
@@ -182,7 +212,9 @@ class Client:
 
     def _pump(self):
         """Reads one message and files it under its key."""
-        t, m = self._read_message()
+        self._file(*self._read_message())
+
+    def _file(self, t, m):
         key = HEADER.unpack_from(m)[4]
         if t == IO_ACK and key in self._async:
             self._async.discard(key)

@@ -39,6 +39,7 @@ import {
 
 const WWPN = '21000024ff000001'
 const MAX_TRANSFER = 1 << 20
+const ROOT = path.resolve(__dirname, '..', '..')
 /** The largest message the server takes: a CDB request with max_transfer bytes of inline data. */
 const MAX_MESSAGE = CDB_SIZE + MAX_TRANSFER
 const GRACE_MS = 200
@@ -285,6 +286,38 @@ print(json.dumps(out))
       const b = Buffer.from(r.bytes, 'hex')
       expect(b.length).toBe(HELLO_SIZE + 24)
       expect(decodeStatusReply(b.subarray(HELLO_SIZE))).toEqual({ type: MsgType.ERROR, key: BigInt(i), status: Status.BAD_MAGIC, detail: MsgType.NOP })
+    })
+    await backTo(base)
+    await stillServes()
+  })
+
+  it('the python client whose send breaks framing (a write over max_transfer) raises the server\'s ERROR BAD_LENGTH, not BrokenPipeError', async () => {
+    const script = `
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from fcfs_client import Client, ApiError
+c = Client(sys.argv[1])
+t = c.open(sys.argv[3], 0)
+try:
+    c.write(t, 0, bytes(8 << 20))  # header length > 64 + max_transfer: the server answers ERROR and closes
+    out = {'raised': None}
+except ApiError as e:
+    out = {'raised': 'ApiError', 'status': e.status, 'name': e.status_name, 'message': str(e)}
+except Exception as e:
+    out = {'raised': type(e).__name__, 'message': str(e)}
+c.sock.close()
+print(json.dumps(out))
+`
+    const stdout = await new Promise<string>((resolve, reject) =>
+      execFile('python3', ['-c', script, sockPath, path.join(ROOT, 'clients', 'python'), WWPN], { timeout: 10_000 }, (err, so) =>
+        err ? reject(err) : resolve(so),
+      ),
+    )
+    expect(JSON.parse(stdout)).toEqual({
+      raised: 'ApiError',
+      status: Status.BAD_LENGTH,
+      name: 'BAD_LENGTH',
+      message: 'sending requests failed: BAD_LENGTH (the server answered ERROR to a message of type 0x10 and closed the connection)',
     })
     await backTo(base)
     await stillServes()
