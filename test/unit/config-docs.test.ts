@@ -66,7 +66,7 @@ const sorted = (a: readonly string[]): string[] => [...a].sort()
 describe('docs/config.md against the config schemas', () => {
   it('documents every key of the config file, once, and no key the schema does not have', () => {
     const documented = DOCS.get('')!.keys
-    expect(sorted(documented)).toEqual(sorted(new Set(documented)))
+    expect(sorted(documented)).toEqual(sorted([...new Set(documented)]))
     expect(sorted(documented)).toEqual(sorted(keys(CONFIG_SCHEMA as z.ZodTypeAny)))
     expect(documented).toContain('targets[].luns[].backend')
   })
