@@ -82,8 +82,8 @@ export class FaultyBackend implements Backend {
     return v.delayMs > 0 ? this.after(v.delayMs, run) : run()
   }
 
-  flush(): MaybeAsync<IoResult> {
-    return this.inner.flush()
+  flush(offset?: number, length?: number): MaybeAsync<IoResult> {
+    return this.inner.flush(offset, length)
   }
 
   unmap(offset: number, length: number): MaybeAsync<IoResult> {

@@ -15,17 +15,9 @@
 import { access } from 'node:fs/promises'
 import type { FaultRule } from './rule.js'
 
-/** mulberry32: a tiny, well-mixed 32-bit PRNG; the same seed gives the same sequence. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** mulberry32 lives in util/ (the write cache below faults/ draws from it too). */
+import { mulberry32 } from '../util/random.js'
+export { mulberry32 }
 
 export const FILE_POLL_MS = 50
 

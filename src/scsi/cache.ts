@@ -2,8 +2,10 @@
  * The cache family: SYNCHRONIZE CACHE(10/16) (SBC-3 5.22, 5.23), PRE-FETCH
  * (10/16) (SBC-3 5.9, 5.10) and TEST UNIT READY (SPC-4 6.47).
  *
- * SYNCHRONIZE CACHE flushes the whole backend whatever the range (backends
- * flush everything or nothing), after checking the range like a READ would.
+ * SYNCHRONIZE CACHE hands its range to backend.flush (NUMBER OF LOGICAL
+ * BLOCKS 0: through the last block), after checking it like a READ would: a
+ * write cache makes the cached blocks in the range durable and keeps the
+ * others volatile; a plain backend flushes everything.
  * With IMMED=1 the command is GOOD once validated and the flush goes on
  * behind it, as SBC allows; a failure of that flush is not reported (nor is
  * it by a real disk), so initiators that care leave IMMED clear.
@@ -42,7 +44,8 @@ export const synchronizeCache: Handler = (u, cmd) => {
   const d = decodeSyncCache(cmd.cdb)
   const lun = u.lun
   if (d.lba >= lun.blocks || d.lba + d.blocks > lun.blocks) return fail(SenseKey.ILLEGAL_REQUEST, Asc.LBA_OUT_OF_RANGE)
-  const r = lun.backend.flush()
+  const bs = lun.blockSize
+  const r = lun.backend.flush(d.lba * bs, (d.blocks === 0 ? lun.blocks - d.lba : d.blocks) * bs)
   if (d.immed) {
     // Nobody waits on it; keep an async failure from being an unhandled rejection.
     if (isPromise(r)) r.catch(() => undefined)

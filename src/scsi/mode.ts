@@ -7,7 +7,9 @@
  *   page 0x01 read-write error recovery   nothing changes what RAM does, but
  *                                         AWRE/ARRE, retry counts and the
  *                                         recovery time limit are kept
- *   page 0x08 caching                     WCE: 0 makes every write behave as FUA
+ *   page 0x08 caching                     WCE: 0 makes every write behave as FUA;
+ *                                         turning it off on a unit with a
+ *                                         write cache flushes the cache first
  *   page 0x0A control                     D_SENSE: descriptor-format sense
  *                                         SWP: software write protect
  *
@@ -22,8 +24,9 @@
  */
 import { readU16BE, readU32BE, readU64BE, writeU16BE, writeU32BE, writeU64BE } from './bytes.js'
 import { Op } from './cdb.js'
+import { andThen } from './chain.js'
 import { f, type Layout } from './layout.js'
-import { dataInResponse } from './respond.js'
+import { backendFailure, dataInResponse } from './respond.js'
 import { Asc, fail, good, invalidFieldInCdb, invalidFieldInParameterList, parameterListLengthError, SenseKey } from './sense.js'
 import type { ScsiOutcome } from './types.js'
 import type { Handler } from './unit.js'
@@ -397,10 +400,13 @@ export const modeSelect: Handler = (u, cmd) => {
   if (p === null || p.length < len) return { ...parameterListLengthError(), wanted: len }
   const r = parseModeParameters(u.lun.blocks, u.lun.blockSize, ten, p.subarray(0, len), u.mode)
   if (!Array.isArray(r)) return r
+  const wce = u.mode.writeCacheEnabled
   let changed = false
   for (const [code, value] of r) changed = u.mode.set(code, value) || changed
   if (changed) u.modeParametersChanged(cmd.initiator)
-  return good(len, len)
+  if (!wce || u.mode.writeCacheEnabled || u.lun.writeCache === undefined) return good(len, len)
+  // WCE went off on a unit with a write cache: what it holds becomes durable before GOOD, as writes from now on will be.
+  return andThen(u.lun.backend.flush(), (e) => (e !== null ? backendFailure(e, 'flush', u.lun.blockSize) : good(len, len)))
 }
 
 /** Checks a mode parameter list; returns the pages to apply (code, new value) or the failure. */

@@ -18,7 +18,8 @@
  *    can recover from sensibly. Rejecting keeps a failed WRITE a no-op.
  *
  * FUA, or the caching mode page's WCE = 0: the write is followed by
- * backend.flush() before GOOD. Write protection is the Lun's flag or the
+ * backend.flush() of its range before GOOD (a write cache then makes just
+ * that range durable). Write protection is the Lun's flag or the
  * control mode page's SWP.
  * Backend failures become sense in respond.ts (backendFailure).
  */
@@ -52,9 +53,9 @@ export function mustFlush(u: UnitContext, fua: boolean): boolean {
   return fua || !u.writeCacheEnabled()
 }
 
-/** backend.write, then backend.flush when `flush`; the first failure. */
+/** backend.write, then backend.flush of the written range when `flush`; the first failure. */
 export function writeAndFlush(lun: Lun, offset: number, src: Buffer, flush: boolean): MaybeAsync<IoResult> {
-  return andThen(lun.backend.write(offset, src), (e) => (e !== null || !flush ? e : lun.backend.flush()))
+  return andThen(lun.backend.write(offset, src), (e) => (e !== null || !flush ? e : lun.backend.flush(offset, src.length)))
 }
 
 function write(u: UnitContext, cmd: ScsiCommand, d: ReadWriteCdb, bytes: number): MaybeAsync<ScsiOutcome> {

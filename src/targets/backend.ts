@@ -32,8 +32,12 @@ export interface Backend {
   read(offset: number, dst: Buffer): MaybeAsync<IoResult>
   /** Store `src` at `offset`. `src` may be reused by the caller once this answers. */
   write(offset: number, src: Buffer): MaybeAsync<IoResult>
-  /** Make everything written so far durable. */
-  flush(): MaybeAsync<IoResult>
+  /**
+   * Make what was written so far durable: everything, or, given a range (SYNCHRONIZE CACHE's, a FUA
+   * write's), at least [offset, offset + length). A backend with no cache of its own flushes everything
+   * either way; a write cache (write-cache.ts) keeps blocks outside the range volatile.
+   */
+  flush(offset?: number, length?: number): MaybeAsync<IoResult>
   /** Forget a range: it reads as zeros afterwards and may free memory. */
   unmap(offset: number, length: number): MaybeAsync<IoResult>
   /** Bytes actually held (RAM) or allocated (file), for stats and info files. */

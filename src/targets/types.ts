@@ -1,4 +1,5 @@
 import type { Backend } from './backend.js'
+import type { WriteCache } from './write-cache.js'
 
 /** One logical unit as a target port exports it: identity, geometry and the store. */
 export interface Lun {
@@ -8,6 +9,11 @@ export interface Lun {
   /** Capacity in logical blocks; backend.size === blocks * blockSize. */
   readonly blocks: number
   readonly backend: Backend
+  /**
+   * The unit's volatile write cache, when it has one ("writeCache": "volatile"): the same object
+   * `backend` is (or wraps, once a fault filter is installed). Absent: writes go straight to the backend.
+   */
+  readonly writeCache?: WriteCache
   readonly vendor: string // INQUIRY T10 vendor id, ≤ 8 ASCII chars
   readonly product: string // ≤ 16 ASCII chars
   readonly revision: string // ≤ 4 ASCII chars
