@@ -22,6 +22,7 @@ export {
   type ReadCapacity16Data,
   type StandardInquiry,
 } from './data.js'
+export { decodeReadFullStatus, decodeReadKeys, decodeReadReservation, decodeReportCapabilities, PrIn, PrOut, PrType } from './pr-data.js'
 
 /** Operation codes fcfs implements or sends. */
 export const Op = {
@@ -31,6 +32,8 @@ export const Op = {
   WRITE_6: 0x0a,
   INQUIRY: 0x12,
   MODE_SELECT_6: 0x15,
+  RESERVE_6: 0x16,
+  RELEASE_6: 0x17,
   MODE_SENSE_6: 0x1a,
   START_STOP_UNIT: 0x1b,
   PREVENT_ALLOW_MEDIUM_REMOVAL: 0x1e,
@@ -46,6 +49,8 @@ export const Op = {
   UNMAP: 0x42,
   MODE_SELECT_10: 0x55,
   MODE_SENSE_10: 0x5a,
+  PERSISTENT_RESERVE_IN: 0x5e,
+  PERSISTENT_RESERVE_OUT: 0x5f,
   READ_16: 0x88,
   COMPARE_AND_WRITE: 0x89,
   WRITE_16: 0x8a,
@@ -167,6 +172,26 @@ export const SYNCHRONIZE_CACHE_16 = {
   fields: { opcode: f(0), flags: f(1), lba: f(2, 8), blocks: f(10, 4), group: f(14), control: f(15) },
 } as const satisfies Layout
 
+export const PERSISTENT_RESERVE_IN = {
+  name: 'PERSISTENT RESERVE IN',
+  size: 10,
+  fields: { opcode: f(0), serviceAction: f(1), reserved2: f(2, 5), allocLen: f(7, 2), control: f(9) },
+} as const satisfies Layout
+
+export const PERSISTENT_RESERVE_OUT = {
+  name: 'PERSISTENT RESERVE OUT',
+  size: 10,
+  // scopeType: SCOPE (7..4) | TYPE (3..0)
+  fields: { opcode: f(0), serviceAction: f(1), scopeType: f(2), reserved3: f(3, 2), paramLen: f(5, 4), control: f(9) },
+} as const satisfies Layout
+
+/** RESERVE(6) and RELEASE(6) (SPC-2 7.21, 7.17): byte 1's 3RDPTY and EXTENT and bytes 2..4 are obsolete and must be 0. */
+export const RESERVE_RELEASE_6 = {
+  name: 'RESERVE(6)/RELEASE(6)',
+  size: 6,
+  fields: { opcode: f(0), obsolete1: f(1, 4), control: f(5) },
+} as const satisfies Layout
+
 /** Every CDB layout, for the layout test. */
 export const CDB_LAYOUTS: readonly Layout[] = [
   READ_WRITE_6,
@@ -181,6 +206,9 @@ export const CDB_LAYOUTS: readonly Layout[] = [
   REPORT_LUNS,
   SYNCHRONIZE_CACHE_10,
   SYNCHRONIZE_CACHE_16,
+  PERSISTENT_RESERVE_IN,
+  PERSISTENT_RESERVE_OUT,
+  RESERVE_RELEASE_6,
 ]
 
 // ---- encoders ------------------------------------------------------------
@@ -318,6 +346,50 @@ export function encodeSyncCache16(lba: number, blocks: number, cdb: Uint8Array, 
   writeU64BE(cdb, L.fields.lba.offset, lba)
   writeU32BE(cdb, L.fields.blocks.offset, blocks)
   return L.size
+}
+
+/** PERSISTENT RESERVE IN with service action `sa` (PrIn in pr-data.ts). Returns 10. */
+export function encodePersistentReserveIn(sa: number, allocLen: number, cdb: Uint8Array): number {
+  const L = PERSISTENT_RESERVE_IN
+  checkUint(sa, 0x1f, 'PERSISTENT RESERVE IN service action')
+  checkUint(allocLen, 0xffff, 'PERSISTENT RESERVE IN allocation length')
+  need(cdb, L.size, L.name)
+  cdb[0] = Op.PERSISTENT_RESERVE_IN
+  cdb[L.fields.serviceAction.offset] = sa
+  writeU16BE(cdb, L.fields.allocLen.offset, allocLen)
+  return L.size
+}
+
+/**
+ * PERSISTENT RESERVE OUT with service action `sa` (PrOut in pr-data.ts),
+ * TYPE `type` (PrType; 0 where the service action ignores it), LU scope, and
+ * `paramLen` bytes of parameter list (24, or more for REGISTER AND MOVE). Returns 10.
+ */
+export function encodePersistentReserveOut(sa: number, type: number, paramLen: number, cdb: Uint8Array): number {
+  const L = PERSISTENT_RESERVE_OUT
+  checkUint(sa, 0x1f, 'PERSISTENT RESERVE OUT service action')
+  checkUint(type, 0xf, 'PERSISTENT RESERVE OUT type')
+  checkUint(paramLen, 0xffffffff, 'PERSISTENT RESERVE OUT parameter list length')
+  need(cdb, L.size, L.name)
+  cdb[0] = Op.PERSISTENT_RESERVE_OUT
+  cdb[L.fields.serviceAction.offset] = sa
+  cdb[L.fields.scopeType.offset] = type
+  writeU32BE(cdb, L.fields.paramLen.offset, paramLen)
+  return L.size
+}
+
+/** RESERVE(6) of the whole logical unit (SPC-2). Returns 6. */
+export function encodeReserve6(cdb: Uint8Array): number {
+  need(cdb, RESERVE_RELEASE_6.size, 'RESERVE(6)')
+  cdb[0] = Op.RESERVE_6
+  return RESERVE_RELEASE_6.size
+}
+
+/** RELEASE(6) (SPC-2). Returns 6. */
+export function encodeRelease6(cdb: Uint8Array): number {
+  need(cdb, RESERVE_RELEASE_6.size, 'RELEASE(6)')
+  cdb[0] = Op.RELEASE_6
+  return RESERVE_RELEASE_6.size
 }
 
 // ---- decoders ------------------------------------------------------------

@@ -19,14 +19,36 @@
  *   queue non-empty       ──command──▶        CHECK CONDITION, UNIT ATTENTION, head removed
  *   queue empty           ──command──▶        dispatched to its handler
  *
+ * Reservations (pr.ts): one state per logical unit, shared by every target
+ * port that exports it, keyed by I_T nexus (initiator id, target port). The
+ * opcode table's `pr` column says how each command fares under a reservation
+ * and `run` checks it in one place; a conflict is RESERVATION CONFLICT.
+ * Unit attention queues are kept per initiator port, so the reservation unit
+ * attentions SPC-4 gives "every registered I_T nexus but the caller's" go to
+ * every initiator port with a registration except the caller's own (with one
+ * queue per initiator port, a condition for the caller's other path would be
+ * taken by the caller itself).
+ *
+ * PREEMPT AND ABORT aborts the tasks of the preempted I_T nexuses, and the
+ * task sets live in the HBA firmware and the iSCSI sessions, not here: they
+ * subscribe with `onAbortNexus(listener)` and get `{ initiator, targetPort }`
+ * (targetPort null: every target port) once per preempted nexus, synchronously,
+ * before the PERSISTENT RESERVE OUT completes. The listener aborts every
+ * command of that nexus to this logical unit that has not completed (TASK
+ * ABORTED when the transport reports aborted tasks, else nothing).
+ * `itNexusLost(initiator, port)` is the other direction: a logout or a lost
+ * login ends the nexus, which releases its RESERVE(6).
+ *
  * Synchronous backends keep the whole command synchronous: no promise is
  * created unless the backend returned one.
  */
 import { isPromise } from '../targets/backend.js'
+import type { PrStore } from '../targets/pr-store.js'
 import type { Lun, TargetPort } from '../targets/types.js'
 import { accessDenied, notAccessible } from './alua.js'
 import { ModeState } from './mode.js'
 import { isOutcome, resolveCommand } from './opcodes.js'
+import { canonicalInitiator, reservationConflict, Reservations, type Nexus, type Registration, type ReservationHost } from './pr.js'
 import { Asc, fail, SenseKey, SenseResponse, senseResponseCode, toDescriptorSense, type AscAscq } from './sense.js'
 import type { Done, ScsiCommand, ScsiDevice, ScsiOutcome } from './types.js'
 import type { UnitContext } from './unit.js'
@@ -34,6 +56,14 @@ import type { UnitContext } from './unit.js'
 export interface LogicalUnitOptions {
   /** Report sense in descriptor format (the control mode page's D_SENSE default). Default fixed. */
   readonly descriptorSense?: boolean
+  /** Where persistent reservations survive a power loss (APTPL). Default none: APTPL = 1 is refused. */
+  readonly prStore?: PrStore
+}
+
+/** The I_T nexus whose tasks a PREEMPT AND ABORT aborts; targetPort null means through every target port. */
+export interface AbortedNexus {
+  readonly initiator: string
+  readonly targetPort: string | null
 }
 
 /** The most conditions kept per initiator; older ones beyond it are dropped (SAM lets a device merge them). */
@@ -49,10 +79,22 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
   /** Initiators that sent PREVENT ALLOW MEDIUM REMOVAL with PREVENT = 1. */
   private readonly preventing = new Set<string>()
   private isStarted = true
+  /** Persistent and SPC-2 reservations. */
+  readonly reservations: Reservations
+  private readonly abortListeners = new Set<(n: AbortedNexus) => void>()
 
   constructor(lun: Lun, opts?: LogicalUnitOptions) {
     this.lun = lun
     this.mode = new ModeState({ descriptorSense: opts?.descriptorSense })
+    const host: ReservationHost = {
+      unitAttention: (r, c, caller) => this.reservationAttention(r, c, caller),
+      abortNexus: (r) => {
+        for (const l of [...this.abortListeners]) l({ initiator: r.initiator, targetPort: r.port })
+      },
+      targetPorts: () => this.targetPorts(),
+      knownInitiators: () => this.attention.keys(),
+    }
+    this.reservations = new Reservations(host, opts?.prStore)
   }
 
   execute(cmd: ScsiCommand, done: Done): void {
@@ -76,7 +118,7 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
   /**
    * The gates a command passes, in SAM/SPC order, before its handler runs:
    * CDB check (opcode, service action, reserved bits) → unit attention →
-   * ALUA access state of the receiving port → stopped unit.
+   * ALUA access state of the receiving port → reservations → stopped unit.
    */
   private run(cmd: ScsiCommand): ScsiOutcome | Promise<ScsiOutcome> {
     const r = resolveCommand(cmd.cdb)
@@ -89,6 +131,7 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
       const denied = accessDenied(cmd.port, r.alua)
       if (denied !== null) return notAccessible(denied)
     }
+    if (this.reservations.conflicts(r.pr, cmd)) return reservationConflict()
     if (!this.isStarted && r.mediumAccess === true) return fail(SenseKey.NOT_READY, Asc.LUN_NOT_READY_INIT_REQUIRED)
     return r.handler(this, cmd)
   }
@@ -196,16 +239,54 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
     }
   }
 
+  /**
+   * A reservation unit attention for the initiator port of registration `r`,
+   * however that initiator spells its id. Queues are per initiator port, so
+   * the caller's own initiator port is skipped (SPC-4 spares the caller's nexus).
+   */
+  private reservationAttention(r: Registration, c: AscAscq, caller: Nexus): void {
+    if (r.id === caller.id) return
+    for (const [initiator, q] of this.attention) {
+      if (canonicalInitiator(initiator) !== r.id) continue
+      if (q.some((p) => p.asc === c.asc && p.ascq === c.ascq)) continue
+      if (q.length >= MAX_PENDING) q.shift()
+      q.push(c)
+    }
+  }
+
+  // ---- reservations ---------------------------------------------------------
+
+  /**
+   * Subscribes to PREEMPT AND ABORT: `listener` must abort the tasks of each
+   * nexus it is given (see the top of this file). Returns the unsubscribe.
+   */
+  onAbortNexus(listener: (n: AbortedNexus) => void): () => void {
+    this.abortListeners.add(listener)
+    return () => this.abortListeners.delete(listener)
+  }
+
+  /** The I_T nexus (initiator, port) ended (logout, lost login): its RESERVE(6) is released. */
+  itNexusLost(initiator: string, port?: TargetPort): void {
+    this.reservations.nexusLost(initiator, port?.wwpn)
+  }
+
+  /** The `lun/<n>/reservations` text: generation, reservation, registrants with key and nexus. */
+  renderReservations(): string {
+    return this.reservations.render()
+  }
+
   // ---- events from the targets layer ----------------------------------------
 
   /**
    * LOGICAL UNIT RESET (or a target reset / hard reset reaching it): mode
-   * parameters back to their defaults, medium removal allowed again, and
+   * parameters back to their defaults, medium removal allowed again, an
+   * SPC-2 RESERVE(6) released (persistent reservations stay), and
    * POWER ON, RESET, OR BUS DEVICE RESET OCCURRED for every initiator.
    */
   reset(): void {
     this.mode.reset()
     this.preventing.clear()
+    this.reservations.reset()
     this.raiseUnitAttention(Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET.asc, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET.ascq)
   }
 

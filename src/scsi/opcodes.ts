@@ -14,6 +14,16 @@
  * SAM-5 requires. RDPROTECT/WRPROTECT/VRPROTECT (byte 1 bits 7..5) are never
  * allowed: there is no protection information (SBC-3 4.18). GROUP NUMBER
  * (bits 5..0) is accepted and ignored.
+ *
+ * The `pr` column is how a command fares under reservations (pr.ts draws the
+ * table): 'any' and 'allowed' run under every persistent reservation, 'read'
+ * conflicts only under the exclusive-access types, 'write' under every type,
+ * for initiators that neither hold the reservation nor are registered under a
+ * registrants-only / all-registrants one. They come from SPC-4's "SPC commands
+ * that are allowed in the presence of various reservations" and SBC-3's table
+ * for block commands (READ CAPACITY allowed; PRE-FETCH, VERIFY, GET LBA
+ * STATUS, READ DEFECT DATA as reads; SYNCHRONIZE CACHE, UNMAP, MODE SELECT as
+ * writes; PREVENT ALLOW MEDIUM REMOVAL and START STOP UNIT depend on a field).
  */
 import { reportTargetPortGroups, type AluaAccess } from './alua.js'
 import { preFetch, synchronizeCache, testUnitReady } from './cache.js'
@@ -23,6 +33,8 @@ import { readDefectData } from './defects.js'
 import { inquiry } from './inquiry.js'
 import { reportLunsOfUnit } from './luns.js'
 import { modeSelect, modeSense } from './mode.js'
+import { persistentReserveIn, persistentReserveOut, preventAccess, release6, reserve6, startStopAccess, type PrAccessOf } from './pr.js'
+import { PrIn, PrOut } from './pr-data.js'
 import { reportSupportedOperationCodes } from './rsoc.js'
 import { readWrite } from './rw.js'
 import { Asc, fail, invalidFieldInCdb, SenseKey } from './sense.js'
@@ -54,6 +66,8 @@ export interface OpcodeRow {
   readonly alua?: AluaAccess
   /** Recommended timeout in seconds (REPORT SUPPORTED OPERATION CODES with RCTD); default 30. */
   readonly timeout?: number
+  /** How the command fares under reservations (pr.ts); lu.ts checks it before the handler runs. */
+  readonly pr: PrAccessOf
 }
 
 const CTRL = 0xc0
@@ -69,93 +83,135 @@ const LONG = 60
 
 const rsoc: Handler = (_u, cmd) => reportSupportedOperationCodes(OPCODES, cmd)
 
+/** PERSISTENT RESERVE IN: SERVICE ACTION and ALLOCATION LENGTH. */
+const PRIN_MASK = [0x5e, 0x1f, 0, 0, 0, 0, 0, FF, FF, CTRL]
+/** PERSISTENT RESERVE OUT: SERVICE ACTION, SCOPE | TYPE, PARAMETER LIST LENGTH. */
+const PROUT_MASK = [0x5f, 0x1f, FF, 0, 0, ...L4, CTRL]
+const prIn = (serviceAction: number, name: string): OpcodeRow => ({
+  opcode: Op.PERSISTENT_RESERVE_IN,
+  serviceAction,
+  name: `PERSISTENT RESERVE IN ${name}`,
+  cdbLength: 10,
+  direction: IN,
+  mask: PRIN_MASK,
+  handler: persistentReserveIn,
+  pr: 'prin',
+  alua: 'standby',
+})
+const prOut = (serviceAction: number, name: string, pr: PrAccessOf): OpcodeRow => ({
+  opcode: Op.PERSISTENT_RESERVE_OUT,
+  serviceAction,
+  name: `PERSISTENT RESERVE OUT ${name}`,
+  cdbLength: 10,
+  direction: OUT,
+  mask: PROUT_MASK,
+  handler: persistentReserveOut,
+  pr,
+  alua: 'standby',
+})
+
 export const OPCODES: readonly OpcodeRow[] = [
-  { opcode: Op.TEST_UNIT_READY, name: 'TEST UNIT READY', cdbLength: 6, direction: NONE, mask: [0x00, 0, 0, 0, 0, CTRL], handler: testUnitReady, mediumAccess: true },
+  { opcode: Op.TEST_UNIT_READY, name: 'TEST UNIT READY', cdbLength: 6, direction: NONE, mask: [0x00, 0, 0, 0, 0, CTRL], handler: testUnitReady, pr: 'allowed', mediumAccess: true },
   {
     opcode: Op.REQUEST_SENSE,
     name: 'REQUEST SENSE',
     cdbLength: 6,
     direction: IN,
     mask: [0x03, 0x01, 0, 0, FF, CTRL],
-    handler: requestSense,
+    handler: requestSense, pr: 'any',
     runsDespiteUnitAttention: true,
     alua: 'any',
   },
-  { opcode: Op.READ_6, name: 'READ(6)', cdbLength: 6, direction: IN, mask: [0x08, 0x1f, FF, FF, FF, CTRL], handler: readWrite, mediumAccess: true },
-  { opcode: Op.WRITE_6, name: 'WRITE(6)', cdbLength: 6, direction: OUT, mask: [0x0a, 0x1f, FF, FF, FF, CTRL], handler: readWrite, mediumAccess: true },
+  { opcode: Op.READ_6, name: 'READ(6)', cdbLength: 6, direction: IN, mask: [0x08, 0x1f, FF, FF, FF, CTRL], handler: readWrite, pr: 'read', mediumAccess: true },
+  { opcode: Op.WRITE_6, name: 'WRITE(6)', cdbLength: 6, direction: OUT, mask: [0x0a, 0x1f, FF, FF, FF, CTRL], handler: readWrite, pr: 'write', mediumAccess: true },
   {
     opcode: Op.INQUIRY,
     name: 'INQUIRY',
     cdbLength: 6,
     direction: IN,
     mask: [0x12, 0x01, FF, FF, FF, CTRL],
-    handler: inquiry,
+    handler: inquiry, pr: 'any',
     runsDespiteUnitAttention: true,
     alua: 'any',
   },
+  // RESERVE(6)/RELEASE(6): third-party and extent reservations are obsolete, so bytes 1..4 are 0.
+  { opcode: Op.RESERVE_6, name: 'RESERVE(6)', cdbLength: 6, direction: NONE, mask: [0x16, 0, 0, 0, 0, CTRL], handler: reserve6, pr: 'reserve' },
+  { opcode: Op.RELEASE_6, name: 'RELEASE(6)', cdbLength: 6, direction: NONE, mask: [0x17, 0, 0, 0, 0, CTRL], handler: release6, pr: 'release' },
   // MODE SELECT byte 1: PF (4), SP (0; refused by the handler with a pointer: saving is not supported).
-  { opcode: Op.MODE_SELECT_6, name: 'MODE SELECT(6)', cdbLength: 6, direction: OUT, mask: [0x15, 0x11, 0, 0, FF, CTRL], handler: modeSelect, alua: 'standby' },
+  { opcode: Op.MODE_SELECT_6, name: 'MODE SELECT(6)', cdbLength: 6, direction: OUT, mask: [0x15, 0x11, 0, 0, FF, CTRL], handler: modeSelect, pr: 'write', alua: 'standby' },
   // MODE SENSE(6) byte 1: DBD (3).
-  { opcode: Op.MODE_SENSE_6, name: 'MODE SENSE(6)', cdbLength: 6, direction: IN, mask: [0x1a, 0x08, FF, FF, FF, CTRL], handler: modeSense, alua: 'standby' },
+  { opcode: Op.MODE_SENSE_6, name: 'MODE SENSE(6)', cdbLength: 6, direction: IN, mask: [0x1a, 0x08, FF, FF, FF, CTRL], handler: modeSense, pr: 'read', alua: 'standby' },
   // START STOP UNIT: IMMED; POWER CONDITION MODIFIER and POWER CONDITION must be 0; NO_FLUSH, LOEJ, START.
-  { opcode: Op.START_STOP_UNIT, name: 'START STOP UNIT', cdbLength: 6, direction: NONE, mask: [0x1b, 0x01, 0, 0, 0x07, CTRL], handler: startStopUnit, timeout: LONG },
-  { opcode: Op.PREVENT_ALLOW_MEDIUM_REMOVAL, name: 'PREVENT ALLOW MEDIUM REMOVAL', cdbLength: 6, direction: NONE, mask: [0x1e, 0, 0, 0, 0x03, CTRL], handler: preventAllowMediumRemoval },
+  { opcode: Op.START_STOP_UNIT, name: 'START STOP UNIT', cdbLength: 6, direction: NONE, mask: [0x1b, 0x01, 0, 0, 0x07, CTRL], handler: startStopUnit, pr: startStopAccess, timeout: LONG },
+  { opcode: Op.PREVENT_ALLOW_MEDIUM_REMOVAL, name: 'PREVENT ALLOW MEDIUM REMOVAL', cdbLength: 6, direction: NONE, mask: [0x1e, 0, 0, 0, 0x03, CTRL], handler: preventAllowMediumRemoval, pr: preventAccess },
   {
     opcode: Op.READ_CAPACITY_10,
     name: 'READ CAPACITY(10)',
     cdbLength: 10,
     direction: IN,
     mask: [0x25, 0, FF, FF, FF, FF, 0, 0, 0x01, CTRL],
-    handler: readCapacity10,
+    handler: readCapacity10, pr: 'allowed',
   },
   // READ/WRITE(10/12/16) byte 1: DPO and FUA only.
-  { opcode: Op.READ_10, name: 'READ(10)', cdbLength: 10, direction: IN, mask: [0x28, 0x18, ...L4, GRP, FF, FF, CTRL], handler: readWrite, mediumAccess: true },
-  { opcode: Op.WRITE_10, name: 'WRITE(10)', cdbLength: 10, direction: OUT, mask: [0x2a, 0x18, ...L4, GRP, FF, FF, CTRL], handler: readWrite, mediumAccess: true },
+  { opcode: Op.READ_10, name: 'READ(10)', cdbLength: 10, direction: IN, mask: [0x28, 0x18, ...L4, GRP, FF, FF, CTRL], handler: readWrite, pr: 'read', mediumAccess: true },
+  { opcode: Op.WRITE_10, name: 'WRITE(10)', cdbLength: 10, direction: OUT, mask: [0x2a, 0x18, ...L4, GRP, FF, FF, CTRL], handler: readWrite, pr: 'write', mediumAccess: true },
   // WRITE AND VERIFY byte 1: DPO, BYTCHK (bit 1; 1xb is reserved).
-  { opcode: Op.WRITE_AND_VERIFY_10, name: 'WRITE AND VERIFY(10)', cdbLength: 10, direction: OUT, mask: [0x2e, 0x12, ...L4, GRP, FF, FF, CTRL], handler: writeAndVerify, mediumAccess: true },
+  { opcode: Op.WRITE_AND_VERIFY_10, name: 'WRITE AND VERIFY(10)', cdbLength: 10, direction: OUT, mask: [0x2e, 0x12, ...L4, GRP, FF, FF, CTRL], handler: writeAndVerify, pr: 'write', mediumAccess: true },
   // VERIFY byte 1: DPO, BYTCHK (2..1).
-  { opcode: Op.VERIFY_10, name: 'VERIFY(10)', cdbLength: 10, direction: OUT, mask: [0x2f, 0x16, ...L4, GRP, FF, FF, CTRL], handler: verify, mediumAccess: true, timeout: LONG },
-  { opcode: Op.PRE_FETCH_10, name: 'PRE-FETCH(10)', cdbLength: 10, direction: NONE, mask: [0x34, 0x02, ...L4, GRP, FF, FF, CTRL], handler: preFetch, mediumAccess: true },
+  { opcode: Op.VERIFY_10, name: 'VERIFY(10)', cdbLength: 10, direction: OUT, mask: [0x2f, 0x16, ...L4, GRP, FF, FF, CTRL], handler: verify, pr: 'read', mediumAccess: true, timeout: LONG },
+  { opcode: Op.PRE_FETCH_10, name: 'PRE-FETCH(10)', cdbLength: 10, direction: NONE, mask: [0x34, 0x02, ...L4, GRP, FF, FF, CTRL], handler: preFetch, pr: 'read', mediumAccess: true },
   {
     opcode: Op.SYNCHRONIZE_CACHE_10,
     name: 'SYNCHRONIZE CACHE(10)',
     cdbLength: 10,
     direction: NONE,
     mask: [0x35, 0x02, ...L4, GRP, FF, FF, CTRL],
-    handler: synchronizeCache,
+    handler: synchronizeCache, pr: 'write',
     mediumAccess: true,
     timeout: LONG,
   },
   // READ DEFECT DATA(10) byte 2: REQ_PLIST, REQ_GLIST, DEFECT LIST FORMAT.
-  { opcode: Op.READ_DEFECT_DATA_10, name: 'READ DEFECT DATA(10)', cdbLength: 10, direction: IN, mask: [0x37, 0, 0x1f, 0, 0, 0, 0, FF, FF, CTRL], handler: readDefectData },
+  { opcode: Op.READ_DEFECT_DATA_10, name: 'READ DEFECT DATA(10)', cdbLength: 10, direction: IN, mask: [0x37, 0, 0x1f, 0, 0, 0, 0, FF, FF, CTRL], handler: readDefectData, pr: 'read' },
   // WRITE SAME(10) byte 1: UNMAP only (ANCHOR is not supported, PBDATA/LBDATA are obsolete).
-  { opcode: Op.WRITE_SAME_10, name: 'WRITE SAME(10)', cdbLength: 10, direction: OUT, mask: [0x41, 0x08, ...L4, GRP, FF, FF, CTRL], handler: writeSame, mediumAccess: true, timeout: LONG },
+  { opcode: Op.WRITE_SAME_10, name: 'WRITE SAME(10)', cdbLength: 10, direction: OUT, mask: [0x41, 0x08, ...L4, GRP, FF, FF, CTRL], handler: writeSame, pr: 'write', mediumAccess: true, timeout: LONG },
   // UNMAP byte 1: ANCHOR is not supported.
-  { opcode: Op.UNMAP, name: 'UNMAP', cdbLength: 10, direction: OUT, mask: [0x42, 0, 0, 0, 0, 0, GRP, FF, FF, CTRL], handler: unmap, mediumAccess: true, timeout: LONG },
-  { opcode: Op.MODE_SELECT_10, name: 'MODE SELECT(10)', cdbLength: 10, direction: OUT, mask: [0x55, 0x11, 0, 0, 0, 0, 0, FF, FF, CTRL], handler: modeSelect, alua: 'standby' },
+  { opcode: Op.UNMAP, name: 'UNMAP', cdbLength: 10, direction: OUT, mask: [0x42, 0, 0, 0, 0, 0, GRP, FF, FF, CTRL], handler: unmap, pr: 'write', mediumAccess: true, timeout: LONG },
+  { opcode: Op.MODE_SELECT_10, name: 'MODE SELECT(10)', cdbLength: 10, direction: OUT, mask: [0x55, 0x11, 0, 0, 0, 0, 0, FF, FF, CTRL], handler: modeSelect, pr: 'write', alua: 'standby' },
   // MODE SENSE(10) byte 1: LLBAA (4), DBD (3).
-  { opcode: Op.MODE_SENSE_10, name: 'MODE SENSE(10)', cdbLength: 10, direction: IN, mask: [0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, CTRL], handler: modeSense, alua: 'standby' },
-  { opcode: Op.READ_16, name: 'READ(16)', cdbLength: 16, direction: IN, mask: [0x88, 0x18, ...L8, ...L4, GRP, CTRL], handler: readWrite, mediumAccess: true },
+  { opcode: Op.MODE_SENSE_10, name: 'MODE SENSE(10)', cdbLength: 10, direction: IN, mask: [0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, CTRL], handler: modeSense, pr: 'read', alua: 'standby' },
+  prIn(PrIn.READ_KEYS, 'READ KEYS'),
+  prIn(PrIn.READ_RESERVATION, 'READ RESERVATION'),
+  prIn(PrIn.REPORT_CAPABILITIES, 'REPORT CAPABILITIES'),
+  prIn(PrIn.READ_FULL_STATUS, 'READ FULL STATUS'),
+  prOut(PrOut.REGISTER, 'REGISTER', 'prout'),
+  prOut(PrOut.RESERVE, 'RESERVE', 'prout-holder'),
+  prOut(PrOut.RELEASE, 'RELEASE', 'prout-registered'),
+  prOut(PrOut.CLEAR, 'CLEAR', 'prout-registered'),
+  prOut(PrOut.PREEMPT, 'PREEMPT', 'prout-registered'),
+  prOut(PrOut.PREEMPT_AND_ABORT, 'PREEMPT AND ABORT', 'prout-registered'),
+  prOut(PrOut.REGISTER_AND_IGNORE_EXISTING_KEY, 'REGISTER AND IGNORE EXISTING KEY', 'prout'),
+  prOut(PrOut.REGISTER_AND_MOVE, 'REGISTER AND MOVE', 'prout-holder'),
+  { opcode: Op.READ_16, name: 'READ(16)', cdbLength: 16, direction: IN, mask: [0x88, 0x18, ...L8, ...L4, GRP, CTRL], handler: readWrite, pr: 'read', mediumAccess: true },
   // COMPARE AND WRITE byte 1: DPO, FUA.
-  { opcode: Op.COMPARE_AND_WRITE, name: 'COMPARE AND WRITE', cdbLength: 16, direction: OUT, mask: [0x89, 0x18, ...L8, 0, 0, 0, FF, GRP, CTRL], handler: compareAndWrite, mediumAccess: true },
-  { opcode: Op.WRITE_16, name: 'WRITE(16)', cdbLength: 16, direction: OUT, mask: [0x8a, 0x18, ...L8, ...L4, GRP, CTRL], handler: readWrite, mediumAccess: true },
+  { opcode: Op.COMPARE_AND_WRITE, name: 'COMPARE AND WRITE', cdbLength: 16, direction: OUT, mask: [0x89, 0x18, ...L8, 0, 0, 0, FF, GRP, CTRL], handler: compareAndWrite, pr: 'write', mediumAccess: true },
+  { opcode: Op.WRITE_16, name: 'WRITE(16)', cdbLength: 16, direction: OUT, mask: [0x8a, 0x18, ...L8, ...L4, GRP, CTRL], handler: readWrite, pr: 'write', mediumAccess: true },
   // ORWRITE(16) byte 1: DPO, FUA (ORPROTECT must be 0: no protection information).
-  { opcode: Op.ORWRITE_16, name: 'ORWRITE(16)', cdbLength: 16, direction: OUT, mask: [0x8b, 0x18, ...L8, ...L4, GRP, CTRL], handler: orWrite, mediumAccess: true },
-  { opcode: Op.WRITE_AND_VERIFY_16, name: 'WRITE AND VERIFY(16)', cdbLength: 16, direction: OUT, mask: [0x8e, 0x12, ...L8, ...L4, GRP, CTRL], handler: writeAndVerify, mediumAccess: true },
-  { opcode: Op.VERIFY_16, name: 'VERIFY(16)', cdbLength: 16, direction: OUT, mask: [0x8f, 0x16, ...L8, ...L4, GRP, CTRL], handler: verify, mediumAccess: true, timeout: LONG },
-  { opcode: Op.PRE_FETCH_16, name: 'PRE-FETCH(16)', cdbLength: 16, direction: NONE, mask: [0x90, 0x02, ...L8, ...L4, GRP, CTRL], handler: preFetch, mediumAccess: true },
+  { opcode: Op.ORWRITE_16, name: 'ORWRITE(16)', cdbLength: 16, direction: OUT, mask: [0x8b, 0x18, ...L8, ...L4, GRP, CTRL], handler: orWrite, pr: 'write', mediumAccess: true },
+  { opcode: Op.WRITE_AND_VERIFY_16, name: 'WRITE AND VERIFY(16)', cdbLength: 16, direction: OUT, mask: [0x8e, 0x12, ...L8, ...L4, GRP, CTRL], handler: writeAndVerify, pr: 'write', mediumAccess: true },
+  { opcode: Op.VERIFY_16, name: 'VERIFY(16)', cdbLength: 16, direction: OUT, mask: [0x8f, 0x16, ...L8, ...L4, GRP, CTRL], handler: verify, pr: 'read', mediumAccess: true, timeout: LONG },
+  { opcode: Op.PRE_FETCH_16, name: 'PRE-FETCH(16)', cdbLength: 16, direction: NONE, mask: [0x90, 0x02, ...L8, ...L4, GRP, CTRL], handler: preFetch, pr: 'read', mediumAccess: true },
   {
     opcode: Op.SYNCHRONIZE_CACHE_16,
     name: 'SYNCHRONIZE CACHE(16)',
     cdbLength: 16,
     direction: NONE,
     mask: [0x91, 0x02, ...L8, ...L4, GRP, CTRL],
-    handler: synchronizeCache,
+    handler: synchronizeCache, pr: 'write',
     mediumAccess: true,
     timeout: LONG,
   },
   // WRITE SAME(16) byte 1: UNMAP, NDOB.
-  { opcode: Op.WRITE_SAME_16, name: 'WRITE SAME(16)', cdbLength: 16, direction: OUT, mask: [0x93, 0x09, ...L8, ...L4, GRP, CTRL], handler: writeSame, mediumAccess: true, timeout: LONG },
+  { opcode: Op.WRITE_SAME_16, name: 'WRITE SAME(16)', cdbLength: 16, direction: OUT, mask: [0x93, 0x09, ...L8, ...L4, GRP, CTRL], handler: writeSame, pr: 'write', mediumAccess: true, timeout: LONG },
   {
     opcode: Op.SERVICE_ACTION_IN_16,
     serviceAction: ServiceActionIn16.READ_CAPACITY_16,
@@ -163,7 +219,7 @@ export const OPCODES: readonly OpcodeRow[] = [
     cdbLength: 16,
     direction: IN,
     mask: [0x9e, 0x1f, ...L8, ...L4, 0x01, CTRL],
-    handler: readCapacity16,
+    handler: readCapacity16, pr: 'allowed',
   },
   {
     opcode: Op.SERVICE_ACTION_IN_16,
@@ -172,7 +228,7 @@ export const OPCODES: readonly OpcodeRow[] = [
     cdbLength: 16,
     direction: IN,
     mask: [0x9e, 0x1f, ...L8, ...L4, 0, CTRL],
-    handler: getLbaStatus,
+    handler: getLbaStatus, pr: 'read',
     mediumAccess: true,
   },
   {
@@ -181,7 +237,7 @@ export const OPCODES: readonly OpcodeRow[] = [
     cdbLength: 12,
     direction: IN,
     mask: [0xa0, 0, FF, 0, 0, 0, ...L4, 0, CTRL],
-    handler: reportLunsOfUnit,
+    handler: reportLunsOfUnit, pr: 'any',
     runsDespiteUnitAttention: true,
     alua: 'any',
   },
@@ -193,7 +249,7 @@ export const OPCODES: readonly OpcodeRow[] = [
     cdbLength: 12,
     direction: IN,
     mask: [0xa3, 0x3f, 0, 0, 0, 0, ...L4, 0, CTRL],
-    handler: reportTargetPortGroups,
+    handler: reportTargetPortGroups, pr: 'allowed',
     alua: 'any',
   },
   // REPORT SUPPORTED OPERATION CODES byte 2: RCTD (7) | REPORTING OPTIONS (2..0).
@@ -204,14 +260,14 @@ export const OPCODES: readonly OpcodeRow[] = [
     cdbLength: 12,
     direction: IN,
     mask: [0xa3, 0x1f, 0x87, FF, FF, FF, ...L4, 0, CTRL],
-    handler: rsoc,
+    handler: rsoc, pr: 'read',
     alua: 'any',
   },
-  { opcode: Op.READ_12, name: 'READ(12)', cdbLength: 12, direction: IN, mask: [0xa8, 0x18, ...L4, ...L4, GRP, CTRL], handler: readWrite, mediumAccess: true },
-  { opcode: Op.WRITE_12, name: 'WRITE(12)', cdbLength: 12, direction: OUT, mask: [0xaa, 0x18, ...L4, ...L4, GRP, CTRL], handler: readWrite, mediumAccess: true },
-  { opcode: Op.WRITE_AND_VERIFY_12, name: 'WRITE AND VERIFY(12)', cdbLength: 12, direction: OUT, mask: [0xae, 0x12, ...L4, ...L4, GRP, CTRL], handler: writeAndVerify, mediumAccess: true },
-  { opcode: Op.VERIFY_12, name: 'VERIFY(12)', cdbLength: 12, direction: OUT, mask: [0xaf, 0x16, ...L4, ...L4, GRP, CTRL], handler: verify, mediumAccess: true, timeout: LONG },
-  { opcode: Op.READ_DEFECT_DATA_12, name: 'READ DEFECT DATA(12)', cdbLength: 12, direction: IN, mask: [0xb7, 0x1f, ...L4, ...L4, 0, CTRL], handler: readDefectData },
+  { opcode: Op.READ_12, name: 'READ(12)', cdbLength: 12, direction: IN, mask: [0xa8, 0x18, ...L4, ...L4, GRP, CTRL], handler: readWrite, pr: 'read', mediumAccess: true },
+  { opcode: Op.WRITE_12, name: 'WRITE(12)', cdbLength: 12, direction: OUT, mask: [0xaa, 0x18, ...L4, ...L4, GRP, CTRL], handler: readWrite, pr: 'write', mediumAccess: true },
+  { opcode: Op.WRITE_AND_VERIFY_12, name: 'WRITE AND VERIFY(12)', cdbLength: 12, direction: OUT, mask: [0xae, 0x12, ...L4, ...L4, GRP, CTRL], handler: writeAndVerify, pr: 'write', mediumAccess: true },
+  { opcode: Op.VERIFY_12, name: 'VERIFY(12)', cdbLength: 12, direction: OUT, mask: [0xaf, 0x16, ...L4, ...L4, GRP, CTRL], handler: verify, pr: 'read', mediumAccess: true, timeout: LONG },
+  { opcode: Op.READ_DEFECT_DATA_12, name: 'READ DEFECT DATA(12)', cdbLength: 12, direction: IN, mask: [0xb7, 0x1f, ...L4, ...L4, 0, CTRL], handler: readDefectData, pr: 'read' },
 ]
 
 const SERVICE_ACTION_MASK = 0x1f

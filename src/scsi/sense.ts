@@ -118,6 +118,7 @@ export const Asc = {
   INVALID_FIELD_IN_CDB: code(0x24, 0x00), // 24/00 a CDB field is reserved, unsupported or wrong; SKS points at it
   LOGICAL_UNIT_NOT_SUPPORTED: code(0x25, 0x00), // 25/00 no logical unit at this LUN
   INVALID_FIELD_IN_PARAMETER_LIST: code(0x26, 0x00), // 26/00 a parameter data field is wrong; SKS points at it
+  INVALID_RELEASE_OF_PERSISTENT_RESERVATION: code(0x26, 0x04), // 26/04 PR OUT RELEASE by the holder with another TYPE or SCOPE
   WRITE_PROTECTED: code(0x27, 0x00), // 27/00 the logical unit is write protected
   SPACE_ALLOCATION_FAILED_WRITE_PROTECT: code(0x27, 0x07), // 27/07 thin provisioning ran out (a 'nospace' backend write: respond.ts)
   NOT_READY_TO_READY_CHANGE: code(0x28, 0x00), // 28/00 medium may have changed
@@ -129,6 +130,9 @@ export const Asc = {
   PARAMETERS_CHANGED: code(0x2a, 0x00), // 2A/00 mode or log parameters changed
   ASYMMETRIC_ACCESS_STATE_CHANGED: code(0x2a, 0x06), // 2A/06 an ALUA port group changed state; re-run RTPG
   MODE_PARAMETERS_CHANGED: code(0x2a, 0x01), // 2A/01 another initiator changed a mode page
+  RESERVATIONS_PREEMPTED: code(0x2a, 0x03), // 2A/03 a PR OUT CLEAR removed this nexus's registration and any reservation
+  RESERVATIONS_RELEASED: code(0x2a, 0x04), // 2A/04 a registrants-only / all-registrants reservation was released (or changed type)
+  REGISTRATIONS_PREEMPTED: code(0x2a, 0x05), // 2A/05 a PREEMPT (AND ABORT) removed this nexus's registration
   CAPACITY_DATA_HAS_CHANGED: code(0x2a, 0x09), // 2A/09 re-read the capacity
   COMMANDS_CLEARED_BY_ANOTHER_INITIATOR: code(0x2f, 0x00), // 2F/00 another initiator cleared the task set
   SAVING_PARAMETERS_NOT_SUPPORTED: code(0x39, 0x00), // 39/00 the SP bit is not supported
@@ -136,6 +140,7 @@ export const Asc = {
   INQUIRY_DATA_HAS_CHANGED: code(0x3f, 0x03), // 3F/03 re-read INQUIRY data
   REPORTED_LUNS_DATA_HAS_CHANGED: code(0x3f, 0x0e), // 3F/0E re-run REPORT LUNS
   INTERNAL_TARGET_FAILURE: code(0x44, 0x00), // 44/00 the target failed internally
+  INSUFFICIENT_REGISTRATION_RESOURCES: code(0x55, 0x04), // 55/04 no room for another persistent reservation registration
   MISCOMPARE_DURING_VERIFY: code(0x1d, 0x00), // 1D/00 VERIFY / COMPARE AND WRITE data differed
 } as const
 
@@ -159,6 +164,7 @@ const ASC_NAMES = new Map<number, string>([
   [0x2400, 'INVALID FIELD IN CDB'],
   [0x2500, 'LOGICAL UNIT NOT SUPPORTED'],
   [0x2600, 'INVALID FIELD IN PARAMETER LIST'],
+  [0x2604, 'INVALID RELEASE OF PERSISTENT RESERVATION'],
   [0x2700, 'WRITE PROTECTED'],
   [0x2707, 'SPACE ALLOCATION FAILED WRITE PROTECT'],
   [0x2800, 'NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED'],
@@ -169,6 +175,9 @@ const ASC_NAMES = new Map<number, string>([
   [0x2907, 'I_T NEXUS LOSS OCCURRED'],
   [0x2a00, 'PARAMETERS CHANGED'],
   [0x2a01, 'MODE PARAMETERS CHANGED'],
+  [0x2a03, 'RESERVATIONS PREEMPTED'],
+  [0x2a04, 'RESERVATIONS RELEASED'],
+  [0x2a05, 'REGISTRATIONS PREEMPTED'],
   [0x2a06, 'ASYMMETRIC ACCESS STATE CHANGED'],
   [0x2a09, 'CAPACITY DATA HAS CHANGED'],
   [0x2f00, 'COMMANDS CLEARED BY ANOTHER INITIATOR'],
@@ -177,6 +186,7 @@ const ASC_NAMES = new Map<number, string>([
   [0x3f03, 'INQUIRY DATA HAS CHANGED'],
   [0x3f0e, 'REPORTED LUNS DATA HAS CHANGED'],
   [0x4400, 'INTERNAL TARGET FAILURE'],
+  [0x5504, 'INSUFFICIENT REGISTRATION RESOURCES'],
 ])
 
 function hex2(n: number): string {

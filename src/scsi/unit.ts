@@ -6,6 +6,7 @@
 import type { MaybeAsync } from '../targets/backend.js'
 import type { Lun, TargetPort } from '../targets/types.js'
 import type { ModeState } from './mode.js'
+import type { Reservations } from './pr.js'
 import type { AscAscq } from './sense.js'
 import type { ScsiCommand, ScsiOutcome } from './types.js'
 
@@ -27,6 +28,8 @@ export interface UnitContext {
   modeParametersChanged(initiator: string): void
   /** The target ports that export this unit, by relative port identifier (REPORT TARGET PORT GROUPS). */
   targetPorts(): readonly TargetPort[]
+  /** Persistent and SPC-2 reservations (pr.ts). */
+  readonly reservations: Reservations
 }
 
 export type Handler = (u: UnitContext, cmd: ScsiCommand) => MaybeAsync<ScsiOutcome>
