@@ -14,6 +14,7 @@
  *   link-down wwpn=… [for=2s] [new=fail|wait]      link-up wwpn=…
  *   write-protect on|off wwpn=… [lun=0]
  *   corrupt-read wwpn=… lba=100-199 [how=flip|bit|zero]
+ *   power-loss wwpn=… [lun=0] [keep=none|random|prefix] [seed=N] [for=2s]
  *
  * Keys (every one optional unless the kind needs it):
  *   id=NAME        the rule's name (default f1, f2, …); letters, digits, - _ .
@@ -47,11 +48,15 @@ export const FAULT_KINDS = [
   'link-up',
   'write-protect',
   'corrupt-read',
+  'power-loss',
 ] as const
 export type FaultKind = (typeof FAULT_KINDS)[number]
 
-/** Where a kind is injected: the backend wrapper, the SCSI target wrapper, or the firmware's port state. */
-export const LAYER: Record<FaultKind, 'backend' | 'target' | 'port'> = {
+/**
+ * Where a kind is injected: the backend wrapper, the SCSI target wrapper, the firmware's port state, or
+ * the logical unit's power (its write cache and the links of the ports that export it).
+ */
+export const LAYER: Record<FaultKind, 'backend' | 'target' | 'port' | 'power'> = {
   'medium-error': 'backend',
   'corrupt-read': 'backend',
   delay: 'backend',
@@ -64,6 +69,7 @@ export const LAYER: Record<FaultKind, 'backend' | 'target' | 'port'> = {
   'write-protect': 'target',
   'link-down': 'port',
   'link-up': 'port',
+  'power-loss': 'power',
 }
 
 export type Trigger =
@@ -116,6 +122,10 @@ export interface FaultRule {
   readonly on?: boolean
   /** corrupt-read: how the bytes are spoiled. */
   readonly how?: 'flip' | 'bit' | 'zero'
+  /** power-loss: which unflushed writes survive the cut. */
+  readonly keep?: 'none' | 'random' | 'prefix'
+  /** power-loss: the seed of keep=random/prefix (drawn when not given, and then listed). */
+  readonly seed?: number
 }
 
 export class FaultRuleError extends FcfsError {
@@ -144,7 +154,7 @@ export function opMatches(ops: OpMatch | null, opcode: number): boolean {
   return false
 }
 
-const KEYS = new Set(['id', 'wwpn', 'lun', 'lba', 'op', 'every', 'prob', 'seed', 'next', 'file', 'status', 'sense', 'delay', 'bandwidth', 'for', 'new', 'how'])
+const KEYS = new Set(['id', 'wwpn', 'lun', 'lba', 'op', 'every', 'prob', 'seed', 'next', 'file', 'status', 'sense', 'delay', 'bandwidth', 'for', 'new', 'how', 'keep'])
 /** Keys each kind takes beyond the common ones (id, wwpn, lun, lba, op, triggers). */
 const KIND_KEYS: Record<FaultKind, readonly string[]> = {
   'medium-error': [],
@@ -159,12 +169,15 @@ const KIND_KEYS: Record<FaultKind, readonly string[]> = {
   'link-up': [],
   'write-protect': [],
   'corrupt-read': ['how'],
+  'power-loss': ['keep', 'seed', 'for'],
 }
 const COMMON = new Set(['id', 'wwpn', 'lun', 'lba', 'op', 'every', 'prob', 'seed', 'next', 'file'])
 /** Port-level kinds take only these. */
 const PORT_KEYS = new Set(['id', 'wwpn'])
 /** write-protect takes scope only: it is a state, not a per-command trigger. */
 const WP_KEYS = new Set(['id', 'wwpn', 'lun'])
+/** power-loss takes its scope and its own keys: it happens once, when added. */
+const POWER_KEYS = new Set(['id', 'wwpn', 'lun', ...KIND_KEYS['power-loss']])
 
 const MAX_LBA = 2 ** 53 - 1
 
@@ -197,7 +210,7 @@ export function parseRule(line: string): FaultRule {
     const key = tok.slice(0, i).toLowerCase()
     const value = tok.slice(i + 1)
     if (!KEYS.has(key)) throw new FaultRuleError(tok, `unknown key "${cut(key)}"; keys are ${[...KEYS].join(', ')}`)
-    const allowed = kind === 'write-protect' ? WP_KEYS.has(key) : LAYER[kind] === 'port' ? PORT_KEYS.has(key) || KIND_KEYS[kind].includes(key) : COMMON.has(key) || KIND_KEYS[kind].includes(key)
+    const allowed = kind === 'write-protect' ? WP_KEYS.has(key) : kind === 'power-loss' ? POWER_KEYS.has(key) : LAYER[kind] === 'port' ? PORT_KEYS.has(key) || KIND_KEYS[kind].includes(key) : COMMON.has(key) || KIND_KEYS[kind].includes(key)
     if (!allowed) throw new FaultRuleError(tok, `${kind} does not take ${key}=`)
     if (kv.has(key)) throw new FaultRuleError(tok, `${key}= given twice`)
     if (value === '') throw new FaultRuleError(tok, `${key}= needs a value`)
@@ -230,6 +243,8 @@ export function parseRule(line: string): FaultRule {
     rule.wwpn = w
   } else if (kind === 'link-down' || kind === 'link-up') {
     throw new FaultRuleError(kind, 'needs wwpn= (the target port whose link goes down or up)')
+  } else if (kind === 'power-loss') {
+    throw new FaultRuleError(kind, 'needs wwpn= (the target port whose logical units lose power; lun= narrows it to one)')
   }
   const lun = get('lun')
   if (lun) rule.lun = intIn(lun.value, lun.token, 0, 255, 'a LUN number from 0 to 255')
@@ -255,7 +270,7 @@ export function parseRule(line: string): FaultRule {
   const trig = ['every', 'prob', 'next'].filter((k) => kv.has(k))
   if (trig.length > 1) throw new FaultRuleError(get(trig[1])!.token, `conflicts with ${get(trig[0])!.token}: give one of every=, prob=, next=`)
   const seed = get('seed')
-  if (seed && !kv.has('prob')) throw new FaultRuleError(seed.token, 'seed= goes with prob=')
+  if (seed && !kv.has('prob') && kind !== 'power-loss') throw new FaultRuleError(seed.token, 'seed= goes with prob=')
   if (kv.has('every')) rule.trigger = { kind: 'every', n: intIn(get('every')!.value, get('every')!.token, 1, 2 ** 31, 'a whole number ≥ 1') }
   else if (kv.has('next')) rule.trigger = { kind: 'next', n: intIn(get('next')!.value, get('next')!.token, 1, 2 ** 31, 'a whole number ≥ 1') }
   else if (kv.has('prob')) {
@@ -320,6 +335,20 @@ export function parseRule(line: string): FaultRule {
         if (n.value !== 'fail' && n.value !== 'wait') throw new FaultRuleError(n.token, 'must be fail (PORT LOGGED OUT at once) or wait (until the link is up or the command times out)')
         rule.newCommands = n.value
       } else rule.newCommands = 'fail'
+      break
+    }
+    case 'power-loss': {
+      const f = get('for')
+      if (f) {
+        rule.forMs = duration(f.value, f.token)
+        if (rule.forMs <= 0 || rule.forMs > 3_600_000) throw new FaultRuleError(f.token, 'must be a duration from 1ms to 1h')
+      }
+      const k = get('keep')
+      if (k && k.value !== 'none' && k.value !== 'random' && k.value !== 'prefix') {
+        throw new FaultRuleError(k.token, 'must be none (every unflushed write is lost), random (a random subset of the blocks survives) or prefix (writes survive in issue order up to a random point)')
+      }
+      rule.keep = (k?.value as FaultRule['keep']) ?? 'none'
+      rule.seed = seed ? intIn(seed.value, seed.token, 0, 2 ** 32 - 1, 'a whole number from 0 to 4294967295') : Math.floor(Math.random() * 2 ** 32)
       break
     }
     case 'corrupt-read': {
@@ -400,6 +429,7 @@ export function formatRule(r: FaultRule, withId = false): string {
   if (r.forMs !== undefined) out.push(`for=${fmtMs(r.forMs)}`)
   if (r.kind === 'link-down' && r.newCommands) out.push(`new=${r.newCommands}`)
   if (r.how && r.how !== 'flip') out.push(`how=${r.how}`)
+  if (r.keep !== undefined) out.push(`keep=${r.keep}`, `seed=${r.seed}`)
   const t = r.trigger
   if (t.kind === 'every') out.push(`every=${t.n}`)
   else if (t.kind === 'next') out.push(`next=${t.n}`)

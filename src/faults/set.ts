@@ -5,7 +5,8 @@
  *                                                               │
  *      FaultyTarget.execute ──intercept(port, lun, cmd)────────┤ target kinds
  *      FaultyBackend.read/write ──decide(lun, op, range)───────┤ medium kinds
- *      firmware.setPortLink ◀──────────────────────────────────┘ link-down / link-up
+ *      firmware.setPortLink ◀──────────────────────────────────┤ link-down / link-up
+ *      Lun.writeCache.powerLoss/powerOn + links ◀──────────────┘ power-loss
  *
  * Scope (wwpn, lun) is checked against the fabric when a rule is added: a
  * rule naming a port or LUN that does not exist is an error naming the
@@ -14,6 +15,15 @@
  * A command meets the rules in the order they were added; the first that
  * fires answers. Every injection is counted on its rule and kept in a short
  * log (`faults/log`) with the rule id, next to the HBA's trace of the outcome.
+ *
+ * power-loss cuts the power of the logical units in scope, each of which
+ * must have a volatile write cache: the cache drops its unflushed writes
+ * (keep= decides what survives) and every target port that exports one of
+ * the units goes down as with link-down (commands in flight end with PORT
+ * UNAVAILABLE, new ones fail with PORT LOGGED OUT; other units behind those
+ * ports are unreachable meanwhile, their data untouched). When for= runs out
+ * or the rule is cleared, the units come back reset (mode pages to defaults)
+ * with POWER ON OCCURRED (29/01) for every initiator, then the links return.
  */
 import { performance } from 'node:perf_hooks'
 import type { Logger } from '../log.js'
@@ -21,10 +31,13 @@ import type { Fabric, Lun, TargetPort } from '../targets/types.js'
 import type { ScsiCommand, ScsiOutcome } from '../scsi/types.js'
 import { decodeReadWrite } from '../scsi/cdb.js'
 import { opcodeName } from '../scsi/opcodes.js'
-import { checkCondition, senseCode, senseCodeKey, SenseKey, Status } from '../scsi/sense.js'
+import { Asc, checkCondition, senseCode, senseCodeKey, SenseKey, Status } from '../scsi/sense.js'
+import { logicalUnitFor } from '../scsi/target.js'
 import { FaultyBackend, type BackendFaultSource, type BackendVerdict } from './backend.js'
 import { FaultyTarget, type TargetFaultSource } from './target.js'
 import { quote } from '../util/quote.js'
+import { isPromise } from '../targets/backend.js'
+import type { PowerLossReport } from '../targets/write-cache.js'
 import { FaultRuleError, formatRule, LAYER, OP_CLASSES, opMatches, parseRule, type FaultRule } from './rule.js'
 import { mulberry32, TriggerState } from './trigger.js'
 
@@ -48,6 +61,19 @@ export interface ActiveRule {
   linkTimer?: NodeJS.Timeout
   /** write-protect on: the LUNs it protects and the flag each had before. */
   protected?: Map<Lun, boolean>
+  /** power-loss: the units without power and the ports taken down with them. */
+  power?: PowerCut
+}
+
+interface PowerCut {
+  readonly luns: Lun[]
+  /** Ports taken down, with their down-hit counters when the cut began. */
+  readonly ports: Map<string, number>
+  /** Commands refused or ended by the cut, once power is back. */
+  ended?: number
+  timer?: NodeJS.Timeout
+  lostWrites: number
+  lostBytes: number
 }
 
 export interface FaultSetOptions {
@@ -169,6 +195,16 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
       return
     }
     const luns = this.lunsOf(rule)
+    if (rule.kind === 'power-loss') {
+      const token = rule.lun !== undefined ? `lun=${rule.lun}` : `wwpn=${rule.wwpn}`
+      for (const l of luns) {
+        if (l.writeCache === undefined) {
+          throw new FaultRuleError(token, `LUN ${l.lun} has no volatile write cache (its write cache is off), so a power loss would lose nothing; give it "writeCache": "volatile" in the config or mount with --write-cache volatile`)
+        }
+        const holder = this.powerHolder(l)
+        if (holder) throw new FaultRuleError(token, `LUN ${l.lun} is without power already (rule ${holder.rule.id}); clear that rule first`)
+      }
+    }
     if (rule.lba) {
       const max = Math.max(...luns.map((l) => l.blocks - 1))
       if (rule.lba.first > max) throw new FaultRuleError(`lba=${rule.lba.first}${rule.lba.last !== rule.lba.first ? `-${rule.lba.last}` : ''}`, `past the last block (${max}) of every LUN in scope`)
@@ -224,6 +260,9 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
           this.mediumRules.set(l, [...(this.mediumRules.get(l) ?? []), a])
         }
         break
+      case 'power':
+        this.cutPower(a)
+        break
       case 'port': {
         const wwpn = r.wwpn!
         a.linkBase = this.link!.portDownHits(wwpn)
@@ -255,6 +294,7 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
     const a = this.rules.get(id)
     if (!a) return false
     if (a.rule.kind === 'link-down' && a.linkEnded === undefined) this.linkUp(a.rule.wwpn!)
+    if (a.power && a.power.ended === undefined) this.restorePower(a)
     if (a.protected) for (const [l, prev] of a.protected) l.writeProtect = prev
     this.drop(id)
     this.log.info({ event: 'fault_rule_cleared', id }, 'fault rule cleared')
@@ -266,6 +306,7 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
     if (!a) return
     a.trig.stop()
     if (a.linkTimer) clearTimeout(a.linkTimer)
+    if (a.power?.timer) clearTimeout(a.power.timer)
     this.rules.delete(id)
     this.targetRules = this.targetRules.filter((x) => x !== a)
     this.wpRules = this.wpRules.filter((x) => x !== a)
@@ -279,6 +320,76 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
   /** Clears every rule and stops every timer (the server is stopping). */
   close(): void {
     this.clear('all')
+  }
+
+  // ---- power ------------------------------------------------------------------
+
+  /** The power-loss rule that holds `l` without power, if any. */
+  private powerHolder(l: Lun): ActiveRule | undefined {
+    for (const a of this.rules.values()) if (a.power && a.power.ended === undefined && a.power.luns.includes(l)) return a
+    return undefined
+  }
+
+  /** The cut: every unit in scope drops its cache (keep= aside) and the ports exporting them go down. */
+  private cutPower(a: ActiveRule): void {
+    const r = a.rule
+    const luns = this.lunsOf(r)
+    const ports = new Map<string, number>()
+    for (const p of this.fabric.ports) if (luns.some((l) => [...p.luns.values()].includes(l))) ports.set(p.wwpn, this.link ? this.link.portDownHits(p.wwpn) : 0)
+    const cut: PowerCut = { luns, ports, lostWrites: 0, lostBytes: 0 }
+    a.power = cut
+    this.injected++
+    // The links first: commands in flight end as the units stop answering, and nothing new reaches them.
+    if (this.link) for (const wwpn of ports.keys()) this.link.setPortLink(wwpn, false, 'fail')
+    for (const l of luns) {
+      const rep = l.writeCache!.powerLoss(r.keep ?? 'none', r.seed ?? 0)
+      const note = (p: PowerLossReport): void => {
+        cut.lostWrites += p.lostWrites
+        cut.lostBytes += p.lostBytes
+        this.note(
+          `${r.id} power-loss lun=${l.lun} wwpn=${[...ports.keys()].join(',')} keep=${r.keep} seed=${r.seed} lost writes=${p.lostWrites} bytes=${p.lostBytes} kept writes=${p.keptWrites} bytes=${p.keptBytes} torn=${p.tornWrites}`,
+        )
+        this.log.info({ event: 'power_loss', id: r.id, lun: l.lun, keep: r.keep, seed: r.seed, ...p }, 'logical unit lost its power')
+      }
+      if (isPromise(rep)) rep.then(note)
+      else note(rep)
+    }
+    if (r.forMs !== undefined) cut.timer = setTimeout(() => this.restorePower(a), r.forMs)
+  }
+
+  /** Power is back: each unit is reset with POWER ON OCCURRED for every initiator, then the links come up. */
+  private restorePower(a: ActiveRule): void {
+    const cut = a.power!
+    if (cut.ended !== undefined) return
+    if (cut.timer) clearTimeout(cut.timer)
+    cut.ended = this.powerHits(cut)
+    for (const l of cut.luns) {
+      l.writeCache!.powerOn()
+      const lu = logicalUnitFor(l)
+      lu.reset() // mode pages to defaults, PREVENT released: a power cycle
+      lu.raiseUnitAttention(Asc.POWER_ON_OCCURRED.asc, Asc.POWER_ON_OCCURRED.ascq)
+    }
+    for (const wwpn of cut.ports.keys()) {
+      const heldDown = [...this.rules.values()].some(
+        (o) => o !== a && ((o.rule.kind === 'link-down' && o.rule.wwpn === wwpn && o.linkEnded === undefined) || (o.power && o.power.ended === undefined && o.power.ports.has(wwpn))),
+      )
+      if (!heldDown) this.link?.setPortLink(wwpn, true, 'fail')
+    }
+    this.note(`${a.rule.id} power-on lun=${cut.luns.map((l) => l.lun).join(',')} wwpn=${[...cut.ports.keys()].join(',')} refused=${cut.ended}`)
+    this.log.info({ event: 'power_on', id: a.rule.id }, 'power is back')
+  }
+
+  private powerHits(cut: PowerCut): number {
+    if (!this.link) return 0
+    let n = 0
+    for (const [wwpn, base] of cut.ports) n += this.link.portDownHits(wwpn) - base
+    return n
+  }
+
+  /** One line in faults/log. */
+  private note(text: string): void {
+    this.recent.push(`${new Date().toISOString()} ${text}`)
+    if (this.recent.length > this.recentMax) this.recent.splice(0, this.recent.length - this.recentMax)
   }
 
   // ---- decisions (the filters call these per command) ----------------------
@@ -380,11 +491,13 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
 
   hitsOf(a: ActiveRule): number {
     if (a.rule.kind === 'link-down') return a.linkEnded ?? (this.link ? this.link.portDownHits(a.rule.wwpn!) - a.linkBase! : 0)
+    if (a.power) return a.power.ended ?? this.powerHits(a.power)
     return a.trig.hits
   }
 
   stateOf(a: ActiveRule): string {
     if (a.rule.kind === 'link-down') return a.linkEnded !== undefined ? 'ended' : 'down'
+    if (a.power) return a.power.ended !== undefined ? 'ended' : 'off'
     if (a.trig.exhausted) return 'exhausted'
     if (!a.trig.gateOpen) return 'waiting-for-file'
     return 'active'
@@ -396,7 +509,7 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
       kind: a.rule.kind,
       rule: formatRule(a.rule),
       hits: this.hitsOf(a),
-      matched: a.rule.kind === 'link-down' ? this.hitsOf(a) : a.trig.matched,
+      matched: a.rule.kind === 'link-down' || a.power ? this.hitsOf(a) : a.trig.matched,
       state: this.stateOf(a),
       created: a.created.toISOString(),
     }))
