@@ -151,13 +151,16 @@ export class Connection implements Transport {
 
   // ---- Transport ----
 
-  send(bhs: Buffer, data: Buffer | null): void {
-    if (this.state === 'closed') return
+  send(bhs: Buffer, data: Buffer | null, written?: () => void): void {
     const s = this.socket
-    if (s.destroyed || !s.writable) return
+    if (this.state === 'closed' || s.destroyed || !s.writable) {
+      written?.()
+      return
+    }
     const parts = framePdu(bhs, data, this.tx)
     s.cork()
-    for (const p of parts) s.write(p)
+    // Node keeps `data` (no copy) until the write callback: that is when its buffer may be given back.
+    for (let i = 0; i < parts.length; i++) s.write(parts[i], i === parts.length - 1 && written ? () => written() : undefined)
     s.uncork()
     if (!this.paused && s.writableLength > HIGH_WATER) {
       this.paused = true

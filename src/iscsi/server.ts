@@ -15,17 +15,18 @@ import { ConfigError } from '../errors.js'
 import { quote } from '../util/quote.js'
 import { Connection, type NewSession, type PortalContext } from './connection.js'
 import { DEFAULT_LIMITS, type ChapConfig, type TargetLimits } from './login.js'
-import { MAX_TRANSFER, SESSION_WRITE_BUDGET, Session, type SessionTarget } from './session.js'
+import { MAX_TRANSFER, SESSION_BUFFER_BUDGET, Session, type SessionTarget } from './session.js'
 import { ByteBudget } from './budget.js'
 import { targetIqn } from './text.js'
 
 export const DEFAULT_ISCSI_PORT = 3260
 /**
- * Bytes all sessions together may hold in write buffers: four sessions'
- * worth. Past it, write commands wait for their buffer (no R2T) instead of
- * failing; 256 MiB is ~40 ms of the fastest modelled link, enough to keep it busy.
+ * Bytes all sessions together may hold in data buffers (reads and writes):
+ * four sessions' worth. Past it, commands wait for their buffer (a write gets
+ * no R2T, a read is not submitted) instead of failing; 256 MiB is ~40 ms of
+ * the fastest modelled link, enough to keep it busy.
  */
-export const PORTAL_WRITE_BUDGET = 4 * SESSION_WRITE_BUDGET
+export const PORTAL_BUFFER_BUDGET = 4 * SESSION_BUFFER_BUDGET
 
 export interface PortalOptions {
   host: string
@@ -34,8 +35,8 @@ export interface PortalOptions {
   log: Logger
   chap?: ChapConfig
   limits?: Partial<TargetLimits>
-  /** Write-buffer budgets in bytes (defaults SESSION_WRITE_BUDGET, PORTAL_WRITE_BUDGET). */
-  writeBudget?: { session?: number; portal?: number }
+  /** Data-buffer budgets in bytes (defaults SESSION_BUFFER_BUDGET, PORTAL_BUFFER_BUDGET). */
+  bufferBudget?: { session?: number; portal?: number }
 }
 
 export interface PortalAddress {
@@ -99,8 +100,8 @@ export class IscsiPortal implements PortalContext {
   private readonly sessions = new Map<number, Session>()
   private readonly conns = new Set<Connection>()
   private nextTsih = 1
-  private readonly writeBudget: ByteBudget
-  private readonly sessionWriteBudget: number
+  private readonly bufferBudget: ByteBudget
+  private readonly sessionBufferBudget: number
   private bound: PortalAddress | null = null
 
   constructor(opts: PortalOptions) {
@@ -109,13 +110,13 @@ export class IscsiPortal implements PortalContext {
     this.log = opts.log.child({ component: 'iscsi' })
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits }
     this.chap = opts.chap
-    this.sessionWriteBudget = opts.writeBudget?.session ?? SESSION_WRITE_BUDGET
-    const portalBudget = opts.writeBudget?.portal ?? PORTAL_WRITE_BUDGET
-    if (!(this.sessionWriteBudget > 0 && portalBudget >= this.sessionWriteBudget)) {
-      throw new ConfigError('writeBudget', `needs 0 < session <= portal, got session ${this.sessionWriteBudget}, portal ${portalBudget}`)
+    this.sessionBufferBudget = opts.bufferBudget?.session ?? SESSION_BUFFER_BUDGET
+    const portalBudget = opts.bufferBudget?.portal ?? PORTAL_BUFFER_BUDGET
+    if (!(this.sessionBufferBudget > 0 && portalBudget >= this.sessionBufferBudget)) {
+      throw new ConfigError('bufferBudget', `needs 0 < session <= portal, got session ${quote(this.sessionBufferBudget)}, portal ${quote(portalBudget)}`)
     }
-    if (this.sessionWriteBudget < MAX_TRANSFER) this.log.warn({ event: 'iscsi_small_write_budget', session: this.sessionWriteBudget, maxTransfer: MAX_TRANSFER }, 'a command larger than the session write budget runs alone')
-    this.writeBudget = new ByteBudget(portalBudget)
+    if (this.sessionBufferBudget < MAX_TRANSFER) this.log.warn({ event: 'iscsi_small_buffer_budget', session: this.sessionBufferBudget, maxTransfer: MAX_TRANSFER }, 'a command larger than the session buffer budget runs alone')
+    this.bufferBudget = new ByteBudget(portalBudget)
     for (const port of opts.driver.ports) {
       const iqn = targetIqn(port.wwpn)
       this.targets.set(iqn, { iqn, port })
@@ -159,14 +160,14 @@ export class IscsiPortal implements PortalContext {
     return [...this.sessions.values()]
   }
 
-  /** Bytes of write buffers allocated now, all sessions together (never above the portal budget). */
-  get writeBufferBytes(): number {
-    return this.writeBudget.used
+  /** Bytes of data buffers (reads and writes) held now, all sessions together (never above the portal budget). */
+  get bufferBytes(): number {
+    return this.bufferBudget.used
   }
 
-  /** The most write-buffer bytes ever held at once. */
-  get writeBufferPeak(): number {
-    return this.writeBudget.peak
+  /** The most data-buffer bytes ever held at once. */
+  get bufferPeak(): number {
+    return this.bufferBudget.peak
   }
 
   /** TCP connections open now, logged in or not. */
@@ -213,7 +214,7 @@ export class IscsiPortal implements PortalContext {
       cmdSN: n.cmdSN,
       log: this.log.child({ tsih }),
       tasksOn: (loopId, _lun) => [...this.sessions.values()].filter((x) => x.target?.port.loopId === loopId),
-      writeBudget: new ByteBudget(this.sessionWriteBudget, this.writeBudget),
+      bufferBudget: new ByteBudget(this.sessionBufferBudget, this.bufferBudget),
     })
     s.conn = n.conn
     this.sessions.set(tsih, s)

@@ -10,8 +10,15 @@
  *   SCSI Command ─▶ [immediate data] ─▶ [unsolicited Data-Out … F] ─▶ R2T/Data-Out … ─▶ submit ─▶ SCSI Response
  *                   └─────────── first burst (FirstBurstLength) ─┘    (MaxBurstLength each)
  *
- * A read task: submit ─▶ Data-In … (F at each MaxBurstLength, S on the last
- * when there is no sense) ─▶ [SCSI Response when status was not collapsed].
+ * A read task: [buffer granted] ─▶ submit ─▶ Data-In … (F at each MaxBurstLength,
+ * S on the last when there is no sense) ─▶ [SCSI Response when status was not
+ * collapsed] ─▶ the last Data-In leaves the socket ─▶ buffer given back.
+ *
+ * Data buffers (EDTL bytes, both directions) come from the session's budget
+ * (its parent is the portal's): a command waits for its grant before its
+ * buffer exists. A read's buffer is given back only when the socket has
+ * written its last Data-In, so a peer that never reads holds at most the
+ * budget.
  *
  * Data-Out sequences (DataPDUInOrder and DataSequenceInOrder are always Yes):
  * the unsolicited burst and each R2T's burst count DataSN from 0 and fill
@@ -79,11 +86,11 @@ export const MAX_TRANSFER = 64 * 1024 * 1024
 /** Commands a session may have queued (the CmdSN window). */
 export const QUEUE_DEPTH = 64
 /**
- * Bytes one session may hold in write buffers: one largest command, so any
- * legal command can run, and 64 × 1 MiB (a Linux initiator's usual depth and
- * size) fit without waiting.
+ * Bytes one session may hold in data buffers (reads and writes): one largest
+ * command, so any legal command can run, and 64 × 1 MiB (a Linux initiator's
+ * usual depth and size) fit without waiting.
  */
-export const SESSION_WRITE_BUDGET = MAX_TRANSFER
+export const SESSION_BUFFER_BUDGET = MAX_TRANSFER
 /** Text request keys one exchange may send us (C bit PDUs together). */
 const TEXT_MAX = 65536
 
@@ -113,8 +120,11 @@ export const snaLe = (a: number, b: number): boolean => ((a - b) | 0) <= 0
 /** What a session needs from its connection. */
 export interface Transport {
   readonly params: SessionParams
-  /** Frames and sends a PDU (BHS already encoded; DataSegmentLength is set by the framing). */
-  send(bhs: Buffer, data: Buffer | null): void
+  /**
+   * Frames and sends a PDU (BHS already encoded; DataSegmentLength is set by the framing).
+   * `written` runs once the PDU has left for the kernel, or at once when it cannot be sent.
+   */
+  send(bhs: Buffer, data: Buffer | null, written?: () => void): void
   /** StatSN for a status-carrying PDU: returns the current value and advances it. */
   takeStatSN(): number
   /** StatSN for PDUs that do not carry status (R2T, Data-In without S). */
@@ -148,7 +158,7 @@ interface Task {
   write: boolean
   inWindow: boolean
   buf: Buffer | null
-  /** Its write buffer's claim on the session's and the portal's budget; null until asked. */
+  /** Its buffer's claim on the session's and the portal's budget; null until asked. */
   claim: Claim | null
   /** Immediate and unsolicited data that arrived before the claim was granted (in offset order). */
   staged: { offset: number; data: Buffer }[]
@@ -185,8 +195,8 @@ export interface SessionOptions {
   log: Logger
   /** Tasks of every session on a target port and LUN (LUN reset reaches them all). */
   tasksOn: (loopId: number, lun: number | null) => Session[]
-  /** This session's write-buffer budget (its parent is the portal's). */
-  writeBudget: ByteBudget
+  /** This session's data-buffer budget (its parent is the portal's). */
+  bufferBudget: ByteBudget
 }
 
 export class Session {
@@ -213,6 +223,10 @@ export class Session {
   private readonly budget: ByteBudget
   /** Bytes of write buffers this session holds now (granted claims, allocated). */
   writeBufferBytes = 0
+  /** Bytes of read buffers this session holds now, until their last Data-In has been written. */
+  readBufferBytes = 0
+  /** Read buffers handed to the socket, given back when their last Data-In is written (or the session closes). */
+  private readonly unsent = new Set<Claim>()
   closed = false
 
   readonly stats = { commands: 0, dataIn: 0, dataOut: 0, r2t: 0, tmf: 0, rejects: 0 }
@@ -226,7 +240,7 @@ export class Session {
     this.target = o.target
     this.driver = o.driver
     this.log = o.log
-    this.budget = o.writeBudget
+    this.budget = o.bufferBudget
     this.expCmdSN = o.cmdSN >>> 0
     this.lastMaxCmdSN = (this.expCmdSN + QUEUE_DEPTH - 1) >>> 0
   }
@@ -278,9 +292,12 @@ export class Session {
     return b
   }
 
-  private send(bhs: Buffer, data: Buffer | null = null): void {
-    if (!this.conn || this.closed) return
-    this.conn.send(bhs, data)
+  private send(bhs: Buffer, data: Buffer | null = null, written?: () => void): void {
+    if (!this.conn || this.closed) {
+      written?.()
+      return
+    }
+    this.conn.send(bhs, data, written)
   }
 
   // ---- SCSI commands ----
@@ -345,6 +362,12 @@ export class Session {
       this.respond(task, Status.CHECK_CONDITION, encodeFixedSense({ key: SenseKey.ILLEGAL_REQUEST, ...Asc.INVALID_FIELD_IN_CDB }), 0, 0, edtl)
       return
     }
+    if (h.read && edtl > 0) {
+      // The read's buffer comes from the budget too: the command waits (unsubmitted) until it is granted.
+      const claim = this.budget.claim(edtl, (c) => this.readGranted(task, c))
+      if (task.state === 'data-out' && !task.buf) task.claim = claim
+      return
+    }
     if (!h.write || edtl === 0) {
       this.submit(task)
       return
@@ -379,6 +402,18 @@ export class Session {
     this.writeBufferBytes += task.edtl
     for (const s of task.staged.splice(0)) s.data.copy(task.buf, s.offset)
     this.advanceWrite(task)
+  }
+
+  /** The read's claim was granted: allocate its buffer and submit. */
+  private readGranted(task: Task, claim: Claim): void {
+    if (task.aborted || this.closed || task.state !== 'data-out') {
+      claim.release()
+      return
+    }
+    task.claim = claim
+    task.buf = Buffer.allocUnsafe(task.edtl) // only the bytes the unit moved are ever sent
+    this.readBufferBytes += task.edtl
+    this.submit(task)
   }
 
   /**
@@ -496,9 +531,7 @@ export class Session {
     if (!this.target) return
     task.state = 'submitted'
     const direction = task.edtl === 0 ? DataDirection.None : task.write ? DataDirection.Out : task.read ? DataDirection.In : DataDirection.None
-    let data: Buffer | null = null
-    if (direction === DataDirection.Out) data = task.buf
-    else if (direction === DataDirection.In) data = task.buf = Buffer.allocUnsafe(task.edtl)
+    const data = direction === DataDirection.None ? null : task.buf
     try {
       this.driver.submit({ target: this.target.port.loopId, lun: task.lun < 0 ? 0xffff : task.lun, cdb: task.cdb, data, direction }, (c) =>
         this.completed(task, c),
@@ -602,6 +635,15 @@ export class Session {
     const collapse = sense === null
     let dataSN = 0
     let burst = 0
+    // The buffer's claim now belongs to the socket: given back once the last Data-In is written.
+    const claim = task.claim
+    task.claim = null
+    if (claim) this.unsent.add(claim)
+    const written = (): void => {
+      if (!claim || !this.unsent.delete(claim)) return
+      this.readBufferBytes -= claim.bytes
+      claim.release()
+    }
     for (let off = 0; off < data.length; ) {
       const n = Math.min(seg, data.length - off, p.maxBurstLength - burst)
       const last = off + n >= data.length
@@ -626,6 +668,7 @@ export class Session {
           residualCount: withStatus ? overflow || underflow : 0,
         }),
         data.subarray(off, off + n),
+        last ? written : undefined,
       )
       if (endOfBurst) burst = 0
       off += n
@@ -705,7 +748,10 @@ export class Session {
     task.state = 'done'
     if (this.tasks.get(task.itt) === task) this.tasks.delete(task.itt)
     if (task.claim) {
-      if (task.write && task.buf) this.writeBufferBytes -= task.edtl
+      if (task.buf) {
+        if (task.write) this.writeBufferBytes -= task.edtl
+        else this.readBufferBytes -= task.edtl
+      }
       task.claim.release()
       task.claim = null
     }
@@ -938,6 +984,11 @@ export class Session {
       if (t.state === 'data-out') this.finish(t)
     }
     this.early.clear()
+    for (const c of this.unsent) {
+      this.readBufferBytes -= c.bytes
+      c.release()
+    }
+    this.unsent.clear()
     this.conn = null
   }
 }

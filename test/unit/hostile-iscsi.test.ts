@@ -41,8 +41,8 @@ import {
   type PduLayout,
 } from '../../src/iscsi/pdu.js'
 import { encodeText } from '../../src/iscsi/text.js'
-import { MAX_TRANSFER, SESSION_WRITE_BUDGET } from '../../src/iscsi/session.js'
-import { PORTAL_WRITE_BUDGET } from '../../src/iscsi/server.js'
+import { MAX_TRANSFER, SESSION_BUFFER_BUDGET } from '../../src/iscsi/session.js'
+import { PORTAL_BUFFER_BUDGET } from '../../src/iscsi/server.js'
 import { IscsiInitiator } from '../../src/iscsi/initiator.js'
 
 const MiB = 1024 * 1024
@@ -437,8 +437,8 @@ describe('write buffers come from a session and a portal budget', () => {
       expect(await until(() => portal.listSessions().some((s) => s.outstanding === 64), 2000)).toBe(true)
       const held = portal.listSessions().find((s) => s.outstanding === 64)!
       expect(held.writeBufferBytes).toBe(64 * MiB)
-      expect(held.writeBufferBytes).toBeLessThanOrEqual(SESSION_WRITE_BUDGET)
-      expect(portal.writeBufferBytes).toBe(64 * MiB)
+      expect(held.writeBufferBytes).toBeLessThanOrEqual(SESSION_BUFFER_BUDGET)
+      expect(portal.bufferBytes).toBe(64 * MiB)
 
       // Another initiator is served exactly meanwhile.
       const good = new IscsiInitiator({ host: '127.0.0.1', port, target, log: silentLogger, initiatorName: 'iqn.test:good' })
@@ -454,12 +454,12 @@ describe('write buffers come from a session and a portal budget', () => {
       } finally {
         await good.close()
       }
-      expect(portal.writeBufferPeak).toBeLessThanOrEqual(PORTAL_WRITE_BUDGET)
-      expect(portal.writeBufferPeak).toBeLessThanOrEqual(64 * MiB + 8192)
+      expect(portal.bufferPeak).toBeLessThanOrEqual(PORTAL_BUFFER_BUDGET)
+      expect(portal.bufferPeak).toBeLessThanOrEqual(64 * MiB + 8192)
     } finally {
       attacker.s.destroy()
     }
-    expect(await until(() => portal.writeBufferBytes === 0 && portal.sessionCount === 0, 4000), 'every buffer given back').toBe(true)
+    expect(await until(() => portal.bufferBytes === 0 && portal.sessionCount === 0, 4000), 'every buffer given back').toBe(true)
   })
 
   it('immediate and unsolicited data of a write that waits for its buffer are kept and written once the buffer frees up', async () => {
@@ -476,7 +476,7 @@ describe('write buffers come from a session and a portal budget', () => {
       p.send(SCSI_COMMAND, { final: false, write: true, attr: 1, itt: 11, cmdSN: 3, expectedDataTransferLength: 16384, cdb: rw16(true, 64, 32) }, data.subarray(0, 4096))
       p.send(DATA_OUT, { final: true, itt: 11, ttt: 0xffffffff, dataSN: 0, bufferOffset: 4096 }, data.subarray(4096, 8192))
       expect(await expectPdu(p, (x) => x.bhs.readUInt32BE(16) === 11, 500), 'no R2T (or answer) while the buffer is not granted').toBeNull()
-      expect(portal.writeBufferBytes).toBe(64 * MiB)
+      expect(portal.bufferBytes).toBe(64 * MiB)
 
       p.send(TASK_MGMT_REQ, { immediate: true, final: true, function: TmfFunction.ABORT_TASK, itt: 12, referencedTaskTag: 10, refCmdSN: 2, cmdSN: 4 })
       const tmf = await expectPdu(p, isOp(Op.TASK_MGMT_RSP, 12))
@@ -495,11 +495,11 @@ describe('write buffers come from a session and a portal budget', () => {
     } finally {
       p.s.destroy()
     }
-    expect(await until(() => portal.writeBufferBytes === 0, 4000)).toBe(true)
+    expect(await until(() => portal.bufferBytes === 0, 4000)).toBe(true)
   })
 
   it('two clients with 24 MiB of 1 MiB writes in flight through a 4 MiB session and 6 MiB portal budget complete every write, and the data reads back', async () => {
-    const small = await startIscsiPortal({ host: '127.0.0.1', port: 0, driver, log: silentLogger, writeBudget: { session: 4 * MiB, portal: 6 * MiB } })
+    const small = await startIscsiPortal({ host: '127.0.0.1', port: 0, driver, log: silentLogger, bufferBudget: { session: 4 * MiB, portal: 6 * MiB } })
     const clients = [0, 1].map((i) => new IscsiInitiator({ host: '127.0.0.1', port: small.address().port, target, log: silentLogger, initiatorName: `iqn.test:busy${i}` }))
     try {
       for (const c of clients) {
@@ -509,8 +509,8 @@ describe('write buffers come from a session and a portal budget', () => {
       const blocks = Array.from({ length: 24 }, () => randomBytes(MiB))
       const results = await Promise.all(blocks.map((b, i) => clients[i % 2].command(0, rw16(true, (i * MiB) / 512 - (i >= 16 ? 16 * 2048 : 0), 2048), b, null)))
       expect(results.map((r) => r.status)).toEqual(blocks.map(() => 0))
-      expect(small.writeBufferPeak).toBe(6 * MiB)
-      expect(small.writeBufferBytes).toBe(0)
+      expect(small.bufferPeak).toBe(6 * MiB)
+      expect(small.bufferBytes).toBe(0)
       // Blocks 16..23 overwrote 0..7: the last writer of each range wins.
       for (let i = 8; i < 24; i++) {
         const back = Buffer.alloc(MiB)
@@ -521,6 +521,95 @@ describe('write buffers come from a session and a portal budget', () => {
     } finally {
       for (const c of clients) await c.close()
       await small.close()
+    }
+  })
+})
+
+describe('read buffers come from the same budget and are held until their Data-In has left the socket', () => {
+  let fabric: Fabric
+  let driver: HbaDriver
+  let portal: IscsiPortal
+  let port: number
+  let target: string
+
+  beforeAll(async () => {
+    // Sparse RAM: 64 MiB of LUN costs nothing until written, and a read of it moves 64 MiB.
+    fabric = buildFabric(defaultConfig({ targets: 1, size: 64 * MiB, blockSize: 512 }))
+    driver = await createHba({ index: 0, fabric, log: silentLogger })
+    portal = await startIscsiPortal({ host: '127.0.0.1', port: 0, driver, log: silentLogger })
+    port = portal.address().port
+    target = portal.targetNames()[0]
+  })
+  afterAll(async () => {
+    await portal?.close()
+    await driver?.shutdown(0)
+    if (fabric) await closeFabric(fabric)
+  })
+
+  it('64 READ(16) commands of 64 MiB EDTL (each moving the unit\'s largest transfer, 32 MiB) from a peer that never reads its socket hold one session budget, another session writes and reads exactly, and all is given back when the attacker leaves', async () => {
+    const conns0 = portal.connectionCount
+    const fds0 = openFds()
+    const memory0 = process.memoryUsage().arrayBuffers
+    const attacker = await Peer.open(port)
+    try {
+      await attacker.login(target)
+      attacker.s.pause() // reads nothing more: every Data-In piles up at the target
+      // All 64 in one write, so the target has them all before the first Data-In fills its socket.
+      const commands = Array.from({ length: 64 }, (_, i) => {
+        const b = Buffer.alloc(BHS_SIZE)
+        encodeBhs(SCSI_COMMAND, { final: true, read: true, attr: 1, itt: 100 + i, cmdSN: 1 + i, expectedDataTransferLength: 64 * MiB, cdb: rw16(false, 0, (32 * MiB) / 512) }, b)
+        return b
+      })
+      attacker.s.write(Buffer.concat(commands))
+      // The first command takes the unit attention (no data); the second gets its 64 MiB buffer and keeps it
+      // (the logical unit refuses more than 32 MiB in one command; the buffer is EDTL all the same).
+      await until(() => portal.bufferBytes === 64 * MiB, 3000)
+      await new Promise((r) => setTimeout(r, 500))
+      // What the process holds, whatever the counters say (without the budget: 64 × 64 MiB).
+      expect(process.memoryUsage().arrayBuffers - memory0).toBeLessThan(256 * MiB)
+      const held = portal.listSessions().find((s) => s.initiatorName === 'iqn.test:hostile')!
+      expect(held.outstanding).toBeGreaterThanOrEqual(62)
+      expect(held.readBufferBytes).toBe(64 * MiB)
+      expect(held.readBufferBytes).toBeLessThanOrEqual(SESSION_BUFFER_BUDGET)
+      expect(portal.bufferBytes).toBe(64 * MiB)
+
+      // Another initiator is served exactly meanwhile, from the rest of the portal budget.
+      const good = new IscsiInitiator({ host: '127.0.0.1', port, target, log: silentLogger, initiatorName: 'iqn.test:good' })
+      await good.connect()
+      try {
+        await ready(good)
+        const data = randomBytes(8192)
+        expect((await good.command(0, rw16(true, 4096, 16), data, null)).status).toBe(0)
+        const back = Buffer.alloc(8192)
+        const r = await good.command(0, rw16(false, 4096, 16), null, back)
+        expect([r.status, r.received]).toEqual([0, 8192])
+        expect(back.equals(data)).toBe(true)
+      } finally {
+        await good.close()
+      }
+      expect(portal.bufferPeak).toBeLessThanOrEqual(64 * MiB + 8192)
+      expect(portal.bufferBytes).toBe(64 * MiB)
+    } finally {
+      attacker.s.destroy()
+    }
+    expect(await until(() => portal.bufferBytes === 0 && portal.sessionCount === 0, 4000), 'every buffer given back').toBe(true)
+    expect(await until(() => portal.connectionCount === conns0 && openFds() <= fds0, 4000), 'connections and fds back to their level').toBe(true)
+  })
+
+  it('a read buffer is given back once its Data-In has been written, so a reading peer ends with nothing held', async () => {
+    const p = await Peer.open(port)
+    try {
+      await p.login(target)
+      p.send(SCSI_COMMAND, { final: true, itt: 1, cmdSN: 1, cdb: Buffer.alloc(16) }) // TEST UNIT READY: takes the unit attention
+      expect(await expectPdu(p, isOp(Op.SCSI_RESPONSE, 1))).not.toBeNull()
+      p.send(SCSI_COMMAND, { final: true, read: true, attr: 1, itt: 2, cmdSN: 2, expectedDataTransferLength: 4 * MiB, cdb: rw16(false, 0, (4 * MiB) / 512) })
+      let bytes = 0
+      for (let x = await expectPdu(p, isOp(Op.DATA_IN, 2)); x; x = decodeBhs(DATA_IN, x.bhs).statusPresent ? null : await expectPdu(p, isOp(Op.DATA_IN, 2))) bytes += x.data.length
+      expect(bytes).toBe(4 * MiB)
+      expect(await until(() => portal.bufferBytes === 0, 2000)).toBe(true)
+      expect(portal.listSessions().find((s) => s.initiatorName === 'iqn.test:hostile')?.readBufferBytes).toBe(0)
+    } finally {
+      p.s.destroy()
     }
   })
 })
