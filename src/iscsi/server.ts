@@ -15,7 +15,7 @@ import { ConfigError } from '../errors.js'
 import { quote } from '../util/quote.js'
 import { Connection, type NewSession, type PortalContext } from './connection.js'
 import { DEFAULT_LIMITS, type ChapConfig, type TargetLimits } from './login.js'
-import { MAX_TRANSFER, SESSION_BUFFER_BUDGET, Session, type SessionTarget } from './session.js'
+import { DATA_OUT_TIMEOUT_MS, MAX_TRANSFER, SESSION_BUFFER_BUDGET, Session, type SessionTarget } from './session.js'
 import { ByteBudget } from './budget.js'
 import { targetIqn } from './text.js'
 
@@ -37,6 +37,8 @@ export interface PortalOptions {
   limits?: Partial<TargetLimits>
   /** Data-buffer budgets in bytes (defaults SESSION_BUFFER_BUDGET, PORTAL_BUFFER_BUDGET). */
   bufferBudget?: { session?: number; portal?: number }
+  /** How long a write holding its buffer may wait for its next Data-Out before the connection is dropped (default DATA_OUT_TIMEOUT_MS). */
+  dataOutTimeoutMs?: number
 }
 
 export interface PortalAddress {
@@ -102,6 +104,7 @@ export class IscsiPortal implements PortalContext {
   private nextTsih = 1
   private readonly bufferBudget: ByteBudget
   private readonly sessionBufferBudget: number
+  private readonly dataOutTimeoutMs: number
   private bound: PortalAddress | null = null
 
   constructor(opts: PortalOptions) {
@@ -117,6 +120,10 @@ export class IscsiPortal implements PortalContext {
     }
     if (this.sessionBufferBudget < MAX_TRANSFER) this.log.warn({ event: 'iscsi_small_buffer_budget', session: this.sessionBufferBudget, maxTransfer: MAX_TRANSFER }, 'a command larger than the session buffer budget runs alone')
     this.bufferBudget = new ByteBudget(portalBudget)
+    this.dataOutTimeoutMs = opts.dataOutTimeoutMs ?? DATA_OUT_TIMEOUT_MS
+    if (!(this.dataOutTimeoutMs > 0 && this.dataOutTimeoutMs <= 2 ** 31 - 1)) {
+      throw new ConfigError('dataOutTimeoutMs', `needs a number of milliseconds in 1..2147483647, got ${quote(this.dataOutTimeoutMs)}`)
+    }
     for (const port of opts.driver.ports) {
       const iqn = targetIqn(port.wwpn)
       this.targets.set(iqn, { iqn, port })
@@ -215,6 +222,7 @@ export class IscsiPortal implements PortalContext {
       log: this.log.child({ tsih }),
       tasksOn: (loopId, _lun) => [...this.sessions.values()].filter((x) => x.target?.port.loopId === loopId),
       bufferBudget: new ByteBudget(this.sessionBufferBudget, this.bufferBudget),
+      dataOutTimeoutMs: this.dataOutTimeoutMs,
     })
     s.conn = n.conn
     this.sessions.set(tsih, s)

@@ -18,7 +18,9 @@
  * (its parent is the portal's): a command waits for its grant before its
  * buffer exists. A read's buffer is given back only when the socket has
  * written its last Data-In, so a peer that never reads holds at most the
- * budget.
+ * budget. A write that holds its buffer and waits for Data-Out must get its
+ * next PDU within dataOutTimeoutMs, or the connection is dropped (LIO does
+ * the same at ErrorRecoveryLevel 0): an idle peer cannot keep a budget.
  *
  * Data-Out sequences (DataPDUInOrder and DataSequenceInOrder are always Yes):
  * the unsolicited burst and each R2T's burst count DataSN from 0 and fill
@@ -91,6 +93,8 @@ export const QUEUE_DEPTH = 64
  * usual depth and size) fit without waiting.
  */
 export const SESSION_BUFFER_BUDGET = MAX_TRANSFER
+/** How long a write that holds its buffer waits for its next Data-Out PDU before the connection is dropped. */
+export const DATA_OUT_TIMEOUT_MS = 15_000
 /** Text request keys one exchange may send us (C bit PDUs together). */
 const TEXT_MAX = 65536
 
@@ -134,6 +138,8 @@ export interface Transport {
   reject(reason: number, bhs: Buffer): void
   /** Closes the connection after everything queued so far has been written. */
   closeAfterFlush(): void
+  /** Drops the connection now (its session closes). */
+  destroy(): void
 }
 
 export interface SessionTarget {
@@ -160,6 +166,8 @@ interface Task {
   buf: Buffer | null
   /** Its buffer's claim on the session's and the portal's budget; null until asked. */
   claim: Claim | null
+  /** performance.now() by which the next Data-Out must arrive, while the write holds its buffer. */
+  dataOutBy: number
   /** Immediate and unsolicited data that arrived before the claim was granted (in offset order). */
   staged: { offset: number; data: Buffer }[]
   received: number
@@ -197,6 +205,8 @@ export interface SessionOptions {
   tasksOn: (loopId: number, lun: number | null) => Session[]
   /** This session's data-buffer budget (its parent is the portal's). */
   bufferBudget: ByteBudget
+  /** See DATA_OUT_TIMEOUT_MS. */
+  dataOutTimeoutMs?: number
 }
 
 export class Session {
@@ -227,6 +237,8 @@ export class Session {
   readBufferBytes = 0
   /** Read buffers handed to the socket, given back when their last Data-In is written (or the session closes). */
   private readonly unsent = new Set<Claim>()
+  private readonly dataOutTimeoutMs: number
+  private dataOutTimer: NodeJS.Timeout | null = null
   closed = false
 
   readonly stats = { commands: 0, dataIn: 0, dataOut: 0, r2t: 0, tmf: 0, rejects: 0 }
@@ -241,6 +253,7 @@ export class Session {
     this.driver = o.driver
     this.log = o.log
     this.budget = o.bufferBudget
+    this.dataOutTimeoutMs = o.dataOutTimeoutMs ?? DATA_OUT_TIMEOUT_MS
     this.expCmdSN = o.cmdSN >>> 0
     this.lastMaxCmdSN = (this.expCmdSN + QUEUE_DEPTH - 1) >>> 0
   }
@@ -340,6 +353,7 @@ export class Session {
       inWindow: !h.immediate,
       buf: null,
       claim: null,
+      dataOutBy: 0,
       staged: [],
       received: 0,
       unsolicitedLeft: 0,
@@ -402,6 +416,7 @@ export class Session {
     this.writeBufferBytes += task.edtl
     for (const s of task.staged.splice(0)) s.data.copy(task.buf, s.offset)
     this.advanceWrite(task)
+    if (task.state === 'data-out') this.awaitDataOut(task)
   }
 
   /** The read's claim was granted: allocate its buffer and submit. */
@@ -414,6 +429,40 @@ export class Session {
     task.buf = Buffer.allocUnsafe(task.edtl) // only the bytes the unit moved are ever sent
     this.readBufferBytes += task.edtl
     this.submit(task)
+  }
+
+  // ---- Data-Out timeout ----
+
+  /**
+   * The write holds its buffer and waits for Data-Out (an R2T went out, or
+   * unsolicited data is due): its next PDU must come within the timeout.
+   * One timer per session sweeps the waiting tasks, none per PDU.
+   */
+  private awaitDataOut(task: Task): void {
+    task.dataOutBy = performance.now() + this.dataOutTimeoutMs
+    if (!this.dataOutTimer) this.armDataOutTimer(this.dataOutTimeoutMs)
+  }
+
+  private armDataOutTimer(ms: number): void {
+    this.dataOutTimer = setTimeout(() => this.checkDataOut(), Math.max(1, Math.ceil(ms)))
+    this.dataOutTimer.unref()
+  }
+
+  private checkDataOut(): void {
+    this.dataOutTimer = null
+    if (this.closed) return
+    const now = performance.now()
+    let next = Infinity
+    for (const t of this.tasks.values()) {
+      if (!t.write || t.state !== 'data-out' || !t.buf || t.aborted) continue
+      if (t.dataOutBy <= now) {
+        this.log.info({ event: 'iscsi_data_out_timeout', itt: t.itt, edtl: t.edtl, received: t.received, timeoutMs: this.dataOutTimeoutMs }, 'no Data-Out in time: dropping the connection')
+        this.conn?.destroy()
+        return
+      }
+      next = Math.min(next, t.dataOutBy)
+    }
+    if (next !== Infinity) this.armDataOutTimer(next - now)
   }
 
   /**
@@ -476,6 +525,7 @@ export class Session {
       task.received += data.length
     }
     this.advanceWrite(task)
+    if (task.state === 'data-out' && task.buf) task.dataOutBy = performance.now() + this.dataOutTimeoutMs
   }
 
   /** Issues R2Ts for what is still missing, or submits when the data is complete. */
@@ -989,6 +1039,8 @@ export class Session {
       c.release()
     }
     this.unsent.clear()
+    if (this.dataOutTimer) clearTimeout(this.dataOutTimer)
+    this.dataOutTimer = null
     this.conn = null
   }
 }

@@ -13,7 +13,7 @@ import type { HbaDriver } from '../../src/hba/driver.js'
 import { buildFabric, closeFabric, defaultConfig } from '../../src/targets/config.js'
 import type { Fabric } from '../../src/targets/types.js'
 import { silentLogger } from '../../src/log.js'
-import { startIscsiPortal, type IscsiPortal } from '../../src/iscsi/server.js'
+import { IscsiPortal, PORTAL_BUFFER_BUDGET, startIscsiPortal } from '../../src/iscsi/server.js'
 import { PduReader, framePdu, type RawPdu } from '../../src/iscsi/framing.js'
 import {
   BHS_SIZE,
@@ -42,7 +42,6 @@ import {
 } from '../../src/iscsi/pdu.js'
 import { encodeText } from '../../src/iscsi/text.js'
 import { MAX_TRANSFER, SESSION_BUFFER_BUDGET } from '../../src/iscsi/session.js'
-import { PORTAL_BUFFER_BUDGET } from '../../src/iscsi/server.js'
 import { IscsiInitiator } from '../../src/iscsi/initiator.js'
 
 const MiB = 1024 * 1024
@@ -611,5 +610,114 @@ describe('read buffers come from the same budget and are held until their Data-I
     } finally {
       p.s.destroy()
     }
+  })
+})
+
+describe('a write that holds its buffer and gets no Data-Out drops its connection after the Data-Out timeout', () => {
+  const TIMEOUT = 600
+  let fabric: Fabric
+  let driver: HbaDriver
+  let portal: IscsiPortal
+  let port: number
+  let target: string
+
+  beforeAll(async () => {
+    fabric = buildFabric(defaultConfig({ targets: 1, size: 16 * MiB, blockSize: 512 }))
+    driver = await createHba({ index: 0, fabric, log: silentLogger })
+    portal = await startIscsiPortal({ host: '127.0.0.1', port: 0, driver, log: silentLogger, bufferBudget: { session: 4 * MiB, portal: 8 * MiB }, dataOutTimeoutMs: TIMEOUT })
+    port = portal.address().port
+    target = portal.targetNames()[0]
+  })
+  afterAll(async () => {
+    await portal?.close()
+    await driver?.shutdown(0)
+    if (fabric) await closeFabric(fabric)
+  })
+
+  /** A logged-in peer past its unit attention. */
+  async function peer(ops: Record<string, string> = {}): Promise<Peer> {
+    const p = await Peer.open(port)
+    await p.login(target, ops)
+    p.send(SCSI_COMMAND, { final: true, itt: 1, cmdSN: 1, cdb: Buffer.alloc(16) })
+    expect(await expectPdu(p, isOp(Op.SCSI_RESPONSE, 1))).not.toBeNull()
+    return p
+  }
+
+  it('two peers that take their R2T and send nothing fill the portal budget only until the timeout: they are dropped, their buffers given back, and the writer waiting behind them completes', async () => {
+    const conns0 = portal.connectionCount
+    const fds0 = openFds()
+    const attackers = [await peer(), await peer()]
+    const good = new IscsiInitiator({ host: '127.0.0.1', port, target, log: silentLogger, initiatorName: 'iqn.test:good' })
+    try {
+      for (const a of attackers) {
+        a.send(SCSI_COMMAND, { final: true, write: true, attr: 1, itt: 10, cmdSN: 2, expectedDataTransferLength: 4 * MiB, cdb: rw16(true, 0, (4 * MiB) / 512) })
+        expect(await expectPdu(a, isOp(Op.R2T, 10)), 'the write gets its R2T').not.toBeNull()
+      }
+      expect(portal.bufferBytes).toBe(8 * MiB)
+
+      await good.connect()
+      await ready(good)
+      const data = randomBytes(MiB)
+      const w = await good.command(0, rw16(true, 8192, 2048), data, null)
+      expect(w.status).toBe(0)
+      // The writer got its buffer only because the idle peers were dropped.
+      for (const a of attackers) {
+        expect(await until(() => a.ended, 2000), 'the idle writer was dropped').toBe(true)
+        expect(a.got.some((x) => opcodeOf(x.bhs) === Op.SCSI_RESPONSE && x.bhs.readUInt32BE(16) === 10), 'no answer to the dropped write').toBe(false)
+      }
+      expect(portal.bufferPeak).toBe(8 * MiB)
+      const back = Buffer.alloc(MiB)
+      expect((await good.command(0, rw16(false, 8192, 2048), null, back)).status).toBe(0)
+      expect(back.equals(data)).toBe(true)
+    } finally {
+      await good.close()
+      for (const a of attackers) a.s.destroy()
+    }
+    expect(await until(() => portal.bufferBytes === 0 && portal.sessionCount === 0, 4000), 'every buffer given back').toBe(true)
+    expect(await until(() => portal.connectionCount === conns0 && openFds() <= fds0, 4000), 'connections and fds back to their level').toBe(true)
+  })
+
+  it('a write whose promised unsolicited data never comes (InitialR2T=No) is dropped after the timeout too', async () => {
+    const p = await peer({ InitialR2T: 'No', ImmediateData: 'No', FirstBurstLength: '65536' })
+    try {
+      p.send(SCSI_COMMAND, { final: false, write: true, attr: 1, itt: 10, cmdSN: 2, expectedDataTransferLength: MiB, cdb: rw16(true, 0, 2048) })
+      expect(await until(() => portal.bufferBytes === MiB, 2000)).toBe(true)
+      expect(await until(() => p.ended, TIMEOUT + 3000), 'the idle writer was dropped').toBe(true)
+      expect(await until(() => portal.bufferBytes === 0 && portal.sessionCount === 0, 2000)).toBe(true)
+    } finally {
+      p.s.destroy()
+    }
+  })
+
+  it('refuses a Data-Out timeout that is not a positive number of milliseconds, naming the option', () => {
+    for (const bad of [0, -1, Number.NaN, 2 ** 31]) {
+      expect(() => new IscsiPortal({ host: '127.0.0.1', port: 0, driver, log: silentLogger, dataOutTimeoutMs: bad })).toThrow(/^dataOutTimeoutMs: needs a number of milliseconds/)
+    }
+  })
+
+  it('a slow writer whose Data-Out PDUs come a third of the timeout apart, three timeouts in all, is not dropped and its data is written', async () => {
+    const p = await peer()
+    try {
+      const data = randomBytes(80 * 1024)
+      p.send(SCSI_COMMAND, { final: true, write: true, attr: 1, itt: 10, cmdSN: 2, expectedDataTransferLength: data.length, cdb: rw16(true, 100, data.length / 512) })
+      const r2t = decodeBhs(R2T, (await expectPdu(p, isOp(Op.R2T, 10)))!.bhs)
+      expect(r2t.desiredDataTransferLength).toBe(data.length)
+      const piece = 8192
+      for (let off = 0, sn = 0; off < data.length; off += piece, sn++) {
+        await new Promise((r) => setTimeout(r, TIMEOUT / 3))
+        expect(p.ended, `still connected before Data-Out ${sn}`).toBe(false)
+        p.send(DATA_OUT, { final: off + piece >= data.length, itt: 10, ttt: r2t.ttt, dataSN: sn, bufferOffset: off }, data.subarray(off, off + piece))
+      }
+      const rsp = await expectPdu(p, isOp(Op.SCSI_RESPONSE, 10))
+      expect(rsp && decodeBhs(SCSI_RESPONSE, rsp.bhs).status).toBe(0)
+      p.send(SCSI_COMMAND, { final: true, read: true, attr: 1, itt: 11, cmdSN: 3, expectedDataTransferLength: data.length, cdb: rw16(false, 100, data.length / 512) })
+      const parts: Buffer[] = []
+      for (let x = await expectPdu(p, isOp(Op.DATA_IN, 11)); x; x = decodeBhs(DATA_IN, x.bhs).statusPresent ? null : await expectPdu(p, isOp(Op.DATA_IN, 11))) parts.push(x.data)
+      expect(Buffer.concat(parts).equals(data)).toBe(true)
+      expect(p.ended).toBe(false)
+    } finally {
+      p.s.destroy()
+    }
+    expect(await until(() => portal.bufferBytes === 0 && portal.sessionCount === 0, 2000)).toBe(true)
   })
 })
