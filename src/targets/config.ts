@@ -22,6 +22,7 @@ import {
 } from './registry.js'
 import type { AluaState, Fabric, Lun, TargetPort } from './types.js'
 import { defaultWwnn, defaultWwpn, parseWwn } from './wwn.js'
+import { DEFAULT_WRITE_CACHE_BYTES, WriteCache } from './write-cache.js'
 
 export type { BackendConfig } from './registry.js'
 
@@ -40,6 +41,8 @@ export interface LunConfig {
   readonly writeProtect: boolean
   /** Set when this LUN exports a shared unit (logicalUnits[].id): every LUN naming it is the same logical unit. */
   readonly logicalUnit?: string
+  /** "writeCache": "volatile": a write cache of this many bytes in front of the backend (targets/write-cache.ts). Absent: off. */
+  readonly writeCache?: { readonly size: number }
 }
 
 export interface TargetConfig {
@@ -101,6 +104,8 @@ const lunSchema = z
     serial: z.string().optional(),
     writeProtect: z.boolean().optional(),
     logicalUnit: z.string().optional(),
+    writeCache: z.string().optional(),
+    writeCacheSize: sizeInput.optional(),
   })
   .strict()
 
@@ -133,6 +138,8 @@ const logicalUnitSchema = z
     product: z.string().optional(),
     revision: z.string().optional(),
     naa: z.string().optional(),
+    writeCache: z.string().optional(),
+    writeCacheSize: sizeInput.optional(),
   })
   .strict()
 
@@ -418,7 +425,7 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
           const known = ids.slice(0, 8).map((k) => show(k)).join(', ') + (ids.length > 8 ? `, … (${ids.length} ids)` : '')
           throw new ConfigError(`${lat}.logicalUnit`, `no logicalUnits entry with id ${show(id)}${known ? ` (ids: ${known})` : ''}`)
         }
-        for (const k of ['size', 'blockSize', 'backend', 'serial', 'writeProtect'] as const) {
+        for (const k of ['size', 'blockSize', 'backend', 'serial', 'writeProtect', 'writeCache', 'writeCacheSize'] as const) {
           if (l[k] !== undefined) {
             throw new ConfigError(`${lat}.${k}`, `cannot be set on a LUN that exports logical unit ${show(id)}; set it in logicalUnits[${u.index}]`)
           }
@@ -450,7 +457,7 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
       const naa = deriveNaa(wwnn, lun)
       claimNaa(naa, `LUN ${lun}`, lat, `${at}.wwnn`, 'choose wwnns that differ in their last six hex digits')
       const product = t.product ?? backendType(backend.type).product
-      return { lun, size, blockSize, backend, vendor, product, revision, serial, naa, writeProtect: l.writeProtect ?? false }
+      return { lun, size, blockSize, backend, vendor, product, revision, serial, naa, writeProtect: l.writeProtect ?? false, ...writeCacheOf(l, blockSize, lat) }
     })
     return { wwpn, wwnn, loopId, portId, relativePortId, portGroup, ...(aluaState !== undefined ? { aluaState } : {}), luns }
   })
@@ -539,7 +546,34 @@ function sharedUnit(
     naa,
     writeProtect: l.writeProtect ?? false,
     logicalUnit: l.id,
+    ...writeCacheOf(l, blockSize, at),
   }
+}
+
+/** "writeCache": "volatile" | "off" (default) and "writeCacheSize" (default 64 MiB) of a LUN or shared unit. */
+function writeCacheOf(l: { writeCache?: string; writeCacheSize?: string | number }, blockSize: number, at: string): { writeCache?: { size: number } } {
+  if (l.writeCache !== undefined && l.writeCache !== 'volatile' && l.writeCache !== 'off') {
+    throw new ConfigError(`${at}.writeCache`, `must be "volatile" or "off", got ${show(l.writeCache)}`)
+  }
+  if (l.writeCache !== 'volatile') {
+    if (l.writeCacheSize !== undefined) throw new ConfigError(`${at}.writeCacheSize`, 'goes with "writeCache": "volatile"')
+    return {}
+  }
+  const size = l.writeCacheSize === undefined ? DEFAULT_WRITE_CACHE_BYTES : parseSize(l.writeCacheSize, `${at}.writeCacheSize`)
+  if (size < blockSize) throw new ConfigError(`${at}.writeCacheSize`, `must hold at least one ${blockSize}-byte block, got ${size} bytes`)
+  return { writeCache: { size } }
+}
+
+/**
+ * The config with every LUN's write cache set by the mount flag --write-cache (volatile: a cache of
+ * the size the LUN gives, else 64 MiB; off: none), whatever the file says.
+ */
+export function withWriteCache(cfg: FabricConfig, mode: 'volatile' | 'off'): FabricConfig {
+  const set = (l: LunConfig): LunConfig => {
+    const { writeCache, ...rest } = l
+    return mode === 'off' ? rest : { ...rest, writeCache: writeCache ?? { size: DEFAULT_WRITE_CACHE_BYTES } }
+  }
+  return { ...cfg, targets: cfg.targets.map((t) => ({ ...t, luns: t.luns.map(set) })) }
 }
 
 function unique<T>(seen: Map<T, number>, v: T | undefined, i: number, name: string): void {
@@ -730,7 +764,10 @@ function unitKey(l: LunConfig, i: number, j: number): string {
 function lunOf(l: LunConfig, backend: Backend): Lun {
   const facts: LunFacts = { blockSize: l.blockSize, blocks: l.size / l.blockSize, vendor: l.vendor, product: l.product, revision: l.revision, serial: l.serial }
   const own = backendType(l.backend.type).describe?.(l.backend, backend)
-  return { lun: l.lun, ...facts, ...own, backend, naa: l.naa, writeProtect: l.writeProtect }
+  if (l.writeCache === undefined) return { lun: l.lun, ...facts, ...own, backend, naa: l.naa, writeProtect: l.writeProtect }
+  // The cache is the unit's: the Lun reaches the store through it, and close() writes it back first.
+  const writeCache = new WriteCache(backend, { blockSize: own?.blockSize ?? l.blockSize, size: l.writeCache.size, name: l.naa })
+  return { lun: l.lun, ...facts, ...own, backend: writeCache, writeCache, naa: l.naa, writeProtect: l.writeProtect }
 }
 
 function assemble(cfg: FabricConfig, backends: Map<string, Backend>): Fabric {
