@@ -1,7 +1,8 @@
 /**
  * A backend that is a LUN on a remote iSCSI target:
  * `iscsi://[user%secret@]host[:port]/<target-iqn>/<lun>` (the URL and the
- * opener registry are targets/iscsi.ts; src/server.ts registers `open`).
+ * backend type are targets/iscsi.ts; src/server.ts registers
+ * `iscsiBackendType(IscsiBackend.open)`).
  *
  * Capacity and block size come from the remote (READ CAPACITY(16) at open).
  * Block I/O becomes READ(16)/WRITE(16) of at most 1 MiB each, all in flight
