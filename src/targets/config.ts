@@ -20,9 +20,11 @@ import {
   type BackendParseContext,
   type LunFacts,
 } from './registry.js'
-import type { AluaState, Fabric, Lun, TargetPort } from './types.js'
+import type { AluaState, Fabric, Initiator, Lun, TargetPort, Zone } from './types.js'
 import { defaultWwnn, defaultWwpn, parseWwn } from './wwn.js'
 import { DEFAULT_WRITE_CACHE_BYTES, WriteCache } from './write-cache.js'
+import { accessSchema, parseAccess, portAccess, type AccessConfig } from './access.js'
+import { checkInitiatorsAgainstTargets, initiatorSchema, parseInitiators, parseZones, zoneSchema } from './zoning.js'
 
 export type { BackendConfig } from './registry.js'
 
@@ -55,6 +57,8 @@ export interface TargetConfig {
   /** Only when the config names one; absent means active/optimized. */
   readonly aluaState?: AluaState
   readonly luns: readonly LunConfig[]
+  /** LUN masking (targets/access.ts); absent: every initiator sees every LUN. */
+  readonly access?: readonly AccessConfig[]
 }
 
 /** A validated, fully defaulted fabric description. */
@@ -62,6 +66,10 @@ export interface FabricConfig {
   readonly targets: readonly TargetConfig[]
   /** The ids of the shared logical units (config logicalUnits[]), in file order. */
   readonly logicalUnits: readonly string[]
+  /** The host ports (HBAs), defaults filled in; parseConfig always sets it (absent: one default HBA). */
+  readonly initiators?: readonly Initiator[]
+  /** Zoning (targets/zoning.ts); absent: every initiator sees every target. */
+  readonly zones?: readonly Zone[]
   /**
    * Fault rules installed once the fabric is up, in file order: lines of the
    * src/faults/rule.ts syntax, checked by src/server.ts (faults/ sits above
@@ -123,6 +131,7 @@ const targetSchema = z
     revision: z.string().optional(),
     serial: z.string().optional(),
     luns: z.array(lunSchema).optional(),
+    access: z.array(accessSchema).optional(),
   })
   .strict()
 
@@ -149,6 +158,8 @@ const fileSchema = z
     logicalUnits: z.array(logicalUnitSchema).optional(),
     defaults: z.object({ size: sizeInput.optional(), blockSize: z.number().optional(), backingDir: z.string().optional() }).strict().optional(),
     faults: z.array(z.string()).optional(),
+    initiators: z.array(initiatorSchema).optional(),
+    zones: z.array(zoneSchema).optional(),
   })
   .strict()
 
@@ -313,6 +324,8 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
     backingDir = resolve(baseDir, input.defaults.backingDir)
   }
 
+  const initiators = parseInitiators(input.initiators)
+
   // Shared logical units, by id.
   const units = new Map<string, UnitDraft>()
   ;(input.logicalUnits ?? []).forEach((u, k) => {
@@ -459,8 +472,11 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
       const product = t.product ?? backendType(backend.type).product
       return { lun, size, blockSize, backend, vendor, product, revision, serial, naa, writeProtect: l.writeProtect ?? false, ...writeCacheOf(l, blockSize, lat) }
     })
-    return { wwpn, wwnn, loopId, portId, relativePortId, portGroup, ...(aluaState !== undefined ? { aluaState } : {}), luns }
+    const access = t.access === undefined ? undefined : parseAccess(t.access, `${at}.access`, luns.map((l) => l.lun), initiators)
+    return { wwpn, wwnn, loopId, portId, relativePortId, portGroup, ...(aluaState !== undefined ? { aluaState } : {}), luns, ...(access ? { access } : {}) }
   })
+  checkInitiatorsAgainstTargets(initiators, targets)
+  const zones = input.zones === undefined ? undefined : parseZones(input.zones, initiators, new Set([...initiators, ...targets].map((p) => p.wwpn)))
 
   for (const [id, u] of units) {
     if (u.config === undefined) {
@@ -473,6 +489,8 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
   return {
     targets,
     logicalUnits: [...units.keys()],
+    initiators,
+    ...(zones ? { zones } : {}),
     ...(input.faults ? { faults: [...input.faults] } : {}),
     ...(backingDir !== undefined ? { backingDir: { path: backingDir, field: 'defaults.backingDir' } } : {}),
   }
@@ -688,6 +706,8 @@ export interface DefaultConfigOptions {
   readonly backingDir?: string
   /** Remote LUNs (the CLI's --import): one more target port per URL, its LUN 0 that remote LUN (the backend type that takes imports, registry.ts). */
   readonly imports?: readonly string[]
+  /** Host ports (HBAs) of the default names, hba0 … (the CLI's --hbas); default 1. */
+  readonly hbas?: number
 }
 
 /**
@@ -704,6 +724,7 @@ export function defaultConfig(opts: DefaultConfigOptions = {}): FabricConfig {
   let cfg = parseConfig(
     {
       targets: [...Array.from({ length: n }, () => ({})), ...backends.map((backend) => ({ luns: [{ backend }] }))],
+      ...(opts.hbas !== undefined ? { initiators: Array.from({ length: opts.hbas }, () => ({})) } : {}),
       defaults: {
         size: opts.size ?? DEFAULT_SIZE,
         blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE,
@@ -785,9 +806,10 @@ function assemble(cfg: FabricConfig, backends: Map<string, Backend>): Fabric {
     })
     const port: TargetPort = { wwpn: t.wwpn, wwnn: t.wwnn, portId: t.portId, loopId: t.loopId, relativePortId: t.relativePortId, portGroup: t.portGroup, luns }
     if (t.aluaState !== undefined) port.aluaState = t.aluaState
+    if (t.access !== undefined) port.access = portAccess(t.access)
     return port
   })
-  return { ports }
+  return { ports, initiators: cfg.initiators ?? parseInitiators(undefined), ...(cfg.zones?.length ? { zones: cfg.zones } : {}) }
 }
 
 export interface OpenFabricOptions {

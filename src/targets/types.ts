@@ -49,6 +49,29 @@ export interface TargetPort {
    * TARGET PORT GROUPS reports it. Absent: active/optimized.
    */
   aluaState?: AluaState
+  /**
+   * LUN masking (targets/access.ts): initiator WWPN → the LUN number that
+   * initiator addresses → this port's LUN. Absent: every initiator sees every
+   * LUN under its own number. Replaced whole when the masks change.
+   */
+  access?: PortAccess
+}
+
+/** initiator WWPN → (LUN as the initiator addresses it → the port's LUN number). */
+export type PortAccess = ReadonlyMap<string, ReadonlyMap<number, number>>
+
+/** A host port (an HBA) on the fabric. */
+export interface Initiator {
+  /** What the config and the CLI call it ("hostA"). */
+  readonly name: string
+  readonly wwpn: string
+  readonly wwnn: string
+}
+
+/** A zone of the name server: ports that may see each other (WWPNs). */
+export interface Zone {
+  readonly name: string
+  readonly members: readonly string[]
 }
 
 /** SPC-4 asymmetric access states, as REPORT TARGET PORT GROUPS names them. */
@@ -57,4 +80,12 @@ export type AluaState = 'active/optimized' | 'active/non-optimized' | 'standby' 
 /** What the HBA's firmware sees when it logs into the fabric. */
 export interface Fabric {
   readonly ports: TargetPort[]
+  /** The host ports, in config order (HBA n is initiators[n]); absent: one HBA of the default names. */
+  readonly initiators?: readonly Initiator[]
+  /**
+   * Zoning (targets/zoning.ts asks it for each initiator): absent or empty,
+   * every initiator sees every target port; else only the ports it shares a
+   * zone with. Replaced whole when the zones change.
+   */
+  zones?: readonly Zone[]
 }

@@ -4,7 +4,8 @@
  * ("21:00:00:24:FF:00:00:01") in any case on input.
  *
  * Defaults follow QLogic's pattern: WWPN 21:00:00:24:ff:xx:xx:xx and WWNN
- * 20:00:00:24:ff:xx:xx:xx (IEEE extended, OUI 00:24:ff), numbered from 1.
+ * 20:00:00:24:ff:xx:xx:xx (IEEE extended, OUI 00:24:ff), numbered from 1;
+ * the host ports (HBAs) 21:00:00:1b:32:xx:xx:xx and 20:00:00:1b:32:xx:xx:xx.
  */
 import { ConfigError } from '../errors.js'
 import { quote } from '../util/quote.js'
@@ -35,6 +36,16 @@ export function defaultWwpn(i: number): string {
 /** Target i's default node name: "20000024ff" + (i+1) in 6 hex digits. */
 export function defaultWwnn(i: number): string {
   return `20000024ff${suffix(i)}`
+}
+
+/** Host port i's default port name (the HBAs): "2100001b32" + (i+1) in 6 hex digits, like a QLogic HBA. */
+export function defaultHostWwpn(i: number): string {
+  return `2100001b32${suffix(i)}`
+}
+
+/** Host port i's default node name: "2000001b32" + (i+1) in 6 hex digits. */
+export function defaultHostWwnn(i: number): string {
+  return `2000001b32${suffix(i)}`
 }
 
 /** "21:00:00:24:ff:00:00:01" from "21000024ff000001". */
