@@ -91,7 +91,7 @@ export class FirmwareMailbox {
         const login = this.logins.get(mb[1])
         if (!login) return [Mbs.COMMAND_PARAMETER_ERROR]
         this.engine.abortNexus(mb[1], mb[2])
-        login.target.resetLun(mb[2])
+        login.target.resetLun(mb[2], this.logins.initiatorWwpn) // the LUN as this initiator addresses it (masking)
         return [Mbs.COMPLETE]
       }
       case Mbc.GET_LINK_STATISTICS: {
@@ -122,7 +122,7 @@ export class FirmwareMailbox {
     if (!reqMem || !rspMem || icb.requestQLength < 2 || icb.responseQLength < 2) {
       return [Mbs.COMMAND_PARAMETER_ERROR]
     }
-    this.logins.loginAll()
+    this.logins.loginAll(icb.portName)
     this.engine.start(new Ring(reqMem, icb.requestQLength), new Ring(rspMem, icb.responseQLength), icb.portName)
     this.log.debug({ event: 'firmware_ready', targets: this.logins.size, requestQ: icb.requestQLength, responseQ: icb.responseQLength }, 'firmware initialised')
     return [Mbs.COMPLETE]

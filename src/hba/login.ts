@@ -3,12 +3,17 @@
  * PRLI at INITIALIZE FIRMWARE, and again when the fabric changes), under which
  * loop id, and what a port's link going down and coming back does.
  *
+ * Which ports there are to log into is the fabric name server's answer for
+ * this initiator (targets/zoning.ts visibleTargets): a port outside its zones
+ * is never logged into, so GET ID LIST and the port database never show it.
+ *
  * The login table knows nothing of rings or exchanges: what a lost or
  * returning port means for the commands in flight is the ring engine's, told
  * through LoginEvents.
  */
 import type { Logger } from '../log.js'
 import type { Fabric, TargetPort } from '../targets/types.js'
+import { visibleTargets } from '../targets/zoning.js'
 import type { ScsiTarget } from '../scsi/target.js'
 import { CompStatus } from './iocb.js'
 import { AsyncEvent } from './registers.js'
@@ -44,6 +49,8 @@ export interface LoginEvents<P> {
 
 export class PortLogins<P> {
   private readonly byLoopId = new Map<number, Login<P>>()
+  /** This firmware's port name, as the name server knows it (INITIALIZE FIRMWARE's). */
+  private initiator = ''
 
   constructor(
     private readonly fabric: Fabric,
@@ -51,6 +58,11 @@ export class PortLogins<P> {
     private readonly log: Logger,
     private readonly events: LoginEvents<P>,
   ) {}
+
+  /** The initiator port these logins are made as (its WWPN). */
+  get initiatorWwpn(): string {
+    return this.initiator
+  }
 
   get size(): number {
     return this.byLoopId.size
@@ -60,10 +72,11 @@ export class PortLogins<P> {
     return this.byLoopId.get(loopId)
   }
 
-  /** Fabric login (PLOGI/PRLI) to every target port, forgetting earlier logins: each gets its loop id. */
-  loginAll(): void {
+  /** Fabric login (PLOGI/PRLI) as `initiator` to every target port it may see, forgetting earlier logins: each gets its loop id. */
+  loginAll(initiator: string): void {
+    this.initiator = initiator
     this.byLoopId.clear()
-    for (const port of this.fabric.ports) this.login(port)
+    for (const port of visibleTargets(this.fabric, initiator)) this.login(port)
   }
 
   private login(port: TargetPort): void {
@@ -116,19 +129,21 @@ export class PortLogins<P> {
   }
 
   /**
-   * The fabric changed (a target port was plugged in or pulled, as the switch
-   * would see it): log into new ports, log out of the ones that are gone —
+   * The fabric changed (a target port was plugged in or pulled, or the zones
+   * changed, as the switch would see it): log into new ports, log out of the
+   * ones that are gone or zoned away —
    * their open exchanges end with PORT UNAVAILABLE — and tell the host with
    * an RSCN so it rescans.
    */
   fabricChanged(): void {
-    const present = new Set(this.fabric.ports)
+    const visible = visibleTargets(this.fabric, this.initiator)
+    const present = new Set(visible)
     for (const [loopId, login] of [...this.byLoopId]) {
       if (present.has(login.port)) continue
       this.events.lost(loopId, CompStatus.PORT_UNAVAILABLE, null)
       this.byLoopId.delete(loopId)
     }
-    for (const port of this.fabric.ports) if (!this.byLoopId.has(port.loopId)) this.login(port)
+    for (const port of visible) if (!this.byLoopId.has(port.loopId)) this.login(port)
     this.events.asyncEvent(AsyncEvent.RSCN)
   }
 }

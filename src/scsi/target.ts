@@ -10,6 +10,12 @@
  *  - Anything else there (even an unknown opcode): ILLEGAL REQUEST, LOGICAL
  *    UNIT NOT SUPPORTED.
  *
+ * LUN masking (targets/access.ts): when the port has an `access` table, each
+ * initiator (cmd.initiator, its WWPN) sees only its LUNs under the numbers
+ * the table gives: REPORT LUNS lists those, and a LUN it may not see answers
+ * as a LUN with no logical unit (LOGICAL UNIT NOT SUPPORTED). A port without
+ * the table takes the unmasked path: no lookup per command.
+ *
  * A logical unit is created once per `Lun` object and shared by every port
  * that exports it (a WeakMap keyed by the Lun), so unit attentions and other
  * logical-unit state are the same on every path, as multipath expects. Each
@@ -27,7 +33,8 @@
  * A ScsiTarget has the same as methods. logicalUnitFor(lun).notifyCapacityChanged()
  * reports a resized LUN (keep the same Lun object: a new one is a new unit).
  */
-import type { Lun, TargetPort } from '../targets/types.js'
+import type { Lun, PortAccess, TargetPort } from '../targets/types.js'
+import { lunsSeenBy } from '../targets/access.js'
 import { INQUIRY, INQUIRY_EVPD, Op } from './cdb.js'
 import { DeviceType, encodeStandardInquiry, PeripheralQualifier, STANDARD_INQUIRY } from './data.js'
 import { LogicalUnit } from './lu.js'
@@ -94,14 +101,27 @@ export class ScsiTarget {
 
   /** Executes `cmd` addressed to `lun` on this port; `done` is called exactly once, possibly synchronously. */
   execute(lun: number, cmd: ScsiCommand, done: Done): void {
-    if (cmd.cdb[0] === Op.REPORT_LUNS) return done(this.reportLuns(cmd))
+    const access = this.port.access
+    if (access !== undefined) return this.executeMasked(access, lun, cmd, done)
+    if (cmd.cdb[0] === Op.REPORT_LUNS) return done(this.reportLuns(cmd, this.lunNumbers()))
     const l = this.port.luns.get(lun)
-    if (l !== undefined) {
-      const lu = logicalUnitFor(l)
-      lu.attachPort(this.port)
-      return lu.execute(cmd.port === this.port ? cmd : { ...cmd, port: this.port }, done)
-    }
+    if (l !== undefined) return this.toUnit(l, cmd, done)
     done(this.noUnit(cmd))
+  }
+
+  /** `lun` is the number cmd.initiator addresses; the access table says which of the port's LUNs that is, if any. */
+  private executeMasked(access: PortAccess, lun: number, cmd: ScsiCommand, done: Done): void {
+    if (cmd.cdb[0] === Op.REPORT_LUNS) return done(this.reportLuns(cmd, [...lunsSeenBy(this.port.luns, access, cmd.initiator).keys()]))
+    const real = access.get(cmd.initiator)?.get(lun)
+    const l = real === undefined ? undefined : this.port.luns.get(real)
+    if (l !== undefined) return this.toUnit(l, cmd, done)
+    done(this.noUnit(cmd))
+  }
+
+  private toUnit(l: Lun, cmd: ScsiCommand, done: Done): void {
+    const lu = logicalUnitFor(l)
+    lu.attachPort(this.port)
+    lu.execute(cmd.port === this.port ? cmd : { ...cmd, port: this.port }, done)
   }
 
   /** See portLunsChanged. */
@@ -109,9 +129,12 @@ export class ScsiTarget {
     portLunsChanged(this.port)
   }
 
-  /** See resetLun. */
-  resetLun(lun: number): boolean {
-    return resetLun(this.port, lun)
+  /** See resetLun; `lun` as `initiator` addresses it when given (LUN masking may show it under another number). */
+  resetLun(lun: number, initiator?: string): boolean {
+    const access = this.port.access
+    if (access === undefined || initiator === undefined) return resetLun(this.port, lun)
+    const real = access.get(initiator)?.get(lun)
+    return real !== undefined && resetLun(this.port, real)
   }
 
   /** See resetTarget. */
@@ -129,10 +152,10 @@ export class ScsiTarget {
     return [...this.port.luns.keys()].sort((a, b) => a - b)
   }
 
-  private reportLuns(cmd: ScsiCommand): ScsiOutcome {
+  private reportLuns(cmd: ScsiCommand, luns: readonly number[]): ScsiOutcome {
     const r = resolveCommand(cmd.cdb)
     if (isOutcome(r)) return r
-    return reportLuns(this.lunNumbers(), cmd)
+    return reportLuns(luns, cmd)
   }
 
   private noUnit(cmd: ScsiCommand): ScsiOutcome {
