@@ -6,7 +6,8 @@ import { resolve } from 'node:path'
 import type { Logger } from './log.js'
 import { createHba } from './hba/index.js'
 import type { HbaDriver } from './hba/driver.js'
-import { closeFabric, configError, openFabric, type FabricConfig } from './targets/config.js'
+import { closeFabric, configError, openFabric, withWriteCache, type FabricConfig } from './targets/config.js'
+import { writeCacheInfo } from './fs/info.js'
 import type { Fabric } from './targets/types.js'
 import { BlockDevice } from './fs/blockdev.js'
 import { scanPort } from './fs/scan.js'
@@ -90,7 +91,7 @@ export async function startFabric(
 ): Promise<{ fabric: Fabric; driver: HbaDriver; devices: BlockDevice[]; faults: FaultSet }> {
   checkConfigFaults(config)
   // Opens (and, for files, locks) every backend; a bad path or a locked file is a ConfigError.
-  const fabric = await openFabric(config, { log })
+  const fabric = await openFabric(tuning.writeCache ? withWriteCache(config, tuning.writeCache) : config, { log })
   // Fault injection: the firmware makes its targets through the fault set's filter.
   const faults = new FaultSet({ fabric, log })
   let driver: HbaDriver | undefined
@@ -231,6 +232,7 @@ function lunDetails(fabric: Fabric, wwpn: string, n: number): Record<string, str
     paths: fabric.ports.filter((p) => [...p.luns.values()].includes(l)).map((p) => p.wwpn).join(' '),
     backend: l.backend.kind,
     allocated_bytes: l.backend.allocatedBytes(),
+    ...writeCacheInfo(l.writeCache),
   }
   for (const [k, v] of Object.entries(l.backend.info?.() ?? {})) if (k !== 'backend') out[`backend_${k}`] = v
   return out

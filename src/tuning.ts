@@ -31,6 +31,8 @@ export interface Tuning {
   queueFiles: number
   /** Buffered read-only opens of LUN files use the kernel's page cache (raw engine); opens for writing and O_DIRECT/O_SYNC opens never do. */
   pageCache: boolean
+  /** Every LUN's write cache, whatever the config says (targets/write-cache.ts); absent: as the config says (default off). */
+  writeCache?: 'volatile' | 'off'
 }
 
 export const DEFAULT_TUNING: Tuning = {
@@ -59,6 +61,7 @@ export interface TuningArgs {
   'max-segment'?: string
   'queue-files'?: string | number
   'page-cache'?: boolean
+  'write-cache'?: string
 }
 
 /** yargs option specs for the flags above. */
@@ -84,6 +87,12 @@ export const TUNING_OPTIONS = {
     describe:
       'buffered read-only opens of LUN files use the kernel page cache, as a block device does (raw engine): repeated buffered reads are served without a SCSI command, MAP_SHARED works; opens for writing, O_DIRECT/O_SYNC opens and every other file stay direct',
     default: false,
+  },
+  'write-cache': {
+    type: 'string',
+    requiresArg: true,
+    describe: 'every LUN\'s write cache: volatile (WRITE is GOOD once cached; SYNCHRONIZE CACHE, FUA or WCE=0 make data durable; a power-loss fault drops the rest) or off (writes go straight to the backend)',
+    defaultDescription: 'as the config says, else off',
   },
   'cmd-timeout': { type: 'string', describe: 'IOCB timeout of every command, whole seconds (e.g. 2s): then the firmware ends it with TIMEOUT (ETIMEDOUT)', defaultDescription: '30s' },
 } as const
@@ -128,7 +137,14 @@ export function tuningFromArgs(a: TuningArgs): Tuning {
     maxSegment: a['max-segment'] !== undefined ? segmentSize(a['max-segment']) : DEFAULT_TUNING.maxSegment,
     queueFiles: a['queue-files'] !== undefined ? queueFilesOf(a['queue-files']) : DEFAULT_TUNING.queueFiles,
     pageCache: a['page-cache'] ?? false,
+    ...(a['write-cache'] !== undefined ? { writeCache: writeCacheOf(a['write-cache']) } : {}),
   }
+}
+
+function writeCacheOf(v: string): 'volatile' | 'off' {
+  const t = String(v).trim()
+  if (t !== 'volatile' && t !== 'off') throw new ConfigError('--write-cache', `must be volatile or off, got ${quote(v)}`)
+  return t
 }
 
 /** A whole number 0..MAX_QUEUE_FILES, as typed ("16") or as yargs may hand it over (16). */

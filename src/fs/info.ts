@@ -8,6 +8,7 @@ import { compStatusName } from '../hba/iocb.js'
 import { describeSense, senseTriple, statusName } from '../scsi/sense.js'
 import type { BlockDevice, LastError } from './blockdev.js'
 import { errnoName } from '../scsi/errno.js'
+import type { WriteCache } from '../targets/write-cache.js'
 
 export function lines(pairs: [string, string | number | boolean][]): string {
   return pairs.map(([k, v]) => `${k}: ${v}`).join('\n') + '\n'
@@ -46,6 +47,27 @@ export function lunInfo(dev: BlockDevice, details?: Record<string, string | numb
   ])
 }
 
+/**
+ * The write cache lines of a LUN's info file: write_cache (volatile or off), write_cache_size_bytes,
+ * dirty_bytes (newest cached versions not yet on the backend), held_bytes, destaged_bytes, flushes,
+ * power (on or off), power_losses, lost_writes, lost_bytes.
+ */
+export function writeCacheInfo(cache: WriteCache | undefined): Record<string, string | number> {
+  if (cache === undefined) return { write_cache: 'off', power: 'on' }
+  const s = cache.stats()
+  return {
+    write_cache: s.mode,
+    write_cache_size_bytes: s.sizeBytes,
+    dirty_bytes: s.dirtyBytes,
+    held_bytes: s.heldBytes,
+    destaged_bytes: s.destagedBytes,
+    flushes: s.flushes,
+    power: s.power,
+    power_losses: s.powerLosses,
+    lost_writes: s.lostWrites,
+    lost_bytes: s.lostBytes,
+  }
+}
 
 export function describeLastError(e: LastError | null): string {
   if (!e) return 'none\n'
