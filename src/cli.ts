@@ -15,6 +15,7 @@ import { parseSize, formatSize } from './util/size.js'
 import { boundMessage, cut, quote } from './util/quote.js'
 import { parentMustExist } from './util/paths.js'
 import { defaultConfig, loadConfigFile, type FabricConfig } from './targets/config.js'
+import { MAX_INITIATORS } from './targets/zoning.js'
 import { startServer, type Server, type ServerOptions } from './server.js'
 import { runTop } from './top.js'
 import { TUNING_OPTIONS, tuningFromArgs, type Tuning, type TuningArgs } from './tuning.js'
@@ -42,6 +43,7 @@ function fail(message: string): never {
 interface MountArgs extends TuningArgs {
   mountpoint: string
   targets?: number
+  hbas?: number
   size?: string
   'block-size'?: number
   config?: string
@@ -61,8 +63,8 @@ const shown = quote
 async function configFrom(a: MountArgs): Promise<FabricConfig> {
   const imports = a.import === undefined ? [] : (Array.isArray(a.import) ? a.import : [a.import]).map(String)
   if (a.config) {
-    if (a.targets !== undefined || a.size !== undefined || a['block-size'] !== undefined || a['backing-dir'] !== undefined || imports.length) {
-      throw new ConfigError('--config', 'cannot be combined with --targets, --size, --block-size, --backing-dir or --import (put them in the file)')
+    if (a.targets !== undefined || a.hbas !== undefined || a.size !== undefined || a['block-size'] !== undefined || a['backing-dir'] !== undefined || imports.length) {
+      throw new ConfigError('--config', 'cannot be combined with --targets, --hbas, --size, --block-size, --backing-dir or --import (put them in the file)')
     }
     return loadConfigFile(String(a.config), `--config ${cut(String(a.config))}`)
   }
@@ -83,24 +85,30 @@ async function configFrom(a: MountArgs): Promise<FabricConfig> {
   if (backingDir !== undefined && (typeof backingDir !== 'string' || backingDir.trim() === '')) {
     throw new ConfigError('--backing-dir', `must name a directory, got ${shown(backingDir)}`)
   }
-  return defaultConfig({ targets, size, blockSize, backingDir: backingDir === undefined ? undefined : resolve(backingDir), imports })
+  const hbas = a.hbas ?? 1
+  if (!Number.isInteger(hbas) || hbas < 1 || hbas > MAX_INITIATORS) throw new ConfigError('--hbas', `must be a whole number from 1 to ${MAX_INITIATORS}, got ${shown(a.hbas)}`)
+  return defaultConfig({ targets, size, blockSize, backingDir: backingDir === undefined ? undefined : resolve(backingDir), imports, hbas })
 }
 
 function banner(server: Server): string {
   const mnt = server.mountpoint
   const out = [`fcfs mounted at ${mnt}`]
-  const ports = server.drivers[0].ports
-  out.push(`  HBA 0: ${ports.length} target port(s), ${server.devices.length} LUN(s)`)
-  for (const d of server.devices) {
-    const path = d.info.lun === 0 ? join(mnt, 'wwn', d.info.wwpn, 'rwbuf') : join(mnt, 'wwn', d.info.wwpn, 'lun', String(d.info.lun), 'rwbuf')
-    out.push(`  ${path}  ${formatSize(d.capacity)}, ${d.blockSize}-byte blocks`)
-  }
+  server.drivers.forEach((driver, n) => {
+    // HBA 0's view is <mnt>/wwn, as it always was; the others' <mnt>/hba/<n>/wwn (docs/hosts.md).
+    const root = n === 0 ? join(mnt, 'wwn') : join(mnt, 'hba', String(n), 'wwn')
+    const devices = server.devices.filter((d) => d.driver === driver)
+    out.push(`  HBA ${n}: ${driver.ports.length} target port(s), ${devices.length} LUN(s)`)
+    for (const d of devices) {
+      const path = d.info.lun === 0 ? join(root, d.info.wwpn, 'rwbuf') : join(root, d.info.wwpn, 'lun', String(d.info.lun), 'rwbuf')
+      out.push(`  ${path}  ${formatSize(d.capacity)}, ${d.blockSize}-byte blocks`)
+    }
+  })
   if (server.iscsi) {
     const { host, port } = server.iscsi.address()
     out.push(`  iSCSI portal ${host.includes(':') ? `[${host}]` : host}:${port}: ${server.iscsi.targetNames().length} target(s) iqn.2026-11.io.fcfs:<wwpn>`)
   }
   if (server.api) out.push(`  request/reply API: ${server.api.path} (details in ${join(mnt, 'api')})`)
-  const first = server.devices[0]
+  const first = server.devices.find((d) => d.driver === server.drivers[0])
   if (first) {
     const rw = join(mnt, 'wwn', first.info.wwpn, 'rwbuf')
     out.push('Try:')
@@ -280,6 +288,7 @@ async function faultsCommand(mountpoint: string, json: boolean): Promise<void> {
 /** The mount command's flags (yargs specs); the tuning flags live in src/tuning.ts. */
 const MOUNT_OPTIONS = {
   targets: { type: 'number', requiresArg: true, describe: 'number of target ports in the default fabric (1-127)', defaultDescription: '2' },
+  hbas: { type: 'number', requiresArg: true, describe: 'number of host HBAs (1-16), hba0, hba1, …: HBA n sees the fabric under <mnt>/hba/<n>/wwn (see docs/hosts.md)', defaultDescription: '1' },
   size: { type: 'string', requiresArg: true, describe: 'capacity of each LUN, e.g. 1GiB, 512M, 1T (sparse RAM)', defaultDescription: '1GiB' },
   'block-size': { type: 'number', requiresArg: true, describe: 'logical block size: 512 or 4096', defaultDescription: '512' },
   config: { type: 'string', requiresArg: true, describe: 'fabric config file (JSON); see docs/config.md' },
@@ -407,6 +416,29 @@ export function buildCli(argv: string[]): Argv {
           .example('$0 fabric /mnt/fc remove-lun 21000024ff000001 1', 'pull it again')
           .example('$0 fabric /mnt/fc remove-target 21000024ff0000aa', 'unplug a target port'),
       (a) => fabricCommand(a.mountpoint as string, (a.command as string[]).join(' ')),
+    )
+    .command(
+      'zone <mountpoint> <command..>',
+      'change the zoning while mounted: add, remove, set (see docs/hosts.md)',
+      (y) =>
+        y
+          .positional('mountpoint', { type: 'string', demandOption: true })
+          .positional('command', { type: 'string', array: true, demandOption: true })
+          .example('$0 zone /mnt/fc add z1 hba1 21000024ff000002', 'hba1 and that target port see each other (zoning turns on with the first zone)')
+          .example('$0 zone /mnt/fc remove z1 21000024ff000002', 'take a member out of zone z1 (the zone goes with its last member)')
+          .example(`$0 zone /mnt/fc set '[]'`, 'no zones: every HBA sees every target port again'),
+      (a) => fabricCommand(a.mountpoint as string, `zone ${(a.command as string[]).join(' ')}`),
+    )
+    .command(
+      'mask <mountpoint> <command..>',
+      'change the LUN masking of a target port while mounted: set, clear (see docs/hosts.md)',
+      (y) =>
+        y
+          .positional('mountpoint', { type: 'string', demandOption: true })
+          .positional('command', { type: 'string', array: true, demandOption: true })
+          .example(`$0 mask /mnt/fc set 21000024ff000001 '[{"initiator":"hba1","luns":[0,{"lun":1,"as":5}]}]'`, 'hba1 sees LUN 0, and LUN 1 as LUN 5; other HBAs see none')
+          .example('$0 mask /mnt/fc clear 21000024ff000001', 'every HBA sees every LUN of the port'),
+      (a) => fabricCommand(a.mountpoint as string, `mask ${(a.command as string[]).join(' ')}`),
     )
     .command(
       'top <mountpoint>',

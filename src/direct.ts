@@ -12,6 +12,13 @@
  *   const c = await lun.command(cdb, { direction: 'in', data: buf })  // any CDB, raw completion
  *   await fab.close()
  *
+ * With several HBAs (the config's "initiators", or `hbas`), `hba: n` submits
+ * through HBA n: `luns` and `lun()` are what that host sees (its zones, its
+ * LUN masks and numbers), and the targets see its WWPN as the initiator.
+ *
+ *   const fab = await openFabric({ hbas: 2, hba: 1 })   // fab.lun(…) goes through HBA 1
+ *   const a = fab.host(0)                                // HBA 0 of the same fabric
+ *
  * read/write/flush reject with a ScsiError naming the outcome (and the errno
  * the file interface would return); command() never rejects: it returns the
  * completion as the HBA reported it.
@@ -37,6 +44,10 @@ export interface DirectOptions {
   targets?: number
   size?: number | string
   blockSize?: 512 | 4096
+  /** Default fabric: number of host HBAs (1). */
+  hbas?: number
+  /** The HBA `luns`, `lun()`, `driver` and `stats()` use (default 0, the first of the config's initiators). */
+  hba?: number
   /** The same flags as `fcfs mount` (link, latency, cmd-rate, queue-depth, …), or a full Tuning. */
   tuning?: TuningArgs | Tuning
   log?: Logger
@@ -126,15 +137,26 @@ function check(op: string, c: Completion): void {
   if (v.kind !== 'ok') throw new ScsiError(op, c, v.reason, v.errno)
 }
 
-export interface DirectFabric {
-  readonly fabric: Fabric
+/** One HBA's view of the fabric. */
+export interface DirectHost {
+  /** Its index (hba/<n> of a mount). */
+  readonly hba: number
   readonly driver: HbaDriver
+  /** The LUNs this HBA found at start, under the numbers it sees them by. */
   readonly luns: readonly DirectLun[]
-  /** The LUN `lun` behind target port `wwpn` (16 hex digits, colons allowed). */
+  /** The LUN `lun` behind target port `wwpn` (16 hex digits, colons allowed), as this HBA sees it. */
   lun(wwpn: string, lun?: number): DirectLun
-  /** The HBA's counters (same numbers as hba/0/stats.json of a mount). */
+  /** The HBA's counters (same numbers as hba/<n>/stats.json of a mount). */
   stats(): HbaDriver['stats']
-  /** Drains and shuts the HBA down and closes the backends. */
+}
+
+export interface DirectFabric extends DirectHost {
+  readonly fabric: Fabric
+  /** Every HBA, by index. */
+  readonly drivers: readonly HbaDriver[]
+  /** HBA `n`'s view of the same fabric. */
+  host(n: number): DirectHost
+  /** Drains and shuts the HBAs down and closes the backends. */
   close(): Promise<void>
 }
 
@@ -147,25 +169,47 @@ export async function openFabric(opts: DirectOptions = {}): Promise<DirectFabric
       targets: opts.targets ?? 2,
       size: opts.size === undefined ? undefined : parseSize(opts.size, 'size'),
       blockSize: opts.blockSize ?? 512,
+      hbas: opts.hbas,
     })
   const tuning: Tuning = opts.tuning === undefined ? DEFAULT_TUNING : isTuning(opts.tuning) ? opts.tuning : tuningFromArgs(opts.tuning)
-  const { fabric, driver, devices } = await startFabric(config, log, tuning)
-  const luns = devices.map((d) => new DirectLun(driver, d.info.wwpn, d.info.loopId, d.info.lun, d.blockSize, d.info.blocks))
+  const { fabric, drivers, hostDevices } = await startFabric(config, log, tuning)
+  const hosts = drivers.map((driver, hba): DirectHost => {
+    const luns = hostDevices[hba].map((d) => new DirectLun(driver, d.info.wwpn, d.info.loopId, d.info.lun, d.blockSize, d.info.blocks))
+    return {
+      hba,
+      driver,
+      luns,
+      lun(wwpn: string, lun = 0): DirectLun {
+        const w = parseWwn(wwpn, 'wwpn')
+        const l = luns.find((x) => x.wwpn === w && x.lun === lun)
+        if (!l) throw new FcfsError('FCFS_NO_LUN', `no LUN ${lun} behind target port ${wwpn} on HBA ${hba} (have: ${luns.map((x) => `${x.wwpn}/${x.lun}`).join(', ') || 'none'})`)
+        return l
+      },
+      stats: () => driver.stats,
+    }
+  })
+  const host = (n: number): DirectHost => {
+    const h = hosts[n]
+    if (h === undefined) throw new FcfsError('FCFS_NO_HBA', `no HBA ${n}: this fabric has ${hosts.length} (0 to ${hosts.length - 1})`)
+    return h
+  }
+  let chosen: DirectHost
+  try {
+    chosen = host(opts.hba ?? 0)
+  } catch (err) {
+    await Promise.all(drivers.map((d) => d.shutdown(0)))
+    await closeFabric(fabric, log)
+    throw err
+  }
   let closed: Promise<void> | null = null
   return {
+    ...chosen,
     fabric,
-    driver,
-    luns,
-    lun(wwpn: string, lun = 0): DirectLun {
-      const w = parseWwn(wwpn, 'wwpn')
-      const l = luns.find((x) => x.wwpn === w && x.lun === lun)
-      if (!l) throw new FcfsError('FCFS_NO_LUN', `no LUN ${lun} behind target port ${wwpn} (have: ${luns.map((x) => `${x.wwpn}/${x.lun}`).join(', ')})`)
-      return l
-    },
-    stats: () => driver.stats,
+    drivers,
+    host,
     close(): Promise<void> {
       closed ??= (async () => {
-        await driver.shutdown()
+        await Promise.all(drivers.map((d) => d.shutdown()))
         await closeFabric(fabric, log)
       })()
       return closed

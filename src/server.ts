@@ -1,6 +1,8 @@
 /**
- * The composition root: a fabric of targets, an HBA bound to it, the SCSI
- * scan that finds the LUNs, and the filesystem mounted over them.
+ * The composition root: a fabric of targets, one HBA per initiator port of
+ * the config (each a complete host adapter: rings, driver, firmware, its own
+ * fabric logins), the SCSI scan that finds what each HBA sees, and the
+ * filesystem mounted over them.
  */
 import { resolve } from 'node:path'
 import type { Logger } from './log.js'
@@ -9,6 +11,9 @@ import type { HbaDriver } from './hba/driver.js'
 import { closeFabric, configError, openFabric, withWriteCache, type FabricConfig } from './targets/config.js'
 import { writeCacheInfo } from './fs/info.js'
 import type { Fabric } from './targets/types.js'
+import { lunsSeenBy } from './targets/access.js'
+import { parseInitiators } from './targets/zoning.js'
+import type { LinkControl } from './faults/set.js'
 import { BlockDevice } from './fs/blockdev.js'
 import { scanPort } from './fs/scan.js'
 import { Filesystem } from './fs/filesystem.js'
@@ -70,7 +75,9 @@ export interface ServerOptions {
 export interface Server {
   mountpoint: string
   fabric: Fabric
+  /** HBA n is the config's initiators[n]. */
   drivers: HbaDriver[]
+  /** Every HBA's LUNs at mount time (hba 0's first). */
   devices: BlockDevice[]
   fs: Filesystem
   /** Fault rules (faults/control, `fcfs inject`, config "faults"). */
@@ -83,40 +90,75 @@ export interface Server {
   stopped: Promise<void>
 }
 
-/** Brings up the fabric and the HBA and scans it, without mounting (the direct path uses this too). */
-export async function startFabric(
-  config: FabricConfig,
-  log: Logger,
-  tuning: Tuning = DEFAULT_TUNING,
-): Promise<{ fabric: Fabric; driver: HbaDriver; devices: BlockDevice[]; faults: FaultSet }> {
+export interface StartedFabric {
+  fabric: Fabric
+  /** HBA 0 (the one `<mnt>/wwn/` shows). */
+  driver: HbaDriver
+  /** HBA 0's LUNs. */
+  devices: BlockDevice[]
+  /** Every HBA, in the config's initiators order. */
+  drivers: HbaDriver[]
+  /** Each HBA's LUNs, by HBA index. */
+  hostDevices: BlockDevice[][]
+  faults: FaultSet
+}
+
+/** Brings up the fabric and its HBAs and scans them, without mounting (the direct path uses this too). */
+export async function startFabric(config: FabricConfig, log: Logger, tuning: Tuning = DEFAULT_TUNING): Promise<StartedFabric> {
   checkConfigFaults(config)
   // Opens (and, for files, locks) every backend; a bad path or a locked file is a ConfigError.
   const fabric = await openFabric(tuning.writeCache ? withWriteCache(config, tuning.writeCache) : config, { log })
   // Fault injection: the firmware makes its targets through the fault set's filter.
   const faults = new FaultSet({ fabric, log })
-  let driver: HbaDriver | undefined
+  const drivers: HbaDriver[] = []
   try {
-    driver = await createHba({ index: 0, fabric, log, link: tuning.link, queueDepth: tuning.queueDepth, maxSegmentSize: tuning.maxSegment ?? 64 * 1024, targetFactory: faults.targetFactory })
-    faults.attachLink(driver.chip.firmware)
-    driver.trace.setAlways(tuning.trace)
-    const devices: BlockDevice[] = []
-    for (const port of driver.ports) {
-      for (const info of await scanPort(driver, port, log)) {
-        devices.push(new BlockDevice(driver, info, { queueDepth: tuning.queueDepth, writebackWindow: tuning.writeback, commandTimeout: tuning.cmdTimeout }))
+    for (const [index, host] of (fabric.initiators ?? parseInitiators(undefined)).entries()) {
+      const d = await createHba({
+        index,
+        wwpn: host.wwpn,
+        wwnn: host.wwnn,
+        fabric,
+        log,
+        link: tuning.link,
+        queueDepth: tuning.queueDepth,
+        maxSegmentSize: tuning.maxSegment ?? 64 * 1024,
+        targetFactory: faults.targetFactory,
+      })
+      drivers.push(d)
+      d.trace.setAlways(tuning.trace)
+    }
+    // A link-down rule takes the target port off the fabric: every HBA loses its login.
+    faults.attachLink(drivers.length === 1 ? drivers[0].chip.firmware : everyLink(drivers))
+    const hostDevices: BlockDevice[][] = []
+    for (const driver of drivers) {
+      const devices: BlockDevice[] = []
+      for (const port of driver.ports) {
+        for (const info of await scanPort(driver, port, log)) {
+          devices.push(new BlockDevice(driver, info, { queueDepth: tuning.queueDepth, writebackWindow: tuning.writeback, commandTimeout: tuning.cmdTimeout }))
+        }
       }
+      hostDevices.push(devices)
     }
     // The config's fault rules start once the LUNs are found (the scan itself runs clean).
     if (config.faults?.length) {
       const r = faults.apply(config.faults.join('\n'))
       if (!r.ok) throw new ConfigError('faults', r.error)
     }
-    return { fabric, driver, devices, faults }
+    return { fabric, driver: drivers[0], devices: hostDevices[0], drivers, hostDevices, faults }
   } catch (err) {
     faults.close()
     // Never leave backing files locked behind a failed start.
-    await driver?.shutdown(0)
+    for (const d of drivers) await d.shutdown(0)
     await closeFabric(fabric, log)
     throw err
+  }
+}
+
+/** The fault set's link control over every HBA's firmware: a port goes down (and its hits count) for all of them. */
+function everyLink(drivers: readonly HbaDriver[]): LinkControl {
+  return {
+    setPortLink: (wwpn, up, policy) => drivers.map((d) => d.chip.firmware.setPortLink(wwpn, up, policy)).some(Boolean),
+    portDownHits: (wwpn) => drivers.reduce((n, d) => n + d.chip.firmware.portDownHits(wwpn), 0),
   }
 }
 
@@ -127,16 +169,18 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   // Before anything is touched: the config's fault rules are sound, a stale mount is cleaned, a live one or a bad directory refused.
   checkConfigFaults(opts.config)
   await prepareMountpoint(mountpoint, log)
-  const { fabric, driver, devices, faults } = await startFabric(opts.config, log, tuning)
+  const { fabric, driver, drivers, hostDevices, faults } = await startFabric(opts.config, log, tuning)
+  const devices = hostDevices.flat()
+  const initiators = fabric.initiators ?? parseInitiators(undefined)
   const fs = new Filesystem({
-    drivers: [driver],
+    drivers,
     devices,
     log,
     mountpoint,
     readahead: tuning.readahead,
     queueFiles: tuning.queueFiles,
-    fabric: hotplug({ fabric, driver, tuning, log }),
-    lunDetails: (wwpn, n) => lunDetails(fabric, wwpn, n),
+    fabric: hotplug({ fabric, driver, drivers, tuning, log }),
+    lunDetails: (wwpn, n, hba) => lunDetails(fabric, wwpn, n, initiators[hba ?? 0]?.wwpn ?? ''),
     apiInfo: () => (opts.apiSocket === false ? 'socket: off\n' : api?.info() ?? 'socket: starting\n'),
     // Read only through the mount, so only once mountFuse has answered.
     fuseEngine: () => mounted?.engine ?? 'starting',
@@ -161,14 +205,14 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   } catch (err) {
     await api?.close()
     await iscsi?.close()
-    await driver.shutdown(0)
+    for (const d of drivers) await d.shutdown(0)
     await closeFabric(fabric, log)
     throw err
   }
   if (tuning.pageCache && !pageCacheOn()) {
     log.warn({ event: 'page_cache_unavailable', engine: mounted.engine }, '--page-cache needs the raw FUSE engine (root); every open stays direct_io')
   }
-  log.info({ event: 'mounted', mountpoint, engine: mounted.engine, pageCache: pageCacheOn(), targets: driver.ports.length, luns: devices.length }, 'fcfs mounted')
+  log.info({ event: 'mounted', mountpoint, engine: mounted.engine, pageCache: pageCacheOn(), targets: fabric.ports.length, hbas: drivers.length, luns: devices.length }, 'fcfs mounted')
 
   let resolveStopped!: () => void
   const stopped = new Promise<void>((r) => (resolveStopped = r))
@@ -196,7 +240,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       // Answered buffered writes reach the targets before the HBA goes down.
       for (const d of fs.devices) d.stopping = true
       await drainAll(fs.devices, 10_000, log) // fs.devices: hot-plugged LUNs too
-      await driver.shutdown()
+      await Promise.all(drivers.map((d) => d.shutdown()))
       await closeFabric(fabric, log)
       log.info({ event: 'stopped', mountpoint }, 'fcfs stopped')
       resolveStopped()
@@ -204,7 +248,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     return stopping
   }
 
-  return { mountpoint, fabric, drivers: [driver], devices, fs, faults, iscsi, api, stop, stopped }
+  return { mountpoint, fabric, drivers, devices, fs, faults, iscsi, api, stop, stopped }
 }
 
 /** Waits (bounded) until every device's write-back has completed. */
@@ -217,12 +261,14 @@ function drainAll(devices: BlockDevice[], ms: number, log: Logger): Promise<void
   return Promise.race([all.then(() => undefined), timeout])
 }
 
-/** The targets side of a LUN for its info file: backend, identity, ALUA port ids. */
-function lunDetails(fabric: Fabric, wwpn: string, n: number): Record<string, string | number | boolean> {
+/** The targets side of a LUN for its info file: backend, identity, ALUA port ids. `n` is the LUN as `initiator` sees it. */
+function lunDetails(fabric: Fabric, wwpn: string, n: number, initiator: string): Record<string, string | number | boolean> {
   const port = fabric.ports.find((p) => p.wwpn === wwpn)
-  const l = port?.luns.get(n)
+  const real = port && (port.access === undefined ? n : lunsSeenBy(port.luns, port.access, initiator).get(n))
+  const l = real === undefined ? undefined : port?.luns.get(real)
   if (!port || !l) return {}
   const out: Record<string, string | number | boolean> = {
+    ...(real !== n ? { target_lun: real! } : {}),
     serial: l.serial,
     naa: l.naa,
     write_protect: l.writeProtect,

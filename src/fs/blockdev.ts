@@ -70,7 +70,8 @@ export class BlockDevice {
   readonly info: DeviceInfo
   readonly capacity: number
   readonly blockSize: number
-  private readonly driver: HbaDriver
+  /** The HBA this LUN is reached through (each HBA has its own devices). */
+  readonly driver: HbaDriver
   readonly locks = new RangeLock()
 
   readonly stats = {

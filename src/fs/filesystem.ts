@@ -56,8 +56,8 @@ export interface FsOptions {
   pageCache?: () => boolean
   /** Drops the kernel's cached pages of a LUN file in [start, end), end Infinity: all (the raw engine's Mounted.invalidateData). */
   invalidateData?: (path: string, start: number, end: number) => Promise<void>
-  /** What the targets side knows of a LUN (backend, NAA name, port ids) for its info file. */
-  lunDetails?: (wwpn: string, lun: number) => Record<string, string | number | boolean>
+  /** What the targets side knows of a LUN (backend, NAA name, port ids) for its info file; `lun` as HBA `hba` sees it. */
+  lunDetails?: (wwpn: string, lun: number, hba?: number) => Record<string, string | number | boolean>
   /** Hot-plug: changes the fabric and scans what appeared (absent: no fabric/ directory). */
   fabric?: FabricControl
   /** lun/<n>/q/<k> files per LUN (0 = no q directory; default DEFAULT_QUEUE_FILES). */
@@ -65,15 +65,36 @@ export interface FsOptions {
 }
 
 /**
+ * What one fabric change does to the mount, filled in as it happens (so a
+ * change that fails half-way still shows what it did): `current` is every
+ * device the mount shows (all HBAs), `added` the devices to show (each bound
+ * to its HBA's driver), `removed` the ones already taken off (ENXIO).
+ */
+export interface FabricChange {
+  readonly current: readonly BlockDevice[]
+  readonly added: BlockDevice[]
+  readonly removed: BlockDevice[]
+}
+
+/**
  * What the mount asks of the composition root to change the fabric while
- * mounted. Specs are the config file's JSON for one target or one LUN.
- * Errors are thrown with a message naming what was wrong.
+ * mounted (src/hotplug.ts). Specs are the config file's JSON for one target
+ * or one LUN. Errors are thrown with a message naming what was wrong.
  */
 export interface FabricControl {
-  addTarget(spec: Record<string, unknown>): Promise<BlockDevice[]>
-  removeTarget(wwpn: string): Promise<void>
-  addLun(wwpn: string, spec: Record<string, unknown>): Promise<BlockDevice>
-  removeLun(wwpn: string, lun: number): Promise<void>
+  addTarget(spec: Record<string, unknown>, change: FabricChange): Promise<void>
+  removeTarget(wwpn: string, change: FabricChange): Promise<void>
+  addLun(wwpn: string, spec: Record<string, unknown>, change: FabricChange): Promise<void>
+  /** `lun` is the target port's own LUN number (not a number a mask shows it as). */
+  removeLun(wwpn: string, lun: number, change: FabricChange): Promise<void>
+  /** `zone add|remove|set …` (the text after the verb). */
+  zone(verb: 'add' | 'remove' | 'set', args: string, change: FabricChange): Promise<void>
+  /** `mask set <wwpn> <json>` or `mask clear <wwpn>` (the text after the verb). */
+  mask(verb: 'set' | 'clear', args: string, change: FabricChange): Promise<void>
+  /** The fabric/zones file. */
+  zones(): string
+  /** The fabric/masks file. */
+  masks(): string
 }
 
 const FABRIC_HELP = `commands (one per line):
@@ -81,6 +102,11 @@ const FABRIC_HELP = `commands (one per line):
   remove-target <wwpn>
   add-lun <wwpn> [<json>]        e.g. add-lun 21000024ff000001 {"lun":1,"size":"512MiB","blockSize":4096}
   remove-lun <wwpn> <lun>
+  zone add <zone> <wwpn|initiator>...      e.g. zone add z1 hba1 21000024ff000002
+  zone remove <zone> [<wwpn|initiator>...] members out of a zone, or the whole zone
+  zone set <json>                e.g. zone set [{"name":"z1","members":["hba0","21000024ff000001"]}]; [] turns zoning off
+  mask set <wwpn> <json>         e.g. mask set 21000024ff000001 [{"initiator":"hba1","luns":[0,{"lun":1,"as":5}]}]
+  mask clear <wwpn>              every initiator sees every LUN of the port again
 `
 
 
@@ -143,11 +169,15 @@ export class Filesystem {
   private build(): void {
     const t = this.tree
     t.dir('/wwn')
+    this.opts.drivers.forEach((_, i) => t.dir(`/hba/${i}/wwn`))
     for (const d of this.devices) this.addDeviceNodes(d)
-    if (this.opts.fabric) {
+    const fab = this.opts.fabric
+    if (fab) {
       t.dir('/fabric')
       t.add({ kind: 'control', path: '/fabric/control', help: FABRIC_HELP, write: (text) => this.fabricControl(text) })
       t.add({ kind: 'info', path: '/fabric/last_error', render: () => (this.fabricError ? this.fabricError + '\n' : 'none\n') })
+      t.add({ kind: 'info', path: '/fabric/zones', render: () => fab.zones() })
+      t.add({ kind: 'info', path: '/fabric/masks', render: () => fab.masks() })
     }
     this.opts.drivers.forEach((drv, i) => {
       t.dir(`/hba/${i}`)
@@ -182,35 +212,49 @@ export class Filesystem {
     })
   }
 
-  private portDevices(wwpn: string): BlockDevice[] {
-    return this.devices.filter((d) => d.info.wwpn === wwpn).sort((a, b) => a.info.lun - b.info.lun)
+  /** The HBA a device is reached through (its index in `drivers`). */
+  private hbaOf(d: BlockDevice): number {
+    return Math.max(0, this.opts.drivers.indexOf(d.driver))
   }
 
-  /** wwn/<wwpn>/… for one LUN, creating the port's own files with its first LUN. */
+  /** HBA `hba`'s devices behind `wwpn`, by LUN number. */
+  private portDevices(hba: number, wwpn: string): BlockDevice[] {
+    return this.devices.filter((d) => d.info.wwpn === wwpn && this.hbaOf(d) === hba).sort((a, b) => a.info.lun - b.info.lun)
+  }
+
+  /** Where HBA `hba`'s view of the fabric is: hba/<n>/wwn, and for HBA 0 also wwn/ (as before there were several). */
+  private viewRoots(hba: number): string[] {
+    return hba === 0 ? ['/wwn', '/hba/0/wwn'] : [`/hba/${hba}/wwn`]
+  }
+
+  /** <view>/<wwpn>/… for one LUN in each view of its HBA, creating the port's own files with its first LUN. */
   private addDeviceNodes(d: BlockDevice): void {
     const t = this.tree
-    const drv = this.opts.drivers[0]
+    const hba = this.hbaOf(d)
+    const drv = this.opts.drivers[hba]
     const { wwpn, loopId } = d.info
-    const base = `/wwn/${wwpn}`
-    if (!t.get(base)) {
-      t.dir(base)
-      t.add({ kind: 'info', path: `${base}/info`, render: () => portInfo(this.portDevices(wwpn), wwpn) })
-      t.add({ kind: 'info', path: `${base}/stats`, render: () => targetStats(drv, loopId, wwpn) })
-      t.add({ kind: 'info', path: `${base}/stats.json`, render: () => targetStatsJson(drv, loopId, wwpn) })
-    }
-    if (d.info.lun === 0) t.add({ kind: 'rwbuf', path: `${base}/rwbuf`, dev: d })
-    const lb = `${base}/lun/${d.info.lun}`
     const queueFiles = this.opts.queueFiles ?? DEFAULT_QUEUE_FILES
-    t.add({ kind: 'rwbuf', path: `${lb}/rwbuf`, dev: d })
-    t.add({ kind: 'info', path: `${lb}/info`, render: () => lunInfo(d, { ...(d.present ? this.opts.lunDetails?.(d.info.wwpn, d.info.lun) : undefined), queue_files: queueFiles }) })
-    t.add({ kind: 'info', path: `${lb}/sense`, render: () => describeLastError(d.lastError) })
-    t.add({ kind: 'info', path: `${lb}/stats`, render: () => lunStats(d, drv) })
-    t.add({ kind: 'info', path: `${lb}/stats.json`, render: () => lunStatsJson(d, drv) })
-    // Queue files: the same LUN under more names. Each path is its own kernel inode and
-    // the kernel lets one write per inode through at a time, so parallel O_DIRECT writers
-    // that each open their own q file keep that many WRITEs in flight (rwbuf: one).
-    // Same node kind and device as rwbuf: write-back, range locks, stats, errors, ENXIO.
-    for (let k = 0; k < queueFiles; k++) t.add({ kind: 'rwbuf', path: `${lb}/q/${k}`, dev: d })
+    for (const root of this.viewRoots(hba)) {
+      const base = `${root}/${wwpn}`
+      if (!t.get(base)) {
+        t.dir(base)
+        t.add({ kind: 'info', path: `${base}/info`, render: () => portInfo(this.portDevices(hba, wwpn), wwpn) })
+        t.add({ kind: 'info', path: `${base}/stats`, render: () => targetStats(drv, loopId, wwpn) })
+        t.add({ kind: 'info', path: `${base}/stats.json`, render: () => targetStatsJson(drv, loopId, wwpn) })
+      }
+      if (d.info.lun === 0) t.add({ kind: 'rwbuf', path: `${base}/rwbuf`, dev: d })
+      const lb = `${base}/lun/${d.info.lun}`
+      t.add({ kind: 'rwbuf', path: `${lb}/rwbuf`, dev: d })
+      t.add({ kind: 'info', path: `${lb}/info`, render: () => lunInfo(d, { ...(d.present ? this.opts.lunDetails?.(d.info.wwpn, d.info.lun, hba) : undefined), queue_files: queueFiles }) })
+      t.add({ kind: 'info', path: `${lb}/sense`, render: () => describeLastError(d.lastError) })
+      t.add({ kind: 'info', path: `${lb}/stats`, render: () => lunStats(d, drv) })
+      t.add({ kind: 'info', path: `${lb}/stats.json`, render: () => lunStatsJson(d, drv) })
+      // Queue files: the same LUN under more names. Each path is its own kernel inode and
+      // the kernel lets one write per inode through at a time, so parallel O_DIRECT writers
+      // that each open their own q file keep that many WRITEs in flight (rwbuf: one).
+      // Same node kind and device as rwbuf: write-back, range locks, stats, errors, ENXIO.
+      for (let k = 0; k < queueFiles; k++) t.add({ kind: 'rwbuf', path: `${lb}/q/${k}`, dev: d })
+    }
   }
 
   /**
@@ -222,10 +266,16 @@ export class Filesystem {
     d.remove()
     const i = this.devices.indexOf(d)
     if (i >= 0) this.devices.splice(i, 1)
-    const base = `/wwn/${d.info.wwpn}`
-    const gone = [`${base}/lun/${d.info.lun}`]
-    if (d.info.lun === 0) gone.push(`${base}/rwbuf`)
-    if (this.portDevices(d.info.wwpn).length === 0) gone.push(base)
+    const hba = this.hbaOf(d)
+    const gone: string[] = []
+    for (const root of this.viewRoots(hba)) {
+      const base = `${root}/${d.info.wwpn}`
+      // Only this device's nodes: a LUN added back under the number is a new device with nodes of its own.
+      const mine = (p: string): boolean => (this.tree.get(p) as { dev?: BlockDevice } | undefined)?.dev === d
+      if (mine(`${base}/lun/${d.info.lun}/rwbuf`)) gone.push(`${base}/lun/${d.info.lun}`)
+      if (d.info.lun === 0 && mine(`${base}/rwbuf`)) gone.push(`${base}/rwbuf`)
+      if (this.portDevices(hba, d.info.wwpn).length === 0) gone.push(base)
+    }
     for (const p of gone) this.tree.remove(p)
     const { invalidate, invalidateData } = this.opts
     const told: Promise<void>[] = invalidate ? gone.map((p) => invalidate(p)) : []
@@ -235,51 +285,26 @@ export class Filesystem {
     await Promise.all(told)
   }
 
-  /** Runs one line written to fabric/control (hot-plug); the write answers when the mount shows the change. */
+  /** Runs one line written to fabric/control (hot-plug, zones, masks); the write answers when the mount shows the change. */
   private async fabricControl(text: string): Promise<number> {
     const fab = this.opts.fabric!
     for (const line of text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'))) {
-      const m = /^(add-target|remove-target|add-lun|remove-lun)(?:\s+(.*))?$/.exec(line)
+      const m = /^(add-target|remove-target|add-lun|remove-lun|zone|mask)(?:\s+(.*))?$/.exec(line)
+      const change: FabricChange = { current: this.devices, added: [], removed: [] }
       try {
-        if (!m) throw new Error(`unknown command "${line.split(/\s+/)[0]}" (add-target, remove-target, add-lun, remove-lun)`)
+        if (!m) throw new Error(`unknown command "${cut(line.split(/\s+/)[0])}" (add-target, remove-target, add-lun, remove-lun, zone, mask)`)
         const args = (m[2] ?? '').trim()
-        if (m[1] === 'add-target') {
-          for (const d of await fab.addTarget(parseSpec(args))) {
+        try {
+          await this.runFabricCommand(fab, m[1], args, change)
+        } finally {
+          // What the fabric did before any failure shows in the mount.
+          for (const d of change.removed) await this.removeDeviceNodes(d)
+          for (const d of change.added) {
             this.devices.push(d)
             this.addDeviceNodes(d)
           }
-        } else if (m[1] === 'remove-target') {
-          const wwpn = parseWwn(args, 'wwpn')
-          if (this.portDevices(wwpn).length === 0) throw new Error(`no target port ${args}`)
-          // Gone for the host from now on, so no write is answered for a unit the fabric is losing;
-          // and its files go even if the fabric's side fails half-way (the port is off the fabric by then).
-          const gone = this.portDevices(wwpn)
-          for (const d of gone) d.remove()
-          try {
-            await fab.removeTarget(wwpn)
-          } finally {
-            for (const d of gone) await this.removeDeviceNodes(d)
-          }
-        } else if (m[1] === 'add-lun') {
-          const sp = args.indexOf(' ')
-          const wwpn = parseWwn(sp < 0 ? args : args.slice(0, sp), 'wwpn')
-          if (this.portDevices(wwpn).length === 0) throw new Error(`no target port ${args.split(' ')[0]}`)
-          const d = await fab.addLun(wwpn, parseSpec(sp < 0 ? '' : args.slice(sp + 1)))
-          this.devices.push(d)
-          this.addDeviceNodes(d)
-        } else {
-          const [w, l] = args.split(/\s+/)
-          const wwpn = parseWwn(w, 'wwpn')
-          const d = this.portDevices(wwpn).find((x) => String(x.info.lun) === l)
-          if (!d) throw new Error(`no LUN ${l === undefined ? '(missing)' : cut(l)} behind target port ${w === undefined ? '(missing)' : cut(w)}`)
-          d.remove()
-          try {
-            await fab.removeLun(wwpn, d.info.lun)
-          } finally {
-            await this.removeDeviceNodes(d)
-          }
         }
-        this.log.info({ event: 'hotplug', command: line }, 'fabric changed')
+        this.log.info({ event: 'hotplug', command: cut(line) }, 'fabric changed')
       } catch (err) {
         // The line is the client's, as long as a write request: show its head and length.
         this.fabricError = `${new Date().toISOString()} ${cut(line)}: ${(err as Error).message}`
@@ -288,6 +313,39 @@ export class Filesystem {
       }
     }
     return 0
+  }
+
+  private async runFabricCommand(fab: FabricControl, verb: string, args: string, change: FabricChange): Promise<void> {
+    const firstWord = (): [string, string] => {
+      const sp = args.indexOf(' ')
+      return sp < 0 ? [args, ''] : [args.slice(0, sp), args.slice(sp + 1).trim()]
+    }
+    switch (verb) {
+      case 'add-target':
+        return fab.addTarget(parseSpec(args), change)
+      case 'remove-target':
+        return fab.removeTarget(parseWwn(args, 'wwpn'), change)
+      case 'add-lun': {
+        const [w, spec] = firstWord()
+        return fab.addLun(parseWwn(w, 'wwpn'), parseSpec(spec), change)
+      }
+      case 'remove-lun': {
+        const [w, l] = args.split(/\s+/)
+        const wwpn = parseWwn(w, 'wwpn')
+        if (l === undefined || !/^\d{1,3}$/.test(l)) throw new Error(`no LUN ${l === undefined ? '(missing)' : cut(l)} behind target port ${cut(w)}`)
+        return fab.removeLun(wwpn, Number(l), change)
+      }
+      case 'zone': {
+        const [v, rest] = firstWord()
+        if (v !== 'add' && v !== 'remove' && v !== 'set') throw new Error(`zone ${cut(v) || '(missing)'}: must be zone add, zone remove or zone set`)
+        return fab.zone(v, rest, change)
+      }
+      default: {
+        const [v, rest] = firstWord()
+        if (v !== 'set' && v !== 'clear') throw new Error(`mask ${cut(v) || '(missing)'}: must be mask set or mask clear`)
+        return fab.mask(v, rest, change)
+      }
+    }
   }
 
   private stat(node: Node): StatLike {
@@ -335,7 +393,7 @@ export class Filesystem {
     for (const c of cmds) {
       if (c === 'reset') {
         drv.resetStats()
-        for (const d of this.devices) for (const k of Object.keys(d.stats) as (keyof typeof d.stats)[]) d.stats[k] = 0
+        for (const d of this.devices.filter((x) => x.driver === drv)) for (const k of Object.keys(d.stats) as (keyof typeof d.stats)[]) d.stats[k] = 0
       } else if (c === 'trace on') drv.trace.setAlways(true)
       else if (c === 'trace off') drv.trace.setAlways(false)
       else if (c === 'trace clear') drv.trace.clear()
@@ -552,7 +610,7 @@ export class Filesystem {
 
   statfs(cb: (err: number, st?: object) => void): void {
     let bytes = 0
-    for (const d of this.devices) bytes += d.capacity
+    for (const d of this.devices) if (this.hbaOf(d) === 0) bytes += d.capacity
     const blocks = Math.floor(bytes / 4096)
     cb(0, { bsize: 4096, frsize: 4096, blocks, bfree: 0, bavail: 0, files: 0, ffree: 0, favail: 0, fsid: 0, flag: 0, namemax: 255 })
   }

@@ -53,13 +53,25 @@ async function exec(
 export async function scanPort(driver: HbaDriver, port: PortInfo, log: Logger): Promise<DeviceInfo[]> {
   const tur = await exec(driver, port, 0, (cdb) => encodeTestUnitReady(cdb), 0)
   if (!tur.ok) log.debug({ event: 'scan_tur', wwpn: port.wwpn, reason: tur.reason }, 'TEST UNIT READY on LUN 0 failed')
+  return (await rescanPort(driver, port, log, new Set()))?.added ?? []
+}
+
+/**
+ * REPORT LUNS on a port the host already uses (LUNs added, removed or masked):
+ * the LUNs it lists now, and what INQUIRY and READ CAPACITY say of each one
+ * not in `known`. No TEST UNIT READY, and nothing sent to a known LUN, so the
+ * unit attentions its users have pending stay theirs. Null when REPORT LUNS fails.
+ */
+export async function rescanPort(driver: HbaDriver, port: PortInfo, log: Logger, known: ReadonlySet<number>): Promise<{ luns: number[]; added: DeviceInfo[] } | null> {
   const rl = await exec(driver, port, 0, (cdb) => encodeReportLuns(4096, cdb), 4096)
   if (!rl.ok || !rl.data) {
     log.warn({ event: 'scan_failed', wwpn: port.wwpn, reason: rl.reason }, 'REPORT LUNS failed; port has no usable LUNs')
-    return []
+    return null
   }
-  const devices: DeviceInfo[] = []
-  for (const lun of decodeReportLunsData(rl.data)) {
+  const luns = decodeReportLunsData(rl.data)
+  const added: DeviceInfo[] = []
+  for (const lun of luns) {
+    if (known.has(lun)) continue
     const inq = await exec(driver, port, lun, (cdb) => encodeInquiry(false, 0, 96, cdb), 96)
     if (!inq.ok || !inq.data) continue
     const id = decodeStandardInquiry(inq.data)
@@ -70,7 +82,7 @@ export async function scanPort(driver: HbaDriver, port: PortInfo, log: Logger): 
       continue
     }
     const rc = decodeReadCapacity16Data(cap.data)
-    devices.push({
+    added.push({
       wwpn: port.wwpn,
       wwnn: port.wwnn,
       loopId: port.loopId,
@@ -83,5 +95,5 @@ export async function scanPort(driver: HbaDriver, port: PortInfo, log: Logger): 
       revision: id.revision,
     })
   }
-  return devices
+  return { luns, added }
 }
