@@ -197,7 +197,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   try {
     if (opts.iscsi) iscsi = await startIscsiPortal({ ...opts.iscsi, driver, log })
     if (opts.apiSocket !== false) {
-      api = await startApiServer({ path: resolve(opts.apiSocket ?? defaultSocketPath(mountpoint)), driver, luns: fs.devices, log })
+      api = await startApiServer({ path: resolve(opts.apiSocket ?? defaultSocketPath(mountpoint)), driver, drivers, luns: fs.devices, log })
     }
     // Page-cached readers get the kernel's readahead sized as fcfs's own (--readahead).
     const readahead = tuning.pageCache ? tuning.readahead.window : undefined

@@ -106,7 +106,8 @@ struct fcfs_open {
     struct fcfs_header h;
     uint64_t wwpn;  /* the WWPN as a number: 0x21000024ff000001 */
     uint32_t lun;
-    uint32_t flags; /* 0 */
+    uint16_t hba;   /* the HBA to open it through (the mount's hba/<n>): 0 = the first */
+    uint16_t flags; /* 0 */
 };
 
 /* 40 bytes. */

@@ -46,7 +46,7 @@ STATUS = {
 # Layouts (little-endian; see the tables in src/api/protocol.ts)
 HEADER = struct.Struct('<HBBIQ')              # magic, version, type, length, key            16
 HELLO_S = struct.Struct('<HBBIQIIII')         # + protocol, maxTransfer, maxInFlight, pid    32
-OPEN_S = struct.Struct('<HBBIQQII')           # + wwpn u64, lun, flags                      32
+OPEN_S = struct.Struct('<HBBIQQIHH')          # + wwpn u64, lun, hba u16, flags u16         32
 OPEN_REPLY_S = struct.Struct('<HBBIQIIIIQ')   # + status, handle, blockSize, reserved, blocks 40
 CLOSE_S = struct.Struct('<HBBIQII')           # + handle (or region), reserved              24
 STATUS_S = struct.Struct('<HBBIQII')          # + status, detail                           24
@@ -239,16 +239,17 @@ class Client:
 
     # -- targets and regions --
 
-    def open(self, wwpn, lun=0):
+    def open(self, wwpn, lun=0, hba=0):
+        """hba: the HBA (the mount's hba/<n>) whose view the LUN is in and whose commands carry its I/O."""
         key = self._key()
         w = int(wwpn.replace(':', ''), 16)
-        self._queue(OPEN_S.pack(MAGIC, VERSION, OPEN, OPEN_S.size, key, w, lun, 0))
+        self._queue(OPEN_S.pack(MAGIC, VERSION, OPEN, OPEN_S.size, key, w, lun, hba, 0))
         t, m = self._answer(key)
         if t != OPEN_REPLY:
             raise ApiError('OPEN', STATUS_S.unpack_from(m)[5])
         f = OPEN_REPLY_S.unpack_from(m)
         if f[5] != 0:
-            raise ApiError('OPEN %s/%d' % (wwpn, lun), f[5])
+            raise ApiError('OPEN %s/%d%s' % (wwpn, lun, ' on HBA %d' % hba if hba else ''), f[5])
         return Target(wwpn.replace(':', '').lower(), lun, f[6], f[7], f[9])
 
     def close_target(self, target):

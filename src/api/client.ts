@@ -365,15 +365,16 @@ export class FcfsClient {
 
   // ---- promise calls ----
 
-  async open(wwpn: string, lun = 0): Promise<Target> {
+  /** `hba`: the HBA (the mount's hba/<n>) whose view the LUN is in and whose commands carry its I/O; default 0. */
+  async open(wwpn: string, lun = 0, hba = 0): Promise<Target> {
     const key = this.key()
     const { buf, at } = this.reserve(32)
-    encodeOpen({ key: BigInt(key), wwpn, lun }, buf, at)
+    encodeOpen({ key: BigInt(key), wwpn, lun, hba }, buf, at)
     return new Promise((resolve, reject) => {
       this.expect(key, Wait.Open, (type, b, o) => {
         if (type !== MsgType.OPEN_REPLY) return reject(errorFrom('OPEN', type, b, o))
         const r = decodeOpenReply(b, o)
-        if (r.status !== Status.OK) return reject(new ApiRequestError(`OPEN ${wwpn}/${lun}`, r.status, null))
+        if (r.status !== Status.OK) return reject(new ApiRequestError(`OPEN ${wwpn}/${lun}${hba ? ` on HBA ${hba}` : ''}`, r.status, null))
         resolve({ wwpn: wwpn.replace(/:/g, '').toLowerCase(), lun, handle: r.handle, blockSize: r.blockSize, blocks: r.blocks })
       })
     })

@@ -64,6 +64,8 @@ class OpState {
   kind: Kind = Kind.None
   write = false
   lun: ApiLun | null = null
+  /** The HBA the handle was opened through (OPEN's hba). */
+  driver: HbaDriver | null = null
   start = 0
   region: Region | null = null
   offset = 0
@@ -102,15 +104,14 @@ export class Commands {
   inflight = 0
   /** The server is closing: new requests are refused with SHUTTING_DOWN. */
   shuttingDown = false
-  private readonly driver: HbaDriver
   private readonly counters: ApiCounters
   private readonly maxTransfer: number
   private readonly pool: OpState[] = []
   /** bytes of the region buffers held by ops in the pool (at most POOLED_SHM_BYTES) */
   private pooledShm = 0
 
-  constructor(driver: HbaDriver, counters: ApiCounters, maxTransfer: number) {
-    this.driver = driver
+  /** Commands go to the HBA each handle was opened through (Handle.driver). */
+  constructor(counters: ApiCounters, maxTransfer: number) {
     this.counters = counters
     this.maxTransfer = maxTransfer
   }
@@ -188,6 +189,7 @@ export class Commands {
     op.kind = kind
     op.write = write
     op.lun = lun
+    op.driver = h.driver
     op.start = lba * bs
     const rw = write ? 'write' : 'read'
     const fua = flags & IoFlags.FUA ? FUA : undefined
@@ -213,7 +215,12 @@ export class Commands {
     if (write) invalidate(lun, op.start, op.start + bytes)
     if (flags & IoFlags.ASYNC) conn.statusReply(MsgType.IO_ACK, kLo, kHi, Status.OK, 0)
     if (kind === Kind.ShmWrite) this.fetch(op, bytes)
-    else this.driver.submit(req, op.done)
+    else this.send(op, req)
+  }
+
+  /** To the HBA the op's LUN was opened through (OPEN's hba). */
+  private send(op: OpState, req: ScsiRequest): void {
+    op.driver!.submit(req, op.done)
   }
 
   /** Reads the data of a region WRITE into the op's buffer, then submits it. */
@@ -224,13 +231,13 @@ export class Commands {
     if (n < ASYNC_COPY) {
       const got = readSync(r.fd, data, 0, n, op.offset)
       if (got < n) data.fill(0, got)
-      this.driver.submit(op.req, op.done)
+      this.send(op, op.req)
       return
     }
     fsRead(r.fd, data, 0, n, op.offset, (err, got) => {
       if (err) return this.finish(op, Status.SHM_FAILED, null)
       if (got < n) data.fill(0, got)
-      this.driver.submit(op.req, op.done)
+      this.send(op, op.req)
     })
   }
 
@@ -274,6 +281,7 @@ export class Commands {
     op.kind = kind
     op.write = write && hasData
     op.lun = h.lun
+    op.driver = h.driver
     op.start = -1
     const cdbBytes = op.cdb
     for (let i = 0, from = at + CDBF.cdb.offset; i < n; i++) cdbBytes[i] = b[from + i]
@@ -300,7 +308,7 @@ export class Commands {
     if (op.write && h.lun.caches && h.lun.caches.size > 0) invalidate(h.lun, 0, h.lun.capacity)
     if (flags & IoFlags.ASYNC) conn.statusReply(MsgType.IO_ACK, kLo, kHi, Status.OK, 0)
     if (kind === Kind.ShmWrite) this.fetch(op, dataLength)
-    else this.driver.submit(req, op.done)
+    else this.send(op, req)
   }
 
   /** The driver's completion callback (via OpState.done): region reads are copied out first. */
@@ -342,6 +350,7 @@ export class Commands {
     op.region = null
     op.reply = null
     op.lun = null
+    op.driver = null
     op.req.data = null
     if (this.pool.length < POOL_OPS) {
       const shm = op.shmBuf

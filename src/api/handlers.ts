@@ -85,10 +85,15 @@ function open(conn: Conn, b: Buffer, at: number, kLo: number, kHi: number): void
     out.buf.writeUInt32LE(kLo, out.at + KEY)
     out.buf.writeUInt32LE(kHi, out.at + KEY + 4)
   }
-  if (b.readUInt32LE(at + OPEN.fields.flags.offset) !== 0) return reply(Status.BAD_MESSAGE)
+  if (b.readUInt16LE(at + OPEN.fields.flags.offset) !== 0) return reply(Status.BAD_MESSAGE)
   const wwpn = hex8(b.readUInt32LE(at + OPEN.fields.wwpn.offset + 4)) + hex8(b.readUInt32LE(at + OPEN.fields.wwpn.offset))
   const lunNo = b.readUInt32LE(at + OPEN.fields.lun.offset)
-  const lun = conn.server.luns.find((l) => l.info.wwpn === wwpn && l.info.lun === lunNo && l.present !== false)
+  // The LUN as that HBA sees it (its zones, its masks and numbers); no such HBA: no such LUN.
+  const drivers = conn.server.drivers
+  const driver = drivers[b.readUInt16LE(at + OPEN.fields.hba.offset)]
+  if (driver === undefined) return reply(Status.NO_TARGET)
+  const mine = (l: ApiLun): boolean => drivers.length === 1 || (l.driver ?? drivers[0]) === driver
+  const lun = conn.server.luns.find((l) => l.info.wwpn === wwpn && l.info.lun === lunNo && l.present !== false && mine(l))
   if (!lun) return reply(Status.NO_TARGET)
   const handles = conn.handles
   let idx = handles.indexOf(undefined, 1)
@@ -99,7 +104,7 @@ function open(conn: Conn, b: Buffer, at: number, kLo: number, kHi: number): void
   }
   conn.handleGen = (conn.handleGen % 0xffff) + 1
   const value = ((conn.handleGen << 16) | idx) >>> 0
-  handles[idx] = { value, lun }
+  handles[idx] = { value, lun, driver }
   reply(Status.OK, value, lun)
 }
 

@@ -160,7 +160,8 @@ export const OPEN = {
     ...HEADER.fields,
     wwpn: f(16, 8), // the WWPN as a 64-bit number (0x21000024ff000001)
     lun: f(24, 4),
-    flags: f(28, 4), // must be 0
+    hba: f(28, 2), // the HBA whose view the LUN is in and whose commands carry the handle's I/O: 0 = the first (what a client that sends 0 here gets)
+    flags: f(30, 2), // must be 0
   },
 } as const satisfies Layout
 export const OPEN_SIZE = OPEN.size
@@ -379,6 +380,8 @@ export interface OpenRequest {
   /** 16 hex digits (colons allowed) */
   wwpn: string
   lun: number
+  /** The HBA (the mount's hba/<n>) to open the LUN through; default 0. */
+  hba?: number
   flags?: number
 }
 
@@ -397,7 +400,8 @@ export function encodeOpen(v: OpenRequest, view: Buffer, offset = 0): number {
   encodeHeader(MsgType.OPEN, OPEN_SIZE, v.key, view, offset)
   view.writeBigUInt64LE(wwpnToBigInt(v.wwpn), offset + OPEN.fields.wwpn.offset)
   view.writeUInt32LE(v.lun >>> 0, offset + OPEN.fields.lun.offset)
-  view.writeUInt32LE(v.flags ?? 0, offset + OPEN.fields.flags.offset)
+  view.writeUInt16LE(v.hba ?? 0, offset + OPEN.fields.hba.offset)
+  view.writeUInt16LE(v.flags ?? 0, offset + OPEN.fields.flags.offset)
   return OPEN_SIZE
 }
 
@@ -407,7 +411,8 @@ export function decodeOpen(view: Buffer, offset = 0): Required<OpenRequest> {
     key: view.readBigUInt64LE(offset + HEADER.fields.key.offset),
     wwpn: wwpnFromBigInt(view.readBigUInt64LE(offset + OPEN.fields.wwpn.offset)),
     lun: view.readUInt32LE(offset + OPEN.fields.lun.offset),
-    flags: view.readUInt32LE(offset + OPEN.fields.flags.offset),
+    hba: view.readUInt16LE(offset + OPEN.fields.hba.offset),
+    flags: view.readUInt16LE(offset + OPEN.fields.flags.offset),
   }
 }
 

@@ -12,6 +12,7 @@
  */
 import { createServer, type Server as NetServer, type Socket } from 'node:net'
 import type { Logger } from '../log.js'
+import type { HbaDriver } from '../hba/driver.js'
 import { Commands } from './commands.js'
 import { Conn } from './conn.js'
 import { CDB_SIZE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_TRANSFER, HELLO_SIZE, VERSION, encodeHello } from './protocol.js'
@@ -29,6 +30,8 @@ export class ApiServer {
   readonly path: string
   readonly log: Logger
   readonly luns: readonly ApiLun[]
+  /** OPEN's `hba` n submits through drivers[n]. */
+  readonly drivers: readonly HbaDriver[]
   readonly maxTransfer: number
   readonly maxInFlight: number
   readonly maxInFlightBytes: number
@@ -59,13 +62,14 @@ export class ApiServer {
   constructor(opts: ApiServerOptions, net: NetServer) {
     this.path = opts.path
     this.luns = opts.luns
+    this.drivers = opts.drivers ?? [opts.driver]
     this.log = opts.log
     this.maxTransfer = opts.maxTransfer ?? DEFAULT_MAX_TRANSFER
     this.maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT
     this.maxInFlightBytes = opts.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES
     this.maxMessage = CDB_SIZE + this.maxTransfer
     this.closeGraceMs = opts.closeGraceMs ?? CLOSE_GRACE_MS
-    this.commands = new Commands(opts.driver, this.counters, this.maxTransfer)
+    this.commands = new Commands(this.counters, this.maxTransfer)
     this.net = net
     net.on('connection', (sock) => this.accept(sock))
   }

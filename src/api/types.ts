@@ -16,12 +16,18 @@ export interface ApiLun {
   readonly present?: boolean
   /** Readahead caches of the file interface: told about every write so rwbuf readers never see stale data. */
   readonly caches?: ReadonlySet<{ invalidate(start: number, end: number): void }>
+  /** The HBA it was found through (BlockDevice's): with several HBAs, OPEN's hba picks the LUNs of that one. */
+  readonly driver?: HbaDriver
 }
 
 export interface ApiServerOptions {
   /** Socket path. */
   path: string
+  /** HBA 0, and the HBA of every LUN that names none. */
   driver: HbaDriver
+  /** Every HBA by index, as OPEN's `hba` names them (default: just `driver`). */
+  drivers?: readonly HbaDriver[]
+  /** Every HBA's LUNs (each with its `driver`). */
   luns: readonly ApiLun[]
   log: Logger
   /** Largest data of one request, bytes (default 16 MiB). */
@@ -61,6 +67,8 @@ export class ApiError extends FcfsError {
 export interface Handle {
   value: number
   lun: ApiLun
+  /** The HBA its commands go through (OPEN's hba). */
+  driver: HbaDriver
 }
 
 /** A REGISTER_SHM region; closed when unregistered (or its connection went) and no transfer uses it. */

@@ -15,7 +15,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const STRUCTS: [string, Layout, Record<string, string>][] = [
   ['fcfs_header', HEADER, { magic: 'magic', version: 'version', type: 'type', length: 'length', key: 'key' }],
   ['fcfs_hello', HELLO, { protocol: 'protocol', maxTransfer: 'max_transfer', maxInFlight: 'max_in_flight', serverPid: 'server_pid' }],
-  ['fcfs_open', OPEN, { wwpn: 'wwpn', lun: 'lun', flags: 'flags' }],
+  ['fcfs_open', OPEN, { wwpn: 'wwpn', lun: 'lun', hba: 'hba', flags: 'flags' }],
   ['fcfs_open_reply', OPEN_REPLY, { status: 'status', handle: 'handle', blockSize: 'block_size', reserved: 'reserved', blocks: 'blocks' }],
   ['fcfs_close', CLOSE, { handle: 'handle', reserved: 'reserved' }],
   ['fcfs_status_reply', STATUS_REPLY, { status: 'status', detail: 'detail' }],

@@ -169,7 +169,7 @@ describe('api protocol round trips', () => {
     expect(replyOk({ ...reply, scsiStatus: 2 })).toBe(false)
     expect(replyOk({ ...reply, status: Status.BAD_LBA })).toBe(false)
 
-    const open = { key: 1n, wwpn: '21000024ff000002', lun: 7, flags: 0 }
+    const open = { key: 1n, wwpn: '21000024ff000002', lun: 7, hba: 3, flags: 0 }
     encodeOpen(open, b)
     expect(decodeOpen(b)).toEqual(open)
     const or = { key: 1n, status: 0, handle: 0x00070001, blockSize: 4096, blocks: 2 ** 40 }
