@@ -10,6 +10,8 @@
  *   +--------+----------+------------+--------------+
  */
 import { DecodeError } from '../errors.js'
+import { checkRoom } from '../util/codec.js'
+import { readU64LE, writeU64LE } from '../util/le.js'
 
 export const ENTRY_SIZE = 64
 
@@ -161,27 +163,11 @@ export function entriesFor(segments: number): number {
   return 1 + Math.ceil((segments - DSEGS_IN_COMMAND) / DSEGS_IN_CONTINUATION)
 }
 
-// ---- 64-bit little-endian helpers. Bus addresses stay below 2^53. ----
-
-export function writeU64LE(view: Buffer, offset: number, value: number): void {
-  view.writeUInt32LE(value % 0x1_0000_0000, offset)
-  view.writeUInt32LE(Math.floor(value / 0x1_0000_0000), offset + 4)
-}
-
-export function readU64LE(view: Buffer, offset: number): number {
-  return view.readUInt32LE(offset) + view.readUInt32LE(offset + 4) * 0x1_0000_0000
-}
-
 export interface Segment {
   address: number
   length: number
 }
 
-function checkRoom(view: Buffer, offset: number, what: string): void {
-  if (!Number.isInteger(offset) || offset < 0 || offset + ENTRY_SIZE > view.length) {
-    throw new DecodeError(what, `needs ${ENTRY_SIZE} bytes at offset ${offset}, buffer has ${view.length}`)
-  }
-}
 
 // ---- Accessors: the code that runs. ----
 // The driver and the firmware touch ring entries only through these (no
@@ -256,7 +242,7 @@ export function newCommandT3Fields(): CommandT3Fields {
  * follow with writeDsegLE at commandDsegOffset.
  */
 export function writeCommandT3(view: Buffer, offset: number, f: CommandT3Fields, cdb: Uint8Array): void {
-  checkRoom(view, offset, 'Command Type 3')
+  checkRoom(view, offset, ENTRY_SIZE, 'Command Type 3')
   view.fill(0, offset, offset + ENTRY_SIZE)
   view[offset + COMMAND_T3.entryType.offset] = EntryType.COMMAND_T3
   view[offset + COMMAND_T3.entryCount.offset] = f.entryCount
@@ -273,7 +259,7 @@ export function writeCommandT3(view: Buffer, offset: number, f: CommandT3Fields,
 
 /** Reads the fixed fields of the Command Type 3 entry at `offset` into `into` (the entry type is the caller's to check). */
 export function readCommandT3(view: Buffer, offset: number, into: CommandT3Fields): CommandT3Fields {
-  checkRoom(view, offset, 'Command Type 3')
+  checkRoom(view, offset, ENTRY_SIZE, 'Command Type 3')
   into.entryCount = view[offset + COMMAND_T3.entryCount.offset]
   into.entryStatus = view[offset + COMMAND_T3.entryStatus.offset]
   into.handle = view.readUInt32LE(offset + COMMAND_T3.handle.offset)
@@ -294,7 +280,7 @@ export function readCommandCdb(view: Buffer, offset: number, into: Buffer, at = 
 
 /** Writes the header of a Continuation Type 1 entry at `offset` (zeroed; segments follow with writeDsegLE). */
 export function writeContinuationT1(view: Buffer, offset: number): void {
-  checkRoom(view, offset, 'Continuation Type 1')
+  checkRoom(view, offset, ENTRY_SIZE, 'Continuation Type 1')
   view.fill(0, offset, offset + ENTRY_SIZE)
   view[offset + CONTINUATION_T1.entryType.offset] = EntryType.CONTINUATION_T1
   view[offset + CONTINUATION_T1.entryCount.offset] = 1
@@ -323,7 +309,7 @@ export function newStatusT0Fields(): StatusT0Fields {
  * the first ≤ 32 bytes of `sense` (the rest go into writeStatusCont entries).
  */
 export function writeStatusT0(view: Buffer, offset: number, f: StatusT0Fields, sense: Buffer | null): void {
-  checkRoom(view, offset, 'Status Type 0')
+  checkRoom(view, offset, ENTRY_SIZE, 'Status Type 0')
   view.fill(0, offset, offset + ENTRY_SIZE)
   view[offset + STATUS_T0.entryType.offset] = EntryType.STATUS_T0
   view[offset + STATUS_T0.entryCount.offset] = f.entryCount
@@ -342,7 +328,7 @@ export function writeStatusT0(view: Buffer, offset: number, f: StatusT0Fields, s
 
 /** Reads the fixed fields of the Status Type 0 entry at `offset` into `into` (the entry type is the caller's to check). */
 export function readStatusT0(view: Buffer, offset: number, into: StatusT0Fields): StatusT0Fields {
-  checkRoom(view, offset, 'Status Type 0')
+  checkRoom(view, offset, ENTRY_SIZE, 'Status Type 0')
   into.entryCount = view[offset + STATUS_T0.entryCount.offset]
   into.entryStatus = view[offset + STATUS_T0.entryStatus.offset]
   into.handle = view.readUInt32LE(offset + STATUS_T0.handle.offset)
@@ -363,7 +349,7 @@ export function readStatusT0Sense(view: Buffer, offset: number, into: Buffer): n
 
 /** Writes a Status Continuation entry at `offset` with up to 60 bytes of `sense` starting at `from`. */
 export function writeStatusCont(view: Buffer, offset: number, sense: Buffer, from: number): void {
-  checkRoom(view, offset, 'Status Continuation')
+  checkRoom(view, offset, ENTRY_SIZE, 'Status Continuation')
   view.fill(0, offset, offset + ENTRY_SIZE)
   view[offset + STATUS_CONT.entryType.offset] = EntryType.STATUS_CONT
   view[offset + STATUS_CONT.entryCount.offset] = 1
@@ -393,7 +379,7 @@ export function encodeCommandT3(v: CommandT3, view: Buffer, offset: number): num
 }
 
 export function decodeCommandT3(view: Buffer, offset: number): CommandT3 {
-  checkRoom(view, offset, 'Command Type 3')
+  checkRoom(view, offset, ENTRY_SIZE, 'Command Type 3')
   const type = readEntryType(view, offset)
   if (type !== EntryType.COMMAND_T3) {
     throw new DecodeError('Command Type 3', `entry type 0x${type.toString(16)} is not 0x19`)
@@ -411,7 +397,7 @@ export function decodeCommandT3(view: Buffer, offset: number): CommandT3 {
 // ---- Continuation Type 1 ----
 
 export function encodeContinuationT1(segments: Segment[], view: Buffer, offset: number): number {
-  checkRoom(view, offset, 'Continuation Type 1')
+  checkRoom(view, offset, ENTRY_SIZE, 'Continuation Type 1')
   if (segments.length > DSEGS_IN_CONTINUATION) {
     throw new DecodeError('Continuation Type 1', `holds ${DSEGS_IN_CONTINUATION} segments, got ${segments.length}`)
   }
@@ -422,7 +408,7 @@ export function encodeContinuationT1(segments: Segment[], view: Buffer, offset: 
 
 /** Reads `count` (≤ 5) segments of a continuation entry. */
 export function decodeContinuationT1(view: Buffer, offset: number, count: number): Segment[] {
-  checkRoom(view, offset, 'Continuation Type 1')
+  checkRoom(view, offset, ENTRY_SIZE, 'Continuation Type 1')
   const type = readEntryType(view, offset)
   if (type !== EntryType.CONTINUATION_T1) {
     throw new DecodeError('Continuation Type 1', `entry type 0x${type.toString(16)} is not 0x0a`)
@@ -481,7 +467,7 @@ export function encodeStatusCont(sense: Buffer, from: number, view: Buffer, offs
 
 /** Decodes a Status Type 0 entry; `sense` holds only what this entry carries (≤ 32 bytes). */
 export function decodeStatusT0(view: Buffer, offset: number): StatusT0 & { senseLength: number } {
-  checkRoom(view, offset, 'Status Type 0')
+  checkRoom(view, offset, ENTRY_SIZE, 'Status Type 0')
   const type = readEntryType(view, offset)
   if (type !== EntryType.STATUS_T0) {
     throw new DecodeError('Status Type 0', `entry type 0x${type.toString(16)} is not 0x03`)
@@ -502,7 +488,7 @@ export interface Marker {
 }
 
 export function encodeMarker(v: Marker, view: Buffer, offset: number): number {
-  checkRoom(view, offset, 'Marker')
+  checkRoom(view, offset, ENTRY_SIZE, 'Marker')
   view.fill(0, offset, offset + ENTRY_SIZE)
   view[offset + MARKER.entryType.offset] = EntryType.MARKER
   view[offset + MARKER.entryCount.offset] = 1
@@ -513,7 +499,7 @@ export function encodeMarker(v: Marker, view: Buffer, offset: number): number {
 }
 
 export function decodeMarker(view: Buffer, offset: number): Marker {
-  checkRoom(view, offset, 'Marker')
+  checkRoom(view, offset, ENTRY_SIZE, 'Marker')
   const type = readEntryType(view, offset)
   if (type !== EntryType.MARKER) {
     throw new DecodeError('Marker', `entry type 0x${type.toString(16)} is not 0x04`)

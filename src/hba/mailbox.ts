@@ -6,7 +6,8 @@
  */
 import { DecodeError } from '../errors.js'
 import type { Field } from './iocb.js'
-import { readU64LE, writeU64LE } from './iocb.js'
+import { readU64LE, writeU64LE } from '../util/le.js'
+import { checkRoom } from '../util/codec.js'
 
 export const ICB = {
   version: { offset: 0, size: 1 },
@@ -36,7 +37,7 @@ export interface InitControlBlock {
 }
 
 export function encodeIcb(v: InitControlBlock, view: Buffer, offset: number): number {
-  need(view, offset, ICB_SIZE, 'init control block')
+  checkRoom(view, offset, ICB_SIZE, 'init control block')
   view.fill(0, offset, offset + ICB_SIZE)
   view[offset + ICB.version.offset] = ICB_VERSION
   view.writeUInt16LE(v.maxFrameSize, offset + ICB.maxFrameSize.offset)
@@ -51,7 +52,7 @@ export function encodeIcb(v: InitControlBlock, view: Buffer, offset: number): nu
 }
 
 export function decodeIcb(view: Buffer, offset: number): InitControlBlock {
-  need(view, offset, ICB_SIZE, 'init control block')
+  checkRoom(view, offset, ICB_SIZE, 'init control block')
   const version = view[offset + ICB.version.offset]
   if (version !== ICB_VERSION) throw new DecodeError('init control block', `version ${version} is not ${ICB_VERSION}`)
   return {
@@ -83,7 +84,7 @@ export interface IdEntry {
 }
 
 export function encodeIdEntry(v: IdEntry, view: Buffer, offset: number): number {
-  need(view, offset, ID_ENTRY_SIZE, 'ID list entry')
+  checkRoom(view, offset, ID_ENTRY_SIZE, 'ID list entry')
   view.fill(0, offset, offset + ID_ENTRY_SIZE)
   view[offset + ID_ENTRY.alpa.offset] = v.portId & 0xff
   view[offset + ID_ENTRY.area.offset] = (v.portId >> 8) & 0xff
@@ -93,7 +94,7 @@ export function encodeIdEntry(v: IdEntry, view: Buffer, offset: number): number 
 }
 
 export function decodeIdEntry(view: Buffer, offset: number): IdEntry {
-  need(view, offset, ID_ENTRY_SIZE, 'ID list entry')
+  checkRoom(view, offset, ID_ENTRY_SIZE, 'ID list entry')
   return {
     portId: view[offset] | (view[offset + 1] << 8) | (view[offset + 2] << 16),
     loopId: view.readUInt16LE(offset + ID_ENTRY.loopId.offset),
@@ -121,7 +122,7 @@ export interface PortDbEntry {
 }
 
 export function encodePortDb(v: PortDbEntry, view: Buffer, offset: number): number {
-  need(view, offset, PORT_DB_SIZE, 'port database entry')
+  checkRoom(view, offset, PORT_DB_SIZE, 'port database entry')
   view.fill(0, offset, offset + PORT_DB_SIZE)
   view[offset + PORT_DB.state.offset] = v.state
   view.writeUInt32LE(v.portId, offset + PORT_DB.portId.offset)
@@ -132,7 +133,7 @@ export function encodePortDb(v: PortDbEntry, view: Buffer, offset: number): numb
 }
 
 export function decodePortDb(view: Buffer, offset: number): PortDbEntry {
-  need(view, offset, PORT_DB_SIZE, 'port database entry')
+  checkRoom(view, offset, PORT_DB_SIZE, 'port database entry')
   return {
     state: view[offset + PORT_DB.state.offset],
     portId: view.readUInt32LE(offset + PORT_DB.portId.offset),
@@ -165,7 +166,7 @@ export const LINK_STATS_SIZE = 96
 export type LinkStats = { -readonly [K in keyof typeof LINK_STATS]: number }
 
 export function encodeLinkStats(v: LinkStats, view: Buffer, offset: number): number {
-  need(view, offset, LINK_STATS_SIZE, 'link statistics')
+  checkRoom(view, offset, LINK_STATS_SIZE, 'link statistics')
   view.fill(0, offset, offset + LINK_STATS_SIZE)
   for (const k of Object.keys(LINK_STATS) as (keyof LinkStats)[]) {
     view.writeBigUInt64LE(BigInt(Math.max(0, Math.round(v[k]))), offset + LINK_STATS[k].offset)
@@ -174,7 +175,7 @@ export function encodeLinkStats(v: LinkStats, view: Buffer, offset: number): num
 }
 
 export function decodeLinkStats(view: Buffer, offset: number): LinkStats {
-  need(view, offset, LINK_STATS_SIZE, 'link statistics')
+  checkRoom(view, offset, LINK_STATS_SIZE, 'link statistics')
   const out = {} as LinkStats
   for (const k of Object.keys(LINK_STATS) as (keyof LinkStats)[]) out[k] = Number(view.readBigUInt64LE(offset + LINK_STATS[k].offset))
   return out
@@ -189,8 +190,3 @@ export function readWwn(view: Buffer, at: number): string {
   return view.toString('hex', at, at + 8)
 }
 
-function need(view: Buffer, offset: number, size: number, what: string): void {
-  if (!Number.isInteger(offset) || offset < 0 || offset + size > view.length) {
-    throw new DecodeError(what, `needs ${size} bytes at offset ${offset}, buffer has ${view.length}`)
-  }
-}

@@ -13,8 +13,9 @@ import { createHba } from '../../src/hba/index.js'
 import type { HbaDriver } from '../../src/hba/driver.js'
 import {
   COMMAND_T3, CompStatus, ControlFlags, ENTRY_SIZE, EntryStatus, EntryType, ScsiStatusFlags,
-  decodeCommandT3, decodeContinuationT1, decodeMarker, decodeStatusT0, writeU64LE, STATUS_CONT,
+  decodeCommandT3, decodeContinuationT1, decodeMarker, decodeStatusT0, STATUS_CONT,
 } from '../../src/hba/iocb.js'
+import { writeU64LE } from '../../src/util/le.js'
 import { decodeIcb, encodeIcb, ICB_SIZE, decodeIdEntry, decodePortDb, decodeLinkStats } from '../../src/hba/mailbox.js'
 import { Hccr, HostStatus, IntType, Mbc, Mbs, Reg, addressToMailboxes } from '../../src/hba/registers.js'
 import { Ring } from '../../src/hba/ring.js'
