@@ -11,7 +11,7 @@
  */
 import type { Socket } from 'node:net'
 import type { Completion } from '../hba/driver.js'
-import { classify } from '../fs/errno.js'
+import { classify } from '../hba/errno.js'
 import { senseCode, senseCodeAsc, senseCodeAscq, senseCodeKey } from '../scsi/sense.js'
 import { readU32LE, writeU16LE, writeU32LE } from '../util/le.js'
 import { Framer, type FrameSink } from './framing.js'
