@@ -17,6 +17,9 @@ module.exports = {
     rule('faults-imports-up', '^src/faults/', '^src/(hba|fs|api|iscsi)/|' + ENTRY, 'fault injection wraps backends and ports; it sits below the HBA and the front ends'),
     rule('hba-imports-up', '^src/hba/', '^src/(faults|fs|api|iscsi)/|' + ENTRY, 'the HBA is driven by front ends, never the reverse'),
     rule('front-imports-entry', FRONT, ENTRY, 'front ends are wired together by the entry points, not by each other'),
+    rule('fs-imports-front', '^src/fs/', '^src/(api|iscsi)/', 'front ends sit side by side: what two share lives below them'),
+    rule('api-imports-front', '^src/api/', '^src/(fs|iscsi)/', 'front ends sit side by side: what two share lives below them'),
+    rule('iscsi-imports-front', '^src/iscsi/', '^src/(fs|api)/', 'front ends sit side by side: what two share lives below them'),
     // Type-only cycles (a handler type and the state it handles) vanish at compile time.
     { name: 'no-circular', severity: 'error', from: { path: '^src/' }, to: { circular: true, viaOnly: { dependencyTypesNot: ['type-only'] } } },
   ],
