@@ -19,6 +19,7 @@
  */
 import type { Backend, BackendError, IoResult, MaybeAsync } from '../targets/backend.js'
 import { isPromise } from '../targets/backend.js'
+import { BackendFilter } from '../targets/filter.js'
 import type { Lun } from '../targets/types.js'
 import { zero } from '../util/bytes.js'
 
@@ -38,28 +39,19 @@ export interface BackendFaultSource {
   decide(lun: Lun, op: 'read' | 'write', offset: number, length: number): BackendVerdict | null
 }
 
-export class FaultyBackend implements Backend {
-  readonly inner: Backend
+export class FaultyBackend extends BackendFilter {
   private readonly lun: Lun
   private readonly source: BackendFaultSource
   private readonly timers = new Set<{ t: NodeJS.Timeout; answer: (r: IoResult) => void }>()
   private closed = false
 
   constructor(inner: Backend, lun: Lun, source: BackendFaultSource) {
-    this.inner = inner
+    super(inner)
     this.lun = lun
     this.source = source
   }
 
-  get kind(): string {
-    return this.inner.kind
-  }
-
-  get size(): number {
-    return this.inner.size
-  }
-
-  read(offset: number, dst: Buffer): MaybeAsync<IoResult> {
+  override read(offset: number, dst: Buffer): MaybeAsync<IoResult> {
     const v = this.source.decide(this.lun, 'read', offset, dst.length)
     if (v === null) return this.inner.read(offset, dst)
     const run = (): MaybeAsync<IoResult> => {
@@ -75,30 +67,14 @@ export class FaultyBackend implements Backend {
     return v.delayMs > 0 ? this.after(v.delayMs, run) : run()
   }
 
-  write(offset: number, src: Buffer): MaybeAsync<IoResult> {
+  override write(offset: number, src: Buffer): MaybeAsync<IoResult> {
     const v = this.source.decide(this.lun, 'write', offset, src.length)
     if (v === null) return this.inner.write(offset, src)
     const run = (): MaybeAsync<IoResult> => (v.mediumAt !== undefined ? medium(v.mediumAt, 'write') : this.inner.write(offset, src))
     return v.delayMs > 0 ? this.after(v.delayMs, run) : run()
   }
 
-  flush(offset?: number, length?: number): MaybeAsync<IoResult> {
-    return this.inner.flush(offset, length)
-  }
-
-  unmap(offset: number, length: number): MaybeAsync<IoResult> {
-    return this.inner.unmap(offset, length)
-  }
-
-  allocatedBytes(): number {
-    return this.inner.allocatedBytes()
-  }
-
-  info(): Record<string, string | number> {
-    return this.inner.info?.() ?? {}
-  }
-
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     this.closed = true
     for (const p of [...this.timers]) {
       clearTimeout(p.t)

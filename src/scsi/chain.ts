@@ -6,22 +6,10 @@
  * A step answers null to go on, or anything else (a BackendError, a
  * ScsiOutcome) to stop the walk with that value.
  */
-import { isPromise, type MaybeAsync } from '../targets/backend.js'
+import { sequence, type MaybeAsync } from '../targets/backend.js'
 
-/** `f(v)`, after `v` settles when it is a promise. */
-export function andThen<T, U>(v: MaybeAsync<T>, f: (t: T) => MaybeAsync<U>): MaybeAsync<U> {
-  return isPromise(v) ? v.then(f) : f(v)
-}
-
-/** Runs step(from), step(from + 1), … step(n - 1) one after another; the first non-null answer stops the walk and is returned. */
-export function sequence<E>(n: number, step: (i: number) => MaybeAsync<E | null>, from = 0): MaybeAsync<E | null> {
-  for (let i = from; i < n; i++) {
-    const r = step(i)
-    if (isPromise(r)) return r.then((e) => (e !== null ? e : sequence(n, step, i + 1)))
-    if (r !== null) return r
-  }
-  return null
-}
+// The two primitives live with MaybeAsync, so backend filters below scsi/ use them too.
+export { andThen, sequence } from '../targets/backend.js'
 
 /**
  * Walks `length` bytes in pieces of at most `chunk` bytes, in order:

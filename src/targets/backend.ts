@@ -51,3 +51,18 @@ export interface Backend {
 export function isPromise<T>(v: MaybeAsync<T>): v is Promise<T> {
   return typeof (v as { then?: unknown })?.then === 'function'
 }
+
+/** `f(v)`, after `v` settles when it is a promise (no promise is created when `v` is a value). */
+export function andThen<T, U>(v: MaybeAsync<T>, f: (t: T) => MaybeAsync<U>): MaybeAsync<U> {
+  return isPromise(v) ? v.then(f) : f(v)
+}
+
+/** Runs step(from), step(from + 1), … step(n - 1) one after another; the first non-null answer stops the walk and is returned. */
+export function sequence<E>(n: number, step: (i: number) => MaybeAsync<E | null>, from = 0): MaybeAsync<E | null> {
+  for (let i = from; i < n; i++) {
+    const r = step(i)
+    if (isPromise(r)) return r.then((e) => (e !== null ? e : sequence(n, step, i + 1)))
+    if (r !== null) return r
+  }
+  return null
+}

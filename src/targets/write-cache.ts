@@ -67,7 +67,8 @@
  */
 import type { Logger } from '../log.js'
 import { mulberry32, seedOf } from '../util/random.js'
-import { isPromise, type Backend, type BackendError, type IoResult, type MaybeAsync } from './backend.js'
+import { andThen, isPromise, sequence, type Backend, type BackendError, type IoResult, type MaybeAsync } from './backend.js'
+import { BackendFilter } from './filter.js'
 
 export const DEFAULT_WRITE_CACHE_BYTES = 64 * 1024 * 1024
 export const DEFAULT_DESTAGE_INTERVAL_MS = 1000
@@ -152,8 +153,7 @@ interface Job {
 const NO_POWER: BackendError = { kind: 'io', message: 'the logical unit has no power (power-loss fault)' }
 const POWER_LOST: BackendError = { kind: 'io', message: 'power was lost while the command ran (power-loss fault)' }
 
-export class WriteCache implements Backend {
-  readonly inner: Backend
+export class WriteCache extends BackendFilter {
   readonly blockSize: number
   readonly capacity: number
   private readonly log?: Logger
@@ -185,7 +185,7 @@ export class WriteCache implements Backend {
   private closed = false
 
   constructor(inner: Backend, opts: WriteCacheOptions) {
-    this.inner = inner
+    super(inner)
     this.blockSize = opts.blockSize
     this.capacity = Math.max(opts.size ?? DEFAULT_WRITE_CACHE_BYTES, opts.blockSize)
     this.log = opts.log
@@ -197,17 +197,9 @@ export class WriteCache implements Backend {
     }
   }
 
-  get kind(): string {
-    return this.inner.kind
-  }
-
-  get size(): number {
-    return this.inner.size
-  }
-
   // ---- the Backend interface ------------------------------------------------
 
-  read(offset: number, dst: Buffer): MaybeAsync<IoResult> {
+  override read(offset: number, dst: Buffer): MaybeAsync<IoResult> {
     if (!this.powered) return NO_POWER
     if (this.map.size === 0) return this.inner.read(offset, dst)
     const r = this.inner.read(offset, dst)
@@ -227,7 +219,7 @@ export class WriteCache implements Backend {
     })
   }
 
-  write(offset: number, src: Buffer): MaybeAsync<IoResult> {
+  override write(offset: number, src: Buffer): MaybeAsync<IoResult> {
     if (!this.powered) return NO_POWER
     const w = ++this.writes
     if (this.waiters.length === 0 && this.held + src.length <= this.capacity) {
@@ -241,7 +233,7 @@ export class WriteCache implements Backend {
     })
   }
 
-  flush(offset?: number, length?: number): MaybeAsync<IoResult> {
+  override flush(offset?: number, length?: number): MaybeAsync<IoResult> {
     if (!this.powered) return NO_POWER
     this.flushCount++
     const bs = this.blockSize
@@ -250,22 +242,14 @@ export class WriteCache implements Backend {
     return this.serial((gen) => andThen(this.destageRange(lo, hi, gen), (e) => (e !== null ? e : this.inner.flush(offset, length))))
   }
 
-  unmap(offset: number, length: number): MaybeAsync<IoResult> {
+  override unmap(offset: number, length: number): MaybeAsync<IoResult> {
     if (!this.powered) return NO_POWER
     const bs = this.blockSize
     for (const b of this.blocksIn(Math.floor(offset / bs), Math.ceil((offset + length) / bs))) this.dropBlock(b, this.map.get(b)!.length - 1, false)
     return this.serial(() => this.inner.unmap(offset, length))
   }
 
-  allocatedBytes(): number {
-    return this.inner.allocatedBytes()
-  }
-
-  info(): Record<string, string | number> {
-    return this.inner.info?.() ?? {}
-  }
-
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
     if (this.timer) clearInterval(this.timer)
@@ -670,18 +654,4 @@ function safe(run: () => MaybeAsync<IoResult>): MaybeAsync<IoResult> {
   } catch (err) {
     return { kind: 'io', message: String(err) }
   }
-}
-
-function andThen<T, U>(v: MaybeAsync<T>, f: (t: T) => MaybeAsync<U>): MaybeAsync<U> {
-  return isPromise(v) ? v.then(f) : f(v)
-}
-
-/** step(from), step(from + 1), … one after another; the first non-null answer stops the walk. */
-function sequence(n: number, step: (i: number) => MaybeAsync<IoResult>, from = 0): MaybeAsync<IoResult> {
-  for (let i = from; i < n; i++) {
-    const r = step(i)
-    if (isPromise(r)) return r.then((e) => (e !== null ? e : sequence(n, step, i + 1)))
-    if (r !== null) return r
-  }
-  return null
 }
