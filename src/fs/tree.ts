@@ -13,6 +13,10 @@
  *   /wwn/<wwpn>/lun/<n>/{info,sense,stats}
  *   /wwn/<wwpn>/lun/<n>/stats.json, /wwn/<wwpn>/stats[.json]
  *   /hba/<n>/{info,ring,stats,stats.json,link,trace,control}
+ *   /hba/<n>/wwn/<wwpn>/…          HBA n's view, laid out as /wwn (docs/hosts.md): the ports
+ *                                  its zones let it see, its LUNs under its masked numbers;
+ *                                  /wwn is HBA 0's view (the same nodes as /hba/0/wwn)
+ *   /fabric/{control,last_error,zones,masks}
  *   /server                        pid and mount facts (used by `fcfs umount`)
  */
 import type { BlockDevice } from './blockdev.js'
