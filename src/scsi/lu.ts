@@ -1,33 +1,40 @@
 /**
  * A SCSI logical unit over a `Lun` (identity, geometry, backend): the opcode
  * table dispatches, handlers answer, and the unit keeps the state SAM/SPC
- * give a logical unit: per initiator, its queue of unit attentions and
- * whether it prevents medium removal; shared, the mode parameters, the
- * started/stopped state and the target ports that export it.
+ * give a logical unit: per I_T nexus (initiator port × target port,
+ * nexus.ts), its queue of unit attentions and whether it prevents medium
+ * removal; shared, the mode parameters, the started/stopped state and the
+ * target ports that export it.
  *
  * Unit attention (SAM-5 5.14, 6.2): a new logical unit has POWER ON, RESET,
- * OR BUS DEVICE RESET OCCURRED pending for every initiator. The first command
- * from an initiator other than INQUIRY, REPORT LUNS and REQUEST SENSE is
- * answered with CHECK CONDITION, UNIT ATTENTION and the condition is cleared;
- * REQUEST SENSE reports and clears it too. `raiseUnitAttention` queues a new
- * condition for every initiator (but the one that caused it, for MODE
- * PARAMETERS CHANGED): reset() → 29/00, notifyCapacityChanged() → 2A/09,
- * notifyReportedLunsChanged() → 3F/0E, notifyAccessStateChanged() → 2A/06,
- * a MODE SELECT that changed something → 2A/01.
+ * OR BUS DEVICE RESET OCCURRED pending for every I_T nexus. The first command
+ * through a nexus other than INQUIRY, REPORT LUNS and REQUEST SENSE is
+ * answered with CHECK CONDITION, UNIT ATTENTION and the condition is cleared
+ * for that nexus only; REQUEST SENSE reports and clears it too. One initiator
+ * through two target ports is two nexuses: each path hears a LUN reset once.
+ * `raiseUnitAttention` queues a new condition for every nexus (but the one
+ * that caused it, for MODE PARAMETERS CHANGED, SPC-4 7.5.1): reset() → 29/00,
+ * notifyCapacityChanged() → 2A/09, notifyReportedLunsChanged() → 3F/0E,
+ * notifyAccessStateChanged() → 2A/06, a MODE SELECT that changed something
+ * → 2A/01.
  *
- *   initiator never seen  ──first command──▶  queue = [29/00] (then as below)
- *   queue non-empty       ──command──▶        CHECK CONDITION, UNIT ATTENTION, head removed
- *   queue empty           ──command──▶        dispatched to its handler
+ *   nexus never seen  ──first command──▶  queue = [29/00] (then as below)
+ *   queue non-empty   ──command──▶        CHECK CONDITION, UNIT ATTENTION, head removed
+ *   queue empty       ──command──▶        dispatched to its handler
+ *
+ * PREVENT ALLOW MEDIUM REMOVAL is per nexus too (SBC-3 5.8): removal is
+ * prevented while any nexus prevents it; ALLOW through one nexus does not
+ * undo another's PREVENT, even the same initiator's through another port.
  *
  * Reservations (pr.ts): one state per logical unit, shared by every target
  * port that exports it, keyed by I_T nexus (initiator id, target port). The
  * opcode table's `pr` column says how each command fares under a reservation
  * and `run` checks it in one place; a conflict is RESERVATION CONFLICT.
- * Unit attention queues are kept per initiator port, so the reservation unit
- * attentions SPC-4 gives "every registered I_T nexus but the caller's" go to
- * every initiator port with a registration except the caller's own (with one
- * queue per initiator port, a condition for the caller's other path would be
- * taken by the caller itself).
+ * A reservation unit attention goes to each nexus the registration stands
+ * for (every target port with ALL_TG_PT) except the nexus the PERSISTENT
+ * RESERVE OUT came in on, so the caller's other paths hear it too, as
+ * SPC-4's "every registered I_T nexus other than the I_T nexus on which the
+ * command was received" says.
  *
  * PREEMPT AND ABORT aborts the tasks of the preempted I_T nexuses, and the
  * task sets live in the HBA firmware and the iSCSI sessions, not here: they
@@ -37,7 +44,8 @@
  * command of that nexus to this logical unit that has not completed (TASK
  * ABORTED when the transport reports aborted tasks, else nothing).
  * `itNexusLost(initiator, port)` is the other direction: a logout or a lost
- * login ends the nexus, which releases its RESERVE(6).
+ * login ends the nexus, which releases its RESERVE(6) and its PREVENT, and
+ * the unit forgets the nexus (its next command is a new nexus's: 29/00).
  *
  * Synchronous backends keep the whole command synchronous: no promise is
  * created unless the backend returned one.
@@ -48,7 +56,8 @@ import type { Lun, TargetPort } from '../targets/types.js'
 import { accessDenied, notAccessible } from './alua.js'
 import { ModeState } from './mode.js'
 import { isOutcome, resolveCommand } from './opcodes.js'
-import { canonicalInitiator, reservationConflict, Reservations, type Nexus, type Registration, type ReservationHost } from './pr.js'
+import { enqueue, NexusTable, type ItNexus } from './nexus.js'
+import { reservationConflict, Reservations, type Nexus, type Registration, type ReservationHost } from './pr.js'
 import { Asc, fail, SenseKey, SenseResponse, senseResponseCode, toDescriptorSense, type AscAscq } from './sense.js'
 import type { Done, ScsiCommand, ScsiDevice, ScsiOutcome } from './types.js'
 import type { UnitContext } from './unit.js'
@@ -58,6 +67,8 @@ export interface LogicalUnitOptions {
   readonly descriptorSense?: boolean
   /** Where persistent reservations survive a power loss (APTPL). Default none: APTPL = 1 is refused. */
   readonly prStore?: PrStore
+  /** The most I_T nexuses the unit remembers (nexus.ts). Default MAX_NEXUSES. */
+  readonly maxNexuses?: number
 }
 
 /** The I_T nexus whose tasks a PREEMPT AND ABORT aborts; targetPort null means through every target port. */
@@ -66,18 +77,13 @@ export interface AbortedNexus {
   readonly targetPort: string | null
 }
 
-/** The most conditions kept per initiator; older ones beyond it are dropped (SAM lets a device merge them). */
-const MAX_PENDING = 16
-
 export class LogicalUnit implements ScsiDevice, UnitContext {
   readonly lun: Lun
   readonly mode: ModeState
-  /** Per initiator: unit attentions not yet reported, oldest first. Absent = never seen. */
-  private readonly attention = new Map<string, AscAscq[]>()
+  /** Per I_T nexus: unit attentions not yet reported and PREVENT. Absent = never seen. */
+  private readonly nexuses: NexusTable
   /** Target ports exporting this unit, by WWPN (ScsiTarget attaches them). */
   private readonly ports = new Map<string, TargetPort>()
-  /** Initiators that sent PREVENT ALLOW MEDIUM REMOVAL with PREVENT = 1. */
-  private readonly preventing = new Set<string>()
   private isStarted = true
   /** Persistent and SPC-2 reservations. */
   readonly reservations: Reservations
@@ -86,13 +92,14 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
   constructor(lun: Lun, opts?: LogicalUnitOptions) {
     this.lun = lun
     this.mode = new ModeState({ descriptorSense: opts?.descriptorSense })
+    this.nexuses = new NexusTable(opts?.maxNexuses)
     const host: ReservationHost = {
       unitAttention: (r, c, caller) => this.reservationAttention(r, c, caller),
       abortNexus: (r) => {
         for (const l of [...this.abortListeners]) l({ initiator: r.initiator, targetPort: r.port })
       },
       targetPorts: () => this.targetPorts(),
-      knownInitiators: () => this.attention.keys(),
+      knownInitiators: () => this.nexuses.spellings(),
     }
     this.reservations = new Reservations(host, opts?.prStore)
   }
@@ -124,7 +131,7 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
     const r = resolveCommand(cmd.cdb)
     if (isOutcome(r)) return r
     if (r.runsDespiteUnitAttention !== true) {
-      const ua = this.takeUnitAttention(cmd.initiator)
+      const ua = this.takeUnitAttention(cmd)
       if (ua !== null) return fail(SenseKey.UNIT_ATTENTION, ua)
     }
     if (cmd.port !== undefined) {
@@ -168,18 +175,27 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
     this.isStarted = started
   }
 
-  setPreventRemoval(initiator: string, prevent: boolean): void {
-    if (prevent) this.preventing.add(initiator)
-    else this.preventing.delete(initiator)
+  setPreventRemoval(n: ItNexus, prevent: boolean): void {
+    if (prevent) this.nexuses.get(n).preventing = true
+    else {
+      const s = this.nexuses.find(n)
+      if (s !== undefined) s.preventing = false
+    }
   }
 
-  /** True while some initiator prevents medium removal. */
+  /** True while nexus `n` prevents medium removal. */
+  isPreventing(n: ItNexus): boolean {
+    return this.nexuses.find(n)?.preventing === true
+  }
+
+  /** True while some I_T nexus prevents medium removal. */
   get removalPrevented(): boolean {
-    return this.preventing.size > 0
+    for (const s of this.nexuses.all()) if (s.preventing) return true
+    return false
   }
 
-  modeParametersChanged(initiator: string): void {
-    this.raiseUnitAttention(Asc.MODE_PARAMETERS_CHANGED.asc, Asc.MODE_PARAMETERS_CHANGED.ascq, initiator)
+  modeParametersChanged(n: ItNexus): void {
+    this.raiseUnitAttention(Asc.MODE_PARAMETERS_CHANGED.asc, Asc.MODE_PARAMETERS_CHANGED.ascq, n)
   }
 
   /** The attached ports that still export this unit (a port whose LUN map dropped it no longer counts). */
@@ -205,52 +221,40 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
 
   // ---- unit attention ------------------------------------------------------
 
-  takeUnitAttention(initiator: string): AscAscq | null {
-    let q = this.attention.get(initiator)
-    if (q === undefined) {
-      q = [Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET]
-      this.attention.set(initiator, q)
-    }
+  /** The oldest pending unit attention of nexus `n` (a ScsiCommand is one), removed from its queue; null when none. */
+  takeUnitAttention(n: ItNexus): AscAscq | null {
+    const q = this.nexuses.get(n).attention
     return q.length === 0 ? null : q.shift()!
   }
 
-  /** Pending unit attentions for `initiator`, oldest first (for info files and tests). */
-  pendingUnitAttentions(initiator: string): readonly AscAscq[] {
-    return this.attention.get(initiator) ?? [Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET]
+  /** Pending unit attentions of nexus `n`, oldest first (for info files and tests). */
+  pendingUnitAttentions(n: ItNexus): readonly AscAscq[] {
+    return this.nexuses.find(n)?.attention ?? [Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET]
   }
 
   /**
-   * Queues a unit attention for every initiator but `except`. Initiators not
-   * seen yet still get POWER ON/RESET first, which tells them to rediscover
-   * everything. A reset condition (29/xx) replaces whatever was queued, as
-   * it supersedes it; a condition already queued is not queued twice.
+   * Queues a unit attention for every I_T nexus but `exceptNexus`. Nexuses
+   * not seen yet still get POWER ON/RESET first, which tells them to
+   * rediscover everything. A reset condition (29/xx) replaces whatever was
+   * queued, as it supersedes it; a condition already queued is not queued twice.
    */
-  raiseUnitAttention(asc: number, ascq: number, except?: string): void {
+  raiseUnitAttention(asc: number, ascq: number, exceptNexus?: ItNexus): void {
     const c: AscAscq = { asc, ascq }
-    for (const [initiator, q] of this.attention) {
-      if (initiator === except) continue
-      if (asc === 0x29) {
-        q.length = 0
-        q.push(c)
-      } else if (!q.some((p) => p.asc === asc && p.ascq === ascq)) {
-        if (q.length >= MAX_PENDING) q.shift()
-        q.push(c)
-      }
-    }
+    const except = exceptNexus === undefined ? undefined : this.nexuses.find(exceptNexus)
+    for (const s of this.nexuses.all()) if (s !== except) enqueue(s.attention, c)
   }
 
   /**
-   * A reservation unit attention for the initiator port of registration `r`,
-   * however that initiator spells its id. Queues are per initiator port, so
-   * the caller's own initiator port is skipped (SPC-4 spares the caller's nexus).
+   * A reservation unit attention for each nexus registration `r` stands for
+   * (through its target port, or every one with ALL_TG_PT), however that
+   * initiator spells its id, except `caller`'s nexus: SPC-4 spares exactly
+   * the nexus the PERSISTENT RESERVE OUT came in on, not the caller's other paths.
    */
   private reservationAttention(r: Registration, c: AscAscq, caller: Nexus): void {
-    if (r.id === caller.id) return
-    for (const [initiator, q] of this.attention) {
-      if (canonicalInitiator(initiator) !== r.id) continue
-      if (q.some((p) => p.asc === c.asc && p.ascq === c.ascq)) continue
-      if (q.length >= MAX_PENDING) q.shift()
-      q.push(c)
+    for (const s of this.nexuses.ofInitiator(r.id)) {
+      if (r.port !== null && s.port !== r.port) continue
+      if (s.id === caller.id && s.port === caller.port) continue
+      enqueue(s.attention, c)
     }
   }
 
@@ -265,9 +269,14 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
     return () => this.abortListeners.delete(listener)
   }
 
-  /** The I_T nexus (initiator, port) ended (logout, lost login): its RESERVE(6) is released. */
+  /**
+   * The I_T nexus (initiator, port) ended (logout, lost login): its RESERVE(6)
+   * and its PREVENT are released (SBC-3 5.8) and the unit forgets it, which
+   * keeps the nexus table as small as the logged-in initiators.
+   */
   itNexusLost(initiator: string, port?: TargetPort): void {
     this.reservations.nexusLost(initiator, port?.wwpn)
+    this.nexuses.forget({ initiator, port })
   }
 
   /** The `lun/<n>/reservations` text: generation, reservation, registrants with key and nexus. */
@@ -281,26 +290,27 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
    * LOGICAL UNIT RESET (or a target reset / hard reset reaching it): mode
    * parameters back to their defaults, medium removal allowed again, an
    * SPC-2 RESERVE(6) released (persistent reservations stay), and
-   * POWER ON, RESET, OR BUS DEVICE RESET OCCURRED for every initiator.
+   * POWER ON, RESET, OR BUS DEVICE RESET OCCURRED for every I_T nexus, the
+   * one that asked for the reset and its other paths included.
    */
   reset(): void {
     this.mode.reset()
-    this.preventing.clear()
+    for (const s of this.nexuses.all()) s.preventing = false
     this.reservations.reset()
     this.raiseUnitAttention(Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET.asc, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET.ascq)
   }
 
-  /** The capacity changed (the Lun was resized): CAPACITY DATA HAS CHANGED for every initiator. */
+  /** The capacity changed (the Lun was resized): CAPACITY DATA HAS CHANGED for every I_T nexus. */
   notifyCapacityChanged(): void {
     this.raiseUnitAttention(Asc.CAPACITY_DATA_HAS_CHANGED.asc, Asc.CAPACITY_DATA_HAS_CHANGED.ascq)
   }
 
-  /** A port exporting this unit gained or lost LUNs: REPORTED LUNS DATA HAS CHANGED for every initiator. */
+  /** A port exporting this unit gained or lost LUNs: REPORTED LUNS DATA HAS CHANGED for every I_T nexus. */
   notifyReportedLunsChanged(): void {
     this.raiseUnitAttention(Asc.REPORTED_LUNS_DATA_HAS_CHANGED.asc, Asc.REPORTED_LUNS_DATA_HAS_CHANGED.ascq)
   }
 
-  /** A port group's ALUA state changed: ASYMMETRIC ACCESS STATE CHANGED for every initiator. */
+  /** A port group's ALUA state changed: ASYMMETRIC ACCESS STATE CHANGED for every I_T nexus. */
   notifyAccessStateChanged(): void {
     this.raiseUnitAttention(Asc.ASYMMETRIC_ACCESS_STATE_CHANGED.asc, Asc.ASYMMETRIC_ACCESS_STATE_CHANGED.ascq)
   }

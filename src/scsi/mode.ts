@@ -403,7 +403,7 @@ export const modeSelect: Handler = (u, cmd) => {
   const wce = u.mode.writeCacheEnabled
   let changed = false
   for (const [code, value] of r) changed = u.mode.set(code, value) || changed
-  if (changed) u.modeParametersChanged(cmd.initiator)
+  if (changed) u.modeParametersChanged(cmd)
   if (!wce || u.mode.writeCacheEnabled || u.lun.writeCache === undefined) return good(len, len)
   // WCE went off on a unit with a write cache: what it holds becomes durable before GOOD, as writes from now on will be.
   return andThen(u.lun.backend.flush(), (e) => (e !== null ? backendFailure(e, 'flush', u.lun.blockSize) : good(len, len)))

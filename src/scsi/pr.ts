@@ -63,7 +63,9 @@
  * registrants when the type changed; RELEASE of a registrants-only or
  * all-registrants reservation, and the holder of a registrants-only
  * reservation unregistering → RESERVATIONS RELEASED for the other registrants.
- * The host (lu.ts) queues them. PREEMPT AND ABORT also asks the host to abort
+ * The host (lu.ts) queues them per I_T nexus, for every nexus a registration
+ * stands for except the one the command came in on: the caller's other
+ * registered paths hear them too. PREEMPT AND ABORT also asks the host to abort
  * the tasks of each preempted nexus (`ReservationHost.abortNexus`): the
  * logical unit does not own the task sets, the HBA and iSCSI layers do.
  *
@@ -153,7 +155,7 @@ export type PrAccessOf = PrAccess | ((cdb: Uint8Array) => PrAccess)
 
 /** The I_T nexus a command came through. */
 export interface Nexus {
-  /** The initiator id as the command carried it (unit attentions are queued under it). */
+  /** The initiator id as the command carried it. */
   readonly initiator: string
   /** canonicalInitiator(initiator). */
   readonly id: string
@@ -180,7 +182,11 @@ interface Reservation {
 
 /** What the reservations need from their logical unit (lu.ts implements it). */
 export interface ReservationHost {
-  /** Queue unit attention `c` for the nexus of `r` (the host decides how it keys its queues); `caller` sent the command. */
+  /**
+   * Queue unit attention `c` for each I_T nexus registration `r` stands for
+   * (every target port with ALL_TG_PT) except `caller`, the nexus the
+   * command came in on: SPC-4 spares that one, not the caller's other paths.
+   */
   unitAttention(r: Registration, c: AscAscq, caller: Nexus): void
   /** PREEMPT AND ABORT removed `r`: abort every task of that nexus at this unit. */
   abortNexus(r: Registration): void

@@ -1,7 +1,7 @@
 /**
  * REQUEST SENSE (SPC-4 6.29). fcfs reports sense with CHECK CONDITION
  * (autosense, as FCP does), so REQUEST SENSE has only one thing to return: a
- * unit attention still pending for this initiator, which it reports and
+ * unit attention still pending for this I_T nexus, which it reports and
  * clears. Otherwise NO SENSE. DESC=1 asks for descriptor format.
  */
 import { REQUEST_SENSE, REQUEST_SENSE_DESC } from './cdb.js'
@@ -19,7 +19,7 @@ export function senseData(cmd: ScsiCommand, s: SenseInfo): ScsiOutcome {
 }
 
 export const requestSense: Handler = (u, cmd) => {
-  const ua = u.takeUnitAttention(cmd.initiator)
+  const ua = u.takeUnitAttention(cmd)
   if (ua) return senseData(cmd, { key: SenseKey.UNIT_ATTENTION, asc: ua.asc, ascq: ua.ascq })
   return senseData(cmd, { key: SenseKey.NO_SENSE, ...Asc.NO_ADDITIONAL_SENSE })
 }

@@ -7,9 +7,11 @@
  * The medium is not removable, so LOEJ has nothing to eject and is ignored,
  * as QEMU does. POWER CONDITION other than 0 is refused by the opcode mask.
  *
- * PREVENT ALLOW MEDIUM REMOVAL records, per initiator, whether removal is
+ * PREVENT ALLOW MEDIUM REMOVAL records, per I_T nexus, whether removal is
  * prevented (00b allow, 01b prevent; 1xb are for medium changers and
- * refused). A logical unit reset clears it.
+ * refused): ALLOW undoes only its own nexus's PREVENT, so removal stays
+ * prevented while any nexus prevents it. A logical unit reset or the loss
+ * of the nexus clears it.
  */
 import { andThen } from './chain.js'
 import { f, type Layout } from './layout.js'
@@ -55,6 +57,6 @@ export const preventAllowMediumRemoval: Handler = (u, cmd) => {
   const F = PREVENT_ALLOW_MEDIUM_REMOVAL.fields
   const prevent = cmd.cdb[F.prevent.offset] & 0x03
   if (prevent > 1) return invalidFieldInCdb(F.prevent.offset, 1)
-  u.setPreventRemoval(cmd.initiator, prevent === 1)
+  u.setPreventRemoval(cmd, prevent === 1)
   return good(0, 0)
 }

@@ -22,7 +22,10 @@ export interface ScsiCommand {
   readonly dataIn: Buffer | null
   /** Data-out bytes the initiator sends (exactly FCP_DL long). Null when none. */
   readonly dataOut: Buffer | null
-  /** Initiator port WWPN: unit attentions and reservations are per initiator. */
+  /**
+   * The initiator port (a WWPN, or an id as pr.ts spells them): with `port`
+   * it is the I_T nexus that unit attentions, PREVENT and reservations are kept for.
+   */
   readonly initiator: string
   /**
    * The target port the command arrived through (ScsiTarget fills it in).

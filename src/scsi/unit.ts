@@ -6,6 +6,7 @@
 import type { MaybeAsync } from '../targets/backend.js'
 import type { Lun, TargetPort } from '../targets/types.js'
 import type { ModeState } from './mode.js'
+import type { ItNexus } from './nexus.js'
 import type { Reservations } from './pr.js'
 import type { AscAscq } from './sense.js'
 import type { ScsiCommand, ScsiOutcome } from './types.js'
@@ -14,18 +15,18 @@ export interface UnitContext {
   readonly lun: Lun
   /** Current mode parameters (caching, control, read-write error recovery pages). */
   readonly mode: ModeState
-  /** The oldest pending unit attention for `initiator`, removed from its queue; null when none. */
-  takeUnitAttention(initiator: string): AscAscq | null
+  /** The oldest pending unit attention of I_T nexus `n` (pass the command), removed from its queue; null when none. */
+  takeUnitAttention(n: ItNexus): AscAscq | null
   /** The Lun's write-protect flag or the control page's SWP (software write protect). */
   writeProtected(): boolean
   /** The caching page's WCE. When false every write is forced to the medium, as with FUA. */
   writeCacheEnabled(): boolean
   /** START STOP UNIT: a stopped unit answers medium access with NOT READY, INITIALIZING COMMAND REQUIRED. */
   setStarted(started: boolean): void
-  /** PREVENT ALLOW MEDIUM REMOVAL, per initiator. */
-  setPreventRemoval(initiator: string, prevent: boolean): void
-  /** A MODE SELECT from `initiator` changed parameters: MODE PARAMETERS CHANGED for every other initiator. */
-  modeParametersChanged(initiator: string): void
+  /** PREVENT ALLOW MEDIUM REMOVAL, per I_T nexus. */
+  setPreventRemoval(n: ItNexus, prevent: boolean): void
+  /** A MODE SELECT through nexus `n` changed parameters: MODE PARAMETERS CHANGED for every other I_T nexus. */
+  modeParametersChanged(n: ItNexus): void
   /** The target ports that export this unit, by relative port identifier (REPORT TARGET PORT GROUPS). */
   targetPorts(): readonly TargetPort[]
   /** Persistent and SPC-2 reservations (pr.ts). */

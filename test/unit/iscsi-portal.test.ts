@@ -365,27 +365,30 @@ describe('task management that resets a logical unit exported through two target
     return decodeBhs(TASK_MGMT_RSP, rsp.bhs).response
   }
 
-  // The unit keeps one attention per initiator port (the HBA's), not per I_T nexus, so which path
-  // reports it first takes it: these tests ask through the path that sent the reset.
-  it('LOGICAL UNIT RESET answers FUNCTION COMPLETE and resets the unit: the next command gets POWER ON, RESET (29/00) once', async () => {
+  // The unit keeps one attention queue per I_T nexus (the HBA's initiator port × the target port of each
+  // session), so each path hears a reset once, whichever path sent it (SAM-5 5.14; libiscsi MultipathIO.Reset).
+  it('LOGICAL UNIT RESET answers FUNCTION COMPLETE and resets the unit: the next command on each path gets POWER ON, RESET (29/00) once', async () => {
     const [a, b] = await twoPaths()
     try {
       expect(await tmf(a, TmfFunction.LOGICAL_UNIT_RESET, 3, 3)).toBe(TmfResponse.FUNCTION_COMPLETE)
-      expect(await tur(a, 4, 3)).toBe('6:29/00')
-      expect(await tur(a, 5, 4)).toBe('GOOD')
-      expect(await tur(b, 6, 3)).toBe('GOOD')
+      expect(await tur(b, 4, 3)).toBe('6:29/00')
+      expect(await tur(b, 5, 4)).toBe('GOOD')
+      expect(await tur(a, 6, 3)).toBe('6:29/00')
+      expect(await tur(a, 7, 4)).toBe('GOOD')
     } finally {
       a.s.destroy()
       b.s.destroy()
     }
   })
 
-  it('TARGET WARM RESET answers FUNCTION COMPLETE and resets the units behind that port: 29/00 once', async () => {
+  it('TARGET WARM RESET answers FUNCTION COMPLETE and resets the units behind that port: 29/00 once on each path to them', async () => {
     const [a, b] = await twoPaths()
     try {
       expect(await tmf(b, TmfFunction.TARGET_WARM_RESET, 3, 3)).toBe(TmfResponse.FUNCTION_COMPLETE)
       expect(await tur(b, 4, 3)).toBe('6:29/00')
       expect(await tur(b, 5, 4)).toBe('GOOD')
+      expect(await tur(a, 6, 3)).toBe('6:29/00')
+      expect(await tur(a, 7, 4)).toBe('GOOD')
     } finally {
       a.s.destroy()
       b.s.destroy()

@@ -67,7 +67,8 @@ describe('REPORT TARGET PORT GROUPS', () => {
 describe('access through a port whose group is not active', () => {
   it('answers media access through a standby port with NOT READY, TARGET PORT IN STANDBY STATE', () => {
     const { viaA, viaB } = twoPaths('standby')
-    run(viaB, '000000000000') // the power-on unit attention comes first, whatever the state
+    // The power-on unit attention of each I_T nexus comes first, whatever the state.
+    for (const v of [viaA, viaB]) run(v, '000000000000')
     expect(hex(run(viaB, '280000000000 00000100', { dataIn: 512 }).sense!)).toBe('700002000000000a00000000040b00000000')
     expect(run(viaA, '280000000000 00000100', { dataIn: 512 }).status).toBe(0)
   })
@@ -94,7 +95,7 @@ describe('access through a port whose group is not active', () => {
 
   it('serves the same data through both active paths', () => {
     const { viaA, viaB } = twoPaths('active/non-optimized')
-    run(viaA, '000000000000')
+    for (const v of [viaA, viaB]) run(v, '000000000000')
     run(viaA, '2a0000000005 00000100', { dataOut: Buffer.alloc(512, 0x5a) })
     expect(run(viaB, '280000000005 00000100', { dataIn: 512 }).data.equals(Buffer.alloc(512, 0x5a))).toBe(true)
   })
@@ -103,12 +104,15 @@ describe('access through a port whose group is not active', () => {
     const { b, viaA, viaB } = twoPaths()
     run(viaA, '000000000000', { initiator: 'h1' })
     run(viaA, '000000000000', { initiator: 'h2' })
+    run(viaB, '000000000000', { initiator: 'h1' })
     b.port.aluaState = 'standby'
     b.aluaStateChanged()
     for (const i of ['h1', 'h2']) {
       expect(hex(run(viaA, '000000000000', { initiator: i }).sense!)).toBe('700006000000000a000000002a0600000000')
       expect(run(viaA, '000000000000', { initiator: i }).status).toBe(0)
     }
+    // h1 through B is its own I_T nexus: it hears the change too, then finds the port in standby.
+    expect(sense(run(viaB, '000000000000', { initiator: 'h1' }))).toMatchObject({ key: 6, asc: 0x2a, ascq: 0x06 })
     expect(sense(run(viaB, '000000000000', { initiator: 'h1' }))).toMatchObject({ key: 2, ascq: 0x0b })
   })
 })

@@ -136,7 +136,7 @@ describe('unit attention', () => {
     const lu = readyLu()
     lu.notifyCapacityChanged()
     lu.notifyReportedLunsChanged()
-    expect(lu.pendingUnitAttentions('init-a')).toEqual([
+    expect(lu.pendingUnitAttentions({ initiator: 'init-a' })).toEqual([
       { asc: 0x2a, ascq: 0x09 },
       { asc: 0x3f, ascq: 0x0e },
     ])
@@ -144,7 +144,7 @@ describe('unit attention', () => {
     expect(sense(run(lu, TUR))).toMatchObject({ asc: 0x3f, ascq: 0x0e })
     lu.notifyCapacityChanged()
     lu.reset()
-    expect(lu.pendingUnitAttentions('init-a')).toEqual([{ asc: 0x29, ascq: 0 }])
+    expect(lu.pendingUnitAttentions({ initiator: 'init-a' })).toEqual([{ asc: 0x29, ascq: 0 }])
   })
 
   it('is reported and cleared by REQUEST SENSE in the format DESC asks for', () => {

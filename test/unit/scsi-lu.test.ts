@@ -489,7 +489,8 @@ describe('a target port', () => {
     const viaA = { execute: (c: ScsiCommand, d: (o: ScsiOutcome) => void) => a.execute(0, c, d) }
     const viaB = { execute: (c: ScsiCommand, d: (o: ScsiOutcome) => void) => b.execute(0, c, d) }
     expect(sense(run(viaA, (c) => encodeTestUnitReady(c)))).toMatchObject({ asc: 0x29 })
-    // Same initiator through the other port: the condition was already reported.
+    // Same initiator through the other port is another I_T nexus, with its own power-on condition (SAM-5 5.14).
+    expect(sense(run(viaB, (c) => encodeTestUnitReady(c)))).toMatchObject({ asc: 0x29 })
     expect(run(viaB, (c) => encodeTestUnitReady(c)).status).toBe(0)
     run(viaA, (c) => encodeReadWrite('write', 1, 1, c), { dataOut: Buffer.alloc(512, 0x42) })
     expect(run(viaB, (c) => encodeReadWrite('read', 1, 1, c), { dataIn: 512 }).data.equals(Buffer.alloc(512, 0x42))).toBe(true)

@@ -41,7 +41,7 @@ async function powerOn(lun: Lun, a: TargetPort, b: TargetPort, file: string): Pr
   const lu = new LogicalUnit(lun, { prStore: new FilePrStore(file) })
   lu.attachPort(a)
   lu.attachPort(b)
-  for (const i of [H, R]) await exec(lu, (c) => c.fill(0, 0, 6) && 6, i, a)
+  for (const i of [H, R]) for (const p of [a, b]) await exec(lu, (c) => c.fill(0, 0, 6) && 6, i, p)
   return lu
 }
 
