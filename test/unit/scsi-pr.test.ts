@@ -43,7 +43,7 @@ interface Unit {
   b: TargetPort
 }
 
-/** One logical unit exported through ports A (rtpi 1) and B (rtpi 2); H, R and N are past their power-on unit attention. */
+/** One logical unit exported through ports A (rtpi 1) and B (rtpi 2); H, R and N are past their power-on unit attention through both (six I_T nexuses). */
 function unit(opts?: LogicalUnitOptions): Unit {
   const lun = makeLun()
   const a = makePort([lun])
@@ -51,7 +51,7 @@ function unit(opts?: LogicalUnitOptions): Unit {
   const lu = new LogicalUnit(lun, opts)
   lu.attachPort(a)
   lu.attachPort(b)
-  for (const i of [H, R, N]) run(lu, TUR, { initiator: i, port: a })
+  for (const i of [H, R, N]) for (const port of [a, b]) run(lu, TUR, { initiator: i, port })
   return { lu, a, b }
 }
 
@@ -71,10 +71,10 @@ const reserve = (u: Unit, who: string, key: bigint, type: number, via?: TargetPo
 /** READ KEYS / READ RESERVATION, asked by `who` (one with no unit attention pending). */
 const keys = (u: Unit, who = H) => decodeReadKeys(prin(u, PrIn.READ_KEYS, who).data)
 const reservation = (u: Unit, who = H) => decodeReadReservation(prin(u, PrIn.READ_RESERVATION, who).data).reservation
-const tur = (u: Unit, who: string) => run(u.lu, TUR, { initiator: who, port: u.a })
-/** The unit attention `who` has pending as "2A/04", or GOOD. */
-function attention(u: Unit, who: string): string {
-  const o = tur(u, who)
+const tur = (u: Unit, who: string, via?: TargetPort) => run(u.lu, TUR, { initiator: who, port: via ?? u.a })
+/** The unit attention the nexus (who, via; port A by default) has pending as "2A/04", or GOOD. */
+function attention(u: Unit, who: string, via?: TargetPort): string {
+  const o = tur(u, who, via)
   if (o.status === 0) return 'GOOD'
   const s = sense(o)
   expect(s.key).toBe(6)
@@ -354,6 +354,54 @@ describe('PERSISTENT RESERVE OUT CLEAR, PREEMPT and PREEMPT AND ABORT', () => {
     register(u, H, 5n)
     prout(u, R, PrOut.PREEMPT_AND_ABORT, EA, { key: 2n, saKey: 5n })
     expect(aborted).toHaveLength(2)
+  })
+})
+
+describe('reservation unit attentions per I_T nexus (SPC-4 5.12.11)', () => {
+  /** Every nexus of H, R and N through A and B, as "H/a 2A/05 …", taking each pending condition. */
+  function everyNexus(u: Unit): string {
+    const out: string[] = []
+    for (const [name, who] of [['H', H], ['R', R], ['N', N]] as const) {
+      for (const [p, via] of [['a', u.a], ['b', u.b]] as const) out.push(`${name}/${p} ${attention(u, who, via)}`)
+    }
+    return out.join(' ')
+  }
+
+  it('PREEMPT through (H, B) of H through A: REGISTRATIONS PREEMPTED reaches the caller\'s other path; a type change tells the other registrants RESERVATIONS RELEASED', () => {
+    const u = unit()
+    register(u, H, 1n, u.a)
+    register(u, H, 2n, u.b)
+    register(u, R, 3n, u.a)
+    reserve(u, H, 1n, WE, u.a)
+    expect(prout(u, H, PrOut.PREEMPT, EA, { key: 2n, saKey: 1n }, u.b).status).toBe(0)
+    expect(everyNexus(u)).toBe('H/a 2A/05 H/b GOOD R/a 2A/04 R/b GOOD N/a GOOD N/b GOOD')
+  })
+
+  it('PREEMPT of an ALL_TG_PT registration gives REGISTRATIONS PREEMPTED to that initiator through every port', () => {
+    const u = unit()
+    register(u, H, 1n, u.a)
+    register(u, N, 4n, u.a, { allTgPt: true })
+    expect(prout(u, H, PrOut.PREEMPT, WE, { key: 1n, saKey: 4n }, u.a).status).toBe(0)
+    expect(everyNexus(u)).toBe('H/a GOOD H/b GOOD R/a GOOD R/b GOOD N/a 2A/05 N/b 2A/05')
+  })
+
+  it('RELEASE of a registrants-only reservation through (H, A) tells (H, B) and every other registered nexus RESERVATIONS RELEASED, not (H, A)', () => {
+    const u = unit()
+    register(u, H, 1n, u.a)
+    register(u, H, 2n, u.b)
+    register(u, R, 3n, u.b)
+    reserve(u, H, 1n, WE_RO, u.a)
+    expect(prout(u, H, PrOut.RELEASE, WE_RO, { key: 1n, saKey: 0n }, u.a).status).toBe(0)
+    expect(everyNexus(u)).toBe('H/a GOOD H/b 2A/04 R/a GOOD R/b 2A/04 N/a GOOD N/b GOOD')
+  })
+
+  it('CLEAR through (H, A) tells (H, B) and the other registered nexuses RESERVATIONS PREEMPTED, not (H, A)', () => {
+    const u = unit()
+    register(u, H, 1n, u.a)
+    register(u, H, 2n, u.b)
+    register(u, R, 3n, u.a, { allTgPt: true })
+    expect(prout(u, H, PrOut.CLEAR, 0, { key: 1n, saKey: 0n }, u.a).status).toBe(0)
+    expect(everyNexus(u)).toBe('H/a GOOD H/b 2A/03 R/a 2A/03 R/b 2A/03 N/a GOOD N/b GOOD')
   })
 })
 
