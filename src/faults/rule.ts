@@ -325,11 +325,8 @@ export function parseRule(line: string): FaultRule {
       break
     }
     case 'link-down': {
-      const f = get('for')
-      if (f) {
-        rule.forMs = duration(f.value, f.token)
-        if (rule.forMs <= 0 || rule.forMs > 3_600_000) throw new FaultRuleError(f.token, 'must be a duration from 1ms to 1h')
-      }
+      const forMs = outage(get('for'))
+      if (forMs !== undefined) rule.forMs = forMs
       const n = get('new')
       if (n) {
         if (n.value !== 'fail' && n.value !== 'wait') throw new FaultRuleError(n.token, 'must be fail (PORT LOGGED OUT at once) or wait (until the link is up or the command times out)')
@@ -338,11 +335,8 @@ export function parseRule(line: string): FaultRule {
       break
     }
     case 'power-loss': {
-      const f = get('for')
-      if (f) {
-        rule.forMs = duration(f.value, f.token)
-        if (rule.forMs <= 0 || rule.forMs > 3_600_000) throw new FaultRuleError(f.token, 'must be a duration from 1ms to 1h')
-      }
+      const forMs = outage(get('for'))
+      if (forMs !== undefined) rule.forMs = forMs
       const k = get('keep')
       if (k && k.value !== 'none' && k.value !== 'random' && k.value !== 'prefix') {
         throw new FaultRuleError(k.token, 'must be none (every unflushed write is lost), random (a random subset of the blocks survives) or prefix (writes survive in issue order up to a random point)')
@@ -442,4 +436,12 @@ function fmtMs(ms: number): string {
   if (ms >= 1000 && ms % 1000 === 0) return `${ms / 1000}s`
   if (ms < 1) return `${Math.round(ms * 1000)}us`
   return `${ms}ms`
+}
+
+/** for=: how long a link or a unit stays down (1 ms to 1 h); absent: until the rule is cleared. */
+function outage(f: { value: string; token: string } | undefined): number | undefined {
+  if (!f) return undefined
+  const ms = duration(f.value, f.token)
+  if (ms <= 0 || ms > 3_600_000) throw new FaultRuleError(f.token, 'must be a duration from 1ms to 1h')
+  return ms
 }

@@ -432,52 +432,33 @@ export function decodeReadWrite(cdb: Uint8Array): ReadWriteCdb {
       }
     }
     case Op.READ_10:
-    case Op.WRITE_10: {
-      const L = READ_WRITE_10.fields
+    case Op.WRITE_10:
       if (cdb.length < READ_WRITE_10.size) throw short(cdb, READ_WRITE_10)
-      const flags = cdb[L.flags.offset]
-      return {
-        write: op === Op.WRITE_10,
-        cdbLength: READ_WRITE_10.size,
-        lba: readU32BE(cdb, L.lba.offset),
-        blocks: readU16BE(cdb, L.length.offset),
-        fua: (flags & RwFlags.FUA) !== 0,
-        dpo: (flags & RwFlags.DPO) !== 0,
-        lengthOffset: L.length.offset,
-      }
-    }
+      return decodeFlagged(cdb, READ_WRITE_10, op === Op.WRITE_10, readU32BE(cdb, READ_WRITE_10.fields.lba.offset), readU16BE(cdb, READ_WRITE_10.fields.length.offset))
     case Op.READ_12:
-    case Op.WRITE_12: {
-      const L = READ_WRITE_12.fields
+    case Op.WRITE_12:
       if (cdb.length < READ_WRITE_12.size) throw short(cdb, READ_WRITE_12)
-      const flags = cdb[L.flags.offset]
-      return {
-        write: op === Op.WRITE_12,
-        cdbLength: READ_WRITE_12.size,
-        lba: readU32BE(cdb, L.lba.offset),
-        blocks: readU32BE(cdb, L.length.offset),
-        fua: (flags & RwFlags.FUA) !== 0,
-        dpo: (flags & RwFlags.DPO) !== 0,
-        lengthOffset: L.length.offset,
-      }
-    }
+      return decodeFlagged(cdb, READ_WRITE_12, op === Op.WRITE_12, readU32BE(cdb, READ_WRITE_12.fields.lba.offset), readU32BE(cdb, READ_WRITE_12.fields.length.offset))
     case Op.READ_16:
-    case Op.WRITE_16: {
-      const L = READ_WRITE_16.fields
+    case Op.WRITE_16:
       if (cdb.length < READ_WRITE_16.size) throw short(cdb, READ_WRITE_16)
-      const flags = cdb[L.flags.offset]
-      return {
-        write: op === Op.WRITE_16,
-        cdbLength: READ_WRITE_16.size,
-        lba: readU64BE(cdb, L.lba.offset),
-        blocks: readU32BE(cdb, L.length.offset),
-        fua: (flags & RwFlags.FUA) !== 0,
-        dpo: (flags & RwFlags.DPO) !== 0,
-        lengthOffset: L.length.offset,
-      }
-    }
+      return decodeFlagged(cdb, READ_WRITE_16, op === Op.WRITE_16, readU64BE(cdb, READ_WRITE_16.fields.lba.offset), readU32BE(cdb, READ_WRITE_16.fields.length.offset))
     default:
       throw new DecodeError('CDB', `opcode 0x${op.toString(16).padStart(2, '0')} is not a READ or WRITE`)
+  }
+}
+
+/** READ/WRITE(10/12/16), whose length the caller checked: one flags byte; LBA and length read at their widths. */
+function decodeFlagged(cdb: Uint8Array, l: typeof READ_WRITE_10 | typeof READ_WRITE_12 | typeof READ_WRITE_16, write: boolean, lba: number, blocks: number): ReadWriteCdb {
+  const flags = cdb[l.fields.flags.offset]
+  return {
+    write,
+    cdbLength: l.size,
+    lba,
+    blocks,
+    fua: (flags & RwFlags.FUA) !== 0,
+    dpo: (flags & RwFlags.DPO) !== 0,
+    lengthOffset: l.fields.length.offset,
   }
 }
 

@@ -142,9 +142,19 @@ export class RamBackend implements Backend {
   write(offset: number, src: Buffer): IoResult {
     this.check(offset, src.length, 'write')
     if (this.memoryLimit !== Infinity) {
-      const adding = this.bytesToAdd(offset, src)
+      const adding = this.store(offset, src, false)
       if (adding > 0 && this.held + adding > this.memoryLimit) return this.noSpace(offset, adding)
     }
+    this.store(offset, src, true)
+    return null
+  }
+
+  /**
+   * Walks the chunks `src` at `offset` covers: with `copy`, stores it (allocating chunks it is
+   * the first non-zero data of); without, only counts. Returns the bytes of new chunks either way.
+   */
+  private store(offset: number, src: Buffer, copy: boolean): number {
+    let adding = 0
     let pos = 0
     while (pos < src.length) {
       const at = offset + pos
@@ -158,14 +168,19 @@ export class RamBackend implements Backend {
           pos += n
           continue
         }
+        adding += this.chunkLength(index)
+        if (!copy) {
+          pos += n
+          continue
+        }
         slot = this.allocSlot()
         this.chunks.set(index, slot)
         this.held += this.chunkLength(index)
       }
-      copyBytes(src, this.slabs[slot >>> SLOT_BITS]!, (slot & SLOT_MASK) * RAM_CHUNK_SIZE + within, pos, pos + n)
+      if (copy) copyBytes(src, this.slabs[slot >>> SLOT_BITS]!, (slot & SLOT_MASK) * RAM_CHUNK_SIZE + within, pos, pos + n)
       pos += n
     }
-    return null
+    return adding
   }
 
   private noSpace(offset: number, adding: number): IoResult {
@@ -181,21 +196,6 @@ export class RamBackend implements Backend {
       offset,
       message: `RAM backend memory limit of ${this.memoryLimit} bytes reached (${this.held} held, ${adding} more needed)`,
     }
-  }
-
-  /** Bytes of new chunks that writing `src` at `offset` would allocate. */
-  private bytesToAdd(offset: number, src: Buffer): number {
-    let adding = 0
-    let pos = 0
-    while (pos < src.length) {
-      const at = offset + pos
-      const index = Math.floor(at / RAM_CHUNK_SIZE)
-      const within = at - index * RAM_CHUNK_SIZE
-      const n = Math.min(RAM_CHUNK_SIZE - within, src.length - pos)
-      if (!this.chunks.has(index) && !isZero(src, pos, n)) adding += this.chunkLength(index)
-      pos += n
-    }
-    return adding
   }
 
   flush(): IoResult {
