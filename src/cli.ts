@@ -7,14 +7,15 @@
 import type { Argv } from 'yargs'
 import { createRequire } from 'node:module'
 import { hideBin } from 'yargs/helpers'
-import { readFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { resolve, join } from 'node:path'
 import { createLogger, LOG_LEVELS } from './log.js'
 import { ConfigError, FcfsError } from './errors.js'
 import { parseSize, formatSize } from './util/size.js'
 import { boundMessage, cut, quote } from './util/quote.js'
-import { parentMustExist } from './util/paths.js'
-import { defaultConfig, loadConfigFile, type FabricConfig } from './targets/config.js'
+import { dirMayBeCreated, parentMustExist } from './util/paths.js'
+import { defaultConfig, loadConfigFile, withWriteLogDir, type FabricConfig } from './targets/config.js'
+import { listLog, readLogIndex, replay, type ReplayKeep } from './replay.js'
 import { MAX_INITIATORS } from './targets/zoning.js'
 import { startServer, type Server, type ServerOptions } from './server.js'
 import { runTop } from './top.js'
@@ -55,6 +56,7 @@ interface MountArgs extends TuningArgs {
   'iscsi-portal'?: string
   'iscsi-chap'?: string
   import?: string | string[]
+  'write-log'?: string
 }
 
 /** A flag value for a message (yargs turns a non-numeric value of a number flag into NaN: quote says so in words). */
@@ -128,6 +130,17 @@ async function apiSocketArg(v: string | undefined): Promise<string | false | und
   return resolve(v)
 }
 
+/** --write-log: a directory, created when missing (its parent must exist), absolute. */
+async function writeLogDir(v: string): Promise<string> {
+  if (typeof v !== 'string' || v.trim() === '') throw new ConfigError('--write-log', `must name a directory, got ${shown(v)}`)
+  const dir = resolve(v)
+  await dirMayBeCreated(dir, '--write-log')
+  await mkdir(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EEXIST') throw new ConfigError('--write-log', `cannot create ${cut(dir)}: ${e.code ?? e.message}`)
+  })
+  return dir
+}
+
 /** --fuse-engine, else $FCFS_FUSE_ENGINE, else auto. */
 function fuseEngineArg(v: string | undefined): FuseEngine {
   const e = v ?? process.env.FCFS_FUSE_ENGINE ?? 'auto'
@@ -148,6 +161,7 @@ async function mountCommand(a: MountArgs): Promise<void> {
     await parentMustExist(a.mountpoint, 'mountpoint')
     apiSocket = await apiSocketArg(a['api-socket'])
     config = await configFrom(a)
+    if (a['write-log'] !== undefined) config = withWriteLogDir(config, await writeLogDir(a['write-log']))
     tuning = tuningFromArgs(a)
     engine = fuseEngineArg(a['fuse-engine'])
     if (a['iscsi-chap'] !== undefined && a['iscsi-portal'] === undefined) throw new ConfigError('--iscsi-chap', 'needs --iscsi-portal')
@@ -285,6 +299,58 @@ async function faultsCommand(mountpoint: string, json: boolean): Promise<void> {
   process.stdout.write(await readFile(join(mnt, 'faults', json ? 'rules.json' : 'rules'), 'utf8'))
 }
 
+interface ReplayArgs {
+  log: string
+  image?: string
+  list: boolean
+  'to-mark'?: number
+  'to-seq'?: number
+  keep?: string
+  seed?: number
+  medium: boolean
+  base?: string
+}
+
+/** A whole-number flag value from `min` to `max`, or undefined when absent. */
+function wholeArg(v: number | undefined, flag: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined
+  if (!Number.isInteger(v) || v < min || v > max) fail(`${flag}: must be a whole number from ${min} to ${max}, got ${shown(v)}`)
+  return v
+}
+
+/** `fcfs replay`: list a write log's marks, or build an image from it (src/replay.ts); bad input exits 2 naming it. */
+async function replayCommand(a: ReplayArgs): Promise<void> {
+  const toMark = wholeArg(a['to-mark'], '--to-mark', 0, 2 ** 32 - 1)
+  const toSeq = wholeArg(a['to-seq'], '--to-seq', 0, Number.MAX_SAFE_INTEGER)
+  const seed = wholeArg(a.seed, '--seed', 0, 2 ** 32 - 1)
+  if (a.list && a.image !== undefined) fail(`replay --list: takes the log only, got an image too (${shown(a.image)})`)
+  if (!a.list && a.image === undefined) fail('replay: name the image file to write after the log (or give --list to print the flush marks)')
+  try {
+    const ix = await readLogIndex(a.log)
+    if (a.list) {
+      process.stdout.write(listLog(ix))
+      return
+    }
+    const s = await replay(ix, a.image!, { toMark, toSeq, keep: a.keep as ReplayKeep | undefined, seed, medium: a.medium, base: a.base })
+    const keep = a.keep === undefined ? '' : `; keep=${a.keep} seed=${seed ?? 0}: ${s.keptBlocks} of ${s.volatileBlocks} unflushed blocks kept`
+    process.stdout.write(`${a.image}: ${a.medium ? 'medium' : 'host'} records up to seq ${s.endSeq} (power cycle ${s.cycle}): ${s.writes} writes (${s.bytes} bytes), ${s.discards} discards${keep}\n`)
+    if (s.notFresh) process.stderr.write('fcfs: note: the unit held data when the log began; without --base the image has zeros where that data was\n')
+  } catch (err) {
+    if (err instanceof FcfsError) fail(err.message)
+    throw err
+  }
+}
+
+const REPLAY_OPTIONS = {
+  list: { type: 'boolean', default: false, describe: 'print the log\'s unit, counts, flush marks and power events instead of building an image' },
+  'to-mark': { type: 'number', requiresArg: true, describe: 'end at flush mark N (0: the start of the log)' },
+  'to-seq': { type: 'number', requiresArg: true, describe: 'end at record S' },
+  keep: { type: 'string', requiresArg: true, choices: ['none', 'random', 'prefix'], describe: 'crash at the end point: of the writes no flush made durable, keep none, a random half of the blocks, or a prefix' },
+  seed: { type: 'number', requiresArg: true, describe: 'the seed of --keep random|prefix', defaultDescription: '0' },
+  medium: { type: 'boolean', default: false, describe: 'play what reached the medium, in that order (the disk a power loss left), not what the host wrote' },
+  base: { type: 'string', requiresArg: true, describe: 'an image of the unit when the log began, to start from (default: zeros)' },
+} as const
+
 /** The mount command's flags (yargs specs); the tuning flags live in src/tuning.ts. */
 const MOUNT_OPTIONS = {
   targets: { type: 'number', requiresArg: true, describe: 'number of target ports in the default fabric (1-127)', defaultDescription: '2' },
@@ -292,6 +358,7 @@ const MOUNT_OPTIONS = {
   size: { type: 'string', requiresArg: true, describe: 'capacity of each LUN, e.g. 1GiB, 512M, 1T (sparse RAM)', defaultDescription: '1GiB' },
   'block-size': { type: 'number', requiresArg: true, describe: 'logical block size: 512 or 4096', defaultDescription: '512' },
   config: { type: 'string', requiresArg: true, describe: 'fabric config file (JSON); see docs/config.md' },
+  'write-log': { type: 'string', requiresArg: true, describe: "record every LUN's writes, flushes and discards in <dir>/<wwpn>-lun<n>.wlog, for fcfs replay (see docs/power-loss.md)" },
   'backing-dir': {
     type: 'string',
     requiresArg: true,
@@ -337,7 +404,7 @@ const FAULTS_OPTIONS = {
 
 /** Every flag that takes a value, as typed (kebab-case) and as yargs also accepts it (camelCase). */
 const VALUE_FLAGS: ReadonlySet<string> = new Set(
-  Object.entries({ ...MOUNT_OPTIONS, ...TOP_OPTIONS, ...FAULTS_OPTIONS } as Record<string, { type: string }>)
+  Object.entries({ ...MOUNT_OPTIONS, ...TOP_OPTIONS, ...FAULTS_OPTIONS, ...REPLAY_OPTIONS } as Record<string, { type: string }>)
     .filter(([, o]) => o.type !== 'boolean')
     .flatMap(([name]) => [name, name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())]),
 )
@@ -485,6 +552,20 @@ export function buildCli(argv: string[]): Argv {
           .example('$0 clear /mnt/fc f2', 'remove rule f2')
           .example('$0 clear /mnt/fc', 'remove every rule (links come back up, write protection is given back)'),
       (a) => faultControl(a.mountpoint as string, `clear ${String(a.id)}`),
+    )
+    .command(
+      'replay <log> [image]',
+      'build a disk image from a write log: at a flush mark, at a record, or crashed between flushes (see docs/power-loss.md)',
+      (y) =>
+        y
+          .positional('log', { type: 'string', demandOption: true, describe: 'the write log ("writeLog" in the config, or mount --write-log)' })
+          .positional('image', { type: 'string', describe: "the image file to write (created or overwritten, the unit's size)" })
+          .options(REPLAY_OPTIONS)
+          .example('$0 replay --list lun0.wlog', 'the flush marks and power events of a log')
+          .example('$0 replay lun0.wlog disk.img --to-mark 12', 'the disk when flush mark 12 completed')
+          .example('$0 replay lun0.wlog disk.img --to-mark 12 --keep random --seed 7', 'a crash after mark 12: a random half of the later writes survive')
+          .example('$0 replay lun0.wlog disk.img --medium', 'the store as it is now, power losses included'),
+      (a) => replayCommand(a as unknown as ReplayArgs),
     )
     .command(
       'status <mountpoint>',

@@ -23,6 +23,8 @@ import {
 import type { AluaState, Fabric, Initiator, Lun, TargetPort, Zone } from './types.js'
 import { defaultWwnn, defaultWwpn, parseWwn } from './wwn.js'
 import { DEFAULT_WRITE_CACHE_BYTES, WriteCache } from './write-cache.js'
+import { HostLogTap, LoggedWriteCache, MediumLogTap, WriteLog } from './write-log.js'
+import { LockHeldError } from './lock.js'
 import { accessSchema, parseAccess, portAccess, type AccessConfig } from './access.js'
 import { checkInitiatorsAgainstTargets, initiatorSchema, parseInitiators, parseZones, zoneSchema } from './zoning.js'
 
@@ -45,6 +47,8 @@ export interface LunConfig {
   readonly logicalUnit?: string
   /** "writeCache": "volatile": a write cache of this many bytes in front of the backend (targets/write-cache.ts). Absent: off. */
   readonly writeCache?: { readonly size: number }
+  /** "writeLog": the unit's write log file, absolute (targets/write-log.ts). Absent: none. */
+  readonly writeLog?: string
 }
 
 export interface TargetConfig {
@@ -114,6 +118,7 @@ const lunSchema = z
     logicalUnit: z.string().optional(),
     writeCache: z.string().optional(),
     writeCacheSize: sizeInput.optional(),
+    writeLog: z.string().optional(),
   })
   .strict()
 
@@ -149,6 +154,7 @@ const logicalUnitSchema = z
     naa: z.string().optional(),
     writeCache: z.string().optional(),
     writeCacheSize: sizeInput.optional(),
+    writeLog: z.string().optional(),
   })
   .strict()
 
@@ -376,8 +382,11 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
     if (clash !== undefined) throw new ConfigError(field, `gives ${who} the same NAA name ${naa} as ${clash}; ${hint}`)
     naas.set(naa, where)
   }
+  const logs = new Map<string, string>()
   const claimFile = (b: BackendConfig, who: string, field: string): void => {
     for (const f of backendType(b.type).files?.(b) ?? []) {
+      const log = logs.get(f.path)
+      if (log !== undefined) throw new ConfigError(`${field}.${f.key}`, `${f.path} is the write log of ${log}`)
       const prev = files.get(f.path)
       if (prev !== undefined) {
         throw new ConfigError(
@@ -387,6 +396,12 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
       }
       files.set(f.path, who)
     }
+  }
+  const claimLog = (l: LunConfig, who: string, field: string): void => {
+    if (l.writeLog === undefined) return
+    const prev = logs.get(l.writeLog) ?? files.get(l.writeLog)
+    if (prev !== undefined) throw new ConfigError(`${field}.writeLog`, `${l.writeLog} is already the ${logs.has(l.writeLog) ? 'write log' : 'backing file'} of ${prev}`)
+    logs.set(l.writeLog, who)
   }
 
   const targets = ts.map((t, i): TargetConfig => {
@@ -438,7 +453,7 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
           const known = ids.slice(0, 8).map((k) => show(k)).join(', ') + (ids.length > 8 ? `, … (${ids.length} ids)` : '')
           throw new ConfigError(`${lat}.logicalUnit`, `no logicalUnits entry with id ${show(id)}${known ? ` (ids: ${known})` : ''}`)
         }
-        for (const k of ['size', 'blockSize', 'backend', 'serial', 'writeProtect', 'writeCache', 'writeCacheSize'] as const) {
+        for (const k of ['size', 'blockSize', 'backend', 'serial', 'writeProtect', 'writeCache', 'writeCacheSize', 'writeLog'] as const) {
           if (l[k] !== undefined) {
             throw new ConfigError(`${lat}.${k}`, `cannot be set on a LUN that exports logical unit ${show(id)}; set it in logicalUnits[${u.index}]`)
           }
@@ -452,6 +467,7 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
           const naaField = u.input.naa !== undefined ? `logicalUnits[${u.index}].naa` : `${at}.wwnn`
           claimNaa(u.config.naa, `logical unit ${show(id)}`, `logicalUnits[${u.index}]`, naaField, 'choose another naa or wwnn')
           claimFile(u.config.backend, `logicalUnits[${u.index}]`, `logicalUnits[${u.index}].backend`)
+          claimLog(u.config, `logicalUnits[${u.index}]`, `logicalUnits[${u.index}]`)
         } else if (u.config.lun !== lun) {
           throw new ConfigError(
             `${lat}.lun`,
@@ -470,7 +486,9 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
       const naa = deriveNaa(wwnn, lun)
       claimNaa(naa, `LUN ${lun}`, lat, `${at}.wwnn`, 'choose wwnns that differ in their last six hex digits')
       const product = t.product ?? backendType(backend.type).product
-      return { lun, size, blockSize, backend, vendor, product, revision, serial, naa, writeProtect: l.writeProtect ?? false, ...writeCacheOf(l, blockSize, lat) }
+      const cfg: LunConfig = { lun, size, blockSize, backend, vendor, product, revision, serial, naa, writeProtect: l.writeProtect ?? false, ...writeCacheOf(l, blockSize, lat), ...writeLogOf(l, baseDir, lat) }
+      claimLog(cfg, lat, lat)
+      return cfg
     })
     const access = t.access === undefined ? undefined : parseAccess(t.access, `${at}.access`, luns.map((l) => l.lun), initiators)
     return { wwpn, wwnn, loopId, portId, relativePortId, portGroup, ...(aluaState !== undefined ? { aluaState } : {}), luns, ...(access ? { access } : {}) }
@@ -565,7 +583,29 @@ function sharedUnit(
     writeProtect: l.writeProtect ?? false,
     logicalUnit: l.id,
     ...writeCacheOf(l, blockSize, at),
+    ...writeLogOf(l, baseDir, at),
   }
+}
+
+/** "writeLog": a path (relative to the config file's directory) of a LUN or shared unit. */
+function writeLogOf(l: { writeLog?: string }, baseDir: string, at: string): { writeLog?: string } {
+  if (l.writeLog === undefined) return {}
+  if (l.writeLog.trim() === '') throw new ConfigError(`${at}.writeLog`, 'must name a file, got ""')
+  return { writeLog: resolve(baseDir, l.writeLog) }
+}
+
+/** The file name a unit's write log gets under the mount flag's directory (--write-log). */
+export function writeLogFileName(wwpn: string, lun: number, logicalUnit?: string): string {
+  return logicalUnit !== undefined ? `${logicalUnit}.wlog` : `${wwpn}-lun${lun}.wlog`
+}
+
+/**
+ * The config with a write log for every unit that names none (the mount flag --write-log):
+ * `<dir>/<wwpn>-lun<n>.wlog`, a shared unit `<dir>/<id>.wlog`.
+ */
+export function withWriteLogDir(cfg: FabricConfig, dir: string): FabricConfig {
+  const set = (t: TargetConfig, l: LunConfig): LunConfig => (l.writeLog !== undefined ? l : { ...l, writeLog: join(dir, writeLogFileName(t.wwpn, l.lun, l.logicalUnit)) })
+  return { ...cfg, targets: cfg.targets.map((t) => ({ ...t, luns: t.luns.map((l) => set(t, l)) })) }
 }
 
 /** "writeCache": "volatile" | "off" (default) and "writeCacheSize" (default 64 MiB) of a LUN or shared unit. */
@@ -781,17 +821,28 @@ function unitKey(l: LunConfig, i: number, j: number): string {
   return l.logicalUnit !== undefined ? `lu:${l.logicalUnit}` : `t:${i}:${j}`
 }
 
-/** The Lun of a unit: identity and geometry from the config, over which the opened store may report its own (a remote LUN's). */
-function lunOf(l: LunConfig, backend: Backend): Lun {
-  const facts: LunFacts = { blockSize: l.blockSize, blocks: l.size / l.blockSize, vendor: l.vendor, product: l.product, revision: l.revision, serial: l.serial }
-  const own = backendType(l.backend.type).describe?.(l.backend, backend)
-  if (l.writeCache === undefined) return { lun: l.lun, ...facts, ...own, backend, naa: l.naa, writeProtect: l.writeProtect }
-  // The cache is the unit's: the Lun reaches the store through it, and close() writes it back first.
-  const writeCache = new WriteCache(backend, { blockSize: own?.blockSize ?? l.blockSize, size: l.writeCache.size, name: l.naa })
-  return { lun: l.lun, ...facts, ...own, backend: writeCache, writeCache, naa: l.naa, writeProtect: l.writeProtect }
+/** What the opened store reports of its own geometry (a remote LUN's), over the config's. */
+function ownFacts(l: LunConfig, backend: Backend): Partial<LunFacts> | undefined {
+  return backendType(l.backend.type).describe?.(l.backend, backend)
 }
 
-function assemble(cfg: FabricConfig, backends: Map<string, Backend>): Fabric {
+/**
+ * The Lun of a unit: identity and geometry from the config, over which the opened store may report
+ * its own (a remote LUN's). With a write log, the host tap is the Lun's backend and the medium tap
+ * sits under the cache (targets/write-log.ts).
+ */
+function lunOf(l: LunConfig, backend: Backend, wlog?: WriteLog): Lun {
+  const facts: LunFacts = { blockSize: l.blockSize, blocks: l.size / l.blockSize, vendor: l.vendor, product: l.product, revision: l.revision, serial: l.serial }
+  const own = ownFacts(l, backend)
+  const logged = (b: Backend): Backend => (wlog ? new HostLogTap(b, wlog) : b)
+  if (l.writeCache === undefined) return { lun: l.lun, ...facts, ...own, backend: logged(backend), naa: l.naa, writeProtect: l.writeProtect }
+  // The cache is the unit's: the Lun reaches the store through it, and close() writes it back first.
+  const opts = { blockSize: own?.blockSize ?? l.blockSize, size: l.writeCache.size, name: l.naa }
+  const writeCache = wlog ? new LoggedWriteCache(new MediumLogTap(backend, wlog), opts, wlog) : new WriteCache(backend, opts)
+  return { lun: l.lun, ...facts, ...own, backend: logged(writeCache), writeCache, naa: l.naa, writeProtect: l.writeProtect }
+}
+
+function assemble(cfg: FabricConfig, backends: Map<string, Backend>, logs: Map<string, WriteLog> = new Map()): Fabric {
   const lunObjects = new Map<string, Lun>()
   const ports = cfg.targets.map((t, i): TargetPort => {
     const luns = new Map<number, Lun>()
@@ -799,7 +850,7 @@ function assemble(cfg: FabricConfig, backends: Map<string, Backend>): Fabric {
       const key = unitKey(l, i, j)
       let obj = lunObjects.get(key)
       if (obj === undefined) {
-        obj = lunOf(l, backends.get(key)!)
+        obj = lunOf(l, backends.get(key)!, logs.get(key))
         lunObjects.set(key, obj)
       }
       luns.set(l.lun, obj)
@@ -832,6 +883,7 @@ export function buildFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}): Fa
   for (const [key, p] of planUnits(cfg)) {
     const type = p.cfg.backend.type
     if (backendType(type).sync !== true) throw new InternalError(`buildFabric: ${p.field} has a ${type} backend; use openFabric`)
+    if (p.cfg.writeLog !== undefined) throw new InternalError(`buildFabric: ${p.field} has a write log; use openFabric`)
     const b = openUnit(p, opts)
     if (isPromise(b)) throw new InternalError(`buildFabric: the ${type} backend type is marked sync but opened with a promise`)
     backends.set(key, b)
@@ -869,11 +921,46 @@ export async function openFabric(cfg: FabricConfig, opts: OpenFabricOptions = {}
     }
   }
   await Promise.all(Array.from({ length: Math.min(OPEN_PARALLEL, plans.length) }, worker))
+  const logs = new Map<string, WriteLog>()
+  if (errors.size === 0) {
+    for (const [at, [key, p]] of plans.entries()) {
+      if (p.cfg.writeLog === undefined) continue
+      try {
+        logs.set(key, await openLog(p, backends.get(key)!, opts))
+      } catch (e) {
+        errors.set(at, e)
+        break
+      }
+    }
+  }
   if (errors.size > 0) {
     await Promise.all([...backends.values()].map((b) => b.close()))
+    await Promise.all([...logs.values()].map((l) => l.close()))
     throw errors.get(Math.min(...errors.keys()))
   }
-  return assemble(cfg, backends)
+  return assemble(cfg, backends, logs)
+}
+
+/** A unit's write log, created (or truncated) and locked; a path that cannot be used is a ConfigError naming its field. */
+async function openLog(p: UnitPlan, backend: Backend, opts: OpenFabricOptions): Promise<WriteLog> {
+  const path = p.cfg.writeLog!
+  const field = `${p.field}.writeLog`
+  try {
+    return await WriteLog.open({
+      path,
+      blockSize: ownFacts(p.cfg, backend)?.blockSize ?? p.cfg.blockSize,
+      capacity: backend.size,
+      naa: p.cfg.naa,
+      cache: p.cfg.writeCache !== undefined,
+      fresh: backend.allocatedBytes() === 0,
+      log: opts.log?.child(p.logContext),
+    })
+  } catch (e) {
+    if (e instanceof LockHeldError) {
+      throw new ConfigError(field, `${path} is in use: pid ${e.owner.pid} holds ${e.lockPath}, so ${p.user} cannot log to it. Unmount the fcfs that uses it, or delete the lock file if pid ${e.owner.pid} is not an fcfs`)
+    }
+    throw new ConfigError(field, `cannot create ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+  }
 }
 
 /**
@@ -888,6 +975,7 @@ async function checkPaths(cfg: FabricConfig, plans: readonly [string, UnitPlan][
   const checked = new Set<string>()
   for (const [, p] of plans) {
     const b = p.cfg.backend
+    if (p.cfg.writeLog !== undefined) await parentMustExist(p.cfg.writeLog, `${p.field}.writeLog`)
     for (const f of backendType(b.type).files?.(b) ?? []) {
       const parent = dirname(f.path)
       if (parent === dir?.path || checked.has(parent)) continue
