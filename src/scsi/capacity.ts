@@ -9,13 +9,17 @@
  *
  * READ CAPACITY(16) reports LBPME (logical block provisioning management:
  * UNMAP works) and LBPRZ (unmapped blocks read as zeros), which every
- * backend provides (targets/backend.ts `unmap`).
+ * backend provides (targets/backend.ts `unmap`), and the physical block as
+ * LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (512e: 3, eight 512-byte blocks
+ * per 4096-byte physical block) with LOWEST ALIGNED LBA 0: LBA 0 starts a
+ * physical block.
  *
  * GET LBA STATUS (SBC-3 5.7, SERVICE ACTION IN(16) 0x12) answers one
  * descriptor from the asked LBA to the end (at most 2^32-1 blocks) with
  * PROVISIONING STATUS 0, "mapped or unknown" (SBC-4): backends do not tell
  * which ranges they hold.
  */
+import type { Lun } from '../targets/types.js'
 import { readU32BE, readU64BE, writeU32BE, writeU64BE } from './bytes.js'
 import { READ_CAPACITY_10, READ_CAPACITY_16, READ_CAPACITY_PMI } from './cdb.js'
 import { encodeReadCapacity10Data, encodeReadCapacity16Data, READ_CAPACITY_10_DATA, READ_CAPACITY_16_DATA } from './data.js'
@@ -23,6 +27,12 @@ import { dataInResponse } from './respond.js'
 import { Asc, fail, invalidFieldInCdb, SenseKey } from './sense.js'
 import { f, type Layout } from './layout.js'
 import type { Handler } from './unit.js'
+
+/** Logical blocks per physical block (1, or 8 for 512e); the config makes it a power of two. */
+export function logicalPerPhysical(lun: Lun): number {
+  const p = lun.physicalBlockSize
+  return p === undefined || p <= lun.blockSize ? 1 : p / lun.blockSize
+}
 
 export const readCapacity10: Handler = (u, cmd) => {
   const F = READ_CAPACITY_10.fields
@@ -38,7 +48,9 @@ export const readCapacity16: Handler = (u, cmd) => {
   const allocLen = readU32BE(cmd.cdb, F.allocLen.offset)
   const data = Buffer.alloc(READ_CAPACITY_16_DATA.size)
   // Thin provisioned: UNMAP and WRITE SAME with UNMAP release blocks, which then read as zeros.
-  encodeReadCapacity16Data({ lastLba: u.lun.blocks - 1, blockSize: u.lun.blockSize, lbpme: true, lbprz: true }, data)
+  const lun = u.lun
+  const logicalPerPhysicalExponent = 31 - Math.clz32(logicalPerPhysical(lun))
+  encodeReadCapacity16Data({ lastLba: lun.blocks - 1, blockSize: lun.blockSize, lbpme: true, lbprz: true, logicalPerPhysicalExponent }, data)
   return dataInResponse(cmd, data, data.length, allocLen)
 }
 

@@ -60,6 +60,7 @@ export const Op = {
   PRE_FETCH_16: 0x90,
   SYNCHRONIZE_CACHE_16: 0x91,
   WRITE_SAME_16: 0x93,
+  WRITE_ATOMIC_16: 0x9c,
   SERVICE_ACTION_IN_16: 0x9e,
   REPORT_LUNS: 0xa0,
   MAINTENANCE_IN: 0xa3,
@@ -122,6 +123,13 @@ export const READ_WRITE_16 = {
   name: 'READ/WRITE(16)',
   size: 16,
   fields: { opcode: f(0), flags: f(1), lba: f(2, 8), length: f(10, 4), group: f(14), control: f(15) },
+} as const satisfies Layout
+
+/** SBC-4 5.48: byte 1 is WRPROTECT (7..5) | DPO | FUA, as in WRITE(16); the 32-bit length becomes ATOMIC BOUNDARY + TRANSFER LENGTH. */
+export const WRITE_ATOMIC_16 = {
+  name: 'WRITE ATOMIC(16)',
+  size: 16,
+  fields: { opcode: f(0), flags: f(1), lba: f(2, 8), boundary: f(10, 2), length: f(12, 2), group: f(14), control: f(15) },
 } as const satisfies Layout
 
 export const TEST_UNIT_READY = {
@@ -198,6 +206,7 @@ export const CDB_LAYOUTS: readonly Layout[] = [
   READ_WRITE_10,
   READ_WRITE_12,
   READ_WRITE_16,
+  WRITE_ATOMIC_16,
   TEST_UNIT_READY,
   REQUEST_SENSE,
   INQUIRY,
@@ -263,6 +272,21 @@ export function encodeReadWrite16(op: 'read' | 'write', lba: number, blocks: num
   writeU64BE(cdb, L.fields.lba.offset, lba)
   writeU32BE(cdb, L.fields.length.offset, blocks)
   return L.size
+}
+
+/** WRITE ATOMIC(16) of `blocks` (≤ 0xFFFF) at `lba`, ATOMIC BOUNDARY `boundary` (0: the whole write is one atomic write). Returns 16. */
+export function encodeWriteAtomic16(lba: number, blocks: number, cdb: Uint8Array, opts?: ReadWriteOptions & { readonly boundary?: number }): number {
+  checkUint(lba, Number.MAX_SAFE_INTEGER, 'LBA')
+  checkUint(blocks, 0xffff, 'block count')
+  checkUint(opts?.boundary ?? 0, 0xffff, 'atomic boundary')
+  const L = WRITE_ATOMIC_16.fields
+  need(cdb, WRITE_ATOMIC_16.size, 'WRITE ATOMIC(16)')
+  cdb[L.opcode.offset] = Op.WRITE_ATOMIC_16
+  cdb[L.flags.offset] = (opts?.fua ? RwFlags.FUA : 0) | (opts?.dpo ? RwFlags.DPO : 0)
+  writeU64BE(cdb, L.lba.offset, lba)
+  writeU16BE(cdb, L.boundary.offset, opts?.boundary ?? 0)
+  writeU16BE(cdb, L.length.offset, blocks)
+  return WRITE_ATOMIC_16.size
 }
 
 export function encodeTestUnitReady(cdb: Uint8Array): number {
@@ -464,6 +488,30 @@ function decodeFlagged(cdb: Uint8Array, l: typeof READ_WRITE_10 | typeof READ_WR
 
 function short(cdb: Uint8Array, l: Layout): DecodeError {
   return new DecodeError('CDB', `${l.name} needs ${l.size} bytes, got ${cdb.length}`)
+}
+
+export interface WriteAtomicCdb {
+  readonly lba: number
+  readonly blocks: number
+  /** ATOMIC BOUNDARY in blocks; 0: one atomic write of the whole range. */
+  readonly boundary: number
+  readonly fua: boolean
+  readonly dpo: boolean
+}
+
+/** Decodes WRITE ATOMIC(16); throws DecodeError for another opcode or a short CDB. */
+export function decodeWriteAtomic16(cdb: Uint8Array): WriteAtomicCdb {
+  if (cdb.length < WRITE_ATOMIC_16.size) throw short(cdb, WRITE_ATOMIC_16)
+  if (cdb[0] !== Op.WRITE_ATOMIC_16) throw new DecodeError('CDB', `opcode 0x${cdb[0].toString(16).padStart(2, '0')} is not WRITE ATOMIC(16)`)
+  const L = WRITE_ATOMIC_16.fields
+  const flags = cdb[L.flags.offset]
+  return {
+    lba: readU64BE(cdb, L.lba.offset),
+    blocks: readU16BE(cdb, L.length.offset),
+    boundary: readU16BE(cdb, L.boundary.offset),
+    fua: (flags & RwFlags.FUA) !== 0,
+    dpo: (flags & RwFlags.DPO) !== 0,
+  }
 }
 
 export interface SyncCacheCdb {

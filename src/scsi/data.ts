@@ -14,6 +14,7 @@ import {
   readU32BE,
   readU64BE,
   writeAsciiPadded,
+  writeU16BE,
   writeU32BE,
   writeU64BE,
 } from './bytes.js'
@@ -220,6 +221,10 @@ export interface ReadCapacity16Input {
   readonly blockSize: number
   readonly lbpme?: boolean
   readonly lbprz?: boolean
+  /** LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (0..15); default 0. */
+  readonly logicalPerPhysicalExponent?: number
+  /** LOWEST ALIGNED LBA (0..0x3FFF): the first LBA at the start of a physical block; default 0. */
+  readonly lowestAlignedLba?: number
 }
 
 export function encodeReadCapacity16Data(v: ReadCapacity16Input, buf: Uint8Array, offset = 0): number {
@@ -227,7 +232,8 @@ export function encodeReadCapacity16Data(v: ReadCapacity16Input, buf: Uint8Array
   buf.fill(0, offset, offset + READ_CAPACITY_16_DATA.size)
   writeU64BE(buf, offset + L.lastLba.offset, v.lastLba)
   writeU32BE(buf, offset + L.blockLength.offset, v.blockSize)
-  buf[offset + L.alignment.offset] = (v.lbpme ? 0x80 : 0) | (v.lbprz ? 0x40 : 0)
+  buf[offset + L.exponents.offset] = (v.logicalPerPhysicalExponent ?? 0) & 0x0f
+  writeU16BE(buf, offset + L.alignment.offset, (v.lbpme ? 0x8000 : 0) | (v.lbprz ? 0x4000 : 0) | ((v.lowestAlignedLba ?? 0) & 0x3fff))
   return READ_CAPACITY_16_DATA.size
 }
 

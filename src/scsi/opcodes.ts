@@ -36,7 +36,7 @@ import { modeSelect, modeSense } from './mode.js'
 import { persistentReserveIn, persistentReserveOut, preventAccess, release6, reserve6, startStopAccess, type PrAccessOf } from './pr.js'
 import { PrIn, PrOut } from './pr-data.js'
 import { reportSupportedOperationCodes } from './rsoc.js'
-import { readWrite } from './rw.js'
+import { readWrite, writeAtomic16 } from './rw.js'
 import { Asc, fail, invalidFieldInCdb, SenseKey } from './sense.js'
 import { requestSense } from './sense_cmds.js'
 import { preventAllowMediumRemoval, startStopUnit } from './startstop.js'
@@ -212,6 +212,8 @@ export const OPCODES: readonly OpcodeRow[] = [
   },
   // WRITE SAME(16) byte 1: UNMAP, NDOB.
   { opcode: Op.WRITE_SAME_16, name: 'WRITE SAME(16)', cdbLength: 16, direction: OUT, mask: [0x93, 0x09, ...L8, ...L4, GRP, CTRL], handler: writeSame, pr: 'write', mediumAccess: true, timeout: LONG },
+  // WRITE ATOMIC(16) byte 1: DPO, FUA (WRPROTECT must be 0); ATOMIC BOUNDARY and TRANSFER LENGTH.
+  { opcode: Op.WRITE_ATOMIC_16, name: 'WRITE ATOMIC(16)', cdbLength: 16, direction: OUT, mask: [0x9c, 0x18, ...L8, ...L4, GRP, CTRL], handler: writeAtomic16, pr: 'write', mediumAccess: true },
   {
     opcode: Op.SERVICE_ACTION_IN_16,
     serviceAction: ServiceActionIn16.READ_CAPACITY_16,

@@ -20,7 +20,11 @@
  * WRITE SAME writes its one data-out block (zeros with NDOB) to every block
  * of the range. With UNMAP set and all-zero data it releases the range
  * instead, which reads the same (LBPRZ); with UNMAP set and other data it
- * writes, as SBC-3 allows. NUMBER OF LOGICAL BLOCKS 0 is rejected (WSNZ=1).
+ * writes, as SBC-3 allows. NUMBER OF LOGICAL BLOCKS 0 is refused (INVALID
+ * FIELD IN CDB, WSNZ = 1) unless the unit has writeSameToEnd, when it means
+ * "from the LBA to the last block" (WSNZ = 0; the LBA must then be a block of
+ * the unit) and the range is checked against MAXIMUM WRITE SAME LENGTH like
+ * any other. The data-out buffer must be exactly one block.
  */
 import type { IoResult, MaybeAsync } from '../targets/backend.js'
 import { readU16BE, readU32BE, readU64BE } from './bytes.js'
@@ -121,16 +125,18 @@ export const writeSame: Handler = (u, cmd) => {
   const sixteen = cdb[0] === Op.WRITE_SAME_16
   const L = sixteen ? WRITE_SAME_16.fields : WRITE_SAME_10.fields
   const lba = sixteen ? readU64BE(cdb, L.lba.offset) : readU32BE(cdb, L.lba.offset)
-  const blocks = sixteen ? readU32BE(cdb, L.blocks.offset) : readU16BE(cdb, L.blocks.offset)
+  const given = sixteen ? readU32BE(cdb, L.blocks.offset) : readU16BE(cdb, L.blocks.offset)
   const flags = cdb[L.flags.offset]
   const ndob = sixteen && (flags & WRITE_SAME_NDOB) !== 0
-  if (lba + blocks > lun.blocks) return fail(SenseKey.ILLEGAL_REQUEST, Asc.LBA_OUT_OF_RANGE)
+  const toEnd = given === 0 && lun.writeSameToEnd === true
+  if (toEnd ? lba >= lun.blocks : lba + given > lun.blocks) return fail(SenseKey.ILLEGAL_REQUEST, Asc.LBA_OUT_OF_RANGE)
+  const blocks = toEnd ? lun.blocks - lba : given
   if (u.writeProtected()) return writeProtected()
   if (blocks === 0 || blocks * bs > MAX_WRITE_SAME_BYTES) return invalidFieldInCdb(L.blocks.offset)
   let block: Buffer | null = null
   if (!ndob) {
     const src = cmd.dataOut
-    if (src === null || src.length < bs) return fail(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_CDB, { sks: { cd: true, field: L.blocks.offset }, wanted: bs })
+    if (src === null || src.length !== bs) return fail(SenseKey.ILLEGAL_REQUEST, Asc.INVALID_FIELD_IN_CDB, { sks: { cd: true, field: L.blocks.offset }, wanted: bs })
     block = src.subarray(0, bs)
   }
   const moved = ndob ? 0 : bs

@@ -20,8 +20,10 @@
 import type { Lun, TargetPort } from '../targets/types.js'
 import { DecodeError } from '../errors.js'
 import { readAsciiTrimmed, readU16BE, writeAsciiPadded, writeU16BE, writeU32BE, writeU64BE } from './bytes.js'
+import { logicalPerPhysical } from './capacity.js'
 import { DeviceType, PeripheralQualifier } from './data.js'
 import { f, type Layout } from './layout.js'
+import { atomicLimits } from './rw.js'
 import {
   MAX_COMPARE_AND_WRITE_BLOCKS,
   MAX_TRANSFER_BYTES,
@@ -105,7 +107,7 @@ export const BLOCK_LIMITS = {
   },
 } as const satisfies Layout
 
-/** Block limits byte 4: a WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 is rejected (not "to the end"). */
+/** Block limits byte 4: a WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 is refused (0: it writes to the last block). */
 export const BLOCK_LIMITS_WSNZ = 0x01
 
 export const BLOCK_DEVICE_CHARACTERISTICS = {
@@ -235,21 +237,32 @@ export function encodeDeviceIdentification(lun: Lun, port?: TargetPort): Buffer 
   return buf
 }
 
-/** Block limits: transfer lengths, UNMAP and WRITE SAME limits in blocks; WSNZ; no atomics. */
+/**
+ * Block limits: transfer lengths, UNMAP and WRITE SAME limits in blocks; WSNZ unless the unit
+ * writes WRITE SAME 0 to the end; one physical block as the optimal transfer and unmap
+ * granularity; the WRITE ATOMIC(16) limits (rw.ts atomicLimits).
+ */
 export function encodeBlockLimits(lun: Lun): Buffer {
   const L = BLOCK_LIMITS.fields
   const bs = lun.blockSize
+  const perPhysical = logicalPerPhysical(lun)
+  const atomic = atomicLimits(lun)
   const buf = Buffer.alloc(BLOCK_LIMITS.size)
   header(buf, VpdPage.BLOCK_LIMITS, buf.length)
-  buf[L.flags.offset] = BLOCK_LIMITS_WSNZ
+  buf[L.flags.offset] = lun.writeSameToEnd === true ? 0 : BLOCK_LIMITS_WSNZ
   buf[L.maxCompareAndWriteLength.offset] = MAX_COMPARE_AND_WRITE_BLOCKS
-  writeU16BE(buf, L.optimalTransferLengthGranularity.offset, 1)
+  writeU16BE(buf, L.optimalTransferLengthGranularity.offset, perPhysical)
   writeU32BE(buf, L.maxTransferLength.offset, MAX_TRANSFER_BYTES / bs)
   writeU32BE(buf, L.optimalTransferLength.offset, OPTIMAL_TRANSFER_BYTES / bs)
   writeU32BE(buf, L.maxUnmapLbaCount.offset, MAX_UNMAP_BYTES / bs)
   writeU32BE(buf, L.maxUnmapBlockDescriptorCount.offset, MAX_UNMAP_DESCRIPTORS)
-  writeU32BE(buf, L.optimalUnmapGranularity.offset, 1)
+  writeU32BE(buf, L.optimalUnmapGranularity.offset, perPhysical)
   writeU64BE(buf, L.maxWriteSameLength.offset, MAX_WRITE_SAME_BYTES / bs)
+  writeU32BE(buf, L.maxAtomicTransferLength.offset, atomic.maxTransferLength)
+  writeU32BE(buf, L.atomicAlignment.offset, atomic.alignment)
+  writeU32BE(buf, L.atomicTransferLengthGranularity.offset, atomic.granularity)
+  writeU32BE(buf, L.maxAtomicTransferLengthWithBoundary.offset, atomic.maxTransferLengthWithBoundary)
+  writeU32BE(buf, L.maxAtomicBoundarySize.offset, atomic.maxBoundarySize)
   return buf
 }
 

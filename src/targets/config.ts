@@ -49,6 +49,10 @@ export interface LunConfig {
   readonly writeCache?: { readonly size: number }
   /** "writeLog": the unit's write log file, absolute (targets/write-log.ts). Absent: none. */
   readonly writeLog?: string
+  /** "physicalBlockSize": bytes per physical block, a power-of-two multiple of blockSize. Absent: blockSize. */
+  readonly physicalBlockSize?: number
+  /** "writeSameToEnd": WRITE SAME with 0 blocks writes to the last block (WSNZ = 0). Absent: refused. */
+  readonly writeSameToEnd?: boolean
 }
 
 export interface TargetConfig {
@@ -119,6 +123,8 @@ const lunSchema = z
     writeCache: z.string().optional(),
     writeCacheSize: sizeInput.optional(),
     writeLog: z.string().optional(),
+    physicalBlockSize: z.number().optional(),
+    writeSameToEnd: z.boolean().optional(),
   })
   .strict()
 
@@ -155,6 +161,8 @@ const logicalUnitSchema = z
     writeCache: z.string().optional(),
     writeCacheSize: sizeInput.optional(),
     writeLog: z.string().optional(),
+    physicalBlockSize: z.number().optional(),
+    writeSameToEnd: z.boolean().optional(),
   })
   .strict()
 
@@ -453,7 +461,7 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
           const known = ids.slice(0, 8).map((k) => show(k)).join(', ') + (ids.length > 8 ? `, … (${ids.length} ids)` : '')
           throw new ConfigError(`${lat}.logicalUnit`, `no logicalUnits entry with id ${show(id)}${known ? ` (ids: ${known})` : ''}`)
         }
-        for (const k of ['size', 'blockSize', 'backend', 'serial', 'writeProtect', 'writeCache', 'writeCacheSize', 'writeLog'] as const) {
+        for (const k of ['size', 'blockSize', 'backend', 'serial', 'writeProtect', 'writeCache', 'writeCacheSize', 'writeLog', 'physicalBlockSize', 'writeSameToEnd'] as const) {
           if (l[k] !== undefined) {
             throw new ConfigError(`${lat}.${k}`, `cannot be set on a LUN that exports logical unit ${show(id)}; set it in logicalUnits[${u.index}]`)
           }
@@ -486,7 +494,7 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
       const naa = deriveNaa(wwnn, lun)
       claimNaa(naa, `LUN ${lun}`, lat, `${at}.wwnn`, 'choose wwnns that differ in their last six hex digits')
       const product = t.product ?? backendType(backend.type).product
-      const cfg: LunConfig = { lun, size, blockSize, backend, vendor, product, revision, serial, naa, writeProtect: l.writeProtect ?? false, ...writeCacheOf(l, blockSize, lat), ...writeLogOf(l, baseDir, lat) }
+      const cfg: LunConfig = { lun, size, blockSize, backend, vendor, product, revision, serial, naa, writeProtect: l.writeProtect ?? false, ...writeCacheOf(l, blockSize, lat), ...writeLogOf(l, baseDir, lat), ...blockShapeOf(l, size, blockSize, lat) }
       claimLog(cfg, lat, lat)
       return cfg
     })
@@ -584,7 +592,31 @@ function sharedUnit(
     logicalUnit: l.id,
     ...writeCacheOf(l, blockSize, at),
     ...writeLogOf(l, baseDir, at),
+    ...blockShapeOf(l, size, blockSize, at),
   }
+}
+
+/** The largest LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT READ CAPACITY(16) can carry (4 bits). */
+const MAX_PHYSICAL_EXPONENT = 15
+
+/** "physicalBlockSize" and "writeSameToEnd" of a LUN or shared unit. */
+function blockShapeOf(
+  l: { physicalBlockSize?: number; writeSameToEnd?: boolean },
+  size: number,
+  blockSize: number,
+  at: string,
+): { physicalBlockSize?: number; writeSameToEnd?: boolean } {
+  const toEnd = l.writeSameToEnd === true ? { writeSameToEnd: true } : {}
+  const p = l.physicalBlockSize
+  if (p === undefined) return toEnd
+  const field = `${at}.physicalBlockSize`
+  if (!Number.isSafeInteger(p) || p < blockSize) throw new ConfigError(field, `must be a whole number of bytes, at least the ${blockSize}-byte block size, got ${p}`)
+  const ratio = p / blockSize
+  if (!Number.isInteger(ratio) || (ratio & (ratio - 1)) !== 0 || ratio > 2 ** MAX_PHYSICAL_EXPONENT) {
+    throw new ConfigError(field, `must be the ${blockSize}-byte block size times a power of two up to 2^${MAX_PHYSICAL_EXPONENT} (e.g. 4096 for 512e), got ${p}`)
+  }
+  if (size % p !== 0) throw new ConfigError(`${at}.size`, `must be a multiple of the ${p}-byte physical block size, got ${size} bytes`)
+  return { ...toEnd, physicalBlockSize: p }
 }
 
 /** "writeLog": a path (relative to the config file's directory) of a LUN or shared unit. */
@@ -835,11 +867,12 @@ function lunOf(l: LunConfig, backend: Backend, wlog?: WriteLog): Lun {
   const facts: LunFacts = { blockSize: l.blockSize, blocks: l.size / l.blockSize, vendor: l.vendor, product: l.product, revision: l.revision, serial: l.serial }
   const own = ownFacts(l, backend)
   const logged = (b: Backend): Backend => (wlog ? new HostLogTap(b, wlog) : b)
-  if (l.writeCache === undefined) return { lun: l.lun, ...facts, ...own, backend: logged(backend), naa: l.naa, writeProtect: l.writeProtect }
+  const shape = { ...(l.physicalBlockSize !== undefined ? { physicalBlockSize: l.physicalBlockSize } : {}), ...(l.writeSameToEnd ? { writeSameToEnd: true } : {}) }
+  if (l.writeCache === undefined) return { lun: l.lun, ...facts, ...own, ...shape, backend: logged(backend), naa: l.naa, writeProtect: l.writeProtect }
   // The cache is the unit's: the Lun reaches the store through it, and close() writes it back first.
   const opts = { blockSize: own?.blockSize ?? l.blockSize, size: l.writeCache.size, name: l.naa }
   const writeCache = wlog ? new LoggedWriteCache(new MediumLogTap(backend, wlog), opts, wlog) : new WriteCache(backend, opts)
-  return { lun: l.lun, ...facts, ...own, backend: logged(writeCache), writeCache, naa: l.naa, writeProtect: l.writeProtect }
+  return { lun: l.lun, ...facts, ...own, ...shape, backend: logged(writeCache), writeCache, naa: l.naa, writeProtect: l.writeProtect }
 }
 
 function assemble(cfg: FabricConfig, backends: Map<string, Backend>, logs: Map<string, WriteLog> = new Map()): Fabric {

@@ -21,6 +21,13 @@ export interface Lun {
   /** NAA-5 16-hex-digit identifier of the logical unit itself (VPD 0x83): "5" + OUI + vendor specific. */
   readonly naa: string
   writeProtect: boolean
+  /**
+   * Bytes per physical block, a power-of-two multiple of blockSize (512e: 4096 over 512-byte
+   * logical blocks). READ CAPACITY(16) reports the ratio; atomic writes align to it. Absent: blockSize.
+   */
+  readonly physicalBlockSize?: number
+  /** WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 writes to the last block (Block Limits WSNZ = 0). Absent: refused (WSNZ = 1). */
+  readonly writeSameToEnd?: boolean
 }
 
 /** An FC target port on the fabric. */

@@ -235,7 +235,9 @@ describe('INQUIRY', () => {
     expect(hex(d.subarray(24, 28))).toBe('00000100') // 256 descriptors
     expect(hex(d.subarray(28, 36))).toBe('00000001' + '00000000') // granularity 1, no alignment
     expect(hex(d.subarray(36, 44))).toBe(wsLen) // MAXIMUM WRITE SAME LENGTH: 1 GiB
-    expect(hex(d.subarray(44))).toBe('00'.repeat(20))
+    // WRITE ATOMIC(16): 1 MiB with or without a boundary, no alignment or granularity (physical = logical)
+    const atomicMax = (1024 * 1024 / bs).toString(16).padStart(8, '0')
+    expect(hex(d.subarray(44))).toBe(atomicMax + '00000000' + '00000000' + atomicMax + atomicMax)
   })
 })
 
