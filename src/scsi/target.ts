@@ -32,12 +32,28 @@
  *   portAluaStateChanged(port) the port's aluaState changed: ASYMMETRIC ACCESS STATE CHANGED
  * A ScsiTarget has the same as methods. logicalUnitFor(lun).notifyCapacityChanged()
  * reports a resized LUN (keep the same Lun object: a new one is a new unit).
+ *
+ * Persistent reservations survive a power loss (APTPL) for units whose medium
+ * does: a file-backed unit keeps its saved state in `<backing file>.pr`
+ * (targets/pr-store.ts). A RAM or null unit has no store (its data does not
+ * survive either), so APTPL = 1 is refused there. `checkPrState(lun)` reads
+ * the saved state early, so a damaged file is a ConfigError at mount.
+ *
+ * The transport side of an I_T nexus (the HBA firmware's exchanges, an iSCSI
+ * session's tasks) hears of PREEMPT AND ABORT on any unit through
+ * `onAbortNexusAnywhere`, so it need not follow which units come and go; and
+ * tells the units a nexus ended with `ScsiTarget.nexusLost(initiator)`.
+ *
+ * Masks may name an iSCSI initiator: the access table's key is then
+ * "iscsi:<name>" and every session of that initiator (any ISID) matches it.
  */
 import type { Lun, PortAccess, TargetPort } from '../targets/types.js'
 import { lunsSeenBy } from '../targets/access.js'
+import { FilePrStore, type PrStore } from '../targets/pr-store.js'
 import { INQUIRY, INQUIRY_EVPD, Op } from './cdb.js'
+import { fabricUnits } from './copy-targets.js'
 import { DeviceType, encodeStandardInquiry, PeripheralQualifier, STANDARD_INQUIRY } from './data.js'
-import { LogicalUnit } from './lu.js'
+import { LogicalUnit, type AbortedNexus } from './lu.js'
 import { reportLuns } from './luns.js'
 import { isOutcome, resolveCommand } from './opcodes.js'
 import { dataInResponse } from './respond.js'
@@ -47,15 +63,61 @@ import { senseData } from './sense_cmds.js'
 import type { Done, ScsiCommand, ScsiOutcome } from './types.js'
 
 const units = new WeakMap<Lun, LogicalUnit>()
+const abortListeners = new Set<(lu: LogicalUnit, n: AbortedNexus) => void>()
+
+/** Where `lun` keeps its persistent reservations: next to its backing file, or nowhere (see the top). */
+export function prStoreOf(lun: Lun): PrStore | undefined {
+  const info = lun.backend.info?.()
+  return info?.backend === 'file' && typeof info.path === 'string' ? new FilePrStore(`${info.path}.pr`) : undefined
+}
+
+/**
+ * Creates `lun`'s logical unit now, reading its saved reservations: a state
+ * file that is not one is a ConfigError naming the file (the mount refuses).
+ */
+export function checkPrState(lun: Lun): void {
+  if (units.has(lun)) return
+  const lu = new LogicalUnit(lun, { prStore: prStoreOf(lun) })
+  lu.onAbortNexus((n) => abortAnywhere(lu, n))
+  units.set(lun, lu)
+}
 
 /** The one LogicalUnit for `lun`, created on first use. */
 export function logicalUnitFor(lun: Lun): LogicalUnit {
   let lu = units.get(lun)
   if (lu === undefined) {
-    lu = new LogicalUnit(lun)
+    try {
+      lu = new LogicalUnit(lun, { prStore: prStoreOf(lun) })
+    } catch {
+      // A damaged state file met outside a mount's checks (a hot-plugged LUN): the unit runs without persistence.
+      lu = new LogicalUnit(lun)
+    }
+    const unit = lu
+    lu.onAbortNexus((n) => abortAnywhere(unit, n))
     units.set(lun, lu)
+    fabricUnits.add(lu) // EXTENDED COPY resolves NAAs against every unit made here
   }
   return lu
+}
+
+function abortAnywhere(lu: LogicalUnit, n: AbortedNexus): void {
+  for (const l of [...abortListeners]) l(lu, n)
+}
+
+/**
+ * Subscribes to PREEMPT AND ABORT on every logical unit (lu.ts onAbortNexus):
+ * `listener` aborts the tasks the nexus has at `lu`. Returns the unsubscribe.
+ */
+export function onAbortNexusAnywhere(listener: (lu: LogicalUnit, n: AbortedNexus) => void): () => void {
+  abortListeners.add(listener)
+  return () => abortListeners.delete(listener)
+}
+
+/** The access table's key for `initiator`: its WWPN, or "iscsi:<name>" for an iSCSI session id (any ISID). */
+export function accessKey(initiator: string): string {
+  if (!initiator.startsWith('iscsi:')) return initiator
+  const at = initiator.lastIndexOf(',i,0x')
+  return (at > 0 ? initiator.slice(0, at) : initiator).toLowerCase()
 }
 
 /**
@@ -111,8 +173,9 @@ export class ScsiTarget {
 
   /** `lun` is the number cmd.initiator addresses; the access table says which of the port's LUNs that is, if any. */
   private executeMasked(access: PortAccess, lun: number, cmd: ScsiCommand, done: Done): void {
-    if (cmd.cdb[0] === Op.REPORT_LUNS) return done(this.reportLuns(cmd, [...lunsSeenBy(this.port.luns, access, cmd.initiator).keys()]))
-    const real = access.get(cmd.initiator)?.get(lun)
+    const key = accessKey(cmd.initiator)
+    if (cmd.cdb[0] === Op.REPORT_LUNS) return done(this.reportLuns(cmd, [...lunsSeenBy(this.port.luns, access, key).keys()]))
+    const real = access.get(key)?.get(lun)
     const l = real === undefined ? undefined : this.port.luns.get(real)
     if (l !== undefined) return this.toUnit(l, cmd, done)
     done(this.noUnit(cmd))
@@ -124,6 +187,23 @@ export class ScsiTarget {
     lu.execute(cmd.port === this.port ? cmd : { ...cmd, port: this.port }, done)
   }
 
+  /** The logical unit `initiator` reaches at LUN `lun` of this port (its masked number), if any. */
+  unitAt(lun: number, initiator: string): LogicalUnit | undefined {
+    const access = this.port.access
+    const real = access === undefined ? lun : access.get(accessKey(initiator))?.get(lun)
+    const l = real === undefined ? undefined : this.port.luns.get(real)
+    return l === undefined ? undefined : logicalUnitFor(l)
+  }
+
+  /**
+   * The I_T nexus of `initiator` through this port ended (a logout, a lost
+   * login, a closed iSCSI session): every unit of the port releases its
+   * RESERVE(6) and PREVENT and forgets the nexus (lu.ts itNexusLost).
+   */
+  nexusLost(initiator: string): void {
+    for (const l of this.port.luns.values()) logicalUnitFor(l).itNexusLost(initiator, this.port)
+  }
+
   /** See portLunsChanged. */
   lunsChanged(): void {
     portLunsChanged(this.port)
@@ -133,7 +213,7 @@ export class ScsiTarget {
   resetLun(lun: number, initiator?: string): boolean {
     const access = this.port.access
     if (access === undefined || initiator === undefined) return resetLun(this.port, lun)
-    const real = access.get(initiator)?.get(lun)
+    const real = access.get(accessKey(initiator))?.get(lun)
     return real !== undefined && resetLun(this.port, real)
   }
 

@@ -66,10 +66,10 @@ export function parseAccess(input: readonly AccessInput[], at: string, lunNumber
       asAt.set(as, m)
       return { lun, as }
     })
-    const wwpn = initiatorWwpn(e.initiator, initiators)
+    const wwpn = iscsiInitiatorKey(e.initiator) ?? initiatorWwpn(e.initiator, initiators)
     if (wwpn === undefined) {
       const names = initiators.map((h) => `${h.name} (${h.wwpn})`).join(', ')
-      throw new ConfigError(`${ef}.initiator`, `${quote(e.initiator)} is not an initiator of this fabric (initiators: ${names})`)
+      throw new ConfigError(`${ef}.initiator`, `${quote(e.initiator)} is not an initiator of this fabric (initiators: ${names}) nor an iSCSI initiator name (iqn.…, eui.…, naa.…)`)
     }
     const prev = seen.get(wwpn)
     if (prev !== undefined) throw new ConfigError(`${ef}.initiator`, `${wwpn} is already given access by ${at}[${prev}]`)
@@ -80,6 +80,17 @@ export function parseAccess(input: readonly AccessInput[], at: string, lunNumber
 }
 
 /** The lookup table the target port answers from: initiator → shown number → LUN. */
+/**
+ * An iSCSI initiator name (iqn., eui., naa.; "iscsi:" in front allowed) as
+ * the access table keys it, "iscsi:<name>" in lowercase: the export's
+ * sessions of that initiator (any ISID) see what the entry gives
+ * (scsi/target.ts accessKey). Undefined for anything else.
+ */
+export function iscsiInitiatorKey(ref: string): string | undefined {
+  const name = ref.toLowerCase().startsWith('iscsi:') ? ref.slice(6) : ref
+  return /^(iqn\.|eui\.|naa\.)\S+$/i.test(name) && !name.includes(',') ? `iscsi:${name.toLowerCase()}` : undefined
+}
+
 export function portAccess(list: readonly AccessConfig[]): PortAccess {
   return new Map(list.map((e) => [e.initiator, new Map(e.luns.map((l) => [l.as, l.lun]))]))
 }
