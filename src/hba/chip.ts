@@ -8,7 +8,7 @@ import type { Logger } from '../log.js'
 import type { Fabric } from '../targets/types.js'
 import type { DmaSpace } from './dma.js'
 import { Firmware, type FirmwareOptions } from './firmware.js'
-import { Hccr, HostStatus, Reg, REG_NAMES } from './registers.js'
+import { Hccr, HostStatus, MAILBOX_COUNT, Reg, REG_NAMES, mailboxReg } from './registers.js'
 
 export interface ChipOptions extends Partial<FirmwareOptions> {
   /** Index of this HBA in the host, for names and logs. */
@@ -37,7 +37,14 @@ export class IspChip {
   // ---- host side ----
 
   readReg(offset: number): number {
+    // HOST_STATUS' upper half is mailbox 0, as the ISP2300 shows it.
+    if (offset === Reg.HOST_STATUS_HI) return this.regs[Reg.MAILBOX0 >>> 1]
     return this.regs[offset >>> 1]
+  }
+
+  /** A 32-bit read (RD_REG_DWORD): the register at `offset` and the one after it, little-endian. */
+  readReg32(offset: number): number {
+    return ((this.readReg(offset + 2) << 16) | this.readReg(offset)) >>> 0
   }
 
   writeReg(offset: number, value: number): void {
@@ -54,17 +61,11 @@ export class IspChip {
       case Reg.HCCR:
         this.hccr(value)
         return
-      case Reg.MAILBOX0:
-      case Reg.MAILBOX1:
-      case Reg.MAILBOX2:
-      case Reg.MAILBOX3:
-      case Reg.MAILBOX4:
-      case Reg.MAILBOX5:
-      case Reg.MAILBOX6:
-      case Reg.MAILBOX7:
-        this.regs[offset >>> 1] = value
-        return
       default:
+        if (offset >= Reg.MAILBOX0 && offset <= mailboxReg(MAILBOX_COUNT - 1) && (offset & 1) === 0) {
+          this.regs[offset >>> 1] = value
+          return
+        }
         // Read-only or unknown registers: hardware ignores the write.
         this.counters.unknownRegisterWrites++
         this.log.warn({ event: 'register_write_ignored', register: REG_NAMES.get(offset) ?? `0x${offset.toString(16)}`, value }, 'write to a register the host may not write')
@@ -107,7 +108,8 @@ export class IspChip {
   }
 
   /**
-   * Asserts the interrupt with `type` in HOST_STATUS. Level-triggered: the
+   * Asserts the interrupt with `type` in HOST_STATUS (whose upper half shows
+   * mailbox 0: set it first for a mailbox completion or an async event). Level-triggered: the
    * line stays up until the host writes CLR_RISC_INT; the firmware must not
    * raise another cause before that (it queues causes itself).
    */

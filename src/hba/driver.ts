@@ -30,7 +30,9 @@ import {
   entriesFor,
   newCommandT3Fields,
   newStatusT0Fields,
+  readCommandHandleLE,
   readEntryCount,
+  readEntryStatus,
   readEntryType,
   readStatusContSense,
   readStatusT0,
@@ -41,13 +43,17 @@ import {
   writeDsegLE,
   MarkerModifier,
 } from './iocb.js'
-import { decodeIdEntry, decodeLinkStats, decodePortDb, encodeIcb, ICB_SIZE, ID_ENTRY_SIZE, LINK_STATS_SIZE, PORT_DB_SIZE, PortState, type LinkStats } from './mailbox.js'
+import {
+  decodeIdEntry, decodeLinkModel, decodeLinkStatus, decodePortDb, encodeIcb, FirmwareOptions,
+  ICB_SIZE, ID_ENTRY_SIZE, LINK_MODEL_SIZE, LINK_STATUS_SIZE, PORT_DB_SIZE, PdState,
+  type LinkModelStats, type LinkStatus,
+} from './mailbox.js'
 import { IoStats, LatencyHistogram } from './stats.js'
 import { TraceBuffer } from './trace.js'
 import { opcodeName } from '../scsi/opcodes.js'
 import { decodeReadWrite } from '../scsi/cdb.js'
 import { NO_SENSE_CODE, describeSense, describeSenseCode, senseCode, senseCodeKey, statusName } from '../scsi/sense.js'
-import { AsyncEvent, Hccr, HostStatus, IntType, Mbc, Mbs, Reg, addressToMailboxes } from './registers.js'
+import { AsyncEvent, Hccr, HostStatus, IntType, MAILBOX_COUNT, Mbc, Mbs, Reg, addressToMailboxes, isMailboxCompletion, mailboxReg } from './registers.js'
 import { Ring } from './ring.js'
 
 export interface ScsiRequest {
@@ -116,8 +122,8 @@ interface Pending {
   lun: IoStats
 }
 
-/** What the driver learned of its link by GET LINK STATISTICS, with rates over the last interval. */
-export interface LinkView extends LinkStats {
+/** What the driver learned of its link by FCFS GET LINK MODEL, with rates over the last interval. */
+export interface LinkView extends LinkModelStats {
   /** Bytes/s moved over the last refresh interval, per direction. */
   inBytesPerSec: number
   outBytesPerSec: number
@@ -134,6 +140,10 @@ export class DriverError extends FcfsError {
 
 /** Largest handle index (handles are index | generation << 16). */
 const INDEX_MASK = 0xffff
+/** Loop ids an ISP23xx may hand out (extended ids, 0..0x7ff): GET ID LIST's buffer holds one entry each. */
+const MAX_LOOP_IDS = 0x800
+/** How long init waits for LOOP UP after INITIALIZE FIRMWARE (qla2x00_fw_ready waits for the loop too). */
+const LOOP_UP_TIMEOUT_MS = 10_000
 
 export class HbaDriver {
   readonly chip: IspChip
@@ -160,6 +170,11 @@ export class HbaDriver {
 
   private mailboxBusy: Promise<void> = Promise.resolve()
   private mailboxWaiter: ((mb: number[]) => void) | null = null
+  /** The loop as the async events told it (LOOP UP / LOOP DOWN, LIP). */
+  private loopUp = false
+  private loopWaiters: (() => void)[] = []
+  /** A marker the ring had no room for: posted before the next command (the firmware needs it after a LIP). */
+  private markerPending = false
 
   ports: PortInfo[] = []
   /** Counters and latency for the whole HBA, per target (loop id) and per LUN. */
@@ -169,7 +184,7 @@ export class HbaDriver {
   readonly trace = new TraceBuffer()
   link: LinkView | null = null
   private linkTimer: NodeJS.Timeout | null = null
-  private linkPrev: { at: number; s: LinkStats } | null = null
+  private linkPrev: { at: number; s: LinkModelStats } | null = null
 
   readonly stats = {
     commands: 0,
@@ -220,6 +235,9 @@ export class HbaDriver {
     const rspAddr = this.dma.map(rspMem)
     encodeIcb(
       {
+        firmwareOptions: FirmwareOptions.FULL_DUPLEX | FirmwareOptions.PDBC_NOTIFY | FirmwareOptions.NODE_NAME,
+        retryCount: 8,
+        loginTimeout: 4,
         maxFrameSize: 2048,
         executionThrottle: Math.min(this.opts.maxOutstanding, 0xffff),
         portName: this.opts.wwpn,
@@ -233,15 +251,19 @@ export class HbaDriver {
       0,
     )
     const icbAddr = this.dma.map(icb)
+    this.loopUp = false
+    this.initialising = true
     try {
       const mb = await this.mailbox([Mbc.INITIALIZE_FIRMWARE], icbAddr)
       if (mb[0] !== Mbs.COMPLETE) throw new DriverError(`INITIALIZE FIRMWARE failed: mailbox status 0x${mb[0].toString(16)}`)
+      this.reqIn = this.reqOutCache = this.rspOut = 0
+      // The firmware brings the loop up (LIP, LOOP UP) and then waits for our marker, as qla2xxx's loop resync sends it.
+      await this.waitLoopUp()
     } finally {
       this.dma.unmap(icbAddr)
+      this.initialising = false
     }
-    this.reqIn = this.reqOutCache = this.rspOut = 0
     this.ready = true
-    // A marker after (re)initialisation, as qla2xxx sends after a reset.
     this.postMarker(0, 0, MarkerModifier.SYNC_ALL)
     this.ports = await this.discover()
     await this.refreshLink()
@@ -250,23 +272,38 @@ export class HbaDriver {
     this.log.info({ event: 'hba_ready', hba: this.chip.index, targets: this.ports.length }, 'HBA online')
   }
 
+  private initialising = false
+
+  /** Resolves at LOOP UP; fails after LOOP_UP_TIMEOUT_MS. */
+  private waitLoopUp(): Promise<void> {
+    if (this.loopUp) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new DriverError(`no LOOP UP within ${LOOP_UP_TIMEOUT_MS} ms of INITIALIZE FIRMWARE`)), LOOP_UP_TIMEOUT_MS)
+      this.loopWaiters.push(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+  }
+
   /** GET ID LIST, then GET PORT DATABASE for each logged-in port. */
   async discover(): Promise<PortInfo[]> {
-    const max = 2048
-    const list = Buffer.alloc(max * ID_ENTRY_SIZE)
+    const list = Buffer.alloc(MAX_LOOP_IDS * ID_ENTRY_SIZE)
     const listAddr = this.dma.map(list)
     const db = Buffer.alloc(PORT_DB_SIZE)
     const dbAddr = this.dma.map(db)
     try {
-      const mb = await this.mailbox([Mbc.GET_ID_LIST, max], listAddr)
+      // An ISP23xx takes GET ID LIST's address in mb1/2/3/6 (qla2x00_get_id_list), not mb2/3/6/7.
+      const a = addressToMailboxes(listAddr)
+      const mb = await this.mailbox([Mbc.GET_ID_LIST, a.mb2, a.mb3, a.mb6, 0, 0, a.mb7])
       if (mb[0] !== Mbs.COMPLETE) throw new DriverError(`GET ID LIST failed: mailbox status 0x${mb[0].toString(16)}`)
       const ports: PortInfo[] = []
-      for (let i = 0; i < mb[1]; i++) {
+      for (let i = 0; i < Math.min(mb[1], MAX_LOOP_IDS); i++) {
         const { loopId } = decodeIdEntry(list, i * ID_ENTRY_SIZE)
         const r = await this.mailbox([Mbc.GET_PORT_DATABASE, loopId], dbAddr)
         if (r[0] !== Mbs.COMPLETE) continue
         const e = decodePortDb(db, 0)
-        if (e.state !== PortState.READY) continue
+        if (e.state !== PdState.PORT_LOGGED_IN || !e.target) continue
         ports.push({ loopId, portId: e.portId, wwpn: e.portName, wwnn: e.nodeName })
       }
       return ports
@@ -305,18 +342,30 @@ export class HbaDriver {
     this.portListeners.push(f)
   }
 
-  /** GET LINK STATISTICS into a DMA buffer; keeps rates over the interval since the last call. */
-  async refreshLink(): Promise<LinkView | null> {
-    if (!this.ready || this.closing) return this.link
-    const buf = Buffer.alloc(LINK_STATS_SIZE)
+  /** GET LINK STATUS (link_stat_t) of the link to port `loopId`; null when the firmware refuses. */
+  async linkStatus(loopId: number): Promise<LinkStatus | null> {
+    const buf = Buffer.alloc(LINK_STATUS_SIZE)
     const addr = this.dma.map(buf)
     try {
-      const mb = await this.mailbox([Mbc.GET_LINK_STATISTICS], addr)
+      const mb = await this.mailbox([Mbc.GET_LINK_STATUS, loopId], addr)
+      return mb[0] === Mbs.COMPLETE ? decodeLinkStatus(buf, 0) : null
+    } finally {
+      this.dma.unmap(addr)
+    }
+  }
+
+  /** FCFS GET LINK MODEL into a DMA buffer; keeps rates over the interval since the last call. */
+  async refreshLink(): Promise<LinkView | null> {
+    if (!this.ready || this.closing) return this.link
+    const buf = Buffer.alloc(LINK_MODEL_SIZE)
+    const addr = this.dma.map(buf)
+    try {
+      const mb = await this.mailbox([Mbc.FCFS_GET_LINK_MODEL], addr)
       if (mb[0] !== Mbs.COMPLETE) return this.link
     } finally {
       this.dma.unmap(addr)
     }
-    const s = decodeLinkStats(buf, 0)
+    const s = decodeLinkModel(buf, 0)
     const prev = this.linkPrev
     const at = s.uptimeUs
     let view: LinkView = { ...s, inBytesPerSec: 0, outBytesPerSec: 0, inUtilisation: 0, outUtilisation: 0 }
@@ -363,18 +412,21 @@ export class HbaDriver {
 
   /**
    * Task management, as qla2xxx's eh handlers do it: ABORT COMMAND for one
-   * outstanding command, TARGET RESET / LUN RESET for a port or LUN. The
-   * firmware answers the victims with comp_status ABORTED; after a reset the
-   * driver posts a marker so the firmware resynchronises that nexus.
-   * Each resolves true when the firmware accepted the request.
+   * outstanding command (loop id, handle, LUN), ABORT TARGET / LUN RESET for
+   * a port or LUN. The firmware answers the victims with comp_status ABORTED;
+   * after a reset the driver posts a marker so the firmware resynchronises
+   * that nexus. Each resolves true when the firmware accepted the request.
    */
   async abortCommand(handle: number): Promise<boolean> {
-    const mb = await this.mailbox([Mbc.ABORT_COMMAND, handle & 0xffff, handle >>> 16])
+    const slot = handle & INDEX_MASK
+    const p = slot <= this.opts.maxOutstanding ? this.slots[slot] : undefined
+    if (!p || p.handle !== handle) return false // not outstanding: nothing to abort
+    const mb = await this.mailbox([Mbc.ABORT_COMMAND, p.req.target, handle & 0xffff, handle >>> 16, 0, 0, p.req.lun & 0xffff])
     return mb[0] === Mbs.COMPLETE
   }
 
   async resetTarget(loopId: number): Promise<boolean> {
-    const mb = await this.mailbox([Mbc.TARGET_RESET, loopId])
+    const mb = await this.mailbox([Mbc.ABORT_TARGET, loopId, 0])
     if (mb[0] !== Mbs.COMPLETE) return false
     this.postMarker(loopId, 0, MarkerModifier.SYNC_ID)
     this.log.info({ event: 'target_reset', hba: this.chip.index, loopId }, 'target reset')
@@ -414,7 +466,7 @@ export class HbaDriver {
             mb[6] = a.mb6
             mb[7] = a.mb7
           }
-          for (let i = 0; i < 8; i++) this.chip.writeReg(Reg.MAILBOX0 + 2 * i, mb[i])
+          for (let i = 0; i < mb.length && i < MAILBOX_COUNT; i++) this.chip.writeReg(mailboxReg(i), mb[i] & 0xffff)
           this.chip.writeReg(Reg.HCCR, Hccr.SET_HOST_INT)
         }),
     )
@@ -463,6 +515,7 @@ export class HbaDriver {
 
   /** Writes the command into the ring if there is room; false when it must wait. */
   private post(p: Pending): boolean {
+    if (this.markerPending && !this.postMarker(0, 0, MarkerModifier.SYNC_ALL)) return false
     const { req } = p
     const maxSeg = this.opts.maxSegmentSize
     const nseg = p.byteCount > 0 ? Math.ceil(p.byteCount / maxSeg) : 0
@@ -528,12 +581,18 @@ export class HbaDriver {
     return true
   }
 
-  private postMarker(target: number, lun: number, modifier: number): void {
+  /** Posts a marker; false when the ring has no room (a SYNC_ALL one is then posted before the next command). */
+  private postMarker(target: number, lun: number, modifier: number): boolean {
     const ring = this.reqRing
-    if (ring.free(this.reqIn, this.chip.readReg(Reg.REQ_Q_OUT)) < 1) return
+    if (ring.free(this.reqIn, this.chip.readReg(Reg.REQ_Q_OUT)) < 1) {
+      if (modifier === MarkerModifier.SYNC_ALL) this.markerPending = true
+      return false
+    }
     encodeMarker({ target, lun, modifier }, ring.memory, ring.offsetOf(this.reqIn))
     this.reqIn = ring.next(this.reqIn)
+    if (modifier === MarkerModifier.SYNC_ALL) this.markerPending = false
     this.chip.writeReg(Reg.REQ_Q_IN, this.reqIn)
+    return true
   }
 
   private postWaiting(): void {
@@ -555,33 +614,22 @@ export class HbaDriver {
   // ---- interrupt service ----
 
   private readonly isr = (): void => {
-    const hs = this.chip.readReg(Reg.HOST_STATUS)
+    // One 32-bit read, as qla2300_intr_handler does: the type in the low byte, mailbox 0 in the upper half.
+    const hs = this.chip.readReg32(Reg.HOST_STATUS)
     if ((hs & HostStatus.RISC_INT) === 0) return
     this.stats.interrupts++
     const type = hs & 0xff
     let mailboxResult: number[] | null = null
-    switch (type) {
-      case IntType.RESPONSE_QUEUE:
-        this.stats.responseInterrupts++
-        this.drainResponses()
-        break
-      case IntType.MBX_OK:
-      case IntType.MBX_FAIL: {
-        mailboxResult = []
-        for (let i = 0; i < 8; i++) mailboxResult.push(this.chip.readReg(Reg.MAILBOX0 + 2 * i))
-        break
-      }
-      case IntType.ASYNC_EVENT: {
-        const code = this.chip.readReg(Reg.MAILBOX0)
-        this.log.info({ event: 'async_event', hba: this.chip.index, code }, 'HBA async event')
-        // The fabric changed: rescan it (after this interrupt is acknowledged).
-        if (code === AsyncEvent.RSCN || code === AsyncEvent.PORT_DB_CHANGED || code === AsyncEvent.LOOP_UP) {
-          setImmediate(() => void this.rediscover())
-        }
-        break
-      }
-      default:
-        this.log.warn({ event: 'interrupt_unknown', hba: this.chip.index, hostStatus: hs }, 'unknown interrupt type')
+    if (type === IntType.RESPONSE_QUEUE) {
+      this.stats.responseInterrupts++
+      this.drainResponses()
+    } else if (isMailboxCompletion(type)) {
+      mailboxResult = [hs >>> 16]
+      for (let i = 1; i < MAILBOX_COUNT; i++) mailboxResult.push(this.chip.readReg(mailboxReg(i)))
+    } else if (type === IntType.ASYNC_EVENT) {
+      this.asyncEvent(hs >>> 16, this.chip.readReg(Reg.MAILBOX1), this.chip.readReg(Reg.MAILBOX2), this.chip.readReg(Reg.MAILBOX3))
+    } else {
+      this.log.warn({ event: 'interrupt_unknown', hba: this.chip.index, hostStatus: hs }, 'unknown interrupt type')
     }
     this.chip.writeReg(Reg.HCCR, Hccr.CLR_RISC_INT)
     if (mailboxResult && this.mailboxWaiter) {
@@ -590,6 +638,35 @@ export class HbaDriver {
       w(mailboxResult)
     }
     if (this.waitingHead < this.waiting.length) this.postWaiting()
+  }
+
+  /** An asynchronous event with its mailboxes 1..3 (qla2x00_async_event's view of them). */
+  private asyncEvent(code: number, mb1: number, mb2: number, mb3: number): void {
+    this.log.info({ event: 'async_event', hba: this.chip.index, code, mb1, mb2, mb3 }, 'HBA async event')
+    switch (code) {
+      case AsyncEvent.LIP_OCCURRED:
+      case AsyncEvent.LIP_RESET:
+      case AsyncEvent.LOOP_DOWN:
+        this.loopUp = false
+        break
+      case AsyncEvent.LOOP_UP: {
+        this.loopUp = true
+        const waiters = this.loopWaiters
+        this.loopWaiters = []
+        for (const w of waiters) w()
+        // Back after a LIP or loop down: resynchronise the firmware with a marker, then rescan.
+        if (this.ready && !this.initialising && !this.closing) {
+          this.postMarker(0, 0, MarkerModifier.SYNC_ALL)
+          setImmediate(() => void this.rediscover())
+        }
+        break
+      }
+      case AsyncEvent.RSCN:
+      case AsyncEvent.PORT_UPDATE:
+        // A port or the fabric changed: rescan it (after this interrupt is acknowledged).
+        if (this.ready && !this.initialising) setImmediate(() => void this.rediscover())
+        break
+    }
   }
 
   private drainResponses(): void {
@@ -603,8 +680,12 @@ export class HbaDriver {
     while (this.rspOut !== inIdx) {
       const at = ring.offsetOf(this.rspOut)
       const type = readEntryType(mem, at)
-      const count = Math.max(1, readEntryCount(mem, at))
-      if (type === EntryType.STATUS_T0) {
+      // A rejected request entry comes back as itself, one entry, with entry_status set.
+      const rejected = readEntryStatus(mem, at) !== 0
+      const count = rejected ? 1 : Math.max(1, readEntryCount(mem, at))
+      if (rejected) {
+        this.completeRejected(mem, at)
+      } else if (type === EntryType.STATUS_T0) {
         this.completeFromStatus(ring, this.rspOut, count)
       } else {
         this.log.warn({ event: 'response_unknown', hba: this.chip.index, entryType: type }, 'unexpected response entry')
@@ -618,6 +699,19 @@ export class HbaDriver {
       this.rspOut = i
     }
     this.chip.writeReg(Reg.RSP_Q_OUT, this.rspOut)
+  }
+
+  /** qla2x00_error_entry: the command of the returned entry's handle fails with its entry_status. */
+  private completeRejected(mem: Buffer, at: number): void {
+    const handle = readCommandHandleLE(mem, at)
+    const slotIndex = handle & INDEX_MASK
+    const p = slotIndex <= this.opts.maxOutstanding ? this.slots[slotIndex] : undefined
+    if (!p || p.handle !== handle) {
+      this.stats.staleCompletions++
+      this.log.warn({ event: 'completion_stale', hba: this.chip.index, handle, entryStatus: readEntryStatus(mem, at) }, 'rejected entry for a handle that is not outstanding')
+      return
+    }
+    this.finish(p, slotIndex, { compStatus: 0, scsiStatus: 0, sense: null, residual: p.byteCount, transferred: 0, entryStatus: readEntryStatus(mem, at) })
   }
 
   private completeFromStatus(ring: Ring, index: number, count: number): void {

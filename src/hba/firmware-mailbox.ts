@@ -1,8 +1,9 @@
 /**
- * The firmware's mailbox commands: what mailbox0 asks for, the parameters in
- * mailboxes 1..7 (bus addresses split qla2xxx-style over mb2/3/6/7), and the
- * structures DMA'd to and from host memory (init control block, ID list,
- * port database, link statistics). The answer is [mailbox0 status, mb1..].
+ * The firmware's mailbox commands: what mailbox 0 asks for, the parameters in
+ * mailboxes 1..31 as qla_mbx.c passes them to an ISP23xx (bus addresses split
+ * MSW/LSW over mb2/3/6/7, except GET ID LIST's mb1/2/3/6), and the structures
+ * DMA'd to and from host memory (init control block, ID list, port database,
+ * link status). The answer is [mailbox 0 status, mb1..].
  *
  * The ring engine and the login table do the work; this file only speaks the
  * mailbox interface to them.
@@ -11,7 +12,11 @@ import type { Logger } from '../log.js'
 import type { DmaSpace } from './dma.js'
 import { ENTRY_SIZE } from './iocb.js'
 import type { PortLogins } from './login.js'
-import { decodeIcb, encodeIdEntry, encodeLinkStats, encodePortDb, ICB_SIZE, ID_ENTRY_SIZE, LINK_STATS_SIZE, PORT_DB_SIZE, PortState, type LinkStats } from './mailbox.js'
+import {
+  decodeIcb, encodeIdEntry, encodeLinkModel, encodeLinkStatus, encodePortDb,
+  ICB_SIZE, ID_ENTRY_SIZE, LINK_MODEL_SIZE, LINK_STATUS_SIZE, PORT_DB_SIZE, PdState,
+  type LinkModelStats, type LinkStatus,
+} from './mailbox.js'
 import { Mbc, Mbs, mailboxesToAddress } from './registers.js'
 import { Ring } from './ring.js'
 
@@ -20,12 +25,14 @@ export interface MailboxEngine {
   readonly ready: boolean
   /** INITIALIZE FIRMWARE: run the rings in host memory, as initiator port `initiator`. */
   start(request: Ring, response: Ring, initiator: string): void
-  /** ABORT COMMAND: false when no exchange has that handle. */
-  abortHandle(handle: number): boolean
-  /** TARGET RESET / LUN RESET: abort the open exchanges with the port (and LUN). */
+  /** ABORT COMMAND: false when no exchange with port `loopId` has that handle. */
+  abortHandle(loopId: number, handle: number): boolean
+  /** ABORT TARGET / LUN RESET: abort the open exchanges with the port (and LUN). */
   abortNexus(loopId: number, lun?: number): void
-  /** GET LINK STATISTICS. */
-  linkStats(): LinkStats
+  /** GET LINK STATUS of the link to port `loopId` (the HBA's own link for any other loop id). */
+  linkStatus(loopId: number): LinkStatus
+  /** FCFS GET LINK MODEL. */
+  linkModel(): LinkModelStats
 }
 
 export class FirmwareMailbox {
@@ -36,7 +43,7 @@ export class FirmwareMailbox {
     private readonly logins: PortLogins<unknown>,
   ) {}
 
-  /** Runs the command in `mb` (mailbox0..7); returns [mailbox0 status, mailbox1..]. */
+  /** Runs the command in `mb` (mailbox 0..31); returns [mailbox 0 status, mailbox 1..]. */
   run(mb: number[]): number[] {
     const cmd = mb[0]
     const address = mailboxesToAddress(mb[2], mb[3], mb[6], mb[7])
@@ -45,31 +52,28 @@ export class FirmwareMailbox {
         return this.initialize(address)
       case Mbc.GET_ID_LIST: {
         if (!this.engine.ready) return [Mbs.COMMAND_ERROR]
-        const max = mb[1]
+        // The ISP23xx takes the list's address in mb1/2/3/6 and no length: the host sized it for every loop id.
+        const listAddress = mailboxesToAddress(mb[1], mb[2], mb[3], mb[6])
         const logged = this.logins.loggedIn()
-        const buf = this.dma.resolve(address, Math.min(max, logged.length) * ID_ENTRY_SIZE)
+        const buf = this.dma.resolve(listAddress, logged.length * ID_ENTRY_SIZE)
         if (!buf) return [Mbs.COMMAND_PARAMETER_ERROR]
         let n = 0
-        for (const [loopId, l] of logged) {
-          if (n >= max) break
-          encodeIdEntry({ portId: l.port.portId, loopId }, buf, n * ID_ENTRY_SIZE)
-          n++
-        }
+        for (const [loopId, l] of logged) encodeIdEntry({ portId: l.port.portId, loopId }, buf, n++ * ID_ENTRY_SIZE)
         return [Mbs.COMPLETE, n]
       }
       case Mbc.GET_PORT_DATABASE: {
         if (!this.engine.ready) return [Mbs.COMMAND_ERROR]
         const login = this.logins.get(mb[1])
         const buf = this.dma.resolve(address, PORT_DB_SIZE)
-        if (!buf) return [Mbs.COMMAND_PARAMETER_ERROR]
-        if (!login) return [Mbs.COMMAND_PARAMETER_ERROR]
+        if (!buf || !login) return [Mbs.COMMAND_PARAMETER_ERROR]
         encodePortDb(
           {
-            state: login.loggedIn ? PortState.READY : PortState.LOGGED_OUT,
+            state: login.loggedIn ? PdState.PORT_LOGGED_IN : PdState.PORT_UNAVAILABLE,
             portId: login.port.portId,
             nodeName: login.port.wwnn,
             portName: login.port.wwpn,
             loopId: mb[1],
+            target: true,
           },
           buf,
           0,
@@ -77,10 +81,10 @@ export class FirmwareMailbox {
         return [Mbs.COMPLETE]
       }
       case Mbc.ABORT_COMMAND: {
-        const handle = ((mb[2] << 16) | mb[1]) >>> 0
-        return this.engine.abortHandle(handle) ? [Mbs.COMPLETE] : [Mbs.COMMAND_ERROR]
+        const handle = ((mb[3] << 16) | mb[2]) >>> 0
+        return this.engine.abortHandle(mb[1], handle) ? [Mbs.COMPLETE] : [Mbs.COMMAND_ERROR]
       }
-      case Mbc.TARGET_RESET: {
+      case Mbc.ABORT_TARGET: {
         const login = this.logins.get(mb[1])
         if (!login) return [Mbs.COMMAND_PARAMETER_ERROR]
         this.engine.abortNexus(mb[1])
@@ -94,10 +98,17 @@ export class FirmwareMailbox {
         login.target.resetLun(mb[2], this.logins.initiatorWwpn) // the LUN as this initiator addresses it (masking)
         return [Mbs.COMPLETE]
       }
-      case Mbc.GET_LINK_STATISTICS: {
-        const buf = this.dma.resolve(address, LINK_STATS_SIZE)
+      case Mbc.GET_LINK_STATUS: {
+        if (!this.engine.ready) return [Mbs.COMMAND_ERROR]
+        const buf = this.dma.resolve(address, LINK_STATUS_SIZE)
         if (!buf) return [Mbs.COMMAND_PARAMETER_ERROR]
-        encodeLinkStats(this.engine.linkStats(), buf, 0)
+        encodeLinkStatus(this.engine.linkStatus(mb[1]), buf, 0)
+        return [Mbs.COMPLETE]
+      }
+      case Mbc.FCFS_GET_LINK_MODEL: {
+        const buf = this.dma.resolve(address, LINK_MODEL_SIZE)
+        if (!buf) return [Mbs.COMMAND_PARAMETER_ERROR]
+        encodeLinkModel(this.engine.linkModel(), buf, 0)
         return [Mbs.COMPLETE]
       }
       default:

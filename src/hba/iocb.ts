@@ -1,8 +1,11 @@
 /**
- * Ring entries of the emulated ISP2300-style HBA. Every entry is 64 bytes,
+ * Ring entries of the emulated ISP2300 HBA. Every entry is 64 bytes,
  * little-endian, and starts with the same 4-byte header. Each layout below is
  * a table of named offsets (the one place it is declared) next to its codec.
- * Facts from the Linux qla2xxx headers (qla_fw.h / qla_def.h); code our own.
+ * The layouts, entry types and status values come from the Linux qla2xxx
+ * header qla_def.h as it drives an ISP23xx (cmd_a64_entry_t, cont_a64_entry_t,
+ * sts_entry_t, sts_cont_entry_t, mrk_entry_t; qla_fw.h is the ISP24xx's and is
+ * not used); state flags from FreeBSD isp(4) ispmbox.h. The code is our own.
  *
  *   0        1          2            3
  *   +--------+----------+------------+--------------+
@@ -29,12 +32,17 @@ export const EntryType = {
   MARKER: 0x04, // Marker: sent by the driver after a reset / LIP
 } as const
 
-/** entry_status bits (byte 3) set by the firmware on entries it rejects. */
+/**
+ * entry_status bits (byte 3, qla_def.h RF_*) set by the firmware on a request
+ * entry it rejects: it returns that entry itself, with these bits, on the
+ * response ring (qla2x00_error_entry finds the command by the handle @4).
+ */
 export const EntryStatus = {
-  BUSY: 0x02,
-  BAD_TYPE: 0x04,
-  BAD_PARAMETER: 0x08,
-  BAD_COUNT: 0x10,
+  BUSY: 0x02, // RF_BUSY
+  BAD_TYPE: 0x04, // RF_INV_E_TYPE
+  BAD_PARAMETER: 0x08, // RF_INV_E_PARAM
+  BAD_COUNT: 0x10, // RF_INV_E_COUNT
+  BAD_ORDER: 0x20, // RF_INV_E_ORDER: a continuation missing or out of place
 } as const
 
 /** Command Type 3 control_flags. */
@@ -46,11 +54,11 @@ export const ControlFlags = {
   DATA_OUT: 0x0040, // write: host memory → target
 } as const
 
-/** comp_status values in Status Type 0. */
+/** comp_status values in Status Type 0 (qla_def.h CS_*). */
 export const CompStatus = {
   COMPLETE: 0x00,
   DMA_ERROR: 0x02, // a data segment address did not resolve
-  RESET: 0x04, // bus/target reset
+  RESET: 0x04, // a LIP or reset ended it, or came before the marker that resynchronises the firmware
   ABORTED: 0x05, // aborted by an abort command or a reset
   TIMEOUT: 0x06, // the firmware timed the command out
   DATA_OVERRUN: 0x07, // the target had more data than byte_count
@@ -58,6 +66,29 @@ export const CompStatus = {
   QUEUE_FULL: 0x1c, // the target answered TASK SET FULL
   PORT_UNAVAILABLE: 0x28, // the target port is not logged in / link down
   PORT_LOGGED_OUT: 0x29, // the target port logged out
+} as const
+
+/**
+ * state_flags in Status Type 0: how far the exchange got (FreeBSD ispmbox.h
+ * RQSF_*, the 2X00 set; qla2xxx reads none of them, its status_flags below).
+ */
+export const StateFlags = {
+  HEAD_TAG: 0x0002,
+  ORDERED_TAG: 0x0004,
+  SIMPLE_TAG: 0x0008,
+  DATA_IN: 0x0020,
+  DATA_OUT: 0x0040,
+  SENT_CDB: 0x0400,
+  XFRD_DATA: 0x0800, // data moved
+  GOT_STATUS: 0x1000,
+  GOT_SENSE: 0x2000,
+  XFER_COMPLETE: 0x4000, // every byte of byte_count moved
+} as const
+
+/** status_flags in Status Type 0 (qla_def.h SF_*). */
+export const StatusFlags = {
+  ABTS_TERMINATED: 0x0400, // the exchange was ended by ABTS (an abort or a reset)
+  LOGOUT_SENT: 0x2000, // the firmware logged the port out after a timeout (qla2xxx then marks it lost)
 } as const
 
 /** scsi_status word flags in Status Type 0 (low byte = SCSI status byte). */
@@ -73,6 +104,7 @@ export const MarkerModifier = {
   SYNC_ID_LUN: 0, // one LUN of one target
   SYNC_ID: 1, // all LUNs of one target
   SYNC_ALL: 2, // everything
+  SYNC_LIP: 3, // everything, after a LIP
 } as const
 
 const HEADER = {
@@ -188,6 +220,23 @@ export function readEntryCount(view: Buffer, offset: number): number {
 /** The u32 handle @4 of a command entry (also where a status or marker keeps its handle). */
 export function readCommandHandleLE(view: Buffer, offset: number): number {
   return view.readUInt32LE(offset + COMMAND_T3.handle.offset)
+}
+
+/** Byte 3 of any entry: non-zero on a request entry the firmware returned rejected. */
+export function readEntryStatus(view: Buffer, offset: number): number {
+  return view[offset + HEADER.entryStatus.offset]
+}
+
+/**
+ * Writes a rejected request entry onto the response ring at `offset`: the
+ * entry as the host wrote it (from `from` at `fromOffset`) with entry_status
+ * `bits`, as the ISP returns it (qla2x00_error_entry).
+ */
+export function writeErrorEntry(view: Buffer, offset: number, from: Buffer, fromOffset: number, bits: number): void {
+  checkRoom(view, offset, ENTRY_SIZE, 'error entry')
+  checkRoom(from, fromOffset, ENTRY_SIZE, 'error entry')
+  from.copy(view, offset, fromOffset, fromOffset + ENTRY_SIZE)
+  view[offset + HEADER.entryStatus.offset] = bits
 }
 
 /** Marks a consumed response entry, as qla2xxx does before giving it back. */

@@ -16,7 +16,8 @@ import type { Fabric, TargetPort } from '../targets/types.js'
 import { visibleTargets } from '../targets/zoning.js'
 import type { ScsiTarget } from '../scsi/target.js'
 import { CompStatus } from './iocb.js'
-import { AsyncEvent } from './registers.js'
+import { PdState } from './mailbox.js'
+import { AsyncEvent, RscnFormat } from './registers.js'
 
 /** What a port's link-down does to commands sent to it while it is down. */
 export type LinkDownPolicy = 'fail' | 'wait'
@@ -32,6 +33,8 @@ export interface Login<P> {
   parked: P[]
   /** Commands ended or refused because the port was down (since the firmware started). */
   downHits: number
+  /** Times the port's link went down (GET LINK STATUS link_fail_cnt). */
+  linkFailures: number
 }
 
 /** What the ring engine does when a login changes. */
@@ -43,8 +46,8 @@ export interface LoginEvents<P> {
   lost(loopId: number, compStatus: number, hits: Login<P> | null): void
   /** The port logged in again: run the commands that waited for it. */
   resumed(login: Login<P>, parked: P[]): void
-  /** Tell the host (RSCN, PORT DATABASE CHANGED). */
-  asyncEvent(code: number): void
+  /** Tell the host (RSCN, PORT UPDATE) with the details qla2xxx reads in mailboxes 1..3. */
+  asyncEvent(code: number, mb1: number, mb2: number, mb3: number): void
 }
 
 export class PortLogins<P> {
@@ -80,7 +83,7 @@ export class PortLogins<P> {
   }
 
   private login(port: TargetPort): void {
-    this.byLoopId.set(port.loopId, { port, target: this.targetFactory(port), loggedIn: true, downPolicy: 'fail', parked: [], downHits: 0 })
+    this.byLoopId.set(port.loopId, { port, target: this.targetFactory(port), loggedIn: true, downPolicy: 'fail', parked: [], downHits: 0, linkFailures: 0 })
   }
 
   /** The logged-in ports with their loop ids (GET ID LIST). */
@@ -94,9 +97,9 @@ export class PortLogins<P> {
    * port ends with comp_status PORT UNAVAILABLE (held, as for an abort, while
    * the target still executes), later commands fail at once with PORT LOGGED
    * OUT ('fail') or wait for the login ('wait', up to their IOCB timeout),
-   * and the host gets PORT DATABASE CHANGED. Coming up, the login returns,
-   * waiting commands run, and the host gets PORT DATABASE CHANGED again.
-   * False when no port has that WWPN.
+   * and the host gets PORT UPDATE (mb1 = its loop id, mb2 = PORT UNAVAILABLE).
+   * Coming up, the login returns, waiting commands run, and the host gets
+   * PORT UPDATE again (mb2 = PORT LOGGED IN). False when no port has that WWPN.
    */
   setPortLink(wwpn: string, up: boolean, policy: LinkDownPolicy = 'fail'): boolean {
     let found = false
@@ -107,6 +110,7 @@ export class PortLogins<P> {
         login.downPolicy = policy
         if (!login.loggedIn) continue
         login.loggedIn = false
+        login.linkFailures++
         this.events.lost(login.port.loopId, CompStatus.PORT_UNAVAILABLE, login)
       } else {
         if (login.loggedIn) continue
@@ -116,8 +120,8 @@ export class PortLogins<P> {
         this.events.resumed(login, parked)
       }
       this.log.info({ event: up ? 'port_login' : 'port_logout', wwpn, loopId: login.port.loopId }, up ? 'target port logged in again' : 'target port logged out')
+      this.events.asyncEvent(AsyncEvent.PORT_UPDATE, login.port.loopId, up ? PdState.PORT_LOGGED_IN : PdState.PORT_UNAVAILABLE, 0)
     }
-    if (found) this.events.asyncEvent(AsyncEvent.PORT_DB_CHANGED)
     return found
   }
 
@@ -133,17 +137,56 @@ export class PortLogins<P> {
    * changed, as the switch would see it): log into new ports, log out of the
    * ones that are gone or zoned away —
    * their open exchanges end with PORT UNAVAILABLE — and tell the host with
-   * an RSCN so it rescans.
+   * an RSCN so it rescans: one port's id (address format PORT) when one port
+   * changed, the whole fabric (format FABRIC) otherwise.
    */
   fabricChanged(): void {
+    const changed = this.reconcile()
+    const one = changed.length === 1 ? changed[0] : -1
+    const format = one >= 0 ? RscnFormat.PORT : RscnFormat.FABRIC
+    this.events.asyncEvent(AsyncEvent.RSCN, (format << 8) | (one >= 0 ? (one >> 16) & 0xff : 0), one >= 0 ? one & 0xffff : 0, 0)
+  }
+
+  /** Logs out of the ports the name server no longer shows and into new ones; the port ids that changed. */
+  private reconcile(): number[] {
     const visible = visibleTargets(this.fabric, this.initiator)
     const present = new Set(visible)
+    const changed: number[] = []
     for (const [loopId, login] of [...this.byLoopId]) {
       if (present.has(login.port)) continue
       this.events.lost(loopId, CompStatus.PORT_UNAVAILABLE, null)
       this.byLoopId.delete(loopId)
+      changed.push(login.port.portId)
     }
-    for (const port of visible) if (!this.byLoopId.has(port.loopId)) this.login(port)
-    this.events.asyncEvent(AsyncEvent.RSCN)
+    for (const port of visible) {
+      if (this.byLoopId.has(port.loopId)) continue
+      this.login(port)
+      changed.push(port.portId)
+    }
+    return changed
   }
+
+  /**
+   * The HBA's own link went down: every login ends (their open exchanges
+   * end with `compStatus`, their units lose this nexus through `lost`).
+   * The table is kept for linkUp to log in again.
+   */
+  linkDown(compStatus: number): void {
+    this.hbaLinkFailures++
+    for (const [loopId, login] of this.byLoopId) {
+      if (!login.loggedIn) continue
+      login.loggedIn = false
+      login.downPolicy = 'fail'
+      this.events.lost(loopId, compStatus, null)
+    }
+  }
+
+  /** The HBA's link is back: log in again to every port the name server shows. */
+  linkUp(): void {
+    for (const login of this.byLoopId.values()) login.loggedIn = true
+    this.reconcile()
+  }
+
+  /** Times the HBA's own link went down (GET LINK STATUS of a loop id that is no port's). */
+  hbaLinkFailures = 0
 }

@@ -13,11 +13,11 @@ import { createHba } from '../../src/hba/index.js'
 import type { HbaDriver } from '../../src/hba/driver.js'
 import {
   COMMAND_T3, CompStatus, ControlFlags, ENTRY_SIZE, EntryStatus, EntryType, ScsiStatusFlags,
-  decodeCommandT3, decodeContinuationT1, decodeMarker, decodeStatusT0, STATUS_CONT,
+  MarkerModifier, decodeCommandT3, decodeContinuationT1, decodeMarker, decodeStatusT0, encodeMarker, STATUS_CONT,
 } from '../../src/hba/iocb.js'
 import { writeU64LE } from '../../src/util/le.js'
-import { decodeIcb, encodeIcb, ICB_SIZE, decodeIdEntry, decodePortDb, decodeLinkStats } from '../../src/hba/mailbox.js'
-import { Hccr, HostStatus, IntType, Mbc, Mbs, Reg, addressToMailboxes } from '../../src/hba/registers.js'
+import { decodeIcb, encodeIcb, ICB_SIZE, decodeIdEntry, decodePortDb, decodeLinkModel, decodeLinkStatus } from '../../src/hba/mailbox.js'
+import { AsyncEvent, Hccr, HostStatus, IntType, Mbc, Mbs, Reg, addressToMailboxes, isMailboxCompletion } from '../../src/hba/registers.js'
 import { Ring } from '../../src/hba/ring.js'
 import { PROFILES, type LinkModel } from '../../src/hba/timing.js'
 import { DecodeError } from '../../src/errors.js'
@@ -31,7 +31,7 @@ const REQ_ENTRIES = 64
 const RSP_ENTRIES = 8 // small: statuses must wait for room and still all arrive
 const DATA_BYTES = 64 * 1024
 const KNOWN_COMP = new Set<number>(Object.values(CompStatus))
-const ENTRY_STATUS_BITS = EntryStatus.BUSY | EntryStatus.BAD_TYPE | EntryStatus.BAD_PARAMETER | EntryStatus.BAD_COUNT
+const ENTRY_STATUS_BITS = EntryStatus.BUSY | EntryStatus.BAD_TYPE | EntryStatus.BAD_PARAMETER | EntryStatus.BAD_COUNT | EntryStatus.BAD_ORDER
 
 interface SeenStatus {
   handle: number
@@ -54,6 +54,7 @@ class TestHost {
   readonly statuses: SeenStatus[] = []
   private mbx: ((mb: number[]) => void) | null = null
   interrupts = 0
+  loopUp = false
 
   constructor(link?: LinkModel) {
     this.chip = new IspChip({ index: 0, dma: this.dma, fabric: ramFabric(2), log: silentLogger, link })
@@ -67,6 +68,7 @@ class TestHost {
     const icb = Buffer.alloc(ICB_SIZE)
     encodeIcb(
       {
+        firmwareOptions: 0, retryCount: 0, loginTimeout: 0,
         maxFrameSize: 2048, executionThrottle: 256, portName: '2100001b32000001', nodeName: '2000001b32000001',
         requestQLength: REQ_ENTRIES, responseQLength: RSP_ENTRIES,
         requestQAddress: this.dma.map(this.req.memory), responseQAddress: this.dma.map(this.rsp.memory),
@@ -75,6 +77,11 @@ class TestHost {
     )
     const mb = await this.mailbox([Mbc.INITIALIZE_FIRMWARE], this.dma.map(icb))
     expect(mb[0]).toBe(Mbs.COMPLETE)
+    while (!this.loopUp) await turns(1)
+    // The firmware runs no command before the marker that follows LOOP UP.
+    const marker = Buffer.alloc(ENTRY_SIZE)
+    encodeMarker({ target: 0, lun: 0, modifier: MarkerModifier.SYNC_ALL }, marker, 0)
+    this.post([marker])
   }
 
   mailbox(regs: number[], address?: number): Promise<number[]> {
@@ -92,16 +99,16 @@ class TestHost {
   }
 
   private readonly isr = (): void => {
-    const hs = this.chip.readReg(Reg.HOST_STATUS)
+    const hs = this.chip.readReg32(Reg.HOST_STATUS)
     if ((hs & HostStatus.RISC_INT) === 0) return
     this.interrupts++
     const type = hs & 0xff
     let mb: number[] | null = null
     if (type === IntType.RESPONSE_QUEUE) this.drain()
-    else if (type === IntType.MBX_OK || type === IntType.MBX_FAIL) {
-      mb = []
-      for (let i = 0; i < 8; i++) mb.push(this.chip.readReg(Reg.MAILBOX0 + 2 * i))
-    }
+    else if (isMailboxCompletion(type)) {
+      mb = [hs >>> 16]
+      for (let i = 1; i < 8; i++) mb.push(this.chip.readReg(Reg.MAILBOX0 + 2 * i))
+    } else if (type === IntType.ASYNC_EVENT && hs >>> 16 === AsyncEvent.LOOP_UP) this.loopUp = true
     this.chip.writeReg(Reg.HCCR, Hccr.CLR_RISC_INT)
     if (mb && this.mbx) {
       const w = this.mbx
@@ -115,6 +122,12 @@ class TestHost {
     const mem = this.rsp.memory
     while (this.rspOut !== inIdx) {
       const at = this.rsp.offsetOf(this.rspOut)
+      if (mem[at + 3] !== 0) {
+        // A rejected request entry, returned as itself with entry_status set.
+        this.statuses.push({ handle: mem.readUInt32LE(at + 4), entryStatus: mem[at + 3], compStatus: 0, scsiStatus: 0, sense: null })
+        this.rspOut = this.rsp.next(this.rspOut)
+        continue
+      }
       const s = decodeStatusT0(mem, at)
       const count = Math.max(1, s.entryCount)
       let sense: Buffer | null = null
@@ -558,7 +571,8 @@ describe('fuzz: entry and mailbox-structure decoders on random bytes', () => {
     ['init control block', decodeIcb],
     ['ID list entry', decodeIdEntry],
     ['port database', decodePortDb],
-    ['link statistics', decodeLinkStats],
+    ['link status', decodeLinkStatus],
+    ['link model', decodeLinkModel],
   ]
   for (const [name, decode] of decoders) {
     it(`decodes or throws DecodeError with a reason: ${name}`, () => {

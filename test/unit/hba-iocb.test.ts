@@ -325,6 +325,9 @@ describe('continuations, status and markers', () => {
 
   it('the init control block round-trips with 64-bit ring addresses', () => {
     const icb = {
+      firmwareOptions: 0x4104,
+      retryCount: 8,
+      loginTimeout: 4,
       maxFrameSize: 2048,
       executionThrottle: 4096,
       portName: '2100001b32000001',
@@ -334,9 +337,9 @@ describe('continuations, status and markers', () => {
       requestQAddress: 0x1_0000_0000,
       responseQAddress: 0x1f_ffff_0000_0000,
     }
-    const buf = Buffer.alloc(64)
+    const buf = Buffer.alloc(ICB_SIZE)
     encodeIcb(icb, buf, 0)
-    expect(buf.subarray(8, 16).toString('hex')).toBe('2100001b32000001')
+    expect(buf.subarray(12, 20).toString('hex')).toBe('2100001b32000001') // init_cb_t.port_name @12
     expect(decodeIcb(buf, 0)).toEqual(icb)
   })
 })
