@@ -15,7 +15,9 @@
 import { performance } from 'node:perf_hooks'
 import type { Logger } from '../log.js'
 import type { Fabric, TargetPort } from '../targets/types.js'
-import { ScsiTarget } from '../scsi/target.js'
+import { onAbortNexusAnywhere, ScsiTarget } from '../scsi/target.js'
+import type { AbortedNexus, LogicalUnit } from '../scsi/lu.js'
+import { canonicalInitiator } from '../scsi/pr.js'
 import { Status } from '../scsi/sense.js'
 import type { ScsiCommand, ScsiOutcome } from '../scsi/types.js'
 import type { DmaSpace } from './dma.js'
@@ -24,14 +26,10 @@ import {
   ControlFlags,
   COMMAND_T3,
   DSEGS_IN_COMMAND,
-  ENTRY_SIZE,
   DSEGS_IN_CONTINUATION,
   EntryStatus,
   EntryType,
-  MarkerModifier,
   ScsiStatusFlags,
-  StateFlags,
-  StatusFlags,
   commandDsegOffset,
   continuationDsegOffset,
   decodeMarker,
@@ -46,17 +44,16 @@ import {
   readEntryCount,
   readEntryType,
   statusEntriesFor,
-  writeErrorEntry,
   writeStatusCont,
   writeStatusT0,
   SENSE_IN_STATUS,
   SENSE_IN_CONT,
 } from './iocb.js'
-import { PdState, type LinkModelStats, type LinkStatus } from './mailbox.js'
+import type { LinkStats } from './mailbox.js'
 import { FirmwareMailbox, type MailboxEngine } from './firmware-mailbox.js'
 import { PortLogins, type LinkDownPolicy, type Login } from './login.js'
 import { Dir, LinkClock, UNLIMITED_LINK, type LinkModel } from './timing.js'
-import { AsyncEvent, IntType, LIP_F7F7, LinkRate, MAILBOX_COUNT, Mbs, Reg, mailboxReg } from './registers.js'
+import { IntType, Mbs, Reg } from './registers.js'
 import type { Ring } from './ring.js'
 import type { IspChip } from './chip.js'
 
@@ -74,6 +71,13 @@ export interface FirmwareOptions {
    * `new ScsiTarget(port)`). Fault injection installs a wrapping target here.
    */
   targetFactory: (port: TargetPort) => ScsiTarget
+  /**
+   * The SCSI initiator port id commands carry, instead of the port name the
+   * host gives at INITIALIZE FIRMWARE: a gateway's virtual initiator (an iSCSI
+   * session, "iscsi:<name>,i,0x<isid>") that logs into the fabric under the
+   * gateway's WWPN (its zoning) but is its own I_T nexus at the targets.
+   */
+  initiatorId: string
 }
 
 export const DEFAULT_QUEUE_DEPTH = 64
@@ -143,34 +147,8 @@ interface PendingStatus {
   entryStatus: number
   scsiStatus: number
   compStatus: number
-  stateFlags: number
-  statusFlags: number
   residual: number
   sense: Buffer | null
-  /** A rejected request entry, returned as it came with entry_status set (no Status Type 0). */
-  rejected: Buffer | null
-}
-
-/** An asynchronous event and the mailboxes 1..3 that carry its details. */
-interface AsyncEventCause {
-  code: number
-  mb1: number
-  mb2: number
-  mb3: number
-}
-
-/** LOOP UP's data rate code for a modelled link rate (bytes/s per direction). */
-function linkRateCode(rate: number | null): number {
-  switch (rate) {
-    case 100e6: return LinkRate.G1
-    case 200e6: return LinkRate.G2
-    case 400e6: return LinkRate.G4
-    case 800e6: return LinkRate.G8
-    case 1600e6: return LinkRate.G16
-    case 3200e6: return LinkRate.G32
-    case 6400e6: return LinkRate.G64
-    default: return LinkRate.UNKNOWN // unlimited: no rate to report
-  }
 }
 
 export class Firmware {
@@ -185,10 +163,6 @@ export class Firmware {
   private sweepTimer: NodeJS.Timeout | null = null
 
   private ready = false
-  /** Set at INITIALIZE FIRMWARE and after a LIP: commands get comp_status RESET until the host sends a marker. */
-  private markerNeeded = false
-  /** The HBA's own link (setLink). */
-  private linkUp = true
   private reqRing: Ring | null = null
   private rspRing: Ring | null = null
   private reqOut = 0
@@ -197,6 +171,9 @@ export class Firmware {
   private readonly logins: PortLogins<Parked>
   private readonly mailbox: FirmwareMailbox
   private readonly exchanges = new Map<number, Exchange>()
+  private readonly initiatorId: string | undefined
+  /** Unsubscribes from PREEMPT AND ABORT (subscribed while the firmware runs). */
+  private unsubscribeAbort: (() => void) | null = null
 
   private processScheduled = false
   private flushScheduled = false
@@ -210,7 +187,7 @@ export class Firmware {
 
   // Interrupt causes waiting for the line to be free.
   private mailboxDone: { status: number; out: number[] } | null = null
-  private readonly asyncEvents: AsyncEventCause[] = []
+  private readonly asyncEvents: number[] = []
   private responseUpdate = false
 
   readonly counters = {
@@ -230,12 +207,17 @@ export class Firmware {
     this.dma = dma
     this.log = log
     this.maxExchanges = opts.maxExchanges ?? 4096
+    this.initiatorId = opts.initiatorId
     this.queueDepth = opts.queueDepth ?? DEFAULT_QUEUE_DEPTH
     this.clock = new LinkClock<Delivery>(opts.link ?? UNLIMITED_LINK, this.deliver)
     this.logins = new PortLogins<Parked>(fabric, opts.targetFactory ?? ((port) => new ScsiTarget(port)), log, {
-      lost: (loopId, compStatus, hits) => this.endExchangesWith(loopId, compStatus, hits),
+      lost: (loopId, compStatus, hits) => {
+        this.endExchangesWith(loopId, compStatus, hits)
+        // A lost login is a lost I_T nexus: the units release its RESERVE(6) and PREVENT (SPC-4 5.12.1).
+        this.logins.get(loopId)?.target.nexusLost(this.initiator)
+      },
       resumed: (login, parked) => this.runParked(login, parked),
-      asyncEvent: (code, mb1, mb2, mb3) => this.raiseAsyncEvent(code, mb1, mb2, mb3),
+      asyncEvent: (code) => this.raiseAsyncEvent(code),
     })
     // The mailbox reaches the engine only through these (Firmware's public face stays the chip's).
     const fw = this
@@ -244,10 +226,9 @@ export class Firmware {
         return fw.ready
       },
       start: (request, response, initiator) => this.start(request, response, initiator),
-      abortHandle: (loopId, handle) => this.abortHandle(loopId, handle),
+      abortHandle: (handle) => this.abortHandle(handle),
       abortNexus: (loopId, lun) => this.abortNexus(loopId, lun),
-      linkStatus: (loopId) => this.linkStatus(loopId),
-      linkModel: () => this.linkModel(),
+      linkStats: () => this.linkStats(),
     }
     this.mailbox = new FirmwareMailbox(dma, log, engine, this.logins)
   }
@@ -301,13 +282,17 @@ export class Firmware {
 
   reset(): void {
     this.ready = false
-    this.markerNeeded = false
-    this.linkUp = true
     this.reqRing = this.rspRing = null
     this.reqOut = this.rspIn = 0
     for (const ex of this.exchanges.values()) ex.aborted = true
     this.exchanges.clear()
     this.taskSets.clear()
+    if (this.unsubscribeAbort) {
+      // The RISC stops: every login, and with it every I_T nexus, ends.
+      this.unsubscribeAbort()
+      this.unsubscribeAbort = null
+      for (const [, login] of this.logins.loggedIn()) login.target.nexusLost(this.initiator)
+    }
     this.clock.clear()
     if (this.sweepTimer) clearInterval(this.sweepTimer)
     this.sweepTimer = null
@@ -322,7 +307,7 @@ export class Firmware {
 
   mailboxCommand(): void {
     const mb: number[] = []
-    for (let i = 0; i < MAILBOX_COUNT; i++) mb.push(this.chip.readReg(mailboxReg(i)))
+    for (let i = 0; i < 8; i++) mb.push(this.chip.readReg(Reg.MAILBOX0 + 2 * i))
     // The RISC answers mailbox commands asynchronously, like the hardware.
     setImmediate(() => {
       const [status, ...out] = this.mailbox.run(mb)
@@ -341,20 +326,14 @@ export class Firmware {
     this.rspIn = 0
     this.chip.setReg(Reg.REQ_Q_OUT, 0)
     this.chip.setReg(Reg.RSP_Q_IN, 0)
-    this.initiator = initiator
+    this.initiator = this.initiatorId ?? initiator
     this.ready = true
-    this.linkUp = true
-    // The loop comes up (LIP, LOOP UP) once the host has INITIALIZE FIRMWARE's
-    // answer (queued, not raised: the mailbox completion goes first), and the
-    // firmware waits for a marker before it runs commands.
-    this.markerNeeded = true
-    this.asyncEvents.push({ code: AsyncEvent.LIP_OCCURRED, mb1: LIP_F7F7, mb2: 0, mb3: 0 })
-    this.asyncEvents.push({ code: AsyncEvent.LOOP_UP, mb1: linkRateCode(this.clock.model.rate), mb2: 0, mb3: 0 })
+    this.unsubscribeAbort ??= onAbortNexusAnywhere((lu, n) => this.abortUnitNexus(lu, n))
   }
 
-  private abortHandle(loopId: number, handle: number): boolean {
+  private abortHandle(handle: number): boolean {
     const ex = this.exchanges.get(handleKey(handle))
-    if (!ex || ex.handle !== handle || ex.loopId !== loopId) return false
+    if (!ex) return false
     this.abortExchange(ex)
     return true
   }
@@ -364,14 +343,17 @@ export class Firmware {
     for (const ex of [...this.exchanges.values()]) if (ex.loopId === loopId && (lun === undefined || ex.lun === lun)) this.abortExchange(ex)
   }
 
-  /** GET LINK STATUS (link_stat_t): the link failures of port `loopId`'s link, or of the HBA's own for any other loop id. */
-  private linkStatus(loopId: number): LinkStatus {
-    const login = this.logins.get(loopId)
-    const linkFailures = login ? login.linkFailures : this.logins.hbaLinkFailures
-    return { linkFailures, lossOfSync: 0, lossOfSignal: 0, primitiveSeqErrors: 0, invalidTxWords: 0, invalidCrcs: 0 }
+  /** PREEMPT AND ABORT on `lu` preempted nexus `n`: when it is this initiator's, its open exchanges to `lu` end ABORTED. */
+  private abortUnitNexus(lu: LogicalUnit, n: AbortedNexus): void {
+    if (this.exchanges.size === 0 || canonicalInitiator(n.initiator) !== canonicalInitiator(this.initiator)) return
+    for (const ex of [...this.exchanges.values()]) {
+      const login = this.logins.get(ex.loopId)
+      if (ex.aborted || !login || (n.targetPort !== null && login.port.wwpn !== n.targetPort)) continue
+      if (login.target.unitAt(ex.lun, this.initiator) === lu) this.abortExchange(ex)
+    }
   }
 
-  private linkModel(): LinkModelStats {
+  private linkStats(): LinkStats {
     const m = this.clock.model
     return {
       rate: m.rate ?? 0,
@@ -416,7 +398,6 @@ export class Firmware {
       } else if (type === EntryType.MARKER) {
         const m = decodeMarker(mem, at)
         this.counters.markers++
-        if (m.modifier === MarkerModifier.SYNC_ALL || m.modifier === MarkerModifier.SYNC_LIP) this.markerNeeded = false
         this.log.debug({ event: 'marker', target: m.target, lun: m.lun, modifier: m.modifier }, 'marker consumed')
         this.reqOut = ring.next(this.reqOut)
       } else {
@@ -427,22 +408,12 @@ export class Firmware {
     this.chip.setReg(Reg.REQ_Q_OUT, this.reqOut)
   }
 
-  /**
-   * Returns a rejected entry to the host: the request entry itself, with
-   * entry_status bits set, on the response ring (its own copy: the request
-   * slot is reused once REQ_Q_OUT passes it).
-   */
+  /** Returns a rejected entry to the host with entry_status bits set. */
   private reject(mem: Buffer, at: number, bits: number): void {
     this.counters.rejectedEntries++
     const handle = readCommandHandleLE(mem, at)
     this.log.warn({ event: 'entry_rejected', entryType: readEntryType(mem, at), entryStatus: bits, handle }, 'request entry rejected')
-    const rejected = Buffer.from(mem.subarray(at, at + ENTRY_SIZE))
-    this.post({ handle, entryStatus: bits, scsiStatus: 0, compStatus: 0, stateFlags: 0, statusFlags: 0, residual: 0, sense: null, rejected })
-  }
-
-  /** A status the firmware answers itself (no target involved): nothing sent, `residual` bytes not moved. */
-  private answer(handle: number, compStatus: number, residual: number, scsiStatus = 0): void {
-    this.post({ handle, entryStatus: 0, scsiStatus, compStatus, stateFlags: 0, statusFlags: 0, residual, sense: null, rejected: null })
+    this.post({ handle, entryStatus: bits, scsiStatus: 0, compStatus: 0, residual: 0, sense: null })
   }
 
   private startCommand(ring: Ring, index: number, count: number): void {
@@ -477,7 +448,7 @@ export class Firmware {
           const k = i - DSEGS_IN_COMMAND
           const entry = ring.next(index, 1 + Math.floor(k / DSEGS_IN_CONTINUATION))
           const eat = ring.offsetOf(entry)
-          if (readEntryType(mem, eat) !== EntryType.CONTINUATION_T1) return this.reject(mem, at, EntryStatus.BAD_ORDER)
+          if (readEntryType(mem, eat) !== EntryType.CONTINUATION_T1) return this.reject(mem, at, EntryStatus.BAD_TYPE)
           off = continuationDsegOffset(eat, k % DSEGS_IN_CONTINUATION)
         }
         addrs.push(readDsegAddressLE(mem, off))
@@ -510,17 +481,17 @@ export class Firmware {
       }
       if (!data) {
         this.counters.dmaErrors++
-        return this.answer(handle, CompStatus.DMA_ERROR, byteCount)
+        this.post({ handle, entryStatus: 0, scsiStatus: 0, compStatus: CompStatus.DMA_ERROR, residual: byteCount, sense: null })
+        return
       }
     }
-
-    // After INITIALIZE FIRMWARE or a LIP the firmware runs nothing until the host's marker resynchronises it.
-    if (this.markerNeeded) return this.answer(handle, CompStatus.RESET, byteCount)
 
     const login = this.logins.get(loopId)
     if (!login || (!login.loggedIn && login.downPolicy === 'fail')) {
       if (login) login.downHits++
-      return this.answer(handle, login ? CompStatus.PORT_LOGGED_OUT : CompStatus.PORT_UNAVAILABLE, byteCount)
+      const cs = login ? CompStatus.PORT_LOGGED_OUT : CompStatus.PORT_UNAVAILABLE
+      this.post({ handle, entryStatus: 0, scsiStatus: 0, compStatus: cs, residual: byteCount, sense: null })
+      return
     }
 
     // The task set of the logical unit is full: answer TASK SET FULL at once
@@ -530,7 +501,8 @@ export class Firmware {
     if (taskSet === undefined) this.taskSets.set(key, (taskSet = { n: 0 }))
     if (taskSet.n >= this.queueDepth) {
       this.counters.queueFull++
-      return this.answer(handle, CompStatus.QUEUE_FULL, byteCount, Status.TASK_SET_FULL)
+      this.post({ handle, entryStatus: 0, scsiStatus: Status.TASK_SET_FULL, compStatus: CompStatus.QUEUE_FULL, residual: byteCount, sense: null })
+      return
     }
     taskSet.n++
 
@@ -581,25 +553,18 @@ export class Firmware {
     let scsiStatus = o.status & 0xff
     let compStatus: number = CompStatus.COMPLETE
     let residual = 0
-    let stateFlags: number = StateFlags.SENT_CDB | StateFlags.GOT_STATUS | StateFlags.SIMPLE_TAG
-    if (ex.byteCount > 0) stateFlags |= ex.dataIn ? StateFlags.DATA_IN : StateFlags.DATA_OUT
-    if (o.transferred > 0) stateFlags |= StateFlags.XFRD_DATA
-    if (o.sense && o.sense.length > 0) {
-      scsiStatus |= ScsiStatusFlags.SENSE_VALID
-      stateFlags |= StateFlags.GOT_SENSE
-    }
+    if (o.sense && o.sense.length > 0) scsiStatus |= ScsiStatusFlags.SENSE_VALID
     if (o.wanted > ex.byteCount) {
       compStatus = CompStatus.DATA_OVERRUN
       residual = o.wanted - ex.byteCount
       scsiStatus |= ScsiStatusFlags.RESID_OVER
     } else if (o.transferred < ex.byteCount) {
-      // FCP_RESID_UNDER: DATA UNDERRUN whatever the SCSI status (a CHECK CONDITION moves less too).
       residual = ex.byteCount - o.transferred
       scsiStatus |= ScsiStatusFlags.RESID_UNDER
-      compStatus = CompStatus.DATA_UNDERRUN
-    } else if (ex.byteCount > 0) stateFlags |= StateFlags.XFER_COMPLETE
+      if ((o.status & 0xff) === 0) compStatus = CompStatus.DATA_UNDERRUN
+    }
     if ((o.status & 0xff) === Status.TASK_SET_FULL) compStatus = CompStatus.QUEUE_FULL
-    const status: PendingStatus = { handle: ex.handle, entryStatus: 0, scsiStatus, compStatus, stateFlags, statusFlags: 0, residual, sense: o.sense, rejected: null }
+    const status: PendingStatus = { handle: ex.handle, entryStatus: 0, scsiStatus, compStatus, residual, sense: o.sense }
     if (this.clock.instant) return this.deliver({ ex, status })
     // The data crosses the wire of its direction; the status follows.
     const moved = ex.byteCount - residual
@@ -648,10 +613,7 @@ export class Firmware {
   private close(ex: Exchange, compStatus: number): void {
     ex.aborted = true
     this.endExchange(ex)
-    // An abort or a reset ends the exchange on the wire with ABTS.
-    const statusFlags = compStatus === CompStatus.ABORTED || compStatus === CompStatus.RESET ? StatusFlags.ABTS_TERMINATED : 0
-    const stateFlags = ex.executing ? StateFlags.SENT_CDB : 0
-    const status: PendingStatus = { handle: ex.handle, entryStatus: 0, scsiStatus: 0, compStatus, stateFlags, statusFlags, residual: ex.byteCount, sense: null, rejected: null }
+    const status: PendingStatus = { handle: ex.handle, entryStatus: 0, scsiStatus: 0, compStatus, residual: ex.byteCount, sense: null }
     if (ex.executing && ex.byteCount > 0) ex.heldStatus = status
     else this.post(status)
   }
@@ -684,14 +646,6 @@ export class Firmware {
     let wrote = 0
     while (this.pendingHead < this.pending.length) {
       const s = this.pending[this.pendingHead]
-      if (s.rejected) {
-        if (ring.free(this.rspIn, out) < 1) break
-        writeErrorEntry(mem, ring.offsetOf(this.rspIn), s.rejected, 0, s.entryStatus)
-        this.rspIn = ring.next(this.rspIn)
-        this.pending[this.pendingHead++] = undefined as unknown as PendingStatus
-        wrote++
-        continue
-      }
       const senseLen = s.sense ? s.sense.length : 0
       const n = statusEntriesFor(senseLen)
       if (ring.free(this.rspIn, out) < n) break
@@ -701,8 +655,6 @@ export class Firmware {
       f.handle = s.handle
       f.scsiStatus = s.scsiStatus
       f.compStatus = s.compStatus
-      f.stateFlags = s.stateFlags
-      f.statusFlags = s.statusFlags
       f.residual = s.residual
       f.senseLength = senseLen
       writeStatusT0(mem, ring.offsetOf(this.rspIn), f, s.sense)
@@ -734,16 +686,13 @@ export class Firmware {
       const { status, out } = this.mailboxDone
       this.mailboxDone = null
       this.chip.setReg(Reg.MAILBOX0, status)
-      for (let i = 1; i < MAILBOX_COUNT; i++) this.chip.setReg(mailboxReg(i), i - 1 < out.length ? out[i - 1] & 0xffff : 0)
+      for (let i = 0; i < out.length && i < 7; i++) this.chip.setReg(Reg.MAILBOX1 + 2 * i, out[i])
       this.chip.raiseInterrupt(status === Mbs.COMPLETE ? IntType.MBX_OK : IntType.MBX_FAIL)
       return
     }
     const event = this.asyncEvents.shift()
     if (event !== undefined) {
-      this.chip.setReg(Reg.MAILBOX0, event.code)
-      this.chip.setReg(Reg.MAILBOX1, event.mb1 & 0xffff)
-      this.chip.setReg(Reg.MAILBOX2, event.mb2 & 0xffff)
-      this.chip.setReg(Reg.MAILBOX3, event.mb3 & 0xffff)
+      this.chip.setReg(Reg.MAILBOX0, event)
       this.chip.raiseInterrupt(IntType.ASYNC_EVENT)
       return
     }
@@ -790,32 +739,10 @@ export class Firmware {
     }
   }
 
-  /** Queues an asynchronous event for the host (LIP, loop up/down, port update, RSCN) with its mailboxes 1..3. */
-  raiseAsyncEvent(code: number, mb1 = 0, mb2 = 0, mb3 = 0): void {
-    this.asyncEvents.push({ code, mb1, mb2, mb3 })
+  /** Queues an asynchronous event for the host (LIP, loop up/down, RSCN). */
+  raiseAsyncEvent(code: number): void {
+    this.asyncEvents.push(code)
     this.raiseNextCause()
-  }
-
-  /**
-   * The HBA's own link goes down (`up` false) or comes back. Down: LOOP DOWN
-   * to the host, every login ends and its open exchanges end with comp_status
-   * RESET; later commands get PORT LOGGED OUT. Up: the loop initialises (LIP
-   * OCCURRED, LOOP UP, a global PORT UPDATE), the logins return and the
-   * firmware waits for the host's marker before it runs commands again.
-   */
-  setLink(up: boolean): void {
-    if (!this.ready || up === this.linkUp) return
-    this.linkUp = up
-    if (!up) {
-      this.logins.linkDown(CompStatus.RESET)
-      this.raiseAsyncEvent(AsyncEvent.LOOP_DOWN)
-      return
-    }
-    this.logins.linkUp()
-    this.markerNeeded = true
-    this.raiseAsyncEvent(AsyncEvent.LIP_OCCURRED, LIP_F7F7)
-    this.raiseAsyncEvent(AsyncEvent.LOOP_UP, linkRateCode(this.clock.model.rate))
-    this.raiseAsyncEvent(AsyncEvent.PORT_UPDATE, 0xffff, PdState.PORT_LOGGED_IN, 0xff)
   }
 }
 

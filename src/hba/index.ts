@@ -21,6 +21,8 @@ export interface HbaOptions extends Partial<Omit<DriverOptions, 'log'>> {
   queueDepth?: number
   /** Makes the SCSI target of each port (fault injection wraps it); default `new ScsiTarget(port)`. */
   targetFactory?: FirmwareOptions['targetFactory']
+  /** The SCSI initiator id commands carry instead of the WWPN (FirmwareOptions.initiatorId). */
+  initiatorId?: string
 }
 
 /** The host HBA port names: 21:00:00:1b:32:00:00:<n>, like a QLogic HBA. */
@@ -36,7 +38,7 @@ export async function createHba(opts: HbaOptions): Promise<HbaDriver> {
   const index = opts.index ?? 0
   const dma = new DmaSpace()
   const log = opts.log.child({ hba: index })
-  const chip = new IspChip({ index, dma, fabric: opts.fabric, log, maxExchanges: opts.maxExchanges, link: opts.link, queueDepth: opts.queueDepth, targetFactory: opts.targetFactory })
+  const chip = new IspChip({ index, dma, fabric: opts.fabric, log, maxExchanges: opts.maxExchanges, link: opts.link, queueDepth: opts.queueDepth, targetFactory: opts.targetFactory, initiatorId: opts.initiatorId })
   const driver = new HbaDriver(chip, dma, {
     ...opts,
     wwpn: opts.wwpn ?? hbaWwpn(index),

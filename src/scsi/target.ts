@@ -51,7 +51,6 @@ import type { Lun, PortAccess, TargetPort } from '../targets/types.js'
 import { lunsSeenBy } from '../targets/access.js'
 import { FilePrStore, type PrStore } from '../targets/pr-store.js'
 import { INQUIRY, INQUIRY_EVPD, Op } from './cdb.js'
-import { fabricUnits } from './copy-targets.js'
 import { DeviceType, encodeStandardInquiry, PeripheralQualifier, STANDARD_INQUIRY } from './data.js'
 import { LogicalUnit, type AbortedNexus } from './lu.js'
 import { reportLuns } from './luns.js'
@@ -76,27 +75,26 @@ export function prStoreOf(lun: Lun): PrStore | undefined {
  * file that is not one is a ConfigError naming the file (the mount refuses).
  */
 export function checkPrState(lun: Lun): void {
-  if (units.has(lun)) return
-  const lu = new LogicalUnit(lun, { prStore: prStoreOf(lun) })
-  lu.onAbortNexus((n) => abortAnywhere(lu, n))
-  units.set(lun, lu)
+  if (!units.has(lun)) makeUnit(lun, true)
 }
 
 /** The one LogicalUnit for `lun`, created on first use. */
 export function logicalUnitFor(lun: Lun): LogicalUnit {
-  let lu = units.get(lun)
-  if (lu === undefined) {
-    try {
-      lu = new LogicalUnit(lun, { prStore: prStoreOf(lun) })
-    } catch {
-      // A damaged state file met outside a mount's checks (a hot-plugged LUN): the unit runs without persistence.
-      lu = new LogicalUnit(lun)
-    }
-    const unit = lu
-    lu.onAbortNexus((n) => abortAnywhere(unit, n))
-    units.set(lun, lu)
-    fabricUnits.add(lu) // EXTENDED COPY resolves NAAs against every unit made here
+  return units.get(lun) ?? makeUnit(lun, false)
+}
+
+/** A new unit for `lun`; `strict` false: a damaged state file (a hot-plugged LUN, past the mount's checks) leaves it without persistence. */
+function makeUnit(lun: Lun, strict: boolean): LogicalUnit {
+  let lu: LogicalUnit
+  try {
+    lu = new LogicalUnit(lun, { prStore: prStoreOf(lun) })
+  } catch (e) {
+    if (strict) throw e
+    lu = new LogicalUnit(lun)
   }
+  const unit = lu
+  lu.onAbortNexus((n) => abortAnywhere(unit, n))
+  units.set(lun, lu)
   return lu
 }
 
