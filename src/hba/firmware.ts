@@ -26,10 +26,14 @@ import {
   ControlFlags,
   COMMAND_T3,
   DSEGS_IN_COMMAND,
+  ENTRY_SIZE,
   DSEGS_IN_CONTINUATION,
   EntryStatus,
   EntryType,
+  MarkerModifier,
   ScsiStatusFlags,
+  StateFlags,
+  StatusFlags,
   commandDsegOffset,
   continuationDsegOffset,
   decodeMarker,
@@ -44,16 +48,17 @@ import {
   readEntryCount,
   readEntryType,
   statusEntriesFor,
+  writeErrorEntry,
   writeStatusCont,
   writeStatusT0,
   SENSE_IN_STATUS,
   SENSE_IN_CONT,
 } from './iocb.js'
-import type { LinkStats } from './mailbox.js'
+import { PdState, type LinkModelStats, type LinkStatus } from './mailbox.js'
 import { FirmwareMailbox, type MailboxEngine } from './firmware-mailbox.js'
 import { PortLogins, type LinkDownPolicy, type Login } from './login.js'
 import { Dir, LinkClock, UNLIMITED_LINK, type LinkModel } from './timing.js'
-import { IntType, Mbs, Reg } from './registers.js'
+import { AsyncEvent, IntType, LIP_F7F7, LinkRate, MAILBOX_COUNT, Mbs, Reg, mailboxReg } from './registers.js'
 import type { Ring } from './ring.js'
 import type { IspChip } from './chip.js'
 
@@ -147,8 +152,34 @@ interface PendingStatus {
   entryStatus: number
   scsiStatus: number
   compStatus: number
+  stateFlags: number
+  statusFlags: number
   residual: number
   sense: Buffer | null
+  /** A rejected request entry, returned as it came with entry_status set (no Status Type 0). */
+  rejected: Buffer | null
+}
+
+/** An asynchronous event and the mailboxes 1..3 that carry its details. */
+interface AsyncEventCause {
+  code: number
+  mb1: number
+  mb2: number
+  mb3: number
+}
+
+/** LOOP UP's data rate code for a modelled link rate (bytes/s per direction). */
+function linkRateCode(rate: number | null): number {
+  switch (rate) {
+    case 100e6: return LinkRate.G1
+    case 200e6: return LinkRate.G2
+    case 400e6: return LinkRate.G4
+    case 800e6: return LinkRate.G8
+    case 1600e6: return LinkRate.G16
+    case 3200e6: return LinkRate.G32
+    case 6400e6: return LinkRate.G64
+    default: return LinkRate.UNKNOWN // unlimited: no rate to report
+  }
 }
 
 export class Firmware {
@@ -163,6 +194,10 @@ export class Firmware {
   private sweepTimer: NodeJS.Timeout | null = null
 
   private ready = false
+  /** Set at INITIALIZE FIRMWARE and after a LIP: commands get comp_status RESET until the host sends a marker. */
+  private markerNeeded = false
+  /** The HBA's own link (setLink). */
+  private linkUp = true
   private reqRing: Ring | null = null
   private rspRing: Ring | null = null
   private reqOut = 0
@@ -187,7 +222,7 @@ export class Firmware {
 
   // Interrupt causes waiting for the line to be free.
   private mailboxDone: { status: number; out: number[] } | null = null
-  private readonly asyncEvents: number[] = []
+  private readonly asyncEvents: AsyncEventCause[] = []
   private responseUpdate = false
 
   readonly counters = {
@@ -217,7 +252,7 @@ export class Firmware {
         this.logins.get(loopId)?.target.nexusLost(this.initiator)
       },
       resumed: (login, parked) => this.runParked(login, parked),
-      asyncEvent: (code) => this.raiseAsyncEvent(code),
+      asyncEvent: (code, mb1, mb2, mb3) => this.raiseAsyncEvent(code, mb1, mb2, mb3),
     })
     // The mailbox reaches the engine only through these (Firmware's public face stays the chip's).
     const fw = this
@@ -226,9 +261,10 @@ export class Firmware {
         return fw.ready
       },
       start: (request, response, initiator) => this.start(request, response, initiator),
-      abortHandle: (handle) => this.abortHandle(handle),
+      abortHandle: (loopId, handle) => this.abortHandle(loopId, handle),
       abortNexus: (loopId, lun) => this.abortNexus(loopId, lun),
-      linkStats: () => this.linkStats(),
+      linkStatus: (loopId) => this.linkStatus(loopId),
+      linkModel: () => this.linkModel(),
     }
     this.mailbox = new FirmwareMailbox(dma, log, engine, this.logins)
   }
@@ -282,6 +318,8 @@ export class Firmware {
 
   reset(): void {
     this.ready = false
+    this.markerNeeded = false
+    this.linkUp = true
     this.reqRing = this.rspRing = null
     this.reqOut = this.rspIn = 0
     for (const ex of this.exchanges.values()) ex.aborted = true
@@ -307,7 +345,7 @@ export class Firmware {
 
   mailboxCommand(): void {
     const mb: number[] = []
-    for (let i = 0; i < 8; i++) mb.push(this.chip.readReg(Reg.MAILBOX0 + 2 * i))
+    for (let i = 0; i < MAILBOX_COUNT; i++) mb.push(this.chip.readReg(mailboxReg(i)))
     // The RISC answers mailbox commands asynchronously, like the hardware.
     setImmediate(() => {
       const [status, ...out] = this.mailbox.run(mb)
@@ -328,12 +366,19 @@ export class Firmware {
     this.chip.setReg(Reg.RSP_Q_IN, 0)
     this.initiator = this.initiatorId ?? initiator
     this.ready = true
+    this.linkUp = true
+    // The loop comes up (LIP, LOOP UP) once the host has INITIALIZE FIRMWARE's
+    // answer (queued, not raised: the mailbox completion goes first), and the
+    // firmware waits for a marker before it runs commands.
+    this.markerNeeded = true
+    this.asyncEvents.push({ code: AsyncEvent.LIP_OCCURRED, mb1: LIP_F7F7, mb2: 0, mb3: 0 })
+    this.asyncEvents.push({ code: AsyncEvent.LOOP_UP, mb1: linkRateCode(this.clock.model.rate), mb2: 0, mb3: 0 })
     this.unsubscribeAbort ??= onAbortNexusAnywhere((lu, n) => this.abortUnitNexus(lu, n))
   }
 
-  private abortHandle(handle: number): boolean {
+  private abortHandle(loopId: number, handle: number): boolean {
     const ex = this.exchanges.get(handleKey(handle))
-    if (!ex) return false
+    if (!ex || ex.handle !== handle || ex.loopId !== loopId) return false
     this.abortExchange(ex)
     return true
   }
@@ -353,7 +398,14 @@ export class Firmware {
     }
   }
 
-  private linkStats(): LinkStats {
+  /** GET LINK STATUS (link_stat_t): the link failures of port `loopId`'s link, or of the HBA's own for any other loop id. */
+  private linkStatus(loopId: number): LinkStatus {
+    const login = this.logins.get(loopId)
+    const linkFailures = login ? login.linkFailures : this.logins.hbaLinkFailures
+    return { linkFailures, lossOfSync: 0, lossOfSignal: 0, primitiveSeqErrors: 0, invalidTxWords: 0, invalidCrcs: 0 }
+  }
+
+  private linkModel(): LinkModelStats {
     const m = this.clock.model
     return {
       rate: m.rate ?? 0,
@@ -398,6 +450,7 @@ export class Firmware {
       } else if (type === EntryType.MARKER) {
         const m = decodeMarker(mem, at)
         this.counters.markers++
+        if (m.modifier === MarkerModifier.SYNC_ALL || m.modifier === MarkerModifier.SYNC_LIP) this.markerNeeded = false
         this.log.debug({ event: 'marker', target: m.target, lun: m.lun, modifier: m.modifier }, 'marker consumed')
         this.reqOut = ring.next(this.reqOut)
       } else {
@@ -408,12 +461,22 @@ export class Firmware {
     this.chip.setReg(Reg.REQ_Q_OUT, this.reqOut)
   }
 
-  /** Returns a rejected entry to the host with entry_status bits set. */
+  /**
+   * Returns a rejected entry to the host: the request entry itself, with
+   * entry_status bits set, on the response ring (its own copy: the request
+   * slot is reused once REQ_Q_OUT passes it).
+   */
   private reject(mem: Buffer, at: number, bits: number): void {
     this.counters.rejectedEntries++
     const handle = readCommandHandleLE(mem, at)
     this.log.warn({ event: 'entry_rejected', entryType: readEntryType(mem, at), entryStatus: bits, handle }, 'request entry rejected')
-    this.post({ handle, entryStatus: bits, scsiStatus: 0, compStatus: 0, residual: 0, sense: null })
+    const rejected = Buffer.from(mem.subarray(at, at + ENTRY_SIZE))
+    this.post({ handle, entryStatus: bits, scsiStatus: 0, compStatus: 0, stateFlags: 0, statusFlags: 0, residual: 0, sense: null, rejected })
+  }
+
+  /** A status the firmware answers itself (no target involved): nothing sent, `residual` bytes not moved. */
+  private answer(handle: number, compStatus: number, residual: number, scsiStatus = 0): void {
+    this.post({ handle, entryStatus: 0, scsiStatus, compStatus, stateFlags: 0, statusFlags: 0, residual, sense: null, rejected: null })
   }
 
   private startCommand(ring: Ring, index: number, count: number): void {
@@ -448,7 +511,7 @@ export class Firmware {
           const k = i - DSEGS_IN_COMMAND
           const entry = ring.next(index, 1 + Math.floor(k / DSEGS_IN_CONTINUATION))
           const eat = ring.offsetOf(entry)
-          if (readEntryType(mem, eat) !== EntryType.CONTINUATION_T1) return this.reject(mem, at, EntryStatus.BAD_TYPE)
+          if (readEntryType(mem, eat) !== EntryType.CONTINUATION_T1) return this.reject(mem, at, EntryStatus.BAD_ORDER)
           off = continuationDsegOffset(eat, k % DSEGS_IN_CONTINUATION)
         }
         addrs.push(readDsegAddressLE(mem, off))
@@ -481,17 +544,17 @@ export class Firmware {
       }
       if (!data) {
         this.counters.dmaErrors++
-        this.post({ handle, entryStatus: 0, scsiStatus: 0, compStatus: CompStatus.DMA_ERROR, residual: byteCount, sense: null })
-        return
+        return this.answer(handle, CompStatus.DMA_ERROR, byteCount)
       }
     }
+
+    // After INITIALIZE FIRMWARE or a LIP the firmware runs nothing until the host's marker resynchronises it.
+    if (this.markerNeeded) return this.answer(handle, CompStatus.RESET, byteCount)
 
     const login = this.logins.get(loopId)
     if (!login || (!login.loggedIn && login.downPolicy === 'fail')) {
       if (login) login.downHits++
-      const cs = login ? CompStatus.PORT_LOGGED_OUT : CompStatus.PORT_UNAVAILABLE
-      this.post({ handle, entryStatus: 0, scsiStatus: 0, compStatus: cs, residual: byteCount, sense: null })
-      return
+      return this.answer(handle, login ? CompStatus.PORT_LOGGED_OUT : CompStatus.PORT_UNAVAILABLE, byteCount)
     }
 
     // The task set of the logical unit is full: answer TASK SET FULL at once
@@ -501,8 +564,7 @@ export class Firmware {
     if (taskSet === undefined) this.taskSets.set(key, (taskSet = { n: 0 }))
     if (taskSet.n >= this.queueDepth) {
       this.counters.queueFull++
-      this.post({ handle, entryStatus: 0, scsiStatus: Status.TASK_SET_FULL, compStatus: CompStatus.QUEUE_FULL, residual: byteCount, sense: null })
-      return
+      return this.answer(handle, CompStatus.QUEUE_FULL, byteCount, Status.TASK_SET_FULL)
     }
     taskSet.n++
 
@@ -553,18 +615,25 @@ export class Firmware {
     let scsiStatus = o.status & 0xff
     let compStatus: number = CompStatus.COMPLETE
     let residual = 0
-    if (o.sense && o.sense.length > 0) scsiStatus |= ScsiStatusFlags.SENSE_VALID
+    let stateFlags: number = StateFlags.SENT_CDB | StateFlags.GOT_STATUS | StateFlags.SIMPLE_TAG
+    if (ex.byteCount > 0) stateFlags |= ex.dataIn ? StateFlags.DATA_IN : StateFlags.DATA_OUT
+    if (o.transferred > 0) stateFlags |= StateFlags.XFRD_DATA
+    if (o.sense && o.sense.length > 0) {
+      scsiStatus |= ScsiStatusFlags.SENSE_VALID
+      stateFlags |= StateFlags.GOT_SENSE
+    }
     if (o.wanted > ex.byteCount) {
       compStatus = CompStatus.DATA_OVERRUN
       residual = o.wanted - ex.byteCount
       scsiStatus |= ScsiStatusFlags.RESID_OVER
     } else if (o.transferred < ex.byteCount) {
+      // FCP_RESID_UNDER: DATA UNDERRUN whatever the SCSI status (a CHECK CONDITION moves less too).
       residual = ex.byteCount - o.transferred
       scsiStatus |= ScsiStatusFlags.RESID_UNDER
-      if ((o.status & 0xff) === 0) compStatus = CompStatus.DATA_UNDERRUN
-    }
+      compStatus = CompStatus.DATA_UNDERRUN
+    } else if (ex.byteCount > 0) stateFlags |= StateFlags.XFER_COMPLETE
     if ((o.status & 0xff) === Status.TASK_SET_FULL) compStatus = CompStatus.QUEUE_FULL
-    const status: PendingStatus = { handle: ex.handle, entryStatus: 0, scsiStatus, compStatus, residual, sense: o.sense }
+    const status: PendingStatus = { handle: ex.handle, entryStatus: 0, scsiStatus, compStatus, stateFlags, statusFlags: 0, residual, sense: o.sense, rejected: null }
     if (this.clock.instant) return this.deliver({ ex, status })
     // The data crosses the wire of its direction; the status follows.
     const moved = ex.byteCount - residual
@@ -613,7 +682,10 @@ export class Firmware {
   private close(ex: Exchange, compStatus: number): void {
     ex.aborted = true
     this.endExchange(ex)
-    const status: PendingStatus = { handle: ex.handle, entryStatus: 0, scsiStatus: 0, compStatus, residual: ex.byteCount, sense: null }
+    // An abort or a reset ends the exchange on the wire with ABTS.
+    const statusFlags = compStatus === CompStatus.ABORTED || compStatus === CompStatus.RESET ? StatusFlags.ABTS_TERMINATED : 0
+    const stateFlags = ex.executing ? StateFlags.SENT_CDB : 0
+    const status: PendingStatus = { handle: ex.handle, entryStatus: 0, scsiStatus: 0, compStatus, stateFlags, statusFlags, residual: ex.byteCount, sense: null, rejected: null }
     if (ex.executing && ex.byteCount > 0) ex.heldStatus = status
     else this.post(status)
   }
@@ -646,6 +718,14 @@ export class Firmware {
     let wrote = 0
     while (this.pendingHead < this.pending.length) {
       const s = this.pending[this.pendingHead]
+      if (s.rejected) {
+        if (ring.free(this.rspIn, out) < 1) break
+        writeErrorEntry(mem, ring.offsetOf(this.rspIn), s.rejected, 0, s.entryStatus)
+        this.rspIn = ring.next(this.rspIn)
+        this.pending[this.pendingHead++] = undefined as unknown as PendingStatus
+        wrote++
+        continue
+      }
       const senseLen = s.sense ? s.sense.length : 0
       const n = statusEntriesFor(senseLen)
       if (ring.free(this.rspIn, out) < n) break
@@ -655,6 +735,8 @@ export class Firmware {
       f.handle = s.handle
       f.scsiStatus = s.scsiStatus
       f.compStatus = s.compStatus
+      f.stateFlags = s.stateFlags
+      f.statusFlags = s.statusFlags
       f.residual = s.residual
       f.senseLength = senseLen
       writeStatusT0(mem, ring.offsetOf(this.rspIn), f, s.sense)
@@ -686,13 +768,16 @@ export class Firmware {
       const { status, out } = this.mailboxDone
       this.mailboxDone = null
       this.chip.setReg(Reg.MAILBOX0, status)
-      for (let i = 0; i < out.length && i < 7; i++) this.chip.setReg(Reg.MAILBOX1 + 2 * i, out[i])
+      for (let i = 1; i < MAILBOX_COUNT; i++) this.chip.setReg(mailboxReg(i), i - 1 < out.length ? out[i - 1] & 0xffff : 0)
       this.chip.raiseInterrupt(status === Mbs.COMPLETE ? IntType.MBX_OK : IntType.MBX_FAIL)
       return
     }
     const event = this.asyncEvents.shift()
     if (event !== undefined) {
-      this.chip.setReg(Reg.MAILBOX0, event)
+      this.chip.setReg(Reg.MAILBOX0, event.code)
+      this.chip.setReg(Reg.MAILBOX1, event.mb1 & 0xffff)
+      this.chip.setReg(Reg.MAILBOX2, event.mb2 & 0xffff)
+      this.chip.setReg(Reg.MAILBOX3, event.mb3 & 0xffff)
       this.chip.raiseInterrupt(IntType.ASYNC_EVENT)
       return
     }
@@ -739,10 +824,32 @@ export class Firmware {
     }
   }
 
-  /** Queues an asynchronous event for the host (LIP, loop up/down, RSCN). */
-  raiseAsyncEvent(code: number): void {
-    this.asyncEvents.push(code)
+  /** Queues an asynchronous event for the host (LIP, loop up/down, port update, RSCN) with its mailboxes 1..3. */
+  raiseAsyncEvent(code: number, mb1 = 0, mb2 = 0, mb3 = 0): void {
+    this.asyncEvents.push({ code, mb1, mb2, mb3 })
     this.raiseNextCause()
+  }
+
+  /**
+   * The HBA's own link goes down (`up` false) or comes back. Down: LOOP DOWN
+   * to the host, every login ends and its open exchanges end with comp_status
+   * RESET; later commands get PORT LOGGED OUT. Up: the loop initialises (LIP
+   * OCCURRED, LOOP UP, a global PORT UPDATE), the logins return and the
+   * firmware waits for the host's marker before it runs commands again.
+   */
+  setLink(up: boolean): void {
+    if (!this.ready || up === this.linkUp) return
+    this.linkUp = up
+    if (!up) {
+      this.logins.linkDown(CompStatus.RESET)
+      this.raiseAsyncEvent(AsyncEvent.LOOP_DOWN)
+      return
+    }
+    this.logins.linkUp()
+    this.markerNeeded = true
+    this.raiseAsyncEvent(AsyncEvent.LIP_OCCURRED, LIP_F7F7)
+    this.raiseAsyncEvent(AsyncEvent.LOOP_UP, linkRateCode(this.clock.model.rate))
+    this.raiseAsyncEvent(AsyncEvent.PORT_UPDATE, 0xffff, PdState.PORT_LOGGED_IN, 0xff)
   }
 }
 
