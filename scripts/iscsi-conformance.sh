@@ -36,8 +36,11 @@ cd "$(dirname "$0")/.."
 UNITS=(
   'plain|{}||'
   'write-protected|{"writeProtect":true}|readonly=1|ALL.ReadOnly ALL.ModeSense6 ALL.Read10 ALL.Read16 ALL.Inquiry ALL.ReadCapacity16'
+  # 512e: 4096-byte physical blocks over 512-byte logical ones (the suite's LBPPB >= 2 tests,
+  # WRITE ATOMIC(16) alignment and granularity), and WRITE SAME with 0 blocks to the end (WSNZ = 0).
+  # tgt's row is a plain unit (its logicalunit params have no physical block size).
+  '512e|{"blockSize":512,"physicalBlockSize":4096,"writeSameToEnd":true}||'
   # Later rows, when fcfs has them (keep the names; the README table uses them):
-  # '512e|{"blockSize":512,"physicalBlockSize":4096}||'
   # 'removable|{"removable":true}|removable=1|'
 )
 SIZE_MIB=64
