@@ -22,6 +22,7 @@ import { runTop } from './top.js'
 import { TUNING_OPTIONS, tuningFromArgs, type Tuning, type TuningArgs } from './tuning.js'
 import { FUSE_ENGINES, fusermountUnmount, isFuseMounted, type FuseEngine } from './fs/mount.js'
 import { parseChap, parsePortal } from './iscsi/server.js'
+import { PR_ACTIONS, runPr } from './cli-pr.js'
 
 // yargs's CommonJS build, because its ES module build lays out help with cliui's ES module,
 // which wraps at a fixed column in the middle of words ("ever\ny LUN"); the CommonJS one
@@ -506,6 +507,41 @@ export function buildCli(argv: string[]): Argv {
           .example(`$0 mask /mnt/fc set 21000024ff000001 '[{"initiator":"hba1","luns":[0,{"lun":1,"as":5}]}]'`, 'hba1 sees LUN 0, and LUN 1 as LUN 5; other HBAs see none')
           .example('$0 mask /mnt/fc clear 21000024ff000001', 'every HBA sees every LUN of the port'),
       (a) => fabricCommand(a.mountpoint as string, `mask ${(a.command as string[]).join(' ')}`),
+    )
+    .command(
+      'pr <mountpoint> <wwpn> <lun> <action> [operands..]',
+      'persistent reservations of a LUN through any HBA, like sg_persist: read-keys, read-reservation, register, reserve, release, preempt, clear (see docs/hosts.md)',
+      (y) =>
+        y
+          .positional('mountpoint', { type: 'string', demandOption: true })
+          .positional('wwpn', { type: 'string', demandOption: true, describe: 'the target port' })
+          .positional('lun', { type: 'number', demandOption: true, describe: 'the LUN, as the HBA sees it' })
+          .positional('action', { type: 'string', demandOption: true, choices: PR_ACTIONS })
+          .positional('operands', { type: 'string', array: true, describe: 'key, victim key, type (hex keys; type 1/3/5/6/7/8 or we, ea, we-ro, ea-ro, we-ar, ea-ar)' })
+          .options({
+            hba: { type: 'number', default: 0, describe: 'the HBA (host) the commands go through' },
+            aptpl: { type: 'boolean', default: false, describe: 'APTPL = 1: the reservations survive a power loss (file-backed units)' },
+            abort: { type: 'boolean', default: false, describe: 'preempt: PREEMPT AND ABORT (the preempted nexus’s commands end aborted)' },
+          })
+          .example('$0 pr /mnt/fc 21000024ff000001 0 register 0xa1', 'register key 0xa1 for HBA 0 (key 0 unregisters)')
+          .example('$0 pr /mnt/fc --hba 1 21000024ff000001 0 reserve 0xb1 we-ro', 'HBA 1 reserves Write Exclusive, Registrants Only')
+          .example('$0 pr /mnt/fc 21000024ff000001 0 preempt 0xa1 0xb1 we-ro --abort', 'fence the holder of key 0xb1')
+          .example('$0 pr /mnt/fc 21000024ff000001 0 read-reservation', 'generation, key and type'),
+      async (a) => {
+        const r = await runPr({
+          mountpoint: resolve(a.mountpoint as string),
+          hba: a.hba as number,
+          wwpn: String(a.wwpn),
+          lun: a.lun as number,
+          action: a.action as string,
+          operands: ((a.operands as unknown[]) ?? []).map(String),
+          aptpl: a.aptpl as boolean,
+          abort: a.abort as boolean,
+        })
+        process.stdout.write(r.stdout)
+        process.stderr.write(r.stderr)
+        if (r.code !== 0) process.exit(r.code)
+      },
     )
     .command(
       'top <mountpoint>',

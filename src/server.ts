@@ -10,7 +10,7 @@ import { createHba } from './hba/index.js'
 import type { HbaDriver } from './hba/driver.js'
 import { closeFabric, configError, openFabric, withWriteCache, type FabricConfig } from './targets/config.js'
 import { writeCacheInfo } from './fs/info.js'
-import type { Fabric } from './targets/types.js'
+import type { Fabric, Lun } from './targets/types.js'
 import { lunsSeenBy } from './targets/access.js'
 import { parseInitiators } from './targets/zoning.js'
 import type { LinkControl } from './faults/set.js'
@@ -27,6 +27,7 @@ import { startIscsiPortal, type IscsiPortal, type PortalOptions } from './iscsi/
 import { IscsiBackend } from './iscsi/backend.js'
 import { iscsiBackendType } from './targets/iscsi.js'
 import { registerBackendType } from './targets/registry.js'
+import { checkPrState, logicalUnitFor } from './scsi/target.js'
 import { FaultRuleError, parseRule } from './faults/rule.js'
 import { startApiServer, type ApiServer } from './api/server.js'
 import { defaultSocketPath } from './api/socket-path.js'
@@ -101,7 +102,14 @@ export interface StartedFabric {
   /** Each HBA's LUNs, by HBA index. */
   hostDevices: BlockDevice[][]
   faults: FaultSet
+  /** Brings up the host adapter of one iSCSI session (IscsiPortal's sessionHba). */
+  sessionHba: (initiatorId: string, tsih: number) => Promise<HbaDriver>
 }
+
+/** A session's HBA: rings for one session's queue (64 commands of up to 64 MiB each wait in the driver beyond). */
+const SESSION_HBA = { requestEntries: 512, responseEntries: 128, maxOutstanding: 128 }
+/** Log and name index of session HBAs: 1000 + TSIH, clear of the config's HBAs. */
+const SESSION_HBA_INDEX = 1000
 
 /** Brings up the fabric and its HBAs and scans them, without mounting (the direct path uses this too). */
 export async function startFabric(config: FabricConfig, log: Logger, tuning: Tuning = DEFAULT_TUNING): Promise<StartedFabric> {
@@ -111,7 +119,15 @@ export async function startFabric(config: FabricConfig, log: Logger, tuning: Tun
   // Fault injection: the firmware makes its targets through the fault set's filter.
   const faults = new FaultSet({ fabric, log })
   const drivers: HbaDriver[] = []
+  // iSCSI sessions' HBAs, while they run (IscsiPortal prunes nothing: a shut-down one drops out here).
+  const sessionDrivers = new Set<HbaDriver>()
+  const liveDrivers = (): HbaDriver[] => {
+    for (const d of sessionDrivers) if (!d.isReady) sessionDrivers.delete(d)
+    return [...drivers, ...sessionDrivers]
+  }
   try {
+    // Saved reservations (APTPL) are read now: a damaged state file refuses the mount, naming it.
+    for (const port of fabric.ports) for (const l of port.luns.values()) checkPrState(l)
     for (const [index, host] of (fabric.initiators ?? parseInitiators(undefined)).entries()) {
       const d = await createHba({
         index,
@@ -127,8 +143,8 @@ export async function startFabric(config: FabricConfig, log: Logger, tuning: Tun
       drivers.push(d)
       d.trace.setAlways(tuning.trace)
     }
-    // A link-down rule takes the target port off the fabric: every HBA loses its login.
-    faults.attachLink(drivers.length === 1 ? drivers[0].chip.firmware : everyLink(drivers))
+    // A link-down rule takes the target port off the fabric: every HBA (the iSCSI sessions' too) loses its login.
+    faults.attachLink(everyLink(liveDrivers))
     const hostDevices: BlockDevice[][] = []
     for (const driver of drivers) {
       const devices: BlockDevice[] = []
@@ -144,7 +160,27 @@ export async function startFabric(config: FabricConfig, log: Logger, tuning: Tun
       const r = faults.apply(config.faults.join('\n'))
       if (!r.ok) throw new ConfigError('faults', r.error)
     }
-    return { fabric, driver: drivers[0], devices: hostDevices[0], drivers, hostDevices, faults }
+    const gateway = (fabric.initiators ?? parseInitiators(undefined))[0]
+    const sessionHba = async (initiatorId: string, tsih: number): Promise<HbaDriver> => {
+      // Logged in under HBA 0's WWPN (the portal's zoning), named by the session at the targets.
+      const d = await createHba({
+        ...SESSION_HBA,
+        index: SESSION_HBA_INDEX + tsih,
+        wwpn: gateway.wwpn,
+        wwnn: gateway.wwnn,
+        fabric,
+        log,
+        link: tuning.link,
+        queueDepth: tuning.queueDepth,
+        maxSegmentSize: tuning.maxSegment ?? 64 * 1024,
+        targetFactory: faults.targetFactory,
+        initiatorId,
+      })
+      d.trace.setAlways(tuning.trace)
+      sessionDrivers.add(d)
+      return d
+    }
+    return { fabric, driver: drivers[0], devices: hostDevices[0], drivers, hostDevices, faults, sessionHba }
   } catch (err) {
     faults.close()
     // Never leave backing files locked behind a failed start.
@@ -155,10 +191,10 @@ export async function startFabric(config: FabricConfig, log: Logger, tuning: Tun
 }
 
 /** The fault set's link control over every HBA's firmware: a port goes down (and its hits count) for all of them. */
-function everyLink(drivers: readonly HbaDriver[]): LinkControl {
+function everyLink(drivers: () => readonly HbaDriver[]): LinkControl {
   return {
-    setPortLink: (wwpn, up, policy) => drivers.map((d) => d.chip.firmware.setPortLink(wwpn, up, policy)).some(Boolean),
-    portDownHits: (wwpn) => drivers.reduce((n, d) => n + d.chip.firmware.portDownHits(wwpn), 0),
+    setPortLink: (wwpn, up, policy) => drivers().map((d) => d.chip.firmware.setPortLink(wwpn, up, policy)).some(Boolean),
+    portDownHits: (wwpn) => drivers().reduce((n, d) => n + d.chip.firmware.portDownHits(wwpn), 0),
   }
 }
 
@@ -169,7 +205,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   // Before anything is touched: the config's fault rules are sound, a stale mount is cleaned, a live one or a bad directory refused.
   checkConfigFaults(opts.config)
   await prepareMountpoint(mountpoint, log)
-  const { fabric, driver, drivers, hostDevices, faults } = await startFabric(opts.config, log, tuning)
+  const { fabric, driver, drivers, hostDevices, faults, sessionHba } = await startFabric(opts.config, log, tuning)
   const devices = hostDevices.flat()
   const initiators = fabric.initiators ?? parseInitiators(undefined)
   const fs = new Filesystem({
@@ -181,7 +217,12 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     queueFiles: tuning.queueFiles,
     fabric: hotplug({ fabric, driver, drivers, tuning, log }),
     lunDetails: (wwpn, n, hba) => lunDetails(fabric, wwpn, n, initiators[hba ?? 0]?.wwpn ?? ''),
+    reservations: (wwpn, n, hba) => {
+      const l = lunSeen(fabric, wwpn, n, initiators[hba ?? 0]?.wwpn ?? '')
+      return l === undefined ? 'no logical unit\n' : logicalUnitFor(l.lun).renderReservations()
+    },
     apiInfo: () => (opts.apiSocket === false ? 'socket: off\n' : api?.info() ?? 'socket: starting\n'),
+    iscsiSessions: opts.iscsi ? () => iscsi?.renderSessions() ?? 'portal starting\n' : undefined,
     // Read only through the mount, so only once mountFuse has answered.
     fuseEngine: () => mounted?.engine ?? 'starting',
     invalidate: (path) => mounted?.invalidate?.(path) ?? Promise.resolve(),
@@ -195,7 +236,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   let iscsi: IscsiPortal | undefined
   let api: ApiServer | undefined
   try {
-    if (opts.iscsi) iscsi = await startIscsiPortal({ ...opts.iscsi, driver, log })
+    if (opts.iscsi) iscsi = await startIscsiPortal({ ...opts.iscsi, driver, log, sessionHba })
     if (opts.apiSocket !== false) {
       api = await startApiServer({ path: resolve(opts.apiSocket ?? defaultSocketPath(mountpoint)), driver, drivers, luns: fs.devices, log })
     }
@@ -261,14 +302,21 @@ function drainAll(devices: BlockDevice[], ms: number, log: Logger): Promise<void
   return Promise.race([all.then(() => undefined), timeout])
 }
 
-/** The targets side of a LUN for its info file: backend, identity, ALUA port ids. `n` is the LUN as `initiator` sees it. */
-function lunDetails(fabric: Fabric, wwpn: string, n: number, initiator: string): Record<string, string | number | boolean> {
+/** The port's LUN that `initiator` sees as LUN `n` of port `wwpn` (masking), with its number on the port. */
+function lunSeen(fabric: Fabric, wwpn: string, n: number, initiator: string): { port: Fabric['ports'][number]; lun: Lun; real: number } | undefined {
   const port = fabric.ports.find((p) => p.wwpn === wwpn)
   const real = port && (port.access === undefined ? n : lunsSeenBy(port.luns, port.access, initiator).get(n))
   const l = real === undefined ? undefined : port?.luns.get(real)
-  if (!port || !l) return {}
+  return port && l && real !== undefined ? { port, lun: l, real } : undefined
+}
+
+/** The targets side of a LUN for its info file: backend, identity, ALUA port ids. `n` is the LUN as `initiator` sees it. */
+function lunDetails(fabric: Fabric, wwpn: string, n: number, initiator: string): Record<string, string | number | boolean> {
+  const seen = lunSeen(fabric, wwpn, n, initiator)
+  if (seen === undefined) return {}
+  const { port, lun: l, real } = seen
   const out: Record<string, string | number | boolean> = {
-    ...(real !== n ? { target_lun: real! } : {}),
+    ...(real !== n ? { target_lun: real } : {}),
     serial: l.serial,
     naa: l.naa,
     write_protect: l.writeProtect,

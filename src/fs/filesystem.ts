@@ -58,6 +58,10 @@ export interface FsOptions {
   invalidateData?: (path: string, start: number, end: number) => Promise<void>
   /** What the targets side knows of a LUN (backend, NAA name, port ids) for its info file; `lun` as HBA `hba` sees it. */
   lunDetails?: (wwpn: string, lun: number, hba?: number) => Record<string, string | number | boolean>
+  /** A LUN's `reservations` file (its logical unit's persistent and SPC-2 reservations); `lun` as HBA `hba` sees it. No file when absent. */
+  reservations?: (wwpn: string, lun: number, hba?: number) => string
+  /** The `iscsi/sessions` file (the export's sessions, each an I_T nexus); no iscsi/ directory when absent. */
+  iscsiSessions?: () => string
   /** Hot-plug: changes the fabric and scans what appeared (absent: no fabric/ directory). */
   fabric?: FabricControl
   /** lun/<n>/q/<k> files per LUN (0 = no q directory; default DEFAULT_QUEUE_FILES). */
@@ -197,6 +201,11 @@ export class Filesystem {
     })
     const apiInfo = this.opts.apiInfo
     if (apiInfo) t.add({ kind: 'info', path: '/api', render: () => apiInfo() })
+    const iscsiSessions = this.opts.iscsiSessions
+    if (iscsiSessions) {
+      t.dir('/iscsi')
+      t.add({ kind: 'info', path: '/iscsi/sessions', render: () => iscsiSessions() })
+    }
     t.add({
       kind: 'info',
       path: '/server',
@@ -247,6 +256,8 @@ export class Filesystem {
       t.add({ kind: 'rwbuf', path: `${lb}/rwbuf`, dev: d })
       t.add({ kind: 'info', path: `${lb}/info`, render: () => lunInfo(d, { ...(d.present ? this.opts.lunDetails?.(d.info.wwpn, d.info.lun, hba) : undefined), queue_files: queueFiles }) })
       t.add({ kind: 'info', path: `${lb}/sense`, render: () => describeLastError(d.lastError) })
+      const reservations = this.opts.reservations
+      if (reservations) t.add({ kind: 'info', path: `${lb}/reservations`, render: () => (d.present ? reservations(d.info.wwpn, d.info.lun, hba) : 'gone\n') })
       t.add({ kind: 'info', path: `${lb}/stats`, render: () => lunStats(d, drv) })
       t.add({ kind: 'info', path: `${lb}/stats.json`, render: () => lunStatsJson(d, drv) })
       // Queue files: the same LUN under more names. Each path is its own kernel inode and

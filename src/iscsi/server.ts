@@ -7,6 +7,14 @@
  *
  * Sessions are kept by TSIH; a new login with the same initiator name, ISID
  * and target replaces the old session (session reinstatement, §6.3.5).
+ *
+ * Each Normal session is an I_T nexus of its own: `sessionHba` brings up a
+ * host adapter for it (server.ts: a complete HBA with small rings, logged into
+ * the fabric under the portal HBA's WWPN, so the portal's zoning, whose
+ * firmware names the session "iscsi:<name>,i,0x<isid>" on every command), as
+ * an iSCSI-to-FC gateway gives each iSCSI initiator a virtual initiator port.
+ * Without `sessionHba` every session shares `driver`, one initiator (a portal
+ * built in-process for tests that need no nexus of their own).
  */
 import { createServer, type Server as NetServer, type Socket } from 'node:net'
 import type { Logger } from '../log.js'
@@ -15,7 +23,7 @@ import { ConfigError } from '../errors.js'
 import { quote } from '../util/quote.js'
 import { Connection, type NewSession, type PortalContext } from './connection.js'
 import { DEFAULT_LIMITS, type ChapConfig, type TargetLimits } from './login.js'
-import { DATA_OUT_TIMEOUT_MS, MAX_TRANSFER, SESSION_BUFFER_BUDGET, Session, type SessionTarget } from './session.js'
+import { DATA_OUT_TIMEOUT_MS, iscsiNexusId, MAX_TRANSFER, SESSION_BUFFER_BUDGET, Session, type SessionTarget } from './session.js'
 import { ByteBudget } from './budget.js'
 import { targetIqn } from './text.js'
 
@@ -39,6 +47,12 @@ export interface PortalOptions {
   bufferBudget?: { session?: number; portal?: number }
   /** How long a write holding its buffer may wait for its next Data-Out before the connection is dropped (default DATA_OUT_TIMEOUT_MS). */
   dataOutTimeoutMs?: number
+  /**
+   * Brings up the host adapter of one session, whose commands carry
+   * `initiatorId` ("iscsi:<name>,i,0x<isid>"); the session shuts it down when
+   * it ends. Absent: every session shares `driver`.
+   */
+  sessionHba?: (initiatorId: string, tsih: number) => Promise<HbaDriver>
 }
 
 export interface PortalAddress {
@@ -102,6 +116,8 @@ export class IscsiPortal implements PortalContext {
   private readonly sessions = new Map<number, Session>()
   private readonly conns = new Set<Connection>()
   private nextTsih = 1
+  /** Sessions and commands since the portal started, including sessions that ended. */
+  readonly totals = { sessions: 0, commands: 0 }
   private readonly bufferBudget: ByteBudget
   private readonly sessionBufferBudget: number
   private readonly dataOutTimeoutMs: number
@@ -210,6 +226,7 @@ export class IscsiPortal implements PortalContext {
     let tsih = this.nextTsih
     while (this.sessions.has(tsih)) tsih = tsih >= 0xffff ? 1 : tsih + 1
     this.nextTsih = tsih >= 0xffff ? 1 : tsih + 1
+    const own = n.type === 'Normal' && n.target !== null && this.opts.sessionHba !== undefined
     const s = new Session({
       tsih,
       isid: n.isid,
@@ -217,7 +234,8 @@ export class IscsiPortal implements PortalContext {
       type: n.type,
       target: n.target,
       allTargets: () => this.targetNames(),
-      driver: this.driver,
+      driver: own ? this.opts.sessionHba!(iscsiNexusId(n.initiatorName, n.isid), tsih) : this.driver,
+      ownsDriver: own,
       cmdSN: n.cmdSN,
       log: this.log.child({ tsih }),
       tasksOn: (loopId, _lun) => [...this.sessions.values()].filter((x) => x.target?.port.loopId === loopId),
@@ -226,6 +244,7 @@ export class IscsiPortal implements PortalContext {
     })
     s.conn = n.conn
     this.sessions.set(tsih, s)
+    this.totals.sessions++
     return s
   }
 
@@ -235,8 +254,33 @@ export class IscsiPortal implements PortalContext {
     if (s && this.sessions.get(s.tsih) === s) {
       // ErrorRecoveryLevel 0 with one connection per session: losing it ends the session.
       this.sessions.delete(s.tsih)
+      this.totals.commands += s.stats.commands
       this.log.info({ event: 'iscsi_session_closed', tsih: s.tsih }, 'iSCSI session closed')
     }
+  }
+
+  /**
+   * The `<mnt>/iscsi/sessions` text: the portal's totals, then one block per
+   * session in full feature phase: its nexus id, target, its HBA's counters.
+   */
+  renderSessions(): string {
+    const a = this.bound
+    const out = [`portal ${a ? `${a.host}:${a.port}` : 'not listening'}`, `sessions ${this.sessions.size}`, `sessions_total ${this.totals.sessions}`]
+    let commands = this.totals.commands
+    for (const s of this.sessions.values()) commands += s.stats.commands
+    out.push(`commands_total ${commands}`)
+    for (const s of this.sessions.values()) {
+      out.push('', `session ${s.tsih}`, `  type ${s.type}`, `  nexus ${s.nexusId}`, `  target ${s.target?.iqn ?? '-'}`)
+      const st = s.stats
+      out.push(`  commands ${st.commands}`, `  outstanding ${s.outstanding}`, `  data_in_pdus ${st.dataIn}`, `  data_out_pdus ${st.dataOut}`, `  r2ts ${st.r2t}`, `  tmfs ${st.tmf}`, `  rejects ${st.rejects}`)
+      const d = s.hba
+      if (d !== null) {
+        const h = d.stats
+        out.push(`  hba ${s.type === 'Normal' && this.opts.sessionHba ? 'own' : 'shared'}`, `  hba_commands ${h.commands}`, `  hba_errors ${h.errors}`, `  hba_bytes_read ${h.bytesRead}`, `  hba_bytes_written ${h.bytesWritten}`)
+        for (const [k, v] of Object.entries(h.byCompStatus)) if (v > 0) out.push(`  hba_${k} ${v}`)
+      }
+    }
+    return out.join('\n') + '\n'
   }
 
   /** Drops every connection (the sessions end; initiators log in again). */

@@ -45,6 +45,17 @@
  * that first answer is what tells this layer the block size.
  *
  * Sequence numbers use serial arithmetic (RFC 1982, 32 bits).
+ *
+ * Each Normal session is its own I_T nexus (RFC 7143 §4.4.3: initiator name +
+ * ISID): it sends its commands through a host adapter of its own, created at
+ * login by the portal's `sessionHba` (server.ts), whose firmware names the
+ * session "iscsi:<name>,i,0x<isid>" on every command (hba FirmwareOptions
+ * initiatorId): unit attentions, reservations and PREVENT are the session's.
+ * Its tasks run on that HBA's exchanges, so a PREEMPT AND ABORT from another
+ * nexus ends them there (ABORTED → TASK ABORTED status, the control mode
+ * page's TAS = 1). Logout and connection loss shut the adapter down: its
+ * logins end, which is the nexus loss the units hear (RESERVE(6) released,
+ * scsi/target.ts nexusLost) — before the Logout Response goes out.
  */
 import type { Logger } from '../log.js'
 import type { Completion, HbaDriver, PortInfo } from '../hba/driver.js'
@@ -198,7 +209,10 @@ export interface SessionOptions {
   target: SessionTarget | null
   /** All target names, for SendTargets=All. */
   allTargets: () => readonly string[]
-  driver: HbaDriver
+  /** The session's host adapter (a promise while it is brought up), or the portal's shared one. */
+  driver: HbaDriver | Promise<HbaDriver>
+  /** The driver is this session's own: it is shut down when the session ends (the nexus ends). */
+  ownsDriver?: boolean
   cmdSN: number
   log: Logger
   /** Tasks of every session on a target port and LUN (LUN reset reaches them all). */
@@ -216,7 +230,12 @@ export class Session {
   readonly type: 'Normal' | 'Discovery'
   readonly target: SessionTarget | null
   private readonly opts: SessionOptions
-  private readonly driver: HbaDriver
+  /** The host adapter, once it is up; null before (commands wait for `driverReady`). */
+  private driver: HbaDriver | null
+  private readonly driverReady: Promise<HbaDriver | null>
+  private readonly ownsDriver: boolean
+  /** The I_T nexus's initiator port id: "iscsi:<name>,i,0x<isid>". */
+  readonly nexusId: string
   private readonly log: Logger
   conn: Transport | null = null
 
@@ -250,7 +269,28 @@ export class Session {
     this.initiatorName = o.initiatorName
     this.type = o.type
     this.target = o.target
-    this.driver = o.driver
+    this.ownsDriver = o.ownsDriver === true
+    this.nexusId = iscsiNexusId(o.initiatorName, o.isid)
+    if (o.driver instanceof Promise) {
+      this.driver = null
+      this.driverReady = o.driver.then(
+        (d) => {
+          if (this.closed) {
+            if (this.ownsDriver) void d.shutdown(0)
+            return null
+          }
+          this.driver = d
+          return d
+        },
+        (err: Error) => {
+          this.log.error({ event: 'iscsi_session_hba_failed', err: err.message }, 'the session host adapter did not come up')
+          return null
+        },
+      )
+    } else {
+      this.driver = o.driver
+      this.driverReady = Promise.resolve(o.driver)
+    }
     this.log = o.log
     this.budget = o.bufferBudget
     this.dataOutTimeoutMs = o.dataOutTimeoutMs ?? DATA_OUT_TIMEOUT_MS
@@ -577,13 +617,31 @@ export class Session {
     return t
   }
 
+  /** The session's HBA, when it is up. */
+  get hba(): HbaDriver | null {
+    return this.driver
+  }
+
   private submit(task: Task): void {
     if (!this.target) return
     task.state = 'submitted'
+    if (this.driver === null) {
+      void this.driverReady.then((d) => {
+        if (task.aborted || this.closed) this.finish(task)
+        else if (d === null) this.respondFailure(task)
+        else this.submitTo(d, task)
+      })
+      return
+    }
+    this.submitTo(this.driver, task)
+  }
+
+  private submitTo(driver: HbaDriver, task: Task): void {
+    if (!this.target) return
     const direction = task.edtl === 0 ? DataDirection.None : task.write ? DataDirection.Out : task.read ? DataDirection.In : DataDirection.None
     const data = direction === DataDirection.None ? null : task.buf
     try {
-      this.driver.submit({ target: this.target.port.loopId, lun: task.lun < 0 ? 0xffff : task.lun, cdb: task.cdb, data, direction }, (c) =>
+      driver.submit({ target: this.target.port.loopId, lun: task.lun < 0 ? 0xffff : task.lun, cdb: task.cdb, data, direction }, (c) =>
         this.completed(task, c),
       )
     } catch (err) {
@@ -857,14 +915,16 @@ export class Session {
         // The tasks go, and the unit itself is reset through the HBA (as FC does it): mode pages back to
         // their defaults and a unit attention for every nexus, on every port that exports the unit (SAM-5 6.6).
         const aborted = Promise.all(this.opts.tasksOn(loopId, h.lun).map((s) => s.abortTasks((x) => x.lun === h.lun)))
-        const reset = h.lun >= 0 && (await this.driver.resetLun(loopId, h.lun))
+        const driver = await this.driverReady
+        const reset = h.lun >= 0 && driver !== null && (await driver.resetLun(loopId, h.lun))
         await aborted
         if (!reset) response = TmfResponse.LUN_DOES_NOT_EXIST
         break
       }
       case TmfFunction.TARGET_WARM_RESET: {
         const aborted = Promise.all(this.opts.tasksOn(loopId, null).map((s) => s.abortTasks(() => true)))
-        const reset = await this.driver.resetTarget(loopId)
+        const driver = await this.driverReady
+        const reset = driver !== null && (await driver.resetTarget(loopId))
         await aborted
         if (!reset) response = TmfResponse.FUNCTION_REJECTED
         break
@@ -1008,6 +1068,8 @@ export class Session {
       const pending = [...this.tasks.values()].filter((t) => t.state === 'submitted').map((t) => new Promise<void>((r) => t.waiters.push(r)))
       void Promise.all(pending).then(() => {
         if (this.closed || !this.conn) return
+        // The nexus ends before the initiator hears so: its next login (or another session) finds RESERVE(6) released.
+        if (response === LogoutResponse.SUCCESS) this.endNexus() // one connection per session: either reason ends it
         this.send(
           this.bhs(LOGOUT_RSP, {
             final: true,
@@ -1042,5 +1104,24 @@ export class Session {
     if (this.dataOutTimer) clearTimeout(this.dataOutTimer)
     this.dataOutTimer = null
     this.conn = null
+    this.endNexus()
   }
+
+  /**
+   * Shuts the session's own HBA down: what it still has at the targets ends
+   * aborted, its logins end, and the units hear of the nexus loss. At once
+   * (shutdown(0) does its work before its first await), so a new login of
+   * the same nexus never races the old one's loss.
+   */
+  private endNexus(): void {
+    if (!this.ownsDriver || this.driver === null) return
+    const d = this.driver
+    this.driver = null
+    void d.shutdown(0)
+  }
+}
+
+/** The iSCSI initiator port id of a session (scsi/pr.ts convention): "iscsi:<name>,i,0x<isid>". */
+export function iscsiNexusId(initiatorName: string, isid: Buffer): string {
+  return `iscsi:${initiatorName},i,0x${isid.toString('hex')}`
 }

@@ -116,7 +116,10 @@ describe('access (LUN masking)', () => {
     expect(refusal(t([{ initiator: 'hostA', luns: [1, { lun: 1, as: 2 }] }])).field).toBe('targets[0].access[0].luns[1].lun')
     expect(refusal(t([{ initiator: 'hostA', luns: [{ lun: 1, as: 256 }] }])).field).toBe('targets[0].access[0].luns[0].as')
     expect(refusal(t([{ initiator: 'hostC', luns: [0] }])).message).toBe(
-      `targets[0].access[0].initiator: "hostC" is not an initiator of this fabric (initiators: hostA (${A}), hostB (${B})) (in hosts.json)`,
+      `targets[0].access[0].initiator: "hostC" is not an initiator of this fabric (initiators: hostA (${A}), hostB (${B})) nor an iSCSI initiator name (iqn.…, eui.…, naa.…) (in hosts.json)`,
+    )
+    expect(refusal(t([{ initiator: 'iqn.2026-01.test:h1', luns: [0] }, { initiator: 'iscsi:IQN.2026-01.test:H1', luns: [1] }])).message).toBe(
+      'targets[0].access[1].initiator: iscsi:iqn.2026-01.test:h1 is already given access by targets[0].access[0] (in hosts.json)',
     )
     expect(refusal(t([{ initiator: 'hostA', luns: [0] }, { initiator: A, luns: [1] }])).message).toBe(`targets[0].access[1].initiator: ${A} is already given access by targets[0].access[0] (in hosts.json)`)
     expect(refusal(t([{ initiator: 'hostA' }])).field).toBe('targets[0].access[0].luns')
