@@ -111,20 +111,25 @@ export function backingFileName(wwpn: string, lun: number): string {
 /** A `backend` setting: its shape is the registered backend types' (registry.ts), looked up at each parse. */
 const backendInput = z.lazy(() => backendSchema())
 
+/** The settings of a logical unit, on a LUN of its own or a shared unit (logicalUnits[]). */
+const unitFields = {
+  size: sizeInput.optional(),
+  blockSize: z.number().optional(),
+  backend: backendInput.optional(),
+  serial: z.string().optional(),
+  writeProtect: z.boolean().optional(),
+  writeCache: z.string().optional(),
+  writeCacheSize: sizeInput.optional(),
+  writeLog: z.string().optional(),
+  physicalBlockSize: z.number().optional(),
+  writeSameToEnd: z.boolean().optional(),
+}
+
 const lunSchema = z
   .object({
     lun: z.number().optional(),
-    size: sizeInput.optional(),
-    blockSize: z.number().optional(),
-    backend: backendInput.optional(),
-    serial: z.string().optional(),
-    writeProtect: z.boolean().optional(),
+    ...unitFields,
     logicalUnit: z.string().optional(),
-    writeCache: z.string().optional(),
-    writeCacheSize: sizeInput.optional(),
-    writeLog: z.string().optional(),
-    physicalBlockSize: z.number().optional(),
-    writeSameToEnd: z.boolean().optional(),
   })
   .strict()
 
@@ -149,20 +154,11 @@ const targetSchema = z
 const logicalUnitSchema = z
   .object({
     id: z.string(),
-    size: sizeInput.optional(),
-    blockSize: z.number().optional(),
-    backend: backendInput.optional(),
-    serial: z.string().optional(),
-    writeProtect: z.boolean().optional(),
+    ...unitFields,
     vendor: z.string().optional(),
     product: z.string().optional(),
     revision: z.string().optional(),
     naa: z.string().optional(),
-    writeCache: z.string().optional(),
-    writeCacheSize: sizeInput.optional(),
-    writeLog: z.string().optional(),
-    physicalBlockSize: z.number().optional(),
-    writeSameToEnd: z.boolean().optional(),
   })
   .strict()
 
@@ -619,10 +615,16 @@ function blockShapeOf(
   return { ...toEnd, physicalBlockSize: p }
 }
 
+const MAX_PATH_BYTES = 4095
+
 /** "writeLog": a path (relative to the config file's directory) of a LUN or shared unit. */
 function writeLogOf(l: { writeLog?: string }, baseDir: string, at: string): { writeLog?: string } {
   if (l.writeLog === undefined) return {}
   if (l.writeLog.trim() === '') throw new ConfigError(`${at}.writeLog`, 'must name a file, got ""')
+  // What open(2) takes: no NUL byte, at most PATH_MAX - 1 bytes.
+  if (l.writeLog.includes('\0') || Buffer.byteLength(l.writeLog) > MAX_PATH_BYTES) {
+    throw new ConfigError(`${at}.writeLog`, `must be a file path of at most ${MAX_PATH_BYTES} bytes without NUL, got ${show(l.writeLog)}`)
+  }
   return { writeLog: resolve(baseDir, l.writeLog) }
 }
 

@@ -409,6 +409,11 @@ describe('"writeLog" in the config', () => {
     expect(() => buildFabric(parseConfig({ targets: [{ luns: [{ writeLog: p }] }] }, ''))).toThrow('buildFabric: targets[0].luns[0] has a write log; use openFabric')
   })
 
+  it('refuses a log path open(2) cannot take: over 4095 bytes, or with a NUL byte', () => {
+    expect(() => parseConfig({ targets: [{ luns: [{ writeLog: 'a'.repeat(4096) }] }] }, '')).toThrow(/^targets\[0\]\.luns\[0\]\.writeLog: must be a file path of at most 4095 bytes without NUL, got "a{40}…" \(4096 characters\)$/)
+    expect(() => parseConfig({ logicalUnits: [{ id: 'u', writeLog: 'x\0y' }], targets: [{ luns: [{ logicalUnit: 'u' }] }] }, '')).toThrow('logicalUnits[0].writeLog: must be a file path of at most 4095 bytes without NUL')
+  })
+
   it('refuses a log in a directory that does not exist, naming the field', async () => {
     const cfg = parseConfig({ targets: [{ luns: [{ size: '1MiB', writeLog: path.join(dir, 'nope', 'x.wlog') }] }] }, '')
     await expect(openFabric(cfg)).rejects.toThrow(`targets[0].luns[0].writeLog: the directory ${path.join(dir, 'nope')} does not exist`)
