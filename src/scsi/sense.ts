@@ -101,6 +101,7 @@ function code(asc: number, ascq: number): AscAscq {
 /** Additional sense codes fcfs reports (SPC-4 annex D). */
 export const Asc = {
   NO_ADDITIONAL_SENSE: code(0x00, 0x00), // 00/00 nothing more to say
+  OPERATION_IN_PROGRESS: code(0x00, 0x16), // 00/16 an EXTENDED COPY with this list identifier is still running
   LUN_NOT_READY_CAUSE_NOT_REPORTABLE: code(0x04, 0x00), // 04/00 not ready, no reason given
   LUN_NOT_READY_BECOMING_READY: code(0x04, 0x01), // 04/01 spinning up / coming online
   LUN_NOT_READY_INIT_REQUIRED: code(0x04, 0x02), // 04/02 needs START STOP UNIT
@@ -110,6 +111,9 @@ export const Asc = {
   LUN_NOT_ACCESSIBLE_STANDBY: code(0x04, 0x0b), // 04/0B ALUA: this port's group is in standby
   LUN_NOT_ACCESSIBLE_UNAVAILABLE: code(0x04, 0x0c), // 04/0C ALUA: this port's group is unavailable
   LUN_NOT_READY_OFFLINE: code(0x04, 0x12), // 04/12 the logical unit is offline
+  UNREACHABLE_COPY_TARGET: code(0x08, 0x04), // 08/04 a segment names a CSCD descriptor the list does not have
+  COPY_TARGET_DEVICE_NOT_REACHABLE: code(0x0d, 0x02), // 0D/02 the copy manager cannot reach or use a copy target (LIO's answer)
+  INCORRECT_COPY_TARGET_DEVICE_TYPE: code(0x0d, 0x03), // 0D/03 a CSCD's peripheral device type is not the copy target's
   WRITE_ERROR: code(0x0c, 0x00), // 0C/00 a write failed (also: the store could not grow)
   UNRECOVERED_READ_ERROR: code(0x11, 0x00), // 11/00 a read failed at INFORMATION
   PARAMETER_LIST_LENGTH_ERROR: code(0x1a, 0x00), // 1A/00 data-out shorter than the parameter list
@@ -119,6 +123,12 @@ export const Asc = {
   LOGICAL_UNIT_NOT_SUPPORTED: code(0x25, 0x00), // 25/00 no logical unit at this LUN
   INVALID_FIELD_IN_PARAMETER_LIST: code(0x26, 0x00), // 26/00 a parameter data field is wrong; SKS points at it
   INVALID_RELEASE_OF_PERSISTENT_RESERVATION: code(0x26, 0x04), // 26/04 PR OUT RELEASE by the holder with another TYPE or SCOPE
+  TOO_MANY_TARGET_DESCRIPTORS: code(0x26, 0x06), // 26/06 more CSCD descriptors than the copy manager takes
+  UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE: code(0x26, 0x07), // 26/07 a CSCD descriptor type the copy manager does not know
+  TOO_MANY_SEGMENT_DESCRIPTORS: code(0x26, 0x08), // 26/08 more segment descriptors than the copy manager takes
+  UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE: code(0x26, 0x09), // 26/09 a segment descriptor type the copy manager does not know
+  UNEXPECTED_INEXACT_SEGMENT: code(0x26, 0x0a), // 26/0A a segment's bytes are not whole blocks of its source and destination
+  INLINE_DATA_LENGTH_EXCEEDED: code(0x26, 0x0b), // 26/0B inline data in an EXTENDED COPY (fcfs takes none)
   WRITE_PROTECTED: code(0x27, 0x00), // 27/00 the logical unit is write protected
   SPACE_ALLOCATION_FAILED_WRITE_PROTECT: code(0x27, 0x07), // 27/07 thin provisioning ran out (a 'nospace' backend write: respond.ts)
   NOT_READY_TO_READY_CHANGE: code(0x28, 0x00), // 28/00 medium may have changed
@@ -140,12 +150,14 @@ export const Asc = {
   INQUIRY_DATA_HAS_CHANGED: code(0x3f, 0x03), // 3F/03 re-read INQUIRY data
   REPORTED_LUNS_DATA_HAS_CHANGED: code(0x3f, 0x0e), // 3F/0E re-run REPORT LUNS
   INTERNAL_TARGET_FAILURE: code(0x44, 0x00), // 44/00 the target failed internally
+  INSUFFICIENT_RESOURCES: code(0x55, 0x03), // 55/03 no room for another copy's results
   INSUFFICIENT_REGISTRATION_RESOURCES: code(0x55, 0x04), // 55/04 no room for another persistent reservation registration
   MISCOMPARE_DURING_VERIFY: code(0x1d, 0x00), // 1D/00 VERIFY / COMPARE AND WRITE data differed
 } as const
 
 const ASC_NAMES = new Map<number, string>([
   [0x0000, 'NO ADDITIONAL SENSE INFORMATION'],
+  [0x0016, 'OPERATION IN PROGRESS'],
   [0x0400, 'LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE'],
   [0x0401, 'LOGICAL UNIT IS IN PROCESS OF BECOMING READY'],
   [0x0402, 'LOGICAL UNIT NOT READY, INITIALIZING COMMAND REQUIRED'],
@@ -155,7 +167,10 @@ const ASC_NAMES = new Map<number, string>([
   [0x040b, 'LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE'],
   [0x040c, 'LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN UNAVAILABLE STATE'],
   [0x0412, 'LOGICAL UNIT NOT READY, OFFLINE'],
+  [0x0804, 'UNREACHABLE COPY TARGET'],
   [0x0c00, 'WRITE ERROR'],
+  [0x0d02, 'COPY TARGET DEVICE NOT REACHABLE'],
+  [0x0d03, 'INCORRECT COPY TARGET DEVICE TYPE'],
   [0x1100, 'UNRECOVERED READ ERROR'],
   [0x1a00, 'PARAMETER LIST LENGTH ERROR'],
   [0x1d00, 'MISCOMPARE DURING VERIFY OPERATION'],
@@ -165,6 +180,12 @@ const ASC_NAMES = new Map<number, string>([
   [0x2500, 'LOGICAL UNIT NOT SUPPORTED'],
   [0x2600, 'INVALID FIELD IN PARAMETER LIST'],
   [0x2604, 'INVALID RELEASE OF PERSISTENT RESERVATION'],
+  [0x2606, 'TOO MANY TARGET DESCRIPTORS'],
+  [0x2607, 'UNSUPPORTED TARGET DESCRIPTOR TYPE CODE'],
+  [0x2608, 'TOO MANY SEGMENT DESCRIPTORS'],
+  [0x2609, 'UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE'],
+  [0x260a, 'UNEXPECTED INEXACT SEGMENT'],
+  [0x260b, 'INLINE DATA LENGTH EXCEEDED'],
   [0x2700, 'WRITE PROTECTED'],
   [0x2707, 'SPACE ALLOCATION FAILED WRITE PROTECT'],
   [0x2800, 'NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED'],
@@ -186,6 +207,7 @@ const ASC_NAMES = new Map<number, string>([
   [0x3f03, 'INQUIRY DATA HAS CHANGED'],
   [0x3f0e, 'REPORTED LUNS DATA HAS CHANGED'],
   [0x4400, 'INTERNAL TARGET FAILURE'],
+  [0x5503, 'INSUFFICIENT RESOURCES'],
   [0x5504, 'INSUFFICIENT REGISTRATION RESOURCES'],
 ])
 
@@ -201,10 +223,17 @@ export function describeSense(key: number, asc: number, ascq: number): string {
   return `${k}: ${a ?? `ASC 0x${hex2(asc)} ASCQ 0x${hex2(ascq)}`}`
 }
 
-/** Sense-key-specific bytes for ILLEGAL REQUEST: where in the CDB (C/D=1) or parameter list the bad field is. */
+/**
+ * Sense-key-specific bytes for ILLEGAL REQUEST: where in the CDB (C/D=1) or
+ * parameter list the bad field is; for COPY ABORTED the segment pointer form
+ * (SPC-4 4.5.2.4.6), where SD=1 makes the field relative to the segment
+ * descriptor the COMMAND-SPECIFIC INFORMATION names.
+ */
 export interface FieldPointer {
   /** true: the field is in the CDB; false: in the parameter list (data-out). */
   readonly cd: boolean
+  /** COPY ABORTED only: the field pointer counts from the segment descriptor, not the parameter list. */
+  readonly sd?: boolean
   /** Byte index of the field. */
   readonly field: number
   /** Bit (0..7) within that byte, when it matters (sets BPV). */
@@ -217,6 +246,8 @@ export interface SenseInfo {
   readonly ascq: number
   /** The INFORMATION field: failing LBA for medium errors. */
   readonly info?: number
+  /** COMMAND-SPECIFIC INFORMATION: for EXTENDED COPY, the segment descriptor being processed. */
+  readonly commandSpecific?: number
   readonly sks?: FieldPointer
 }
 
@@ -228,6 +259,7 @@ export interface DecodedSense {
   readonly asc: number
   readonly ascq: number
   readonly info?: number
+  readonly commandSpecific?: number
   readonly sks?: FieldPointer
 }
 
@@ -255,6 +287,8 @@ export const DESCRIPTOR_SENSE = {
   additionalLength: 7,
   /** Information descriptor: type 0x00, additional length 0x0A, VALID @2, INFORMATION u64 @4. */
   information: { type: 0x00, size: 12, valid: 2, info: 4 },
+  /** Command-specific information descriptor: type 0x01, additional length 0x0A, the u64 @4. */
+  commandSpecific: { type: 0x01, size: 12, value: 4 },
   /** Sense-key specific descriptor: type 0x02, additional length 0x06, SKS bytes @4..6. */
   senseKeySpecific: { type: 0x02, size: 8, sks: 4 },
 } as const
@@ -262,10 +296,11 @@ export const DESCRIPTOR_SENSE = {
 const VALID = 0x80
 const SKSV = 0x80
 const SKS_CD = 0x40
+const SKS_SD = 0x20
 const SKS_BPV = 0x08
 
 function writeSks(buf: Buffer, off: number, p: FieldPointer): void {
-  let b0 = SKSV | (p.cd ? SKS_CD : 0)
+  let b0 = SKSV | (p.cd ? SKS_CD : 0) | (p.sd ? SKS_SD : 0)
   if (p.bit !== undefined) b0 |= SKS_BPV | (p.bit & 0x07)
   buf[off] = b0
   writeU16BE(buf, off + 1, p.field)
@@ -276,7 +311,8 @@ function readSks(buf: Uint8Array, off: number): FieldPointer | undefined {
   if ((b0 & SKSV) === 0) return undefined
   const field = readU16BE(buf, off + 1)
   const cd = (b0 & SKS_CD) !== 0
-  return (b0 & SKS_BPV) !== 0 ? { cd, field, bit: b0 & 0x07 } : { cd, field }
+  const sd = (b0 & SKS_SD) !== 0 ? { sd: true } : {}
+  return (b0 & SKS_BPV) !== 0 ? { cd, ...sd, field, bit: b0 & 0x07 } : { cd, ...sd, field }
 }
 
 /** 18-byte fixed-format sense (0x70): VALID when `info` is given and fits 32 bits, SKSV when `sks` is given. */
@@ -288,6 +324,7 @@ export function encodeFixedSense(s: SenseInfo): Buffer {
   buf[F.responseCode] = 0x70 | (infoFits ? VALID : 0)
   buf[F.key] = s.key & 0x0f
   if (infoFits) writeU32BE(buf, F.info, s.info!)
+  if (s.commandSpecific !== undefined) writeU32BE(buf, F.commandSpecific, s.commandSpecific)
   buf[F.additionalLength] = F.size - 8
   buf[F.asc] = s.asc
   buf[F.ascq] = s.ascq
@@ -298,7 +335,8 @@ export function encodeFixedSense(s: SenseInfo): Buffer {
 /** Descriptor-format sense (0x72) with an information descriptor when `info` is given and a sense-key-specific one when `sks` is. */
 export function encodeDescriptorSense(s: SenseInfo): Buffer {
   const D = DESCRIPTOR_SENSE
-  const len = D.headerSize + (s.info !== undefined ? D.information.size : 0) + (s.sks ? D.senseKeySpecific.size : 0)
+  const len =
+    D.headerSize + (s.info !== undefined ? D.information.size : 0) + (s.commandSpecific !== undefined ? D.commandSpecific.size : 0) + (s.sks ? D.senseKeySpecific.size : 0)
   const buf = Buffer.alloc(len)
   buf[D.responseCode] = 0x72
   buf[D.key] = s.key & 0x0f
@@ -312,6 +350,12 @@ export function encodeDescriptorSense(s: SenseInfo): Buffer {
     buf[at + D.information.valid] = VALID
     writeU64BE(buf, at + D.information.info, s.info)
     at += D.information.size
+  }
+  if (s.commandSpecific !== undefined) {
+    buf[at] = D.commandSpecific.type
+    buf[at + 1] = D.commandSpecific.size - 2
+    writeU64BE(buf, at + D.commandSpecific.value, s.commandSpecific)
+    at += D.commandSpecific.size
   }
   if (s.sks) {
     buf[at] = D.senseKeySpecific.type
@@ -335,6 +379,7 @@ export function decodeSense(buf: Uint8Array, offset = 0): DecodedSense {
     }
     const valid = (buf[offset] & VALID) !== 0
     const sks = end >= F.sks + 3 ? readSks(buf, offset + F.sks) : undefined
+    const commandSpecific = end >= F.commandSpecific + 4 ? readU32BE(buf, offset + F.commandSpecific) : 0
     return {
       format: 'fixed',
       current: rc === 0x70,
@@ -342,6 +387,7 @@ export function decodeSense(buf: Uint8Array, offset = 0): DecodedSense {
       asc: buf[offset + F.asc],
       ascq: buf[offset + F.ascq],
       ...(valid ? { info: readU32BE(buf, offset + F.info) } : {}),
+      ...(commandSpecific !== 0 ? { commandSpecific } : {}),
       ...(sks ? { sks } : {}),
     }
   }
@@ -350,6 +396,7 @@ export function decodeSense(buf: Uint8Array, offset = 0): DecodedSense {
     if (n < D.headerSize) throw new DecodeError('sense', `descriptor-format sense is ${n} bytes, needs at least ${D.headerSize}`)
     const end = Math.min(n, D.headerSize + buf[offset + D.additionalLength])
     let info: number | undefined
+    let commandSpecific: number | undefined
     let sks: FieldPointer | undefined
     let at = D.headerSize
     while (at < end) {
@@ -359,6 +406,8 @@ export function decodeSense(buf: Uint8Array, offset = 0): DecodedSense {
       if (at + size > end) throw new DecodeError('sense', `descriptor 0x${hex2(type)} at byte ${at} runs past the sense data (${size} bytes, ${end - at} left)`)
       if (type === D.information.type && size >= D.information.size) {
         if ((buf[offset + at + D.information.valid] & VALID) !== 0) info = readU64BE(buf, offset + at + D.information.info)
+      } else if (type === D.commandSpecific.type && size >= D.commandSpecific.size) {
+        commandSpecific = readU64BE(buf, offset + at + D.commandSpecific.value)
       } else if (type === D.senseKeySpecific.type && size >= D.senseKeySpecific.size) {
         sks = readSks(buf, offset + at + D.senseKeySpecific.sks)
       }
@@ -371,6 +420,7 @@ export function decodeSense(buf: Uint8Array, offset = 0): DecodedSense {
       asc: buf[offset + D.asc],
       ascq: buf[offset + D.ascq],
       ...(info !== undefined ? { info } : {}),
+      ...(commandSpecific !== undefined ? { commandSpecific } : {}),
       ...(sks ? { sks } : {}),
     }
   }
@@ -463,6 +513,7 @@ export function toDescriptorSense(fixed: Buffer): Buffer {
 
 export interface CheckConditionExtra {
   readonly info?: number
+  readonly commandSpecific?: number
   readonly sks?: FieldPointer
   /** Bytes moved before the failure (default 0). */
   readonly transferred?: number
@@ -474,7 +525,7 @@ export interface CheckConditionExtra {
 export function checkCondition(key: number, asc: number, ascq: number, extra?: CheckConditionExtra): ScsiOutcome {
   return {
     status: Status.CHECK_CONDITION,
-    sense: encodeFixedSense({ key, asc, ascq, info: extra?.info, sks: extra?.sks }),
+    sense: encodeFixedSense({ key, asc, ascq, info: extra?.info, commandSpecific: extra?.commandSpecific, sks: extra?.sks }),
     transferred: extra?.transferred ?? 0,
     wanted: extra?.wanted ?? 0,
   }
