@@ -51,6 +51,8 @@ export const Op = {
   MODE_SENSE_10: 0x5a,
   PERSISTENT_RESERVE_IN: 0x5e,
   PERSISTENT_RESERVE_OUT: 0x5f,
+  EXTENDED_COPY: 0x83,
+  RECEIVE_COPY_RESULTS: 0x84,
   READ_16: 0x88,
   COMPARE_AND_WRITE: 0x89,
   WRITE_16: 0x8a,
@@ -200,6 +202,20 @@ export const RESERVE_RELEASE_6 = {
   fields: { opcode: f(0), obsolete1: f(1, 4), control: f(5) },
 } as const satisfies Layout
 
+/** EXTENDED COPY(LID1) (SPC-4 6.4): service action 00h in byte 1, then the parameter list length. */
+export const EXTENDED_COPY = {
+  name: 'EXTENDED COPY(LID1)',
+  size: 16,
+  fields: { opcode: f(0), serviceAction: f(1), reserved2: f(2, 8), paramLen: f(10, 4), reserved14: f(14), control: f(15) },
+} as const satisfies Layout
+
+/** RECEIVE COPY RESULTS (SPC-4 6.18, LID1 service actions: ReceiveCopy in xcopy-data.ts). */
+export const RECEIVE_COPY_RESULTS = {
+  name: 'RECEIVE COPY RESULTS',
+  size: 16,
+  fields: { opcode: f(0), serviceAction: f(1), listId: f(2), reserved3: f(3, 7), allocLen: f(10, 4), reserved14: f(14), control: f(15) },
+} as const satisfies Layout
+
 /** Every CDB layout, for the layout test. */
 export const CDB_LAYOUTS: readonly Layout[] = [
   READ_WRITE_6,
@@ -218,6 +234,8 @@ export const CDB_LAYOUTS: readonly Layout[] = [
   PERSISTENT_RESERVE_IN,
   PERSISTENT_RESERVE_OUT,
   RESERVE_RELEASE_6,
+  EXTENDED_COPY,
+  RECEIVE_COPY_RESULTS,
 ]
 
 // ---- encoders ------------------------------------------------------------
@@ -415,6 +433,30 @@ export function encodeRelease6(cdb: Uint8Array): number {
   need(cdb, RESERVE_RELEASE_6.size, 'RELEASE(6)')
   cdb[0] = Op.RELEASE_6
   return RESERVE_RELEASE_6.size
+}
+
+/** EXTENDED COPY(LID1) with a parameter list of `paramLen` bytes. Returns 16. */
+export function encodeExtendedCopy(paramLen: number, cdb: Uint8Array): number {
+  const L = EXTENDED_COPY
+  checkUint(paramLen, 0xffffffff, 'EXTENDED COPY parameter list length')
+  need(cdb, L.size, L.name)
+  cdb[0] = Op.EXTENDED_COPY
+  writeU32BE(cdb, L.fields.paramLen.offset, paramLen)
+  return L.size
+}
+
+/** RECEIVE COPY RESULTS with service action `sa` for LIST IDENTIFIER `listId`. Returns 16. */
+export function encodeReceiveCopyResults(sa: number, listId: number, allocLen: number, cdb: Uint8Array): number {
+  const L = RECEIVE_COPY_RESULTS
+  checkUint(sa, 0x1f, 'RECEIVE COPY RESULTS service action')
+  checkUint(listId, 0xff, 'RECEIVE COPY RESULTS list identifier')
+  checkUint(allocLen, 0xffffffff, 'RECEIVE COPY RESULTS allocation length')
+  need(cdb, L.size, L.name)
+  cdb[0] = Op.RECEIVE_COPY_RESULTS
+  cdb[L.fields.serviceAction.offset] = sa
+  cdb[L.fields.listId.offset] = listId
+  writeU32BE(cdb, L.fields.allocLen.offset, allocLen)
+  return L.size
 }
 
 // ---- decoders ------------------------------------------------------------

@@ -61,6 +61,7 @@ import { reservationConflict, Reservations, type Nexus, type Registration, type 
 import { Asc, fail, SenseKey, SenseResponse, senseResponseCode, toDescriptorSense, type AscAscq } from './sense.js'
 import type { Done, ScsiCommand, ScsiDevice, ScsiOutcome } from './types.js'
 import type { UnitContext } from './unit.js'
+import { CopyManager } from './xcopy.js'
 
 export interface LogicalUnitOptions {
   /** Report sense in descriptor format (the control mode page's D_SENSE default). Default fixed. */
@@ -88,6 +89,8 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
   /** Persistent and SPC-2 reservations. */
   readonly reservations: Reservations
   private readonly abortListeners = new Set<(n: AbortedNexus) => void>()
+  /** EXTENDED COPY's copy manager: results per nexus, the units it reaches. */
+  readonly copies: CopyManager
 
   constructor(lun: Lun, opts?: LogicalUnitOptions) {
     this.lun = lun
@@ -102,6 +105,7 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
       knownInitiators: () => this.nexuses.spellings(),
     }
     this.reservations = new Reservations(host, opts?.prStore)
+    this.copies = new CopyManager(this)
   }
 
   execute(cmd: ScsiCommand, done: Done): void {
@@ -276,6 +280,7 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
    */
   itNexusLost(initiator: string, port?: TargetPort): void {
     this.reservations.nexusLost(initiator, port?.wwpn)
+    this.copies.nexusLost(initiator, port)
     this.nexuses.forget({ initiator, port })
   }
 
@@ -297,6 +302,7 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
     this.mode.reset()
     for (const s of this.nexuses.all()) s.preventing = false
     this.reservations.reset()
+    this.copies.reset()
     this.raiseUnitAttention(Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET.asc, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET.ascq)
   }
 

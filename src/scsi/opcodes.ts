@@ -44,6 +44,8 @@ import { DataDirection, type ScsiOutcome } from './types.js'
 import type { Handler } from './unit.js'
 import { unmap, writeSame } from './unmap.js'
 import { compareAndWrite, orWrite, verify, writeAndVerify } from './verify.js'
+import { extendedCopy, receiveCopyData, receiveCopyFailureDetails, receiveCopyOperatingParameters, receiveCopyStatus } from './xcopy.js'
+import { ReceiveCopy } from './xcopy-data.js'
 
 export interface OpcodeRow {
   readonly opcode: number
@@ -108,6 +110,19 @@ const prOut = (serviceAction: number, name: string, pr: PrAccessOf): OpcodeRow =
   handler: persistentReserveOut,
   pr,
   alua: 'standby',
+})
+
+/** RECEIVE COPY RESULTS: SERVICE ACTION, LIST IDENTIFIER, ALLOCATION LENGTH. */
+const RCR_MASK = [0x84, 0x1f, FF, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTRL]
+const receiveCopy = (serviceAction: number, name: string, handler: Handler): OpcodeRow => ({
+  opcode: Op.RECEIVE_COPY_RESULTS,
+  serviceAction,
+  name,
+  cdbLength: 16,
+  direction: IN,
+  mask: RCR_MASK,
+  handler,
+  pr: 'read',
 })
 
 export const OPCODES: readonly OpcodeRow[] = [
@@ -191,6 +206,24 @@ export const OPCODES: readonly OpcodeRow[] = [
   prOut(PrOut.PREEMPT_AND_ABORT, 'PREEMPT AND ABORT', 'prout-registered'),
   prOut(PrOut.REGISTER_AND_IGNORE_EXISTING_KEY, 'REGISTER AND IGNORE EXISTING KEY', 'prout'),
   prOut(PrOut.REGISTER_AND_MOVE, 'REGISTER AND MOVE', 'prout-holder'),
+  // EXTENDED COPY(LID1) (xcopy.ts): service action 00h, PARAMETER LIST LENGTH. A write under reservations:
+  // it may write this unit; the copy targets check their own reservations for each read and write.
+  {
+    opcode: Op.EXTENDED_COPY,
+    serviceAction: 0x00,
+    name: 'EXTENDED COPY(LID1)',
+    cdbLength: 16,
+    direction: OUT,
+    mask: [0x83, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, ...L4, 0, CTRL],
+    handler: extendedCopy,
+    pr: 'write',
+    mediumAccess: true,
+    timeout: LONG,
+  },
+  receiveCopy(ReceiveCopy.STATUS, 'RECEIVE COPY STATUS(LID1)', receiveCopyStatus),
+  receiveCopy(ReceiveCopy.DATA, 'RECEIVE COPY DATA(LID1)', receiveCopyData),
+  receiveCopy(ReceiveCopy.OPERATING_PARAMETERS, 'RECEIVE COPY OPERATING PARAMETERS', receiveCopyOperatingParameters),
+  receiveCopy(ReceiveCopy.FAILURE_DETAILS, 'RECEIVE COPY FAILURE DETAILS(LID1)', receiveCopyFailureDetails),
   { opcode: Op.READ_16, name: 'READ(16)', cdbLength: 16, direction: IN, mask: [0x88, 0x18, ...L8, ...L4, GRP, CTRL], handler: readWrite, pr: 'read', mediumAccess: true },
   // COMPARE AND WRITE byte 1: DPO, FUA.
   { opcode: Op.COMPARE_AND_WRITE, name: 'COMPARE AND WRITE', cdbLength: 16, direction: OUT, mask: [0x89, 0x18, ...L8, 0, 0, 0, FF, GRP, CTRL], handler: compareAndWrite, pr: 'write', mediumAccess: true },

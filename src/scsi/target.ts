@@ -51,6 +51,7 @@ import type { Lun, PortAccess, TargetPort } from '../targets/types.js'
 import { lunsSeenBy } from '../targets/access.js'
 import { FilePrStore, type PrStore } from '../targets/pr-store.js'
 import { INQUIRY, INQUIRY_EVPD, Op } from './cdb.js'
+import { UnitRegistry } from './copy-targets.js'
 import { DeviceType, encodeStandardInquiry, PeripheralQualifier, STANDARD_INQUIRY } from './data.js'
 import { LogicalUnit, type AbortedNexus } from './lu.js'
 import { reportLuns } from './luns.js'
@@ -83,6 +84,9 @@ export function logicalUnitFor(lun: Lun): LogicalUnit {
   return units.get(lun) ?? makeUnit(lun, false)
 }
 
+/** Every unit made here, by NAA: what an EXTENDED COPY's identification descriptors resolve against (copy-targets.ts). */
+const fabricUnits = new UnitRegistry(accessKey)
+
 /** A new unit for `lun`; `strict` false: a damaged state file (a hot-plugged LUN, past the mount's checks) leaves it without persistence. */
 function makeUnit(lun: Lun, strict: boolean): LogicalUnit {
   let lu: LogicalUnit
@@ -95,6 +99,7 @@ function makeUnit(lun: Lun, strict: boolean): LogicalUnit {
   const unit = lu
   lu.onAbortNexus((n) => abortAnywhere(unit, n))
   units.set(lun, lu)
+  fabricUnits.add(lu)
   return lu
 }
 

@@ -9,6 +9,7 @@ import type { ModeState } from './mode.js'
 import type { ItNexus } from './nexus.js'
 import type { Reservations } from './pr.js'
 import type { AscAscq } from './sense.js'
+import type { CopyManager } from './xcopy.js'
 import type { ScsiCommand, ScsiOutcome } from './types.js'
 
 export interface UnitContext {
@@ -31,6 +32,8 @@ export interface UnitContext {
   targetPorts(): readonly TargetPort[]
   /** Persistent and SPC-2 reservations (pr.ts). */
   readonly reservations: Reservations
+  /** EXTENDED COPY: the units it can reach and the results kept per nexus (xcopy.ts). */
+  readonly copies: CopyManager
 }
 
 export type Handler = (u: UnitContext, cmd: ScsiCommand) => MaybeAsync<ScsiOutcome>

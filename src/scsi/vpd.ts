@@ -5,6 +5,7 @@
  *   0x00 supported VPD pages          0xB0 block limits
  *   0x80 unit serial number           0xB1 block device characteristics
  *   0x83 device identification        0xB2 logical block provisioning
+ *   0x8F third-party copy (EXTENDED COPY's limits, xcopy.ts)
  *
  * Every page starts with the same 4-byte header:
  *   byte 0 PERIPHERAL QUALIFIER | DEVICE TYPE, 1 PAGE CODE, 2..3 PAGE LENGTH (n - 4)
@@ -24,6 +25,8 @@ import { logicalPerPhysical } from './capacity.js'
 import { DeviceType, PeripheralQualifier } from './data.js'
 import { f, type Layout } from './layout.js'
 import { atomicLimits } from './rw.js'
+import { copyLimits } from './xcopy.js'
+import { encodeThirdPartyCopyDescriptors } from './xcopy-data.js'
 import {
   MAX_COMPARE_AND_WRITE_BLOCKS,
   MAX_TRANSFER_BYTES,
@@ -37,6 +40,7 @@ export const VpdPage = {
   SUPPORTED_PAGES: 0x00,
   UNIT_SERIAL_NUMBER: 0x80,
   DEVICE_IDENTIFICATION: 0x83,
+  THIRD_PARTY_COPY: 0x8f,
   BLOCK_LIMITS: 0xb0,
   BLOCK_DEVICE_CHARACTERISTICS: 0xb1,
   LOGICAL_BLOCK_PROVISIONING: 0xb2,
@@ -46,6 +50,7 @@ const SUPPORTED = [
   VpdPage.SUPPORTED_PAGES,
   VpdPage.UNIT_SERIAL_NUMBER,
   VpdPage.DEVICE_IDENTIFICATION,
+  VpdPage.THIRD_PARTY_COPY,
   VpdPage.BLOCK_LIMITS,
   VpdPage.BLOCK_DEVICE_CHARACTERISTICS,
   VpdPage.LOGICAL_BLOCK_PROVISIONING,
@@ -288,6 +293,18 @@ export function encodeLogicalBlockProvisioning(): Buffer {
   return buf
 }
 
+/**
+ * Third-party copy (SPC-4 7.8.17): the descriptors an EXTENDED COPY(LID1)
+ * copy manager lists (xcopy-data.ts), with the limits of xcopy.ts copyLimits.
+ */
+export function encodeThirdPartyCopy(lun: Lun): Buffer {
+  const limits = copyLimits(lun.blockSize)
+  const buf = Buffer.alloc(VPD_HEADER.size + encodeThirdPartyCopyDescriptors(limits, null))
+  header(buf, VpdPage.THIRD_PARTY_COPY, buf.length)
+  encodeThirdPartyCopyDescriptors(limits, buf, VPD_HEADER.size)
+  return buf
+}
+
 /** The VPD page `page` for `lun` as seen through `port`, or null when fcfs has no such page. */
 export function encodeVpdPage(page: number, lun: Lun, port?: TargetPort): Buffer | null {
   switch (page) {
@@ -303,6 +320,8 @@ export function encodeVpdPage(page: number, lun: Lun, port?: TargetPort): Buffer
       return encodeBlockDeviceCharacteristics()
     case VpdPage.LOGICAL_BLOCK_PROVISIONING:
       return encodeLogicalBlockProvisioning()
+    case VpdPage.THIRD_PARTY_COPY:
+      return encodeThirdPartyCopy(lun)
     default:
       return null
   }

@@ -203,7 +203,7 @@ describe('INQUIRY', () => {
   })
 
   it('lists the supported VPD pages in page 0x00', () => {
-    expect(hex(run(readyLu(), (c) => encodeInquiry(true, 0, 255, c), { dataIn: 255 }).data)).toBe('00000006' + '008083b0b1b2')
+    expect(hex(run(readyLu(), (c) => encodeInquiry(true, 0, 255, c), { dataIn: 255 }).data)).toBe('00000007' + '0080838fb0b1b2')
   })
 
   it('returns the unit serial number in page 0x80', () => {

@@ -692,6 +692,12 @@ const ORACLE: Record<string, string> = {
   'SYNCHRONIZE CACHE(10)': WRITE,
   'SYNCHRONIZE CACHE(16)': WRITE,
   'START STOP UNIT': WRITE, // START = 0 in the all-zero CDB
+  // EXTENDED COPY is a write (SPC-4's table); RECEIVE COPY RESULTS moves data in only, a read as LIO classes it.
+  'EXTENDED COPY(LID1)': WRITE,
+  'RECEIVE COPY STATUS(LID1)': READ,
+  'RECEIVE COPY DATA(LID1)': READ,
+  'RECEIVE COPY OPERATING PARAMETERS': READ,
+  'RECEIVE COPY FAILURE DETAILS(LID1)': READ,
 }
 
 /** PERSISTENT RESERVE OUT (SPC-4 table "PERSISTENT RESERVE OUT service actions allowed"): [registered, unregistered] non-holder. */

@@ -23,8 +23,8 @@ describe('standard INQUIRY', () => {
 })
 
 describe('VPD pages', () => {
-  it('lists 0x00, 0x80, 0x83, 0xB0, 0xB1 and 0xB2 as supported', () => {
-    expect(hex(run(readyLu(), '120100 00ff00', { dataIn: 255 }).data)).toBe('00000006' + '008083b0b1b2')
+  it('lists 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1 and 0xB2 as supported', () => {
+    expect(hex(run(readyLu(), '120100 00ff00', { dataIn: 255 }).data)).toBe('00000007' + '0080838fb0b1b2')
   })
 
   it('names only the logical unit in 0x83 when no port is known', () => {
