@@ -3,6 +3,7 @@
 // replay rebuilds the bytes the unit held — at a flush mark, after a crash with keep=, across power
 // cycles, and from the medium stream.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -198,9 +199,11 @@ describe('the write log of a unit with a volatile cache', () => {
     expect((await cmd(u.lu, (c) => encodeReadWrite('write', 0, 2, c), { dataOut: fill(2, 0xa1) })).status).toBe(0)
     expect((await cmd(u.lu, (c) => encodeReadWrite('write', 8, 1, c), { dataOut: fill(1, 0xb2) })).status).toBe(0)
     expect((await cmd(u.lu, (c) => encodeSyncCache10(0, 0, c))).status).toBe(0)
-    // GOOD came back: the mark is in the file already.
+    // GOOD came back: the mark is in the file already (looked at before the event loop turns again).
+    const sizeAtGood = readFileSync(u.logPath).length
     const ix = await readLogIndex(u.logPath)
     expect(summary(ix)).toEqual(['1:HW@0+2', '2:HW@8+1', '3:MW@0+2', '4:MW@8+1', '5:MF@0+64', '6:HF#1@0+64'])
+    expect(sizeAtGood).toBe(64 + ix.records.reduce((n, r) => n + 64 + r.dataLength, 0))
     expect(ix.records[5].covers).toBe(2)
     expect(ix.records[0].cycle).toBe(0)
     const data = Buffer.alloc(BS)
