@@ -685,6 +685,8 @@ const ORACLE: Record<string, string> = {
   'WRITE AND VERIFY(16)': WRITE,
   'WRITE SAME(10)': WRITE,
   'WRITE SAME(16)': WRITE,
+  // WRITE ATOMIC(16) writes the medium: a write in SBC-4's table, like WRITE(16).
+  'WRITE ATOMIC(16)': WRITE,
   ORWRITE: WRITE,
   'ORWRITE(16)': WRITE,
   'COMPARE AND WRITE': WRITE,
