@@ -71,6 +71,7 @@ interface Args {
   'direct-via': DirectVia
   'fuse-engine'?: 'native' | 'raw'
   'page-cache': boolean
+  'write-cache'?: 'volatile' | 'off'
   profile: boolean
   progress: boolean
   install: boolean
@@ -106,6 +107,7 @@ function parseArgs(argv: string[]): Args {
     .option('out', { type: 'string', default: path.join(REPO_ROOT, 'bench-report'), describe: 'report directory' })
     .option('direct-via', { choices: ['module', 'blockdev'] as const, default: 'module' as DirectVia, describe: 'direct path: src/direct.ts openFabric (module), or the fs layer\'s BlockDevice without FUSE (blockdev: separates the cost of FUSE from that of fs/)' })
     .option('page-cache', { type: 'boolean', default: false, describe: 'fcfs mount --page-cache: buffered opens use the kernel page cache (as the peer\'s do); O_DIRECT runs are unchanged' })
+    .option('write-cache', { choices: ['volatile', 'off'] as const, describe: 'fcfs mount --write-cache: every LUN behind a volatile write cache (WRITE is GOOD once cached) or none (the default)' })
     .option('fuse-engine', { choices: ['native', 'raw'] as const, describe: 'fcfs mount --fuse-engine: fuse-native/libfuse 2 (native) or the kernel protocol on /dev/fuse (raw, root only)', defaultDescription: 'fcfs\'s default' })
     .option('profile', { type: 'boolean', default: false, describe: 'node --cpu-prof every fcfs server into <out>/profiles' })
     .option('progress', { type: 'boolean', default: true, describe: 'progress display on stderr (--no-progress: silent)' })
@@ -280,7 +282,7 @@ async function main(): Promise<number> {
   const pageCacheSeenPc = new Set<string>()
   const engine = args['fuse-engine']
   const subjects: Record<SubjectName, Subject> = {
-    fcfs: fcfsSubject(probe, { engine, enginesSeen, pageCache: args['page-cache'], pageCacheSeen }),
+    fcfs: fcfsSubject(probe, { engine, enginesSeen, pageCache: args['page-cache'], pageCacheSeen, writeCache: args['write-cache'] }),
     'fcfs-pc': fcfsSubject(probe, { name: 'fcfs-pc', engine, enginesSeen, pageCache: true, pageCacheSeen: pageCacheSeenPc }),
     ceiling: ceilingSubject(),
     peer: peerSubject(),
@@ -400,6 +402,7 @@ async function main(): Promise<number> {
     engineNote(args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'auto', enginesSeen),
     pageCacheNote(args['page-cache'], pageCacheSeen),
     ...(pageCacheSeenPc.size ? [pcNote(pageCacheSeenPc)] : []),
+    ...(args['write-cache'] ? [`fcfs write cache: ${args['write-cache']} (--write-cache${args['write-cache'] === 'volatile' ? ': a WRITE is GOOD once it is in the LUN\'s volatile cache; fsync sends SYNCHRONIZE CACHE' : ''})`] : []),
   )
   if (repeat > 1 || rounds > 1) {
     const how = [rounds > 1 ? `${rounds} rounds of the whole plan` : '', repeat > 1 ? `${repeat} back-to-back repetitions of each side-by-side group${rounds > 1 ? ' in each' : ''}` : ''].filter(Boolean).join(', ')

@@ -195,6 +195,8 @@ export interface FcfsSubjectOptions {
   engine?: 'native' | 'raw'
   /** mount with --page-cache */
   pageCache?: boolean
+  /** mount with --write-cache (undefined: fcfs's default, off) */
+  writeCache?: 'volatile' | 'off'
   /** gets each mount's `fuse_engine:` (<mnt>/server) */
   enginesSeen?: Set<string>
   /** gets each mount's `page_cache:` (on|off) */
@@ -202,7 +204,7 @@ export interface FcfsSubjectOptions {
 }
 
 export function fcfsSubject(probe: FcfsProbe, opts: FcfsSubjectOptions = {}): Subject {
-  const { engine, enginesSeen, pageCache = false, pageCacheSeen } = opts
+  const { engine, enginesSeen, pageCache = false, pageCacheSeen, writeCache } = opts
   return {
     name: opts.name ?? 'fcfs',
     unavailable: async () => (probe.built ? null : `${path.relative(REPO_ROOT, fcfsCli())} is not built (npm run build)`),
@@ -220,6 +222,7 @@ export function fcfsSubject(probe: FcfsProbe, opts: FcfsSubjectOptions = {}): Su
         if (probe.queueFiles && r.workload.queueFiles) args.push('--queue-files', String(QUEUE_FILES))
         if (engine) args.push('--fuse-engine', engine)
         if (pageCache) args.push('--page-cache')
+        if (writeCache) args.push('--write-cache', writeCache)
         let proc: ChildProcess | undefined
         const stop = async (): Promise<void> => {
           if (proc) await stopChild(proc, 15_000)
