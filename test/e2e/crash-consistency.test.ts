@@ -288,9 +288,9 @@ describe('ext4 over a LUN with a volatile write cache, through power losses', { 
       for (let i = 0; i < CYCLES; i++) {
         await mkfs()
         const durable: Durable = new Map()
-        const c = await cycle(fs, 'nobarrier', `n${i}`, 'none', durable)
+        const c = await cycle(fs, 'nobarrier', `n${i}`, i % 2 === 0 ? 'none' : 'random', durable)
         const corrupt = c.recovered.code !== 0 || c.fsck.code !== 0
-        console.log(`nobarrier cycle ${i}: ${c.fsynced} files fsynced, lost ${c.lost.length}, mount after the cut ${c.recovered.code === 0 ? 'ok' : 'failed'}, e2fsck exit ${c.fsck.code}`)
+        console.log(`nobarrier cycle ${i}: keep=${i % 2 === 0 ? 'none' : 'random'}, ${c.fsynced} files fsynced, lost ${c.lost.length}, mount after the cut ${c.recovered.code === 0 ? 'ok' : `failed: ${c.recovered.stderr.trim().split('\n')[0]}`}, e2fsck exit ${c.fsck.code}`)
         if (corrupt || c.lost.length > 0) showedLoss++
         await fs.cleanup()
       }
