@@ -366,8 +366,8 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
     for (const l of cut.luns) {
       l.writeCache!.powerOn()
       const lu = logicalUnitFor(l)
-      lu.reset() // mode pages to defaults, PREVENT released: a power cycle
-      lu.raiseUnitAttention(Asc.POWER_ON_OCCURRED.asc, Asc.POWER_ON_OCCURRED.ascq)
+      // Mode pages to defaults, PREVENT released, POWER ON OCCURRED (not the generic 29/00) for every nexus.
+      lu.reset(Asc.POWER_ON_OCCURRED)
     }
     for (const wwpn of cut.ports.keys()) {
       const heldDown = [...this.rules.values()].some(

@@ -45,7 +45,8 @@
  * ABORTED when the transport reports aborted tasks, else nothing).
  * `itNexusLost(initiator, port)` is the other direction: a logout or a lost
  * login ends the nexus, which releases its RESERVE(6) and its PREVENT, and
- * the unit forgets the nexus (its next command is a new nexus's: 29/00).
+ * the nexus hears I_T NEXUS LOSS OCCURRED (29/07) next, unless a power on or
+ * a reset (29/01, 29/00) replaces it first.
  *
  * Synchronous backends keep the whole command synchronous: no promise is
  * created unless the backend returned one.
@@ -281,7 +282,13 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
   itNexusLost(initiator: string, port?: TargetPort): void {
     this.reservations.nexusLost(initiator, port?.wwpn)
     this.copies.nexusLost(initiator, port)
-    this.nexuses.forget({ initiator, port })
+    // Kept, not forgotten (the table's limit bounds it): the nexus hears I_T NEXUS LOSS OCCURRED
+    // next, unless a higher 29h condition (a power on, a reset) replaces it first (SAM-5 6.2).
+    const s = this.nexuses.find({ initiator, port })
+    if (s !== undefined) {
+      s.preventing = false
+      enqueue(s.attention, Asc.I_T_NEXUS_LOSS_OCCURRED)
+    }
   }
 
   /** The `lun/<n>/reservations` text: generation, reservation, registrants with key and nexus. */
@@ -298,12 +305,12 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
    * POWER ON, RESET, OR BUS DEVICE RESET OCCURRED for every I_T nexus, the
    * one that asked for the reset and its other paths included.
    */
-  reset(): void {
+  reset(cause: AscAscq = Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET): void {
     this.mode.reset()
     for (const s of this.nexuses.all()) s.preventing = false
     this.reservations.reset()
     this.copies.reset()
-    this.raiseUnitAttention(Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET.asc, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET.ascq)
+    this.raiseUnitAttention(cause.asc, cause.ascq)
   }
 
   /** The capacity changed (the Lun was resized): CAPACITY DATA HAS CHANGED for every I_T nexus. */

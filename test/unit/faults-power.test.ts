@@ -132,7 +132,9 @@ describe('power-loss through the HBA', () => {
     const first = await tur(driver)
     expect(first.scsiStatus & 0xff).toBe(2)
     expect(ua(first)).toEqual([6, 0x29, 0x01])
-    // The other LUN behind the port was only unreachable: no power cycle, no unit attention.
+    // The other LUN behind the port was only unreachable: no power cycle, only the lost login
+    // (I_T NEXUS LOSS OCCURRED, SAM-5), then GOOD.
+    expect(ua(await tur(driver, 1, 1))).toEqual([6, 0x29, 0x07])
     expect(await tur(driver, 1, 1)).toMatchObject({ compStatus: CompStatus.COMPLETE, scsiStatus: 0 })
     apply(faults, 'clear f1')
     const lost = await read(driver, 0, 8)

@@ -11,6 +11,7 @@ import { AsyncEvent, addressToMailboxes, IntType, Mbc, Mbs, Reg } from '../../sr
 import { PROFILES } from '../../src/hba/timing.js'
 import { RamBackend } from '../../src/targets/ram.js'
 import type { IoResult } from '../../src/targets/backend.js'
+import { BackendFilter } from '../../src/targets/filter.js'
 import { DataDirection } from '../../src/scsi/types.js'
 import { encodeReadWrite, encodeTestUnitReady } from '../../src/scsi/cdb.js'
 import { silentLogger } from '../../src/log.js'
@@ -49,10 +50,13 @@ function readReq(lba: number, blocks: number, target = 1) {
 }
 
 /** A backend whose reads wait until released. */
-class GateBackend extends RamBackend {
+class GateBackend extends BackendFilter {
   private readonly waiting: (() => void)[] = []
+  constructor(size: number) {
+    super(new RamBackend(size))
+  }
   override read(offset: number, dst: Buffer): Promise<IoResult> {
-    return new Promise((resolve) => this.waiting.push(() => resolve(super.read(offset, dst) as IoResult)))
+    return new Promise((resolve) => this.waiting.push(() => resolve(this.inner.read(offset, dst) as IoResult)))
   }
   release(): void {
     for (const f of this.waiting.splice(0)) f()

@@ -7,6 +7,7 @@ import { LogicalUnit } from '../../src/scsi/lu.js'
 import { MAX_PENDING } from '../../src/scsi/nexus.js'
 import { resetLun, ScsiTarget } from '../../src/scsi/target.js'
 import type { ScsiCommand, ScsiOutcome } from '../../src/scsi/types.js'
+import { Asc } from '../../src/scsi/sense.js'
 import type { TargetPort } from '../../src/targets/types.js'
 import { makeLun, makePort, run, type Executor } from './scsi-helpers.js'
 
@@ -124,12 +125,19 @@ describe('PREVENT ALLOW MEDIUM REMOVAL per I_T nexus', () => {
 })
 
 describe('the nexus table stays bounded', () => {
-  it('forgets a lost nexus: its next command is a new nexus with POWER ON/RESET, the other path keeps its state', () => {
+  it('gives a lost nexus I_T NEXUS LOSS OCCURRED in place of what it had pending, the other path keeps its state', () => {
     const { lu, a, b } = twoPorts()
     lu.notifyCapacityChanged()
     lu.itNexusLost(X, a)
-    expect(ua(lu, X, a)).toBe('29/00')
+    expect(ua(lu, X, a)).toBe('29/07')
     expect(ua(lu, X, b)).toBe('2a/09')
+  })
+
+  it('lets a power on replace a lost nexus’s I_T NEXUS LOSS OCCURRED with POWER ON OCCURRED', () => {
+    const { lu, a } = twoPorts()
+    lu.itNexusLost(X, a)
+    lu.reset(Asc.POWER_ON_OCCURRED)
+    expect(ua(lu, X, a)).toBe('29/01')
   })
 
   it('past maxNexuses forgets the oldest nexus that does not prevent removal (it hears POWER ON/RESET again)', () => {
