@@ -239,6 +239,9 @@ export class IscsiPortal implements PortalContext {
       cmdSN: n.cmdSN,
       log: this.log.child({ tsih }),
       tasksOn: (loopId, _lun) => [...this.sessions.values()].filter((x) => x.target?.port.loopId === loopId),
+      endSessionsOn: (loopId) => {
+        for (const x of this.sessions.values()) if (x.target?.port.loopId === loopId) x.conn?.closeAfterFlush()
+      },
       bufferBudget: new ByteBudget(this.sessionBufferBudget, this.bufferBudget),
       dataOutTimeoutMs: this.dataOutTimeoutMs,
     })

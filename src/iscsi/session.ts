@@ -217,6 +217,8 @@ export interface SessionOptions {
   log: Logger
   /** Tasks of every session on a target port and LUN (LUN reset reaches them all). */
   tasksOn: (loopId: number, lun: number | null) => Session[]
+  /** TARGET COLD RESET: close every session on the target port once what is queued has been written. */
+  endSessionsOn?: (loopId: number) => void
   /** This session's data-buffer budget (its parent is the portal's). */
   bufferBudget: ByteBudget
   /** See DATA_OUT_TIMEOUT_MS. */
@@ -921,7 +923,8 @@ export class Session {
         if (!reset) response = TmfResponse.LUN_DOES_NOT_EXIST
         break
       }
-      case TmfFunction.TARGET_WARM_RESET: {
+      case TmfFunction.TARGET_WARM_RESET:
+      case TmfFunction.TARGET_COLD_RESET: {
         const aborted = Promise.all(this.opts.tasksOn(loopId, null).map((s) => s.abortTasks(() => true)))
         const driver = await this.driverReady
         const reset = driver !== null && (await driver.resetTarget(loopId))
@@ -933,7 +936,7 @@ export class Session {
         response = TmfResponse.REASSIGNMENT_NOT_SUPPORTED // ErrorRecoveryLevel is 0
         break
       default:
-        // CLEAR ACA (no ACA here), TARGET COLD RESET: not supported.
+        // CLEAR ACA: there is no ACA here.
         response = TmfResponse.FUNCTION_NOT_SUPPORTED
     }
     if (this.closed || !this.conn) return
@@ -947,6 +950,9 @@ export class Session {
         maxCmdSN: this.maxCmdSN,
       }),
     )
+    // A cold reset is a warm one that also ends every session on the target (RFC 7143 §11.5.1):
+    // their nexuses end with them (RESERVE(6) released), after this response has been written.
+    if (h.function === TmfFunction.TARGET_COLD_RESET && response === TmfResponse.FUNCTION_COMPLETE) this.opts.endSessionsOn?.(loopId)
   }
 
   // ---- NOP, Text, Logout ----
