@@ -18,9 +18,16 @@
  * A trailing partial descriptor is ignored, as SBC-3 says.
  *
  * WRITE SAME writes its one data-out block (zeros with NDOB) to every block
- * of the range. With UNMAP set and all-zero data it releases the range
- * instead, which reads the same (LBPRZ); with UNMAP set and other data it
- * writes, as SBC-3 allows. NUMBER OF LOGICAL BLOCKS 0 is refused (INVALID
+ * of the range. With UNMAP set (ANCHOR 0) it releases the range instead,
+ * whatever the block holds: SBC-4's WRITE SAME table (UNMAP 1, ANCHOR 0:
+ * "unmap") says a thin provisioned unit should deallocate each LBA, and
+ * only may write the block where it cannot; after that the range reads as
+ * zeros (LBPRZ), not as the block. LIO (sbc_execute_write_same_unmap) and
+ * scsi_debug (resp_write_same) do the same, and libiscsi's
+ * WriteSame10.UnmapUntilEnd sends 0xFF blocks with UNMAP and reads back
+ * zeros. The release is the exact range, not whole unmap granules: the
+ * backends zero a partly released chunk, so every released block reads as
+ * zeros on a 512e unit too. NUMBER OF LOGICAL BLOCKS 0 is refused (INVALID
  * FIELD IN CDB, WSNZ = 1) unless the unit has writeSameToEnd, when it means
  * "from the LBA to the last block" (WSNZ = 0; the LBA must then be a block of
  * the unit) and the range is checked against MAXIMUM WRITE SAME LENGTH like
@@ -140,7 +147,6 @@ export const writeSame: Handler = (u, cmd) => {
     block = src.subarray(0, bs)
   }
   const moved = ndob ? 0 : bs
-  const zeros = block === null || isZero(block)
   const bytes = blocks * bs
   const offset = lba * bs
   const flush = mustFlush(u, false)
@@ -149,7 +155,7 @@ export const writeSame: Handler = (u, cmd) => {
     if (!flush) return good(moved, moved)
     return andThen(lun.backend.flush(), (fe) => (fe !== null ? backendFailure(fe, 'write', bs, lba) : good(moved, moved)))
   }
-  if ((flags & WRITE_SAME_UNMAP) !== 0 && zeros) return andThen(lun.backend.unmap(offset, bytes), finish)
+  if ((flags & WRITE_SAME_UNMAP) !== 0) return andThen(lun.backend.unmap(offset, bytes), finish)
   return andThen(writeRepeated(u, offset, bytes, block), finish)
 }
 
@@ -159,9 +165,4 @@ function writeRepeated(u: UnitContext, offset: number, bytes: number, block: Buf
   const piece = Buffer.alloc(Math.min(bytes, WORK_CHUNK_BYTES))
   if (block !== null) for (let at = 0; at < piece.length; at += bs) block.copy(piece, at, 0, bs)
   return walk(bytes, WORK_CHUNK_BYTES, (done, len) => u.lun.backend.write(offset + done, len === piece.length ? piece : piece.subarray(0, len)))
-}
-
-function isZero(b: Buffer): boolean {
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false
-  return true
 }

@@ -69,6 +69,16 @@ describe('unaligned writes on a 512e unit', () => {
   })
 })
 
+describe('GET LBA STATUS on a 512e unit', () => {
+  it('starts its first descriptor at the asked LBA even inside a physical block (SBC-4), not at the next physical block', () => {
+    const lu = readyLu(makeLun({ physicalBlockSize: 4096 }))
+    const list = Buffer.from('0016' + '0010' + '00000000' + h16(0) + h8(8) + '00000000', 'hex')
+    expect(run(lu, `4200${h8(0)}00${h4(list.length)}00`, { dataOut: list }).status).toBe(0) // UNMAP LBA 0, 8 blocks
+    const r = run(lu, `9e12${h16(9)}${h8(24)}0000`, { dataIn: 24 })
+    expect(hex(r.data)).toBe('00000014' + '00000000' + h16(9) + h8(2048 - 9) + '00000000')
+  })
+})
+
 describe('WRITE SAME with NUMBER OF LOGICAL BLOCKS 0', () => {
   it('writes from the LBA to the last block when the unit has writeSameToEnd (10 and 16)', () => {
     const be = new CountingBackend(2048 * 512)
@@ -84,6 +94,20 @@ describe('WRITE SAME with NUMBER OF LOGICAL BLOCKS 0', () => {
     const lu = readyLu(makeLun({ backend: be, writeSameToEnd: true }))
     expect(run(lu, ws16(0x09, 2000, 0)).status).toBe(0)
     expect(be.unmaps).toEqual([[2000 * 512, 48 * 512]])
+  })
+
+  it('unmaps to the end with UNMAP and 0xFF data in (10), and the blocks read as zeros (libiscsi WriteSame10.UnmapUntilEnd)', () => {
+    const be = new CountingBackend(2048 * 512)
+    const lu = readyLu(makeLun({ backend: be, physicalBlockSize: 4096, writeSameToEnd: true }))
+    run(lu, `2a00${h8(1748)}00${h4(300)}00`, { dataOut: Buffer.alloc(300 * 512, 0x5a) })
+    for (const n of [1, 3, 8, 13, 256]) {
+      run(lu, `2a00${h8(2048 - n)}00${h4(n)}00`, { dataOut: Buffer.alloc(n * 512, 0xff) })
+      expect(run(lu, ws10(0x08, 2048 - n, 0), { dataOut: Buffer.alloc(512, 0xff) }).status, `${n} blocks`).toBe(0)
+      const back = run(lu, read16(2048 - n - 1, n + 1), { dataIn: (n + 1) * 512 }).data
+      expect(back.subarray(0, 512).equals(Buffer.alloc(512, 0x5a)), `the block before ${n} blocks is kept`).toBe(true)
+      expect(back.subarray(512).equals(Buffer.alloc(n * 512)), `${n} blocks read as zeros`).toBe(true)
+    }
+    expect(be.unmaps.at(-1)).toEqual([(2048 - 256) * 512, 256 * 512])
   })
 
   it('is LBA OUT OF RANGE at or past the last block + 1', () => {

@@ -169,11 +169,21 @@ describe('WRITE SAME', () => {
     expect(run(lu, read10(0, 5), { dataIn: 2560 }).data.equals(Buffer.concat([Buffer.alloc(2048), Buffer.alloc(512, 0x77)]))).toBe(true)
   })
 
-  it('writes rather than releases when UNMAP comes with a non-zero block', () => {
+  it('releases rather than writes when UNMAP comes with a non-zero block (SBC-4: UNMAP 1, ANCHOR 0 is an unmap), so the range reads as zeros', () => {
     const { lu, be } = fullLu()
-    expect(run(lu, ws10(0x08, 0, 2), { dataOut: Buffer.alloc(512, 9) }).status).toBe(0)
+    expect(run(lu, ws10(0x08, 0, 2), { dataOut: Buffer.alloc(512, 9) })).toMatchObject({ status: 0, transferred: 512 })
+    expect(run(lu, ws16(0x08, 2, 2), { dataOut: Buffer.alloc(512, 0xff) }).status).toBe(0)
+    expect(be.unmaps).toEqual([
+      [0, 1024],
+      [1024, 1024],
+    ])
+    expect(hex(run(lu, read10(0, 5), { dataIn: 2560 }).data)).toBe('00'.repeat(2048) + '77'.repeat(512))
+  })
+
+  it('still wants exactly one data-out block with UNMAP and releases nothing when it gets two', () => {
+    const { lu, be } = fullLu()
+    expect(sense(run(lu, ws10(0x08, 0, 2), { dataOut: Buffer.alloc(1024, 0xff) }))).toMatchObject({ key: 5, asc: 0x24 })
     expect(be.unmaps).toEqual([])
-    expect(run(lu, read10(0, 2), { dataIn: 1024 }).data.equals(Buffer.alloc(1024, 9))).toBe(true)
   })
 
   it('rejects 0 blocks (WSNZ) and more than MAXIMUM WRITE SAME LENGTH, pointing at the block count', () => {
