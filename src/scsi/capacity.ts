@@ -17,7 +17,13 @@
  * GET LBA STATUS (SBC-3 5.7, SERVICE ACTION IN(16) 0x12) answers one
  * descriptor from the asked LBA to the end (at most 2^32-1 blocks) with
  * PROVISIONING STATUS 0, "mapped or unknown" (SBC-4): backends do not tell
- * which ranges they hold.
+ * which ranges they hold. Its LBA is the asked one even inside a physical
+ * block of a 512e unit: SBC-4 (LBA status descriptor relationships) says
+ * the first descriptor shall hold the STARTING LOGICAL BLOCK ADDRESS of the
+ * CDB (REPORT TYPE 0). libiscsi's GetLBAStatus.UnmapSingle asks at LBA i+1
+ * and wants i+LBPPB there, which only a unit with one logical block per
+ * physical block can answer; it fails on the 512e unit and fcfs keeps the
+ * standard's answer.
  */
 import type { Lun } from '../targets/types.js'
 import { readU32BE, readU64BE, writeU32BE, writeU64BE } from './bytes.js'
