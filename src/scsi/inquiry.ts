@@ -1,7 +1,8 @@
 /**
  * INQUIRY (SPC-4 6.4): standard data, or with EVPD=1 a vital product data
  * page (vpd.ts). Standard data reports TPGS = 01b: implicit ALUA, so hosts
- * ask REPORT TARGET PORT GROUPS (alua.ts) for each path's access state.
+ * ask REPORT TARGET PORT GROUPS (alua.ts) for each path's access state, and
+ * RMB = 1 for a removable unit (Lun.removable).
  */
 import type { Lun } from '../targets/types.js'
 import { readU16BE } from './bytes.js'
@@ -14,6 +15,9 @@ import type { Handler } from './unit.js'
 import { encodeVpdPage, VPD_LAYOUTS } from './vpd.js'
 
 export { VpdPage } from './vpd.js'
+
+/** Standard INQUIRY byte 1: the medium is removable. */
+export const INQUIRY_RMB = 0x80
 
 export const INQUIRY_LAYOUTS: readonly Layout[] = VPD_LAYOUTS
 
@@ -34,6 +38,7 @@ export function encodeStandardInquiryFor(lun: Lun): Buffer {
     },
     buf,
   )
+  if (lun.removable === true) buf[STANDARD_INQUIRY_VERSIONS.fields.rmb.offset] |= INQUIRY_RMB
   return buf
 }
 

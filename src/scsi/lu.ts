@@ -26,6 +26,21 @@
  * prevented while any nexus prevents it; ALLOW through one nexus does not
  * undo another's PREVENT, even the same initiator's through another port.
  *
+ * A removable unit (Lun.removable) has a medium that START STOP UNIT with
+ * LOEJ ejects and loads (startstop.ts), or an operator (ejectMedium,
+ * loadMedium). With none loaded, medium access answers NOT READY, MEDIUM NOT
+ * PRESENT (3A/00); a load raises NOT READY TO READY CHANGE (28/00) for every
+ * nexus but the one that loaded it. A removable unit that was stopped without
+ * an eject starts again by itself at the next medium access, as optical and
+ * removable-disk drives spin up on demand; a fixed one waits for START.
+ *
+ * SANITIZE (sanitize.ts) runs in the background: while it does, every
+ * command but INQUIRY, REPORT LUNS and REQUEST SENSE (the rows that run
+ * despite a unit attention) answers SANITIZE IN PROGRESS, before unit
+ * attentions (a nexus that logs in meanwhile hears that first, as libiscsi's
+ * Sanitize.Reset expects); after a failed one, medium access answers
+ * SANITIZE COMMAND FAILED.
+ *
  * Reservations (pr.ts): one state per logical unit, shared by every target
  * port that exports it, keyed by I_T nexus (initiator id, target port). The
  * opcode table's `pr` column says how each command fares under a reservation
@@ -55,11 +70,13 @@ import { isPromise } from '../targets/backend.js'
 import type { PrStore } from '../targets/pr-store.js'
 import type { Lun, TargetPort } from '../targets/types.js'
 import { accessDenied, notAccessible } from './alua.js'
+import { Op } from './cdb.js'
 import { ModeState } from './mode.js'
 import { isOutcome, resolveCommand } from './opcodes.js'
 import { enqueue, NexusTable, type ItNexus } from './nexus.js'
 import { reservationConflict, Reservations, type Nexus, type Registration, type ReservationHost } from './pr.js'
 import { Asc, fail, SenseKey, SenseResponse, senseResponseCode, toDescriptorSense, type AscAscq } from './sense.js'
+import { REAL_CLOCK, Sanitizer, type Clock } from './sanitize.js'
 import type { Done, ScsiCommand, ScsiDevice, ScsiOutcome } from './types.js'
 import type { UnitContext } from './unit.js'
 import { CopyManager } from './xcopy.js'
@@ -71,6 +88,8 @@ export interface LogicalUnitOptions {
   readonly prStore?: PrStore
   /** The most I_T nexuses the unit remembers (nexus.ts). Default MAX_NEXUSES. */
   readonly maxNexuses?: number
+  /** How SANITIZE paces itself (sanitize.ts). Default the real clock. */
+  readonly clock?: Clock
 }
 
 /** The I_T nexus whose tasks a PREEMPT AND ABORT aborts; targetPort null means through every target port. */
@@ -87,6 +106,10 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
   /** Target ports exporting this unit, by WWPN (ScsiTarget attaches them). */
   private readonly ports = new Map<string, TargetPort>()
   private isStarted = true
+  /** A removable unit's medium is in (a fixed unit's always is). */
+  private mediumLoaded = true
+  /** SANITIZE: the operation in progress and failure mode. */
+  readonly sanitizer: Sanitizer
   /** Persistent and SPC-2 reservations. */
   readonly reservations: Reservations
   private readonly abortListeners = new Set<(n: AbortedNexus) => void>()
@@ -107,6 +130,7 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
     }
     this.reservations = new Reservations(host, opts?.prStore)
     this.copies = new CopyManager(this)
+    this.sanitizer = new Sanitizer(lun, opts?.clock ?? REAL_CLOCK)
   }
 
   execute(cmd: ScsiCommand, done: Done): void {
@@ -129,13 +153,15 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
 
   /**
    * The gates a command passes, in SAM/SPC order, before its handler runs:
-   * CDB check (opcode, service action, reserved bits) → unit attention →
-   * ALUA access state of the receiving port → reservations → stopped unit.
+   * CDB check (opcode, service action, reserved bits) → sanitize in progress →
+   * unit attention → ALUA access state of the receiving port → reservations →
+   * medium access: no medium, sanitize failure mode, stopped unit.
    */
   private run(cmd: ScsiCommand): ScsiOutcome | Promise<ScsiOutcome> {
     const r = resolveCommand(cmd.cdb)
     if (isOutcome(r)) return r
     if (r.runsDespiteUnitAttention !== true) {
+      if (this.sanitizer.running) return this.sanitizer.inProgress()
       const ua = this.takeUnitAttention(cmd)
       if (ua !== null) return fail(SenseKey.UNIT_ATTENTION, ua)
     }
@@ -144,7 +170,15 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
       if (denied !== null) return notAccessible(denied)
     }
     if (this.reservations.conflicts(r.pr, cmd)) return reservationConflict()
-    if (!this.isStarted && r.mediumAccess === true) return fail(SenseKey.NOT_READY, Asc.LUN_NOT_READY_INIT_REQUIRED)
+    if (r.needsMedium === true && !this.mediumLoaded) return fail(SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
+    if (r.mediumAccess === true) {
+      if (!this.mediumLoaded) return fail(SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT)
+      if (this.sanitizer.failed && r.opcode !== Op.SANITIZE) return this.sanitizer.failedOutcome()
+      if (!this.isStarted) {
+        if (!this.removable) return fail(SenseKey.NOT_READY, Asc.LUN_NOT_READY_INIT_REQUIRED)
+        this.isStarted = true
+      }
+    }
     return r.handler(this, cmd)
   }
 
@@ -178,6 +212,42 @@ export class LogicalUnit implements ScsiDevice, UnitContext {
 
   setStarted(started: boolean): void {
     this.isStarted = started
+  }
+
+  get removable(): boolean {
+    return this.lun.removable === true
+  }
+
+  /** A medium is loaded (always, on a fixed unit). */
+  get mediumPresent(): boolean {
+    return this.mediumLoaded
+  }
+
+  setMediumLoaded(loaded: boolean, by?: ItNexus): void {
+    if (loaded === this.mediumLoaded) return
+    this.mediumLoaded = loaded
+    if (loaded) this.raiseUnitAttention(Asc.NOT_READY_TO_READY_CHANGE.asc, Asc.NOT_READY_TO_READY_CHANGE.ascq, by)
+  }
+
+  /**
+   * The operator ejects a removable unit's medium (the eject button): refused while
+   * an I_T nexus prevents removal or a SANITIZE runs. Returns why not, or null when
+   * ejected (or already out).
+   */
+  ejectMedium(): 'fixed' | 'prevented' | 'sanitizing' | null {
+    if (!this.removable) return 'fixed'
+    if (this.sanitizer.running) return 'sanitizing'
+    if (this.mediumLoaded && this.removalPrevented) return 'prevented'
+    this.setMediumLoaded(false)
+    return null
+  }
+
+  /** The operator loads a removable unit's medium: every I_T nexus hears 28/00. Returns why not, or null. */
+  loadMedium(): 'fixed' | null {
+    if (!this.removable) return 'fixed'
+    this.isStarted = true
+    this.setMediumLoaded(true)
+    return null
   }
 
   setPreventRemoval(n: ItNexus, prevent: boolean): void {

@@ -38,6 +38,7 @@ import { PrIn, PrOut } from './pr-data.js'
 import { reportSupportedOperationCodes } from './rsoc.js'
 import { readWrite, writeAtomic16 } from './rw.js'
 import { Asc, fail, invalidFieldInCdb, SenseKey } from './sense.js'
+import { SanitizeAction, sanitize } from './sanitize.js'
 import { requestSense } from './sense_cmds.js'
 import { preventAllowMediumRemoval, startStopUnit } from './startstop.js'
 import { DataDirection, type ScsiOutcome } from './types.js'
@@ -64,6 +65,8 @@ export interface OpcodeRow {
   readonly runsDespiteUnitAttention?: boolean
   /** Touches the medium: a stopped unit (START STOP UNIT) answers NOT READY, INITIALIZING COMMAND REQUIRED. */
   readonly mediumAccess?: boolean
+  /** Runs on a stopped unit but needs a medium: with none loaded, NOT READY, MEDIUM NOT PRESENT (READ CAPACITY). */
+  readonly needsMedium?: boolean
   /** Runs through a port whose ALUA group is standby ('standby') or in any state ('any'); absent: active states only. */
   readonly alua?: AluaAccess
   /** Recommended timeout in seconds (REPORT SUPPORTED OPERATION CODES with RCTD); default 30. */
@@ -125,6 +128,23 @@ const receiveCopy = (serviceAction: number, name: string, handler: Handler): Opc
   pr: 'read',
 })
 
+/**
+ * SANITIZE (sanitize.ts): byte 1 IMMED | AUSE | SERVICE ACTION (ZNR is for zoned units), then the
+ * PARAMETER LIST LENGTH only OVERWRITE may set. A write under reservations (SBC-3's table).
+ */
+const sanitizeRow = (serviceAction: number, name: string, paramLen: readonly number[]): OpcodeRow => ({
+  opcode: Op.SANITIZE,
+  serviceAction,
+  name: `SANITIZE ${name}`,
+  cdbLength: 10,
+  direction: paramLen[0] === 0 ? NONE : OUT,
+  mask: [0x48, serviceAction === SanitizeAction.EXIT_FAILURE_MODE ? 0x9f : 0xbf, 0, 0, 0, 0, 0, ...paramLen, CTRL],
+  handler: sanitize,
+  pr: 'write',
+  mediumAccess: true,
+  timeout: LONG,
+})
+
 export const OPCODES: readonly OpcodeRow[] = [
   { opcode: Op.TEST_UNIT_READY, name: 'TEST UNIT READY', cdbLength: 6, direction: NONE, mask: [0x00, 0, 0, 0, 0, CTRL], handler: testUnitReady, pr: 'allowed', mediumAccess: true },
   {
@@ -156,8 +176,8 @@ export const OPCODES: readonly OpcodeRow[] = [
   { opcode: Op.MODE_SELECT_6, name: 'MODE SELECT(6)', cdbLength: 6, direction: OUT, mask: [0x15, 0x11, 0, 0, FF, CTRL], handler: modeSelect, pr: 'write', alua: 'standby' },
   // MODE SENSE(6) byte 1: DBD (3).
   { opcode: Op.MODE_SENSE_6, name: 'MODE SENSE(6)', cdbLength: 6, direction: IN, mask: [0x1a, 0x08, FF, FF, FF, CTRL], handler: modeSense, pr: 'read', alua: 'standby' },
-  // START STOP UNIT: IMMED; POWER CONDITION MODIFIER and POWER CONDITION must be 0; NO_FLUSH, LOEJ, START.
-  { opcode: Op.START_STOP_UNIT, name: 'START STOP UNIT', cdbLength: 6, direction: NONE, mask: [0x1b, 0x01, 0, 0, 0x07, CTRL], handler: startStopUnit, pr: startStopAccess, timeout: LONG },
+  // START STOP UNIT: IMMED; POWER CONDITION MODIFIER must be 0; POWER CONDITION (accepted, startstop.ts), NO_FLUSH, LOEJ, START.
+  { opcode: Op.START_STOP_UNIT, name: 'START STOP UNIT', cdbLength: 6, direction: NONE, mask: [0x1b, 0x01, 0, 0, 0xf7, CTRL], handler: startStopUnit, pr: startStopAccess, timeout: LONG },
   { opcode: Op.PREVENT_ALLOW_MEDIUM_REMOVAL, name: 'PREVENT ALLOW MEDIUM REMOVAL', cdbLength: 6, direction: NONE, mask: [0x1e, 0, 0, 0, 0x03, CTRL], handler: preventAllowMediumRemoval, pr: preventAccess },
   {
     opcode: Op.READ_CAPACITY_10,
@@ -166,6 +186,7 @@ export const OPCODES: readonly OpcodeRow[] = [
     direction: IN,
     mask: [0x25, 0, FF, FF, FF, FF, 0, 0, 0x01, CTRL],
     handler: readCapacity10, pr: 'allowed',
+    needsMedium: true,
   },
   // READ/WRITE(10/12/16) byte 1: DPO and FUA only.
   { opcode: Op.READ_10, name: 'READ(10)', cdbLength: 10, direction: IN, mask: [0x28, 0x18, ...L4, GRP, FF, FF, CTRL], handler: readWrite, pr: 'read', mediumAccess: true },
@@ -180,7 +201,8 @@ export const OPCODES: readonly OpcodeRow[] = [
     name: 'SYNCHRONIZE CACHE(10)',
     cdbLength: 10,
     direction: NONE,
-    mask: [0x35, 0x02, ...L4, GRP, FF, FF, CTRL],
+    // Byte 1: SYNC_NV (obsolete, ignored: there is one cache), IMMED.
+    mask: [0x35, 0x06, ...L4, GRP, FF, FF, CTRL],
     handler: synchronizeCache, pr: 'write',
     mediumAccess: true,
     timeout: LONG,
@@ -191,6 +213,10 @@ export const OPCODES: readonly OpcodeRow[] = [
   { opcode: Op.WRITE_SAME_10, name: 'WRITE SAME(10)', cdbLength: 10, direction: OUT, mask: [0x41, 0x08, ...L4, GRP, FF, FF, CTRL], handler: writeSame, pr: 'write', mediumAccess: true, timeout: LONG },
   // UNMAP byte 1: ANCHOR is not supported.
   { opcode: Op.UNMAP, name: 'UNMAP', cdbLength: 10, direction: OUT, mask: [0x42, 0, 0, 0, 0, 0, GRP, FF, FF, CTRL], handler: unmap, pr: 'write', mediumAccess: true, timeout: LONG },
+  sanitizeRow(SanitizeAction.OVERWRITE, 'OVERWRITE', [FF, FF]),
+  sanitizeRow(SanitizeAction.BLOCK_ERASE, 'BLOCK ERASE', [0, 0]),
+  sanitizeRow(SanitizeAction.CRYPTOGRAPHIC_ERASE, 'CRYPTOGRAPHIC ERASE', [0, 0]),
+  sanitizeRow(SanitizeAction.EXIT_FAILURE_MODE, 'EXIT FAILURE MODE', [0, 0]),
   { opcode: Op.MODE_SELECT_10, name: 'MODE SELECT(10)', cdbLength: 10, direction: OUT, mask: [0x55, 0x11, 0, 0, 0, 0, 0, FF, FF, CTRL], handler: modeSelect, pr: 'write', alua: 'standby' },
   // MODE SENSE(10) byte 1: LLBAA (4), DBD (3).
   { opcode: Op.MODE_SENSE_10, name: 'MODE SENSE(10)', cdbLength: 10, direction: IN, mask: [0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, CTRL], handler: modeSense, pr: 'read', alua: 'standby' },
@@ -238,7 +264,7 @@ export const OPCODES: readonly OpcodeRow[] = [
     name: 'SYNCHRONIZE CACHE(16)',
     cdbLength: 16,
     direction: NONE,
-    mask: [0x91, 0x02, ...L8, ...L4, GRP, CTRL],
+    mask: [0x91, 0x06, ...L8, ...L4, GRP, CTRL],
     handler: synchronizeCache, pr: 'write',
     mediumAccess: true,
     timeout: LONG,
@@ -255,6 +281,7 @@ export const OPCODES: readonly OpcodeRow[] = [
     direction: IN,
     mask: [0x9e, 0x1f, ...L8, ...L4, 0x01, CTRL],
     handler: readCapacity16, pr: 'allowed',
+    needsMedium: true,
   },
   {
     opcode: Op.SERVICE_ACTION_IN_16,

@@ -111,6 +111,7 @@ export const Asc = {
   LUN_NOT_ACCESSIBLE_STANDBY: code(0x04, 0x0b), // 04/0B ALUA: this port's group is in standby
   LUN_NOT_ACCESSIBLE_UNAVAILABLE: code(0x04, 0x0c), // 04/0C ALUA: this port's group is unavailable
   LUN_NOT_READY_OFFLINE: code(0x04, 0x12), // 04/12 the logical unit is offline
+  LUN_NOT_READY_SANITIZE_IN_PROGRESS: code(0x04, 0x1b), // 04/1B a SANITIZE is running; SKS holds its progress
   UNREACHABLE_COPY_TARGET: code(0x08, 0x04), // 08/04 a segment names a CSCD descriptor the list does not have
   COPY_TARGET_DEVICE_NOT_REACHABLE: code(0x0d, 0x02), // 0D/02 the copy manager cannot reach or use a copy target (LIO's answer)
   INCORRECT_COPY_TARGET_DEVICE_TYPE: code(0x0d, 0x03), // 0D/03 a CSCD's peripheral device type is not the copy target's
@@ -146,10 +147,12 @@ export const Asc = {
   CAPACITY_DATA_HAS_CHANGED: code(0x2a, 0x09), // 2A/09 re-read the capacity
   COMMANDS_CLEARED_BY_ANOTHER_INITIATOR: code(0x2f, 0x00), // 2F/00 another initiator cleared the task set
   SAVING_PARAMETERS_NOT_SUPPORTED: code(0x39, 0x00), // 39/00 the SP bit is not supported
-  MEDIUM_NOT_PRESENT: code(0x3a, 0x00), // 3A/00 no medium
+  SANITIZE_COMMAND_FAILED: code(0x31, 0x03), // 31/03 the last SANITIZE failed: medium access refused until EXIT FAILURE MODE or a SANITIZE that succeeds
+  MEDIUM_NOT_PRESENT: code(0x3a, 0x00), // 3A/00 no medium (a removable unit's was ejected)
   INQUIRY_DATA_HAS_CHANGED: code(0x3f, 0x03), // 3F/03 re-read INQUIRY data
   REPORTED_LUNS_DATA_HAS_CHANGED: code(0x3f, 0x0e), // 3F/0E re-run REPORT LUNS
   INTERNAL_TARGET_FAILURE: code(0x44, 0x00), // 44/00 the target failed internally
+  MEDIUM_REMOVAL_PREVENTED: code(0x53, 0x02), // 53/02 eject or load refused: an I_T nexus prevents medium removal
   INSUFFICIENT_RESOURCES: code(0x55, 0x03), // 55/03 no room for another copy's results
   INSUFFICIENT_REGISTRATION_RESOURCES: code(0x55, 0x04), // 55/04 no room for another persistent reservation registration
   MISCOMPARE_DURING_VERIFY: code(0x1d, 0x00), // 1D/00 VERIFY / COMPARE AND WRITE data differed
@@ -167,6 +170,7 @@ const ASC_NAMES = new Map<number, string>([
   [0x040b, 'LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE'],
   [0x040c, 'LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN UNAVAILABLE STATE'],
   [0x0412, 'LOGICAL UNIT NOT READY, OFFLINE'],
+  [0x041b, 'LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS'],
   [0x0804, 'UNREACHABLE COPY TARGET'],
   [0x0c00, 'WRITE ERROR'],
   [0x0d02, 'COPY TARGET DEVICE NOT REACHABLE'],
@@ -203,10 +207,12 @@ const ASC_NAMES = new Map<number, string>([
   [0x2a09, 'CAPACITY DATA HAS CHANGED'],
   [0x2f00, 'COMMANDS CLEARED BY ANOTHER INITIATOR'],
   [0x3900, 'SAVING PARAMETERS NOT SUPPORTED'],
+  [0x3103, 'SANITIZE COMMAND FAILED'],
   [0x3a00, 'MEDIUM NOT PRESENT'],
   [0x3f03, 'INQUIRY DATA HAS CHANGED'],
   [0x3f0e, 'REPORTED LUNS DATA HAS CHANGED'],
   [0x4400, 'INTERNAL TARGET FAILURE'],
+  [0x5302, 'MEDIUM REMOVAL PREVENTED'],
   [0x5503, 'INSUFFICIENT RESOURCES'],
   [0x5504, 'INSUFFICIENT REGISTRATION RESOURCES'],
 ])

@@ -2,7 +2,9 @@
  * REQUEST SENSE (SPC-4 6.29). fcfs reports sense with CHECK CONDITION
  * (autosense, as FCP does), so REQUEST SENSE has only one thing to return: a
  * unit attention still pending for this I_T nexus, which it reports and
- * clears. Otherwise NO SENSE. DESC=1 asks for descriptor format.
+ * clears. Otherwise NO SENSE. DESC=1 asks for descriptor format. A SANITIZE
+ * in progress comes first: NOT READY, SANITIZE IN PROGRESS with its progress
+ * indication (SBC-3 4.11), then sanitize failure mode (31/03).
  */
 import { REQUEST_SENSE, REQUEST_SENSE_DESC } from './cdb.js'
 import { dataInResponse } from './respond.js'
@@ -19,6 +21,8 @@ export function senseData(cmd: ScsiCommand, s: SenseInfo): ScsiOutcome {
 }
 
 export const requestSense: Handler = (u, cmd) => {
+  const sanitizing = u.sanitizer.status()
+  if (sanitizing !== null) return senseData(cmd, sanitizing)
   const ua = u.takeUnitAttention(cmd)
   if (ua) return senseData(cmd, { key: SenseKey.UNIT_ATTENTION, asc: ua.asc, ascq: ua.ascq })
   return senseData(cmd, { key: SenseKey.NO_SENSE, ...Asc.NO_ADDITIONAL_SENSE })

@@ -8,6 +8,7 @@ import type { Lun, TargetPort } from '../targets/types.js'
 import type { ModeState } from './mode.js'
 import type { ItNexus } from './nexus.js'
 import type { Reservations } from './pr.js'
+import type { Sanitizer } from './sanitize.js'
 import type { AscAscq } from './sense.js'
 import type { CopyManager } from './xcopy.js'
 import type { ScsiCommand, ScsiOutcome } from './types.js'
@@ -26,6 +27,17 @@ export interface UnitContext {
   setStarted(started: boolean): void
   /** PREVENT ALLOW MEDIUM REMOVAL, per I_T nexus. */
   setPreventRemoval(n: ItNexus, prevent: boolean): void
+  /** True while some I_T nexus prevents medium removal. */
+  readonly removalPrevented: boolean
+  /** The medium can be ejected and loaded (Lun.removable: INQUIRY RMB = 1). */
+  readonly removable: boolean
+  /**
+   * Ejects (false) or loads (true) a removable unit's medium. A load that changes something
+   * raises NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED for every I_T nexus but `by`.
+   */
+  setMediumLoaded(loaded: boolean, by?: ItNexus): void
+  /** SANITIZE's state: the operation in progress and failure mode (sanitize.ts). */
+  readonly sanitizer: Sanitizer
   /** A MODE SELECT through nexus `n` changed parameters: MODE PARAMETERS CHANGED for every other I_T nexus. */
   modeParametersChanged(n: ItNexus): void
   /** The target ports that export this unit, by relative port identifier (REPORT TARGET PORT GROUPS). */

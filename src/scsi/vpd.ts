@@ -129,6 +129,13 @@ export const BLOCK_DEVICE_CHARACTERISTICS = {
 } as const satisfies Layout
 
 export const NON_ROTATING_MEDIUM = 0x0001
+/**
+ * Block device characteristics byte 7: WABEREQ = 01b and WACEREQ = 01b, a read after SANITIZE
+ * BLOCK ERASE / CRYPTOGRAPHIC ERASE succeeds (with zeros: LBPRZ), as libiscsi's Sanitize tests ask
+ * of a unit that supports them.
+ */
+export const BDC_WABEREQ_READS_OK = 0x40
+export const BDC_WACEREQ_READS_OK = 0x10
 
 export const LOGICAL_BLOCK_PROVISIONING = {
   name: 'VPD 0xB2 logical block provisioning',
@@ -271,11 +278,12 @@ export function encodeBlockLimits(lun: Lun): Buffer {
   return buf
 }
 
-/** Block device characteristics: a non-rotating medium, form factor not reported. */
+/** Block device characteristics: a non-rotating medium, reads after a sanitize erase succeed, form factor not reported. */
 export function encodeBlockDeviceCharacteristics(): Buffer {
   const buf = Buffer.alloc(BLOCK_DEVICE_CHARACTERISTICS.size)
   header(buf, VpdPage.BLOCK_DEVICE_CHARACTERISTICS, buf.length)
   writeU16BE(buf, BLOCK_DEVICE_CHARACTERISTICS.fields.mediumRotationRate.offset, NON_ROTATING_MEDIUM)
+  buf[BLOCK_DEVICE_CHARACTERISTICS.fields.formFactor.offset] = BDC_WABEREQ_READS_OK | BDC_WACEREQ_READS_OK
   return buf
 }
 

@@ -53,6 +53,10 @@ export interface LunConfig {
   readonly physicalBlockSize?: number
   /** "writeSameToEnd": WRITE SAME with 0 blocks writes to the last block (WSNZ = 0). Absent: refused. */
   readonly writeSameToEnd?: boolean
+  /** "removable": the medium can be ejected and loaded (INQUIRY RMB = 1). Absent: fixed. */
+  readonly removable?: boolean
+  /** "sanitizeTime": the least time a SANITIZE takes, in ms. Absent: as fast as the backend goes. */
+  readonly sanitizeMs?: number
 }
 
 export interface TargetConfig {
@@ -123,6 +127,8 @@ const unitFields = {
   writeLog: z.string().optional(),
   physicalBlockSize: z.number().optional(),
   writeSameToEnd: z.boolean().optional(),
+  removable: z.boolean().optional(),
+  sanitizeTime: z.union([z.string(), z.number()]).optional(),
 }
 
 const lunSchema = z
@@ -457,7 +463,7 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
           const known = ids.slice(0, 8).map((k) => show(k)).join(', ') + (ids.length > 8 ? `, … (${ids.length} ids)` : '')
           throw new ConfigError(`${lat}.logicalUnit`, `no logicalUnits entry with id ${show(id)}${known ? ` (ids: ${known})` : ''}`)
         }
-        for (const k of ['size', 'blockSize', 'backend', 'serial', 'writeProtect', 'writeCache', 'writeCacheSize', 'writeLog', 'physicalBlockSize', 'writeSameToEnd'] as const) {
+        for (const k of ['size', 'blockSize', 'backend', 'serial', 'writeProtect', 'writeCache', 'writeCacheSize', 'writeLog', 'physicalBlockSize', 'writeSameToEnd', 'removable', 'sanitizeTime'] as const) {
           if (l[k] !== undefined) {
             throw new ConfigError(`${lat}.${k}`, `cannot be set on a LUN that exports logical unit ${show(id)}; set it in logicalUnits[${u.index}]`)
           }
@@ -490,7 +496,7 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
       const naa = deriveNaa(wwnn, lun)
       claimNaa(naa, `LUN ${lun}`, lat, `${at}.wwnn`, 'choose wwnns that differ in their last six hex digits')
       const product = t.product ?? backendType(backend.type).product
-      const cfg: LunConfig = { lun, size, blockSize, backend, vendor, product, revision, serial, naa, writeProtect: l.writeProtect ?? false, ...writeCacheOf(l, blockSize, lat), ...writeLogOf(l, baseDir, lat), ...blockShapeOf(l, size, blockSize, lat) }
+      const cfg: LunConfig = { lun, size, blockSize, backend, vendor, product, revision, serial, naa, writeProtect: l.writeProtect ?? false, ...writeCacheOf(l, blockSize, lat), ...writeLogOf(l, baseDir, lat), ...blockShapeOf(l, size, blockSize, lat), ...mediumOf(l, lat) }
       claimLog(cfg, lat, lat)
       return cfg
     })
@@ -589,6 +595,7 @@ function sharedUnit(
     ...writeCacheOf(l, blockSize, at),
     ...writeLogOf(l, baseDir, at),
     ...blockShapeOf(l, size, blockSize, at),
+    ...mediumOf(l, at),
   }
 }
 
@@ -613,6 +620,22 @@ function blockShapeOf(
   }
   if (size % p !== 0) throw new ConfigError(`${at}.size`, `must be a multiple of the ${p}-byte physical block size, got ${size} bytes`)
   return { ...toEnd, physicalBlockSize: p }
+}
+
+/** The longest "sanitizeTime": an hour. */
+const MAX_SANITIZE_MS = 3_600_000
+
+/** "removable" and "sanitizeTime" ("5s", "500ms", "2min", or a number of ms) of a LUN or shared unit. */
+function mediumOf(l: { removable?: boolean; sanitizeTime?: string | number }, at: string): { removable?: boolean; sanitizeMs?: number } {
+  const removable = l.removable === true ? { removable: true } : {}
+  const t = l.sanitizeTime
+  if (t === undefined) return removable
+  const m = typeof t === 'number' ? null : /^\s*(\d+(?:\.\d+)?)\s*(ms|s|min)\s*$/.exec(t)
+  const ms = typeof t === 'number' ? t : m === null ? NaN : Number(m[1]) * (m[2] === 'min' ? 60_000 : m[2] === 's' ? 1000 : 1)
+  if (!Number.isFinite(ms) || ms < 0 || ms > MAX_SANITIZE_MS) {
+    throw new ConfigError(`${at}.sanitizeTime`, `must be a duration from 0 to 60min like "5s" or "500ms" (a number is ms), got ${show(t)}`)
+  }
+  return ms === 0 ? removable : { ...removable, sanitizeMs: ms }
 }
 
 const MAX_PATH_BYTES = 4095
@@ -869,7 +892,12 @@ function lunOf(l: LunConfig, backend: Backend, wlog?: WriteLog): Lun {
   const facts: LunFacts = { blockSize: l.blockSize, blocks: l.size / l.blockSize, vendor: l.vendor, product: l.product, revision: l.revision, serial: l.serial }
   const own = ownFacts(l, backend)
   const logged = (b: Backend): Backend => (wlog ? new HostLogTap(b, wlog) : b)
-  const shape = { ...(l.physicalBlockSize !== undefined ? { physicalBlockSize: l.physicalBlockSize } : {}), ...(l.writeSameToEnd ? { writeSameToEnd: true } : {}) }
+  const shape = {
+    ...(l.physicalBlockSize !== undefined ? { physicalBlockSize: l.physicalBlockSize } : {}),
+    ...(l.writeSameToEnd ? { writeSameToEnd: true } : {}),
+    ...(l.removable ? { removable: true } : {}),
+    ...(l.sanitizeMs !== undefined ? { sanitizeMs: l.sanitizeMs } : {}),
+  }
   if (l.writeCache === undefined) return { lun: l.lun, ...facts, ...own, ...shape, backend: logged(backend), naa: l.naa, writeProtect: l.writeProtect }
   // The cache is the unit's: the Lun reaches the store through it, and close() writes it back first.
   const opts = { blockSize: own?.blockSize ?? l.blockSize, size: l.writeCache.size, name: l.naa }

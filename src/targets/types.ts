@@ -28,6 +28,13 @@ export interface Lun {
   readonly physicalBlockSize?: number
   /** WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 writes to the last block (Block Limits WSNZ = 0). Absent: refused (WSNZ = 1). */
   readonly writeSameToEnd?: boolean
+  /**
+   * The medium is removable (INQUIRY RMB = 1): START STOP UNIT with LOEJ ejects and loads it,
+   * PREVENT ALLOW MEDIUM REMOVAL can hold it in. Absent: fixed.
+   */
+  readonly removable?: boolean
+  /** The least time a SANITIZE takes, in ms (a drive's takes minutes to hours): its work is spread over it. Absent: 0. */
+  readonly sanitizeMs?: number
 }
 
 /** An FC target port on the fabric. */

@@ -76,8 +76,13 @@ describe('START STOP UNIT', () => {
     expect(lu.started).toBe(true)
   })
 
-  it('refuses a power condition, pointing at byte 4', () => {
-    expect(sense(run(readyLu(), '1b0000001100')).sks).toEqual({ cd: true, field: 4, bit: 4 })
+  it('takes any power condition as one it need not enter, ignoring START and LOEJ with it, and refuses a power condition modifier at byte 3', () => {
+    const be = new CountingBackend(2048 * 512)
+    const lu = readyLu(makeLun({ backend: be }))
+    // POWER CONDITION pc with LOEJ, START = 0: what libiscsi's StartStopUnit.PowerCondition sends.
+    for (let pc = 1; pc < 16; pc++) expect(run(lu, (c) => Buffer.from([0x1b, 0x01, 0, 0, (pc << 4) | 0x02, 0]).copy(c)).status).toBe(0)
+    expect(lu.started).toBe(true)
+    expect(be.flushes).toBe(0)
     expect(sense(run(readyLu(), '1b0000010000')).sks).toEqual({ cd: true, field: 3, bit: 0 })
   })
 })

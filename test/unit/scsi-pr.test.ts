@@ -4,9 +4,10 @@
 // over the whole opcode table against an oracle written from SPC-4's and
 // SBC-3's "commands allowed in the presence of various reservations" tables.
 import { describe, expect, it } from 'vitest'
-import { encodePersistentReserveIn, encodePersistentReserveOut, encodeRelease6, encodeReserve6 } from '../../src/scsi/cdb.js'
+import { encodePersistentReserveIn, encodePersistentReserveOut, encodeRelease6, encodeReserve6, Op } from '../../src/scsi/cdb.js'
 import { LogicalUnit, type AbortedNexus, type LogicalUnitOptions } from '../../src/scsi/lu.js'
 import { OPCODES, type OpcodeRow } from '../../src/scsi/opcodes.js'
+import { SanitizeFlag } from '../../src/scsi/sanitize.js'
 import {
   decodeReadFullStatus,
   decodeReadKeys,
@@ -700,6 +701,11 @@ const ORACLE: Record<string, string> = {
   'RECEIVE COPY DATA(LID1)': READ,
   'RECEIVE COPY OPERATING PARAMETERS': READ,
   'RECEIVE COPY FAILURE DETAILS(LID1)': READ,
+  // SANITIZE alters the medium: a write in SBC-3's table.
+  'SANITIZE OVERWRITE': WRITE,
+  'SANITIZE BLOCK ERASE': WRITE,
+  'SANITIZE CRYPTOGRAPHIC ERASE': WRITE,
+  'SANITIZE EXIT FAILURE MODE': WRITE,
 }
 
 /** PERSISTENT RESERVE OUT (SPC-4 table "PERSISTENT RESERVE OUT service actions allowed"): [registered, unregistered] non-holder. */
@@ -737,6 +743,8 @@ function cdbOf(row: OpcodeRow): string {
   const c = Buffer.alloc(row.cdbLength)
   c[0] = row.opcode
   if (row.serviceAction !== undefined) c[1] = row.serviceAction
+  // SANITIZE with IMMED = 0 answers when the erase is done: asynchronously even over RAM.
+  if (row.opcode === Op.SANITIZE) c[1] |= SanitizeFlag.IMMED
   return hex(c)
 }
 

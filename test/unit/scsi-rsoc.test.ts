@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { checkLayout } from '../../src/scsi/layout.js'
+import { Op } from '../../src/scsi/cdb.js'
 import { OPCODES, type OpcodeRow } from '../../src/scsi/opcodes.js'
+import { SanitizeFlag } from '../../src/scsi/sanitize.js'
 import { RSOC_LAYOUTS } from '../../src/scsi/rsoc.js'
 import { hex, readyLu, run, sense } from './scsi-helpers.js'
 
@@ -8,10 +10,10 @@ const h2 = (n: number) => n.toString(16).padStart(2, '0')
 const rsoc = (options: number, op: number, sa: number, alloc = 4096) => `a30c${h2(options)}${h2(op)}${sa.toString(16).padStart(4, '0')}${alloc.toString(16).padStart(8, '0')}0000`
 
 /** A CDB of zeros with the row's opcode and service action. */
-function cdbFor(row: OpcodeRow): Buffer {
+function cdbFor(row: OpcodeRow, flags1 = 0): Buffer {
   const c = Buffer.alloc(16)
   c[0] = row.opcode
-  if (row.serviceAction !== undefined) c[1] = row.serviceAction
+  c[1] = flags1 | (row.serviceAction ?? 0)
   return c
 }
 
@@ -50,7 +52,7 @@ describe('REPORT SUPPORTED OPERATION CODES', () => {
   })
 
   it('adds the timeouts descriptor to one command with RCTD', () => {
-    expect(hex(run(readyLu(), rsoc(0x81, 0x35, 0), { dataIn: 4096 }).data)).toBe('0083000a' + '3502ffffffff3fffffc0' + '000a0000' + '00000000' + '0000003c')
+    expect(hex(run(readyLu(), rsoc(0x81, 0x35, 0), { dataIn: 4096 }).data)).toBe('0083000a' + '3506ffffffff3fffffc0' + '000a0000' + '00000000' + '0000003c')
   })
 
   it('answers SUPPORT = not supported for an unknown opcode or service action', () => {
@@ -77,7 +79,8 @@ describe('REPORT SUPPORTED OPERATION CODES', () => {
 describe('every row of the opcode table', () => {
   it.each(OPCODES.map((r) => [r.name, r] as const))('%s: dispatches, and refuses each bit outside its mask with a pointer to it', (_n, row) => {
     const lu = readyLu()
-    const plain = run(lu, (c) => cdbFor(row).copy(c), { dataIn: 512, dataOut: Buffer.alloc(0) })
+    // SANITIZE with IMMED = 0 answers when the erase is done, so asynchronously even over RAM.
+    const plain = run(lu, (c) => cdbFor(row, row.opcode === Op.SANITIZE ? SanitizeFlag.IMMED : 0).copy(c), { dataIn: 512, dataOut: Buffer.alloc(0) })
     if (plain.status === 2) expect(plain.sense!.subarray(12, 14).toString('hex')).not.toBe('2000')
     for (let i = 1; i < row.cdbLength; i++) {
       for (let bit = 7; bit >= 0; bit--) {

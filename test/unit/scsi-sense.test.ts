@@ -98,7 +98,8 @@ describe('names', () => {
     [7, 0x27, 0, 'DATA PROTECT: WRITE PROTECTED'],
     [6, 0x2a, 9, 'UNIT ATTENTION: CAPACITY DATA HAS CHANGED'],
     [6, 0x3f, 0x0e, 'UNIT ATTENTION: REPORTED LUNS DATA HAS CHANGED'],
-    [2, 0x04, 0x1b, 'NOT READY: LOGICAL UNIT NOT READY (ASCQ 0x1b)'],
+    [2, 0x04, 0x1c, 'NOT READY: LOGICAL UNIT NOT READY (ASCQ 0x1c)'],
+    [2, 0x04, 0x1b, 'NOT READY: LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS'],
     [4, 0x99, 0x42, 'HARDWARE ERROR: ASC 0x99 ASCQ 0x42'],
   ])('describes key %d, ASC %d, ASCQ %d as %j', (k, a, q, s) => {
     expect(describeSense(k, a, q)).toBe(s)

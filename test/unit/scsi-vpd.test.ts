@@ -48,10 +48,10 @@ describe('VPD pages', () => {
     )
   })
 
-  it('returns a non-rotating medium in 0xB1', () => {
+  it('returns a non-rotating medium whose reads succeed after a sanitize erase (WABEREQ = WACEREQ = 01b) in 0xB1', () => {
     const d = run(readyLu(), '1201b1 00ff00', { dataIn: 255 }).data
     expect(d.length).toBe(64)
-    expect(hex(d)).toBe('00b1003c' + '0001' + '00'.repeat(58))
+    expect(hex(d)).toBe('00b1003c' + '0001' + '00' + '50' + '00'.repeat(56))
   })
 
   it('returns thin provisioning with LBPU, LBPWS, LBPWS10 and LBPRZ in 0xB2', () => {
