@@ -6,7 +6,9 @@
 #
 #   -t FAMILY          what iscsi-test-cu runs: ALL (default: every SCSI, iSCSI
 #                      and MultipathIO test), SCSI, iSCSI, or FAMILY.SUITE[.TEST]
-#   -S, --allow-sanitize  passes --allow-sanitize (SANITIZE erases the unit)
+#   -S, --allow-sanitize  passes --allow-sanitize (SANITIZE erases the unit); every
+#                      fcfs unit then gets "sanitizeTime": "5s", so Sanitize.Reset
+#                      finds one in progress 3 s after it began (it waits 60 s more)
 #   --targets LIST     which targets to test (default both)
 #   --units LIST       which rows of UNITS below (default all)
 #
@@ -40,8 +42,8 @@ UNITS=(
   # WRITE ATOMIC(16) alignment and granularity), and WRITE SAME with 0 blocks to the end (WSNZ = 0).
   # tgt's row is a plain unit (its logicalunit params have no physical block size).
   '512e|{"blockSize":512,"physicalBlockSize":4096,"writeSameToEnd":true}||'
-  # Later rows, when fcfs has them (keep the names; the README table uses them):
-  # 'removable|{"removable":true}|removable=1|'
+  # A removable medium (INQUIRY RMB = 1): the suite's PreventAllow and StartStopUnit tests eject and load it.
+  'removable|{"removable":true}|removable=1|'
 )
 SIZE_MIB=64
 IQN1=iqn.2026-11.io.fcfs.test:initiator1
@@ -57,7 +59,7 @@ while [[ $# -gt 0 ]]; do
     -S | --allow-sanitize) SANITIZE=--allow-sanitize; shift ;;
     --targets) TARGETS=$2; shift 2 ;;
     --units) ONLY_UNITS=$2; shift 2 ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -137,15 +139,15 @@ fi
 
 # --- fcfs: each unit is LUN i of two target ports (two iSCSI targets) ---
 if [[ " $TARGETS " == *" fcfs "* ]]; then
-  python3 - "$OUT/fabric.json" "$SIZE_MIB" "$WWPN_A" "$WWPN_B" "${UNITS[@]}" <<'EOF'
+  python3 - "$OUT/fabric.json" "$SIZE_MIB" "$WWPN_A" "$WWPN_B" "$SANITIZE" "${UNITS[@]}" <<'EOF'
 import json, sys
-path, size, a, b, rows = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+path, size, a, b, sanitize, rows = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
 luns, units = [], []
 for i, row in enumerate(rows):
     name, fc = row.split("|")[:2]
     if fc.strip() == "-":
         continue
-    units.append({"id": name, "size": f"{size}MiB", **json.loads(fc)})
+    units.append({"id": name, "size": f"{size}MiB", **({"sanitizeTime": "5s"} if sanitize else {}), **json.loads(fc)})
     luns.append({"lun": i, "logicalUnit": name})
 json.dump({"targets": [{"wwpn": a, "luns": luns}, {"wwpn": b, "luns": luns}], "logicalUnits": units}, open(path, "w"), indent=1)
 EOF
