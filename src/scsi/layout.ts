@@ -35,3 +35,9 @@ export function checkLayout(l: Layout): void {
   const gap = owner.findIndex((o) => o === undefined)
   if (gap >= 0) throw new Error(`${l.name}: byte ${gap} belongs to no field`)
 }
+
+/**
+ * The fields of a 10-byte CDB that carries a parameter list: opcode, flags, five reserved bytes,
+ * PARAMETER LIST LENGTH at 7..8, CONTROL (MODE SELECT(10), SANITIZE, …: one shape, several commands).
+ */
+export const PARAMETER_LIST_CDB_10_FIELDS = { opcode: f(0), flags: f(1), reserved2: f(2, 5), paramLen: f(7, 2), control: f(9) } as const

@@ -25,7 +25,7 @@
 import { readU16BE, readU32BE, readU64BE, writeU16BE, writeU32BE, writeU64BE } from './bytes.js'
 import { Op } from './cdb.js'
 import { andThen } from './chain.js'
-import { f, type Layout } from './layout.js'
+import { f, PARAMETER_LIST_CDB_10_FIELDS, type Layout } from './layout.js'
 import { backendFailure, dataInResponse } from './respond.js'
 import { Asc, fail, good, invalidFieldInCdb, invalidFieldInParameterList, parameterListLengthError, SenseKey } from './sense.js'
 import type { ScsiOutcome } from './types.js'
@@ -54,7 +54,7 @@ export const MODE_SELECT_6 = {
 export const MODE_SELECT_10 = {
   name: 'MODE SELECT(10)',
   size: 10,
-  fields: { opcode: f(0), flags: f(1), reserved2: f(2, 5), paramLen: f(7, 2), control: f(9) },
+  fields: PARAMETER_LIST_CDB_10_FIELDS,
 } as const satisfies Layout
 
 /** MODE SENSE byte 1. */

@@ -41,7 +41,7 @@
 import { isPromise, type BackendError } from '../targets/backend.js'
 import type { Lun } from '../targets/types.js'
 import { readU16BE } from './bytes.js'
-import { f, type Layout } from './layout.js'
+import { f, PARAMETER_LIST_CDB_10_FIELDS, type Layout } from './layout.js'
 import { writeProtected } from './rw.js'
 import {
   Asc,
@@ -60,7 +60,7 @@ import { MAX_UNMAP_BYTES, WORK_CHUNK_BYTES, type Handler } from './unit.js'
 export const SANITIZE = {
   name: 'SANITIZE',
   size: 10,
-  fields: { opcode: f(0), flags: f(1), reserved2: f(2, 5), paramLen: f(7, 2), control: f(9) },
+  fields: PARAMETER_LIST_CDB_10_FIELDS,
 } as const satisfies Layout
 
 export const SANITIZE_OVERWRITE_HEADER = {
