@@ -15,9 +15,11 @@
  * physical block.
  *
  * GET LBA STATUS (SBC-3 5.7, SERVICE ACTION IN(16) 0x12) answers one
- * descriptor from the asked LBA to the end (at most 2^32-1 blocks) with
- * PROVISIONING STATUS 0, "mapped or unknown" (SBC-4): backends do not tell
- * which ranges they hold. Its LBA is the asked one even inside a physical
+ * descriptor from the asked LBA: the run the backend reports as held
+ * (PROVISIONING STATUS 0, mapped) or not held (1, deallocated: it reads as
+ * zeros, LBPRZ), for a backend that can tell (Backend.provisioning: the RAM
+ * backend, by its 64 KiB chunks); otherwise 0 ("mapped or unknown", SBC-4)
+ * to the end (at most 2^32-1 blocks). Its LBA is the asked one even inside a physical
  * block of a 512e unit: SBC-4 (LBA status descriptor relationships) says
  * the first descriptor shall hold the STARTING LOGICAL BLOCK ADDRESS of the
  * CDB (REPORT TYPE 0). libiscsi's GetLBAStatus.UnmapSingle asks at LBA i+1
@@ -74,6 +76,7 @@ export const LBA_STATUS_DATA = {
 } as const satisfies Layout
 
 const MAPPED_OR_UNKNOWN = 0
+const DEALLOCATED = 1
 
 export const getLbaStatus: Handler = (u, cmd) => {
   const F = GET_LBA_STATUS.fields
@@ -84,7 +87,12 @@ export const getLbaStatus: Handler = (u, cmd) => {
   const data = Buffer.alloc(LBA_STATUS_DATA.size)
   writeU32BE(data, D.parameterDataLength.offset, LBA_STATUS_DATA.size - 4)
   writeU64BE(data, D.lba.offset, lba)
-  writeU32BE(data, D.blocks.offset, Math.min(u.lun.blocks - lba, 0xffffffff))
-  data[D.provisioningStatus.offset] = MAPPED_OR_UNKNOWN
+  const bs = u.lun.blockSize
+  const most = Math.min(u.lun.blocks - lba, 0xffffffff)
+  const run = u.lun.backend.provisioning?.(lba * bs, most * bs)
+  // A block partly held counts as mapped: a mapped run rounds up, a deallocated one down.
+  const blocks = run === undefined ? most : run.mapped ? Math.ceil(run.length / bs) : Math.floor(run.length / bs)
+  writeU32BE(data, D.blocks.offset, Math.max(1, Math.min(most, blocks)))
+  data[D.provisioningStatus.offset] = run === undefined || run.mapped ? MAPPED_OR_UNKNOWN : DEALLOCATED
   return dataInResponse(cmd, data, data.length, allocLen)
 }

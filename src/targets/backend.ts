@@ -21,6 +21,12 @@ export interface BackendError {
 }
 
 export type IoResult = BackendError | null
+
+/** A run of bytes that are all held or all not held (Backend.provisioning). */
+export interface Provisioning {
+  readonly mapped: boolean
+  readonly length: number
+}
 export type MaybeAsync<T> = T | Promise<T>
 
 export interface Backend {
@@ -42,6 +48,12 @@ export interface Backend {
   unmap(offset: number, length: number): MaybeAsync<IoResult>
   /** Bytes actually held (RAM) or allocated (file), for stats and info files. */
   allocatedBytes(): number
+  /**
+   * Optional: whether the byte at `offset` is held (mapped) or not (deallocated, reads as
+   * zeros), and for how many bytes from there, up to `max`, that stays so. For GET LBA STATUS;
+   * a backend that cannot tell (or a filter in front of one) leaves it out: "mapped or unknown".
+   */
+  provisioning?(offset: number, max: number): Provisioning
   /** Optional facts for info files, e.g. { backend: 'file', path: '/data/lun0.img' }. */
   info?(): Record<string, string | number>
   /** Releases the store (and, for files, makes it durable and drops the lock). Never rejects. */

@@ -33,7 +33,7 @@
 import { z } from 'zod'
 import { InternalError } from '../errors.js'
 import type { Logger } from '../log.js'
-import type { Backend, IoResult } from './backend.js'
+import type { Backend, IoResult, Provisioning } from './backend.js'
 import type { BackendType } from './registry.js'
 import { sizeInput } from './fields.js'
 import { copyBytes, zero } from '../util/bytes.js'
@@ -236,6 +236,20 @@ export class RamBackend implements Backend {
 
   allocatedBytes(): number {
     return this.held
+  }
+
+  /** Held chunks are mapped, the others deallocated: the run of one kind from `offset`, at most `max` bytes. */
+  provisioning(offset: number, max: number): Provisioning {
+    let index = Math.floor(offset / RAM_CHUNK_SIZE)
+    const mapped = this.chunks.has(index)
+    let length = (index + 1) * RAM_CHUNK_SIZE - offset
+    // Bounded walk (a million chunks, 64 GiB): a longer run is answered in pieces, as SBC-4 allows.
+    for (let steps = 0; length < max && steps < 1 << 20; steps++) {
+      index++
+      if (this.chunks.has(index) !== mapped) break
+      length += RAM_CHUNK_SIZE
+    }
+    return { mapped, length: Math.min(length, max) }
   }
 
   info(): Record<string, string | number> {

@@ -75,7 +75,8 @@ describe('GET LBA STATUS on a 512e unit', () => {
     const list = Buffer.from('0016' + '0010' + '00000000' + h16(0) + h8(8) + '00000000', 'hex')
     expect(run(lu, `4200${h8(0)}00${h4(list.length)}00`, { dataOut: list }).status).toBe(0) // UNMAP LBA 0, 8 blocks
     const r = run(lu, `9e12${h16(9)}${h8(24)}0000`, { dataIn: 24 })
-    expect(hex(r.data)).toBe('00000014' + '00000000' + h16(9) + h8(2048 - 9) + '00000000')
+    // Nothing was ever written: deallocated (PROVISIONING STATUS 1) from LBA 9 to the end.
+    expect(hex(r.data)).toBe('00000014' + '00000000' + h16(9) + h8(2048 - 9) + '01000000')
   })
 })
 
