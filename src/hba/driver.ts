@@ -842,7 +842,9 @@ function traceLine(hba: number, p: Pending, c: Completion, us: number): string {
   else outcome = statusName(c.scsiStatus)
   const code = senseCode(c.sense)
   if (code !== NO_SENSE_CODE) outcome += ` [${describeSenseCode(code)}]`
-  if (c.residual && c.compStatus === CompStatus.DATA_UNDERRUN) outcome += ` residual=${c.residual}`
+  // A short GOOD transfer shows its residual; a failed command moved nothing worth a number
+  // (the ISP2300 reports DATA UNDERRUN for a CHECK CONDITION that moved less, too).
+  if (c.residual && c.compStatus === CompStatus.DATA_UNDERRUN && (c.scsiStatus & 0xff) === 0) outcome += ` residual=${c.residual}`
   return `${new Date().toISOString()} hba${hba} t${p.req.target} lun${p.req.lun} ${op}${rw} bytes=${p.byteCount} ${outcome} ${(us / 1000).toFixed(3)}ms`
 }
 

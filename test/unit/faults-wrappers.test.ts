@@ -13,6 +13,7 @@ import { testFabric, testLun } from '../helpers/fabric.js'
 import { FaultSet } from '../../src/faults/set.js'
 import { FaultyBackend } from '../../src/faults/backend.js'
 import { classify } from '../../src/fs/errno.js'
+import { senseCode } from '../../src/scsi/sense.js'
 
 const W1 = '21000024ff000001'
 const W2 = '21000024ff000002'
@@ -222,6 +223,14 @@ describe('FaultyTarget (status rules)', () => {
   })
 })
 
+/** After a link comes back the login is new: its first command hears I_T NEXUS LOSS OCCURRED (6/29/07), the next one reads. */
+async function expectNexusLossThenGood(driver: HbaDriver, target: number): Promise<void> {
+  const first = await read(driver, 0, 1, target)
+  expect(first.c.scsiStatus & 0xff).toBe(2)
+  expect(senseCode(first.c.sense!)).toBe(0x06_29_07)
+  expect((await read(driver, 0, 1, target)).c.compStatus).toBe(CompStatus.COMPLETE)
+}
+
 describe('link down and up', () => {
   it('ends in-flight commands with PORT UNAVAILABLE, fails new ones with PORT LOGGED OUT, and comes back after for=', async () => {
     const { driver, faults } = await setup()
@@ -237,7 +246,7 @@ describe('link down and up', () => {
     // The other port is untouched.
     expect((await read(driver, 0, 1, 2)).c.scsiStatus).toBe(0)
     await new Promise((r) => setTimeout(r, 450))
-    expect((await read(driver, 0, 1)).c.compStatus).toBe(CompStatus.COMPLETE)
+    await expectNexusLossThenGood(driver, 1)
     const ld = faults.list().find((r) => r.kind === 'link-down')!
     expect(ld).toMatchObject({ hits: 2, state: 'ended' })
   })
@@ -250,7 +259,9 @@ describe('link down and up', () => {
     await new Promise((r) => setTimeout(r, 100))
     expect(done).toBe(false)
     apply(faults, `link-up wwpn=${W2}`)
-    expect((await p).c.compStatus).toBe(CompStatus.COMPLETE)
+    // The held command is the first after the new login: it hears the lost nexus (SAM-5).
+    expect(senseCode((await p).c.sense!)).toBe(0x06_29_07)
+    expect((await read(driver, 0, 1, 2)).c.compStatus).toBe(CompStatus.COMPLETE)
     expect(faults.list()[0]).toMatchObject({ id: 'cut', hits: 1, state: 'ended' })
   })
 })
