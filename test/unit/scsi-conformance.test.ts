@@ -82,14 +82,14 @@ describe('iscsi-test-cu regressions', () => {
     expect(sense(run(readyLu(makeLun({ writeProtect: true })), orw(0, 0, 1), { dataOut: Buffer.alloc(512) }))).toMatchObject({ key: 7, asc: 0x27 })
   })
 
-  it('GetLBAStatus.*: one descriptor from the asked LBA to the end, "mapped or unknown"; LBA OUT OF RANGE past the end', () => {
+  it('GetLBAStatus.*: one descriptor from the asked LBA (a never-written RAM unit: deallocated to the end); LBA OUT OF RANGE past the end', () => {
     expect(() => checkLayout(GET_LBA_STATUS)).not.toThrow()
     expect(() => checkLayout(LBA_STATUS_DATA)).not.toThrow()
     const gls = (lba: number, alloc: number) => `9e12${h16(lba)}${h8(alloc)}0000`
     const lu = readyLu()
     const r = run(lu, gls(7, 24), { dataIn: 24 })
     expect(r.status).toBe(0)
-    expect(hex(r.data)).toBe('00000014' + '00000000' + h16(7) + h8(2048 - 7) + '00000000')
+    expect(hex(r.data)).toBe('00000014' + '00000000' + h16(7) + h8(2048 - 7) + '01000000')
     expect(run(lu, gls(2047, 8), { dataIn: 8 }).transferred).toBe(8)
     expect(sense(run(lu, gls(2048, 24), { dataIn: 24 }))).toMatchObject({ key: 5, asc: 0x21 })
   })
