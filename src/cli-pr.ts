@@ -92,6 +92,7 @@ export async function runPr(a: PrArgs): Promise<PrResult> {
   const err: string[] = []
   let client: FcfsClient | null = null
   try {
+    if (!Number.isInteger(a.hba) || a.hba < 0 || a.hba > 0xffff) throw new Usage(`--hba: expected an HBA number, got ${a.hba}`)
     if (!(PR_ACTIONS as readonly string[]).includes(a.action)) throw new Usage(`unknown action ${JSON.stringify(a.action)} (${PR_ACTIONS.join(', ')})`)
     const action = a.action as PrAction
     const want = OPERANDS[action]

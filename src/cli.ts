@@ -8,6 +8,7 @@ import type { Argv } from 'yargs'
 import { createRequire } from 'node:module'
 import { hideBin } from 'yargs/helpers'
 import { mkdir, readFile } from 'node:fs/promises'
+import { statSync } from 'node:fs'
 import { resolve, join } from 'node:path'
 import { createLogger, LOG_LEVELS } from './log.js'
 import { ConfigError, FcfsError } from './errors.js'
@@ -319,11 +320,21 @@ function wholeArg(v: number | undefined, flag: string, min: number, max: number)
   return v
 }
 
+/** True for an existing regular file; false for anything else, a name too long included. */
+function isFile(p: string): boolean {
+  try {
+    return statSync(p).isFile()
+  } catch {
+    return false
+  }
+}
+
 /** `fcfs replay`: list a write log's marks, or build an image from it (src/replay.ts); bad input exits 2 naming it. */
 async function replayCommand(a: ReplayArgs): Promise<void> {
   const toMark = wholeArg(a['to-mark'], '--to-mark', 0, 2 ** 32 - 1)
   const toSeq = wholeArg(a['to-seq'], '--to-seq', 0, Number.MAX_SAFE_INTEGER)
   const seed = wholeArg(a.seed, '--seed', 0, 2 ** 32 - 1)
+  if (a.base !== undefined && !isFile(a.base)) fail(`--base: ${shown(a.base)} is not a file (an image of the unit when the log began)`)
   if (a.list && a.image !== undefined) fail(`replay --list: takes the log only, got an image too (${shown(a.image)})`)
   if (!a.list && a.image === undefined) fail('replay: name the image file to write after the log (or give --list to print the flush marks)')
   try {
@@ -399,13 +410,19 @@ const TOP_OPTIONS = {
   count: { type: 'number', requiresArg: true, default: 0, describe: 'views to print, then exit (0 = until Ctrl-C)' },
 } as const
 
+const PR_OPTIONS = {
+  hba: { type: 'number', default: 0, describe: 'the HBA (host) the commands go through' },
+  aptpl: { type: 'boolean', default: false, describe: 'APTPL = 1: the reservations survive a power loss (file-backed units)' },
+  abort: { type: 'boolean', default: false, describe: 'preempt: PREEMPT AND ABORT (the preempted nexus’s commands end aborted)' },
+} as const
+
 const FAULTS_OPTIONS = {
   json: { type: 'boolean', default: false, describe: 'print faults/rules.json' },
 } as const
 
 /** Every flag that takes a value, as typed (kebab-case) and as yargs also accepts it (camelCase). */
 const VALUE_FLAGS: ReadonlySet<string> = new Set(
-  Object.entries({ ...MOUNT_OPTIONS, ...TOP_OPTIONS, ...FAULTS_OPTIONS, ...REPLAY_OPTIONS } as Record<string, { type: string }>)
+  Object.entries({ ...MOUNT_OPTIONS, ...TOP_OPTIONS, ...FAULTS_OPTIONS, ...REPLAY_OPTIONS, ...PR_OPTIONS } as Record<string, { type: string }>)
     .filter(([, o]) => o.type !== 'boolean')
     .flatMap(([name]) => [name, name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())]),
 )
@@ -516,13 +533,10 @@ export function buildCli(argv: string[]): Argv {
           .positional('mountpoint', { type: 'string', demandOption: true })
           .positional('wwpn', { type: 'string', demandOption: true, describe: 'the target port' })
           .positional('lun', { type: 'number', demandOption: true, describe: 'the LUN, as the HBA sees it' })
-          .positional('action', { type: 'string', demandOption: true, choices: PR_ACTIONS })
+          // No yargs choices: runPr names a bad action after the flags, so a bad --hba is named first.
+          .positional('action', { type: 'string', demandOption: true, describe: PR_ACTIONS.join(', ') })
           .positional('operands', { type: 'string', array: true, describe: 'key, victim key, type (hex keys; type 1/3/5/6/7/8 or we, ea, we-ro, ea-ro, we-ar, ea-ar)' })
-          .options({
-            hba: { type: 'number', default: 0, describe: 'the HBA (host) the commands go through' },
-            aptpl: { type: 'boolean', default: false, describe: 'APTPL = 1: the reservations survive a power loss (file-backed units)' },
-            abort: { type: 'boolean', default: false, describe: 'preempt: PREEMPT AND ABORT (the preempted nexus’s commands end aborted)' },
-          })
+          .options(PR_OPTIONS)
           .example('$0 pr /mnt/fc 21000024ff000001 0 register 0xa1', 'register key 0xa1 for HBA 0 (key 0 unregisters)')
           .example('$0 pr /mnt/fc --hba 1 21000024ff000001 0 reserve 0xb1 we-ro', 'HBA 1 reserves Write Exclusive, Registrants Only')
           .example('$0 pr /mnt/fc 21000024ff000001 0 preempt 0xa1 0xb1 we-ro --abort', 'fence the holder of key 0xb1')
