@@ -2,7 +2,6 @@
 // R2T-driven writes, Data-In with collapsed status, NOP, and malformed PDUs
 // that must end in a Reject or a clean close, never a crash.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createConnection, type Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { createHba } from '../../src/hba/index.js'
 import type { HbaDriver } from '../../src/hba/driver.js'
@@ -10,7 +9,8 @@ import { buildFabric, closeFabric, defaultConfig } from '../../src/targets/confi
 import type { Fabric } from '../../src/targets/types.js'
 import { silentLogger } from '../../src/log.js'
 import { startIscsiPortal, type IscsiPortal } from '../../src/iscsi/server.js'
-import { PduReader, framePdu, type RawPdu } from '../../src/iscsi/framing.js'
+import type { RawPdu } from '../../src/iscsi/framing.js'
+import { RawPeer } from '../helpers/iscsi-raw.js'
 import {
   BHS_SIZE,
   DATA_IN,
@@ -32,57 +32,15 @@ import {
   decodeBhs,
   encodeBhs,
   opcodeOf,
-  type BhsOf,
-  type PduLayout,
 } from '../../src/iscsi/pdu.js'
 import { decodeText, encodeText } from '../../src/iscsi/text.js'
 import { parseConfig } from '../../src/targets/config.js'
 import { decodeSense } from '../../src/scsi/sense.js'
 
 /** A bare-hands initiator: whole PDUs out, whole PDUs in. */
-class Raw {
-  private reader = new PduReader()
-  private queue: RawPdu[] = []
-  private waiters: ((p: RawPdu | null) => void)[] = []
-  closed = false
-  constructor(readonly s: Socket) {
-    this.reader.maxDataSegment = 1 << 24
-    s.on('data', (b) => {
-      this.reader.push(b)
-      for (let r = this.reader.next(); r; r = this.reader.next()) if (r.kind === 'pdu') this.deliver(r.pdu)
-    })
-    s.on('close', () => {
-      this.closed = true
-      for (const w of this.waiters.splice(0)) w(null)
-    })
-    s.on('error', () => {})
-  }
-  private deliver(p: RawPdu): void {
-    const w = this.waiters.shift()
-    if (w) w(p)
-    else this.queue.push(p)
-  }
-  static open(port: number): Promise<Raw> {
-    return new Promise((resolve) => {
-      const s = createConnection({ host: '127.0.0.1', port }, () => resolve(new Raw(s)))
-    })
-  }
-  send<L extends PduLayout>(l: L, v: Partial<BhsOf<L>>, data: Buffer | null = null): void {
-    const b = Buffer.alloc(BHS_SIZE)
-    encodeBhs(l, v, b)
-    for (const p of framePdu(b, data, { header: false, data: false })) this.s.write(p)
-  }
+class Raw extends RawPeer {
   next(ms = 3000): Promise<RawPdu | null> {
-    const q = this.queue.shift()
-    if (q) return Promise.resolve(q)
-    if (this.closed) return Promise.resolve(null)
-    return new Promise((resolve) => {
-      const t = setTimeout(() => resolve(null), ms)
-      this.waiters.push((p) => {
-        clearTimeout(t)
-        resolve(p)
-      })
-    })
+    return this.nextOrNull(ms)
   }
   async login(target: string, ops: Record<string, string>): Promise<void> {
     const keys = encodeText([

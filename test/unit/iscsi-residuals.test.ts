@@ -4,67 +4,26 @@
 // tests check): which bytes reach the medium, the status, and the O/U bits
 // and residual count of the SCSI Response.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createConnection, type Socket } from 'node:net'
 import { createHba } from '../../src/hba/index.js'
 import type { HbaDriver } from '../../src/hba/driver.js'
 import { buildFabric, closeFabric, defaultConfig } from '../../src/targets/config.js'
 import type { Fabric } from '../../src/targets/types.js'
 import { silentLogger } from '../../src/log.js'
 import { startIscsiPortal, type IscsiPortal } from '../../src/iscsi/server.js'
-import { PduReader, framePdu, type RawPdu } from '../../src/iscsi/framing.js'
-import { BHS_SIZE, DATA_IN, DATA_OUT, LOGIN_REQ, LOGIN_RSP, Op, R2T, SCSI_COMMAND, SCSI_RESPONSE, decodeBhs, encodeBhs, opcodeOf, type BhsOf, type PduLayout } from '../../src/iscsi/pdu.js'
+import type { RawPdu } from '../../src/iscsi/framing.js'
+import { RawPeer } from '../helpers/iscsi-raw.js'
+import { DATA_IN, DATA_OUT, LOGIN_REQ, LOGIN_RSP, Op, R2T, SCSI_COMMAND, SCSI_RESPONSE, decodeBhs, opcodeOf, type BhsOf } from '../../src/iscsi/pdu.js'
 import { encodeText } from '../../src/iscsi/text.js'
 import { decodeSense } from '../../src/scsi/sense.js'
 
 const BS = 512
 
 /** A bare-hands initiator: whole PDUs out, whole PDUs in. */
-class Raw {
-  private reader = new PduReader()
-  private queue: RawPdu[] = []
-  private waiters: ((p: RawPdu | null) => void)[] = []
+class Raw extends RawPeer {
   private cmdSN = 1
   private itt = 1
-  closed = false
-  constructor(readonly s: Socket) {
-    this.reader.maxDataSegment = 1 << 24
-    s.on('data', (b) => {
-      this.reader.push(b)
-      for (let r = this.reader.next(); r; r = this.reader.next()) if (r.kind === 'pdu') this.deliver(r.pdu)
-    })
-    s.on('close', () => {
-      this.closed = true
-      for (const w of this.waiters.splice(0)) w(null)
-    })
-    s.on('error', () => {})
-  }
-  private deliver(p: RawPdu): void {
-    const w = this.waiters.shift()
-    if (w) w(p)
-    else this.queue.push(p)
-  }
-  static open(port: number): Promise<Raw> {
-    return new Promise((resolve) => {
-      const s = createConnection({ host: '127.0.0.1', port }, () => resolve(new Raw(s)))
-    })
-  }
-  send<L extends PduLayout>(l: L, v: Partial<BhsOf<L>>, data: Buffer | null = null): void {
-    const b = Buffer.alloc(BHS_SIZE)
-    encodeBhs(l, v, b)
-    for (const p of framePdu(b, data, { header: false, data: false })) this.s.write(p)
-  }
   async next(ms = 3000): Promise<RawPdu> {
-    const q = this.queue.shift()
-    if (q) return q
-    const p = this.closed
-      ? null
-      : await new Promise<RawPdu | null>((resolve) => {
-          const t = setTimeout(() => resolve(null), ms)
-          this.waiters.push((x) => {
-            clearTimeout(t)
-            resolve(x)
-          })
-        })
+    const p = await this.nextOrNull(ms)
     if (!p) throw new Error('no PDU from the target')
     return p
   }
