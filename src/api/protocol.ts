@@ -5,7 +5,7 @@
  * stream socket. Every message is little-endian and starts with the same
  * 8-byte header; each type has a fixed size (IO and CDB requests and IO
  * replies may be followed by inline data, counted in `length`). Every layout
- * is declared once below as a Layout (scsi/layout.ts: name, size, named
+ * is declared once below as a Layout (util/layout.ts: name, size, named
  * fields that tile it), next to its codec; the server and the client write
  * the per-message parts through the allocation-free accessors (writeHeader,
  * writeStatusReply) the codecs build on. clients/c/fcfs_api.h declares the same
@@ -38,7 +38,7 @@
  *   bad header are never looked at.
  */
 import { DecodeError } from '../errors.js'
-import { f, type Layout } from '../scsi/layout.js'
+import { f, type Layout } from '../util/layout.js'
 import { checkRoom } from '../util/codec.js'
 import { readU64LE, writeU16LE, writeU32LE, writeU64LE } from '../util/le.js'
 

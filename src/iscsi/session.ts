@@ -63,7 +63,7 @@ import { CompStatus } from '../hba/iocb.js'
 import { DataDirection } from '../scsi/types.js'
 import { Asc, SenseKey, Status, decodeSense, encodeFixedSense, toDescriptorSense, type AscAscq } from '../scsi/sense.js'
 import { Op as ScsiOp, READ_WRITE_10, READ_WRITE_12, READ_WRITE_16 } from '../scsi/cdb.js'
-import type { FieldDef } from '../scsi/layout.js'
+import type { FieldDef } from '../util/layout.js'
 import type { SessionParams } from './login.js'
 import type { ByteBudget, Claim } from './budget.js'
 import {

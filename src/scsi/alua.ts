@@ -20,7 +20,7 @@
  */
 import type { AluaState, TargetPort } from '../targets/types.js'
 import { readU32BE, writeU16BE, writeU32BE } from './bytes.js'
-import { f, type Layout } from './layout.js'
+import { f, type Layout } from '../util/layout.js'
 import { dataInResponse } from './respond.js'
 import { Asc, fail, invalidFieldInCdb, SenseKey, type AscAscq } from './sense.js'
 import type { ScsiOutcome } from './types.js'

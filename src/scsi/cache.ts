@@ -18,7 +18,7 @@
 import { isPromise } from '../targets/backend.js'
 import { readU16BE, readU32BE, readU64BE } from './bytes.js'
 import { decodeSyncCache, Op } from './cdb.js'
-import { f, type Layout } from './layout.js'
+import { f, type Layout } from '../util/layout.js'
 import { backendFailure } from './respond.js'
 import { Asc, fail, good, SenseKey, Status } from './sense.js'
 import type { Handler } from './unit.js'

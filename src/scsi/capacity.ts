@@ -33,7 +33,7 @@ import { READ_CAPACITY_10, READ_CAPACITY_16, READ_CAPACITY_PMI } from './cdb.js'
 import { encodeReadCapacity10Data, encodeReadCapacity16Data, READ_CAPACITY_10_DATA, READ_CAPACITY_16_DATA } from './data.js'
 import { dataInResponse } from './respond.js'
 import { Asc, fail, invalidFieldInCdb, SenseKey } from './sense.js'
-import { f, type Layout } from './layout.js'
+import { f, type Layout } from '../util/layout.js'
 import type { Handler } from './unit.js'
 
 /** Logical blocks per physical block (1, or 8 for 512e); the config makes it a power of two. */

@@ -11,7 +11,7 @@
  */
 import { DecodeError, InternalError } from '../errors.js'
 import { readU16BE, readU24BE, readU32BE, readU64BE, writeU16BE, writeU32BE, writeU64BE } from './bytes.js'
-import { f, type Layout } from './layout.js'
+import { f, type Layout } from '../util/layout.js'
 
 export {
   decodeReadCapacity10Data,
@@ -195,6 +195,12 @@ export const PERSISTENT_RESERVE_OUT = {
   // scopeType: SCOPE (7..4) | TYPE (3..0)
   fields: { opcode: f(0), serviceAction: f(1), scopeType: f(2), reserved3: f(3, 2), paramLen: f(5, 4), control: f(9) },
 } as const satisfies Layout
+
+/**
+ * The fields of a 10-byte CDB that carries a parameter list: opcode, flags, five reserved bytes,
+ * PARAMETER LIST LENGTH at 7..8, CONTROL (MODE SELECT(10), SANITIZE, …: one shape, several commands).
+ */
+export const PARAMETER_LIST_CDB_10_FIELDS = { opcode: f(0), flags: f(1), reserved2: f(2, 5), paramLen: f(7, 2), control: f(9) } as const
 
 /** RESERVE(6) and RELEASE(6) (SPC-2 7.21, 7.17): byte 1's 3RDPTY and EXTENT and bytes 2..4 are obsolete and must be 0. */
 export const RESERVE_RELEASE_6 = {

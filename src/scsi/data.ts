@@ -18,7 +18,7 @@ import {
   writeU32BE,
   writeU64BE,
 } from './bytes.js'
-import { f, type Layout } from './layout.js'
+import { f, type Layout } from '../util/layout.js'
 
 // ---- standard INQUIRY ----------------------------------------------------
 

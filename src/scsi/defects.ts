@@ -5,7 +5,7 @@
  */
 import { readU16BE, readU32BE } from './bytes.js'
 import { Op } from './cdb.js'
-import { f, type Layout } from './layout.js'
+import { f, type Layout } from '../util/layout.js'
 import { dataInResponse } from './respond.js'
 import type { Handler } from './unit.js'
 

@@ -23,9 +23,9 @@
  * page is checked before any is applied.
  */
 import { readU16BE, readU32BE, readU64BE, writeU16BE, writeU32BE, writeU64BE } from './bytes.js'
-import { Op } from './cdb.js'
+import { Op, PARAMETER_LIST_CDB_10_FIELDS } from './cdb.js'
 import { andThen } from './chain.js'
-import { f, PARAMETER_LIST_CDB_10_FIELDS, type Layout } from './layout.js'
+import { f, type Layout } from '../util/layout.js'
 import { backendFailure, dataInResponse } from './respond.js'
 import { Asc, fail, good, invalidFieldInCdb, invalidFieldInParameterList, parameterListLengthError, SenseKey } from './sense.js'
 import type { ScsiOutcome } from './types.js'

@@ -30,7 +30,7 @@
  */
 import { DecodeError, InternalError } from '../errors.js'
 import { readU16BE, readU32BE, writeU16BE, writeU32BE } from './bytes.js'
-import { f, type Layout } from './layout.js'
+import { f, type Layout } from '../util/layout.js'
 
 /** PERSISTENT RESERVE IN service actions. */
 export const PrIn = { READ_KEYS: 0x00, READ_RESERVATION: 0x01, REPORT_CAPABILITIES: 0x02, READ_FULL_STATUS: 0x03 } as const

@@ -15,7 +15,7 @@
  * none, is INVALID FIELD IN CDB (SPC-4 6.35.1).
  */
 import { readU16BE, readU32BE, writeU16BE, writeU32BE } from './bytes.js'
-import { f, type Layout } from './layout.js'
+import { f, type Layout } from '../util/layout.js'
 import { dataInResponse } from './respond.js'
 import { invalidFieldInCdb } from './sense.js'
 import type { ScsiCommand, ScsiOutcome } from './types.js'

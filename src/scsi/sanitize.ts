@@ -41,7 +41,8 @@
 import { isPromise, type BackendError } from '../targets/backend.js'
 import type { Lun } from '../targets/types.js'
 import { readU16BE } from './bytes.js'
-import { f, PARAMETER_LIST_CDB_10_FIELDS, type Layout } from './layout.js'
+import { PARAMETER_LIST_CDB_10_FIELDS } from './cdb.js'
+import { f, type Layout } from '../util/layout.js'
 import { writeProtected } from './rw.js'
 import {
   Asc,

@@ -26,7 +26,7 @@
  * of the nexus clears it.
  */
 import { andThen } from './chain.js'
-import { f, type Layout } from './layout.js'
+import { f, type Layout } from '../util/layout.js'
 import { backendFailure } from './respond.js'
 import { Asc, fail, good, invalidFieldInCdb, SenseKey } from './sense.js'
 import type { Handler } from './unit.js'

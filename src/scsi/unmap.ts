@@ -37,7 +37,7 @@ import type { IoResult, MaybeAsync } from '../targets/backend.js'
 import { readU16BE, readU32BE, readU64BE } from './bytes.js'
 import { andThen, sequence, walk } from './chain.js'
 import { Op } from './cdb.js'
-import { f, type Layout } from './layout.js'
+import { f, type Layout } from '../util/layout.js'
 import { backendFailure } from './respond.js'
 import { mustFlush, writeProtected } from './rw.js'
 import {

@@ -24,7 +24,7 @@
  */
 import { DecodeError, InternalError } from '../errors.js'
 import { readU16BE, readU24BE, readU32BE, readU64BE, writeU16BE, writeU24BE, writeU32BE, writeU64BE } from './bytes.js'
-import { f, type Layout } from './layout.js'
+import { f, type Layout } from '../util/layout.js'
 
 /** Descriptor type codes (SPC-4 table 114 and 119). */
 export const XcopyDescriptor = {

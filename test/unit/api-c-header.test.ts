@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { CDB, CLOSE, HEADER, HELLO, IO, IO_REPLY, IoFlags, MsgType, OPEN, OPEN_REPLY, REGISTER_SHM, STATUS_REPLY, Status } from '../../src/api/protocol.js'
-import type { Layout } from '../../src/scsi/layout.js'
+import type { Layout } from '../../src/util/layout.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 

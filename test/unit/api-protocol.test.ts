@@ -44,7 +44,7 @@ import {
   writeStatusReply,
 } from '../../src/api/protocol.js'
 import { readU32LE, readU64LE, writeU16LE, writeU32LE, writeU64LE } from '../../src/util/le.js'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 
 const hex = (b: Buffer) => b.toString('hex').replace(/(.{8})/g, '$1 ').trim()
 

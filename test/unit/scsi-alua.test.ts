@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { ALUA_LAYOUTS } from '../../src/scsi/alua.js'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 import { logicalUnitFor, portAluaStateChanged, portLunsChanged, resetLun, resetTarget, ScsiTarget } from '../../src/scsi/target.js'
 import type { Lun, TargetPort } from '../../src/targets/types.js'
 import { hex, makeLun, makePort, run, sense, type Executor } from './scsi-helpers.js'

@@ -3,7 +3,7 @@
 // cache losing power).
 import { describe, expect, it } from 'vitest'
 import { decodeWriteAtomic16, encodeWriteAtomic16, WRITE_ATOMIC_16 } from '../../src/scsi/cdb.js'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 import type { Backend, IoResult, MaybeAsync } from '../../src/targets/backend.js'
 import { RamBackend } from '../../src/targets/ram.js'
 import { WriteCache } from '../../src/targets/write-cache.js'

@@ -27,7 +27,7 @@ import {
   encodeStandardInquiry,
 } from '../../src/scsi/data.js'
 import { INQUIRY_LAYOUTS } from '../../src/scsi/inquiry.js'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 const cdb16 = () => Buffer.alloc(16, 0xee)

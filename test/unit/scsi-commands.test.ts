@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { encodeRequestSense } from '../../src/scsi/cdb.js'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 import { CACHE_LAYOUTS } from '../../src/scsi/cache.js'
 import { LogicalUnit } from '../../src/scsi/lu.js'
 import { STARTSTOP_LAYOUTS } from '../../src/scsi/startstop.js'

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest'
 import { decodeStandardInquiry } from '../../src/scsi/data.js'
 import { GET_LBA_STATUS, LBA_STATUS_DATA } from '../../src/scsi/capacity.js'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 import { DEFECT_LAYOUTS } from '../../src/scsi/defects.js'
 import { hex, makeLun, readyLu, run, sense } from './scsi-helpers.js'
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { encodeReadWrite } from '../../src/scsi/cdb.js'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 import { LogicalUnit } from '../../src/scsi/lu.js'
 import { MODE_LAYOUTS, MODE_PAGES } from '../../src/scsi/mode.js'
 import { decodeSense } from '../../src/scsi/sense.js'

@@ -9,7 +9,7 @@ import {
   PERSISTENT_RESERVE_OUT,
   RESERVE_RELEASE_6,
 } from '../../src/scsi/cdb.js'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 import { canonicalInitiator, transportIdOf } from '../../src/scsi/pr.js'
 import {
   decodePrOutParameters,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 import { Op } from '../../src/scsi/cdb.js'
 import { OPCODES, type OpcodeRow } from '../../src/scsi/opcodes.js'
 import { SanitizeFlag } from '../../src/scsi/sanitize.js'

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import type { Backend, IoResult, MaybeAsync } from '../../src/targets/backend.js'
 import { RamBackend } from '../../src/targets/ram.js'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 import { classifyScsi, errnoName } from '../../src/scsi/errno.js'
 import { LogicalUnit } from '../../src/scsi/lu.js'
 import { SANITIZE_LAYOUTS, type Clock } from '../../src/scsi/sanitize.js'

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 import { UNMAP_LAYOUTS } from '../../src/scsi/unmap.js'
 import { RAM_CHUNK_SIZE } from '../../src/targets/ram.js'
 import { LogicalUnit } from '../../src/scsi/lu.js'

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { LogicalUnit } from '../../src/scsi/lu.js'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 import { VERIFY_LAYOUTS } from '../../src/scsi/verify.js'
 import { CountingBackend, hex, makeLun, readyLu, run, runAsync, sense } from './scsi-helpers.js'
 

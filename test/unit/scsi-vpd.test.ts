@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { decodeReadCapacity16Data, decodeStandardInquiry, encodeInquiry, encodeReadCapacity16 } from '../../src/scsi/cdb.js'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 import { decodeUnitSerial, VPD_LAYOUTS } from '../../src/scsi/vpd.js'
 import { DecodeError } from '../../src/errors.js'
 import { ScsiTarget } from '../../src/scsi/target.js'

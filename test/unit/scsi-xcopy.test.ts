@@ -3,7 +3,7 @@
 // between LUNs on two target ports through the fabric resolver, and the sense of each refusal.
 import { describe, expect, it } from 'vitest'
 import { encodeExtendedCopy, encodeInquiry, encodeReadWrite16, encodeReceiveCopyResults } from '../../src/scsi/cdb.js'
-import { checkLayout } from '../../src/scsi/layout.js'
+import { checkLayout } from '../../src/util/layout.js'
 import { logicalUnitFor, ScsiTarget } from '../../src/scsi/target.js'
 import { SenseKey } from '../../src/scsi/sense.js'
 import type { ScsiCommand, ScsiOutcome } from '../../src/scsi/types.js'
