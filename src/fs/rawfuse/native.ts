@@ -40,6 +40,7 @@ const SOL_SOCKET = 1
 const SCM_RIGHTS = 1
 const MSG_DONTWAIT = 0x40
 const MSG_CMSG_CLOEXEC = 0x40000000
+const O_CLOEXEC = 0o2000000
 
 /** A mapping made by mmap(): `buffer` reads and writes the mapped memory itself (no copy). */
 export interface Mapping {
@@ -74,6 +75,14 @@ export interface Native {
   munmap(m: Mapping): number
   /** syscall(nr, ...args) (at most 6 args): the result or -errno. */
   syscall(nr: number, ...args: SyscallArg[]): number
+  /**
+   * The address of a buffer's first byte, for structures the kernel reads
+   * addresses from (iovecs, io_uring SQEs). Only stable for memory that never
+   * moves: a SharedArrayBuffer's, or a Mapping's.
+   */
+  addressOf(buf: ArrayBufferView | SharedArrayBuffer): bigint
+  /** eventfd(0, EFD_CLOEXEC): a new fd, or -errno. */
+  eventfd(): number
 }
 
 let loaded: Native | null = null
@@ -131,6 +140,9 @@ function load(): Native {
     mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
     munmap: libc.func('int munmap(uintptr_t addr, size_t length)'),
     syscall: libc.func('long syscall(long number, ...)'),
+    // memmove(p, p, 0) returns p: how koffi tells a buffer's address.
+    memmove: libc.func('uintptr_t memmove(void *dst, void *src, size_t n)'),
+    eventfd: libc.func('int eventfd(uint32_t initval, int flags)'),
   }
   const fail = (): number => -koffi.errno()
 
@@ -193,6 +205,14 @@ function load(): Native {
       for (const a of args) typed.push(typeof a === 'number' || typeof a === 'bigint' ? 'long' : 'void *', a)
       const r = Number(f.syscall(nr, ...typed))
       return r < 0 ? fail() : r
+    },
+    addressOf(buf) {
+      const view = ArrayBuffer.isView(buf) ? buf : new Uint8Array(buf)
+      return BigInt(f.memmove(view, view, 0) as number)
+    },
+    eventfd() {
+      const fd = f.eventfd(0, O_CLOEXEC) as number
+      return fd < 0 ? fail() : fd
     },
   }
 }
