@@ -28,7 +28,7 @@ import { IscsiBackend } from './iscsi/backend.js'
 import { iscsiBackendType } from './targets/iscsi.js'
 import { registerBackendType } from './targets/registry.js'
 import { checkPrState, logicalUnitFor } from './scsi/target.js'
-import { FaultRuleError, parseRule } from './faults/rule.js'
+import { FaultRuleError, parseRule, resolveInitiator } from './faults/rule.js'
 import { startApiServer, type ApiServer } from './api/server.js'
 import { defaultSocketPath } from './api/socket-path.js'
 
@@ -54,6 +54,14 @@ export function checkConfigFaults(config: FabricConfig): void {
     }
     if (rule.wwpn !== undefined && !config.targets.some((t) => t.wwpn === rule.wwpn)) {
       throw configError(config, `faults[${i}]`, `wwpn=${rule.wwpn}: no target in this config has that WWPN`)
+    }
+    if (rule.initiator !== undefined) {
+      try {
+        resolveInitiator(rule.initiator, config.initiators ?? parseInitiators(undefined))
+      } catch (e) {
+        if (e instanceof FaultRuleError) throw configError(config, `faults[${i}]`, e.message)
+        throw e
+      }
     }
   })
 }
@@ -144,7 +152,7 @@ export async function startFabric(config: FabricConfig, log: Logger, tuning: Tun
       d.trace.setAlways(tuning.trace)
     }
     // A link-down rule takes the target port off the fabric: every HBA (the iSCSI sessions' too) loses its login.
-    faults.attachLink(everyLink(liveDrivers))
+    faults.attachLink(everyLink(liveDrivers, drivers))
     const hostDevices: BlockDevice[][] = []
     for (const driver of drivers) {
       const devices: BlockDevice[] = []
@@ -190,11 +198,19 @@ export async function startFabric(config: FabricConfig, log: Logger, tuning: Tun
   }
 }
 
-/** The fault set's link control over every HBA's firmware: a port goes down (and its hits count) for all of them. */
-function everyLink(drivers: () => readonly HbaDriver[]): LinkControl {
+/**
+ * The fault set's link control over every HBA's firmware: a port goes down (and its hits count) for all of
+ * them but those `except` names; `hba(n)` is config HBA n's alone (initiator= rules).
+ */
+function everyLink(drivers: () => readonly HbaDriver[], hbas: readonly HbaDriver[]): LinkControl {
   return {
-    setPortLink: (wwpn, up, policy) => drivers().map((d) => d.chip.firmware.setPortLink(wwpn, up, policy)).some(Boolean),
+    setPortLink: (wwpn, up, policy, except) =>
+      drivers()
+        .filter((d) => except === undefined || !except.has(hbas.indexOf(d)))
+        .map((d) => d.chip.firmware.setPortLink(wwpn, up, policy))
+        .some(Boolean),
     portDownHits: (wwpn) => drivers().reduce((n, d) => n + d.chip.firmware.portDownHits(wwpn), 0),
+    hba: (n) => hbas[n]?.chip.firmware,
   }
 }
 

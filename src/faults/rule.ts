@@ -11,7 +11,7 @@
  *   task-set-full wwpn=… | reservation-conflict wwpn=… | timeout wwpn=… op=write
  *   delay=5ms wwpn=…            delay=1ms-20ms wwpn=… op=read
  *   bandwidth=10MB/s wwpn=…
- *   link-down wwpn=… [for=2s] [new=fail|wait]      link-up wwpn=…
+ *   link-down wwpn=… [initiator=H] [for=2s] [new=fail|wait]      link-up wwpn=… [initiator=H]
  *   write-protect on|off wwpn=… [lun=0]
  *   corrupt-read wwpn=… lba=100-199 [how=flip|bit|zero]
  *   power-loss wwpn=… [lun=0] [keep=none|random|prefix] [seed=N] [for=2s]
@@ -19,6 +19,7 @@
  * Keys (every one optional unless the kind needs it):
  *   id=NAME        the rule's name (default f1, f2, …); letters, digits, - _ .
  *   wwpn=HEX16     target port (colons allowed); absent: every port
+ *   initiator=H    link-down/up: only that host's path (an HBA's name, WWPN or index); absent: every HBA
  *   lun=N          logical unit; absent: every LUN of the port(s)
  *   lba=N | N-M    logical blocks, inclusive; only commands touching them match
  *   op=LIST        comma list of read, write, sync, unmap, all, or opcodes 0xNN
@@ -97,6 +98,12 @@ export interface FaultRule {
   readonly kind: FaultKind
   /** 16 lowercase hex digits; undefined = every port. */
   readonly wwpn?: string
+  /**
+   * link-down/up: the one initiator port whose path to `wwpn` it takes (an
+   * HBA's config name, its WWPN as 16 lowercase hex digits, or its index);
+   * the fault set resolves it against the fabric (resolveInitiator). Undefined = every HBA.
+   */
+  readonly initiator?: string
   readonly lun?: number
   /** Inclusive block range. */
   readonly lba?: { readonly first: number; readonly last: number }
@@ -154,7 +161,7 @@ export function opMatches(ops: OpMatch | null, opcode: number): boolean {
   return false
 }
 
-const KEYS = new Set(['id', 'wwpn', 'lun', 'lba', 'op', 'every', 'prob', 'seed', 'next', 'file', 'status', 'sense', 'delay', 'bandwidth', 'for', 'new', 'how', 'keep'])
+const KEYS = new Set(['id', 'wwpn', 'initiator', 'lun', 'lba', 'op', 'every', 'prob', 'seed', 'next', 'file', 'status', 'sense', 'delay', 'bandwidth', 'for', 'new', 'how', 'keep'])
 /** Keys each kind takes beyond the common ones (id, wwpn, lun, lba, op, triggers). */
 const KIND_KEYS: Record<FaultKind, readonly string[]> = {
   'medium-error': [],
@@ -165,8 +172,8 @@ const KIND_KEYS: Record<FaultKind, readonly string[]> = {
   timeout: [],
   delay: ['delay'],
   bandwidth: ['bandwidth'],
-  'link-down': ['for', 'new'],
-  'link-up': [],
+  'link-down': ['initiator', 'for', 'new'],
+  'link-up': ['initiator'],
   'write-protect': [],
   'corrupt-read': ['how'],
   'power-loss': ['keep', 'seed', 'for'],
@@ -246,6 +253,8 @@ export function parseRule(line: string): FaultRule {
   } else if (kind === 'power-loss') {
     throw new FaultRuleError(kind, 'needs wwpn= (the target port whose logical units lose power; lun= narrows it to one)')
   }
+  const ini = get('initiator')
+  if (ini) rule.initiator = initiatorRef(ini.value, ini.token)
   const lun = get('lun')
   if (lun) rule.lun = intIn(lun.value, lun.token, 0, 255, 'a LUN number from 0 to 255')
   const lba = get('lba')
@@ -355,6 +364,30 @@ export function parseRule(line: string): FaultRule {
   return rule
 }
 
+/** An initiator= value in its one spelling: a WWPN as 16 lowercase hex digits, an index without leading zeros, a name as given. */
+function initiatorRef(text: string, token: string): string {
+  const w = text.replace(/:/g, '').toLowerCase()
+  if (/^[0-9a-f]{16}$/.test(w)) return w
+  if (/^\d{1,3}$/.test(text)) return String(Number(text))
+  if (/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/.test(text)) return text
+  throw new FaultRuleError(token, 'must name one initiator port: an HBA\'s name (initiators[].name), its WWPN (16 hex digits) or its index (0, 1, …)')
+}
+
+/**
+ * The HBA (its index in `initiators`, the config's order) an initiator=
+ * value names: a name first (as zones read members), then a WWPN, then an
+ * index. Throws FaultRuleError naming the token and listing the initiators.
+ */
+export function resolveInitiator(ref: string, initiators: readonly { readonly name: string; readonly wwpn: string }[]): number {
+  const byName = initiators.findIndex((h) => h.name === ref)
+  if (byName >= 0) return byName
+  const byWwpn = initiators.findIndex((h) => h.wwpn === ref)
+  if (byWwpn >= 0) return byWwpn
+  if (/^\d+$/.test(ref) && Number(ref) < initiators.length) return Number(ref)
+  const list = initiators.map((h, i) => `${i} ${h.name} ${h.wwpn}`).join(', ')
+  throw new FaultRuleError(`initiator=${ref}`, `no initiator port of this fabric has that name, WWPN or index (initiators: ${list})`)
+}
+
 function intIn(text: string, token: string, min: number, max: number, what: string): number {
   const n = /^0x[0-9a-f]+$/i.test(text) ? parseInt(text, 16) : /^\d+$/.test(text) ? Number(text) : NaN
   if (!Number.isInteger(n) || n < min || n > max) throw new FaultRuleError(token, `must be ${what}`)
@@ -412,6 +445,7 @@ export function formatRule(r: FaultRule, withId = false): string {
   if (r.on !== undefined) out.push(r.on ? 'on' : 'off')
   if (withId && r.id) out.push(`id=${r.id}`)
   if (r.wwpn) out.push(`wwpn=${r.wwpn}`)
+  if (r.initiator !== undefined) out.push(`initiator=${r.initiator}`)
   if (r.lun !== undefined) out.push(`lun=${r.lun}`)
   if (r.lba) out.push(`lba=${r.lba.first}${r.lba.last !== r.lba.first ? `-${r.lba.last}` : ''}`)
   if (r.ops) {

@@ -5,7 +5,7 @@
  *                                                               │
  *      FaultyTarget.execute ──intercept(port, lun, cmd)────────┤ target kinds
  *      FaultyBackend.read/write ──decide(lun, op, range)───────┤ medium kinds
- *      firmware.setPortLink ◀──────────────────────────────────┤ link-down / link-up
+ *      firmware.setPortLink ◀──────────────────────────────────┤ link-down / link-up (every HBA, or one: initiator=)
  *      Lun.writeCache.powerLoss/powerOn + links ◀──────────────┘ power-loss
  *
  * Scope (wwpn, lun) is checked against the fabric when a rule is added: a
@@ -38,13 +38,20 @@ import { FaultyTarget, type TargetFaultSource } from './target.js'
 import { quote } from '../util/quote.js'
 import { isPromise } from '../targets/backend.js'
 import type { PowerLossReport } from '../targets/write-cache.js'
-import { FaultRuleError, formatRule, LAYER, OP_CLASSES, opMatches, parseRule, type FaultRule } from './rule.js'
+import { FaultRuleError, formatRule, LAYER, OP_CLASSES, opMatches, parseRule, resolveInitiator, type FaultRule } from './rule.js'
+import { parseInitiators } from '../targets/zoning.js'
 import { mulberry32, TriggerState } from './trigger.js'
 
-/** The firmware's port state, as the fault set drives it (Firmware implements it). */
+/**
+ * The firmware's port state, as the fault set drives it: every HBA's at once
+ * (a Firmware on its own implements it for its one HBA).
+ */
 export interface LinkControl {
-  setPortLink(wwpn: string, up: boolean, policy: 'fail' | 'wait'): boolean
+  /** The port's link on every HBA, the iSCSI sessions' too, but those `except` names (config indexes). */
+  setPortLink(wwpn: string, up: boolean, policy: 'fail' | 'wait', except?: ReadonlySet<number>): boolean
   portDownHits(wwpn: string): number
+  /** HBA n's own (initiator= rules); absent: the control is one HBA's, HBA 0. */
+  hba?(n: number): LinkControl | undefined
 }
 
 export interface ActiveRule {
@@ -55,6 +62,8 @@ export interface ActiveRule {
   wireFree: number
   /** Delay ranges draw from this (seeded by the rule's id, so a replay draws the same). */
   readonly random: () => number
+  /** link-down/up with initiator=: the HBA (config index) whose path it takes. */
+  hba?: number
   /** link-down: the port's down-hit counter when the rule started, and the count when it ended. */
   linkBase?: number
   linkEnded?: number
@@ -175,6 +184,20 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
     return ports
   }
 
+  /** The HBA an initiator= rule names; throws FaultRuleError naming the token when it is none of the fabric's. */
+  private hbaOf(rule: FaultRule): number | undefined {
+    if (rule.initiator === undefined) return undefined
+    const n = resolveInitiator(rule.initiator, this.fabric.initiators ?? parseInitiators(undefined))
+    if (n > 0 && !this.link?.hba?.(n)) throw new FaultRuleError(`initiator=${rule.initiator}`, `HBA ${n} is not running`)
+    return n
+  }
+
+  /** The link control of HBA `hba` (every HBA's when undefined). */
+  private linkOf(hba: number | undefined): LinkControl {
+    const all = this.link!
+    return hba === undefined ? all : all.hba?.(hba) ?? all
+  }
+
   private lunsOf(rule: FaultRule): Lun[] {
     const out = new Set<Lun>()
     for (const p of this.portsOf(rule)) {
@@ -192,6 +215,7 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
     if (LAYER[rule.kind] === 'port') {
       this.portsOf(rule)
       if (!this.link) throw new FaultRuleError(rule.kind, 'no HBA firmware to take the link down (not mounted)')
+      if (rule.initiator !== undefined) this.hbaOf(rule)
       return
     }
     const luns = this.lunsOf(rule)
@@ -215,7 +239,9 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
   add(rule: FaultRule): string | null {
     this.checkScope(rule)
     if (rule.kind === 'link-up') {
-      this.linkUp(rule.wwpn!)
+      const hba = this.hbaOf(rule)
+      // Without initiator= every link-down rule of the port ends; with it, that host's only.
+      this.linkUp(rule.wwpn!, (a) => hba === undefined || a.hba === hba)
       return null
     }
     if (rule.kind === 'write-protect' && !rule.on) {
@@ -265,9 +291,11 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
         break
       case 'port': {
         const wwpn = r.wwpn!
-        a.linkBase = this.link!.portDownHits(wwpn)
-        this.link!.setPortLink(wwpn, false, r.newCommands ?? 'fail')
-        if (r.forMs !== undefined) a.linkTimer = setTimeout(() => this.linkUp(wwpn), r.forMs)
+        a.hba = this.hbaOf(r)
+        const link = this.linkOf(a.hba)
+        a.linkBase = link.portDownHits(wwpn)
+        link.setPortLink(wwpn, false, r.newCommands ?? 'fail')
+        if (r.forMs !== undefined) a.linkTimer = setTimeout(() => this.linkUp(wwpn, (x) => x === a), r.forMs)
         break
       }
     }
@@ -275,14 +303,36 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
     return id
   }
 
-  /** Brings the port's link up and ends every link-down rule of it (they stay listed with their counts). */
-  private linkUp(wwpn: string): void {
+  /**
+   * Ends the port's link-down rules that `which` picks (they stay listed with
+   * their counts), and brings the link up on every path no rule still holds down.
+   */
+  private linkUp(wwpn: string, which: (a: ActiveRule) => boolean): void {
     for (const a of this.rules.values()) {
-      if (a.rule.kind !== 'link-down' || a.rule.wwpn !== wwpn || a.linkEnded !== undefined) continue
+      if (a.rule.kind !== 'link-down' || a.rule.wwpn !== wwpn || a.linkEnded !== undefined || !which(a)) continue
       if (a.linkTimer) clearTimeout(a.linkTimer)
-      a.linkEnded = this.link!.portDownHits(wwpn) - a.linkBase!
+      a.linkEnded = this.linkOf(a.hba).portDownHits(wwpn) - a.linkBase!
     }
-    this.link?.setPortLink(wwpn, true, 'fail')
+    this.relink(wwpn)
+  }
+
+  /**
+   * Port `wwpn` comes up on every HBA that no active rule holds down: none
+   * while a port-wide link-down or a power cut holds it; else all but the
+   * HBAs of its initiator= link-down rules (those stay down, untouched).
+   */
+  private relink(wwpn: string): void {
+    if (!this.link) return
+    const held = new Set<number>()
+    for (const o of this.rules.values()) {
+      if (o.power && o.power.ended === undefined && o.power.ports.has(wwpn)) return
+      if (o.rule.kind !== 'link-down' || o.rule.wwpn !== wwpn || o.linkEnded !== undefined) continue
+      if (o.hba === undefined) return
+      held.add(o.hba)
+    }
+    if (held.size === 0) this.link.setPortLink(wwpn, true, 'fail')
+    else if (this.link.hba) this.link.setPortLink(wwpn, true, 'fail', held)
+    // else: the control is HBA 0's alone, and a rule holds HBA 0 down.
   }
 
   /** Removes rule `id` (or all); a write-protect rule gives back the flags it set, a link-down rule brings the link up. */
@@ -293,7 +343,7 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
     }
     const a = this.rules.get(id)
     if (!a) return false
-    if (a.rule.kind === 'link-down' && a.linkEnded === undefined) this.linkUp(a.rule.wwpn!)
+    if (a.rule.kind === 'link-down' && a.linkEnded === undefined) this.linkUp(a.rule.wwpn!, (x) => x === a)
     if (a.power && a.power.ended === undefined) this.restorePower(a)
     if (a.protected) for (const [l, prev] of a.protected) l.writeProtect = prev
     this.drop(id)
@@ -369,12 +419,7 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
       // Mode pages to defaults, PREVENT released, POWER ON OCCURRED (not the generic 29/00) for every nexus.
       lu.reset(Asc.POWER_ON_OCCURRED)
     }
-    for (const wwpn of cut.ports.keys()) {
-      const heldDown = [...this.rules.values()].some(
-        (o) => o !== a && ((o.rule.kind === 'link-down' && o.rule.wwpn === wwpn && o.linkEnded === undefined) || (o.power && o.power.ended === undefined && o.power.ports.has(wwpn))),
-      )
-      if (!heldDown) this.link?.setPortLink(wwpn, true, 'fail')
-    }
+    for (const wwpn of cut.ports.keys()) this.relink(wwpn)
     this.note(`${a.rule.id} power-on lun=${cut.luns.map((l) => l.lun).join(',')} wwpn=${[...cut.ports.keys()].join(',')} refused=${cut.ended}`)
     this.log.info({ event: 'power_on', id: a.rule.id }, 'power is back')
   }
@@ -490,7 +535,7 @@ export class FaultSet implements BackendFaultSource, TargetFaultSource {
   // ---- reporting -------------------------------------------------------------
 
   hitsOf(a: ActiveRule): number {
-    if (a.rule.kind === 'link-down') return a.linkEnded ?? (this.link ? this.link.portDownHits(a.rule.wwpn!) - a.linkBase! : 0)
+    if (a.rule.kind === 'link-down') return a.linkEnded ?? (this.link ? this.linkOf(a.hba).portDownHits(a.rule.wwpn!) - a.linkBase! : 0)
     if (a.power) return a.power.ended ?? this.powerHits(a.power)
     return a.trig.hits
   }

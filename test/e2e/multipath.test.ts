@@ -1,11 +1,13 @@
 // Multipath as FC arrays do it: one logical unit (config `logicalUnits`) exported
 // through two target ports, each path its own rwbuf under its own WWPN directory,
 // the same data behind both, and writes through both paths at once all landing.
+// Then two hosts (HBAs) on the same unit: one host's path fails with a fault rule
+// (link-down initiator=) while the other host's I/O goes on, and comes back when it clears.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { randomBytes } from 'node:crypto'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { makeTmp, MiB, requireFuse, run, startFcfs, type Fcfs } from '../helpers/mount.js'
+import { CLI, makeTmp, MiB, requireFuse, run, startFcfs, type Fcfs } from '../helpers/mount.js'
 import { firstDiff, pread, pyio } from '../helpers/pyio.js'
 
 const WWPN_A = '500a098100000a01'
@@ -114,3 +116,72 @@ describe('one logical unit behind two target ports', () => {
     expect(firstDiff(onDisk.subarray(0, 16 * MiB), Buffer.concat([a, b]))).toBeNull()
   })
 })
+
+describe('one logical unit through two HBAs, one host’s path failed by a link-down rule', () => {
+  let fab: Fcfs
+  const rw = (hba: number, wwpn: string): string => path.join(fab.mnt, 'hba', String(hba), 'wwn', wwpn, 'rwbuf')
+  const cli = (...args: string[]) => run('node', [CLI, ...args])
+
+  beforeAll(async () => {
+    requireFuse()
+    fab = await startFcfs({
+      config: {
+        initiators: [{ name: 'hostA' }, { name: 'hostB' }],
+        targets: [
+          { wwpn: WWPN_A, wwnn: '500a098000000a00', luns: [{ lun: 0, logicalUnit: 'shared' }] },
+          { wwpn: WWPN_B, wwnn: '500a098000000b00', luns: [{ lun: 0, logicalUnit: 'shared' }] },
+        ],
+        logicalUnits: [{ id: 'shared', size: '16MiB' }],
+      },
+    })
+  })
+
+  afterAll(async () => {
+    await fab?.stop()
+  })
+
+  it('fails host B’s path through one port only: ENXIO there, while host A and host B’s other path read and write the unit', async () => {
+    const before = randomBytes(64 * 1024)
+    await pwriteOk(rw(1, WWPN_A), MiB, before)
+    const inject = await cli('inject', fab.mnt, 'link-down', `wwpn=${WWPN_A}`, 'initiator=hostB')
+    expect([inject.code, inject.stderr]).toEqual([0, ''])
+    expect(await readFile(path.join(fab.mnt, 'faults', 'rules'), 'utf8')).toMatch(new RegExp(`^f1 hits=\\d+ matched=\\d+ down link-down wwpn=${WWPN_A} initiator=hostB new=fail$`, 'm'))
+
+    // The dead path: reads and writes get ENXIO, and the HBA says why.
+    const dead = await pyio(rw(1, WWPN_A), [{ op: 'pread', off: MiB, len: 4096 }, { op: 'pwrite', off: 0, data: Buffer.alloc(4096, 1) }], { flags: ['O_RDWR', 'O_DIRECT'] })
+    expect(dead.map((r) => (r.ok ? 'ok' : r.errno))).toEqual(['ENXIO', 'ENXIO'])
+    expect(await readFile(path.join(fab.mnt, 'hba', '1', 'wwn', WWPN_A, 'lun', '0', 'sense'), 'utf8')).toMatch(/^comp_status: PORT_LOGGED_OUT \(0x29\)$/m)
+
+    // The surviving paths: host A through the same port, host B through the other one.
+    expect(firstDiff(await pread(rw(0, WWPN_A), MiB, before.length), before)).toBeNull()
+    const during = randomBytes(64 * 1024)
+    await pwriteOk(rw(0, WWPN_A), 2 * MiB, during)
+    expect(firstDiff(await pread(rw(1, WWPN_B), 2 * MiB, during.length), during)).toBeNull()
+    const viaB = randomBytes(4096)
+    await pwriteOk(rw(1, WWPN_B), 3 * MiB, viaB)
+    expect(firstDiff(await pread(rw(0, WWPN_B), 3 * MiB, viaB.length), viaB)).toBeNull()
+  })
+
+  it('brings host B’s path back when the rule clears: it reads what host A wrote meanwhile', async () => {
+    const clear = await cli('clear', fab.mnt, 'f1')
+    expect([clear.code, clear.stderr]).toEqual([0, ''])
+    const after = randomBytes(8192)
+    await pwriteOk(rw(0, WWPN_A), 4 * MiB, after)
+    expect(firstDiff(await pread(rw(1, WWPN_A), 4 * MiB, after.length), after)).toBeNull()
+    await pwriteOk(rw(1, WWPN_A), 5 * MiB, after)
+    expect(firstDiff(await pread(rw(0, WWPN_B), 5 * MiB, after.length), after)).toBeNull()
+    expect(await readFile(path.join(fab.mnt, 'faults', 'rules'), 'utf8')).toMatch(/^# 0 rule\(s\)/)
+  })
+
+  it('refuses initiator= naming no host of the fabric, with exit 2 and the reason', async () => {
+    const r = await cli('inject', fab.mnt, 'link-down', `wwpn=${WWPN_A}`, 'initiator=hostC')
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('initiator=hostC: no initiator port of this fabric has that name, WWPN or index (initiators: 0 hostA 2100001b32000001, 1 hostB 2100001b32000002)')
+  })
+})
+
+/** An O_DIRECT pwrite that must write everything (a write-through path: the error, if any, is this call's). */
+async function pwriteOk(file: string, off: number, data: Buffer): Promise<void> {
+  const [w] = await pyio(file, [{ op: 'pwrite', off, data }], { flags: ['O_RDWR', 'O_DIRECT'] })
+  expect(w).toMatchObject({ ok: true, n: data.length })
+}

@@ -2,7 +2,10 @@ import { describe, expect, it } from 'vitest'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { FaultRuleError, formatRule, opMatches, parseRule, type FaultRule } from '../../src/faults/rule.js'
+import { FaultRuleError, formatRule, opMatches, parseRule, resolveInitiator, type FaultRule } from '../../src/faults/rule.js'
+import { FaultSet, type LinkControl } from '../../src/faults/set.js'
+import { silentLogger } from '../../src/log.js'
+import type { Fabric, TargetPort } from '../../src/targets/types.js'
 import { FILE_POLL_MS, mulberry32, TriggerState } from '../../src/faults/trigger.js'
 
 const W = '21000024ff000001'
@@ -120,6 +123,9 @@ describe('the rule parser', () => {
     [`link-down for=2s`, 'link-down', /needs wwpn/],
     [`link-down wwpn=${W} lba=5`, 'lba=5', /does not take lba/],
     [`link-down wwpn=${W} new=later`, 'new=later', /fail .* or wait/],
+    [`link-down wwpn=${W} initiator=bad/name`, 'initiator=bad/name', /its WWPN \(16 hex digits\) or its index/],
+    [`busy wwpn=${W} initiator=hostA`, 'initiator=hostA', /busy does not take initiator=/],
+    [`power-loss wwpn=${W} initiator=0`, 'initiator=0', /power-loss does not take initiator=/],
     [`write-protect wwpn=${W}`, 'write-protect', /on or off/],
     [`write-protect maybe wwpn=${W}`, 'maybe', /on or off/],
     [`write-protect on wwpn=${W} every=2`, 'every=2', /does not take every/],
@@ -195,5 +201,121 @@ describe('triggers', () => {
       s.stop()
       await rm(dir, { recursive: true, force: true })
     }
+  })
+})
+
+describe('initiator= on link rules', () => {
+  const HOSTS = [
+    { name: 'hostA', wwpn: '2100001b32000001', wwnn: '2000001b32000001' },
+    { name: 'hostB', wwpn: '2100001b32000002', wwnn: '2000001b32000002' },
+  ]
+
+  it('reads initiator= as a name, a WWPN (colons allowed, any case) or an index, and prints it back the same', () => {
+    expect(parseRule(`link-down wwpn=${W} initiator=hostB`).initiator).toBe('hostB')
+    expect(parseRule(`link-down wwpn=${W} initiator=21:00:00:1B:32:00:00:02`).initiator).toBe('2100001b32000002')
+    expect(parseRule(`link-up wwpn=${W} initiator=01`).initiator).toBe('1')
+    const line = `link-down wwpn=${W} initiator=hostB for=2s new=wait`
+    expect(formatRule(parseRule(line))).toBe(line)
+    expect(parseRule(formatRule(parseRule(line)))).toEqual(parseRule(line))
+    expect(parseRule(`link-down wwpn=${W}`).initiator).toBeUndefined()
+  })
+
+  it('resolves a name, a WWPN or an index to the HBA, and names the token and the initiators when it is none', () => {
+    expect(resolveInitiator('hostB', HOSTS)).toBe(1)
+    expect(resolveInitiator('2100001b32000001', HOSTS)).toBe(0)
+    expect(resolveInitiator('1', HOSTS)).toBe(1)
+    for (const bad of ['2', 'hostC', '2100001b320000ff']) {
+      let e: unknown
+      try {
+        resolveInitiator(bad, HOSTS)
+      } catch (x) {
+        e = x
+      }
+      expect(e).toBeInstanceOf(FaultRuleError)
+      expect((e as FaultRuleError).message).toBe(
+        `initiator=${bad}: no initiator port of this fabric has that name, WWPN or index (initiators: 0 hostA 2100001b32000001, 1 hostB 2100001b32000002)`,
+      )
+    }
+  })
+
+  /** Link state per HBA as a FaultSet drives it: a log of calls and the down set. */
+  function links(n: number): { control: LinkControl; down: Set<string>; calls: string[] } {
+    const down = new Set<string>()
+    const calls: string[] = []
+    const one = (i: number): LinkControl => ({
+      setPortLink: (wwpn, up) => {
+        calls.push(`${i} ${wwpn.slice(-1)} ${up ? 'up' : 'down'}`)
+        if (up) down.delete(`${i}:${wwpn}`)
+        else down.add(`${i}:${wwpn}`)
+        return true
+      },
+      portDownHits: () => 0,
+    })
+    const control: LinkControl = {
+      setPortLink: (wwpn, up, policy, except) => {
+        for (let i = 0; i < n; i++) if (!except?.has(i)) one(i).setPortLink(wwpn, up, policy)
+        return true
+      },
+      portDownHits: () => 0,
+      hba: (i) => (i < n ? one(i) : undefined),
+    }
+    return { control, down, calls }
+  }
+
+  function faultSet(n: number): { f: FaultSet; down: Set<string>; calls: string[] } {
+    const port = { wwpn: W, luns: new Map() } as unknown as TargetPort
+    const f = new FaultSet({ fabric: { ports: [port], initiators: HOSTS.slice(0, n) } as unknown as Fabric, log: silentLogger })
+    const l = links(n)
+    f.attachLink(l.control)
+    return { f, down: l.down, calls: l.calls }
+  }
+
+  it('takes down only the named host’s path, and clearing the rule brings only that path back', () => {
+    const { f, down, calls } = faultSet(2)
+    expect(f.apply(`link-down id=b wwpn=${W} initiator=hostB`)).toEqual({ ok: true, added: ['b'] })
+    expect([...down]).toEqual([`1:${W}`])
+    expect(f.renderRules()).toContain(`b hits=0 matched=0 down link-down wwpn=${W} initiator=hostB new=fail`)
+    expect(f.apply('clear b').ok).toBe(true)
+    expect([...down]).toEqual([])
+    // HBA 0's path was never down (an up for a logged-in port changes nothing).
+    expect(calls.filter((c) => c.startsWith('1 '))).toEqual(['1 1 down', '1 1 up'])
+    expect(calls).not.toContain('0 1 down')
+  })
+
+  it('keeps a host’s path down while its own rule holds it, when a port-wide rule over it clears', () => {
+    const { f, down, calls } = faultSet(2)
+    f.apply(`link-down id=b wwpn=${W} initiator=1`)
+    f.apply(`link-down id=all-hosts wwpn=${W}`)
+    expect([...down].sort()).toEqual([`0:${W}`, `1:${W}`])
+    calls.length = 0
+    f.apply('clear all-hosts')
+    // HBA 0 comes back; HBA 1 is not touched (no up and down again: its waiting commands keep waiting).
+    expect(calls).toEqual(['0 1 up'])
+    expect([...down]).toEqual([`1:${W}`])
+    // link-up naming host B ends its rule; a port-wide one would have ended every rule of the port.
+    f.apply(`link-up wwpn=${W} initiator=hostB`)
+    expect([...down]).toEqual([])
+    expect(f.renderRules()).toMatch(/^b hits=0 matched=0 ended /m)
+  })
+
+  it('keeps the path down under a port-wide rule when the host’s own rule clears', () => {
+    const { f, down } = faultSet(2)
+    f.apply(`link-down id=all-hosts wwpn=${W}`)
+    f.apply(`link-down id=b wwpn=${W} initiator=hostB`)
+    f.apply('clear b')
+    expect([...down].sort()).toEqual([`0:${W}`, `1:${W}`])
+    f.apply(`link-up wwpn=${W}`)
+    expect([...down]).toEqual([])
+  })
+
+  it('refuses an initiator the fabric does not have, naming it, and changes nothing', () => {
+    const { f, down } = faultSet(2)
+    const r = f.apply(`link-down wwpn=${W} initiator=hostC`)
+    expect(r.ok).toBe(false)
+    expect(!r.ok && r.error).toBe(
+      `"link-down wwpn=${W} initiator=hostC": initiator=hostC: no initiator port of this fabric has that name, WWPN or index (initiators: 0 hostA 2100001b32000001, 1 hostB 2100001b32000002)`,
+    )
+    expect(down.size).toBe(0)
+    expect(f.list()).toEqual([])
   })
 })
