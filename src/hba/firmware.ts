@@ -570,7 +570,7 @@ export class Firmware {
 
     // The firmware keeps its own copy of the CDB: the ring slot is reused
     // as soon as REQ_Q_OUT moves past it.
-    const cdb = Buffer.allocUnsafe(COMMAND_T3.cdb.size)
+    const cdb = Buffer.allocUnsafe(COMMAND_T3.fields.cdb.length)
     readCommandCdb(mem, at, cdb)
     const slot = this.clock.commandSlot()
     const deadline = timeoutSec > 0 ? performance.now() + timeoutSec * 1000 : Infinity

@@ -14,14 +14,10 @@
  */
 import { DecodeError } from '../errors.js'
 import { checkRoom } from '../util/codec.js'
+import { f, type Layout } from '../util/layout.js'
 import { readU64LE, writeU64LE } from '../util/le.js'
 
 export const ENTRY_SIZE = 64
-
-export interface Field {
-  readonly offset: number
-  readonly size: number
-}
 
 /** Entry types (byte 0). */
 export const EntryType = {
@@ -107,77 +103,110 @@ export const MarkerModifier = {
   SYNC_LIP: 3, // everything, after a LIP
 } as const
 
-const HEADER = {
-  entryType: { offset: 0, size: 1 },
-  entryCount: { offset: 1, size: 1 },
-  sysDefine: { offset: 2, size: 1 },
-  entryStatus: { offset: 3, size: 1 },
-} as const
+/** The 4-byte header every entry starts with. */
+const HEADER = { entryType: f(0), entryCount: f(1), sysDefine: f(2), entryStatus: f(3) } as const
 
 /** A 64-bit data segment descriptor: { address u64, length u32 } = 12 bytes. */
 export const DSEG_SIZE = 12
 export const DSEGS_IN_COMMAND = 2
 export const DSEGS_IN_CONTINUATION = 5
 
+/** cmd_a64_entry_t. */
 export const COMMAND_T3 = {
-  ...HEADER,
-  handle: { offset: 4, size: 4 },
-  target: { offset: 8, size: 2 }, // loop id / target handle
-  lun: { offset: 10, size: 2 },
-  controlFlags: { offset: 12, size: 2 },
-  reserved1: { offset: 14, size: 2 },
-  timeout: { offset: 16, size: 2 }, // seconds; 0 = no firmware timeout
-  dsegCount: { offset: 18, size: 2 },
-  cdb: { offset: 20, size: 16 },
-  byteCount: { offset: 36, size: 4 },
-  dseg0: { offset: 40, size: DSEG_SIZE },
-  dseg1: { offset: 52, size: DSEG_SIZE },
-} as const satisfies Record<string, Field>
+  name: 'Command Type 3',
+  size: ENTRY_SIZE,
+  fields: {
+    ...HEADER,
+    handle: f(4, 4),
+    target: f(8, 2), // loop id / target handle
+    lun: f(10, 2),
+    controlFlags: f(12, 2),
+    reserved1: f(14, 2),
+    timeout: f(16, 2), // seconds; 0 = no firmware timeout
+    dsegCount: f(18, 2),
+    cdb: f(20, 16),
+    byteCount: f(36, 4),
+    dseg0: f(40, DSEG_SIZE),
+    dseg1: f(52, DSEG_SIZE),
+  },
+} as const satisfies Layout
 
+/** cont_a64_entry_t. */
 export const CONTINUATION_T1 = {
-  ...HEADER,
-  dseg0: { offset: 4, size: DSEG_SIZE },
-  dseg1: { offset: 16, size: DSEG_SIZE },
-  dseg2: { offset: 28, size: DSEG_SIZE },
-  dseg3: { offset: 40, size: DSEG_SIZE },
-  dseg4: { offset: 52, size: DSEG_SIZE },
-} as const satisfies Record<string, Field>
+  name: 'Continuation Type 1',
+  size: ENTRY_SIZE,
+  fields: {
+    ...HEADER,
+    dseg0: f(4, DSEG_SIZE),
+    dseg1: f(16, DSEG_SIZE),
+    dseg2: f(28, DSEG_SIZE),
+    dseg3: f(40, DSEG_SIZE),
+    dseg4: f(52, DSEG_SIZE),
+  },
+} as const satisfies Layout
 
+/** sts_entry_t. */
 export const STATUS_T0 = {
-  ...HEADER,
-  handle: { offset: 4, size: 4 },
-  scsiStatus: { offset: 8, size: 2 },
-  compStatus: { offset: 10, size: 2 },
-  stateFlags: { offset: 12, size: 2 },
-  statusFlags: { offset: 14, size: 2 },
-  rspInfoLen: { offset: 16, size: 2 },
-  senseLen: { offset: 18, size: 2 },
-  residual: { offset: 20, size: 4 },
-  rspInfo: { offset: 24, size: 8 },
-  sense: { offset: 32, size: 32 },
-} as const satisfies Record<string, Field>
+  name: 'Status Type 0',
+  size: ENTRY_SIZE,
+  fields: {
+    ...HEADER,
+    handle: f(4, 4),
+    scsiStatus: f(8, 2),
+    compStatus: f(10, 2),
+    stateFlags: f(12, 2),
+    statusFlags: f(14, 2),
+    rspInfoLen: f(16, 2),
+    senseLen: f(18, 2),
+    residual: f(20, 4),
+    rspInfo: f(24, 8),
+    sense: f(32, 32),
+  },
+} as const satisfies Layout
 
+/** sts_cont_entry_t. */
 export const STATUS_CONT = {
-  ...HEADER,
-  sense: { offset: 4, size: 60 },
-} as const satisfies Record<string, Field>
+  name: 'Status Continuation',
+  size: ENTRY_SIZE,
+  fields: {
+    ...HEADER,
+    sense: f(4, 60),
+  },
+} as const satisfies Layout
 
+/** mrk_entry_t. */
 export const MARKER = {
-  ...HEADER,
-  handle: { offset: 4, size: 4 },
-  target: { offset: 8, size: 2 },
-  modifier: { offset: 10, size: 1 },
-  flags: { offset: 11, size: 1 },
-  sequence: { offset: 12, size: 2 },
-  lun: { offset: 14, size: 2 },
-  reserved2: { offset: 16, size: 48 },
-} as const satisfies Record<string, Field>
+  name: 'Marker',
+  size: ENTRY_SIZE,
+  fields: {
+    ...HEADER,
+    handle: f(4, 4),
+    target: f(8, 2),
+    modifier: f(10),
+    flags: f(11),
+    sequence: f(12, 2),
+    lun: f(14, 2),
+    reserved2: f(16, 48),
+  },
+} as const satisfies Layout
 
 /** A 64-bit data segment descriptor inside an entry (qla2xxx dsd64). */
 export const DSEG = {
-  address: { offset: 0, size: 8 },
-  length: { offset: 8, size: 4 },
-} as const satisfies Record<string, Field>
+  name: 'data segment descriptor',
+  size: DSEG_SIZE,
+  fields: {
+    address: f(0, 8),
+    length: f(8, 4),
+  },
+} as const satisfies Layout
+
+// The accessors below read offsets through these (module constants: no lookup cost per I/O).
+const C3 = COMMAND_T3.fields
+const CT1 = CONTINUATION_T1.fields
+const S0 = STATUS_T0.fields
+const SC = STATUS_CONT.fields
+const MK = MARKER.fields
+const D = DSEG.fields
 
 export const LAYOUTS = { COMMAND_T3, CONTINUATION_T1, STATUS_T0, STATUS_CONT, MARKER } as const
 
@@ -219,7 +248,7 @@ export function readEntryCount(view: Buffer, offset: number): number {
 
 /** The u32 handle @4 of a command entry (also where a status or marker keeps its handle). */
 export function readCommandHandleLE(view: Buffer, offset: number): number {
-  return view.readUInt32LE(offset + COMMAND_T3.handle.offset)
+  return view.readUInt32LE(offset + C3.handle.offset)
 }
 
 /** Byte 3 of any entry: non-zero on a request entry the firmware returned rejected. */
@@ -246,26 +275,26 @@ export function stampProcessed(view: Buffer, offset: number): void {
 
 /** Byte offset of data segment `i` (0..1) of the command entry at `offset`. */
 export function commandDsegOffset(offset: number, i: number): number {
-  return offset + COMMAND_T3.dseg0.offset + i * DSEG_SIZE
+  return offset + C3.dseg0.offset + i * DSEG_SIZE
 }
 
 /** Byte offset of data segment `i` (0..4) of the continuation entry at `offset`. */
 export function continuationDsegOffset(offset: number, i: number): number {
-  return offset + CONTINUATION_T1.dseg0.offset + i * DSEG_SIZE
+  return offset + CT1.dseg0.offset + i * DSEG_SIZE
 }
 
 /** Writes a data segment descriptor at byte `at` (see commandDsegOffset / continuationDsegOffset). */
 export function writeDsegLE(view: Buffer, at: number, address: number, length: number): void {
-  writeU64LE(view, at + DSEG.address.offset, address)
-  view.writeUInt32LE(length >>> 0, at + DSEG.length.offset)
+  writeU64LE(view, at + D.address.offset, address)
+  view.writeUInt32LE(length >>> 0, at + D.length.offset)
 }
 
 export function readDsegAddressLE(view: Buffer, at: number): number {
-  return readU64LE(view, at + DSEG.address.offset)
+  return readU64LE(view, at + D.address.offset)
 }
 
 export function readDsegLengthLE(view: Buffer, at: number): number {
-  return view.readUInt32LE(at + DSEG.length.offset)
+  return view.readUInt32LE(at + D.length.offset)
 }
 
 /** The fixed fields of a Command Type 3 entry (the CDB and the segments travel separately). */
@@ -293,46 +322,46 @@ export function newCommandT3Fields(): CommandT3Fields {
 export function writeCommandT3(view: Buffer, offset: number, f: CommandT3Fields, cdb: Uint8Array): void {
   checkRoom(view, offset, ENTRY_SIZE, 'Command Type 3')
   view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset + COMMAND_T3.entryType.offset] = EntryType.COMMAND_T3
-  view[offset + COMMAND_T3.entryCount.offset] = f.entryCount
-  view[offset + COMMAND_T3.entryStatus.offset] = f.entryStatus
-  view.writeUInt32LE(f.handle >>> 0, offset + COMMAND_T3.handle.offset)
-  view.writeUInt16LE(f.target, offset + COMMAND_T3.target.offset)
-  view.writeUInt16LE(f.lun, offset + COMMAND_T3.lun.offset)
-  view.writeUInt16LE(f.controlFlags, offset + COMMAND_T3.controlFlags.offset)
-  view.writeUInt16LE(f.timeout, offset + COMMAND_T3.timeout.offset)
-  view.writeUInt16LE(f.dsegCount, offset + COMMAND_T3.dsegCount.offset)
-  view.set(cdb.length > COMMAND_T3.cdb.size ? cdb.subarray(0, COMMAND_T3.cdb.size) : cdb, offset + COMMAND_T3.cdb.offset)
-  view.writeUInt32LE(f.byteCount >>> 0, offset + COMMAND_T3.byteCount.offset)
+  view[offset + C3.entryType.offset] = EntryType.COMMAND_T3
+  view[offset + C3.entryCount.offset] = f.entryCount
+  view[offset + C3.entryStatus.offset] = f.entryStatus
+  view.writeUInt32LE(f.handle >>> 0, offset + C3.handle.offset)
+  view.writeUInt16LE(f.target, offset + C3.target.offset)
+  view.writeUInt16LE(f.lun, offset + C3.lun.offset)
+  view.writeUInt16LE(f.controlFlags, offset + C3.controlFlags.offset)
+  view.writeUInt16LE(f.timeout, offset + C3.timeout.offset)
+  view.writeUInt16LE(f.dsegCount, offset + C3.dsegCount.offset)
+  view.set(cdb.length > C3.cdb.length ? cdb.subarray(0, C3.cdb.length) : cdb, offset + C3.cdb.offset)
+  view.writeUInt32LE(f.byteCount >>> 0, offset + C3.byteCount.offset)
 }
 
 /** Reads the fixed fields of the Command Type 3 entry at `offset` into `into` (the entry type is the caller's to check). */
 export function readCommandT3(view: Buffer, offset: number, into: CommandT3Fields): CommandT3Fields {
   checkRoom(view, offset, ENTRY_SIZE, 'Command Type 3')
-  into.entryCount = view[offset + COMMAND_T3.entryCount.offset]
-  into.entryStatus = view[offset + COMMAND_T3.entryStatus.offset]
-  into.handle = view.readUInt32LE(offset + COMMAND_T3.handle.offset)
-  into.target = view.readUInt16LE(offset + COMMAND_T3.target.offset)
-  into.lun = view.readUInt16LE(offset + COMMAND_T3.lun.offset)
-  into.controlFlags = view.readUInt16LE(offset + COMMAND_T3.controlFlags.offset)
-  into.timeout = view.readUInt16LE(offset + COMMAND_T3.timeout.offset)
-  into.dsegCount = view.readUInt16LE(offset + COMMAND_T3.dsegCount.offset)
-  into.byteCount = view.readUInt32LE(offset + COMMAND_T3.byteCount.offset)
+  into.entryCount = view[offset + C3.entryCount.offset]
+  into.entryStatus = view[offset + C3.entryStatus.offset]
+  into.handle = view.readUInt32LE(offset + C3.handle.offset)
+  into.target = view.readUInt16LE(offset + C3.target.offset)
+  into.lun = view.readUInt16LE(offset + C3.lun.offset)
+  into.controlFlags = view.readUInt16LE(offset + C3.controlFlags.offset)
+  into.timeout = view.readUInt16LE(offset + C3.timeout.offset)
+  into.dsegCount = view.readUInt16LE(offset + C3.dsegCount.offset)
+  into.byteCount = view.readUInt32LE(offset + C3.byteCount.offset)
   return into
 }
 
 /** Copies the 16 CDB bytes of the command entry at `offset` into `into` at `at`. */
 export function readCommandCdb(view: Buffer, offset: number, into: Buffer, at = 0): void {
-  const from = offset + COMMAND_T3.cdb.offset
-  view.copy(into, at, from, from + COMMAND_T3.cdb.size)
+  const from = offset + C3.cdb.offset
+  view.copy(into, at, from, from + C3.cdb.length)
 }
 
 /** Writes the header of a Continuation Type 1 entry at `offset` (zeroed; segments follow with writeDsegLE). */
 export function writeContinuationT1(view: Buffer, offset: number): void {
   checkRoom(view, offset, ENTRY_SIZE, 'Continuation Type 1')
   view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset + CONTINUATION_T1.entryType.offset] = EntryType.CONTINUATION_T1
-  view[offset + CONTINUATION_T1.entryCount.offset] = 1
+  view[offset + CT1.entryType.offset] = EntryType.CONTINUATION_T1
+  view[offset + CT1.entryCount.offset] = 1
 }
 
 /** The fixed fields of a Status Type 0 entry (sense bytes travel separately). */
@@ -360,39 +389,39 @@ export function newStatusT0Fields(): StatusT0Fields {
 export function writeStatusT0(view: Buffer, offset: number, f: StatusT0Fields, sense: Buffer | null): void {
   checkRoom(view, offset, ENTRY_SIZE, 'Status Type 0')
   view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset + STATUS_T0.entryType.offset] = EntryType.STATUS_T0
-  view[offset + STATUS_T0.entryCount.offset] = f.entryCount
-  view[offset + STATUS_T0.entryStatus.offset] = f.entryStatus
-  view.writeUInt32LE(f.handle >>> 0, offset + STATUS_T0.handle.offset)
-  view.writeUInt16LE(f.scsiStatus, offset + STATUS_T0.scsiStatus.offset)
-  view.writeUInt16LE(f.compStatus, offset + STATUS_T0.compStatus.offset)
-  view.writeUInt16LE(f.stateFlags, offset + STATUS_T0.stateFlags.offset)
-  view.writeUInt16LE(f.statusFlags, offset + STATUS_T0.statusFlags.offset)
-  view.writeUInt16LE(f.senseLength, offset + STATUS_T0.senseLen.offset)
-  view.writeUInt32LE(f.residual >>> 0, offset + STATUS_T0.residual.offset)
+  view[offset + S0.entryType.offset] = EntryType.STATUS_T0
+  view[offset + S0.entryCount.offset] = f.entryCount
+  view[offset + S0.entryStatus.offset] = f.entryStatus
+  view.writeUInt32LE(f.handle >>> 0, offset + S0.handle.offset)
+  view.writeUInt16LE(f.scsiStatus, offset + S0.scsiStatus.offset)
+  view.writeUInt16LE(f.compStatus, offset + S0.compStatus.offset)
+  view.writeUInt16LE(f.stateFlags, offset + S0.stateFlags.offset)
+  view.writeUInt16LE(f.statusFlags, offset + S0.statusFlags.offset)
+  view.writeUInt16LE(f.senseLength, offset + S0.senseLen.offset)
+  view.writeUInt32LE(f.residual >>> 0, offset + S0.residual.offset)
   if (sense) {
-    sense.copy(view, offset + STATUS_T0.sense.offset, 0, Math.min(sense.length, f.senseLength, SENSE_IN_STATUS))
+    sense.copy(view, offset + S0.sense.offset, 0, Math.min(sense.length, f.senseLength, SENSE_IN_STATUS))
   }
 }
 
 /** Reads the fixed fields of the Status Type 0 entry at `offset` into `into` (the entry type is the caller's to check). */
 export function readStatusT0(view: Buffer, offset: number, into: StatusT0Fields): StatusT0Fields {
   checkRoom(view, offset, ENTRY_SIZE, 'Status Type 0')
-  into.entryCount = view[offset + STATUS_T0.entryCount.offset]
-  into.entryStatus = view[offset + STATUS_T0.entryStatus.offset]
-  into.handle = view.readUInt32LE(offset + STATUS_T0.handle.offset)
-  into.scsiStatus = view.readUInt16LE(offset + STATUS_T0.scsiStatus.offset)
-  into.compStatus = view.readUInt16LE(offset + STATUS_T0.compStatus.offset)
-  into.stateFlags = view.readUInt16LE(offset + STATUS_T0.stateFlags.offset)
-  into.statusFlags = view.readUInt16LE(offset + STATUS_T0.statusFlags.offset)
-  into.senseLength = view.readUInt16LE(offset + STATUS_T0.senseLen.offset)
-  into.residual = view.readUInt32LE(offset + STATUS_T0.residual.offset)
+  into.entryCount = view[offset + S0.entryCount.offset]
+  into.entryStatus = view[offset + S0.entryStatus.offset]
+  into.handle = view.readUInt32LE(offset + S0.handle.offset)
+  into.scsiStatus = view.readUInt16LE(offset + S0.scsiStatus.offset)
+  into.compStatus = view.readUInt16LE(offset + S0.compStatus.offset)
+  into.stateFlags = view.readUInt16LE(offset + S0.stateFlags.offset)
+  into.statusFlags = view.readUInt16LE(offset + S0.statusFlags.offset)
+  into.senseLength = view.readUInt16LE(offset + S0.senseLen.offset)
+  into.residual = view.readUInt32LE(offset + S0.residual.offset)
   return into
 }
 
 /** Copies the sense bytes a Status Type 0 entry holds into `into` from 0: min(into.length, 32). Returns bytes copied. */
 export function readStatusT0Sense(view: Buffer, offset: number, into: Buffer): number {
-  const from = offset + STATUS_T0.sense.offset
+  const from = offset + S0.sense.offset
   return view.copy(into, 0, from, from + Math.min(into.length, SENSE_IN_STATUS))
 }
 
@@ -400,14 +429,14 @@ export function readStatusT0Sense(view: Buffer, offset: number, into: Buffer): n
 export function writeStatusCont(view: Buffer, offset: number, sense: Buffer, from: number): void {
   checkRoom(view, offset, ENTRY_SIZE, 'Status Continuation')
   view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset + STATUS_CONT.entryType.offset] = EntryType.STATUS_CONT
-  view[offset + STATUS_CONT.entryCount.offset] = 1
-  sense.copy(view, offset + STATUS_CONT.sense.offset, from, Math.min(sense.length, from + SENSE_IN_CONT))
+  view[offset + SC.entryType.offset] = EntryType.STATUS_CONT
+  view[offset + SC.entryCount.offset] = 1
+  sense.copy(view, offset + SC.sense.offset, from, Math.min(sense.length, from + SENSE_IN_CONT))
 }
 
 /** Copies the sense bytes of a Status Continuation entry into `into` at `at`: min(into.length - at, 60). Returns bytes copied. */
 export function readStatusContSense(view: Buffer, offset: number, into: Buffer, at: number): number {
-  const from = offset + STATUS_CONT.sense.offset
+  const from = offset + SC.sense.offset
   return view.copy(into, at, from, from + Math.min(into.length - at, SENSE_IN_CONT))
 }
 
@@ -438,7 +467,7 @@ export function decodeCommandT3(view: Buffer, offset: number): CommandT3 {
   for (let i = 0; i < Math.min(DSEGS_IN_COMMAND, f.dsegCount); i++) {
     segments.push(readSegment(view, commandDsegOffset(offset, i)))
   }
-  const cdb = Buffer.alloc(COMMAND_T3.cdb.size)
+  const cdb = Buffer.alloc(C3.cdb.length)
   readCommandCdb(view, offset, cdb)
   return { ...f, cdb, segments }
 }
@@ -492,8 +521,8 @@ export interface StatusT0 {
 }
 
 /** Sense bytes the Status Type 0 entry holds; the rest go into continuations. */
-export const SENSE_IN_STATUS = STATUS_T0.sense.size
-export const SENSE_IN_CONT = STATUS_CONT.sense.size
+export const SENSE_IN_STATUS = S0.sense.length
+export const SENSE_IN_CONT = SC.sense.length
 
 export function statusEntriesFor(senseLength: number): number {
   if (senseLength <= SENSE_IN_STATUS) return 1
@@ -539,11 +568,11 @@ export interface Marker {
 export function encodeMarker(v: Marker, view: Buffer, offset: number): number {
   checkRoom(view, offset, ENTRY_SIZE, 'Marker')
   view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset + MARKER.entryType.offset] = EntryType.MARKER
-  view[offset + MARKER.entryCount.offset] = 1
-  view.writeUInt16LE(v.target, offset + MARKER.target.offset)
-  view[offset + MARKER.modifier.offset] = v.modifier
-  view.writeUInt16LE(v.lun, offset + MARKER.lun.offset)
+  view[offset + MK.entryType.offset] = EntryType.MARKER
+  view[offset + MK.entryCount.offset] = 1
+  view.writeUInt16LE(v.target, offset + MK.target.offset)
+  view[offset + MK.modifier.offset] = v.modifier
+  view.writeUInt16LE(v.lun, offset + MK.lun.offset)
   return ENTRY_SIZE
 }
 
@@ -554,9 +583,9 @@ export function decodeMarker(view: Buffer, offset: number): Marker {
     throw new DecodeError('Marker', `entry type 0x${type.toString(16)} is not 0x04`)
   }
   return {
-    target: view.readUInt16LE(offset + MARKER.target.offset),
-    modifier: view[offset + MARKER.modifier.offset],
-    lun: view.readUInt16LE(offset + MARKER.lun.offset),
+    target: view.readUInt16LE(offset + MK.target.offset),
+    modifier: view[offset + MK.modifier.offset],
+    lun: view.readUInt16LE(offset + MK.lun.offset),
   }
 }
 

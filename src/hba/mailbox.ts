@@ -8,43 +8,47 @@
  * order, as the firmware keeps them.
  */
 import { DecodeError } from '../errors.js'
-import type { Field } from './iocb.js'
+import { f, type Layout } from '../util/layout.js'
 import { readU64LE, writeU64LE } from '../util/le.js'
 import { checkRoom } from '../util/codec.js'
 
 /** init_cb_t (qla_def.h), 96 bytes. */
 export const ICB = {
-  version: { offset: 0, size: 1 },
-  reserved1: { offset: 1, size: 1 },
-  firmwareOptions: { offset: 2, size: 2 },
-  framePayloadSize: { offset: 4, size: 2 },
-  maxIocbAllocation: { offset: 6, size: 2 },
-  executionThrottle: { offset: 8, size: 2 },
-  retryCount: { offset: 10, size: 1 },
-  retryDelay: { offset: 11, size: 1 },
-  portName: { offset: 12, size: 8 },
-  hardAddress: { offset: 20, size: 2 },
-  inquiryData: { offset: 22, size: 1 },
-  loginTimeout: { offset: 23, size: 1 },
-  nodeName: { offset: 24, size: 8 },
-  requestQOutpointer: { offset: 32, size: 2 },
-  responseQInpointer: { offset: 34, size: 2 },
-  requestQLength: { offset: 36, size: 2 },
-  responseQLength: { offset: 38, size: 2 },
-  requestQAddress: { offset: 40, size: 8 },
-  responseQAddress: { offset: 48, size: 8 },
-  lunEnables: { offset: 56, size: 2 },
-  commandResourceCount: { offset: 58, size: 1 },
-  immediateNotifyResourceCount: { offset: 59, size: 1 },
-  timeout: { offset: 60, size: 2 },
-  reserved2: { offset: 62, size: 2 },
-  addFirmwareOptions: { offset: 64, size: 2 },
-  responseAccumulationTimer: { offset: 66, size: 1 },
-  interruptDelayTimer: { offset: 67, size: 1 },
-  specialOptions: { offset: 68, size: 2 },
-  reserved3: { offset: 70, size: 26 },
-} as const satisfies Record<string, Field>
-export const ICB_SIZE = 96
+  name: 'init control block',
+  size: 96,
+  fields: {
+    version: f(0),
+    reserved1: f(1),
+    firmwareOptions: f(2, 2),
+    framePayloadSize: f(4, 2),
+    maxIocbAllocation: f(6, 2),
+    executionThrottle: f(8, 2),
+    retryCount: f(10),
+    retryDelay: f(11),
+    portName: f(12, 8),
+    hardAddress: f(20, 2),
+    inquiryData: f(22),
+    loginTimeout: f(23),
+    nodeName: f(24, 8),
+    requestQOutpointer: f(32, 2),
+    responseQInpointer: f(34, 2),
+    requestQLength: f(36, 2),
+    responseQLength: f(38, 2),
+    requestQAddress: f(40, 8),
+    responseQAddress: f(48, 8),
+    lunEnables: f(56, 2),
+    commandResourceCount: f(58),
+    immediateNotifyResourceCount: f(59),
+    timeout: f(60, 2),
+    reserved2: f(62, 2),
+    addFirmwareOptions: f(64, 2),
+    responseAccumulationTimer: f(66),
+    interruptDelayTimer: f(67),
+    specialOptions: f(68, 2),
+    reserved3: f(70, 26),
+  },
+} as const satisfies Layout
+export const ICB_SIZE = ICB.size
 export const ICB_VERSION = 1
 
 /** Firmware options (ICB.firmwareOptions as a little-endian u16: qla_def.h's LSB bits 0..7, MSB bits 8..15). */
@@ -74,49 +78,53 @@ export interface InitControlBlock {
 export function encodeIcb(v: InitControlBlock, view: Buffer, offset: number): number {
   checkRoom(view, offset, ICB_SIZE, 'init control block')
   view.fill(0, offset, offset + ICB_SIZE)
-  view[offset + ICB.version.offset] = ICB_VERSION
-  view.writeUInt16LE(v.firmwareOptions, offset + ICB.firmwareOptions.offset)
-  view.writeUInt16LE(v.maxFrameSize, offset + ICB.framePayloadSize.offset)
-  view.writeUInt16LE(v.executionThrottle, offset + ICB.executionThrottle.offset)
-  view[offset + ICB.retryCount.offset] = v.retryCount
-  view[offset + ICB.loginTimeout.offset] = v.loginTimeout
-  writeWwn(view, offset + ICB.portName.offset, v.portName)
-  writeWwn(view, offset + ICB.nodeName.offset, v.nodeName)
-  view.writeUInt16LE(v.requestQLength, offset + ICB.requestQLength.offset)
-  view.writeUInt16LE(v.responseQLength, offset + ICB.responseQLength.offset)
-  writeU64LE(view, offset + ICB.requestQAddress.offset, v.requestQAddress)
-  writeU64LE(view, offset + ICB.responseQAddress.offset, v.responseQAddress)
+  view[offset + ICB.fields.version.offset] = ICB_VERSION
+  view.writeUInt16LE(v.firmwareOptions, offset + ICB.fields.firmwareOptions.offset)
+  view.writeUInt16LE(v.maxFrameSize, offset + ICB.fields.framePayloadSize.offset)
+  view.writeUInt16LE(v.executionThrottle, offset + ICB.fields.executionThrottle.offset)
+  view[offset + ICB.fields.retryCount.offset] = v.retryCount
+  view[offset + ICB.fields.loginTimeout.offset] = v.loginTimeout
+  writeWwn(view, offset + ICB.fields.portName.offset, v.portName)
+  writeWwn(view, offset + ICB.fields.nodeName.offset, v.nodeName)
+  view.writeUInt16LE(v.requestQLength, offset + ICB.fields.requestQLength.offset)
+  view.writeUInt16LE(v.responseQLength, offset + ICB.fields.responseQLength.offset)
+  writeU64LE(view, offset + ICB.fields.requestQAddress.offset, v.requestQAddress)
+  writeU64LE(view, offset + ICB.fields.responseQAddress.offset, v.responseQAddress)
   return ICB_SIZE
 }
 
 export function decodeIcb(view: Buffer, offset: number): InitControlBlock {
   checkRoom(view, offset, ICB_SIZE, 'init control block')
-  const version = view[offset + ICB.version.offset]
+  const version = view[offset + ICB.fields.version.offset]
   if (version !== ICB_VERSION) throw new DecodeError('init control block', `version ${version} is not ${ICB_VERSION}`)
   return {
-    firmwareOptions: view.readUInt16LE(offset + ICB.firmwareOptions.offset),
-    maxFrameSize: view.readUInt16LE(offset + ICB.framePayloadSize.offset),
-    executionThrottle: view.readUInt16LE(offset + ICB.executionThrottle.offset),
-    retryCount: view[offset + ICB.retryCount.offset],
-    loginTimeout: view[offset + ICB.loginTimeout.offset],
-    portName: readWwn(view, offset + ICB.portName.offset),
-    nodeName: readWwn(view, offset + ICB.nodeName.offset),
-    requestQLength: view.readUInt16LE(offset + ICB.requestQLength.offset),
-    responseQLength: view.readUInt16LE(offset + ICB.responseQLength.offset),
-    requestQAddress: readU64LE(view, offset + ICB.requestQAddress.offset),
-    responseQAddress: readU64LE(view, offset + ICB.responseQAddress.offset),
+    firmwareOptions: view.readUInt16LE(offset + ICB.fields.firmwareOptions.offset),
+    maxFrameSize: view.readUInt16LE(offset + ICB.fields.framePayloadSize.offset),
+    executionThrottle: view.readUInt16LE(offset + ICB.fields.executionThrottle.offset),
+    retryCount: view[offset + ICB.fields.retryCount.offset],
+    loginTimeout: view[offset + ICB.fields.loginTimeout.offset],
+    portName: readWwn(view, offset + ICB.fields.portName.offset),
+    nodeName: readWwn(view, offset + ICB.fields.nodeName.offset),
+    requestQLength: view.readUInt16LE(offset + ICB.fields.requestQLength.offset),
+    responseQLength: view.readUInt16LE(offset + ICB.fields.responseQLength.offset),
+    requestQAddress: readU64LE(view, offset + ICB.fields.requestQAddress.offset),
+    responseQAddress: readU64LE(view, offset + ICB.fields.responseQAddress.offset),
   }
 }
 
 /** One GET ID LIST entry as an ISP23xx writes it (qla_def.h gid_list_info: 6 bytes). */
 export const ID_ENTRY = {
-  alpa: { offset: 0, size: 1 },
-  area: { offset: 1, size: 1 },
-  domain: { offset: 2, size: 1 },
-  loopId2100: { offset: 3, size: 1 }, // the ISP2100/2200's loop id; unused on an ISP23xx
-  loopId: { offset: 4, size: 2 },
-} as const satisfies Record<string, Field>
-export const ID_ENTRY_SIZE = 6
+  name: 'ID list entry',
+  size: 6,
+  fields: {
+    alpa: f(0),
+    area: f(1),
+    domain: f(2),
+    loopId2100: f(3), // the ISP2100/2200's loop id; unused on an ISP23xx
+    loopId: f(4, 2),
+  },
+} as const satisfies Layout
+export const ID_ENTRY_SIZE = ID_ENTRY.size
 
 export interface IdEntry {
   portId: number
@@ -125,19 +133,19 @@ export interface IdEntry {
 
 export function encodeIdEntry(v: IdEntry, view: Buffer, offset: number): number {
   checkRoom(view, offset, ID_ENTRY_SIZE, 'ID list entry')
-  view[offset + ID_ENTRY.alpa.offset] = v.portId & 0xff
-  view[offset + ID_ENTRY.area.offset] = (v.portId >> 8) & 0xff
-  view[offset + ID_ENTRY.domain.offset] = (v.portId >> 16) & 0xff
-  view[offset + ID_ENTRY.loopId2100.offset] = 0
-  view.writeUInt16LE(v.loopId, offset + ID_ENTRY.loopId.offset)
+  view[offset + ID_ENTRY.fields.alpa.offset] = v.portId & 0xff
+  view[offset + ID_ENTRY.fields.area.offset] = (v.portId >> 8) & 0xff
+  view[offset + ID_ENTRY.fields.domain.offset] = (v.portId >> 16) & 0xff
+  view[offset + ID_ENTRY.fields.loopId2100.offset] = 0
+  view.writeUInt16LE(v.loopId, offset + ID_ENTRY.fields.loopId.offset)
   return ID_ENTRY_SIZE
 }
 
 export function decodeIdEntry(view: Buffer, offset: number): IdEntry {
   checkRoom(view, offset, ID_ENTRY_SIZE, 'ID list entry')
   return {
-    portId: view[offset + ID_ENTRY.alpa.offset] | (view[offset + ID_ENTRY.area.offset] << 8) | (view[offset + ID_ENTRY.domain.offset] << 16),
-    loopId: view.readUInt16LE(offset + ID_ENTRY.loopId.offset),
+    portId: view[offset + ID_ENTRY.fields.alpa.offset] | (view[offset + ID_ENTRY.fields.area.offset] << 8) | (view[offset + ID_ENTRY.fields.domain.offset] << 16),
+    loopId: view.readUInt16LE(offset + ID_ENTRY.fields.loopId.offset),
   }
 }
 
@@ -147,49 +155,54 @@ export function decodeIdEntry(view: Buffer, offset: number): IdEntry {
  * qla2x00_get_port_database reads them: domain @8, al_pa @10, area @11.
  */
 export const PORT_DB = {
-  options: { offset: 0, size: 1 },
-  control: { offset: 1, size: 1 },
-  masterState: { offset: 2, size: 1 },
-  slaveState: { offset: 3, size: 1 },
-  reserved: { offset: 4, size: 2 },
-  hardAddress: { offset: 6, size: 1 },
-  reserved1: { offset: 7, size: 1 },
-  portId: { offset: 8, size: 4 },
-  nodeName: { offset: 12, size: 8 },
-  portName: { offset: 20, size: 8 },
-  executionThrottle: { offset: 28, size: 2 },
-  executionCount: { offset: 30, size: 2 },
-  resetCount: { offset: 32, size: 1 },
-  reserved2: { offset: 33, size: 1 },
-  resourceAllocation: { offset: 34, size: 2 },
-  currentAllocation: { offset: 36, size: 2 },
-  queueHead: { offset: 38, size: 2 },
-  queueTail: { offset: 40, size: 2 },
-  transmitExecutionListNext: { offset: 42, size: 2 },
-  transmitExecutionListPrevious: { offset: 44, size: 2 },
-  commonFeatures: { offset: 46, size: 2 },
-  totalConcurrentSequences: { offset: 48, size: 2 },
-  roByInformationCategory: { offset: 50, size: 2 },
-  recipient: { offset: 52, size: 1 },
-  initiator: { offset: 53, size: 1 },
-  receiveDataSize: { offset: 54, size: 2 },
-  concurrentSequences: { offset: 56, size: 2 },
-  openSequencesPerExchange: { offset: 58, size: 2 },
-  lunAbortFlags: { offset: 60, size: 2 },
-  lunStopFlags: { offset: 62, size: 2 },
-  stopQueueHead: { offset: 64, size: 2 },
-  stopQueueTail: { offset: 66, size: 2 },
-  portRetryTimer: { offset: 68, size: 2 },
-  nextSequenceId: { offset: 70, size: 2 },
-  frameCount: { offset: 72, size: 2 },
-  prliPayloadLength: { offset: 74, size: 2 },
-  prliSvcParamWord0: { offset: 76, size: 2 },
-  prliSvcParamWord3: { offset: 78, size: 2 },
-  loopId: { offset: 80, size: 2 },
-  extendedLunInfoListPointer: { offset: 82, size: 2 },
-  extendedLunStopListPointer: { offset: 84, size: 2 },
-} as const satisfies Record<string, Field>
-export const PORT_DB_SIZE = 128
+  name: 'port database entry',
+  size: 128,
+  fields: {
+    options: f(0),
+    control: f(1),
+    masterState: f(2),
+    slaveState: f(3),
+    reserved: f(4, 2),
+    hardAddress: f(6),
+    reserved1: f(7),
+    portId: f(8, 4),
+    nodeName: f(12, 8),
+    portName: f(20, 8),
+    executionThrottle: f(28, 2),
+    executionCount: f(30, 2),
+    resetCount: f(32),
+    reserved2: f(33),
+    resourceAllocation: f(34, 2),
+    currentAllocation: f(36, 2),
+    queueHead: f(38, 2),
+    queueTail: f(40, 2),
+    transmitExecutionListNext: f(42, 2),
+    transmitExecutionListPrevious: f(44, 2),
+    commonFeatures: f(46, 2),
+    totalConcurrentSequences: f(48, 2),
+    roByInformationCategory: f(50, 2),
+    recipient: f(52),
+    initiator: f(53),
+    receiveDataSize: f(54, 2),
+    concurrentSequences: f(56, 2),
+    openSequencesPerExchange: f(58, 2),
+    lunAbortFlags: f(60, 2),
+    lunStopFlags: f(62, 2),
+    stopQueueHead: f(64, 2),
+    stopQueueTail: f(66, 2),
+    portRetryTimer: f(68, 2),
+    nextSequenceId: f(70, 2),
+    frameCount: f(72, 2),
+    prliPayloadLength: f(74, 2),
+    prliSvcParamWord0: f(76, 2),
+    prliSvcParamWord3: f(78, 2),
+    loopId: f(80, 2),
+    extendedLunInfoListPointer: f(82, 2),
+    extendedLunStopListPointer: f(84, 2),
+    unused: f(86, 42), // port_database_t ends at 86; qla2xxx reads it into a 128-byte buffer (PORT_DATABASE_SIZE)
+  },
+} as const satisfies Layout
+export const PORT_DB_SIZE = PORT_DB.size
 
 /** Port database master/slave states (qla_def.h PD_STATE_*). */
 export const PdState = {
@@ -218,59 +231,64 @@ export interface PortDbEntry {
 export function encodePortDb(v: PortDbEntry, view: Buffer, offset: number): number {
   checkRoom(view, offset, PORT_DB_SIZE, 'port database entry')
   view.fill(0, offset, offset + PORT_DB_SIZE)
-  view[offset + PORT_DB.masterState.offset] = v.state
-  view[offset + PORT_DB.slaveState.offset] = v.state
-  const id = offset + PORT_DB.portId.offset
+  view[offset + PORT_DB.fields.masterState.offset] = v.state
+  view[offset + PORT_DB.fields.slaveState.offset] = v.state
+  const id = offset + PORT_DB.fields.portId.offset
   view[id] = (v.portId >> 16) & 0xff // domain
   view[id + 2] = v.portId & 0xff // al_pa
   view[id + 3] = (v.portId >> 8) & 0xff // area
-  writeWwn(view, offset + PORT_DB.nodeName.offset, v.nodeName)
-  writeWwn(view, offset + PORT_DB.portName.offset, v.portName)
-  view.writeUInt16LE(PORT_DB_FRAME_SIZE, offset + PORT_DB.receiveDataSize.offset)
-  view[offset + PORT_DB.prliSvcParamWord3.offset] = v.target ? PRLI_W3_TARGET : 0
-  view.writeUInt16LE(v.loopId, offset + PORT_DB.loopId.offset)
+  writeWwn(view, offset + PORT_DB.fields.nodeName.offset, v.nodeName)
+  writeWwn(view, offset + PORT_DB.fields.portName.offset, v.portName)
+  view.writeUInt16LE(PORT_DB_FRAME_SIZE, offset + PORT_DB.fields.receiveDataSize.offset)
+  view[offset + PORT_DB.fields.prliSvcParamWord3.offset] = v.target ? PRLI_W3_TARGET : 0
+  view.writeUInt16LE(v.loopId, offset + PORT_DB.fields.loopId.offset)
   return PORT_DB_SIZE
 }
 
 export function decodePortDb(view: Buffer, offset: number): PortDbEntry {
   checkRoom(view, offset, PORT_DB_SIZE, 'port database entry')
-  const id = offset + PORT_DB.portId.offset
-  const master = view[offset + PORT_DB.masterState.offset]
-  const slave = view[offset + PORT_DB.slaveState.offset]
+  const id = offset + PORT_DB.fields.portId.offset
+  const master = view[offset + PORT_DB.fields.masterState.offset]
+  const slave = view[offset + PORT_DB.fields.slaveState.offset]
   return {
     // Logged in when either side says so, as qla2x00_get_port_database checks.
     state: master === PdState.PORT_LOGGED_IN || slave === PdState.PORT_LOGGED_IN ? PdState.PORT_LOGGED_IN : master,
     portId: (view[id] << 16) | (view[id + 3] << 8) | view[id + 2],
-    nodeName: readWwn(view, offset + PORT_DB.nodeName.offset),
-    portName: readWwn(view, offset + PORT_DB.portName.offset),
-    loopId: view.readUInt16LE(offset + PORT_DB.loopId.offset),
-    target: (view[offset + PORT_DB.prliSvcParamWord3.offset] & PRLI_W3_TARGET) !== 0,
+    nodeName: readWwn(view, offset + PORT_DB.fields.nodeName.offset),
+    portName: readWwn(view, offset + PORT_DB.fields.portName.offset),
+    loopId: view.readUInt16LE(offset + PORT_DB.fields.loopId.offset),
+    target: (view[offset + PORT_DB.fields.prliSvcParamWord3.offset] & PRLI_W3_TARGET) !== 0,
   }
 }
 
 /** GET LINK STATUS's answer on an ISP23xx: qla_def.h link_stat_t, six u32 counters. */
 export const LINK_STATUS = {
-  linkFailures: { offset: 0, size: 4 },
-  lossOfSync: { offset: 4, size: 4 },
-  lossOfSignal: { offset: 8, size: 4 },
-  primitiveSeqErrors: { offset: 12, size: 4 },
-  invalidTxWords: { offset: 16, size: 4 },
-  invalidCrcs: { offset: 20, size: 4 },
-} as const satisfies Record<string, Field>
-export const LINK_STATUS_SIZE = 24
+  name: 'link status',
+  size: 24,
+  fields: {
+    linkFailures: f(0, 4),
+    lossOfSync: f(4, 4),
+    lossOfSignal: f(8, 4),
+    primitiveSeqErrors: f(12, 4),
+    invalidTxWords: f(16, 4),
+    invalidCrcs: f(20, 4),
+  },
+} as const satisfies Layout
+export const LINK_STATUS_SIZE = LINK_STATUS.size
 
-export type LinkStatus = { -readonly [K in keyof typeof LINK_STATUS]: number }
+export type LinkStatus = { -readonly [K in keyof typeof LINK_STATUS.fields]: number }
+const LINK_STATUS_KEYS = Object.keys(LINK_STATUS.fields) as (keyof LinkStatus)[]
 
 export function encodeLinkStatus(v: LinkStatus, view: Buffer, offset: number): number {
   checkRoom(view, offset, LINK_STATUS_SIZE, 'link status')
-  for (const k of Object.keys(LINK_STATUS) as (keyof LinkStatus)[]) view.writeUInt32LE(v[k] >>> 0, offset + LINK_STATUS[k].offset)
+  for (const k of LINK_STATUS_KEYS) view.writeUInt32LE(v[k] >>> 0, offset + LINK_STATUS.fields[k].offset)
   return LINK_STATUS_SIZE
 }
 
 export function decodeLinkStatus(view: Buffer, offset: number): LinkStatus {
   checkRoom(view, offset, LINK_STATUS_SIZE, 'link status')
   const out = {} as LinkStatus
-  for (const k of Object.keys(LINK_STATUS) as (keyof LinkStatus)[]) out[k] = view.readUInt32LE(offset + LINK_STATUS[k].offset)
+  for (const k of LINK_STATUS_KEYS) out[k] = view.readUInt32LE(offset + LINK_STATUS.fields[k].offset)
   return out
 }
 
@@ -279,28 +297,34 @@ export function decodeLinkStatus(view: Buffer, offset: number): LinkStatus {
  * to the host; no ISP has it): what the firmware knows about its modelled wire. Times in microseconds, rates in bytes/s
  * (0 = the link is not modelled), all little-endian u64 stored as doubles.
  */
+const LINK_MODEL_COUNTERS = {
+  rate: f(0, 8), // payload bytes/s per direction, 0 = unlimited
+  latencyNs: f(8, 8),
+  commandRate: f(16, 8), // commands/s cap, 0 = none
+  uptimeUs: f(24, 8),
+  busyInUs: f(32, 8), // wire busy time, target → host
+  busyOutUs: f(40, 8), // wire busy time, host → target
+  bytesIn: f(48, 8),
+  bytesOut: f(56, 8),
+  exchanges: f(64, 8), // exchanges open now
+  queueFull: f(72, 8), // commands answered TASK SET FULL
+  pendingStatus: f(80, 8), // statuses waiting for their modelled time
+} as const
 export const LINK_MODEL = {
-  rate: { offset: 0, size: 8 }, // payload bytes/s per direction, 0 = unlimited
-  latencyNs: { offset: 8, size: 8 },
-  commandRate: { offset: 16, size: 8 }, // commands/s cap, 0 = none
-  uptimeUs: { offset: 24, size: 8 },
-  busyInUs: { offset: 32, size: 8 }, // wire busy time, target → host
-  busyOutUs: { offset: 40, size: 8 }, // wire busy time, host → target
-  bytesIn: { offset: 48, size: 8 },
-  bytesOut: { offset: 56, size: 8 },
-  exchanges: { offset: 64, size: 8 }, // exchanges open now
-  queueFull: { offset: 72, size: 8 }, // commands answered TASK SET FULL
-  pendingStatus: { offset: 80, size: 8 }, // statuses waiting for their modelled time
-} as const satisfies Record<string, Field>
-export const LINK_MODEL_SIZE = 96
+  name: 'link model',
+  size: 96,
+  fields: { ...LINK_MODEL_COUNTERS, reserved: f(88, 8) },
+} as const satisfies Layout
+export const LINK_MODEL_SIZE = LINK_MODEL.size
 
-export type LinkModelStats = { -readonly [K in keyof typeof LINK_MODEL]: number }
+export type LinkModelStats = { -readonly [K in keyof typeof LINK_MODEL_COUNTERS]: number }
+const LINK_MODEL_KEYS = Object.keys(LINK_MODEL_COUNTERS) as (keyof LinkModelStats)[]
 
 export function encodeLinkModel(v: LinkModelStats, view: Buffer, offset: number): number {
   checkRoom(view, offset, LINK_MODEL_SIZE, 'link model')
   view.fill(0, offset, offset + LINK_MODEL_SIZE)
-  for (const k of Object.keys(LINK_MODEL) as (keyof LinkModelStats)[]) {
-    view.writeBigUInt64LE(BigInt(Math.max(0, Math.round(v[k]))), offset + LINK_MODEL[k].offset)
+  for (const k of LINK_MODEL_KEYS) {
+    view.writeBigUInt64LE(BigInt(Math.max(0, Math.round(v[k]))), offset + LINK_MODEL_COUNTERS[k].offset)
   }
   return LINK_MODEL_SIZE
 }
@@ -308,7 +332,7 @@ export function encodeLinkModel(v: LinkModelStats, view: Buffer, offset: number)
 export function decodeLinkModel(view: Buffer, offset: number): LinkModelStats {
   checkRoom(view, offset, LINK_MODEL_SIZE, 'link model')
   const out = {} as LinkModelStats
-  for (const k of Object.keys(LINK_MODEL) as (keyof LinkModelStats)[]) out[k] = Number(view.readBigUInt64LE(offset + LINK_MODEL[k].offset))
+  for (const k of LINK_MODEL_KEYS) out[k] = Number(view.readBigUInt64LE(offset + LINK_MODEL_COUNTERS[k].offset))
   return out
 }
 

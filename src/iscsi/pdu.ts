@@ -18,6 +18,7 @@
  * input throws a DecodeError naming the reason.
  */
 import { DecodeError } from '../errors.js'
+import { bits, f, type FieldDef, type Layout } from '../util/layout.js'
 
 export const BHS_SIZE = 48
 /** Largest DataSegmentLength the 24-bit field can carry. */
@@ -56,23 +57,20 @@ export function opName(op: number): string {
 
 export type FieldKind = 'u8' | 'u16' | 'u24' | 'u32' | 'flag' | 'bits' | 'lun' | 'bytes'
 
-export interface FieldSpec {
+/** A BHS field: where it is (a util/layout FieldDef, masked for flags and bit fields) and how the codec reads it. */
+export interface FieldSpec extends FieldDef {
   readonly kind: FieldKind
-  readonly offset: number
-  readonly size: number
-  /** For flag/bits: which bits of the byte at `offset`. */
-  readonly mask?: number
 }
 
-const u8 = (offset: number) => ({ kind: 'u8', offset, size: 1 }) as const
-const u16 = (offset: number) => ({ kind: 'u16', offset, size: 2 }) as const
-const u24 = (offset: number) => ({ kind: 'u24', offset, size: 3 }) as const
-const u32 = (offset: number) => ({ kind: 'u32', offset, size: 4 }) as const
-const flag = (offset: number, mask: number) => ({ kind: 'flag', offset, size: 1, mask }) as const
-const bits = (offset: number, mask: number) => ({ kind: 'bits', offset, size: 1, mask }) as const
+const u8 = (offset: number) => ({ kind: 'u8' as const, ...f(offset) })
+const u16 = (offset: number) => ({ kind: 'u16' as const, ...f(offset, 2) })
+const u24 = (offset: number) => ({ kind: 'u24' as const, ...f(offset, 3) })
+const u32 = (offset: number) => ({ kind: 'u32' as const, ...f(offset, 4) })
+const flag = (offset: number, mask: number) => ({ kind: 'flag' as const, ...bits(offset, mask) })
+const bitField = (offset: number, mask: number) => ({ kind: 'bits' as const, ...bits(offset, mask) })
 /** An 8-byte SAM LUN, decoded to a LUN number (see decodeLun). */
-const lun = (offset: number) => ({ kind: 'lun', offset, size: 8 }) as const
-const bytes = (offset: number, size: number) => ({ kind: 'bytes', offset, size }) as const
+const lun = (offset: number) => ({ kind: 'lun' as const, ...f(offset, 8) })
+const bytes = (offset: number, length: number) => ({ kind: 'bytes' as const, ...f(offset, length) })
 
 /** Fields every BHS has. */
 const COMMON = {
@@ -82,14 +80,19 @@ const COMMON = {
   itt: u32(16),
 } as const
 
-export interface PduLayout<F extends Record<string, FieldSpec> = Record<string, FieldSpec>> {
-  readonly name: string
+/**
+ * One PDU type's BHS: a Layout of 48 bytes that names only the fields the type
+ * uses (`sparse`: the rest are reserved, zero on encode); the opcode's six bits
+ * of byte 0 are the codec's own.
+ */
+export interface PduLayout<F extends Record<string, FieldSpec> = Record<string, FieldSpec>> extends Layout {
   readonly opcode: number
   readonly fields: F
+  readonly sparse: true
 }
 
 function layout<F extends Record<string, FieldSpec>>(name: string, opcode: number, fields: F): PduLayout<typeof COMMON & F> {
-  return { name, opcode, fields: { ...COMMON, ...fields } }
+  return { name, size: BHS_SIZE, sparse: true, opcode, fields: { ...COMMON, ...fields } }
 }
 
 type ValueOf<S> = S extends { kind: 'flag' } ? boolean : S extends { kind: 'bytes' } ? Buffer : number
@@ -121,7 +124,7 @@ export const SCSI_COMMAND = layout('SCSI Command', Op.SCSI_COMMAND, {
   final: flag(1, 0x80),
   read: flag(1, 0x40),
   write: flag(1, 0x20),
-  attr: bits(1, 0x07),
+  attr: bitField(1, 0x07),
   lun: lun(8),
   expectedDataTransferLength: u32(20),
   cmdSN: u32(24),
@@ -150,7 +153,7 @@ export const SCSI_RESPONSE = layout('SCSI Response', Op.SCSI_RESPONSE, {
 /** §11.5 Task Management Function Request. */
 export const TASK_MGMT_REQ = layout('Task Management Function Request', Op.TASK_MGMT_REQ, {
   final: flag(1, 0x80),
-  function: bits(1, 0x7f),
+  function: bitField(1, 0x7f),
   lun: lun(8),
   referencedTaskTag: u32(20),
   cmdSN: u32(24),
@@ -248,8 +251,8 @@ export const TEXT_RSP = layout('Text Response', Op.TEXT_RSP, {
 export const LOGIN_REQ = layout('Login Request', Op.LOGIN_REQ, {
   transit: flag(1, 0x80),
   continue: flag(1, 0x40),
-  csg: bits(1, 0x0c),
-  nsg: bits(1, 0x03),
+  csg: bitField(1, 0x0c),
+  nsg: bitField(1, 0x03),
   versionMax: u8(2),
   versionMin: u8(3),
   isid: bytes(8, 6),
@@ -263,8 +266,8 @@ export const LOGIN_REQ = layout('Login Request', Op.LOGIN_REQ, {
 export const LOGIN_RSP = layout('Login Response', Op.LOGIN_RSP, {
   transit: flag(1, 0x80),
   continue: flag(1, 0x40),
-  csg: bits(1, 0x0c),
-  nsg: bits(1, 0x03),
+  csg: bitField(1, 0x0c),
+  nsg: bitField(1, 0x03),
   versionMax: u8(2),
   versionActive: u8(3),
   isid: bytes(8, 6),
@@ -279,7 +282,7 @@ export const LOGIN_RSP = layout('Login Response', Op.LOGIN_RSP, {
 /** §11.14 Logout Request. */
 export const LOGOUT_REQ = layout('Logout Request', Op.LOGOUT_REQ, {
   final: flag(1, 0x80),
-  reasonCode: bits(1, 0x7f),
+  reasonCode: bitField(1, 0x7f),
   cid: u16(20),
   cmdSN: u32(24),
   expStatSN: u32(28),
@@ -299,7 +302,7 @@ export const LOGOUT_RSP = layout('Logout Response', Op.LOGOUT_RSP, {
 /** §11.16 SNACK Request. */
 export const SNACK_REQ = layout('SNACK Request', Op.SNACK_REQ, {
   final: flag(1, 0x80),
-  type: bits(1, 0x0f),
+  type: bitField(1, 0x0f),
   lun: lun(8),
   ttt: u32(20),
   expStatSN: u32(28),
@@ -505,7 +508,7 @@ export function encodeBhs<L extends PduLayout>(l: L, v: Partial<BhsOf<L>>, buf: 
         break
       case 'bytes': {
         const b = x as Buffer
-        b.copy(buf, at, 0, Math.min(b.length, s.size))
+        b.copy(buf, at, 0, Math.min(b.length, s.length))
         break
       }
     }
@@ -544,7 +547,7 @@ export function decodeBhs<L extends PduLayout>(l: L, buf: Buffer, offset = 0): B
         out[name] = decodeLun(buf, at)
         break
       case 'bytes':
-        out[name] = Buffer.from(buf.subarray(at, at + s.size))
+        out[name] = Buffer.from(buf.subarray(at, at + s.length))
         break
     }
   }

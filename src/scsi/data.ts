@@ -48,7 +48,7 @@ export const STANDARD_INQUIRY = {
 export const STANDARD_INQUIRY_VERSIONS = {
   name: 'standard INQUIRY data with version descriptors',
   size: 74,
-  fields: { ...STANDARD_INQUIRY.fields, versionDescriptors: f(58, 16) },
+  fields: { ...STANDARD_INQUIRY.fields, vendorSpecific36: f(36, 20), clocking: f(56), reserved57: f(57), versionDescriptors: f(58, 16) },
 } as const satisfies Layout
 
 /** VERSION DESCRIPTOR codes (SPC-4 table 30), "no version claimed" forms. */

@@ -49,36 +49,24 @@
  */
 import { DecodeError } from '../errors.js'
 import { checkRoom } from '../util/codec.js'
+import { f, type Layout } from '../util/layout.js'
 import { readU16LE, readU32LE, readU64LE, writeU16LE, writeU32LE, writeU64LE } from '../util/le.js'
-
-// The Layout shape of scsi/layout.ts, restated: targets/ sits below scsi/ and cannot import it.
-// test/unit/write-log.test.ts runs scsi/layout's checkLayout on both tables.
-interface FieldDef {
-  readonly offset: number
-  readonly length: number
-}
-interface Layout {
-  readonly name: string
-  readonly size: number
-  readonly fields: Readonly<Record<string, FieldDef>>
-}
-const at = (offset: number, length = 1): FieldDef => ({ offset, length })
 
 export const HEADER_LAYOUT = {
   name: 'write log header',
   size: 64,
   fields: {
-    magic: at(0, 8),
-    version: at(8, 2),
-    headerSize: at(10, 2),
-    recordHeaderSize: at(12, 2),
-    flags: at(14, 2),
-    blockSize: at(16, 4),
-    reserved20: at(20, 4),
-    capacity: at(24, 8),
-    naa: at(32, 8),
-    startedMs: at(40, 8),
-    reserved48: at(48, 16),
+    magic: f(0, 8),
+    version: f(8, 2),
+    headerSize: f(10, 2),
+    recordHeaderSize: f(12, 2),
+    flags: f(14, 2),
+    blockSize: f(16, 4),
+    reserved20: f(20, 4),
+    capacity: f(24, 8),
+    naa: f(32, 8),
+    startedMs: f(40, 8),
+    reserved48: f(48, 16),
   },
 } as const satisfies Layout
 
@@ -86,20 +74,20 @@ export const RECORD_LAYOUT = {
   name: 'write log record',
   size: 64,
   fields: {
-    magic: at(0, 4),
-    type: at(4),
-    stream: at(5),
-    flags: at(6),
-    keep: at(7),
-    seq: at(8, 8),
-    lba: at(16, 8),
-    blocks: at(24, 8),
-    covers: at(32, 8),
-    mark: at(40, 4),
-    cycle: at(44, 4),
-    seed: at(48, 4),
-    dataLength: at(52, 4),
-    reserved56: at(56, 8),
+    magic: f(0, 4),
+    type: f(4),
+    stream: f(5),
+    flags: f(6),
+    keep: f(7),
+    seq: f(8, 8),
+    lba: f(16, 8),
+    blocks: f(24, 8),
+    covers: f(32, 8),
+    mark: f(40, 4),
+    cycle: f(44, 4),
+    seed: f(48, 4),
+    dataLength: f(52, 4),
+    reserved56: f(56, 8),
   },
 } as const satisfies Layout
 

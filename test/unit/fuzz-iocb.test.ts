@@ -138,7 +138,7 @@ class TestHost {
           i = this.rsp.next(i)
           const c = this.rsp.offsetOf(i)
           expect(mem[c], 'a status continuation follows a status with long sense').toBe(EntryType.STATUS_CONT)
-          parts.push(Buffer.from(mem.subarray(c + STATUS_CONT.sense.offset, c + ENTRY_SIZE)))
+          parts.push(Buffer.from(mem.subarray(c + STATUS_CONT.fields.sense.offset, c + ENTRY_SIZE)))
         }
         sense = Buffer.concat(parts).subarray(0, s.senseLength)
       }
@@ -226,18 +226,18 @@ function commandEntry(dataAddr: number) {
       e[0] = EntryType.COMMAND_T3
       e[1] = r.count
       e[3] = r.status
-      e.writeUInt16LE(r.target, COMMAND_T3.target.offset)
-      e.writeUInt16LE(r.lun, COMMAND_T3.lun.offset)
-      e.writeUInt16LE(r.flags, COMMAND_T3.controlFlags.offset)
-      e.writeUInt16LE(r.timeout, COMMAND_T3.timeout.offset)
-      e.writeUInt16LE(r.dsegCount, COMMAND_T3.dsegCount.offset)
-      r.cdb.copy(e, COMMAND_T3.cdb.offset)
+      e.writeUInt16LE(r.target, COMMAND_T3.fields.target.offset)
+      e.writeUInt16LE(r.lun, COMMAND_T3.fields.lun.offset)
+      e.writeUInt16LE(r.flags, COMMAND_T3.fields.controlFlags.offset)
+      e.writeUInt16LE(r.timeout, COMMAND_T3.fields.timeout.offset)
+      e.writeUInt16LE(r.dsegCount, COMMAND_T3.fields.dsegCount.offset)
+      r.cdb.copy(e, COMMAND_T3.fields.cdb.offset)
       // -1: the byte count the segments add up to (the consistent case).
       const sum = r.segs.slice(0, Math.min(2, r.dsegCount)).reduce((s, x) => s + x.length, 0) >>> 0
-      e.writeUInt32LE(r.byteCount === -1 ? sum : r.byteCount, COMMAND_T3.byteCount.offset)
+      e.writeUInt32LE(r.byteCount === -1 ? sum : r.byteCount, COMMAND_T3.fields.byteCount.offset)
       r.segs.forEach((s, i) => {
-        writeU64LE(e, COMMAND_T3.dseg0.offset + i * 12, s.address)
-        e.writeUInt32LE(s.length >>> 0, COMMAND_T3.dseg0.offset + i * 12 + 8)
+        writeU64LE(e, COMMAND_T3.fields.dseg0.offset + i * 12, s.address)
+        e.writeUInt32LE(s.length >>> 0, COMMAND_T3.fields.dseg0.offset + i * 12 + 8)
       })
       return e
     })
@@ -283,17 +283,17 @@ function commandGroup(dataAddr: number) {
       const group = [head, ...conts.slice(0, n - 1)]
       head[1] = n
       head[3] = 0
-      head.writeUInt16LE(dsegs, COMMAND_T3.dsegCount.offset)
+      head.writeUInt16LE(dsegs, COMMAND_T3.fields.dsegCount.offset)
       let total = 0
       for (let i = 0; i < dsegs; i++) {
         const e = i < 2 ? head : group[1 + Math.floor((i - 2) / 5)]
-        const at = i < 2 ? COMMAND_T3.dseg0.offset + i * 12 : 4 + ((i - 2) % 5) * 12
+        const at = i < 2 ? COMMAND_T3.fields.dseg0.offset + i * 12 : 4 + ((i - 2) % 5) * 12
         total += e.readUInt32LE(at + 8)
       }
       if (total > 0xffffffff) total = 0
-      head.writeUInt32LE(total, COMMAND_T3.byteCount.offset)
-      head.writeUInt16LE(total > 0 ? dir | ControlFlags.SIMPLE_TAG : ControlFlags.SIMPLE_TAG, COMMAND_T3.controlFlags.offset)
-      if (total === 0) head.writeUInt16LE(0, COMMAND_T3.dsegCount.offset)
+      head.writeUInt32LE(total, COMMAND_T3.fields.byteCount.offset)
+      head.writeUInt16LE(total > 0 ? dir | ControlFlags.SIMPLE_TAG : ControlFlags.SIMPLE_TAG, COMMAND_T3.fields.controlFlags.offset)
+      if (total === 0) head.writeUInt16LE(0, COMMAND_T3.fields.dsegCount.offset)
       return group
     })
 }
@@ -329,7 +329,7 @@ function stampAndExpect(entries: Buffer[], firstHandle: number): { handle: numbe
     const type = e[0]
     const count = e[1]
     if (type === EntryType.MARKER) { i++; continue }
-    e.writeUInt32LE(h, COMMAND_T3.handle.offset)
+    e.writeUInt32LE(h, COMMAND_T3.fields.handle.offset)
     if (type === EntryType.COMMAND_T3) {
       if (count === 0 || count > entries.length - i) { out.push({ handle: h, rejectedAs: EntryStatus.BAD_COUNT }); i++ }
       else { out.push({ handle: h }); i += count }

@@ -1,5 +1,5 @@
 /**
- * The FUSE kernel protocol: one table of byte offsets per binary layout, the
+ * The FUSE kernel protocol: one layout table per struct, the
  * opcode table and the flag bits fcfs uses. Facts from the Linux UAPI header
  * include/uapi/linux/fuse.h (protocol 7.45 in kernel 6.18; we answer 7.38 and
  * use nothing newer). All fields are little-endian (x86/arm64 hosts) and
@@ -11,9 +11,13 @@
  *
  *   fuse_out_header (16) | op-specific *_out struct or data
  *
- * Each layout object lists its fields' offsets and its SIZE; the unit test
- * checks that fields fit and do not overlap.
+ * Each struct is a Layout (util/layout.ts: name, size, named fields that tile
+ * it, reserved and padding words included), and test/unit/layouts.test.ts
+ * checks that fields fit and do not overlap. The session reads requests per
+ * I/O through the flat records beside each (`InHeader.opcode` is the offset
+ * itself, `InHeader.SIZE` the struct's size), built once from the table.
  */
+import { f, offsets, type Layout } from '../../util/layout.js'
 
 export const FUSE_KERNEL_VERSION = 7
 /** The minor version fcfs speaks: INIT flags2, max_pages, FOPEN_PARALLEL_DIRECT_WRITES all exist by 7.38. */
@@ -21,70 +25,251 @@ export const FUSE_KERNEL_MINOR = 38
 export const ROOT_ID = 1
 
 /** struct fuse_in_header */
-export const InHeader = { len: 0, opcode: 4, unique: 8, nodeid: 16, uid: 24, gid: 28, pid: 32, total_extlen: 36, padding: 38, SIZE: 40 } as const
+export const IN_HEADER = {
+  name: 'fuse_in_header',
+  size: 40,
+  fields: {
+    len: f(0, 4), opcode: f(4, 4), unique: f(8, 8), nodeid: f(16, 8), uid: f(24, 4), gid: f(28, 4), pid: f(32, 4),
+    total_extlen: f(36, 2), padding: f(38, 2),
+  },
+} as const satisfies Layout
+export const InHeader = offsets(IN_HEADER)
 /** struct fuse_out_header; error is a negative errno or 0 */
-export const OutHeader = { len: 0, error: 4, unique: 8, SIZE: 16 } as const
+export const OUT_HEADER = {
+  name: 'fuse_out_header',
+  size: 16,
+  fields: {
+    len: f(0, 4), error: f(4, 4), unique: f(8, 8),
+  },
+} as const satisfies Layout
+export const OutHeader = offsets(OUT_HEADER)
 /** struct fuse_init_in (the 7.36+ form with flags2) */
-export const InitIn = { major: 0, minor: 4, max_readahead: 8, flags: 12, flags2: 16, SIZE: 64 } as const
+export const INIT_IN = {
+  name: 'fuse_init_in',
+  size: 64,
+  fields: {
+    major: f(0, 4), minor: f(4, 4), max_readahead: f(8, 4), flags: f(12, 4), flags2: f(16, 4), unused: f(20, 44),
+  },
+} as const satisfies Layout
+export const InitIn = offsets(INIT_IN)
 /** struct fuse_init_out */
-export const InitOut = {
-  major: 0, minor: 4, max_readahead: 8, flags: 12, max_background: 16, congestion_threshold: 18, max_write: 20,
-  time_gran: 24, max_pages: 28, map_alignment: 30, flags2: 32, max_stack_depth: 36, request_timeout: 40, SIZE: 64,
-} as const
+export const INIT_OUT = {
+  name: 'fuse_init_out',
+  size: 64,
+  fields: {
+    major: f(0, 4), minor: f(4, 4), max_readahead: f(8, 4), flags: f(12, 4), max_background: f(16, 2),
+    congestion_threshold: f(18, 2), max_write: f(20, 4), time_gran: f(24, 4), max_pages: f(28, 2),
+    map_alignment: f(30, 2), flags2: f(32, 4), max_stack_depth: f(36, 4), request_timeout: f(40, 2), unused: f(42, 22),
+  },
+} as const satisfies Layout
+export const InitOut = offsets(INIT_OUT)
 /** struct fuse_attr */
-export const Attr = {
-  ino: 0, size: 8, blocks: 16, atime: 24, mtime: 32, ctime: 40, atimensec: 48, mtimensec: 52, ctimensec: 56,
-  mode: 60, nlink: 64, uid: 68, gid: 72, rdev: 76, blksize: 80, flags: 84, SIZE: 88,
-} as const
+export const ATTR = {
+  name: 'fuse_attr',
+  size: 88,
+  fields: {
+    ino: f(0, 8), size: f(8, 8), blocks: f(16, 8), atime: f(24, 8), mtime: f(32, 8), ctime: f(40, 8),
+    atimensec: f(48, 4), mtimensec: f(52, 4), ctimensec: f(56, 4), mode: f(60, 4), nlink: f(64, 4), uid: f(68, 4),
+    gid: f(72, 4), rdev: f(76, 4), blksize: f(80, 4), flags: f(84, 4),
+  },
+} as const satisfies Layout
+export const Attr = offsets(ATTR)
 /** struct fuse_entry_out: LOOKUP's answer (attr embedded) */
-export const EntryOut = { nodeid: 0, generation: 8, entry_valid: 16, attr_valid: 24, entry_valid_nsec: 32, attr_valid_nsec: 36, attr: 40, SIZE: 40 + Attr.SIZE } as const
+export const ENTRY_OUT = {
+  name: 'fuse_entry_out',
+  size: 40 + ATTR.size,
+  fields: {
+    nodeid: f(0, 8), generation: f(8, 8), entry_valid: f(16, 8), attr_valid: f(24, 8), entry_valid_nsec: f(32, 4),
+    attr_valid_nsec: f(36, 4), attr: f(40, ATTR.size),
+  },
+} as const satisfies Layout
+export const EntryOut = offsets(ENTRY_OUT)
 /** struct fuse_attr_out: GETATTR / SETATTR's answer */
-export const AttrOut = { attr_valid: 0, attr_valid_nsec: 8, dummy: 12, attr: 16, SIZE: 16 + Attr.SIZE } as const
+export const ATTR_OUT = {
+  name: 'fuse_attr_out',
+  size: 16 + ATTR.size,
+  fields: {
+    attr_valid: f(0, 8), attr_valid_nsec: f(8, 4), dummy: f(12, 4), attr: f(16, ATTR.size),
+  },
+} as const satisfies Layout
+export const AttrOut = offsets(ATTR_OUT)
 /** struct fuse_getattr_in */
-export const GetattrIn = { getattr_flags: 0, dummy: 4, fh: 8, SIZE: 16 } as const
+export const GETATTR_IN = {
+  name: 'fuse_getattr_in',
+  size: 16,
+  fields: {
+    getattr_flags: f(0, 4), dummy: f(4, 4), fh: f(8, 8),
+  },
+} as const satisfies Layout
+export const GetattrIn = offsets(GETATTR_IN)
 /** struct fuse_setattr_in */
-export const SetattrIn = {
-  valid: 0, padding: 4, fh: 8, size: 16, lock_owner: 24, atime: 32, mtime: 40, ctime: 48, atimensec: 56, mtimensec: 60,
-  ctimensec: 64, mode: 68, unused4: 72, uid: 76, gid: 80, unused5: 84, SIZE: 88,
-} as const
+export const SETATTR_IN = {
+  name: 'fuse_setattr_in',
+  size: 88,
+  fields: {
+    valid: f(0, 4), padding: f(4, 4), fh: f(8, 8), size: f(16, 8), lock_owner: f(24, 8), atime: f(32, 8),
+    mtime: f(40, 8), ctime: f(48, 8), atimensec: f(56, 4), mtimensec: f(60, 4), ctimensec: f(64, 4), mode: f(68, 4),
+    unused4: f(72, 4), uid: f(76, 4), gid: f(80, 4), unused5: f(84, 4),
+  },
+} as const satisfies Layout
+export const SetattrIn = offsets(SETATTR_IN)
 /** struct fuse_open_in (OPEN, OPENDIR) */
-export const OpenIn = { flags: 0, open_flags: 4, SIZE: 8 } as const
+export const OPEN_IN = {
+  name: 'fuse_open_in',
+  size: 8,
+  fields: {
+    flags: f(0, 4), open_flags: f(4, 4),
+  },
+} as const satisfies Layout
+export const OpenIn = offsets(OPEN_IN)
 /** struct fuse_open_out */
-export const OpenOut = { fh: 0, open_flags: 8, backing_id: 12, SIZE: 16 } as const
+export const OPEN_OUT = {
+  name: 'fuse_open_out',
+  size: 16,
+  fields: {
+    fh: f(0, 8), open_flags: f(8, 4), backing_id: f(12, 4),
+  },
+} as const satisfies Layout
+export const OpenOut = offsets(OPEN_OUT)
 /** struct fuse_read_in (READ, READDIR) */
-export const ReadIn = { fh: 0, offset: 8, size: 16, read_flags: 20, lock_owner: 24, flags: 32, padding: 36, SIZE: 40 } as const
+export const READ_IN = {
+  name: 'fuse_read_in',
+  size: 40,
+  fields: {
+    fh: f(0, 8), offset: f(8, 8), size: f(16, 4), read_flags: f(20, 4), lock_owner: f(24, 8), flags: f(32, 4),
+    padding: f(36, 4),
+  },
+} as const satisfies Layout
+export const ReadIn = offsets(READ_IN)
 /** struct fuse_write_in; the data follows it */
-export const WriteIn = { fh: 0, offset: 8, size: 16, write_flags: 20, lock_owner: 24, flags: 32, padding: 36, SIZE: 40 } as const
+export const WRITE_IN = {
+  name: 'fuse_write_in',
+  size: 40,
+  fields: {
+    fh: f(0, 8), offset: f(8, 8), size: f(16, 4), write_flags: f(20, 4), lock_owner: f(24, 8), flags: f(32, 4),
+    padding: f(36, 4),
+  },
+} as const satisfies Layout
+export const WriteIn = offsets(WRITE_IN)
 /** struct fuse_write_out */
-export const WriteOut = { size: 0, padding: 4, SIZE: 8 } as const
+export const WRITE_OUT = {
+  name: 'fuse_write_out',
+  size: 8,
+  fields: {
+    size: f(0, 4), padding: f(4, 4),
+  },
+} as const satisfies Layout
+export const WriteOut = offsets(WRITE_OUT)
 /** struct fuse_release_in (RELEASE, RELEASEDIR) */
-export const ReleaseIn = { fh: 0, flags: 8, release_flags: 12, lock_owner: 16, SIZE: 24 } as const
+export const RELEASE_IN = {
+  name: 'fuse_release_in',
+  size: 24,
+  fields: {
+    fh: f(0, 8), flags: f(8, 4), release_flags: f(12, 4), lock_owner: f(16, 8),
+  },
+} as const satisfies Layout
+export const ReleaseIn = offsets(RELEASE_IN)
 /** struct fuse_flush_in */
-export const FlushIn = { fh: 0, unused: 8, padding: 12, lock_owner: 16, SIZE: 24 } as const
+export const FLUSH_IN = {
+  name: 'fuse_flush_in',
+  size: 24,
+  fields: {
+    fh: f(0, 8), unused: f(8, 4), padding: f(12, 4), lock_owner: f(16, 8),
+  },
+} as const satisfies Layout
+export const FlushIn = offsets(FLUSH_IN)
 /** struct fuse_fsync_in; fsync_flags bit 0 = datasync */
-export const FsyncIn = { fh: 0, fsync_flags: 8, padding: 12, SIZE: 16 } as const
+export const FSYNC_IN = {
+  name: 'fuse_fsync_in',
+  size: 16,
+  fields: {
+    fh: f(0, 8), fsync_flags: f(8, 4), padding: f(12, 4),
+  },
+} as const satisfies Layout
+export const FsyncIn = offsets(FSYNC_IN)
 /** struct fuse_access_in */
-export const AccessIn = { mask: 0, padding: 4, SIZE: 8 } as const
+export const ACCESS_IN = {
+  name: 'fuse_access_in',
+  size: 8,
+  fields: {
+    mask: f(0, 4), padding: f(4, 4),
+  },
+} as const satisfies Layout
+export const AccessIn = offsets(ACCESS_IN)
 /** struct fuse_kstatfs inside fuse_statfs_out */
-export const StatfsOut = { blocks: 0, bfree: 8, bavail: 16, files: 24, ffree: 32, bsize: 40, namelen: 44, frsize: 48, padding: 52, spare: 56, SIZE: 80 } as const
+export const STATFS_OUT = {
+  name: 'fuse_kstatfs',
+  size: 80,
+  fields: {
+    blocks: f(0, 8), bfree: f(8, 8), bavail: f(16, 8), files: f(24, 8), ffree: f(32, 8), bsize: f(40, 4),
+    namelen: f(44, 4), frsize: f(48, 4), padding: f(52, 4), spare: f(56, 24),
+  },
+} as const satisfies Layout
+export const StatfsOut = offsets(STATFS_OUT)
 /** struct fuse_dirent; name follows, the record is padded to 8 bytes */
-export const Dirent = { ino: 0, off: 8, namelen: 16, type: 20, name: 24, SIZE: 24 } as const
+export const DIRENT = {
+  name: 'fuse_dirent',
+  size: 24,
+  fields: {
+    ino: f(0, 8), off: f(8, 8), namelen: f(16, 4), type: f(20, 4),
+  },
+} as const satisfies Layout
+export const Dirent = { ...offsets(DIRENT), name: DIRENT.size }
 /** struct fuse_forget_in */
-export const ForgetIn = { nlookup: 0, SIZE: 8 } as const
+export const FORGET_IN = {
+  name: 'fuse_forget_in',
+  size: 8,
+  fields: {
+    nlookup: f(0, 8),
+  },
+} as const satisfies Layout
+export const ForgetIn = offsets(FORGET_IN)
 /** struct fuse_batch_forget_in; `count` fuse_forget_one records follow */
-export const BatchForgetIn = { count: 0, dummy: 4, SIZE: 8 } as const
+export const BATCH_FORGET_IN = {
+  name: 'fuse_batch_forget_in',
+  size: 8,
+  fields: {
+    count: f(0, 4), dummy: f(4, 4),
+  },
+} as const satisfies Layout
+export const BatchForgetIn = offsets(BATCH_FORGET_IN)
 /** struct fuse_forget_one */
-export const ForgetOne = { nodeid: 0, nlookup: 8, SIZE: 16 } as const
+export const FORGET_ONE = {
+  name: 'fuse_forget_one',
+  size: 16,
+  fields: {
+    nodeid: f(0, 8), nlookup: f(8, 8),
+  },
+} as const satisfies Layout
+export const ForgetOne = offsets(FORGET_ONE)
 
 /** struct fuse_notify_inval_entry_out; the name and a NUL follow */
-export const NotifyInvalEntryOut = { parent: 0, namelen: 8, flags: 12, SIZE: 16 } as const
+export const NOTIFY_INVAL_ENTRY_OUT = {
+  name: 'fuse_notify_inval_entry_out',
+  size: 16,
+  fields: {
+    parent: f(0, 8), namelen: f(8, 4), flags: f(12, 4),
+  },
+} as const satisfies Layout
+export const NotifyInvalEntryOut = offsets(NOTIFY_INVAL_ENTRY_OUT)
 /** struct fuse_notify_inval_inode_out: drop the inode's cached pages in [off, off + len) (len 0: to the end; off -1: only its attributes) */
-export const NotifyInvalInodeOut = { ino: 0, off: 8, len: 16, SIZE: 24 } as const
+export const NOTIFY_INVAL_INODE_OUT = {
+  name: 'fuse_notify_inval_inode_out',
+  size: 24,
+  fields: {
+    ino: f(0, 8), off: f(8, 8), len: f(16, 8),
+  },
+} as const satisfies Layout
+export const NotifyInvalInodeOut = offsets(NOTIFY_INVAL_INODE_OUT)
 /** enum fuse_notify_code: a notification is written with unique 0 and its code in fuse_out_header.error */
 export const Notify = { INVAL_INODE: 2, INVAL_ENTRY: 3 } as const
 
-/** Every layout above, for the fit/overlap test. Offsets of 8-byte fields are the u64s. */
-export const LAYOUTS = { InHeader, OutHeader, InitIn, InitOut, Attr, EntryOut, AttrOut, GetattrIn, SetattrIn, OpenIn, OpenOut, ReadIn, WriteIn, WriteOut, ReleaseIn, FlushIn, FsyncIn, AccessIn, StatfsOut, Dirent, ForgetIn, BatchForgetIn, ForgetOne, NotifyInvalEntryOut, NotifyInvalInodeOut } as const
+/** Every layout above, for the layout test. */
+export const LAYOUTS: readonly Layout[] = [
+  IN_HEADER, OUT_HEADER, INIT_IN, INIT_OUT, ATTR, ENTRY_OUT, ATTR_OUT, GETATTR_IN, SETATTR_IN, OPEN_IN, OPEN_OUT, READ_IN, WRITE_IN,
+  WRITE_OUT, RELEASE_IN, FLUSH_IN, FSYNC_IN, ACCESS_IN, STATFS_OUT, DIRENT, FORGET_IN, BATCH_FORGET_IN, FORGET_ONE,
+  NOTIFY_INVAL_ENTRY_OUT, NOTIFY_INVAL_INODE_OUT,
+]
 
 /** Bytes a dirent record takes: header + name, padded to 8. */
 export const direntSize = (nameLen: number): number => (Dirent.SIZE + nameLen + 7) & ~7
