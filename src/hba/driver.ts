@@ -425,6 +425,12 @@ export class HbaDriver {
     return mb[0] === Mbs.COMPLETE
   }
 
+  /** ABORT COMMAND for the command submitted as `req`; false when it is not at the firmware (still queued, or done). */
+  abortRequest(req: ScsiRequest): Promise<boolean> {
+    for (const p of this.slots) if (p && p.req === req) return this.abortCommand(p.handle)
+    return Promise.resolve(false)
+  }
+
   async resetTarget(loopId: number): Promise<boolean> {
     const mb = await this.mailbox([Mbc.ABORT_TARGET, loopId, 0])
     if (mb[0] !== Mbs.COMPLETE) return false

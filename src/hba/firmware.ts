@@ -118,6 +118,8 @@ interface Exchange {
    * a command whose DMA could still happen).
    */
   heldStatus: PendingStatus | null
+  /** The target said it is done with the host's buffer (ScsiCommand.releaseData): an abort need not wait. */
+  released: boolean
 }
 
 /** A command that arrived while its port was down, under the 'wait' policy. */
@@ -574,7 +576,7 @@ export class Firmware {
     readCommandCdb(mem, at, cdb)
     const slot = this.clock.commandSlot()
     const deadline = timeoutSec > 0 ? performance.now() + timeoutSec * 1000 : Infinity
-    const ex: Exchange = { handle, loopId, lun, taskSet, byteCount, dataIn, slot, deadline, scatter, gathered, aborted: false, executing: login.loggedIn, heldStatus: null }
+    const ex: Exchange = { handle, loopId, lun, taskSet, byteCount, dataIn, slot, deadline, scatter, gathered, aborted: false, executing: login.loggedIn, heldStatus: null, released: false }
     this.exchanges.set(handleKey(handle), ex)
     if (this.sweepTimer === null && deadline !== Infinity) {
       this.sweepTimer = setInterval(this.sweep, SWEEP_MS)
@@ -586,6 +588,7 @@ export class Firmware {
       dataOut: dataOut ? data : null,
       initiator: this.initiator,
       port: login.port, // the receiving port (ALUA, VPD 0x83), set here so the target need not copy the command
+      releaseData: () => (ex.released = true),
     }
     if (!login.loggedIn) {
       // 'wait' policy: the command waits for the login to return (or its IOCB timeout).
@@ -678,7 +681,7 @@ export class Firmware {
     this.close(ex, CompStatus.ABORTED)
   }
 
-  /** Ends an exchange early with `compStatus`; held while the target still executes. */
+  /** Ends an exchange early with `compStatus`; held while the target still executes and may touch the host's buffer. */
   private close(ex: Exchange, compStatus: number): void {
     ex.aborted = true
     this.endExchange(ex)
@@ -686,7 +689,7 @@ export class Firmware {
     const statusFlags = compStatus === CompStatus.ABORTED || compStatus === CompStatus.RESET ? StatusFlags.ABTS_TERMINATED : 0
     const stateFlags = ex.executing ? StateFlags.SENT_CDB : 0
     const status: PendingStatus = { handle: ex.handle, entryStatus: 0, scsiStatus: 0, compStatus, stateFlags, statusFlags, residual: ex.byteCount, sense: null, rejected: null }
-    if (ex.executing && ex.byteCount > 0) ex.heldStatus = status
+    if (ex.executing && ex.byteCount > 0 && !ex.released) ex.heldStatus = status
     else this.post(status)
   }
 

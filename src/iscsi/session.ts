@@ -58,7 +58,7 @@
  * scsi/target.ts nexusLost) — before the Logout Response goes out.
  */
 import type { Logger } from '../log.js'
-import type { Completion, HbaDriver, PortInfo } from '../hba/driver.js'
+import type { Completion, HbaDriver, PortInfo, ScsiRequest } from '../hba/driver.js'
 import { CompStatus } from '../hba/iocb.js'
 import { DataDirection } from '../scsi/types.js'
 import { Asc, SenseKey, Status, decodeSense, encodeFixedSense, toDescriptorSense, type AscAscq } from '../scsi/sense.js'
@@ -196,6 +196,8 @@ interface Task {
   r2ts: Map<number, R2tState>
   r2tSN: number
   state: 'data-out' | 'submitted' | 'done'
+  /** What went to the HBA (ABORT TASK names it there); null before. */
+  req: ScsiRequest | null
   aborted: boolean
   waiters: (() => void)[]
 }
@@ -407,6 +409,7 @@ export class Session {
       r2ts: new Map(),
       r2tSN: 0,
       state: 'data-out',
+      req: null,
       aborted: false,
       waiters: [],
     }
@@ -643,9 +646,8 @@ export class Session {
     const direction = task.edtl === 0 ? DataDirection.None : task.write ? DataDirection.Out : task.read ? DataDirection.In : DataDirection.None
     const data = direction === DataDirection.None ? null : task.buf
     try {
-      driver.submit({ target: this.target.port.loopId, lun: task.lun < 0 ? 0xffff : task.lun, cdb: task.cdb, data, direction }, (c) =>
-        this.completed(task, c),
-      )
+      task.req = { target: this.target.port.loopId, lun: task.lun < 0 ? 0xffff : task.lun, cdb: task.cdb, data, direction }
+      driver.submit(task.req, (c) => this.completed(task, c))
     } catch (err) {
       this.log.error({ event: 'iscsi_submit_failed', itt: task.itt, err: (err as Error).message }, 'HBA refused the command')
       this.respondFailure(task)
@@ -872,14 +874,22 @@ export class Session {
 
   // ---- task management ----
 
-  /** Marks tasks aborted and resolves once none of them is at the HBA any more. */
-  abortTasks(match: (t: Task) => boolean): Promise<void> {
+  /**
+   * Marks tasks aborted and resolves once none of them is at the HBA any more. With
+   * `atHba` each one at the firmware gets ABORT COMMAND (as an FC host aborts an
+   * exchange), so a long command (an IMMED = 0 SANITIZE) ends now rather than when
+   * it completes; a reset aborts them through the HBA itself.
+   */
+  abortTasks(match: (t: Task) => boolean, atHba = false): Promise<void> {
     const waits: Promise<void>[] = []
     for (const t of [...this.tasks.values()]) {
       if (!match(t)) continue
       t.aborted = true
       if (t.state === 'data-out') this.finish(t)
-      else if (t.state === 'submitted') waits.push(new Promise((r) => t.waiters.push(r)))
+      else if (t.state === 'submitted') {
+        waits.push(new Promise((r) => t.waiters.push(r)))
+        if (atHba && t.req && this.driver) void this.driver.abortRequest(t.req)
+      }
     }
     return Promise.all(waits).then(() => undefined)
   }
@@ -906,12 +916,12 @@ export class Session {
           response = !t && inWindow && snaLt(h.refCmdSN, h.cmdSN) ? TmfResponse.FUNCTION_COMPLETE : TmfResponse.TASK_DOES_NOT_EXIST
           break
         }
-        await this.abortTasks((x) => x === t)
+        await this.abortTasks((x) => x === t, true)
         break
       }
       case TmfFunction.ABORT_TASK_SET:
       case TmfFunction.CLEAR_TASK_SET:
-        await this.abortTasks((x) => x.lun === h.lun)
+        await this.abortTasks((x) => x.lun === h.lun, true)
         break
       case TmfFunction.LOGICAL_UNIT_RESET: {
         // The tasks go, and the unit itself is reset through the HBA (as FC does it): mode pages back to

@@ -24,7 +24,9 @@
  * READY, SANITIZE IN PROGRESS (04/1B) with the PROGRESS INDICATION in the sense-key
  * specific bytes (lu.ts checks it before unit attentions), and REQUEST SENSE reports the
  * same. IMMED = 1 answers GOOD once the CDB and the parameter list are checked; IMMED = 0
- * answers when the operation ends. Neither a LUN reset nor the loss of the nexus stops it.
+ * answers when the operation ends. Neither a LUN reset nor the loss of the nexus stops it,
+ * and an ABORT TASK (or a reset) of an IMMED = 0 SANITIZE ends that command at once: the
+ * handler releases its data-out buffer (ScsiCommand.releaseData) before the operation starts.
  * A unit's "sanitizeTime" (Lun.sanitizeMs) is the least time the operation takes: the
  * steps are spread over it, which is how a host sees one in progress on a RAM unit.
  *
@@ -254,6 +256,9 @@ export const sanitize: Handler = (u, cmd) => {
     const pattern = d.subarray(SANITIZE_OVERWRITE_HEADER.size, paramLen)
     block = overwriteBlock(pattern, bs, (flags & Overwrite.INVERT) !== 0 && count % 2 === 0)
   }
+  // The pattern is copied: the parameter list is not needed again, so an ABORT TASK or a reset
+  // can end this command at once while the operation runs on (SBC-4: they do not stop it).
+  cmd.releaseData?.()
   const done = u.sanitizer.start(block, ause)
   return immed ? good(0, 0) : done
 }

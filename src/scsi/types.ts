@@ -33,6 +33,13 @@ export interface ScsiCommand {
    * depend on it; absent when a logical unit is driven on its own.
    */
   readonly port?: TargetPort
+  /**
+   * The device server calls this once it will not touch `dataIn`/`dataOut` again
+   * before its outcome (SANITIZE has read its parameter list and runs on for
+   * seconds): the transport may then end the task early (ABORT TASK, a reset)
+   * without waiting for the outcome, since no more DMA can happen.
+   */
+  readonly releaseData?: () => void
 }
 
 export interface ScsiOutcome {
