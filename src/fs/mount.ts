@@ -18,7 +18,8 @@ import { join } from 'node:path'
 import { MountError } from '../errors.js'
 import type { Logger } from '../log.js'
 import { fuseMountFields, within } from './mountinfo.js'
-import { mountRaw } from './rawfuse/session.js'
+import { mountRaw, rawUnavailable } from './rawfuse/session.js'
+import { allowOtherRefusal, fusermountBinary, userAllowOther } from './rawfuse/mount-user.js'
 
 export const MAX_REQUEST = 128 * 1024
 
@@ -60,9 +61,10 @@ export interface MountOptions {
   allowOther?: boolean
   debug?: boolean
   /**
-   * 'raw' (src/fs/rawfuse: the protocol on /dev/fuse, root only), 'native'
-   * (fuse-native, libfuse 2.9), or 'auto' (the default): raw when running as
-   * root, native otherwise or when the raw mount fails (with a warning).
+   * 'raw' (src/fs/rawfuse: the protocol on /dev/fuse; root mounts with
+   * mount(2), other users through fusermount), 'native' (fuse-native, libfuse
+   * 2.9), or 'auto' (the default): raw, and native only where raw cannot work
+   * (no fusermount, the native calls do not load) or its mount fails (with a warning).
    */
   engine?: FuseEngine
   /** For the raw engine's session log records. */
@@ -75,16 +77,25 @@ export interface MountOptions {
 
 export async function mountFuse(mountpoint: string, ops: Record<string, unknown>, opts: MountOptions = {}): Promise<EngineMounted> {
   const engine = opts.engine ?? 'auto'
+  // fusermount's rule, for both engines (fuse-native mounts through fusermount too): refused
+  // here with the file to change, before anything is mounted.
+  if (opts.allowOther && process.geteuid?.() !== 0 && !(await userAllowOther())) throw allowOtherRefusal()
   const raw = (): Promise<Mounted> => mountRaw(mountpoint, ops, { allowOther: opts.allowOther, debug: opts.debug, log: opts.log, readahead: opts.readahead, sharedMmap: opts.sharedMmap })
   if (engine === 'raw') return Object.assign(await raw(), { engine: 'raw' as const })
   // libfuse 2 answers the kernel with protocol 7.19 (128 KiB requests, one write per file in
-  // flight); the raw engine negotiates 1 MiB requests and parallel direct writes. It needs
-  // CAP_SYS_ADMIN to mount, so auto uses it as root and falls back to fuse-native.
-  if (engine === 'auto' && process.geteuid?.() === 0) {
-    try {
-      return Object.assign(await raw(), { engine: 'raw' as const })
-    } catch (err) {
-      opts.log?.warn({ event: 'fuse_engine_fallback', err: (err as Error).message }, 'the raw FUSE engine could not mount; using fuse-native (--fuse-engine native)')
+  // flight); the raw engine negotiates 1 MiB requests and parallel direct writes. auto uses it
+  // for every user (root through mount(2), others through fusermount) and falls back to
+  // fuse-native only where it cannot work here, or when its mount fails.
+  if (engine === 'auto') {
+    const why = await rawUnavailable()
+    if (why === null) {
+      try {
+        return Object.assign(await raw(), { engine: 'raw' as const })
+      } catch (err) {
+        opts.log?.warn({ event: 'fuse_engine_fallback', err: (err as Error).message }, 'the raw FUSE engine could not mount; using fuse-native (--fuse-engine native)')
+      }
+    } else {
+      opts.log?.warn({ event: 'fuse_engine_fallback', err: why }, 'the raw FUSE engine cannot work here; using fuse-native (--fuse-engine native)')
     }
   }
   return Object.assign(await mountNative(mountpoint, ops, opts), { engine: 'native' as const })
@@ -123,9 +134,10 @@ export async function isFuseMounted(mountpoint: string): Promise<boolean> {
 
 /** Lazy unmount from outside the serving process (fusermount -uz). */
 export function fusermountUnmount(mountpoint: string): Promise<void> {
+  const bin = fusermountBinary() ?? 'fusermount'
   return new Promise((resolve, reject) => {
-    execFile('fusermount', ['-uz', mountpoint], (err, _out, stderr) =>
-      err ? reject(new MountError(`fusermount -uz ${mountpoint} failed: ${stderr.trim() || err.message}`)) : resolve(),
+    execFile(bin, ['-uz', '--', mountpoint], (err, _out, stderr) =>
+      err ? reject(new MountError(`${bin} -uz ${mountpoint} failed: ${stderr.trim() || err.message}`)) : resolve(),
     )
   })
 }
