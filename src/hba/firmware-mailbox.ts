@@ -23,6 +23,12 @@ import { Ring } from './ring.js'
 /** What the mailbox commands reach in the ring engine. */
 export interface MailboxEngine {
   readonly ready: boolean
+  /**
+   * The SCSI initiator port id the firmware's commands carry (its port name,
+   * or a gateway's virtual initiator such as an iSCSI session's id): task
+   * management addresses LUNs as this initiator numbers them (LUN masking).
+   */
+  readonly initiator: string
   /** INITIALIZE FIRMWARE: run the rings in host memory, as initiator port `initiator`. */
   start(request: Ring, response: Ring, initiator: string): void
   /** ABORT COMMAND: false when no exchange with port `loopId` has that handle. */
@@ -95,7 +101,8 @@ export class FirmwareMailbox {
         const login = this.logins.get(mb[1])
         if (!login) return [Mbs.COMMAND_PARAMETER_ERROR]
         this.engine.abortNexus(mb[1], mb[2])
-        login.target.resetLun(mb[2], this.logins.initiatorWwpn) // the LUN as this initiator addresses it (masking)
+        // The LUN as this initiator numbers it (masking): the session's own id on a gateway's HBA, not the port name it logged in with.
+        login.target.resetLun(mb[2], this.engine.initiator)
         return [Mbs.COMPLETE]
       }
       case Mbc.GET_LINK_STATUS: {

@@ -262,6 +262,9 @@ export class Firmware {
       get ready() {
         return fw.ready
       },
+      get initiator() {
+        return fw.initiator
+      },
       start: (request, response, initiator) => this.start(request, response, initiator),
       abortHandle: (loopId, handle) => this.abortHandle(loopId, handle),
       abortNexus: (loopId, lun) => this.abortNexus(loopId, lun),

@@ -6,7 +6,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { silentLogger } from '../../src/log.js'
 import { startFabric, type StartedFabric } from '../../src/server.js'
-import { closeFabric, defaultConfig } from '../../src/targets/config.js'
+import { closeFabric, defaultConfig, parseConfig } from '../../src/targets/config.js'
+import { DataDirection } from '../../src/scsi/types.js'
+import { LOGIN_REQ, LOGIN_RSP, Op, SCSI_COMMAND, SCSI_RESPONSE, TASK_MGMT_REQ, TASK_MGMT_RSP, TmfFunction, TmfResponse, decodeBhs, opcodeOf } from '../../src/iscsi/pdu.js'
+import { encodeText } from '../../src/iscsi/text.js'
+import { RawPeer } from '../helpers/iscsi-raw.js'
 import { startIscsiPortal, type IscsiPortal } from '../../src/iscsi/server.js'
 import { IscsiInitiator, type CommandResult } from '../../src/iscsi/initiator.js'
 import { encodePersistentReserveOut, encodeReserve6, PrOut, PrType } from '../../src/scsi/cdb.js'
@@ -123,5 +127,89 @@ describe('iSCSI sessions as I_T nexuses', () => {
     fab.faults.apply('clear all')
     const clear = prOut(PrOut.CLEAR, 0, 0xa1n, 0n)
     expect((await a.command(0, clear.cdb, clear.params, null)).status).toBe(Status.GOOD)
+  })
+})
+
+/** A bare-hands session: login as `name`, SCSI commands without data, task management. */
+class Raw extends RawPeer {
+  private cmdSN = 1
+  private itt = 1
+  async login(target: string, name: string): Promise<void> {
+    const isid = Buffer.from('400001000007', 'hex')
+    this.send(LOGIN_REQ, { immediate: true, transit: true, csg: 0, nsg: 1, isid, itt: 0, cmdSN: 1 }, encodeText([['InitiatorName', name], ['TargetName', target], ['SessionType', 'Normal'], ['AuthMethod', 'None']]))
+    expect(decodeBhs(LOGIN_RSP, (await this.nextOrNull())!.bhs).statusClass).toBe(0)
+    this.send(LOGIN_REQ, { immediate: true, transit: true, csg: 1, nsg: 3, isid, itt: 0, cmdSN: 1 }, encodeText([]))
+    expect(decodeBhs(LOGIN_RSP, (await this.nextOrNull())!.bhs).statusClass).toBe(0)
+  }
+  /** A command without data at `lun`: 'GOOD' or the sense as K/ASC/ASCQ. */
+  async tur(lun: number): Promise<string> {
+    this.send(SCSI_COMMAND, { final: true, lun, itt: this.itt++, cmdSN: this.cmdSN++, cdb: Buffer.alloc(16) })
+    const r = (await this.nextOrNull())!
+    expect(opcodeOf(r.bhs)).toBe(Op.SCSI_RESPONSE)
+    const h = decodeBhs(SCSI_RESPONSE, r.bhs)
+    if (h.status === Status.GOOD) return 'GOOD'
+    const d = decodeSense(r.data.subarray(2, 2 + r.data.readUInt16BE(0)))
+    return `${d.key.toString(16)}/${d.asc.toString(16).padStart(2, '0')}/${d.ascq.toString(16).padStart(2, '0')}`
+  }
+  async tmf(fn: number, lun: number): Promise<number> {
+    this.send(TASK_MGMT_REQ, { immediate: true, final: true, function: fn, lun, itt: this.itt++, cmdSN: this.cmdSN, referencedTaskTag: 0xffffffff })
+    const r = (await this.nextOrNull())!
+    expect(opcodeOf(r.bhs)).toBe(Op.TASK_MGMT_RSP)
+    return decodeBhs(TASK_MGMT_RSP, r.bhs).response
+  }
+}
+
+describe('task management from an iSCSI session on a masked port', () => {
+  const T = '21000024ff000001'
+  const SESSION = 'iqn.2026-01.test:masked'
+  let fab: StartedFabric
+  let portal: IscsiPortal
+
+  beforeAll(async () => {
+    // HBA 0 sees LUN 0 as 0 and LUN 1 as 3; the iSCSI initiator sees LUN 0 as 3 and nothing else.
+    const cfg = parseConfig(
+      {
+        defaults: { size: '1MiB' },
+        targets: [{ wwpn: T, luns: [{ lun: 0 }, { lun: 1 }], access: [{ initiator: 'hba0', luns: [0, { lun: 1, as: 3 }] }, { initiator: SESSION, luns: [{ lun: 0, as: 3 }] }] }],
+      },
+      'test',
+    )
+    fab = await startFabric(cfg, silentLogger)
+    portal = await startIscsiPortal({ host: '127.0.0.1', port: 0, driver: fab.driver, log: silentLogger, sessionHba: fab.sessionHba })
+  })
+  afterAll(async () => {
+    await portal?.close()
+    fab?.faults.close()
+    for (const d of fab?.drivers ?? []) await d.shutdown(0)
+    if (fab) await closeFabric(fab.fabric, silentLogger)
+  })
+
+  /** TEST UNIT READY from HBA 0 at `lun` (its numbering): 'GOOD' or K/ASC/ASCQ. */
+  const hba0 = async (lun: number): Promise<string> => {
+    const c = await fab.driver.exec({ target: fab.driver.ports[0].loopId, lun, cdb: Buffer.alloc(6), data: null, direction: DataDirection.None })
+    if (c.scsiStatus === Status.GOOD) return 'GOOD'
+    const d = decodeSense(c.sense!)
+    return `${d.key.toString(16)}/${d.asc.toString(16).padStart(2, '0')}/${d.ascq.toString(16).padStart(2, '0')}`
+  }
+
+  it('resets the unit the session means by its own LUN number, not the one HBA 0 has under that number', async () => {
+    const s = await Raw.open(portal.address().port)
+    try {
+      await s.login(portal.targetNames()[0], SESSION)
+      // Every nexus hears its power-on attention first.
+      expect(await s.tur(3)).toBe('6/29/00')
+      expect(await s.tur(3)).toBe('GOOD')
+      // HBA 0's (its scan at start may have taken them already).
+      for (const l of [0, 3]) for (let i = 0; i < 3 && (await hba0(l)) !== 'GOOD'; i++);
+      expect([await hba0(0), await hba0(3)]).toEqual(['GOOD', 'GOOD'])
+      expect(await s.tmf(TmfFunction.LOGICAL_UNIT_RESET, 3)).toBe(TmfResponse.FUNCTION_COMPLETE)
+      // The session's LUN 3 is the port's LUN 0: HBA 0 hears the reset there once, and nothing on its LUN 3 (the port's LUN 1).
+      expect(await hba0(0)).toBe('6/29/00')
+      expect(await hba0(0)).toBe('GOOD')
+      expect(await hba0(3)).toBe('GOOD')
+      expect(await s.tur(3)).toBe('6/29/00')
+    } finally {
+      s.s.destroy()
+    }
   })
 })
