@@ -1,7 +1,9 @@
 /**
  * `npm run bench` — issue 6's benchmark, in one go, side by side:
- *   fcfs through FUSE (fio), the ceiling (a minimal fuse-native file), the
- *   peer (nbdkit memory + nbdfuse) and the direct API through the same ring,
+ *   fcfs through FUSE (fio), the same mount made by an ordinary user
+ *   (fcfs-user), the two ceilings (c: a C libfuse 3 RAM disk; ceiling: a
+ *   minimal fuse-native file), the peer (nbdkit memory + nbdfuse) and the
+ *   direct API through the same ring,
  *   at --link unlimited and at modelled link speeds; then the direct API's
  *   command rate against a null LUN (scripts/direct-rate.ts, one step); then
  *   the memory probes of fcfs (scripts/bench/memory.ts: idle, written, steady).
@@ -26,8 +28,12 @@ import { fioVersion } from './bench/fio.js'
 import { cleanupAll, installSignalHandlers, onPath, run } from './bench/proc.js'
 import {
   ceilingSubject,
+  C_BUILD_PACKAGES,
+  C_CEILING_THREADS,
+  cSubject,
   directRateScript,
   directSubject,
+  ensureCBuildTools,
   ensurePeerInstalled,
   fcfsSubject,
   useDist,
@@ -38,9 +44,10 @@ import {
   type Subject,
 } from './bench/subjects.js'
 import type { DirectVia } from './bench/direct.js'
+import { BENCH_USER, type BenchUser } from './bench/user.js'
 import { createProgress } from './bench/progress.js'
 import { renderReport, type ReportMeta } from './bench/report.js'
-import { jobsChartSpec, linkChartSpec, renderSvg } from './bench/charts.js'
+import { jobsChartSpec, linkChartSpec, ratioChartSpec, renderSvg } from './bench/charts.js'
 import { summarizeProfile } from './bench/profile.js'
 import { medianRate, RATE_STEP_ID, rateStepSeconds, rateSummary, runRateStep, type RateStep } from './bench/rate.js'
 import {
@@ -90,7 +97,9 @@ interface Args {
 function parseArgs(argv: string[]): Args {
   return yargs(argv)
     .scriptName('npm run bench --')
-    .usage('$0 [options]\n\nMeasures fcfs side by side with a minimal FUSE ceiling, nbdkit+nbdfuse and the direct API; writes a Markdown report and SVG charts.')
+    .usage(
+      '$0 [options]\n\nMeasures fcfs side by side with the same mount made by an ordinary user, a C libfuse 3 ceiling, a minimal fuse-native ceiling, nbdkit+nbdfuse and the direct API; writes a Markdown report and SVG charts.',
+    )
     .option('quick', { type: 'boolean', default: false, describe: 'quick mode (the default): a subset of the matrix, 0.5 s warm-up + 2 s measured per run, ~5 min' })
     .option('full', { type: 'boolean', default: false, describe: 'the full matrix of issue 6, 10 s per run (+2 s ramp)' })
     .option('goals', {
@@ -111,7 +120,11 @@ function parseArgs(argv: string[]): Args {
     .option('fuse-engine', { choices: ['native', 'raw'] as const, describe: 'fcfs mount --fuse-engine: fuse-native/libfuse 2 (native) or the kernel protocol on /dev/fuse (raw, root only)', defaultDescription: 'fcfs\'s default' })
     .option('profile', { type: 'boolean', default: false, describe: 'node --cpu-prof every fcfs server into <out>/profiles' })
     .option('progress', { type: 'boolean', default: true, describe: 'progress display on stderr (--no-progress: silent)' })
-    .option('install', { type: 'boolean', default: true, describe: 'apt-get install fio, nbdkit and nbdfuse when missing and root (--no-install: never)' })
+    .option('install', {
+      type: 'boolean',
+      default: true,
+      describe: `apt-get install fio, nbdkit and nbdfuse (the peer), ${C_BUILD_PACKAGES.join(', ')} (the C ceiling) when missing and root (--no-install: never)`,
+    })
     .option('prefill-writes', {
       type: 'boolean',
       default: true,
@@ -274,16 +287,29 @@ async function main(): Promise<number> {
   const fio = await ensureFio(args.install, progress.log)
   if (!fio) throw new Error('fio is not installed (apt-get install -y fio)')
   if (args.install && subjectsWanted.includes('peer')) await ensurePeerInstalled(progress.log)
+  if (args.install && subjectsWanted.includes('c')) await ensureCBuildTools(progress.log)
   const probe = await probeFcfs()
   /** What each fcfs mount said it runs on (`fuse_engine:` in <mnt>/server): auto may fall back. */
   const enginesSeen = new Set<string>()
+  const enginesSeenUser = new Set<string>()
+  let benchUser: BenchUser | undefined
   /** What each fcfs (and fcfs-pc) mount said of its page cache (`page_cache:` in <mnt>/server). */
   const pageCacheSeen = new Set<string>()
   const pageCacheSeenPc = new Set<string>()
   const engine = args['fuse-engine']
   const subjects: Record<SubjectName, Subject> = {
     fcfs: fcfsSubject(probe, { engine, enginesSeen, pageCache: args['page-cache'], pageCacheSeen, writeCache: args['write-cache'] }),
+    'fcfs-user': fcfsSubject(probe, {
+      name: 'fcfs-user',
+      engine,
+      enginesSeen: enginesSeenUser,
+      pageCache: args['page-cache'],
+      writeCache: args['write-cache'],
+      user: BENCH_USER,
+      onUser: (u) => (benchUser = u),
+    }),
     'fcfs-pc': fcfsSubject(probe, { name: 'fcfs-pc', engine, enginesSeen, pageCache: true, pageCacheSeen: pageCacheSeenPc }),
+    c: cSubject(),
     ceiling: ceilingSubject(),
     peer: peerSubject(),
     direct: directSubject(args['direct-via']),
@@ -293,6 +319,11 @@ async function main(): Promise<number> {
     if (!subjectsWanted.includes(s)) { unavailable[s] = 'not selected (--subjects)'; continue }
     const why = await subjects[s].unavailable()
     if (why) unavailable[s] = why
+  }
+  if (benchUser) {
+    notes.push(
+      `fcfs-user: fcfs mounted by ${benchUser.as.user} (uid ${benchUser.as.uid}), no allow_other, fio run as ${benchUser.as.user} too; the bench reaches the mount's own files (server, stats, control) through children run as that user${benchUser.changed.length ? `; the bench ${benchUser.changed.join(' and ')}` : ''}`,
+    )
   }
   // Filled in after the runs, from what the mounts said (enginesSeen).
   const engineNoteAt = notes.length
@@ -309,6 +340,11 @@ async function main(): Promise<number> {
   )
   notes.push('peer: one `nbdkit memory` + `nbdfuse` pair per target over a Unix socket, nbdfuse defaults (fuse3; it accepts no direct_io option, so its buffered I/O goes through the page cache, where fcfs and the ceiling mount with direct_io: buffered re-reads of a 20 MiB region are cache hits for the peer and for fcfs-pc only)')
   notes.push('ceiling: scripts/bench/ceiling-server.ts, fuse-native with the same option string as fcfs (src/fs/mount.ts MOUNT_OPTIONS), files over Buffers')
+  if (!unavailable.c) {
+    notes.push(
+      `c: scripts/bench/c-ceiling.c built with gcc -O2 against libfuse 3 (pkg-config fuse3) when the bench started; the same tree as the ceiling (f<i>, f<i>.q<k>) over anonymous memory, ${C_CEILING_THREADS} worker threads on cloned /dev/fuse descriptors, max_write and max_read 1 MiB, every open direct_io with FOPEN_PARALLEL_DIRECT_WRITES (libfuse 3.14 has no field for it: the open reply is the kernel's fuse_open_out sent with fuse_reply_buf); each run's note says the largest READ and WRITE it got and the most WRITEs it ran at once on one file`,
+    )
+  }
   if (plan.some((r) => r.workload.queueFiles)) {
     notes.push(
       '-q workloads: job j on target j mod 4 through a name of its own, fcfs `lun/0/q/<floor(j/4)>` (queue files) or the ceiling\'s alias `f<i>.q<k>` (same Buffer), in the same 20 MiB region as without -q: ' +
@@ -399,7 +435,8 @@ async function main(): Promise<number> {
   notes.splice(
     engineNoteAt,
     0,
-    engineNote(args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'auto', enginesSeen),
+    engineNote('fcfs', args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'auto', enginesSeen),
+    ...(subjectsWanted.includes('fcfs-user') && !unavailable['fcfs-user'] ? [engineNote('fcfs-user', args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'auto', enginesSeenUser)] : []),
     pageCacheNote(args['page-cache'], pageCacheSeen),
     ...(pageCacheSeenPc.size ? [pcNote(pageCacheSeenPc)] : []),
     ...(args['write-cache'] ? [`fcfs write cache: ${args['write-cache']} (--write-cache${args['write-cache'] === 'volatile' ? ': a WRITE is GOOD once it is in the LUN\'s volatile cache; fsync sends SYNCHRONIZE CACHE' : ''})`] : []),
@@ -414,6 +451,7 @@ async function main(): Promise<number> {
   for (const [name, spec] of [
     ['throughput-vs-jobs.svg', jobsChartSpec(results)],
     ['throughput-vs-link.svg', linkChartSpec(results)],
+    ['ratios.svg', ratioChartSpec(results)],
   ] as const) {
     if (!spec) continue
     try {
@@ -493,10 +531,11 @@ function pcNote(seen: ReadonlySet<string>): string {
   return `fcfs-pc: fcfs mounted with --page-cache, run on the buffered reads only (fio opens them O_RDONLY; its O_DIRECT and write opens are the default mount's, so the fcfs figures stand for those); page cache ${said}, as each mount's <mnt>/server said${off}`
 }
 
-/** The report's note on which FUSE engine served fcfs: as every mount said it, or as asked when none ran. */
-function engineNote(asked: string, seen: ReadonlySet<string>): string {
+/** The report's note on which FUSE engine served an fcfs subject: as every mount said it, or as asked when none ran. */
+function engineNote(subject: 'fcfs' | 'fcfs-user', asked: string, seen: ReadonlySet<string>): string {
   const said = [...seen].sort()
-  const engines = said.length ? said.map((e) => `${e} (${ENGINE_WHAT[e] ?? 'unknown engine'})`).join(' and ') : `${asked}, as asked (no fcfs run said)`
+  const engines = said.length ? said.map((e) => `${e} (${ENGINE_WHAT[e] ?? 'unknown engine'})`).join(' and ') : `${asked}, as asked (no ${subject} run said)`
   const auto = asked === 'auto' && said.length ? ', chosen by auto' : ''
-  return `fcfs FUSE engine: ${engines}${auto}, as each mount's <mnt>/server said; the ceiling is fuse-native either way`
+  const tail = subject === 'fcfs' ? '; the ceiling is fuse-native and c is libfuse 3 either way' : ` (an ordinary user: ${asked === 'auto' ? 'auto picks what such a user can mount' : 'as asked'})`
+  return `${subject} FUSE engine: ${engines}${auto}, as each mount's <mnt>/server said${tail}`
 }

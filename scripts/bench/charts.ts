@@ -47,11 +47,59 @@ export function jobsChartSpec(ms: Measurement[]): TopLevelSpec | null {
       encoding: {
         x: { field: 'jobs', type: 'ordinal', title: 'fio jobs', sort: 'ascending', axis: { labelAngle: 0 } },
         y: { field: 'mbps', type: 'quantitative', title: 'MB/s' },
-        color: { field: 'subject', type: 'nominal', title: 'subject', sort: ['fcfs', 'fcfs-pc', 'ceiling', 'peer', 'direct', 'fcfs (queue files)', 'ceiling (queue files)'] },
+        color: {
+          field: 'subject',
+          type: 'nominal',
+          title: 'subject',
+          sort: ['fcfs', 'fcfs-user', 'fcfs-pc', 'c', 'ceiling', 'peer', 'direct', 'fcfs (queue files)', 'fcfs-user (queue files)', 'c (queue files)', 'ceiling (queue files)'],
+        },
         tooltip: [{ field: 'subject' }, { field: 'jobs' }, { field: 'mbps' }],
       },
     },
     resolve: { scale: { y: 'independent' } },
+  } as TopLevelSpec
+}
+
+/** The ratios the report's table gives per workload, where both sides ran: [label, numerator, denominator]. */
+export const RATIOS = [
+  ['fcfs/c', 'fcfs', 'c'],
+  ['fcfs/ceiling', 'fcfs', 'ceiling'],
+  ['fcfs-user/fcfs', 'fcfs-user', 'fcfs'],
+] as const
+
+/** fcfs/c, fcfs/ceiling and fcfs-user/fcfs per workload at --link unlimited, as bars, with a rule at 1. */
+export function ratioChartSpec(ms: Measurement[]): TopLevelSpec | null {
+  const bw = new Map<string, number>()
+  for (const m of ms) if (m.status === 'ok' && m.run.link === 'unlimited' && m.bw) bw.set(`${m.run.subject}/${m.run.workload.id}`, m.bw)
+  const workloads = [...new Set(ms.filter((m) => m.run.link === 'unlimited').map((m) => m.run.workload.id))]
+  const rows: Array<{ workload: string; ratio: string; value: number }> = []
+  for (const w of workloads) {
+    for (const [label, a, b] of RATIOS) {
+      const x = bw.get(`${a}/${w}`)
+      const y = bw.get(`${b}/${w}`)
+      if (x !== undefined && y !== undefined) rows.push({ workload: w, ratio: label, value: Math.round((x / y) * 100) / 100 })
+    }
+  }
+  if (!rows.length) return null
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: 'Ratios per workload (--link unlimited; 1 = level, the rule)',
+    width: Math.max(360, 18 * rows.length),
+    height: 260,
+    layer: [
+      {
+        data: { values: rows },
+        mark: { type: 'bar' },
+        encoding: {
+          x: { field: 'workload', type: 'nominal', sort: workloads, title: null, axis: { labelAngle: -45, labelLimit: 260 } },
+          xOffset: { field: 'ratio', type: 'nominal', sort: RATIOS.map((r) => r[0]) },
+          y: { field: 'value', type: 'quantitative', title: 'ratio' },
+          color: { field: 'ratio', type: 'nominal', title: null, sort: RATIOS.map((r) => r[0]), legend: { orient: 'top' } },
+          tooltip: [{ field: 'workload' }, { field: 'ratio' }, { field: 'value' }],
+        },
+      },
+      { data: { values: [{ y: 1 }] }, mark: { type: 'rule', color: 'black', strokeDash: [5, 4] }, encoding: { y: { field: 'y', type: 'quantitative' } } },
+    ],
   } as TopLevelSpec
 }
 

@@ -16,7 +16,7 @@
 import { writeFile } from 'node:fs/promises'
 import type { ChildProcess } from 'node:child_process'
 import { fmtBs, isRead, REGION, type Timing, type Workload } from './plan.js'
-import { run } from './proc.js'
+import { run, type RunAs } from './proc.js'
 
 export function jobsPerFile(jobs: number, files: number): number[] {
   const out: number[] = []
@@ -123,9 +123,10 @@ export function parseFio(stdout: string): FioResult {
   return { bw, iops, p50: weight ? p50 / weight : 0, p99: weight ? p99 / weight : 0, clientCpu, ioBytes, errors }
 }
 
-export async function runFio(jobFile: string, text: string, t: Timing, onSpawn?: (p: ChildProcess) => void): Promise<FioResult> {
-  await writeFile(jobFile, text)
-  const r = await run('fio', ['--output-format=json', jobFile], { timeoutMs: (t.runtime + t.ramp + 90) * 1000, onSpawn })
+/** Runs fio on a job file (as `as` when given: that user must be able to read `jobFile`). */
+export async function runFio(jobFile: string, text: string, t: Timing, onSpawn?: (p: ChildProcess) => void, as?: RunAs): Promise<FioResult> {
+  await writeFile(jobFile, text, { mode: 0o644 })
+  const r = await run('fio', ['--output-format=json', jobFile], { timeoutMs: (t.runtime + t.ramp + 90) * 1000, onSpawn, as })
   if (r.code !== 0) throw new Error(`fio exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(-800)}`)
   const res = parseFio(r.stdout)
   if (res.errors) throw new Error(`fio reported errors (${res.errors}): ${r.stderr.trim().slice(-800)}`)

@@ -35,12 +35,14 @@ export function linkRate(link: Link): number | null {
   return Number.parseInt(link, 10) * 100e6
 }
 
-export const SUBJECTS = ['fcfs', 'fcfs-pc', 'ceiling', 'peer', 'direct'] as const
+export const SUBJECTS = ['fcfs', 'fcfs-user', 'fcfs-pc', 'c', 'ceiling', 'peer', 'direct'] as const
 export type SubjectName = (typeof SUBJECTS)[number]
 
 export const SUBJECT_TITLES: Record<SubjectName, string> = {
   fcfs: 'fcfs (FUSE → HBA ring)',
+  'fcfs-user': 'the same fcfs mount made by an ordinary user (fio runs as that user too): what every user who is not root gets',
   'fcfs-pc': 'fcfs mounted with --page-cache (buffered reads only: the one kind of open it changes)',
+  c: 'C ceiling (scripts/bench/c-ceiling.c: libfuse 3 low-level RAM disk, multithreaded with clone_fd, 1 MiB requests, direct_io, parallel direct writes): the most a user-space server reaches here',
   ceiling: 'ceiling (minimal fuse-native over a Buffer)',
   peer: 'peer (nbdkit memory + nbdfuse)',
   direct: 'direct API (same ring, no FUSE)',
@@ -160,6 +162,9 @@ export function defaultLinks(): Link[] {
  * buffered and the queue-file variants too. fcfs-pc (fcfs --page-cache) runs
  * only the buffered reads at unlimited: a --page-cache mount opens everything
  * else (O_DIRECT, opens for writing) exactly as the default mount does.
+ * fcfs-user, c, the ceiling and the peer run every workload at unlimited only:
+ * they are compared with fcfs there, and have no link model (fcfs-user has
+ * one, but its goal is stated per workload, not per link).
  */
 export function buildPlan(opts: PlanOptions): Run[] {
   const all = allWorkloads()

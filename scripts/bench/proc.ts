@@ -75,6 +75,25 @@ export async function forceUnmount(mnt: string): Promise<void> {
 // ---------------------------------------------------------------------------
 // Children
 
+/**
+ * An ordinary user a child runs as: spawn's uid/gid (libuv also drops root's
+ * supplementary groups), that user's HOME, USER and LOGNAME, and no
+ * XDG_RUNTIME_DIR (root's /run/user/0 is not theirs to write).
+ */
+export interface RunAs {
+  user: string
+  uid: number
+  gid: number
+  home: string
+}
+
+function spawnAs(as?: RunAs): { uid?: number; gid?: number; cwd?: string; env?: NodeJS.ProcessEnv } {
+  if (!as) return {}
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: as.home, USER: as.user, LOGNAME: as.user }
+  delete env.XDG_RUNTIME_DIR
+  return { uid: as.uid, gid: as.gid, cwd: '/', env }
+}
+
 export interface RunResult {
   code: number
   stdout: string
@@ -82,9 +101,9 @@ export interface RunResult {
 }
 
 /** Run a command to completion (no shell). Rejects only when it cannot start. */
-export function run(cmd: string, args: string[], opts: { timeoutMs?: number; onSpawn?: (p: ChildProcess) => void } = {}): Promise<RunResult> {
+export function run(cmd: string, args: string[], opts: { timeoutMs?: number; onSpawn?: (p: ChildProcess) => void; as?: RunAs } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnAs(opts.as) })
     opts.onSpawn?.(p)
     let stdout = ''
     let stderr = ''
@@ -140,8 +159,9 @@ export async function spawnServer(
   args: string[],
   ready: (out: string) => boolean,
   timeoutMs = 20_000,
+  as?: RunAs,
 ): Promise<{ proc: ChildProcess; output: () => string }> {
-  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnAs(as) })
   let out = ''
   const keep = (s: string): void => {
     out += s

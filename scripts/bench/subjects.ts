@@ -1,19 +1,20 @@
 /**
- * The four subjects of issue 6 behind one interface. A FUSE subject mounts
+ * The subjects of issues 6 and 21 behind one interface. A FUSE subject mounts
  * afresh for every run (fcfs's HBA counters have no reset yet, so a fresh
  * mount is what makes "peak outstanding" and RSS belong to one workload),
  * runs the fio job over its files, reads the counters and unmounts in a
  * finally. The direct subject runs its worker process instead of fio.
  */
 import { existsSync } from 'node:fs'
-import { mkdtemp, readdir, readFile, rm, rmdir, mkdir, writeFile } from 'node:fs/promises'
+import { chown, mkdtemp, rm, rmdir, mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ChildProcess } from 'node:child_process'
 import { CEILING_FILE_SIZE, isRead, LUN_SIZE, QUEUE_FILES, queueFileJob, REGION, regionOf, TARGETS, type Link, type Run, type SubjectName, type Timing, type Workload } from './plan.js'
 import { fioJobFile, fioPerJobFile, prefillJobFile, runFio } from './fio.js'
-import { cpuMeter, forceUnmount, isMounted, memoryOf, onPath, register, run, spawnServer, stopChild, waitFor } from './proc.js'
+import { cpuMeter, forceUnmount, isMounted, memoryOf, onPath, register, run, spawnServer, stopChild, waitFor, type RunAs } from './proc.js'
+import { ensureBenchUser, rootAccess, userAccess, type BenchUser, type MountAccess } from './user.js'
 import { directSupportsLink, directUnavailable, type DirectVia, type WorkerInput, type WorkerOutput } from './direct.js'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -98,7 +99,14 @@ interface Mounted {
   reset?: () => Promise<void>
   /** fcfs: the HBA counters after the run */
   hbaStats?: () => Promise<Record<string, unknown> | null>
+  /** the mount belongs to this ordinary user: fio runs as it, files are reached through `access` */
+  as?: RunAs
+  access?: MountAccess
+  /** where fio's job files go (the user's run directory; default: the bench's work directory) */
+  jobDir?: string
   stop(): Promise<void>
+  /** after stop: what the server said of the run, for the run's note */
+  note?: () => string | undefined
 }
 
 export async function tmpDir(prefix: string): Promise<string> {
@@ -130,18 +138,18 @@ function prefillFor(w: Workload, ctx: RunContext): boolean {
 
 async function measureFio(r: Run, ctx: RunContext, m: Mounted, jobName: string): Promise<Measurement> {
   const perJob = r.workload.queueFiles ? queuePlacement(r.workload, m) : null
-  for (const f of [...m.files, ...(perJob ?? []).map((j) => j.file)]) {
-    // A file that is not on a mount would be written on the local disk: refuse.
-    if (!existsSync(f)) throw new Error(`${f} does not exist`)
-  }
+  // A file that is not on a mount would be written on the local disk: refuse.
+  const missing = await (m.access ?? rootAccess).missing([...m.files, ...(perJob ?? []).map((j) => j.file)])
+  if (missing) throw new Error(`${missing} does not exist${m.as ? ` (for ${m.as.user})` : ''}`)
   const text = perJob ? fioPerJobFile(r.workload, perJob, ctx.timing) : fioJobFile(r.workload, m.files, ctx.timing, regionOf(r.workload))
+  const jobDir = m.jobDir ?? ctx.workDir
   if (prefillFor(r.workload, ctx)) {
-    await runFio(path.join(ctx.workDir, `${jobName}.prefill.fio`), prefillJobFile(r.workload, m.files, regionOf(r.workload)), { runtime: 60, ramp: 0 }, ctx.onChild)
+    await runFio(path.join(jobDir, `${jobName}.prefill.fio`), prefillJobFile(r.workload, m.files, regionOf(r.workload)), { runtime: 60, ramp: 0 }, ctx.onChild, m.as)
   }
   await m.reset?.()
   const cpu = cpuMeter(m.pids)
   const t0 = Date.now()
-  const fio = await runFio(path.join(ctx.workDir, `${jobName}.fio`), text, ctx.timing, ctx.onChild)
+  const fio = await runFio(path.join(jobDir, `${jobName}.fio`), text, ctx.timing, ctx.onChild, m.as)
   const cpuPct = cpu.stop()
   const mem = memoryOf(m.pids)
   const stats = (await m.hbaStats?.()) ?? null
@@ -163,11 +171,14 @@ async function measureFio(r: Run, ctx: RunContext, m: Mounted, jobName: string):
 
 async function runMounted(r: Run, ctx: RunContext, mount: () => Promise<Mounted>): Promise<Measurement> {
   const m = await mount()
+  let res: Measurement
   try {
-    return await measureFio(r, ctx, m, r.id.replace(/[^\w.-]+/g, '_'))
+    res = await measureFio(r, ctx, m, r.id.replace(/[^\w.-]+/g, '_'))
   } finally {
     await m.stop()
   }
+  const said = m.note?.()
+  return said ? { ...res, note: [res.note, said].filter(Boolean).join('; ') } : res
 }
 
 // ---------------------------------------------------------------------------
@@ -189,8 +200,8 @@ export async function probeFcfs(): Promise<FcfsProbe> {
 }
 
 export interface FcfsSubjectOptions {
-  /** 'fcfs-pc': the same server mounted with --page-cache */
-  name?: 'fcfs' | 'fcfs-pc'
+  /** 'fcfs-pc': the same server mounted with --page-cache; 'fcfs-user': mounted by an ordinary user */
+  name?: 'fcfs' | 'fcfs-pc' | 'fcfs-user'
   /** fcfs's --fuse-engine (undefined: fcfs's default, or FCFS_FUSE_ENGINE from the environment) */
   engine?: 'native' | 'raw'
   /** mount with --page-cache */
@@ -201,22 +212,49 @@ export interface FcfsSubjectOptions {
   enginesSeen?: Set<string>
   /** gets each mount's `page_cache:` (on|off) */
   pageCacheSeen?: Set<string>
+  /**
+   * Mount as this ordinary user (created when missing; the bench must be root) and run
+   * fio as it. The mount is closed to root then (no allow_other): the bench reads its
+   * files through children run as the user.
+   */
+  user?: string
+  /** gets the user once it is ready, and what the bench changed for it */
+  onUser?: (u: BenchUser) => void
 }
 
 export function fcfsSubject(probe: FcfsProbe, opts: FcfsSubjectOptions = {}): Subject {
   const { engine, enginesSeen, pageCache = false, pageCacheSeen, writeCache } = opts
+  let user: BenchUser | undefined
+  const unavailable = async (): Promise<string | null> => {
+    if (!probe.built) return `${path.relative(REPO_ROOT, fcfsCli())} is not built (npm run build)`
+    if (!opts.user) return null
+    const u = await ensureBenchUser(opts.user)
+    if (typeof u === 'string') return u
+    // The user must reach node, the compiled tree and node_modules.
+    const r = await run(process.execPath, [fcfsCli(), 'mount', '--help'], { as: u.as, timeoutMs: 60_000 }).catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }))
+    if (r.code !== 0) return `${u.as.user} cannot run ${fcfsCli()}: ${r.stderr.trim().split('\n').slice(-3).join(' / ')}`
+    user = u
+    opts.onUser?.(u)
+    return null
+  }
   return {
     name: opts.name ?? 'fcfs',
-    unavailable: async () => (probe.built ? null : `${path.relative(REPO_ROOT, fcfsCli())} is not built (npm run build)`),
+    unavailable,
     linkUnsupported: (link) => (link === 'unlimited' || probe.link ? null : '`fcfs mount --link` does not exist yet'),
     workloadUnsupported: (w) => (!w.queueFiles || probe.queueFiles ? null : '`fcfs mount --queue-files` (lun/<n>/q/<k>) does not exist yet'),
     run: (r, ctx) =>
       runMounted(r, ctx, async () => {
+        if (opts.user && !user) throw new Error(`${opts.user}: the user is not ready (unavailable() was not asked)`)
+        const as = user?.as
+        const access = as ? userAccess(as) : rootAccess
         const dir = await tmpDir('fcfs-bench-')
         const mnt = path.join(dir, 'mnt')
         await mkdir(mnt)
+        // An ordinary user mounts only on a directory it owns; fio's job files go there too.
+        if (as) for (const d of [dir, mnt]) await chown(d, as.uid, as.gid)
         const node: string[] = []
-        if (ctx.profileDir) node.push('--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', `${r.id.replace(/[^\w.-]+/g, '_')}.cpuprofile`)
+        // Profiles are summarised for the fcfs subject only (and the user could not write them).
+        if (ctx.profileDir && !as) node.push('--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', `${r.id.replace(/[^\w.-]+/g, '_')}.cpuprofile`)
         const args = [...node, fcfsCli(), 'mount', mnt, '--targets', String(TARGETS), '--size', `${LUN_SIZE / 1024 ** 3}GiB`, '--log-level', 'warn']
         if (probe.link) args.push('--link', r.link)
         if (probe.queueFiles && r.workload.queueFiles) args.push('--queue-files', String(QUEUE_FILES))
@@ -232,10 +270,10 @@ export function fcfsSubject(probe: FcfsProbe, opts: FcfsSubjectOptions = {}): Su
         const entry = { mnt, proc: undefined as ChildProcess | undefined, stop }
         const unregister = register(entry)
         try {
-          const s = await spawnServer(process.execPath, args, (out) => out.split('\n').some((l) => l.trimEnd() === `fcfs mounted at ${mnt}`))
+          const s = await spawnServer(process.execPath, args, (out) => out.split('\n').some((l) => l.trimEnd() === `fcfs mounted at ${mnt}`), 20_000, as)
           proc = entry.proc = s.proc
-          const wwpns = (await readdir(path.join(mnt, 'wwn'))).filter((n) => /^[0-9a-f]{16}$/.test(n)).sort()
-          const server = await readFile(path.join(mnt, 'server'), 'utf8').catch(() => '')
+          const wwpns = (await access.list(path.join(mnt, 'wwn'))).filter((n) => /^[0-9a-f]{16}$/.test(n)).sort()
+          const server = await access.read(path.join(mnt, 'server')).catch(() => '')
           const said = /^fuse_engine:\s*(\S+)/m.exec(server)
           if (said) enginesSeen?.add(said[1])
           pageCacheSeen?.add(/^page_cache:\s*(\S+)/m.exec(server)?.[1] ?? 'off')
@@ -243,14 +281,16 @@ export function fcfsSubject(probe: FcfsProbe, opts: FcfsSubjectOptions = {}): Su
             files: wwpns.map((w) => path.join(mnt, 'wwn', w, 'rwbuf')),
             queueFile: (t, k) => path.join(mnt, 'wwn', wwpns[t], 'lun', '0', 'q', String(k)),
             pids: [proc.pid!],
+            as,
+            access,
+            jobDir: as ? dir : undefined,
             // Counters start at the workload, not at the SCSI scan (hba/0/control `reset`, when present).
             reset: async () => {
-              const ctl = path.join(mnt, 'hba', '0', 'control')
-              if (existsSync(ctl)) await writeFile(ctl, 'reset\n').catch(() => undefined)
+              await access.write(path.join(mnt, 'hba', '0', 'control'), 'reset\n').catch(() => undefined)
             },
             hbaStats: async () => {
               try {
-                return JSON.parse(await readFile(path.join(mnt, 'hba', '0', 'stats.json'), 'utf8')) as Record<string, unknown>
+                return JSON.parse(await access.read(path.join(mnt, 'hba', '0', 'stats.json'))) as Record<string, unknown>
               } catch {
                 return null
               }
@@ -270,20 +310,31 @@ export function fcfsSubject(probe: FcfsProbe, opts: FcfsSubjectOptions = {}): Su
 }
 
 // ---------------------------------------------------------------------------
-// ceiling
+// The two ceilings: one server process over the tree <mnt>/f<i> and its aliases <mnt>/f<i>.q<k>
 
-export function ceilingSubject(): Subject {
+interface TreeServer {
+  cmd: string
+  args: (mnt: string) => string[]
+  /** stdout says this when it serves */
+  ready: (mnt: string) => string
+  /** what the server said on its way out, for the run's note */
+  note?: (output: string) => string | undefined
+}
+
+function treeServerSubject(name: 'ceiling' | 'c', unavailable: () => Promise<string | null>, server: () => TreeServer): Subject {
   return {
-    name: 'ceiling',
-    unavailable: async () => (existsSync(ceilingServer()) ? null : `${ceilingServer()} is not built`),
+    name,
+    unavailable,
     linkUnsupported: (link) => (link === 'unlimited' ? null : 'no link model'),
     workloadUnsupported: () => null,
     run: (r, ctx) =>
       runMounted(r, ctx, async () => {
-        const dir = await tmpDir('fcfs-bench-ceiling-')
+        const srv = server()
+        const dir = await tmpDir(`fcfs-bench-${name}-`)
         const mnt = path.join(dir, 'mnt')
         await mkdir(mnt)
         let proc: ChildProcess | undefined
+        let output = (): string => ''
         const stop = async (): Promise<void> => {
           if (proc) await stopChild(proc, 10_000)
           await forceUnmount(mnt)
@@ -292,17 +343,19 @@ export function ceilingSubject(): Subject {
         const entry = { mnt, proc: undefined as ChildProcess | undefined, stop }
         const unregister = register(entry)
         try {
-          const s = await spawnServer(process.execPath, [ceilingServer(), mnt, String(TARGETS), String(CEILING_FILE_SIZE)], (out) => out.includes(`ceiling mounted at ${mnt}`))
+          const s = await spawnServer(srv.cmd, srv.args(mnt), (out) => out.includes(srv.ready(mnt)))
           proc = entry.proc = s.proc
+          output = s.output
           return {
             files: Array.from({ length: TARGETS }, (_, i) => path.join(mnt, `f${i}`)),
-            // f<i>.q<k>: the same Buffer under a name (an inode) of its own.
+            // f<i>.q<k>: the same memory under a name (an inode) of its own.
             queueFile: (t, k) => path.join(mnt, `f${t}.q${k}`),
             pids: [proc.pid!],
             stop: async () => {
               await stop()
               unregister()
             },
+            note: () => srv.note?.(output()),
           }
         } catch (e) {
           await stop()
@@ -311,6 +364,93 @@ export function ceilingSubject(): Subject {
         }
       }),
   }
+}
+
+/** The fuse-native ceiling (scripts/bench/ceiling-server.ts), mounted with fcfs's option string. */
+export function ceilingSubject(): Subject {
+  return treeServerSubject(
+    'ceiling',
+    async () => (existsSync(ceilingServer()) ? null : `${ceilingServer()} is not built`),
+    () => ({
+      cmd: process.execPath,
+      args: (mnt) => [ceilingServer(), mnt, String(TARGETS), String(CEILING_FILE_SIZE)],
+      ready: (mnt) => `ceiling mounted at ${mnt}`,
+    }),
+  )
+}
+
+/** scripts/bench/c-ceiling.c, compiled by the bench when it starts (read from the checkout, not dist/). */
+export const C_CEILING_SOURCE = path.join(REPO_ROOT, 'scripts', 'bench', 'c-ceiling.c')
+/** The C ceiling's worker threads (libfuse's max_threads): more than two cores can keep busy. */
+export const C_CEILING_THREADS = 16
+/** The packages the C ceiling needs to build, as Debian names them. */
+export const C_BUILD_PACKAGES = ['gcc', 'libfuse3-dev', 'pkg-config'] as const
+
+/** Why the C ceiling cannot be built here (gcc, pkg-config, libfuse3's fuse3.pc), or null. */
+export async function cBuildToolsMissing(): Promise<string | null> {
+  const missing: string[] = []
+  if (!onPath('gcc')) missing.push('gcc')
+  if (!onPath('pkg-config')) missing.push('pkg-config')
+  else if ((await run('pkg-config', ['--exists', 'fuse3']).catch(() => ({ code: 1 }))).code !== 0) missing.push('libfuse3-dev (pkg-config fuse3)')
+  return missing.length ? `${missing.join(', ')} not installed (apt-get install ${C_BUILD_PACKAGES.join(' ')}; the bench installs them itself when run as root)` : null
+}
+
+/** Compiles the C ceiling into a temporary directory the bench removes at its end: the binary, or why not. */
+export async function buildCCeiling(): Promise<{ binary: string } | { why: string }> {
+  const missing = await cBuildToolsMissing()
+  if (missing) return { why: missing }
+  if (!existsSync(C_CEILING_SOURCE)) return { why: `${C_CEILING_SOURCE} is missing` }
+  const flags = await run('pkg-config', ['--cflags', '--libs', 'fuse3'])
+  const dir = await tmpDir('fcfs-bench-c-')
+  register({ stop: () => rm(dir, { recursive: true, force: true }) })
+  const binary = path.join(dir, 'c-ceiling')
+  const r = await run('gcc', ['-O2', '-Wall', '-o', binary, C_CEILING_SOURCE, ...flags.stdout.trim().split(/\s+/).filter(Boolean)], { timeoutMs: 120_000 })
+  if (r.code !== 0) return { why: `gcc failed on ${path.relative(REPO_ROOT, C_CEILING_SOURCE)}: ${r.stderr.trim().split('\n').slice(-4).join(' / ')}` }
+  return { binary }
+}
+
+/** The C libfuse 3 ceiling (scripts/bench/c-ceiling.c), built when the bench starts. */
+export function cSubject(): Subject {
+  let built: { binary: string } | { why: string } | undefined
+  return treeServerSubject(
+    'c',
+    async () => {
+      built ??= await buildCCeiling()
+      return 'why' in built ? built.why : null
+    },
+    () => {
+      if (!built || 'why' in built) throw new Error('the C ceiling is not built (unavailable() was not asked)')
+      const binary = built.binary
+      return {
+        cmd: binary,
+        args: (mnt) => [mnt, String(TARGETS), String(CEILING_FILE_SIZE), String(C_CEILING_THREADS), '1'],
+        ready: (mnt) => `c-ceiling mounted at ${mnt}`,
+        // Shows that 1 MiB requests and parallel writes to one file took effect.
+        note: (out) => /^c-ceiling: (largest READ .*)$/m.exec(out)?.[1],
+      }
+    },
+  )
+}
+
+/** apt-get install gcc, libfuse3-dev and pkg-config when one is missing and we are root (with gcc's recommended libc6-dev). */
+export async function ensureCBuildTools(log: (s: string) => void): Promise<void> {
+  if (!(await cBuildToolsMissing())) return
+  if (process.getuid?.() !== 0 || !onPath('apt-get')) return
+  await aptInstall([...C_BUILD_PACKAGES], log)
+}
+
+/** apt-get install, once more after an apt-get update when the lists are stale. */
+async function aptInstall(pkgs: string[], log: (s: string) => void): Promise<void> {
+  log(`installing ${pkgs.join(', ')} with apt-get …`)
+  const env = ['DEBIAN_FRONTEND=noninteractive']
+  const install = (): Promise<{ code: number; stderr: string } | null> =>
+    run('env', [...env, 'apt-get', 'install', '-y', '-q', ...pkgs], { timeoutMs: 300_000 }).catch(() => null)
+  let r = await install()
+  if (!r || r.code !== 0) {
+    await run('env', [...env, 'apt-get', 'update', '-q'], { timeoutMs: 300_000 }).catch(() => null)
+    r = await install()
+  }
+  if (!r || r.code !== 0) log(`apt-get install failed: ${(r?.stderr ?? '').trim().slice(-300)}`)
 }
 
 // ---------------------------------------------------------------------------
@@ -375,14 +515,7 @@ export function peerSubject(): Subject {
 export async function ensurePeerInstalled(log: (s: string) => void): Promise<void> {
   if (onPath('nbdkit') && onPath('nbdfuse')) return
   if (process.getuid?.() !== 0 || !onPath('apt-get')) return
-  log('installing nbdkit and libnbd-bin (nbdfuse) with apt-get …')
-  const env = ['DEBIAN_FRONTEND=noninteractive']
-  let r = await run('env', [...env, 'apt-get', 'install', '-y', '-q', 'nbdkit', 'libnbd-bin'], { timeoutMs: 300_000 }).catch(() => null)
-  if (!r || r.code !== 0) {
-    await run('env', [...env, 'apt-get', 'update', '-q'], { timeoutMs: 300_000 }).catch(() => null)
-    r = await run('env', [...env, 'apt-get', 'install', '-y', '-q', 'nbdkit', 'libnbd-bin'], { timeoutMs: 300_000 }).catch(() => null)
-  }
-  if (!r || r.code !== 0) log(`apt-get install failed: ${(r?.stderr ?? '').trim().slice(-300)}`)
+  await aptInstall(['nbdkit', 'libnbd-bin'], log)
 }
 
 // ---------------------------------------------------------------------------
