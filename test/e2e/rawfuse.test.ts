@@ -101,6 +101,32 @@ describe('the raw FUSE engine (--fuse-engine raw)', () => {
     expect(r.stdout + r.stderr).not.toMatch(/verify: bad|crc32c: verify failed/i)
   }, 120_000)
 
+  it('gives each reader thread its own cloned /dev/fuse channel and answers every request on the channel it came from (fio verify, 8 jobs); one shared channel with FCFS_RAWFUSE_CLONE=0', async () => {
+    const fuseFds = async (pid: number): Promise<number> =>
+      (await runOk('ls', ['-l', `/proc/${pid}/fd`])).stdout.split('\n').filter((l) => l.endsWith(' -> /dev/fuse')).length
+    // 3 readers: the session's fd plus one clone (FUSE_DEV_IOC_CLONE) each.
+    const fab = await start(['--targets', '2', '--size', '128MiB'], { env: { FCFS_RAWFUSE_READERS: '3' } })
+    expect(await fuseFds(fab.proc.pid!)).toBe(4)
+    // A reply written on another channel than its request's is ENOENT to the kernel and the
+    // caller would hang: 8 parallel jobs of mixed sizes must all complete and verify.
+    const r = await run('fio', [
+      '--name=v', `--filename=${fab.rwbuf(0)}:${fab.rwbuf(1)}`, '--rw=randwrite', '--bssplit=4k/40:64k/30:1m/30',
+      '--direct=1', '--ioengine=psync', '--numjobs=8', '--size=8m', '--offset_increment=16m',
+      '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0', '--group_reporting',
+    ], { timeoutMs: 60_000 })
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/err= 0/)
+    // FCFS_RAWFUSE_CLONE=0: every reader on the session's fd, as where cloning is not possible.
+    const one = await start(['--targets', '1', '--size', '16MiB', '--log-level', 'info'], { env: { FCFS_RAWFUSE_CLONE: '0' } })
+    expect(await fuseFds(one.proc.pid!)).toBe(1)
+    expect(one.logs().find((l) => l.event === 'rawfuse_clone_unavailable')?.reason).toBe('FCFS_RAWFUSE_CLONE=0')
+    const src = path.join(one.tmp, 'src'), back = path.join(one.tmp, 'back')
+    await writeFile(src, randomBytes(4 * MiB))
+    await runOk('dd', [`if=${src}`, `of=${one.rwbuf(0)}`, 'bs=1M', 'oflag=direct'])
+    await runOk('dd', [`if=${one.rwbuf(0)}`, `of=${back}`, 'bs=1M', 'count=4', 'iflag=direct'])
+    await runOk('cmp', [src, back])
+  }, 120_000)
+
   it('sends a 1 MiB O_DIRECT write to the LUN as one WRITE command of 1 MiB', async () => {
     const fab = await start(['--targets', '1', '--size', '64MiB'])
     const out = await py(

@@ -21,7 +21,10 @@
  * Slot states (Int32Array `state`, one entry per slot; entry [slots] is a
  * generation counter the main thread bumps and notifies on every free):
  *
- *   0 free ──reader claims (CAS 0→1)──▶ 1 held (reader, main, writer) ──main or writer frees──▶ 0
+ *   0 free ──reader r claims (CAS 0→r+1)──▶ r+1 held (reader, main, writer) ──main or writer frees──▶ 0
+ *
+ * A held slot's state names the reader, so its reply is written to that reader's
+ * channel: the kernel looks a reply's request up only on the channel that read it.
  */
 import { readSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
@@ -29,7 +32,10 @@ import { SharedRing } from './ring.js'
 import { packSlot, SLOT_SIZE, slotViews } from './slots.js'
 
 interface ReaderData {
+  /** This reader's /dev/fuse channel (a clone of the session's fd, or that fd itself). */
   fd: number
+  /** What this reader marks the slots it fills with (its index + 1): the channel their replies go out on. */
+  channel: number
   memory: SharedArrayBuffer
   state: SharedArrayBuffer
   inbox: SharedArrayBuffer
@@ -38,7 +44,7 @@ interface ReaderData {
   first: number
 }
 
-const { fd, memory, state, inbox, wake, slots, first } = workerData as ReaderData
+const { fd, channel, memory, state, inbox, wake, slots, first } = workerData as ReaderData
 const st = new Int32Array(state)
 const box = new SharedRing(inbox)
 const wk = new Int32Array(wake)
@@ -49,7 +55,7 @@ function claim(): number {
     const gen = Atomics.load(st, slots)
     for (let k = 0; k < slots; k++) {
       const i = (first + k) % slots
-      if (Atomics.compareExchange(st, i, 0, 1) === 0) return i
+      if (Atomics.compareExchange(st, i, 0, channel) === 0) return i
     }
     Atomics.wait(st, slots, gen) // every slot is held by a request in progress: back-pressure on the kernel queue
   }

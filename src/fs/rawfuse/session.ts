@@ -14,8 +14,9 @@
  *     file in flight at once) — but for a buffered read-only open of a LUN file
  *     under --page-cache, which uses the kernel's page cache (invalidateData keeps
  *     the other names of the LUN coherent);
- *   - requests are read by worker threads (reader.ts) into shared slots and
- *     queued in shared inboxes the main thread drains (an Atomics.notify that
+ *   - requests are read by worker threads (reader.ts), each on its own /dev/fuse
+ *     channel (a FUSE_DEV_IOC_CLONE clone: its replies must go out there too),
+ *     into shared slots and queued in shared inboxes the main thread drains (an Atomics.notify that
  *     ends its Atomics.waitAsync only when it is not already draining);
  *   - a reply is one write(2) of header + body. READ data is moved by the HBA
  *     straight into the request's slot after the reply header; READ and WRITE
@@ -35,7 +36,7 @@
  * path goes away the session tells the kernel at once (invalidate(),
  * FUSE_NOTIFY_INVAL_ENTRY), so a removed LUN's files answer ENOENT at once.
  */
-import { open as openCb, close as closeCb, write as writeCb, writeSync } from 'node:fs'
+import { open as openCb, close as closeCb, closeSync, openSync, write as writeCb, writeSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { spawn } from 'node:child_process'
 import { constants as osConstants } from 'node:os'
@@ -43,11 +44,10 @@ import { Worker } from 'node:worker_threads'
 import { ConfigError, MountError } from '../../errors.js'
 import { fuseMountFields, within } from '../mountinfo.js'
 import { ringMemory, SharedRing } from './ring.js'
-import { allowOtherRefusal, fusermountBinary, mountWithFusermount, unmountWithFusermount, userAllowOther } from './mount-user.js'
-import { nativeUnavailable } from './native.js'
 import { freeSlot, lengthOf, packSlot, RAW_MAX_PAGES, RAW_MAX_WRITE, REPLY_AT, SLOT_SIZE, slotOf, slotViews } from './slots.js'
 import type { Logger } from '../../log.js'
 import { quote } from '../../util/quote.js'
+import { errnoName, FUSE_DEV_IOC_CLONE, native, type Native } from './native.js'
 import {
   Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
   FUSE_KERNEL_MINOR, FUSE_KERNEL_VERSION, GetattrIn, InHeader, InitFlag, InitFlag2, InitIn, InitOut, NAMESPACE_OPS, NO_REPLY_OPS, Op,
@@ -81,6 +81,47 @@ export function pollMicroseconds(env: string | undefined = process.env.FCFS_RAWF
   const us = Number(env)
   if (!Number.isFinite(us) || us < 0 || us > 1_000_000) throw new ConfigError('FCFS_RAWFUSE_POLL_US', `must be microseconds from 0 (never poll) to 1000000, got ${quote(env)}`)
   return us
+}
+
+/**
+ * One /dev/fuse channel per reader thread: `readers` fresh opens of /dev/fuse,
+ * each made a clone of the session `fd` (FUSE_DEV_IOC_CLONE). A clone shares the
+ * connection's input queue but has its own processing queue and lock, so the
+ * readers, the writer and the main thread do not all take one lock for every
+ * request read and every reply written. Where cloning is not possible (no
+ * native calls, an old kernel) every reader reads the session fd, as before;
+ * $FCFS_RAWFUSE_CLONE=0 asks for that (for experiments).
+ */
+function cloneChannels(fd: number, readers: number, log?: Logger): number[] {
+  const one = (reason: string): number[] => {
+    log?.info({ event: 'rawfuse_clone_unavailable', reason }, 'the FUSE readers share one /dev/fuse channel')
+    return Array<number>(readers).fill(fd)
+  }
+  if (process.env.FCFS_RAWFUSE_CLONE === '0') return one('FCFS_RAWFUSE_CLONE=0')
+  let nat: Native
+  try {
+    nat = native()
+  } catch (e) {
+    return one((e as Error).message)
+  }
+  const clones: number[] = []
+  for (let r = 0; r < readers; r++) {
+    let c: number
+    try {
+      c = openSync('/dev/fuse', 'r+')
+    } catch (e) {
+      for (const x of clones) closeSync(x)
+      return one(`cannot open /dev/fuse: ${(e as Error).message}`)
+    }
+    const res = nat.ioctlInt(c, FUSE_DEV_IOC_CLONE, fd)
+    if (res < 0) {
+      closeSync(c)
+      for (const x of clones) closeSync(x)
+      return one(`FUSE_DEV_IOC_CLONE: ${errnoName(res)}`)
+    }
+    clones.push(c)
+  }
+  return clones
 }
 
 /** Atomics.waitAsync (Node ≥ 16; TypeScript's ES2022 lib does not declare it). */
@@ -211,6 +252,13 @@ class Session {
   /** READs and WRITEs dispatched and not yet answered. */
   private inFlight = 0
   private readonly writer: Worker
+  /**
+   * Reader r's /dev/fuse channel: a clone of the session's fd (FUSE_DEV_IOC_CLONE)
+   * each, or the session's fd itself for all when cloning is not possible. The kernel
+   * finds a reply's request only in the processing queue of the channel that read it
+   * (ENOENT on any other), so a slot's state says its channel (reader.ts).
+   */
+  private readonly channels: number[]
   private readonly workers: Worker[] = []
   /** Each reader's inbox (see reader.ts) and the flag that says the main thread has been told to drain them. */
   private readonly inboxes: SharedRing[] = []
@@ -239,8 +287,9 @@ class Session {
     this.replyViews = slotViews(memory, slots, REPLY_AT)
     const replies = (this.repliesMemory = ringMemory(slots))
     this.replies = new SharedRing(replies)
+    this.channels = cloneChannels(fd, readers, log)
     this.writer = new Worker(new URL('./writer.js', import.meta.url), {
-      workerData: { fd, memory, state, replies, slots },
+      workerData: { channels: this.channels, memory, state, replies, slots },
     })
     this.writer.on('message', (m: { error: string }) => this.log?.error({ event: 'rawfuse_reply_failed', err: m.error }, 'writing a FUSE reply failed'))
     this.writer.on('error', (e) => this.writerGone(e))
@@ -248,7 +297,7 @@ class Session {
       const inbox = ringMemory(slots)
       this.inboxes.push(new SharedRing(inbox))
       const w = new Worker(new URL('./reader.js', import.meta.url), {
-        workerData: { fd, memory, state, inbox, wake: this.wake.buffer, slots, first: Math.floor((r * slots) / readers) },
+        workerData: { fd: this.channels[r], channel: r + 1, memory, state, inbox, wake: this.wake.buffer, slots, first: Math.floor((r * slots) / readers) },
       })
       this.running++
       w.on('message', (m: { end: true; error?: string }) => this.readerEnded(m.error))
@@ -385,7 +434,10 @@ class Session {
     Atomics.notify(this.wake, 0) // a pending waitAsync ends
     // The writer may be inside write(2) on the fd, and a notification in the thread
     // pool may be about to start one: both finish before the fd (and its number) goes.
-    void Promise.allSettled([this.writer.terminate(), ...this.notifying]).finally(() => closeCb(this.fd, () => this.endDone()))
+    void Promise.allSettled([this.writer.terminate(), ...this.notifying]).finally(() => {
+      for (const c of new Set(this.channels)) if (c !== this.fd) closeCb(c, () => undefined)
+      closeCb(this.fd, () => this.endDone())
+    })
   }
 
   /** The writer thread failed: write what it left queued, and every reply from now on, here. */
@@ -397,13 +449,18 @@ class Session {
     for (let m = ring.pop(); m >= 0; m = ring.pop()) this.writeSlot(slotOf(m), lengthOf(m))
   }
 
+  /** The channel (fd) a held slot's request was read from: its reply must go out there (see channels). */
+  private channelOf(slot: number): number {
+    return this.channels[this.state[slot] - 1]
+  }
+
   private free(slot: number): void {
     freeSlot(this.state, this.slots, slot)
   }
 
   /** Writes the reply built in `slot` (its first `len` bytes) from this thread, and frees the slot. */
   private writeSlot(slot: number, len: number): void {
-    this.write(this.replyViews[slot].subarray(0, len))
+    this.write(this.channelOf(slot), this.replyViews[slot].subarray(0, len))
     this.free(slot)
   }
 
@@ -423,10 +480,10 @@ class Session {
 
   // ---- replies: one write(2) each ----
 
-  private write(buf: Buffer): void {
+  private write(ch: number, buf: Buffer): void {
     if (this.closed) return
     try {
-      writeSync(this.fd, buf)
+      writeSync(ch, buf)
     } catch (e) {
       // ENOENT: the request was interrupted or aborted meanwhile; ENODEV: the connection is gone.
       const code = (e as NodeJS.ErrnoException).code
@@ -461,13 +518,13 @@ class Session {
   }
 
   /** Header + `body` bytes already in scratch[OutHeader.SIZE…]. */
-  private reply(unique: bigint, error: number, body = 0): void {
+  private reply(ch: number, unique: bigint, error: number, body = 0): void {
     putHeader(this.scratch, OutHeader.SIZE + body, error, unique)
-    this.write(this.scratch.subarray(0, OutHeader.SIZE + body))
+    this.write(ch, this.scratch.subarray(0, OutHeader.SIZE + body))
   }
 
-  private replyError(unique: bigint, error: number): void {
-    this.reply(unique, error < 0 ? error : -E.EIO)
+  private replyError(ch: number, unique: bigint, error: number): void {
+    this.reply(ch, unique, error < 0 ? error : -E.EIO)
   }
 
   private putAttr(o: number, ino: number, st: StatLike): void {
@@ -488,13 +545,13 @@ class Session {
     s.writeUInt32LE(st.blksize ?? 4096, o + Attr.blksize)
   }
 
-  private replyAttr(unique: bigint, nodeid: number, err: number, st?: StatLike): void {
-    if (err < 0 || !st) return this.replyError(unique, err < 0 ? err : -E.EIO)
+  private replyAttr(ch: number, unique: bigint, nodeid: number, err: number, st?: StatLike): void {
+    if (err < 0 || !st) return this.replyError(ch, unique, err < 0 ? err : -E.EIO)
     const o = OutHeader.SIZE
     this.scratch.fill(0, o, o + AttrOut.attr)
     this.scratch.writeBigUInt64LE(VALID_SEC, o + AttrOut.attr_valid)
     this.putAttr(o + AttrOut.attr, nodeid, st)
-    this.reply(unique, 0, AttrOut.SIZE)
+    this.reply(ch, unique, 0, AttrOut.SIZE)
   }
 
   // ---- requests ----
@@ -534,7 +591,7 @@ class Session {
       keep = this.dispatch(b, n, slot)
     } catch (e) {
       this.log?.error({ event: 'rawfuse_request_failed', err: (e as Error).stack }, 'a FUSE request failed')
-      this.reply(b.readBigUInt64LE(InHeader.unique), -E.EIO)
+      this.reply(this.channelOf(slot), b.readBigUInt64LE(InHeader.unique), -E.EIO)
     } finally {
       if (!keep) this.free(slot)
     }
@@ -547,7 +604,8 @@ class Session {
     const nodeid = Number(b.readBigUInt64LE(InHeader.nodeid))
     const p = InHeader.SIZE
     const ops = this.ops
-    if (opcode === Op.INIT) return this.init(b, unique), false
+    const ch = this.channelOf(slot) // the reply goes out on the channel the request came in on
+    if (opcode === Op.INIT) return this.init(ch, b, unique), false
     if (NO_REPLY_OPS.has(opcode)) {
       if (opcode === Op.FORGET) this.forget(nodeid, Number(b.readBigUInt64LE(p + ForgetIn.nlookup)))
       else if (opcode === Op.BATCH_FORGET) {
@@ -558,9 +616,9 @@ class Session {
       }
       return false // INTERRUPT: every fcfs op finishes on its own (bounded by the SCSI timeout)
     }
-    if (NAMESPACE_OPS.has(opcode)) return this.reply(unique, -E.EPERM), false
+    if (NAMESPACE_OPS.has(opcode)) return this.reply(ch, unique, -E.EPERM), false
     const path = this.path(nodeid)
-    if (path === undefined && opcode !== Op.DESTROY && opcode !== Op.STATFS) return this.reply(unique, -E.ENOENT), false
+    if (path === undefined && opcode !== Op.DESTROY && opcode !== Op.STATFS) return this.reply(ch, unique, -E.ENOENT), false
 
     switch (opcode) {
       case Op.READ: {
@@ -597,7 +655,7 @@ class Session {
         const name = b.toString('utf8', p, b.indexOf(0, p))
         const child = path === '/' ? `/${name}` : `${path}/${name}`
         ops.getattr!(child, ((err: number, st?: StatLike) => {
-          if (err < 0 || !st) return this.replyError(unique, err < 0 ? err : -E.EIO)
+          if (err < 0 || !st) return this.replyError(ch, unique, err < 0 ? err : -E.EIO)
           const id = this.idOf(child)
           this.lookups.set(id, (this.lookups.get(id) ?? 0) + 1)
           const o = OutHeader.SIZE
@@ -606,19 +664,19 @@ class Session {
           this.scratch.writeBigUInt64LE(VALID_SEC, o + EntryOut.entry_valid)
           this.scratch.writeBigUInt64LE(VALID_SEC, o + EntryOut.attr_valid)
           this.putAttr(o + EntryOut.attr, id, st)
-          this.reply(unique, 0, EntryOut.SIZE)
+          this.reply(ch, unique, 0, EntryOut.SIZE)
         }) as AnyFn)
         return false
       }
       case Op.GETATTR: {
         const flags = b.readUInt32LE(p + GetattrIn.getattr_flags)
-        const cb = ((err: number, st?: StatLike) => this.replyAttr(unique, nodeid, err, st)) as AnyFn
+        const cb = ((err: number, st?: StatLike) => this.replyAttr(ch, unique, nodeid, err, st)) as AnyFn
         if (flags & 1 && ops.fgetattr) ops.fgetattr(path, Number(b.readBigUInt64LE(p + GetattrIn.fh)), cb)
         else ops.getattr!(path, cb)
         return false
       }
       case Op.SETATTR:
-        this.setattr(b, unique, nodeid, path!)
+        this.setattr(ch, b, unique, nodeid, path!)
         return false
       case Op.OPEN: {
         const flags = b.readUInt32LE(p + OpenIn.flags)
@@ -626,34 +684,34 @@ class Session {
         // a buffered open of a LUN file). Without KEEP_CACHE: every open drops what the
         // inode had cached, so an open sees what other routes wrote before it.
         ops.open!(path, flags, ((err: number, fh?: number, cached?: boolean) => {
-          if (err < 0) return this.replyError(unique, err)
+          if (err < 0) return this.replyError(ch, unique, err)
           const o = OutHeader.SIZE
           this.scratch.fill(0, o, o + OpenOut.SIZE)
           this.scratch.writeBigUInt64LE(BigInt(fh ?? 0), o + OpenOut.fh)
           this.scratch.writeUInt32LE(cached ? 0 : FOpen.DIRECT_IO | FOpen.PARALLEL_DIRECT_WRITES, o + OpenOut.open_flags)
-          this.reply(unique, 0, OpenOut.SIZE)
+          this.reply(ch, unique, 0, OpenOut.SIZE)
         }) as AnyFn)
         return false
       }
       case Op.FLUSH:
-        this.fhOp(unique, 'flush', [path, Number(b.readBigUInt64LE(p + FlushIn.fh))])
+        this.fhOp(ch, unique, 'flush', [path, Number(b.readBigUInt64LE(p + FlushIn.fh))])
         return false
       case Op.RELEASE:
-        this.fhOp(unique, 'release', [path, Number(b.readBigUInt64LE(p + ReleaseIn.fh))])
+        this.fhOp(ch, unique, 'release', [path, Number(b.readBigUInt64LE(p + ReleaseIn.fh))])
         return false
       case Op.FSYNC:
-        this.fhOp(unique, 'fsync', [path, (b.readUInt32LE(p + FsyncIn.fsync_flags) & FSYNC_FDATASYNC) !== 0, Number(b.readBigUInt64LE(p + FsyncIn.fh))])
+        this.fhOp(ch, unique, 'fsync', [path, (b.readUInt32LE(p + FsyncIn.fsync_flags) & FSYNC_FDATASYNC) !== 0, Number(b.readBigUInt64LE(p + FsyncIn.fh))])
         return false
       case Op.OPENDIR: {
         ops.getattr!(path, ((err: number, st?: StatLike) => {
-          if (err < 0 || !st) return this.replyError(unique, err < 0 ? err : -E.EIO)
-          if ((st.mode & 0o170000) !== 0o040000) return this.reply(unique, -E.ENOTDIR)
+          if (err < 0 || !st) return this.replyError(ch, unique, err < 0 ? err : -E.EIO)
+          if ((st.mode & 0o170000) !== 0o040000) return this.reply(ch, unique, -E.ENOTDIR)
           const dh = this.nextDir++
           this.dirs.set(dh, { path: path!, names: null })
           const o = OutHeader.SIZE
           this.scratch.fill(0, o, o + OpenOut.SIZE)
           this.scratch.writeBigUInt64LE(BigInt(dh), o + OpenOut.fh)
-          this.reply(unique, 0, OpenOut.SIZE)
+          this.reply(ch, unique, 0, OpenOut.SIZE)
         }) as AnyFn)
         return false
       }
@@ -661,12 +719,12 @@ class Session {
         const dh = this.dirs.get(Number(b.readBigUInt64LE(p + ReadIn.fh)))
         const off = Number(b.readBigUInt64LE(p + ReadIn.offset))
         const size = Math.min(b.readUInt32LE(p + ReadIn.size), this.scratch.length - OutHeader.SIZE)
-        if (!dh) return this.reply(unique, -E.EBADF), false
-        const answer = (names: string[]): void => this.readdirReply(unique, dh.path, names, off, size)
+        if (!dh) return this.reply(ch, unique, -E.EBADF), false
+        const answer = (names: string[]): void => this.readdirReply(ch, unique, dh.path, names, off, size)
         if (dh.names && off > 0) answer(dh.names)
         else {
           ops.readdir!(dh.path, ((err: number, names?: string[]) => {
-            if (err < 0) return this.replyError(unique, err)
+            if (err < 0) return this.replyError(ch, unique, err)
             dh.names = ['.', '..', ...(names ?? [])]
             answer(dh.names)
           }) as AnyFn)
@@ -675,11 +733,11 @@ class Session {
       }
       case Op.RELEASEDIR:
         this.dirs.delete(Number(b.readBigUInt64LE(p + ReleaseIn.fh)))
-        this.reply(unique, 0)
+        this.reply(ch, unique, 0)
         return false
       case Op.STATFS:
         ops.statfs!(path ?? '/', ((err: number, st?: Record<string, number>) => {
-          if (err < 0 || !st) return this.replyError(unique, err < 0 ? err : -E.EIO)
+          if (err < 0 || !st) return this.replyError(ch, unique, err < 0 ? err : -E.EIO)
           const o = OutHeader.SIZE
           const s = this.scratch
           s.fill(0, o, o + StatfsOut.SIZE)
@@ -691,26 +749,26 @@ class Session {
           s.writeUInt32LE(st.bsize ?? 4096, o + StatfsOut.bsize)
           s.writeUInt32LE(st.namemax ?? 255, o + StatfsOut.namelen)
           s.writeUInt32LE(st.frsize ?? 4096, o + StatfsOut.frsize)
-          this.reply(unique, 0, StatfsOut.SIZE)
+          this.reply(ch, unique, 0, StatfsOut.SIZE)
         }) as AnyFn)
         return false
       case Op.ACCESS: // default_permissions: the kernel checks modes itself
-        this.reply(unique, 0)
+        this.reply(ch, unique, 0)
         return false
       case Op.DESTROY:
-        this.reply(unique, 0)
+        this.reply(ch, unique, 0)
         return false
       default:
-        this.reply(unique, -E.ENOSYS)
+        this.reply(ch, unique, -E.ENOSYS)
         return false
     }
   }
 
   /** An op answered with a bare status (flush, release, fsync, truncate…). */
-  private fhOp(unique: bigint, name: string, args: unknown[]): void {
+  private fhOp(ch: number, unique: bigint, name: string, args: unknown[]): void {
     const fn = this.ops[name]
-    if (!fn) return this.reply(unique, name === 'release' || name === 'flush' ? 0 : -E.ENOSYS)
-    fn(...args, ((r: number) => this.reply(unique, r < 0 ? r : 0)) as Cb)
+    if (!fn) return this.reply(ch, unique, name === 'release' || name === 'flush' ? 0 : -E.ENOSYS)
+    fn(...args, ((r: number) => this.reply(ch, unique, r < 0 ? r : 0)) as Cb)
   }
 
   private forget(nodeid: number, n: number): void {
@@ -724,7 +782,7 @@ class Session {
    * and keeps its own), times through utimens, mode/owner through chmod/chown
    * (EPERM in fcfs). Answers with the attributes afterwards.
    */
-  private setattr(b: Buffer, unique: bigint, nodeid: number, path: string): void {
+  private setattr(ch: number, b: Buffer, unique: bigint, nodeid: number, path: string): void {
     const p = InHeader.SIZE
     const valid = b.readUInt32LE(p + SetattrIn.valid)
     const fh = Number(b.readBigUInt64LE(p + SetattrIn.fh))
@@ -743,13 +801,13 @@ class Session {
     if (valid & FAttr.SIZE) steps.push(valid & FAttr.FH && ops.ftruncate ? call('ftruncate', [path, fh, size]) : call('truncate', [path, size]))
     if (valid & (FAttr.ATIME | FAttr.MTIME)) steps.push(call('utimens', [path, atime, mtime]))
     const next = (i: number): void => {
-      if (i === steps.length) return ops.getattr!(path, ((err: number, st?: StatLike) => this.replyAttr(unique, nodeid, err, st)) as AnyFn)
-      steps[i]((r) => (r < 0 ? this.replyError(unique, r) : next(i + 1)))
+      if (i === steps.length) return ops.getattr!(path, ((err: number, st?: StatLike) => this.replyAttr(ch, unique, nodeid, err, st)) as AnyFn)
+      steps[i]((r) => (r < 0 ? this.replyError(ch, unique, r) : next(i + 1)))
     }
     next(0)
   }
 
-  private readdirReply(unique: bigint, dir: string, names: string[], off: number, size: number): void {
+  private readdirReply(ch: number, unique: bigint, dir: string, names: string[], off: number, size: number): void {
     const s = this.scratch
     let o = OutHeader.SIZE
     for (let i = off; i < names.length; i++) {
@@ -766,16 +824,16 @@ class Session {
       s.write(name, o + Dirent.name)
       o += rec
     }
-    this.reply(unique, 0, o - OutHeader.SIZE)
+    this.reply(ch, unique, 0, o - OutHeader.SIZE)
   }
 
-  private init(b: Buffer, unique: bigint): void {
+  private init(ch: number, b: Buffer, unique: bigint): void {
     const p = InHeader.SIZE
     const major = b.readUInt32LE(p + InitIn.major)
     const minor = b.readUInt32LE(p + InitIn.minor)
     if (major !== FUSE_KERNEL_VERSION) {
       this.log?.error({ event: 'rawfuse_init', major, minor }, 'unsupported FUSE kernel protocol')
-      return this.reply(unique, -E.EPROTO)
+      return this.reply(ch, unique, -E.EPROTO)
     }
     const kflags = b.readUInt32LE(p + InitIn.flags)
     const kflags2 = kflags & InitFlag.INIT_EXT ? b.readUInt32LE(p + InitIn.flags2) : 0
@@ -795,7 +853,7 @@ class Session {
     s.writeUInt32LE(1, o + InitOut.time_gran)
     s.writeUInt16LE(RAW_MAX_PAGES, o + InitOut.max_pages)
     s.writeUInt32LE(flags2, o + InitOut.flags2)
-    this.reply(unique, 0, InitOut.SIZE)
+    this.reply(ch, unique, 0, InitOut.SIZE)
     this.log?.info(
       { event: 'rawfuse_init', kernel: `${major}.${minor}`, kernelFlags: kflags, kernelFlags2: kflags2, proto: `7.${Math.min(minor, FUSE_KERNEL_MINOR)}`, flags, flags2, maxWrite: RAW_MAX_WRITE, maxPages: RAW_MAX_PAGES },
       'FUSE session initialised',
@@ -804,55 +862,27 @@ class Session {
   }
 }
 
-/** The mount options fusermount gets, as libfuse passes them (fusermount adds fd, rootmode, user_id, group_id). */
-export function fusermountOptions(allowOther: boolean): string[] {
-  return ['rw', 'nosuid', 'nodev', 'default_permissions', ...(allowOther ? ['allow_other'] : []), 'fsname=fcfs', 'subtype=fcfs']
-}
-
-/** Opens /dev/fuse and mounts it with mount(2) (through mount -i): root's way, CAP_SYS_ADMIN. */
-async function mountAsRoot(mountpoint: string, allowOther: boolean): Promise<number> {
+/**
+ * Mounts `ops` at `mountpoint` with the raw engine. Needs CAP_SYS_ADMIN:
+ * mount(2) of a fuse filesystem is done here, not by a setuid fusermount.
+ */
+export async function mountRaw(mountpoint: string, ops: Record<string, unknown>, opts: RawMountOptions = {}): Promise<RawMounted> {
+  const pollUs = opts.pollUs ?? pollMicroseconds()
+  if (!(await hasSysAdmin())) {
+    throw new MountError('--fuse-engine raw mounts with mount(2) itself and needs root (CAP_SYS_ADMIN); run as root or use --fuse-engine native')
+  }
+  await mkdir(mountpoint, { recursive: true }).catch(() => undefined)
   const fd = await new Promise<number>((resolve, reject) =>
     openCb('/dev/fuse', 'r+', (err, f) => (err ? reject(new MountError(`cannot open /dev/fuse: ${err.message} (modprobe fuse, or run the container with --device /dev/fuse)`)) : resolve(f))),
   )
   const uid = process.getuid?.() ?? 0, gid = process.getgid?.() ?? 0
-  const o = [`fd=3`, 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`, 'default_permissions', ...(allowOther ? ['allow_other'] : [])]
+  const o = [`fd=3`, 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`, 'default_permissions', ...(opts.allowOther ? ['allow_other'] : [])]
   // -i: no /sbin/mount.fuse helper; the child's fd 3 is our /dev/fuse (the kernel resolves fd=3 in the child, which shares our open file).
   const r = await run('mount', ['-i', '-t', 'fuse.fcfs', '-o', o.join(','), 'fcfs', mountpoint], ['ignore', 'ignore', 'pipe', fd])
   if (r.code !== 0) {
     closeCb(fd, () => undefined)
     throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw): mount exited with ${r.code}: ${r.stderr || 'no message'}`)
   }
-  return fd
-}
-
-/**
- * Why the raw engine cannot mount for this process, or null when it can: as
- * root always (mount(2)); otherwise it needs fusermount3/fusermount and the
- * native calls that receive the descriptor fusermount sends back.
- */
-export async function rawUnavailable(): Promise<string | null> {
-  if (await hasSysAdmin()) return null
-  if (!fusermountBinary()) return 'an ordinary user mounts through fusermount3 (or fusermount), and neither is on PATH (apt-get install fuse3)'
-  return nativeUnavailable()
-}
-
-/**
- * Mounts `ops` at `mountpoint` with the raw engine. As root (CAP_SYS_ADMIN)
- * with mount(2); as an ordinary user through the setuid fusermount, which
- * sends the /dev/fuse descriptor back (mount-user.ts). Everything after the
- * mount is the same session for both.
- */
-export async function mountRaw(mountpoint: string, ops: Record<string, unknown>, opts: RawMountOptions = {}): Promise<RawMounted> {
-  const pollUs = opts.pollUs ?? pollMicroseconds()
-  const root = await hasSysAdmin()
-  const fusermount = root ? null : fusermountBinary()
-  if (!root) {
-    const why = await rawUnavailable()
-    if (why) throw new MountError(`--fuse-engine raw cannot mount as an ordinary user here: ${why}`)
-    if (opts.allowOther && !(await userAllowOther())) throw allowOtherRefusal()
-  }
-  await mkdir(mountpoint, { recursive: true }).catch(() => undefined)
-  const fd = fusermount ? await mountWithFusermount(fusermount, mountpoint, fusermountOptions(opts.allowOther ?? false)) : await mountAsRoot(mountpoint, opts.allowOther ?? false)
   const conn = await connectionOf(mountpoint)
   const session = new Session(fd, ops as Record<string, AnyFn | undefined>, opts.log, opts.readers ?? (Number(process.env.FCFS_RAWFUSE_READERS) || 2), opts.slots ?? 96, opts.sharedMmap, pollUs)
 
@@ -864,17 +894,11 @@ export async function mountRaw(mountpoint: string, ops: Record<string, unknown>,
         // umount ends the connection (the readers see ENODEV). If something still has a
         // file open it fails with EBUSY: detach lazily and abort the connection, as
         // fuse-native does (fusermount -uz, then closing its /dev/fuse).
-        // An ordinary user does the same through fusermount (-u, then -uz); the abort then works
-        // where fusectl is mounted (the connection's files belong to the user who mounted it).
-        if (fusermount) {
-          if ((await unmountWithFusermount(fusermount, mountpoint)) === 'detached') await abortConnection(conn, opts.log)
-        } else {
-          const u = await run('umount', [mountpoint])
-          if (u.code !== 0) {
-            const l = await run('umount', ['-l', mountpoint])
-            if (l.code !== 0) throw new MountError(`unmount of ${mountpoint} failed: ${l.stderr || u.stderr}`)
-            await abortConnection(conn, opts.log)
-          }
+        const u = await run('umount', [mountpoint])
+        if (u.code !== 0) {
+          const l = await run('umount', ['-l', mountpoint])
+          if (l.code !== 0) throw new MountError(`unmount of ${mountpoint} failed: ${l.stderr || u.stderr}`)
+          await abortConnection(conn, opts.log)
         }
       }
       if (await waitEnd(2000)) return
@@ -889,9 +913,6 @@ export async function mountRaw(mountpoint: string, ops: Record<string, unknown>,
     throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw): the kernel sent no INIT within 10 s`)
   }
   // After INIT: the kernel sets the readahead from INIT's max_readahead then.
-  if (opts.readahead !== undefined) {
-    if (root) await setReadahead(mountpoint, opts.readahead, opts.log)
-    else opts.log?.info({ event: 'rawfuse_readahead_unavailable', readahead: opts.readahead }, "only root can set the mount's kernel readahead (/sys/class/bdi): page-cached sequential readers read 128 KiB ahead")
-  }
+  if (opts.readahead !== undefined) await setReadahead(mountpoint, opts.readahead, opts.log)
   return { mountpoint, unmount, ended: session.ended, invalidate: (path) => session.invalidate(path), invalidateData: (path, start, end) => session.invalidateData(path, start, end) }
 }

@@ -4,8 +4,8 @@
  * /dev/fuse and then, in place, its reply. Threads hand a slot over as one
  * int32, `slot * SLOT_SHIFT + length` (packSlot / slotOf / lengthOf). Slot
  * states (reader.ts claims, the main or writer thread frees): an Int32Array
- * with 0 free / 1 held per slot, and entry [slots] a generation a reader waits
- * on when every slot is held.
+ * with 0 free / r+1 held by reader r (whose channel the reply goes out on) per
+ * slot, and entry [slots] a generation a reader waits on when every slot is held.
  */
 export const RAW_MAX_PAGES = 256
 export const RAW_MAX_WRITE = RAW_MAX_PAGES * 4096

@@ -17,14 +17,15 @@ import { SharedRing } from './ring.js'
 import { freeSlot, lengthOf, REPLY_AT, slotOf, slotViews } from './slots.js'
 
 interface WriterData {
-  fd: number
+  /** Reader r's /dev/fuse channel at [r]: a reply goes out on the channel its request came from (slot state r+1). */
+  channels: number[]
   memory: SharedArrayBuffer
   state: SharedArrayBuffer
   replies: SharedArrayBuffer
   slots: number
 }
 
-const { fd, memory, state, replies, slots } = workerData as WriterData
+const { channels, memory, state, replies, slots } = workerData as WriterData
 const st = new Int32Array(state)
 const ring = new SharedRing(replies)
 const views = slotViews(memory, slots, REPLY_AT)
@@ -37,7 +38,7 @@ for (;;) {
   }
   const slot = slotOf(m)
   try {
-    writeSync(fd, views[slot], 0, lengthOf(m))
+    writeSync(channels[st[slot] - 1], views[slot], 0, lengthOf(m))
   } catch (e) {
     // ENOENT: the request was interrupted meanwhile; ENODEV: the connection is gone.
     const code = (e as NodeJS.ErrnoException).code
