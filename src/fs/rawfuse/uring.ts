@@ -38,6 +38,7 @@ import { ConfigError } from '../../errors.js'
 import type { Logger } from '../../log.js'
 import { errnoName, native, SYS_io_uring_setup } from './native.js'
 import { AccessIn, FlushIn, FsyncIn, GetattrIn, InHeader, Op, OpenIn, OutHeader, ReadIn, ReleaseIn, SetattrIn, WriteIn } from './protocol.js'
+import { f, offsets, type Layout } from '../../util/layout.js'
 import { ringMemory, SharedRing } from './ring.js'
 import { packSlot, RAW_MAX_WRITE } from './slots.js'
 
@@ -45,22 +46,76 @@ import { packSlot, RAW_MAX_WRITE } from './slots.js'
 export const INIT2_OVER_IO_URING = 1 << (41 - 32)
 
 /** struct fuse_uring_req_header: an entry's iov[0]. in_out is fuse_in_header on fetch, fuse_out_header on commit. */
-export const UringReqHeader = { in_out: 0, op_in: 128, ring_ent_in_out: 256, SIZE: 288 } as const
+export const URING_REQ_HEADER = {
+  name: 'fuse_uring_req_header',
+  size: 288,
+  fields: { in_out: f(0, 128), op_in: f(128, 128), ring_ent_in_out: f(256, 32) },
+} as const satisfies Layout
+export const UringReqHeader = offsets(URING_REQ_HEADER)
 /** struct fuse_uring_ent_in_out, at ring_ent_in_out: commit_id is the request's unique; payload_sz the payload's bytes either way. */
-export const UringEntInOut = { flags: 0, commit_id: 8, payload_sz: 16, padding: 20, reserved: 24, SIZE: 32 } as const
+export const URING_ENT_IN_OUT = {
+  name: 'fuse_uring_ent_in_out',
+  size: 32,
+  fields: { flags: f(0, 8), commit_id: f(8, 8), payload_sz: f(16, 4), padding: f(20, 4), reserved: f(24, 8) },
+} as const satisfies Layout
+export const UringEntInOut = offsets(URING_ENT_IN_OUT)
 /** struct fuse_uring_cmd_req, in the SQE's command area */
-export const UringCmdReq = { flags: 0, commit_id: 8, qid: 16, padding: 18, SIZE: 24 } as const
+export const URING_CMD_REQ = {
+  name: 'fuse_uring_cmd_req',
+  size: 24,
+  fields: { flags: f(0, 8), commit_id: f(8, 8), qid: f(16, 2), padding: f(18, 6) },
+} as const satisfies Layout
+export const UringCmdReq = offsets(URING_CMD_REQ)
 /** enum fuse_uring_cmd (the SQE's cmd_op) */
 export const UringCmd = { REGISTER: 1, COMMIT_AND_FETCH: 2 } as const
 
-/** struct io_uring_params; sq_off is a struct io_sqring_offsets, cq_off a struct io_cqring_offsets */
-export const IoUringParams = { sq_entries: 0, cq_entries: 4, flags: 8, sq_thread_cpu: 12, sq_thread_idle: 16, features: 20, wq_fd: 24, sq_off: 40, cq_off: 80, SIZE: 120 } as const
-export const SqringOffsets = { head: 0, tail: 4, ring_mask: 8, ring_entries: 12, flags: 16, dropped: 20, array: 24, resv1: 28, user_addr: 32, SIZE: 40 } as const
-export const CqringOffsets = { head: 0, tail: 4, ring_mask: 8, ring_entries: 12, overflow: 16, cqes: 20, flags: 24, resv1: 28, user_addr: 32, SIZE: 40 } as const
-/** struct io_uring_sqe, 128 bytes with IORING_SETUP_SQE128 (cmd_op overlays off; cmd, 80 bytes, overlays addr3) */
-export const Sqe = { opcode: 0, flags: 1, ioprio: 2, fd: 4, off: 8, cmd_op: 8, addr: 16, len: 24, rw_flags: 28, user_data: 32, buf_index: 40, personality: 42, file_index: 44, cmd: 48, SIZE: 128 } as const
+/** struct io_sqring_offsets (in io_uring_params.sq_off) */
+export const IO_SQRING_OFFSETS = {
+  name: 'io_sqring_offsets',
+  size: 40,
+  fields: { head: f(0, 4), tail: f(4, 4), ring_mask: f(8, 4), ring_entries: f(12, 4), flags: f(16, 4), dropped: f(20, 4), array: f(24, 4), resv1: f(28, 4), user_addr: f(32, 8) },
+} as const satisfies Layout
+export const SqringOffsets = offsets(IO_SQRING_OFFSETS)
+/** struct io_cqring_offsets (in io_uring_params.cq_off) */
+export const IO_CQRING_OFFSETS = {
+  name: 'io_cqring_offsets',
+  size: 40,
+  fields: { head: f(0, 4), tail: f(4, 4), ring_mask: f(8, 4), ring_entries: f(12, 4), overflow: f(16, 4), cqes: f(20, 4), flags: f(24, 4), resv1: f(28, 4), user_addr: f(32, 8) },
+} as const satisfies Layout
+export const CqringOffsets = offsets(IO_CQRING_OFFSETS)
+/** struct io_uring_params: io_uring_setup's in/out argument */
+export const IO_URING_PARAMS = {
+  name: 'io_uring_params',
+  size: 120,
+  fields: {
+    sq_entries: f(0, 4), cq_entries: f(4, 4), flags: f(8, 4), sq_thread_cpu: f(12, 4), sq_thread_idle: f(16, 4), features: f(20, 4),
+    wq_fd: f(24, 4), resv: f(28, 12), sq_off: f(40, 40), cq_off: f(80, 40),
+  },
+} as const satisfies Layout
+export const IoUringParams = offsets(IO_URING_PARAMS)
+/**
+ * struct io_uring_sqe, 128 bytes with IORING_SETUP_SQE128. For IORING_OP_URING_CMD
+ * cmd_op is the low half of `off`, and cmd (80 bytes: fuse_uring_cmd_req) starts where addr3 would.
+ */
+export const IO_URING_SQE = {
+  name: 'io_uring_sqe (SQE128)',
+  size: 128,
+  fields: {
+    opcode: f(0, 1), flags: f(1, 1), ioprio: f(2, 2), fd: f(4, 4), off: f(8, 8), addr: f(16, 8), len: f(24, 4), rw_flags: f(28, 4),
+    user_data: f(32, 8), buf_index: f(40, 2), personality: f(42, 2), file_index: f(44, 4), cmd: f(48, 80),
+  },
+} as const satisfies Layout
+export const Sqe = { ...offsets(IO_URING_SQE), cmd_op: IO_URING_SQE.fields.off.offset }
 /** struct io_uring_cqe */
-export const Cqe = { user_data: 0, res: 8, flags: 12, SIZE: 16 } as const
+export const IO_URING_CQE = {
+  name: 'io_uring_cqe',
+  size: 16,
+  fields: { user_data: f(0, 8), res: f(8, 4), flags: f(12, 4) },
+} as const satisfies Layout
+export const Cqe = offsets(IO_URING_CQE)
+/** Every layout above, for the fit/overlap test. */
+export const URING_LAYOUTS = [URING_REQ_HEADER, URING_ENT_IN_OUT, URING_CMD_REQ, IO_SQRING_OFFSETS, IO_CQRING_OFFSETS, IO_URING_PARAMS, IO_URING_SQE, IO_URING_CQE] as const
+
 export const IoUring = {
   SETUP_CQSIZE: 1 << 3,
   SETUP_SUBMIT_ALL: 1 << 7,
