@@ -45,21 +45,39 @@
  * draws walk the versions in that canonical order with mulberry32(seed), so
  * one seed and one history give one outcome.
  *
+ * The data structure is extent-based, so a WRITE costs the same whatever its
+ * length: one record (Rec) per WRITE holds its one copy of the data, and an
+ * interval index (extent-index.ts, O(log n)) holds segments — runs of blocks
+ * whose versions are the same — each naming the newest version (`rec`) and
+ * the older ones still held under it (`under`, oldest first):
+ *
+ *   WRITE A 0-7, then B 2-3:         segments            records
+ *   block 0 1 2 3 4 5 6 7            [0,2) A             A seq 1, 8 blocks
+ *         A A B B A A A A            [2,4) B  under [A]  B seq 2, 2 blocks
+ *             A A                    [4,8) A
+ *
+ * A write that overlaps nothing adds one segment; one over cached data
+ * splits the segments it covers and puts their versions under its own. An
+ * older version only ever leaves with the newest one of its blocks (it
+ * reached the medium, or the range was unmapped), so `under` never needs a
+ * lookup of its own. Rec.live counts the blocks a record is newest in
+ * (liveRecs lists those with any: what destaging picks from); Rec.refs the
+ * blocks it is held for, newest or under; at 0 its buffer is free.
+ *
  * Ordering: every call that changes the medium (destage, flush, unmap, the
  * cut) runs in one serial queue, so two writes of one block never race on
- * the medium; a destaged block leaves the cache only when its medium write
- * answered, and drops every older version of the block with it. With a
- * synchronous medium (RAM) the whole cache is synchronous.
+ * the medium; inside one step the medium writes cover distinct blocks, so up
+ * to destageDepth of them run at once. A destaged block leaves the cache
+ * only when its medium write answered, and drops every older version of the
+ * block with it. With a synchronous medium (RAM) the whole cache is
+ * synchronous.
  *
- *   block → versions, oldest first          liveRecs: records that are the
- *   ┌─────┬────────────────────┐            newest version of some block
- *   │ 100 │ [rec 3, rec 7]     │ ← reads see rec 7; destaging rec 7's block
- *   │ 101 │ [rec 7]            │   100 drops rec 3 and rec 7 from the list
- *   └─────┴────────────────────┘
- *
- * Memory: a record's copy is held until none of its blocks lists it; `size`
- * bounds the bytes held that way (heldBytes), dirtyBytes counts the newest
- * versions only (what a power loss with keep=none loses from the view).
+ * Memory: a record's copy is held until no segment names it; `size` bounds
+ * the bytes held that way (heldBytes), dirtyBytes counts the newest versions
+ * only (what a power loss with keep=none loses from the view). Freed copies
+ * go back to a pool of buffers (by length) for the next WRITEs, up to `size`
+ * in all, so a busy cache does not ask the allocator (and the kernel, page
+ * by page) for fresh memory on every WRITE.
  *
  * A write log (dm-log-writes style) can sit between this cache and the
  * medium as another Backend wrapper: it sees destage writes and flushes in
@@ -68,10 +86,12 @@
 import type { Logger } from '../log.js'
 import { mulberry32, seedOf } from '../util/random.js'
 import { andThen, isPromise, sequence, type Backend, type BackendError, type IoResult, type MaybeAsync } from './backend.js'
+import { ExtentIndex } from './extent-index.js'
 import { BackendFilter } from './filter.js'
 
 export const DEFAULT_WRITE_CACHE_BYTES = 64 * 1024 * 1024
 export const DEFAULT_DESTAGE_INTERVAL_MS = 1000
+export const DEFAULT_DESTAGE_DEPTH = 8
 
 export type WriteCacheMode = 'volatile' | 'off'
 export type KeepPolicy = 'none' | 'random' | 'prefix'
@@ -87,6 +107,8 @@ export interface WriteCacheOptions {
   readonly name?: string
   /** Background destaging period; 0 = no timer. Default 1000 ms. */
   readonly destageIntervalMs?: number
+  /** Medium writes one destage step keeps in flight at once (distinct blocks); default 8. */
+  readonly destageDepth?: number
   readonly log?: Logger
 }
 
@@ -131,11 +153,25 @@ interface Rec {
   readonly data: Buffer
   /** Blocks of which this is the newest version. */
   live: number
-  /** Blocks whose version list holds this record. */
+  /** Blocks this is a held version of (newest or under a newer one). */
   refs: number
+  /** Reads and medium writes still using `data`: it is not reused until they end. */
+  pins: number
+  /** `data` went back to the pool, or the power cut took the record: never free it again. */
+  freed: boolean
   /** Index in liveRecs, -1 when live is 0. */
   liveIndex: number
 }
+
+/** Blocks [start, end): `rec` is their newest cached version, `under` the older ones, oldest first. */
+interface Seg {
+  readonly start: number
+  readonly end: number
+  readonly rec: Rec
+  readonly under: readonly Rec[]
+}
+
+const NONE: readonly Rec[] = []
 
 interface Waiter {
   readonly offset: number
@@ -158,9 +194,10 @@ export class WriteCache extends BackendFilter {
   readonly capacity: number
   private readonly log?: Logger
   private readonly random: () => number
-  /** Block number → cached versions, oldest first. */
-  private readonly map = new Map<number, Rec[]>()
+  private readonly depth: number
+  private readonly index = new ExtentIndex<Seg>()
   private liveRecs: Rec[] = []
+  private readonly pool = new BufferPool()
   private seq = 0
   private writes = 0
   private held = 0
@@ -190,6 +227,7 @@ export class WriteCache extends BackendFilter {
     this.capacity = Math.max(opts.size ?? DEFAULT_WRITE_CACHE_BYTES, opts.blockSize)
     this.log = opts.log
     this.random = mulberry32(opts.seed ?? seedOf(opts.name ?? 'write-cache'))
+    this.depth = Math.max(1, opts.destageDepth ?? DEFAULT_DESTAGE_DEPTH)
     const every = opts.destageIntervalMs ?? DEFAULT_DESTAGE_INTERVAL_MS
     if (every > 0) {
       this.timer = setInterval(this.tick, every)
@@ -201,21 +239,24 @@ export class WriteCache extends BackendFilter {
 
   override read(offset: number, dst: Buffer): MaybeAsync<IoResult> {
     if (!this.powered) return NO_POWER
-    if (this.map.size === 0) return this.inner.read(offset, dst)
+    const bs = this.blockSize
+    const lo = offset / bs
+    const hi = (offset + dst.length) / bs
+    if (!this.index.overlaps(lo, hi)) return this.inner.read(offset, dst)
     const r = this.inner.read(offset, dst)
     if (!isPromise(r)) {
-      if (r === null) this.overlay(offset, dst)
+      if (r === null) this.overlay(this.index.overlapping(lo, hi), offset, dst)
       return r
     }
-    // The medium answers later: take the versions now (records never change), so a
-    // block destaged meanwhile still reads as what was cached when the read began.
-    const views = this.versionsIn(offset, dst.length)
+    // The medium answers later: take the segments now (they never change) and pin their
+    // copies, so a block destaged meanwhile still reads as what was cached when the read began.
+    const segs = this.index.overlapping(lo, hi)
+    for (const s of segs) s.rec.pins++
     const gen = this.gen
     return r.then((e) => {
-      if (e !== null) return e
-      if (gen !== this.gen) return POWER_LOST
-      for (let i = 0; i < views.length; i += 2) copyBlock(views[i + 1] as Rec, views[i] as number, dst, offset, this.blockSize)
-      return null
+      if (e === null && gen === this.gen) this.overlay(segs, offset, dst)
+      for (const s of segs) this.unpin(s.rec)
+      return e !== null ? e : gen !== this.gen ? POWER_LOST : null
     })
   }
 
@@ -245,7 +286,7 @@ export class WriteCache extends BackendFilter {
   override unmap(offset: number, length: number): MaybeAsync<IoResult> {
     if (!this.powered) return NO_POWER
     const bs = this.blockSize
-    for (const b of this.blocksIn(Math.floor(offset / bs), Math.ceil((offset + length) / bs))) this.dropBlock(b, this.map.get(b)!.length - 1, false)
+    this.dropVersions(Math.floor(offset / bs), Math.ceil((offset + length) / bs), null)
     return this.serial(() => this.inner.unmap(offset, length))
   }
 
@@ -278,7 +319,7 @@ export class WriteCache extends BackendFilter {
         due[i] = due[j]
         due[j] = t
       }
-      return sequence(due.length, (i) => (due[i].live === 0 ? null : this.destageRecord(due[i], 0, Infinity, gen)))
+      return parallel(due.length, this.depth, (i) => (due[i].live === 0 ? null : this.destageRecord(due[i], gen)))
     })
   }
 
@@ -296,66 +337,48 @@ export class WriteCache extends BackendFilter {
     else done(r)
   }
 
-  /** The medium writes of `rec`'s blocks in [lo, hi) of which it is the newest version, lowest first. */
-  private destageRecord(rec: Rec, lo: number, hi: number, gen: number): MaybeAsync<IoResult> {
-    const from = Math.max(rec.first, lo)
-    const to = Math.min(rec.first + rec.blocks, hi)
+  /** The medium writes of the blocks `rec` is the newest version of, lowest first, one per run. */
+  private destageRecord(rec: Rec, gen: number): MaybeAsync<IoResult> {
     const runs: number[] = []
-    for (let b = from; b < to; b++) {
-      if (!this.isNewest(b, rec)) continue
-      if (runs.length > 0 && runs[runs.length - 2] + runs[runs.length - 1] === b) runs[runs.length - 1]++
-      else runs.push(b, 1)
+    for (const s of this.index.overlapping(rec.first, rec.first + rec.blocks)) {
+      if (s.rec !== rec) continue
+      const n = runs.length
+      if (n > 0 && runs[n - 2] + runs[n - 1] === s.start) runs[n - 1] += s.end - s.start
+      else runs.push(s.start, s.end - s.start)
     }
     return sequence(runs.length / 2, (i) => this.writeRun(rec, runs[2 * i], runs[2 * i + 1], gen))
   }
 
   /** Every cached block in [lo, hi) to the medium, as runs of one record each, lowest block first. */
   private destageRange(lo: number, hi: number, gen: number): MaybeAsync<IoResult> {
-    const blocks = this.blocksIn(lo, hi)
     const runs: (Rec | number)[] = []
-    for (const b of blocks) {
-      const list = this.map.get(b)!
-      const rec = list[list.length - 1]
+    for (const s of this.index.overlapping(lo, hi)) {
+      const from = Math.max(s.start, lo)
+      const to = Math.min(s.end, hi)
       const n = runs.length
-      if (n > 0 && runs[n - 3] === rec && (runs[n - 2] as number) + (runs[n - 1] as number) === b) (runs[n - 1] as number)++
-      else runs.push(rec, b, 1)
+      if (n > 0 && runs[n - 3] === s.rec && (runs[n - 2] as number) + (runs[n - 1] as number) === from) (runs[n - 1] as number) += to - from
+      else runs.push(s.rec, from, to - from)
     }
-    return sequence(runs.length / 3, (i) => this.writeRun(runs[3 * i] as Rec, runs[3 * i + 1] as number, runs[3 * i + 2] as number, gen))
+    return parallel(runs.length / 3, this.depth, (i) => this.writeRun(runs[3 * i] as Rec, runs[3 * i + 1] as number, runs[3 * i + 2] as number, gen))
   }
 
-  /** One medium write of `n` blocks of `rec` from block `b`; on success the blocks leave the cache. */
+  /** One medium write of `n` blocks of `rec` from block `b`; on success they leave the cache with every older version. */
   private writeRun(rec: Rec, b: number, n: number, gen: number): MaybeAsync<IoResult> {
     if (gen !== this.gen) return POWER_LOST
+    // Unmapped since the step chose it (its copy may be another WRITE's by now): nothing left to write.
+    if (rec.refs === 0) return null
     const bs = this.blockSize
     const at = (b - rec.first) * bs
+    rec.pins++
     return andThen(this.inner.write(b * bs, rec.data.subarray(at, at + n * bs)), (e) => {
+      this.unpin(rec)
       if (e !== null) return e
       // On the medium now, even if the power failed meanwhile: the cut runs after this
       // (serial queue) and must not count these blocks as lost.
-      for (let i = 0; i < n; i++) {
-        const list = this.map.get(b + i)
-        const k = list === undefined ? -1 : list.indexOf(rec)
-        if (k < 0) continue
-        this.dropBlock(b + i, k, true)
-      }
+      this.destaged += n * bs
+      this.dropVersions(b, b + n, rec)
       return gen !== this.gen ? POWER_LOST : null
     })
-  }
-
-  /** Drops versions 0..k of block b (version k is on the medium now, or the block was unmapped). */
-  private dropBlock(b: number, k: number, destaged: boolean): void {
-    const list = this.map.get(b)!
-    const newest = k === list.length - 1
-    for (let i = 0; i <= k; i++) {
-      const r = list[i]
-      if (i === list.length - 1) this.unlive(r)
-      if (--r.refs === 0) this.held -= r.data.length
-    }
-    if (destaged) this.destaged += this.blockSize
-    if (newest) {
-      this.map.delete(b)
-      this.liveBlocks--
-    } else list.splice(0, k + 1)
   }
 
   /** Room is short: destage records picked at random until the waiting writes fit. */
@@ -365,8 +388,11 @@ export class WriteCache extends BackendFilter {
     const step = (gen: number): MaybeAsync<IoResult> => {
       this.admit()
       if (this.waiters.length === 0 || this.liveRecs.length === 0 || gen !== this.gen) return null
-      const rec = this.liveRecs[Math.floor(this.random() * this.liveRecs.length)]
-      return andThen(this.destageRecord(rec, 0, Infinity, gen), (e) => (e !== null ? e : step(gen)))
+      const batch = this.pick(this.need())
+      return andThen(
+        parallel(batch.length, this.depth, (i) => (batch[i].live === 0 ? null : this.destageRecord(batch[i], gen))),
+        (e) => (e !== null ? e : step(gen)),
+      )
     }
     const r = this.serial(step)
     const done = (e: IoResult): void => {
@@ -380,14 +406,39 @@ export class WriteCache extends BackendFilter {
     else done(r)
   }
 
-  /** Takes waiting writes in, oldest first, as far as there is room (whole blocks). */
+  /** Bytes the first waiting write (or its next piece) lacks. */
+  private need(): number {
+    const w = this.waiters[0]
+    return Math.min(w.src.length - w.pos, this.capacity) - (this.capacity - this.held)
+  }
+
+  /** Distinct live records drawn at random, at most destageDepth, until their bytes reach `bytes`. */
+  private pick(bytes: number): Rec[] {
+    const live = this.liveRecs
+    const batch: Rec[] = []
+    let sum = 0
+    for (let tries = 0; batch.length < this.depth && sum < bytes && tries < 4 * this.depth; tries++) {
+      const r = live[Math.floor(this.random() * live.length)]
+      if (batch.includes(r)) continue
+      batch.push(r)
+      sum += r.data.length
+      if (batch.length === live.length) break
+    }
+    return batch
+  }
+
+  /**
+   * Takes waiting writes in, oldest first: whole when they fit in the cache
+   * at all (so a WRITE stays one record), else in pieces as room appears.
+   */
   private admit(): void {
     const bs = this.blockSize
     while (this.waiters.length > 0) {
       const w = this.waiters[0]
       const room = Math.floor((this.capacity - this.held) / bs) * bs
-      if (room === 0) return
-      const take = Math.min(w.src.length - w.pos, room)
+      const left = w.src.length - w.pos
+      if (room === 0 || (left <= this.capacity && room < left)) return
+      const take = Math.min(left, room)
       this.insert(w.offset + w.pos, w.src.subarray(w.pos, w.pos + take), w.write, w.pos === 0)
       w.pos += take
       if (w.pos < w.src.length) return
@@ -413,7 +464,13 @@ export class WriteCache extends BackendFilter {
     const r = this.serial(() => {
       const cut = this.cut(keep, seed)
       report = cut.report
-      return sequence(cut.runs.length / 3, (i) => this.inner.write((cut.runs[3 * i + 1] as number) * this.blockSize, cut.runs[3 * i + 2] as Buffer), 0)
+      const bs = this.blockSize
+      return sequence(cut.runs.length / 3, (i) => {
+        const rec = cut.runs[3 * i] as Rec
+        const b = cut.runs[3 * i + 1] as number
+        const at = (b - rec.first) * bs
+        return this.inner.write(b * bs, rec.data.subarray(at, at + (cut.runs[3 * i + 2] as number) * bs))
+      })
     }, true)
     const finish = (e: IoResult): PowerLossReport => {
       if (e !== null) this.log?.error({ event: 'write_cache_cut_write_failed', error: e.message }, 'writing the kept blocks failed')
@@ -435,38 +492,44 @@ export class WriteCache extends BackendFilter {
     return this.powered
   }
 
-  /** Decides what survives, empties the cache, and returns the medium writes for the survivors. */
-  private cut(keep: KeepPolicy, seed: number): { report: PowerLossReport; runs: (Rec | number | Buffer)[] } {
+  /** Decides what survives, empties the cache, and returns the medium writes for the survivors: [rec, block, blocks, …]. */
+  private cut(keep: KeepPolicy, seed: number): { report: PowerLossReport; runs: (Rec | number)[] } {
     const bs = this.blockSize
     // Every version, in issue order: record by record, blocks ascending.
-    const recs = new Set<Rec>()
-    for (const list of this.map.values()) for (const r of list) recs.add(r)
-    const ordered = [...recs].sort((a, b) => a.seq - b.seq)
+    const pieces: Seg[] = []
+    this.index.forEach((s) => {
+      pieces.push(s)
+      for (const u of s.under) pieces.push({ start: s.start, end: s.end, rec: u, under: NONE })
+    })
+    pieces.sort((a, b) => a.rec.seq - b.rec.seq || a.start - b.start)
     let total = 0
-    for (const r of ordered) total += r.refs
+    for (const p of pieces) total += p.end - p.start
     const rnd = mulberry32(seed)
     const point = keep === 'prefix' ? Math.floor(rnd() * (total + 1)) : 0
     const kept = new Map<number, Rec>() // block → newest kept version
     const perWrite = new Map<number, { kept: number; lost: number }>()
     let idx = 0
-    let keptBytes = 0
-    let lostBytes = 0
-    for (const r of ordered) {
+    let keptBlocks = 0
+    for (const p of pieces) {
+      const r = p.rec
+      r.freed = true // its copy may still be written below; it never goes back to the pool
       let c = perWrite.get(r.write)
       if (c === undefined) perWrite.set(r.write, (c = { kept: 0, lost: 0 }))
-      for (let b = r.first; b < r.first + r.blocks; b++) {
-        const list = this.map.get(b)
-        if (list === undefined || !list.includes(r)) continue
-        const keepIt = keep === 'random' ? rnd() < 0.5 : keep === 'prefix' ? idx < point : false
-        idx++
+      const n = p.end - p.start
+      // keep=none draws nothing and visits no block.
+      const k = keep === 'none' ? 0 : keep === 'prefix' ? Math.max(0, Math.min(n, point - idx)) : -1
+      idx += n
+      if (k === 0) {
+        c.lost += n
+        continue
+      }
+      for (let i = 0; i < n; i++) {
+        const keepIt = k < 0 ? rnd() < 0.5 : i < k
         if (keepIt) {
-          kept.set(b, r) // later records overwrite: the newest kept version wins
+          kept.set(p.start + i, r) // later versions overwrite: the newest kept version wins
           c.kept++
-          keptBytes += bs
-        } else {
-          c.lost++
-          lostBytes += bs
-        }
+          keptBlocks++
+        } else c.lost++
       }
     }
     let lostWrites = 0
@@ -477,21 +540,19 @@ export class WriteCache extends BackendFilter {
       else keptWrites++
       if (c.lost > 0 && c.kept > 0) tornWrites++
     }
-    const runs: (Rec | number | Buffer)[] = []
+    const runs: (Rec | number)[] = []
     for (const b of [...kept.keys()].sort((x, y) => x - y)) {
       const r = kept.get(b)!
-      const data = r.data.subarray((b - r.first) * bs, (b - r.first + 1) * bs)
       const n = runs.length
-      if (n > 0 && runs[n - 3] === r && (runs[n - 2] as number) + (runs[n - 1] as Buffer).length / bs === b) {
-        const prev = runs[n - 1] as Buffer
-        runs[n - 1] = Buffer.from(prev.buffer, prev.byteOffset, prev.length + bs)
-      } else runs.push(r, b, data)
+      if (n > 0 && runs[n - 3] === r && (runs[n - 2] as number) + (runs[n - 1] as number) === b) (runs[n - 1] as number)++
+      else runs.push(r, b, 1)
     }
-    this.map.clear()
+    this.index.clear()
     this.liveRecs = []
     this.held = 0
     this.liveBlocks = 0
-    const report = { lostWrites, lostBytes, keptWrites, keptBytes, tornWrites }
+    this.pool.clear()
+    const report = { lostWrites, lostBytes: (total - keptBlocks) * bs, keptWrites, keptBytes: keptBlocks * bs, tornWrites }
     this.log?.info({ event: 'write_cache_power_loss', keep, seed, ...report }, 'write cache lost its power')
     return { report, runs }
   }
@@ -519,37 +580,77 @@ export class WriteCache extends BackendFilter {
     return this.seq
   }
 
-  // ---- the map ----------------------------------------------------------------
+  // ---- the index ----------------------------------------------------------------
 
+  /** One record for the write, its data copied once; the segments it covers get it as their newest version. */
   private insert(offset: number, src: Buffer, write: number, firstPiece: boolean): void {
     const bs = this.blockSize
     const n = src.length / bs
     const first = offset / bs
-    const data = Buffer.allocUnsafeSlow(src.length)
+    const end = first + n
+    const data = this.pool.take(src.length, this.capacity - this.held)
     src.copy(data)
-    const rec: Rec = { seq: ++this.seq, write, first, blocks: n, data, live: n, refs: n, liveIndex: this.liveRecs.length }
+    const rec: Rec = { seq: ++this.seq, write, first, blocks: n, data, live: n, refs: n, pins: 0, freed: false, liveIndex: this.liveRecs.length }
     this.liveRecs.push(rec)
     this.held += src.length
     if (firstPiece) this.cached++
-    for (let b = first; b < first + n; b++) {
-      const list = this.map.get(b)
-      if (list === undefined) {
-        this.map.set(b, [rec])
-        this.liveBlocks++
+    const index = this.index
+    const over = index.overlapping(first, end)
+    let pos = first
+    for (const s of over) {
+      index.remove(s)
+      if (s.start < first) index.insert({ start: s.start, end: first, rec: s.rec, under: s.under })
+      const x = Math.max(s.start, first)
+      const y = Math.min(s.end, end)
+      if (x > pos) {
+        index.insert({ start: pos, end: x, rec, under: NONE })
+        this.liveBlocks += x - pos
+      }
+      const under = s.under.slice()
+      under.push(s.rec)
+      index.insert({ start: x, end: y, rec, under })
+      this.unlive(s.rec, y - x)
+      if (s.end > end) index.insert({ start: end, end: s.end, rec: s.rec, under: s.under })
+      pos = y
+    }
+    if (pos < end) {
+      index.insert({ start: pos, end, rec, under: NONE })
+      this.liveBlocks += end - pos
+    }
+  }
+
+  /**
+   * Drops cached versions in blocks [lo, hi): every version (upTo null: the
+   * range was unmapped), or `upTo` and those older than it (upTo reached the
+   * medium). Where upTo is no longer held nothing changes.
+   */
+  private dropVersions(lo: number, hi: number, upTo: Rec | null): void {
+    const index = this.index
+    for (const s of index.overlapping(lo, hi)) {
+      const k = upTo === null || s.rec === upTo ? -1 : s.under.indexOf(upTo)
+      if (k < 0 && upTo !== null && s.rec !== upTo) continue
+      const x = Math.max(s.start, lo)
+      const y = Math.min(s.end, hi)
+      const len = y - x
+      index.remove(s)
+      if (s.start < x) index.insert({ start: s.start, end: x, rec: s.rec, under: s.under })
+      if (s.end > y) index.insert({ start: y, end: s.end, rec: s.rec, under: s.under })
+      if (k < 0) {
+        this.unlive(s.rec, len)
+        this.liveBlocks -= len
+        this.unref(s.rec, len)
+        for (const u of s.under) this.unref(u, len)
       } else {
-        const prev = list[list.length - 1]
-        list.push(rec)
-        if (--prev.live === 0) this.removeLive(prev)
+        for (let m = 0; m <= k; m++) this.unref(s.under[m], len)
+        index.insert({ start: x, end: y, rec: s.rec, under: k === s.under.length - 1 ? NONE : s.under.slice(k + 1) })
       }
     }
   }
 
-  /** `r` stops being the newest version of one block. */
-  private unlive(r: Rec): void {
-    if (--r.live === 0) this.removeLive(r)
-  }
-
-  private removeLive(r: Rec): void {
+  /** `r` stops being the newest version of n blocks. */
+  private unlive(r: Rec, n: number): void {
+    r.live -= n
+    if (r.live > 0) return
     const i = r.liveIndex
     if (i < 0) return
     const last = this.liveRecs.pop()!
@@ -560,40 +661,35 @@ export class WriteCache extends BackendFilter {
     r.liveIndex = -1
   }
 
-  private isNewest(b: number, rec: Rec): boolean {
-    const list = this.map.get(b)
-    return list !== undefined && list[list.length - 1] === rec
+  /** `r` stops being held for n blocks; at none its bytes are free. */
+  private unref(r: Rec, n: number): void {
+    r.refs -= n
+    if (r.refs > 0) return
+    this.held -= r.data.length
+    if (r.pins === 0) this.free(r)
   }
 
-  /** Cached block numbers in [lo, hi), ascending. */
-  private blocksIn(lo: number, hi: number): number[] {
-    const out: number[] = []
-    if (hi - lo <= this.map.size) {
-      for (let b = lo; b < hi; b++) if (this.map.has(b)) out.push(b)
-      return out
-    }
-    for (const b of this.map.keys()) if (b >= lo && b < hi) out.push(b)
-    return out.sort((x, y) => x - y)
+  private unpin(r: Rec): void {
+    if (--r.pins === 0 && r.refs === 0) this.free(r)
   }
 
-  /** Copies the newest cached version of each block of dst's range into dst. */
-  private overlay(offset: number, dst: Buffer): void {
+  private free(r: Rec): void {
+    if (r.freed) return
+    r.freed = true
+    this.pool.give(r.data, this.capacity - this.held)
+  }
+
+  /** Copies the newest cached version of each block of dst's range, from `segs` (the segments overlapping it), into dst. */
+  private overlay(segs: readonly Seg[], offset: number, dst: Buffer): void {
     const bs = this.blockSize
-    for (const b of this.blocksIn(offset / bs, (offset + dst.length) / bs)) {
-      const list = this.map.get(b)!
-      copyBlock(list[list.length - 1], b, dst, offset, bs)
+    const lo = offset / bs
+    const hi = (offset + dst.length) / bs
+    for (const s of segs) {
+      const from = Math.max(s.start, lo)
+      const to = Math.min(s.end, hi)
+      const at = (from - s.rec.first) * bs
+      s.rec.data.copy(dst, (from - lo) * bs, at, at + (to - from) * bs)
     }
-  }
-
-  /** [block, record, block, record, …] of the newest versions in a range. */
-  private versionsIn(offset: number, length: number): (number | Rec)[] {
-    const bs = this.blockSize
-    const out: (number | Rec)[] = []
-    for (const b of this.blocksIn(offset / bs, (offset + length) / bs)) {
-      const list = this.map.get(b)!
-      out.push(b, list[list.length - 1])
-    }
-    return out
   }
 
   // ---- the serial queue of medium work ----------------------------------------
@@ -641,9 +737,87 @@ export class WriteCache extends BackendFilter {
   }
 }
 
-function copyBlock(rec: Rec, b: number, dst: Buffer, offset: number, bs: number): void {
-  const at = (b - rec.first) * bs
-  rec.data.copy(dst, b * bs - offset, at, at + bs)
+/**
+ * Freed copies by length, for the next WRITEs of that length. It keeps at
+ * most `room` bytes (what the cache may still take), so pool and cache
+ * together never hold more than the cache's size.
+ */
+class BufferPool {
+  private readonly free = new Map<number, Buffer[]>()
+  private bytes = 0
+
+  /** A buffer of `length` bytes: a pooled one, else a new one (dropping pooled ones beyond `room`). */
+  take(length: number, room: number): Buffer {
+    const list = this.free.get(length)
+    if (list !== undefined && list.length > 0) {
+      this.bytes -= length
+      return list.pop()!
+    }
+    // Pooled buffers of other lengths would push cache + pool past the cache's size: let them go.
+    if (this.bytes + length > room) {
+      for (const [len, l] of this.free) {
+        while (l.length > 0 && this.bytes + length > room) {
+          l.pop()
+          this.bytes -= len
+        }
+        if (l.length === 0) this.free.delete(len)
+        if (this.bytes + length <= room) break
+      }
+    }
+    return Buffer.allocUnsafeSlow(length)
+  }
+
+  give(buf: Buffer, room: number): void {
+    if (this.bytes + buf.length > room) return
+    let list = this.free.get(buf.length)
+    if (list === undefined) this.free.set(buf.length, (list = []))
+    list.push(buf)
+    this.bytes += buf.length
+  }
+
+  clear(): void {
+    this.free.clear()
+    this.bytes = 0
+  }
+}
+
+/**
+ * Runs step(0) … step(n - 1) with at most `depth` unanswered at once (all
+ * one after another while they answer synchronously); the first non-null
+ * answer stops new steps, and is returned once the ones under way answered.
+ */
+function parallel(n: number, depth: number, step: (i: number) => MaybeAsync<IoResult>): MaybeAsync<IoResult> {
+  let i = 0
+  while (i < n) {
+    const r = safe(() => step(i++))
+    if (isPromise(r)) return under(r)
+    if (r !== null) return r
+  }
+  return null
+  function under(first: Promise<IoResult>): Promise<IoResult> {
+    return new Promise((resolve) => {
+      let busy = 0
+      let error: IoResult = null
+      const launch = (r: MaybeAsync<IoResult>): void => {
+        if (!isPromise(r)) {
+          if (r !== null && error === null) error = r
+          return
+        }
+        busy++
+        r.then((e) => {
+          busy--
+          if (e !== null && error === null) error = e
+          pump()
+        })
+      }
+      const pump = (): void => {
+        while (error === null && i < n && busy < depth) launch(safe(() => step(i++)))
+        if (busy === 0) resolve(error)
+      }
+      launch(first)
+      pump()
+    })
+  }
 }
 
 /** A backend that rejects instead of answering a value still gets an answer. */

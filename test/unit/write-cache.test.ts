@@ -7,6 +7,7 @@ import type { Backend, IoResult, MaybeAsync } from '../../src/targets/backend.js
 import { RamBackend } from '../../src/targets/ram.js'
 import type { Lun } from '../../src/targets/types.js'
 import { WriteCache, type KeepPolicy } from '../../src/targets/write-cache.js'
+import { mulberry32 } from '../../src/util/random.js'
 import { hex, makeLun, run, runAsync } from './scsi-helpers.js'
 
 const BS = 512
@@ -226,28 +227,38 @@ describe('power state', () => {
   })
 })
 
-/** A RAM medium that answers with promises and records the order of its writes. */
+/** A RAM medium that answers with promises and records the order of its writes (first block, and block count). */
 class SlowMedium implements Backend {
   readonly kind = 'slow'
   readonly ram: RamBackend
   readonly writes: number[] = []
+  readonly lengths: number[] = []
   private gates: (() => void)[] = []
   held = false
+  /** Reads wait for release() too. */
+  holdReads = false
   constructor(readonly size: number) {
     this.ram = new RamBackend(size)
   }
   read(offset: number, dst: Buffer): MaybeAsync<IoResult> {
-    return Promise.resolve(this.ram.read(offset, dst))
+    if (!this.holdReads) return Promise.resolve(this.ram.read(offset, dst))
+    return new Promise((resolve) => this.gates.push(() => resolve(this.ram.read(offset, dst))))
   }
   write(offset: number, src: Buffer): MaybeAsync<IoResult> {
     this.writes.push(offset / BS)
+    this.lengths.push(src.length / BS)
     const copy = Buffer.from(src)
     const go = () => this.ram.write(offset, copy)
     if (!this.held) return Promise.resolve().then(go)
     return new Promise((resolve) => this.gates.push(() => resolve(go())))
   }
+  /** Writes under way now (held ones). */
+  get waiting(): number {
+    return this.gates.length
+  }
   release(): void {
     this.held = false
+    this.holdReads = false
     for (const g of this.gates.splice(0)) g()
   }
   flush(): MaybeAsync<IoResult> {
@@ -323,6 +334,48 @@ describe('destaging', () => {
     expect(all.subarray(20 * BS, 29 * BS).equals(fill(9, 0x30))).toBe(true)
   })
 
+  it('a WRITE that had to wait for room goes into the cache whole and reaches the medium as one write', async () => {
+    const m = new SlowMedium(BLOCKS * BS)
+    const c = new WriteCache(m, { blockSize: BS, size: 4 * BS, seed: 1, destageIntervalMs: 0 })
+    for (let i = 0; i < 4; i++) c.write(i * BS, fill(1, 0x10 + i))
+    expect(await c.write(10 * BS, fill(3, 0x20))).toBeNull()
+    expect(c.stats().cachedWrites).toBe(5)
+    const before = m.writes.length
+    expect(await c.flush()).toBeNull()
+    const mine = m.writes.map((b, i) => [b, m.lengths[i]]).filter(([b], i) => i >= before && b >= 10)
+    expect(mine).toEqual([[10, 3]])
+  })
+
+  it('a flush puts up to destageDepth medium writes of distinct blocks under way at once', async () => {
+    const m = new SlowMedium(BLOCKS * BS)
+    const c = new WriteCache(m, { blockSize: BS, seed: 1, destageIntervalMs: 0, destageDepth: 3 })
+    for (let i = 0; i < 8; i++) c.write(i * 2 * BS, fill(1, i + 1))
+    m.held = true
+    const f = c.flush()
+    await Promise.resolve()
+    expect(m.waiting).toBe(3) // one SYNCHRONIZE CACHE does not wait for each block's write in turn
+    expect(m.writes).toEqual([0, 2, 4])
+    m.release()
+    expect(await f).toBeNull()
+    expect(m.writes).toEqual([0, 2, 4, 6, 8, 10, 12, 14])
+    expect(c.stats()).toMatchObject({ dirtyBytes: 0, heldBytes: 0, destagedBytes: 8 * BS })
+  })
+
+  it('a READ still waiting for the medium returns the cached data even after the copy was destaged and its memory reused', async () => {
+    const m = new SlowMedium(BLOCKS * BS)
+    const c = new WriteCache(m, { blockSize: BS, seed: 1, destageIntervalMs: 0 })
+    c.write(0, fill(2, 0x5a))
+    m.holdReads = true
+    const dst = Buffer.alloc(2 * BS)
+    const r = c.read(0, dst)
+    m.holdReads = false
+    expect(await c.flush()).toBeNull() // the copy is on the medium and leaves the cache
+    c.write(8 * BS, fill(2, 0xa5)) // a write of the same length, that could take the freed copy
+    m.release()
+    expect(await r).toBeNull()
+    expect(dst.equals(fill(2, 0x5a))).toBe(true)
+  })
+
   it('a READ started before a destage finished still returns the cached data', async () => {
     const m = new SlowMedium(BLOCKS * BS)
     const c = new WriteCache(m, { blockSize: BS, seed: 1, destageIntervalMs: 0 })
@@ -374,3 +427,181 @@ describe('destaging', () => {
     expect([got[0], got[BS], got[2 * BS], got[3 * BS]]).toEqual([0x77, 0, 0, 0x77])
   })
 })
+
+/**
+ * The cache against a model that keeps every version of every block, as the
+ * semantics are written down (write-cache.ts header): same view, same stats,
+ * same medium after destage, flush, unmap and each keep= cut.
+ */
+describe('the extent-based cache against a per-block model', () => {
+  interface Version {
+    readonly seq: number
+    readonly write: number
+    readonly data: Buffer
+  }
+  class Model {
+    readonly medium = Buffer.alloc(BLOCKS * BS)
+    readonly versions = new Map<number, Version[]>()
+    readonly sizes = new Map<number, number>() // seq → bytes
+    seq = 0
+    destaged = 0
+    write(lba: number, data: Buffer): void {
+      const seq = ++this.seq
+      this.sizes.set(seq, data.length)
+      for (let i = 0; i < data.length / BS; i++) {
+        const list = this.versions.get(lba + i) ?? []
+        list.push({ seq, write: seq, data: data.subarray(i * BS, (i + 1) * BS) })
+        this.versions.set(lba + i, list)
+      }
+    }
+    /** Blocks whose newest version passes `due` go to the medium; all their versions leave. */
+    destage(lo: number, hi: number, due: (v: Version) => boolean = () => true): void {
+      for (const [b, list] of this.versions) {
+        if (b < lo || b >= hi || !due(list[list.length - 1])) continue
+        list[list.length - 1].data.copy(this.medium, b * BS)
+        this.destaged += BS
+        this.versions.delete(b)
+      }
+    }
+    unmap(lo: number, hi: number): void {
+      for (let b = lo; b < hi; b++) this.versions.delete(b)
+      this.medium.fill(0, lo * BS, hi * BS)
+    }
+    view(): Buffer {
+      const v = Buffer.from(this.medium)
+      for (const [b, list] of this.versions) list[list.length - 1].data.copy(v, b * BS)
+      return v
+    }
+    held(): number {
+      const seqs = new Set<number>()
+      for (const list of this.versions.values()) for (const v of list) seqs.add(v.seq)
+      let n = 0
+      for (const s of seqs) n += this.sizes.get(s)!
+      return n
+    }
+    cut(keep: KeepPolicy, seed: number) {
+      const all: { b: number; v: Version }[] = []
+      for (const [b, list] of this.versions) for (const v of list) all.push({ b, v })
+      all.sort((x, y) => x.v.seq - y.v.seq || x.b - y.b)
+      const rnd = mulberry32(seed)
+      const point = keep === 'prefix' ? Math.floor(rnd() * (all.length + 1)) : 0
+      const per = new Map<number, { kept: number; lost: number }>()
+      const newest = new Map<number, Version>()
+      all.forEach(({ b, v }, i) => {
+        const k = keep === 'random' ? rnd() < 0.5 : keep === 'prefix' ? i < point : false
+        const c = per.get(v.write) ?? { kept: 0, lost: 0 }
+        per.set(v.write, c)
+        if (k) {
+          c.kept++
+          newest.set(b, v)
+        } else c.lost++
+      })
+      for (const [b, v] of newest) v.data.copy(this.medium, b * BS)
+      this.versions.clear()
+      const cs = [...per.values()]
+      const kept = cs.reduce((n, c) => n + c.kept, 0)
+      return {
+        lostWrites: cs.filter((c) => c.lost > 0).length,
+        lostBytes: (all.length - kept) * BS,
+        keptWrites: cs.filter((c) => c.lost === 0).length,
+        keptBytes: kept * BS,
+        tornWrites: cs.filter((c) => c.lost > 0 && c.kept > 0).length,
+      }
+    }
+  }
+
+  function compare(c: WriteCache, m: Model, at: string): void {
+    const v = Buffer.alloc(BLOCKS * BS)
+    expect(c.read(0, v), at).toBeNull()
+    expect(v.equals(m.view()), at).toBe(true)
+    expect(c.stats(), at).toMatchObject({ dirtyBytes: m.versions.size * BS, heldBytes: m.held(), destagedBytes: m.destaged })
+  }
+
+  for (const keep of ['none', 'random', 'prefix'] as const) {
+    it(`agrees through random writes, flushes, unmaps and destages, then a keep=${keep} cut`, () => {
+      for (let round = 0; round < 12; round++) {
+        const rnd = mulberry32(1000 * round + keep.length)
+        const medium = new RamBackend(BLOCKS * BS)
+        const c = new WriteCache(medium, { blockSize: BS, seed: round, destageIntervalMs: 0 })
+        const m = new Model()
+        for (let op = 0; op < 60; op++) {
+          const at = `round ${round} op ${op}`
+          const x = rnd()
+          const lba = Math.floor(rnd() * BLOCKS)
+          const n = 1 + Math.floor(rnd() * Math.min(12, BLOCKS - lba))
+          if (x < 0.7) {
+            const data = Buffer.alloc(n * BS)
+            for (let i = 0; i < data.length; i++) data[i] = (op * 31 + i * 7) & 0xff
+            expect(c.write(lba * BS, data), at).toBeNull()
+            m.write(lba, data)
+          } else if (x < 0.8) {
+            expect(c.flush(lba * BS, n * BS), at).toBeNull()
+            m.destage(lba, lba + n)
+          } else if (x < 0.88) {
+            expect(c.unmap(lba * BS, n * BS), at).toBeNull()
+            m.unmap(lba, lba + n)
+          } else {
+            const upTo = Math.floor(rnd() * (m.seq + 1))
+            expect(c.destage(upTo), at).toBeNull()
+            m.destage(0, BLOCKS, (v) => v.seq <= upTo)
+          }
+          compare(c, m, at)
+        }
+        const seed = Math.floor(rnd() * 2 ** 32)
+        expect(c.powerLoss(keep, seed), `round ${round}`).toEqual(m.cut(keep, seed))
+        const got = Buffer.alloc(BLOCKS * BS)
+        medium.read(0, got)
+        expect(got.equals(m.medium), `round ${round}: the medium after the cut`).toBe(true)
+      }
+    })
+  }
+
+  it('agrees when WRITEs land while a flush is on a medium that answers later', async () => {
+    for (let round = 0; round < 10; round++) {
+      const rnd = mulberry32(77 + round)
+      const medium = new SlowMedium(BLOCKS * BS)
+      const c = new WriteCache(medium, { blockSize: BS, seed: round, destageIntervalMs: 0, destageDepth: 2 })
+      const m = new Model()
+      let tag = 0
+      const write = (at: string) => {
+        const lba = Math.floor(rnd() * BLOCKS)
+        const n = 1 + Math.floor(rnd() * Math.min(12, BLOCKS - lba))
+        const data = Buffer.alloc(n * BS)
+        tag++
+        for (let i = 0; i < data.length; i++) data[i] = (tag * 31 + i * 7) & 0xff
+        expect(c.write(lba * BS, data), at).toBeNull()
+        m.write(lba, data)
+      }
+      for (let op = 0; op < 40; op++) {
+        const at = `round ${round} op ${op}`
+        if (rnd() < 0.6) write(at)
+        else {
+          const lo = Math.floor(rnd() * BLOCKS)
+          const hi = Math.min(BLOCKS, lo + 1 + Math.floor(rnd() * 40))
+          // What the flush writes is the newest version of each block when it was asked.
+          const snapshot: [number, Version][] = []
+          for (const [b, list] of m.versions) if (b >= lo && b < hi) snapshot.push([b, list[list.length - 1]])
+          const f = c.flush(lo * BS, (hi - lo) * BS)
+          for (let k = Math.floor(rnd() * 4); k > 0; k--) write(at)
+          expect(await f, at).toBeNull()
+          for (const [b, v] of snapshot) {
+            v.data.copy(m.medium, b * BS)
+            m.destaged += BS
+            const left = m.versions.get(b)!.filter((x) => x.seq > v.seq)
+            if (left.length > 0) m.versions.set(b, left)
+            else m.versions.delete(b)
+          }
+        }
+        const view = Buffer.alloc(BLOCKS * BS)
+        expect(await c.read(0, view), at).toBeNull()
+        expect(view.equals(m.view()), at).toBe(true)
+        expect(c.stats(), at).toMatchObject({ dirtyBytes: m.versions.size * BS, heldBytes: m.held(), destagedBytes: m.destaged })
+      }
+      const seed = Math.floor(rnd() * 2 ** 32)
+      expect(await c.powerLoss('random', seed), `round ${round}`).toEqual(m.cut('random', seed))
+      expect(medium.ram.read(0, view0)).toBeNull()
+      expect(view0.equals(m.medium), `round ${round}: the medium after the cut`).toBe(true)
+    }
+  })
+})
+const view0 = Buffer.alloc(BLOCKS * BS)
