@@ -12,7 +12,7 @@ import { closeFabric, configError, openFabric, withWriteCache, type FabricConfig
 import { writeCacheInfo } from './fs/info.js'
 import type { Fabric, Lun } from './targets/types.js'
 import { lunsSeenBy } from './targets/access.js'
-import { parseInitiators } from './targets/zoning.js'
+import { parseInitiators, visibleTargets } from './targets/zoning.js'
 import type { LinkControl } from './faults/set.js'
 import { BlockDevice } from './fs/blockdev.js'
 import { scanPort } from './fs/scan.js'
@@ -112,6 +112,8 @@ export interface StartedFabric {
   faults: FaultSet
   /** Brings up the host adapter of one iSCSI session (IscsiPortal's sessionHba). */
   sessionHba: (initiatorId: string, tsih: number) => Promise<HbaDriver>
+  /** Whether the name server shows target port `wwpn` to the sessions' HBAs (HBA 0's WWPN, so HBA 0's zones): IscsiPortal's reachable. */
+  sessionSees: (wwpn: string) => boolean
 }
 
 /** A session's HBA: rings for one session's queue (64 commands of up to 64 MiB each wait in the driver beyond). */
@@ -188,7 +190,8 @@ export async function startFabric(config: FabricConfig, log: Logger, tuning: Tun
       sessionDrivers.add(d)
       return d
     }
-    return { fabric, driver: drivers[0], devices: hostDevices[0], drivers, hostDevices, faults, sessionHba }
+    const sessionSees = (wwpn: string): boolean => visibleTargets(fabric, gateway.wwpn).some((p) => p.wwpn === wwpn)
+    return { fabric, driver: drivers[0], devices: hostDevices[0], drivers, hostDevices, faults, sessionHba, sessionSees }
   } catch (err) {
     faults.close()
     // Never leave backing files locked behind a failed start.
@@ -221,7 +224,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   // Before anything is touched: the config's fault rules are sound, a stale mount is cleaned, a live one or a bad directory refused.
   checkConfigFaults(opts.config)
   await prepareMountpoint(mountpoint, log)
-  const { fabric, driver, drivers, hostDevices, faults, sessionHba } = await startFabric(opts.config, log, tuning)
+  const { fabric, driver, drivers, hostDevices, faults, sessionHba, sessionSees } = await startFabric(opts.config, log, tuning)
   const devices = hostDevices.flat()
   const initiators = fabric.initiators ?? parseInitiators(undefined)
   const fs = new Filesystem({
@@ -252,7 +255,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   let iscsi: IscsiPortal | undefined
   let api: ApiServer | undefined
   try {
-    if (opts.iscsi) iscsi = await startIscsiPortal({ ...opts.iscsi, driver, log, sessionHba })
+    if (opts.iscsi) iscsi = await startIscsiPortal({ ...opts.iscsi, driver, log, sessionHba, reachable: sessionSees })
     if (opts.apiSocket !== false) {
       api = await startApiServer({ path: resolve(opts.apiSocket ?? defaultSocketPath(mountpoint)), driver, drivers, luns: fs.devices, log })
     }

@@ -18,7 +18,7 @@
  */
 import { createServer, type Server as NetServer, type Socket } from 'node:net'
 import type { Logger } from '../log.js'
-import type { HbaDriver } from '../hba/driver.js'
+import type { HbaDriver, PortInfo } from '../hba/driver.js'
 import { ConfigError } from '../errors.js'
 import { quote } from '../util/quote.js'
 import { Connection, type NewSession, type PortalContext } from './connection.js'
@@ -28,6 +28,14 @@ import { ByteBudget } from './budget.js'
 import { targetIqn } from './text.js'
 
 export const DEFAULT_ISCSI_PORT = 3260
+
+/** A port list's WWPNs, sorted and joined: equal strings, equal views. */
+function portSet(ports: readonly PortInfo[]): string {
+  return ports
+    .map((p) => p.wwpn)
+    .sort()
+    .join(' ')
+}
 /**
  * Bytes all sessions together may hold in data buffers (reads and writes):
  * four sessions' worth. Past it, commands wait for their buffer (a write gets
@@ -53,6 +61,13 @@ export interface PortalOptions {
    * it ends. Absent: every session shares `driver`.
    */
   sessionHba?: (initiatorId: string, tsih: number) => Promise<HbaDriver>
+  /**
+   * Whether the name server shows target port `wwpn` to the sessions'
+   * initiator (their HBAs log in under `driver`'s WWPN, so its zones are
+   * theirs). Absent: every port always. A session whose port is zoned away
+   * answers as a port that shows it no LUN (session.ts answerUnzoned).
+   */
+  reachable?: (wwpn: string) => boolean
 }
 
 export interface PortalAddress {
@@ -144,8 +159,32 @@ export class IscsiPortal implements PortalContext {
       const iqn = targetIqn(port.wwpn)
       this.targets.set(iqn, { iqn, port })
     }
+    this.portsSeen = portSet(opts.driver.ports)
+    // The sessions' HBAs share the portal HBA's WWPN, so its zones: when its view changes (an RSCN), theirs does too.
+    if (opts.sessionHba) opts.driver.onPortsChanged((ports) => this.portsChanged(ports))
     this.server = createServer((socket) => this.accept(socket))
     this.server.on('error', (err) => this.log.error({ event: 'iscsi_server_error', err: err.message }, 'portal error'))
+  }
+
+  /** The portal HBA's ports as last seen (WWPNs), to tell an RSCN that changed its view. */
+  private portsSeen: string
+
+  /**
+   * The portal HBA rediscovered (after an RSCN, a PORT UPDATE or a LIP): when
+   * the ports it sees changed, each session's own HBA is told the fabric
+   * changed, as the switch tells every port of a zone. Its firmware logs in
+   * to what its zones now show and out of what they do not — a lost login
+   * ends the session's nexus at those units — and its driver rescans. A
+   * change of view that is only a link going down or up changes no login.
+   */
+  private portsChanged(ports: readonly PortInfo[]): void {
+    const seen = portSet(ports)
+    if (seen === this.portsSeen) return
+    this.portsSeen = seen
+    for (const s of this.sessions.values()) {
+      const d = s.hba
+      if (d !== null && d !== this.driver && d.isReady) d.chip.firmware.fabricChanged()
+    }
   }
 
   /** Starts listening; rejects with a clear message when the address is taken or not ours. */
@@ -244,6 +283,7 @@ export class IscsiPortal implements PortalContext {
       },
       bufferBudget: new ByteBudget(this.sessionBufferBudget, this.bufferBudget),
       dataOutTimeoutMs: this.dataOutTimeoutMs,
+      reachable: this.opts.reachable,
     })
     s.conn = n.conn
     this.sessions.set(tsih, s)

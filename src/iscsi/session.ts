@@ -61,6 +61,7 @@ import type { Logger } from '../log.js'
 import type { Completion, HbaDriver, PortInfo, ScsiRequest } from '../hba/driver.js'
 import { CompStatus } from '../hba/iocb.js'
 import { DataDirection } from '../scsi/types.js'
+import { ScsiTarget } from '../scsi/target.js'
 import { Asc, SenseKey, Status, decodeSense, encodeFixedSense, toDescriptorSense, type AscAscq } from '../scsi/sense.js'
 import { Op as ScsiOp, READ_WRITE_10, READ_WRITE_12, READ_WRITE_16 } from '../scsi/cdb.js'
 import type { FieldDef } from '../util/layout.js'
@@ -225,6 +226,12 @@ export interface SessionOptions {
   bufferBudget: ByteBudget
   /** See DATA_OUT_TIMEOUT_MS. */
   dataOutTimeoutMs?: number
+  /**
+   * Whether the fabric's name server still shows target port `wwpn` to this
+   * session's initiator (its zones). Absent: always. Asked only when the HBA
+   * says the port is not logged in.
+   */
+  reachable?: (wwpn: string) => boolean
 }
 
 export class Session {
@@ -680,6 +687,11 @@ export class Session {
         sense = null
         break
       default:
+        // The port is not logged in: zoned away, the target answers it has no LUN for us; a link that is down (it comes back) is a failed service delivery.
+        if ((c.compStatus === CompStatus.PORT_UNAVAILABLE || c.compStatus === CompStatus.PORT_LOGGED_OUT) && this.target && this.opts.reachable?.(this.target.port.wwpn) === false) {
+          this.answerUnzoned(task)
+          return
+        }
         this.log.warn({ event: 'iscsi_hba_failure', itt: task.itt, compStatus: c.compStatus }, 'HBA failed the command')
         this.respondFailure(task)
         return
@@ -696,6 +708,25 @@ export class Session {
     }
     this.respond(task, status, sense, moved, overflow, task.edtl - moved)
   }
+
+  /**
+   * The session's initiator no longer shares a zone with its target port (a
+   * zone change; its HBA logged out at the RSCN): the target answers as a port
+   * that shows this initiator no LUN, as LUN masking does to an initiator it
+   * lists with none — REPORT LUNS an empty list, INQUIRY peripheral qualifier
+   * 011b, any other command CHECK CONDITION, LOGICAL UNIT NOT SUPPORTED
+   * (05/25/00). A zone that brings the port back brings the LUNs back.
+   */
+  private answerUnzoned(task: Task): void {
+    const p = this.target!.port
+    this.unzoned ??= new ScsiTarget({ wwpn: p.wwpn, wwnn: p.wwnn, portId: p.portId, loopId: p.loopId, relativePortId: 0, portGroup: 0, luns: new Map(), access: new Map() })
+    const cmd = { cdb: task.cdb, dataIn: task.read ? task.buf : null, dataOut: null, initiator: this.nexusId }
+    this.unzoned.execute(task.lun < 0 ? 0xffff : task.lun, cmd, (o) =>
+      this.completed(task, { compStatus: CompStatus.COMPLETE, scsiStatus: o.status, sense: o.sense, residual: 0, transferred: o.transferred, entryStatus: 0 }),
+    )
+  }
+
+  private unzoned: ScsiTarget | null = null
 
   /**
    * Whether the logical unit refused a write because its data-out (EDTL) is

@@ -8,9 +8,12 @@ import { silentLogger } from '../../src/log.js'
 import { startFabric, type StartedFabric } from '../../src/server.js'
 import { closeFabric, defaultConfig, parseConfig } from '../../src/targets/config.js'
 import { DataDirection } from '../../src/scsi/types.js'
-import { LOGIN_REQ, LOGIN_RSP, Op, SCSI_COMMAND, SCSI_RESPONSE, TASK_MGMT_REQ, TASK_MGMT_RSP, TmfFunction, TmfResponse, decodeBhs, opcodeOf } from '../../src/iscsi/pdu.js'
+import { DATA_IN, LOGIN_REQ, LOGIN_RSP, Op, SCSI_COMMAND, SCSI_RESPONSE, TASK_MGMT_REQ, TASK_MGMT_RSP, TmfFunction, TmfResponse, decodeBhs, opcodeOf } from '../../src/iscsi/pdu.js'
 import { encodeText } from '../../src/iscsi/text.js'
 import { RawPeer } from '../helpers/iscsi-raw.js'
+import { hotplug } from '../../src/hotplug.js'
+import { DEFAULT_TUNING } from '../../src/tuning.js'
+import { targetIqn } from '../../src/iscsi/text.js'
 import { startIscsiPortal, type IscsiPortal } from '../../src/iscsi/server.js'
 import { IscsiInitiator, type CommandResult } from '../../src/iscsi/initiator.js'
 import { encodePersistentReserveOut, encodeReserve6, PrOut, PrType } from '../../src/scsi/cdb.js'
@@ -151,6 +154,28 @@ class Raw extends RawPeer {
     const d = decodeSense(r.data.subarray(2, 2 + r.data.readUInt16BE(0)))
     return `${d.key.toString(16)}/${d.asc.toString(16).padStart(2, '0')}/${d.ascq.toString(16).padStart(2, '0')}`
   }
+  /** A data-in command at `lun`: its status, data and sense (K/ASC/ASCQ or 'none'). */
+  async read(lun: number, cdb: Buffer, edtl: number): Promise<{ status: number; data: Buffer; sense: string }> {
+    this.send(SCSI_COMMAND, { final: true, read: true, lun, itt: this.itt++, cmdSN: this.cmdSN++, expectedDataTransferLength: edtl, cdb })
+    const chunks: Buffer[] = []
+    for (;;) {
+      const p = (await this.nextOrNull())!
+      if (opcodeOf(p.bhs) === Op.DATA_IN) {
+        chunks.push(p.data)
+        const h = decodeBhs(DATA_IN, p.bhs)
+        if (h.statusPresent) return { status: h.status, data: Buffer.concat(chunks), sense: 'none' }
+        continue
+      }
+      expect(opcodeOf(p.bhs)).toBe(Op.SCSI_RESPONSE)
+      const h = decodeBhs(SCSI_RESPONSE, p.bhs)
+      let sense = 'none'
+      if (p.data.length > 2) {
+        const d = decodeSense(p.data.subarray(2, 2 + p.data.readUInt16BE(0)))
+        sense = `${d.key.toString(16)}/${d.asc.toString(16).padStart(2, '0')}/${d.ascq.toString(16).padStart(2, '0')}`
+      }
+      return { status: h.status, data: Buffer.concat(chunks), sense }
+    }
+  }
   async tmf(fn: number, lun: number): Promise<number> {
     this.send(TASK_MGMT_REQ, { immediate: true, final: true, function: fn, lun, itt: this.itt++, cmdSN: this.cmdSN, referencedTaskTag: 0xffffffff })
     const r = (await this.nextOrNull())!
@@ -210,6 +235,66 @@ describe('task management from an iSCSI session on a masked port', () => {
       expect(await s.tur(3)).toBe('6/29/00')
     } finally {
       s.s.destroy()
+    }
+  })
+})
+
+describe('zone changes seen by iSCSI sessions', () => {
+  const T1 = '21000024ff000001'
+  const T2 = '21000024ff000002'
+  const NAME2 = 'iqn.2026-01.test:zoned'
+  let fab: StartedFabric
+  let portal: IscsiPortal
+
+  beforeAll(async () => {
+    const cfg = parseConfig({ defaults: { size: '1MiB' }, targets: [{ wwpn: T1 }, { wwpn: T2 }], zones: [{ name: 'z', members: ['hba0', T1, T2] }] }, 'test')
+    fab = await startFabric(cfg, silentLogger)
+    portal = await startIscsiPortal({ host: '127.0.0.1', port: 0, driver: fab.driver, log: silentLogger, sessionHba: fab.sessionHba, reachable: fab.sessionSees })
+  })
+  afterAll(async () => {
+    await portal?.close()
+    fab?.faults.close()
+    for (const d of fab?.drivers ?? []) await d.shutdown(0)
+    if (fab) await closeFabric(fab.fabric, silentLogger)
+  })
+
+  const zone = (verb: 'add' | 'remove', args: string): Promise<void> =>
+    hotplug({ fabric: fab.fabric, driver: fab.driver, drivers: fab.drivers, tuning: DEFAULT_TUNING, log: silentLogger }).zone(verb, args, { current: fab.devices, added: [], removed: [] })
+  const REPORT_LUNS = Buffer.from('a0000000000000000400000000000000', 'hex') // allocation length 1024
+  const INQUIRY = Buffer.from('12000000ff0000000000000000000000', 'hex')
+  const lunList = (data: Buffer): number[] => Array.from({ length: data.readUInt32BE(0) / 8 }, (_, i) => data.readUInt16BE(8 + i * 8) & 0x3fff)
+
+  it('sees the unit go when its initiator loses the zone (LOGICAL UNIT NOT SUPPORTED, REPORT LUNS empty), and come back with the zone', async () => {
+    const [s1, s2] = await Promise.all([Raw.open(portal.address().port), Raw.open(portal.address().port)])
+    try {
+      await s1.login(targetIqn(T1), NAME2)
+      await s2.login(targetIqn(T2), NAME2)
+      for (const s of [s1, s2]) {
+        expect(await s.tur(0)).toBe('6/29/00')
+        expect(await s.tur(0)).toBe('GOOD')
+      }
+      expect(lunList((await s2.read(0, REPORT_LUNS, 1024)).data)).toEqual([0])
+
+      // HBA 0 (whose WWPN the sessions log in under) leaves T2's zone: an RSCN, and the session's HBA logs out of T2.
+      await zone('remove', `z ${T2}`)
+      expect(await s2.tur(0)).toBe('5/25/00')
+      const rl = await s2.read(0, REPORT_LUNS, 1024)
+      expect([rl.status, rl.data.readUInt32BE(0)]).toEqual([Status.GOOD, 0])
+      const inq = await s2.read(0, INQUIRY, 255)
+      expect([inq.status, inq.data[0]]).toEqual([Status.GOOD, 0x7f]) // peripheral qualifier 011b: no unit here
+      const rd = await s2.read(0, Buffer.from('28000000000000000100', 'hex'), 512)
+      expect([rd.status, rd.sense]).toEqual([Status.CHECK_CONDITION, '5/25/00'])
+      // The session on the port still zoned goes on.
+      expect(await s1.tur(0)).toBe('GOOD')
+
+      // The zone brings the port back: a new login, so a new nexus, which hears it lost the old one.
+      await zone('add', `z ${T2}`)
+      expect(await s2.tur(0)).toBe('6/29/07')
+      expect(await s2.tur(0)).toBe('GOOD')
+      expect(lunList((await s2.read(0, REPORT_LUNS, 1024)).data)).toEqual([0])
+    } finally {
+      s1.s.destroy()
+      s2.s.destroy()
     }
   })
 })
