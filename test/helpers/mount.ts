@@ -11,13 +11,14 @@
 // exit hook that does the same synchronously if the worker dies.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, accessSync, constants as fsConstants } from 'node:fs'
-import { mkdtemp, readdir, readFile, realpath, rm, rmdir, writeFile, mkdir } from 'node:fs/promises'
+import { chown, mkdtemp, readdir, readFile, realpath, rm, rmdir, writeFile, mkdir } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll } from 'vitest'
 
 export { run, runOk, sh, python, q, type RunResult, type RunOptions } from './run.js'
+import { runOk } from './run.js'
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 /** The CLI under test; FCFS_CLI overrides it (e.g. to try the tests against a stand-in). */
@@ -44,6 +45,8 @@ export interface StartOptions {
   createMountpoint?: boolean
   /** Give up waiting for the banner after this many ms (default 20 s). */
   bannerTimeoutMs?: number
+  /** Run the server as this ordinary user (the temp dir and mountpoint become theirs): an unprivileged mount. */
+  user?: { uid: number; gid: number }
 }
 
 export interface Fcfs {
@@ -205,6 +208,10 @@ export async function startFcfs(opts: StartOptions = {}): Promise<Fcfs> {
   const tmp = await makeTmp()
   const mnt = path.join(tmp, 'mnt')
   if (opts.createMountpoint !== false) await mkdir(mnt)
+  if (opts.user) {
+    await chown(tmp, opts.user.uid, opts.user.gid)
+    if (opts.createMountpoint !== false) await chown(mnt, opts.user.uid, opts.user.gid)
+  }
 
   const args = [CLI, 'mount', mnt, ...(opts.args ?? [])]
   if (opts.config !== undefined) {
@@ -221,6 +228,7 @@ export async function startFcfs(opts: StartOptions = {}): Promise<Fcfs> {
     cwd: REPO_ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
   })
   const entry: Live = { mnt, tmp, proc }
   live.add(entry)
@@ -272,7 +280,11 @@ export async function startFcfs(opts: StartOptions = {}): Promise<Fcfs> {
 
   let wwpns: string[]
   try {
-    wwpns = (await readdir(path.join(mnt, 'wwn'))).filter((n) => /^[0-9a-f]{16}$/.test(n)).sort()
+    // Another user's mount (without allow_other) is closed even to root: list it as its user.
+    const names = opts.user
+      ? (await runOk('setpriv', [`--reuid=${opts.user.uid}`, `--regid=${opts.user.gid}`, '--clear-groups', 'ls', path.join(mnt, 'wwn')])).stdout.split('\n')
+      : await readdir(path.join(mnt, 'wwn'))
+    wwpns = names.filter((n) => /^[0-9a-f]{16}$/.test(n)).sort()
   } catch (e) {
     return fail(`cannot list ${mnt}/wwn: ${(e as Error).message}`)
   }

@@ -71,7 +71,7 @@ export async function mountWithFusermount(bin: string, mountpoint: string, optio
     if (r.code !== 0 || fd < 0) {
       if (fd >= 0) n.close(fd)
       const why = r.stderr || (r.code === 0 ? `no descriptor came back (${errnoName(fd)})` : 'no message')
-      throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw, ${bin}): ${bin} exited with ${r.code}: ${why}`)
+      throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw, through ${bin}): it exited with ${r.code}: ${why}`)
     }
     return fd
   } finally {
