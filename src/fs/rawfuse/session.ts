@@ -16,8 +16,9 @@
  *     the other names of the LUN coherent);
  *   - requests are read by worker threads (reader.ts), each on its own /dev/fuse
  *     channel (a FUSE_DEV_IOC_CLONE clone: its replies must go out there too),
- *     into shared slots and queued in shared inboxes the main thread drains (an Atomics.notify that
- *     ends its Atomics.waitAsync only when it is not already draining);
+ *     into shared slots, and queued in shared inboxes the main thread drains
+ *     (an Atomics.notify that ends its Atomics.waitAsync only when it is not
+ *     already draining);
  *   - a reply is one write(2) of header + body. READ data is moved by the HBA
  *     straight into the request's slot after the reply header; READ and WRITE
  *     replies are written by a writer thread (writer.ts) while the main thread
@@ -44,11 +45,12 @@ import { Worker } from 'node:worker_threads'
 import { ConfigError, MountError } from '../../errors.js'
 import { fuseMountFields, within } from '../mountinfo.js'
 import { ringMemory, SharedRing } from './ring.js'
+import { allowOtherRefusal, fusermountBinary, mountWithFusermount, unmountWithFusermount, userAllowOther } from './mount-user.js'
+import { errnoName, FUSE_DEV_IOC_CLONE, native, nativeUnavailable, type Native } from './native.js'
 import { freeSlot, lengthOf, packSlot, RAW_MAX_PAGES, RAW_MAX_WRITE, REPLY_AT, SLOT_SIZE, slotOf, slotViews } from './slots.js'
 import type { Logger } from '../../log.js'
 import { quote } from '../../util/quote.js'
 import { INIT2_OVER_IO_URING, prepareUring, uringMode, type UringMode, type UringTransport } from './uring.js'
-import { errnoName, FUSE_DEV_IOC_CLONE, native, type Native } from './native.js'
 import {
   Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
   FUSE_KERNEL_MINOR, FUSE_KERNEL_VERSION, GetattrIn, InHeader, InitFlag, InitFlag2, InitIn, InitOut, NAMESPACE_OPS, NO_REPLY_OPS, Op,
@@ -891,28 +893,56 @@ class Session {
   }
 }
 
-/**
- * Mounts `ops` at `mountpoint` with the raw engine. Needs CAP_SYS_ADMIN:
- * mount(2) of a fuse filesystem is done here, not by a setuid fusermount.
- */
-export async function mountRaw(mountpoint: string, ops: Record<string, unknown>, opts: RawMountOptions = {}): Promise<RawMounted> {
-  const pollUs = opts.pollUs ?? pollMicroseconds()
-  const uringWanted = opts.uring ?? uringMode()
-  if (!(await hasSysAdmin())) {
-    throw new MountError('--fuse-engine raw mounts with mount(2) itself and needs root (CAP_SYS_ADMIN); run as root or use --fuse-engine native')
-  }
-  await mkdir(mountpoint, { recursive: true }).catch(() => undefined)
+/** The mount options fusermount gets, as libfuse passes them (fusermount adds fd, rootmode, user_id, group_id). */
+export function fusermountOptions(allowOther: boolean): string[] {
+  return ['rw', 'nosuid', 'nodev', 'default_permissions', ...(allowOther ? ['allow_other'] : []), 'fsname=fcfs', 'subtype=fcfs']
+}
+
+/** Opens /dev/fuse and mounts it with mount(2) (through mount -i): root's way, CAP_SYS_ADMIN. */
+async function mountAsRoot(mountpoint: string, allowOther: boolean): Promise<number> {
   const fd = await new Promise<number>((resolve, reject) =>
     openCb('/dev/fuse', 'r+', (err, f) => (err ? reject(new MountError(`cannot open /dev/fuse: ${err.message} (modprobe fuse, or run the container with --device /dev/fuse)`)) : resolve(f))),
   )
   const uid = process.getuid?.() ?? 0, gid = process.getgid?.() ?? 0
-  const o = [`fd=3`, 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`, 'default_permissions', ...(opts.allowOther ? ['allow_other'] : [])]
+  const o = [`fd=3`, 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`, 'default_permissions', ...(allowOther ? ['allow_other'] : [])]
   // -i: no /sbin/mount.fuse helper; the child's fd 3 is our /dev/fuse (the kernel resolves fd=3 in the child, which shares our open file).
   const r = await run('mount', ['-i', '-t', 'fuse.fcfs', '-o', o.join(','), 'fcfs', mountpoint], ['ignore', 'ignore', 'pipe', fd])
   if (r.code !== 0) {
     closeCb(fd, () => undefined)
     throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw): mount exited with ${r.code}: ${r.stderr || 'no message'}`)
   }
+  return fd
+}
+
+/**
+ * Why the raw engine cannot mount for this process, or null when it can: as
+ * root always (mount(2)); otherwise it needs fusermount3/fusermount and the
+ * native calls that receive the descriptor fusermount sends back.
+ */
+export async function rawUnavailable(): Promise<string | null> {
+  if (await hasSysAdmin()) return null
+  if (!fusermountBinary()) return 'an ordinary user mounts through fusermount3 (or fusermount), and neither is on PATH (apt-get install fuse3)'
+  return nativeUnavailable()
+}
+
+/**
+ * Mounts `ops` at `mountpoint` with the raw engine. As root (CAP_SYS_ADMIN)
+ * with mount(2); as an ordinary user through the setuid fusermount, which
+ * sends the /dev/fuse descriptor back (mount-user.ts). Everything after the
+ * mount is the same session for both.
+ */
+export async function mountRaw(mountpoint: string, ops: Record<string, unknown>, opts: RawMountOptions = {}): Promise<RawMounted> {
+  const pollUs = opts.pollUs ?? pollMicroseconds()
+  const uringWanted = opts.uring ?? uringMode()
+  const root = await hasSysAdmin()
+  const fusermount = root ? null : fusermountBinary()
+  if (!root) {
+    const why = await rawUnavailable()
+    if (why) throw new MountError(`--fuse-engine raw cannot mount as an ordinary user here: ${why}`)
+    if (opts.allowOther && !(await userAllowOther())) throw allowOtherRefusal()
+  }
+  await mkdir(mountpoint, { recursive: true }).catch(() => undefined)
+  const fd = fusermount ? await mountWithFusermount(fusermount, mountpoint, fusermountOptions(opts.allowOther ?? false)) : await mountAsRoot(mountpoint, opts.allowOther ?? false)
   const conn = await connectionOf(mountpoint)
   // Before the session reads INIT (the kernel waits for its answer): INIT negotiates io_uring only if this worked.
   const uring = await prepareUring(uringWanted, fd, opts.log)
@@ -926,11 +956,17 @@ export async function mountRaw(mountpoint: string, ops: Record<string, unknown>,
         // umount ends the connection (the readers see ENODEV). If something still has a
         // file open it fails with EBUSY: detach lazily and abort the connection, as
         // fuse-native does (fusermount -uz, then closing its /dev/fuse).
-        const u = await run('umount', [mountpoint])
-        if (u.code !== 0) {
-          const l = await run('umount', ['-l', mountpoint])
-          if (l.code !== 0) throw new MountError(`unmount of ${mountpoint} failed: ${l.stderr || u.stderr}`)
-          await abortConnection(conn, opts.log)
+        // An ordinary user does the same through fusermount (-u, then -uz); the abort then works
+        // where fusectl is mounted (the connection's files belong to the user who mounted it).
+        if (fusermount) {
+          if ((await unmountWithFusermount(fusermount, mountpoint)) === 'detached') await abortConnection(conn, opts.log)
+        } else {
+          const u = await run('umount', [mountpoint])
+          if (u.code !== 0) {
+            const l = await run('umount', ['-l', mountpoint])
+            if (l.code !== 0) throw new MountError(`unmount of ${mountpoint} failed: ${l.stderr || u.stderr}`)
+            await abortConnection(conn, opts.log)
+          }
         }
       }
       if (await waitEnd(2000)) return
@@ -945,6 +981,9 @@ export async function mountRaw(mountpoint: string, ops: Record<string, unknown>,
     throw new MountError(`cannot mount at ${mountpoint} (--fuse-engine raw): the kernel sent no INIT within 10 s`)
   }
   // After INIT: the kernel sets the readahead from INIT's max_readahead then.
-  if (opts.readahead !== undefined) await setReadahead(mountpoint, opts.readahead, opts.log)
+  if (opts.readahead !== undefined) {
+    if (root) await setReadahead(mountpoint, opts.readahead, opts.log)
+    else opts.log?.info({ event: 'rawfuse_readahead_unavailable', readahead: opts.readahead }, "only root can set the mount's kernel readahead (/sys/class/bdi): page-cached sequential readers read 128 KiB ahead")
+  }
   return { mountpoint, unmount, ended: session.ended, invalidate: (path) => session.invalidate(path), invalidateData: (path, start, end) => session.invalidateData(path, start, end) }
 }
