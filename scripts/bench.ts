@@ -79,6 +79,7 @@ interface Args {
   'fuse-engine'?: 'native' | 'raw'
   'page-cache': boolean
   'write-cache'?: 'volatile' | 'off'
+  backend: 'ram' | 'file'
   profile: boolean
   progress: boolean
   install: boolean
@@ -117,6 +118,7 @@ function parseArgs(argv: string[]): Args {
     .option('direct-via', { choices: ['module', 'blockdev'] as const, default: 'module' as DirectVia, describe: 'direct path: src/direct.ts openFabric (module), or the fs layer\'s BlockDevice without FUSE (blockdev: separates the cost of FUSE from that of fs/)' })
     .option('page-cache', { type: 'boolean', default: false, describe: 'fcfs mount --page-cache: buffered opens use the kernel page cache (as the peer\'s do); O_DIRECT runs are unchanged' })
     .option('write-cache', { choices: ['volatile', 'off'] as const, describe: 'fcfs mount --write-cache: every LUN behind a volatile write cache (WRITE is GOOD once cached) or none (the default)' })
+    .option('backend', { choices: ['ram', 'file'] as const, default: 'ram' as const, describe: "fcfs's LUNs: sparse RAM, or files in the run's temp directory (fcfs mount --backing-dir: a persistent backend, written through the host's page cache)" })
     .option('fuse-engine', { choices: ['native', 'raw'] as const, describe: 'fcfs mount --fuse-engine: fuse-native/libfuse 2 (native) or the kernel protocol on /dev/fuse (raw, root only)', defaultDescription: 'fcfs\'s default' })
     .option('profile', { type: 'boolean', default: false, describe: 'node --cpu-prof every fcfs server into <out>/profiles' })
     .option('progress', { type: 'boolean', default: true, describe: 'progress display on stderr (--no-progress: silent)' })
@@ -298,13 +300,14 @@ async function main(): Promise<number> {
   const pageCacheSeenPc = new Set<string>()
   const engine = args['fuse-engine']
   const subjects: Record<SubjectName, Subject> = {
-    fcfs: fcfsSubject(probe, { engine, enginesSeen, pageCache: args['page-cache'], pageCacheSeen, writeCache: args['write-cache'] }),
+    fcfs: fcfsSubject(probe, { engine, enginesSeen, pageCache: args['page-cache'], pageCacheSeen, writeCache: args['write-cache'], backend: args.backend }),
     'fcfs-user': fcfsSubject(probe, {
       name: 'fcfs-user',
       engine,
       enginesSeen: enginesSeenUser,
       pageCache: args['page-cache'],
       writeCache: args['write-cache'],
+      backend: args.backend,
       user: BENCH_USER,
       onUser: (u) => (benchUser = u),
     }),
@@ -439,6 +442,7 @@ async function main(): Promise<number> {
     ...(subjectsWanted.includes('fcfs-user') && !unavailable['fcfs-user'] ? [engineNote('fcfs-user', args['fuse-engine'] ?? process.env.FCFS_FUSE_ENGINE ?? 'auto', enginesSeenUser)] : []),
     pageCacheNote(args['page-cache'], pageCacheSeen),
     ...(pageCacheSeenPc.size ? [pcNote(pageCacheSeenPc)] : []),
+    ...(args.backend === 'file' ? [`fcfs backend: files (--backend file: every LUN a sparse file in the run's temp directory, fcfs mount --backing-dir; writes go through the host's page cache, SYNCHRONIZE CACHE is fdatasync)`] : []),
     ...(args['write-cache'] ? [`fcfs write cache: ${args['write-cache']} (--write-cache${args['write-cache'] === 'volatile' ? ': a WRITE is GOOD once it is in the LUN\'s volatile cache; fsync sends SYNCHRONIZE CACHE' : ''})`] : []),
   )
   if (repeat > 1 || rounds > 1) {

@@ -208,6 +208,8 @@ export interface FcfsSubjectOptions {
   pageCache?: boolean
   /** mount with --write-cache (undefined: fcfs's default, off) */
   writeCache?: 'volatile' | 'off'
+  /** 'file': every LUN in a sparse file in the run's temp directory (--backing-dir); default sparse RAM */
+  backend?: 'ram' | 'file'
   /** gets each mount's `fuse_engine:` (<mnt>/server) */
   enginesSeen?: Set<string>
   /** gets each mount's `page_cache:` (on|off) */
@@ -223,7 +225,7 @@ export interface FcfsSubjectOptions {
 }
 
 export function fcfsSubject(probe: FcfsProbe, opts: FcfsSubjectOptions = {}): Subject {
-  const { engine, enginesSeen, pageCache = false, pageCacheSeen, writeCache } = opts
+  const { engine, enginesSeen, pageCache = false, pageCacheSeen, writeCache, backend = 'ram' } = opts
   let user: BenchUser | undefined
   const unavailable = async (): Promise<string | null> => {
     if (!probe.built) return `${path.relative(REPO_ROOT, fcfsCli())} is not built (npm run build)`
@@ -261,6 +263,8 @@ export function fcfsSubject(probe: FcfsProbe, opts: FcfsSubjectOptions = {}): Su
         if (engine) args.push('--fuse-engine', engine)
         if (pageCache) args.push('--page-cache')
         if (writeCache) args.push('--write-cache', writeCache)
+        // Inside `dir`, so the files go when the run's directory does.
+        if (backend === 'file') args.push('--backing-dir', path.join(dir, 'backing'))
         let proc: ChildProcess | undefined
         const stop = async (): Promise<void> => {
           if (proc) await stopChild(proc, 15_000)
