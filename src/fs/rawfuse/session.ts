@@ -50,6 +50,7 @@ import { errnoName, FUSE_DEV_IOC_CLONE, native, nativeUnavailable, type Native }
 import { freeSlot, lengthOf, packSlot, RAW_MAX_PAGES, RAW_MAX_WRITE, REPLY_AT, SLOT_SIZE, slotOf, slotViews } from './slots.js'
 import type { Logger } from '../../log.js'
 import { quote } from '../../util/quote.js'
+import { INIT2_OVER_IO_URING, prepareUring, uringMode, type UringMode, type UringTransport } from './uring.js'
 import {
   Attr, AttrOut, BatchForgetIn, EntryOut, FAttr, FOpen, FlushIn, ForgetIn, ForgetOne, FsyncIn, FSYNC_FDATASYNC,
   FUSE_KERNEL_MINOR, FUSE_KERNEL_VERSION, GetattrIn, InHeader, InitFlag, InitFlag2, InitIn, InitOut, NAMESPACE_OPS, NO_REPLY_OPS, Op,
@@ -150,6 +151,8 @@ export interface RawMountOptions {
    * direct, and MAP_SHARED on them is then allowed instead of ENODEV.
    */
   sharedMmap?: boolean
+  /** FUSE over io_uring (uring.ts): 'on', 'off' or 'auto' (when the kernel allows it); default $FCFS_RAWFUSE_URING, else URING_DEFAULT. */
+  uring?: UringMode
 }
 
 export interface RawMounted {
@@ -280,6 +283,8 @@ class Session {
     private readonly slots: number,
     private readonly sharedMmap = false,
     pollUs = POLL_US,
+    /** FUSE over io_uring, prepared (negotiated at INIT): its entries are slots from `slots` on. */
+    private uring: UringTransport | null = null,
   ) {
     this.pollMs = pollUs / 1000
     const memory = new SharedArrayBuffer(slots * SLOT_SIZE)
@@ -305,6 +310,11 @@ class Session {
       w.on('message', (m: { end: true; error?: string }) => this.readerEnded(m.error))
       w.on('error', (e) => this.readerEnded(e.message))
       this.workers.push(w)
+    }
+    if (uring) {
+      uring.attach(this.wake.buffer as SharedArrayBuffer, slots)
+      this.replyViews.push(...uring.replyViews)
+      this.inboxes.push(...uring.inboxes)
     }
     this.arm()
   }
@@ -436,7 +446,7 @@ class Session {
     Atomics.notify(this.wake, 0) // a pending waitAsync ends
     // The writer may be inside write(2) on the fd, and a notification in the thread
     // pool may be about to start one: both finish before the fd (and its number) goes.
-    void Promise.allSettled([this.writer.terminate(), ...this.notifying]).finally(() => {
+    void Promise.allSettled([this.writer.terminate(), ...this.notifying, this.uring?.close()]).finally(() => {
       for (const c of new Set(this.channels)) if (c !== this.fd) closeCb(c, () => undefined)
       closeCb(this.fd, () => this.endDone())
     })
@@ -453,11 +463,12 @@ class Session {
 
   /** The channel (fd) a held slot's request was read from: its reply must go out there (see channels). */
   private channelOf(slot: number): number {
-    return this.channels[this.state[slot] - 1]
+    // An io_uring entry's "channel" is -1 - entry: write() commits a reply there instead.
+    return slot < this.slots ? this.channels[this.state[slot] - 1] : this.slots - 1 - slot
   }
 
   private free(slot: number): void {
-    freeSlot(this.state, this.slots, slot)
+    if (slot < this.slots) freeSlot(this.state, this.slots, slot) // an io_uring entry is given back by its reply
   }
 
   /** Writes the reply built in `slot` (its first `len` bytes) from this thread, and frees the slot. */
@@ -484,6 +495,7 @@ class Session {
 
   private write(ch: number, buf: Buffer): void {
     if (this.closed) return
+    if (ch < 0) return this.uring!.reply(-1 - ch, buf)
     try {
       writeSync(ch, buf)
     } catch (e) {
@@ -514,6 +526,7 @@ class Session {
         setImmediate(this.poll)
       }
     }
+    if (slot >= this.slots) return this.closed ? undefined : this.uring!.commit(slot - this.slots, len)
     if (!ring || this.closed || (ring.consumerWaiting && (this.inFlight === 0 || len <= INLINE_REPLY_MAX))) return this.writeSlot(slot, len)
     ring.push(packSlot(slot, len))
     ring.notify()
@@ -587,7 +600,7 @@ class Session {
     }
     const slot = slotOf(m)
     const n = lengthOf(m)
-    const b = this.views[slot]
+    const b = slot < this.slots ? this.views[slot] : this.uring!.requestView(slot - this.slots, n)
     let keep = false
     try {
       keep = this.dispatch(b, n, slot)
@@ -840,7 +853,8 @@ class Session {
     const kflags = b.readUInt32LE(p + InitIn.flags)
     const kflags2 = kflags & InitFlag.INIT_EXT ? b.readUInt32LE(p + InitIn.flags2) : 0
     const want = InitFlag.ASYNC_READ | InitFlag.BIG_WRITES | InitFlag.ASYNC_DIO | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES
-    const flags2 = (kflags2 & (this.sharedMmap ? InitFlag2.DIRECT_IO_ALLOW_MMAP : 0)) >>> 0
+    const uring = this.uring && kflags2 & INIT2_OVER_IO_URING ? INIT2_OVER_IO_URING : 0
+    const flags2 = ((kflags2 & (this.sharedMmap ? InitFlag2.DIRECT_IO_ALLOW_MMAP : 0)) | uring) >>> 0
     const flags = ((kflags & want) | (flags2 ? InitFlag.INIT_EXT : 0)) >>> 0
     const o = OutHeader.SIZE
     const s = this.scratch
@@ -860,7 +874,22 @@ class Session {
       { event: 'rawfuse_init', kernel: `${major}.${minor}`, kernelFlags: kflags, kernelFlags2: kflags2, proto: `7.${Math.min(minor, FUSE_KERNEL_MINOR)}`, flags, flags2, maxWrite: RAW_MAX_WRITE, maxPages: RAW_MAX_PAGES },
       'FUSE session initialised',
     )
+    if (this.uring) this.startUring(uring !== 0)
     this.initDone()
+  }
+
+  /** After the INIT reply: registers the io_uring entries, or gives them up; logs which (rawfuse_uring). */
+  private startUring(negotiated: boolean): void {
+    const u = this.uring!
+    const fallback = (reason: string): void => {
+      this.log?.warn({ event: 'rawfuse_uring_unavailable', reason }, 'FUSE over io_uring is not used; requests come by read(2) on /dev/fuse')
+      void u.close()
+    }
+    if (!negotiated) return fallback('the kernel did not offer FUSE_OVER_IO_URING in INIT')
+    void u.start().then((err) => {
+      if (err) return fallback(err)
+      this.log?.info({ event: 'rawfuse_uring', queues: u.queues, depth: u.depth }, 'FUSE over io_uring: requests come through io_uring queues')
+    })
   }
 }
 
@@ -904,6 +933,7 @@ export async function rawUnavailable(): Promise<string | null> {
  */
 export async function mountRaw(mountpoint: string, ops: Record<string, unknown>, opts: RawMountOptions = {}): Promise<RawMounted> {
   const pollUs = opts.pollUs ?? pollMicroseconds()
+  const uringWanted = opts.uring ?? uringMode()
   const root = await hasSysAdmin()
   const fusermount = root ? null : fusermountBinary()
   if (!root) {
@@ -914,7 +944,9 @@ export async function mountRaw(mountpoint: string, ops: Record<string, unknown>,
   await mkdir(mountpoint, { recursive: true }).catch(() => undefined)
   const fd = fusermount ? await mountWithFusermount(fusermount, mountpoint, fusermountOptions(opts.allowOther ?? false)) : await mountAsRoot(mountpoint, opts.allowOther ?? false)
   const conn = await connectionOf(mountpoint)
-  const session = new Session(fd, ops as Record<string, AnyFn | undefined>, opts.log, opts.readers ?? (Number(process.env.FCFS_RAWFUSE_READERS) || 2), opts.slots ?? 96, opts.sharedMmap, pollUs)
+  // Before the session reads INIT (the kernel waits for its answer): INIT negotiates io_uring only if this worked.
+  const uring = await prepareUring(uringWanted, fd, opts.log)
+  const session = new Session(fd, ops as Record<string, AnyFn | undefined>, opts.log, opts.readers ?? (Number(process.env.FCFS_RAWFUSE_READERS) || 2), opts.slots ?? 96, opts.sharedMmap, pollUs, uring)
 
   let unmounting: Promise<void> | null = null
   const waitEnd = (ms: number): Promise<boolean> => within(session.ended.then(() => true), ms, false)
