@@ -72,6 +72,10 @@ for (let i = 0; i < sqEntries; i++) sq[SQ_ARRAY + i] = i // SQE i at ring index 
 let sqTail = Atomics.load(sq, SQ_TAIL)
 let cqHead = Atomics.load(cq, CQ_HEAD)
 let unsubmitted = 0
+/** Requests handed to the main thread and not answered yet. */
+let outstanding = 0
+/** How long to keep looking for the main thread's answer before sleeping (ms; see UringWorkerData.spinUs). */
+const SPIN_MS = d.spinUs / 1000
 
 // ---- the entries: global index e = d.first + i ----
 const headers: Buffer[] = []
@@ -153,6 +157,7 @@ function takeCommits(): boolean {
     h.copy(h, UringReqHeader.in_out, PAYLOAD_AT - OUT_HEADER, PAYLOAD_AT)
     h.writeUInt32LE(lengthOf(m) - OUT_HEADER, ENT + UringEntInOut.payload_sz)
     entryCmd(i, UringCmd.COMMIT_AND_FETCH)
+    outstanding--
     any = true
   }
   return any
@@ -184,6 +189,7 @@ function reap(): number {
       h.copy(h, at, UringReqHeader.in_out, InHeader.SIZE)
       h.copy(h, at + InHeader.SIZE, UringReqHeader.op_in, UringReqHeader.op_in + opInSize(opcode))
       inbox.push(packSlot(slotBase + d.first + user, InHeader.SIZE + opInSize(opcode) + h.readUInt32LE(ENT + UringEntInOut.payload_sz)))
+      outstanding++
       queued = true
     } else if (res === -11 || res === -4) {
       // EAGAIN, EINTR: the command did not take; again (REGISTER before INIT is done says EAGAIN).
@@ -224,6 +230,15 @@ if (Atomics.load(ctl, Ctl.GO) === Go.SERVE && attached) {
   while (Atomics.load(ctl, Ctl.GO) === Go.SERVE && dead < d.count) {
     takeCommits()
     reap()
+    if (outstanding > 0 && SPIN_MS > 0) {
+      // The main thread is on its answers: send what is queued, and look for them a little
+      // before sleeping (waking this thread again costs the main thread an eventfd write
+      // and the answer a halted vCPU's wake-up).
+      if (unsubmitted > 0) enter(0)
+      const until = performance.now() + SPIN_MS
+      while (commits.empty && Atomics.load(cq, CQ_TAIL) === cqHead && performance.now() < until);
+      if (!commits.empty || Atomics.load(cq, CQ_TAIL) !== cqHead) continue
+    }
     Atomics.store(ctl, Ctl.STATE, State.SLEEPING)
     if (!commits.empty || Atomics.load(ctl, Ctl.GO) !== Go.SERVE) {
       Atomics.store(ctl, Ctl.STATE, State.AWAKE)

@@ -183,6 +183,8 @@ export interface UringWorkerData {
   ctlAddress: bigint
   inbox: SharedArrayBuffer
   commits: SharedArrayBuffer
+  /** Microseconds the worker keeps looking for the main thread's answers before it sleeps ($FCFS_RAWFUSE_URING_SPIN_US). */
+  spinUs: number
 }
 
 /** What a worker gets from attach(), read when it starts serving: the session's wake flag and its first uring slot. */
@@ -208,6 +210,14 @@ export function uringMode(env: string | undefined = process.env.FCFS_RAWFUSE_URI
   if (env === 'auto') return 'auto'
   throw new ConfigError('FCFS_RAWFUSE_URING', `must be 1 (FUSE over io_uring), 0 (read/write on /dev/fuse) or auto, got ${JSON.stringify(env.slice(0, 40))}`)
 }
+
+/**
+ * Microseconds a worker keeps looking for the main thread's answers (while it
+ * holds requests) before it sleeps in io_uring_enter: a 4 KiB request is
+ * answered within that, and a sleeping worker costs the main thread an eventfd
+ * write per answer and the answer a vCPU wake-up.
+ */
+export const SPIN_US = 50
 
 export const ENABLE_URING = '/sys/module/fuse/parameters/enable_uring'
 
@@ -303,6 +313,7 @@ export class UringTransport {
     const queues = possibleCpus()
     const depth = positiveEnv('FCFS_RAWFUSE_URING_DEPTH', 16, 256)
     const threads = Math.min(queues, positiveEnv('FCFS_RAWFUSE_URING_THREADS', 1, 64))
+    const spinUs = process.env.FCFS_RAWFUSE_URING_SPIN_US === '0' ? 0 : positiveEnv('FCFS_RAWFUSE_URING_SPIN_US', SPIN_US, 1_000_000)
     const total = queues * depth
     const memory = new SharedArrayBuffer(total * ENTRY_SIZE + PAGE)
     const address0 = n.addressOf(memory)
@@ -336,7 +347,7 @@ export class UringTransport {
       const inbox = ringMemory(count), commits = ringMemory(count)
       const data: UringWorkerData = {
         fuseFd, ringFd, eventFd, params: new Uint8Array(params), memory, base, address, first: w * perWorker * depth, count, depth, qids,
-        ctl: ctlMemory, ctlAddress: n.addressOf(ctlMemory), inbox, commits,
+        ctl: ctlMemory, ctlAddress: n.addressOf(ctlMemory), inbox, commits, spinUs,
       }
       const worker = new Worker(new URL('./uring-worker.js', import.meta.url), { workerData: data })
       let prepared!: (error: string | null) => void, registered!: (r: number | string) => void
