@@ -9,7 +9,7 @@ mnt=${1:-/tmp/fcfs}
 shift || true
 
 need=()
-command -v fusermount >/dev/null 2>&1 || need+=(fuse)
+command -v fusermount3 >/dev/null 2>&1 || command -v fusermount >/dev/null 2>&1 || need+=(fuse)
 if ! ldconfig -p 2>/dev/null | grep -q 'libfuse\.so\.2'; then need+=(libfuse2); fi
 if ((${#need[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
@@ -24,6 +24,11 @@ if ((${#need[@]})); then
 fi
 if [[ ! -e /dev/fuse ]]; then
   echo "fcfs: /dev/fuse does not exist (load the fuse module: sudo modprobe fuse)" >&2
+  exit 1
+fi
+# An ordinary user mounts through fusermount and opens /dev/fuse itself: distributions make it 0666.
+if [[ ! -r /dev/fuse || ! -w /dev/fuse ]]; then
+  echo "fcfs: /dev/fuse is not readable and writable by you ($(stat -c %a /dev/fuse)); distributions ship it 0666: sudo chmod 0666 /dev/fuse" >&2
   exit 1
 fi
 command -v node >/dev/null 2>&1 || { echo "fcfs: Node.js 20 or newer is required" >&2; exit 1; }

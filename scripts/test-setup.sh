@@ -20,6 +20,7 @@ declare -A PROVIDES=(
   [util-linux]=losetup
   [libiscsi-bin]=iscsi-test-cu
   [tgt]=tgtd
+  [passwd]=useradd
 )
 have() {
   case "$1" in
