@@ -414,6 +414,7 @@ const PR_OPTIONS = {
   hba: { type: 'number', default: 0, describe: 'the HBA (host) the commands go through' },
   aptpl: { type: 'boolean', default: false, describe: 'APTPL = 1: the reservations survive a power loss (file-backed units)' },
   abort: { type: 'boolean', default: false, describe: 'preempt: PREEMPT AND ABORT (the preempted nexus’s commands end aborted)' },
+  unreg: { type: 'boolean', default: false, describe: 'register-and-move: the holder’s own registration goes (UNREG = 1)' },
 } as const
 
 const FAULTS_OPTIONS = {
@@ -527,7 +528,7 @@ export function buildCli(argv: string[]): Argv {
     )
     .command(
       'pr <mountpoint> <wwpn> <lun> <action> [operands..]',
-      'persistent reservations of a LUN through any HBA, like sg_persist: read-keys, read-reservation, register, reserve, release, preempt, clear (see docs/hosts.md)',
+      'persistent reservations of a LUN through any HBA, like sg_persist: read-keys, read-reservation, read-full-status, register, reserve, release, preempt, clear, register-and-move (see docs/hosts.md)',
       (y) =>
         y
           .positional('mountpoint', { type: 'string', demandOption: true })
@@ -535,12 +536,14 @@ export function buildCli(argv: string[]): Argv {
           .positional('lun', { type: 'number', demandOption: true, describe: 'the LUN, as the HBA sees it' })
           // No yargs choices: runPr names a bad action after the flags, so a bad --hba is named first.
           .positional('action', { type: 'string', demandOption: true, describe: PR_ACTIONS.join(', ') })
-          .positional('operands', { type: 'string', array: true, describe: 'key, victim key, type (hex keys; type 1/3/5/6/7/8 or we, ea, we-ro, ea-ro, we-ar, ea-ar)' })
+          .positional('operands', { type: 'string', array: true, describe: 'key, victim key, type (hex keys; type 1/3/5/6/7/8 or we, ea, we-ro, ea-ro, we-ar, ea-ar); register-and-move: key, new key, initiator (WWPN or iSCSI name), rtpi' })
           .options(PR_OPTIONS)
           .example('$0 pr /mnt/fc 21000024ff000001 0 register 0xa1', 'register key 0xa1 for HBA 0 (key 0 unregisters)')
           .example('$0 pr /mnt/fc --hba 1 21000024ff000001 0 reserve 0xb1 we-ro', 'HBA 1 reserves Write Exclusive, Registrants Only')
           .example('$0 pr /mnt/fc 21000024ff000001 0 preempt 0xa1 0xb1 we-ro --abort', 'fence the holder of key 0xb1')
-          .example('$0 pr /mnt/fc 21000024ff000001 0 read-reservation', 'generation, key and type'),
+          .example('$0 pr /mnt/fc 21000024ff000001 0 read-reservation', 'generation, key and type')
+          .example('$0 pr /mnt/fc 21000024ff000001 0 register-and-move 0xa1 0xb1 2100001b32000002 1 --unreg', 'hand the reservation to HBA 2100001b32000002 through the port of rtpi 1')
+          .example('$0 pr /mnt/fc 21000024ff000001 0 read-full-status', 'every registration: key, initiator, port, holder'),
       async (a) => {
         const r = await runPr({
           mountpoint: resolve(a.mountpoint as string),
@@ -551,6 +554,7 @@ export function buildCli(argv: string[]): Argv {
           operands: ((a.operands as unknown[]) ?? []).map(String),
           aptpl: a.aptpl as boolean,
           abort: a.abort as boolean,
+          unreg: a.unreg as boolean,
         })
         process.stdout.write(r.stdout)
         process.stderr.write(r.stderr)

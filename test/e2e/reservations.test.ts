@@ -1,7 +1,8 @@
 // Persistent reservations seen from the files, two hosts on one mount: the fencing
 // scenario (both register, A reserves Write Exclusive – Registrants Only, A preempts B with
 // PREEMPT AND ABORT while B has writes in flight), the lun/<n>/reservations file, fcfs pr's
-// errors, multipath over two HBAs when one HBA's path goes (a zone change), and an APTPL
+// errors, register-and-move and read-full-status, multipath over two HBAs when one HBA's
+// path goes (a link-down rule for that host only), and an APTPL
 // reservation on a file-backed unit that survives kill -9 and a new mount.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { existsSync } from 'node:fs'
@@ -85,15 +86,46 @@ describe('persistent reservations through the files', () => {
     expect((await pr(mnt, T1, '0', 'clear', 'a1')).code).toBe(0)
   })
 
-  it('keeps I/O going over HBA 0 when HBA 1 loses its path to the unit (host B zoned out)', async () => {
+  it('hands the reservation to host B with register-and-move, and read-full-status names every registration and the holder', async () => {
+    const mnt = fab!.mnt
+    expect((await pr(mnt, T1, '0', 'register', 'a1')).code).toBe(0)
+    expect((await pr(mnt, T1, '0', 'reserve', 'a1', 'we-ro')).code).toBe(0)
+    const before = await pr(mnt, '--hba', '1', T1, '0', 'read-full-status')
+    expect(before.code).toBe(0)
+    expect(before.stdout).toMatch(/^generation \d+\nregistrants 1\n {2}0x00000000000000a1 fc:2100001b32000001 rtpi 1 holder type 5 \(Write Exclusive, Registrants Only\)\n$/)
+
+    const move = await pr(mnt, T1, '0', 'register-and-move', 'a1', 'b1', '21:00:00:1b:32:00:00:02', '1', '--unreg')
+    expect([move.code, move.stdout, move.stderr]).toEqual([0, 'done: register-and-move to fc:2100001b32000002 rtpi 1 (unregistered)\n', ''])
+    const after = await pr(mnt, T1, '0', 'read-full-status')
+    expect(after.stdout).toMatch(/^generation \d+\nregistrants 1\n {2}0x00000000000000b1 fc:2100001b32000002 rtpi 1 holder type 5 \(Write Exclusive, Registrants Only\)\n$/)
+    // Host A is no registrant now: its writes conflict; host B, the holder, writes.
+    const a = await pyio(lunFile(0, 'rwbuf'), [{ op: 'pwrite', off: 0, data: block(0xa5) }], { flags: ['O_RDWR', 'O_DSYNC'] })
+    expect(a.map((r) => (r.ok ? 'ok' : r.errno))).toEqual(['EBADE'])
+    await pwrite(lunFile(1, 'rwbuf'), 0, block(0xb5))
+
+    // Only the holder may move the reservation; a bad initiator is named.
+    expect((await pr(mnt, T1, '0', 'register', 'a2')).code).toBe(0)
+    const notHolder = await pr(mnt, T1, '0', 'register-and-move', 'a2', 'c1', '2100001b32000002', '1')
+    expect([notHolder.code, notHolder.stderr]).toEqual([1, 'fcfs: pr register-and-move: RESERVATION CONFLICT (EBADE)\n'])
+    const bad = await pr(mnt, T1, '0', 'register-and-move', 'a2', 'c1', 'hostB', '1')
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(/^fcfs: pr: initiator: expected an FC WWPN \(16 hex digits\) or an iSCSI name .*, got "hostB"\n$/)
+    const unreg = await pr(mnt, T1, '0', 'register', 'a2', '--unreg')
+    expect([unreg.code, unreg.stderr]).toEqual([2, 'fcfs: pr: --unreg goes with register-and-move only\n'])
+    expect((await pr(mnt, '--hba', '1', T1, '0', 'clear', 'b1')).code).toBe(0)
+  })
+
+  it('keeps I/O going over HBA 0 when HBA 1’s path to the unit goes down (a link-down rule for host B only), and HBA 1’s comes back', async () => {
     const mnt = fab!.mnt
     await pwrite(lunFile(1, 'rwbuf'), 8192, block(0x11))
-    expect((await run('node', [CLI, 'zone', mnt, 'remove', 'z', 'hostB'])).code).toBe(0)
-    // HBA 1's path is gone (its tree no longer has the port); HBA 0's carries on.
-    await expect(pyio(lunFile(1, 'rwbuf'), [{ op: 'pwrite', off: 8192, data: block(0x12) }])).rejects.toThrow(/ENOENT/)
+    expect((await run('node', [CLI, 'inject', mnt, 'link-down', `wwpn=${T1}`, 'initiator=hostB', 'id=pathB'])).code).toBe(0)
+    // HBA 1's path is down (ENXIO, its tree keeps the port); HBA 0's carries on.
+    const dead = await pyio(lunFile(1, 'rwbuf'), [{ op: 'pwrite', off: 8192, data: block(0x12) }, { op: 'pread', off: 8192, len: 4096 }], { flags: ['O_RDWR', 'O_DSYNC'] })
+    expect(dead.map((r) => (r.ok ? 'ok' : r.errno))).toEqual(['ENXIO', 'ENXIO'])
     await pwrite(lunFile(0, 'rwbuf'), 12288, block(0x13))
     expect((await pread(lunFile(0, 'rwbuf'), 8192, 8192)).equals(Buffer.concat([block(0x11), block(0x13)]))).toBe(true)
-    expect((await run('node', [CLI, 'zone', mnt, 'add', 'z', 'hostB'])).code).toBe(0)
+    expect((await run('node', [CLI, 'clear', mnt, 'pathB'])).code).toBe(0)
+    expect((await pread(lunFile(1, 'rwbuf'), 8192, 8192)).equals(Buffer.concat([block(0x11), block(0x13)]))).toBe(true)
   })
 
   it('keeps an APTPL reservation of a file-backed unit across kill -9 and a new mount', async () => {
