@@ -399,7 +399,7 @@ const MOUNT_OPTIONS = {
     type: 'string',
     requiresArg: true,
     choices: FUSE_ENGINES as unknown as string[],
-    describe: 'raw: fcfs speaks FUSE on /dev/fuse itself (1 MiB requests, parallel O_DIRECT writes; root only); native: fuse-native/libfuse 2.9 (128 KiB requests, one write per file); auto: raw as root, else native',
+    describe: 'raw: fcfs speaks FUSE on /dev/fuse itself (1 MiB requests, parallel O_DIRECT writes; an ordinary user mounts through fusermount); native: fuse-native/libfuse 2.9 (128 KiB requests, one write per file); auto: raw, native only where raw cannot work',
     defaultDescription: '$FCFS_FUSE_ENGINE, else auto',
   },
   ...TUNING_OPTIONS,
@@ -479,7 +479,7 @@ export function buildCli(argv: string[]): Argv {
           .example('$0 mount /mnt/fc --config fabric.json', 'a fabric described in a file')
           .example('$0 mount /mnt/fc --link 2G --latency 50us', 'model a 2GFC link: ≈200 MB/s each way')
           .example('$0 mount /mnt/fc --profile isp2300 --queue-depth 32', 'a QLogic ISP2300 of its day: 2G link, 40,000 commands/s')
-          .example('$0 mount /mnt/fc --page-cache', 'buffered I/O through the kernel page cache, as a disk has it (root)')
+          .example('$0 mount /mnt/fc --page-cache', 'buffered I/O through the kernel page cache, as a disk has it')
           .example('$0 mount /mnt/fc --iscsi-portal 127.0.0.1:3260', 'and export the targets over iSCSI')
           .example('$0 mount /mnt/fc --targets 0 --import iscsi://10.0.0.5/iqn.2003-01.org.example:disk1/1', 'a remote iSCSI LUN as a target port'),
       (a) => mountCommand(a as unknown as MountArgs),

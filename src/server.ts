@@ -71,7 +71,7 @@ export interface ServerOptions {
   config: FabricConfig
   log: Logger
   allowOther?: boolean
-  /** FUSE engine: 'auto' (default: raw as root, else native), 'native' (fuse-native) or 'raw' (src/fs/rawfuse, root only). */
+  /** FUSE engine: 'auto' (default: raw, native only where raw cannot work), 'native' (fuse-native) or 'raw' (src/fs/rawfuse). */
   engine?: FuseEngine
   /** Link model, queue depth, write-back, readahead, trace (defaults: DEFAULT_TUNING). */
   tuning?: Tuning
@@ -270,7 +270,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     throw err
   }
   if (tuning.pageCache && !pageCacheOn()) {
-    log.warn({ event: 'page_cache_unavailable', engine: mounted.engine }, '--page-cache needs the raw FUSE engine (root); every open stays direct_io')
+    log.warn({ event: 'page_cache_unavailable', engine: mounted.engine }, '--page-cache needs the raw FUSE engine; every open stays direct_io')
   }
   log.info({ event: 'mounted', mountpoint, engine: mounted.engine, pageCache: pageCacheOn(), targets: fabric.ports.length, hbas: drivers.length, luns: devices.length }, 'fcfs mounted')
 
