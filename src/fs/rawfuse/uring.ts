@@ -280,6 +280,8 @@ export class UringTransport {
   /** Each worker's queue of requests for the main thread (the session drains them with its readers' inboxes). */
   readonly inboxes: SharedRing[]
   private readonly headers: Buffer[] = []
+  /** requestView's views, per entry and request offset (a handful of offsets: one per op struct size). */
+  private readonly views: Map<number, Buffer>[] = []
   private readonly owner: WorkerHandle[] = []
   private closing: Promise<void> | null = null
 
@@ -294,6 +296,7 @@ export class UringTransport {
       const at = base + e * ENTRY_SIZE
       this.headers.push(Buffer.from(memory, at, PAYLOAD_AT))
       this.replyViews.push(Buffer.from(memory, at + PAYLOAD_AT - OutHeader.SIZE, OutHeader.SIZE + PAYLOAD_SIZE))
+      this.views.push(new Map())
     }
     this.inboxes = workers.map((w) => w.inbox)
     const perWorker = Math.ceil(queues / workers.length) * depth
@@ -406,10 +409,12 @@ export class UringTransport {
     ).then((rs) => rs.find((r) => r !== null) ?? null)
   }
 
-  /** The request in entry `e` (`n` bytes, as the worker queued it), laid out as read(2) would return it. */
-  requestView(e: number, n: number): Buffer {
+  /** The request in entry `e`, laid out as read(2) would return it (to the entry's end, as a slot runs; the worker queued its length). */
+  requestView(e: number, _length?: number): Buffer {
     const at = requestAt(this.headers[e].readUInt32LE(UringReqHeader.in_out + InHeader.opcode))
-    return Buffer.from(this.memory, this.base + e * ENTRY_SIZE + at, n)
+    let v = this.views[e].get(at)
+    if (!v) this.views[e].set(at, (v = Buffer.from(this.memory, this.base + e * ENTRY_SIZE + at, ENTRY_SIZE - at)))
+    return v
   }
 
   /** Sends the reply built in replyViews[e] (its first `len` bytes: header, then data) and makes the entry fetch the next request. */
