@@ -21,10 +21,17 @@ declare -A PROVIDES=(
   [libiscsi-bin]=iscsi-test-cu
   [tgt]=tgtd
   [passwd]=useradd
+  # the bench's C ceiling, which bench-smoke builds (libc6-dev: gcc's Recommends, dropped below)
+  [gcc]=gcc
+  [libc6-dev]=/usr/include/stdio.h
+  [pkg-config]=pkg-config
+  [libfuse3-dev]=fuse3.pc
 )
 have() {
   case "$1" in
     *.so.*) ldconfig -p 2>/dev/null | grep -q "$1" ;;
+    *.pc) pkg-config --exists "${1%.pc}" 2>/dev/null ;;
+    /*) [[ -e $1 ]] ;;
     *) command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 || -x /sbin/$1 ]] ;;
   esac
 }

@@ -262,7 +262,10 @@ function goals(r: Results, meta: ReportMeta, rate: RateStep | undefined, memory:
   /** a/b ≥ need on every workload that `pred` picks; a verdict only where both have a figure. */
   const versus = (a: SubjectName, b: SubjectName, pred: (w: Workload) => boolean, need: number): [Verdict, string] => {
     if (meta.unavailable[b] || meta.unavailable[a]) return ['not measured', `${meta.unavailable[a] ? a : b}: ${meta.unavailable[a] ?? meta.unavailable[b]}`]
-    const pairs = ws.filter(pred).map((w) => [w, r.ok(r.get(a, 'unlimited', w)), r.ok(r.get(b, 'unlimited', w))] as const)
+    // Workloads neither side was planned on (fcfs-pc's own rows, say) are not theirs to judge.
+    const pairs = ws
+      .filter((w) => pred(w) && (r.get(a, 'unlimited', w) || r.get(b, 'unlimited', w)))
+      .map((w) => [w, r.ok(r.get(a, 'unlimited', w)), r.ok(r.get(b, 'unlimited', w))] as const)
     const ok = pairs.map(([, f, c]) => (f === undefined || c === undefined ? undefined : f / c >= need))
     const below = pairs.filter(([, f, c]) => f !== undefined && c !== undefined && f / c < need).length
     const head = pairs.length && below ? `${below} of ${pairs.length} below ${need}: ` : ''

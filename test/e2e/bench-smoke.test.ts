@@ -1,17 +1,19 @@
-// The benchmark harness end to end, tiny: one 1-second fio job against fcfs and
-// against the fuse-native ceiling, the direct API's command-rate step for a
+// The benchmark harness end to end, tiny: one 1-second fio job against fcfs, the
+// same mount made by an ordinary user (fcfs-user), the C libfuse 3 ceiling (built
+// by the bench: scripts/test-setup.sh installs gcc and libfuse3-dev, so a missing
+// compiler fails here) and the fuse-native ceiling, the direct API's command-rate step for a
 // fraction of a second and the steady-state memory probe for 2 rounds of 0.5 s,
 // all of it but the memory probe twice over (--rounds 2); then the report and
 // results must carry real numbers and nothing may stay mounted. (The benchmark
 // itself is `npm run bench`, not part of `npm test`.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { existsSync } from 'node:fs'
-import { readFile, rm } from 'node:fs/promises'
+import { chmod, mkdir, readFile, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { REPO_ROOT, makeTmp, mountPoints, requireFuse, run } from '../helpers/mount.js'
 
 const BENCH = path.join(REPO_ROOT, 'dist', 'scripts', 'bench.js')
-const ONLY = '^(fcfs|ceiling)@unlimited/seq-read-640k-direct-j8$|^fcfs-pc@unlimited/seq-read-640k-buffered-j1$|^direct@unlimited/rate-null$|^fcfs@unlimited/memory-steady$'
+const ONLY = '^(fcfs|fcfs-user|c|ceiling)@unlimited/seq-read-640k-direct-j8$|^fcfs-pc@unlimited/seq-read-640k-buffered-j1$|^direct@unlimited/rate-null$|^fcfs@unlimited/memory-steady$'
 
 interface Result {
   run: { id: string; subject: string }
@@ -43,6 +45,17 @@ interface RateResult {
   report?: { backend: string; seconds: number; testUnitReady: RateFigures; read4k: RateFigures }
 }
 
+/** The side-by-side table's row of a workload, cell by column head. */
+function rowOf(md: string, workload: string): Record<string, string> {
+  const lines = md.split('\n')
+  const head = lines.find((l) => l.startsWith('| workload | fcfs MB/s |'))
+  const row = lines.find((l) => l.startsWith(`| ${workload} |`))
+  expect(head && row, md).toBeTruthy()
+  const split = (l: string): string[] => l.split('|').map((c) => c.trim())
+  const cells = split(row!)
+  return Object.fromEntries(split(head!).map((h, i) => [h, cells[i]]))
+}
+
 describe('npm run bench (smoke)', () => {
   let out: string
   let code: number
@@ -53,26 +66,34 @@ describe('npm run bench (smoke)', () => {
     requireFuse()
     if (!existsSync(BENCH)) throw new Error(`${BENCH} is not built (npm run build)`)
     out = await makeTmp('fcfs-bench-smoke-')
+    // The bench's mounts and work files go under `out` (TMPDIR), apart from any other bench on
+    // the machine; fcfsbench must pass through to its mountpoints and keep its API socket there.
+    const tmp = path.join(out, 'tmp')
+    await mkdir(tmp)
+    await chmod(out, 0o755)
+    await chmod(tmp, 0o1777)
     before = await mountPoints(true)
     const r = await run(
       process.execPath,
       [BENCH, '--only', ONLY, '--runtime', '1', '--ramp', '0', '--rate-seconds', '0.3', '--rounds', '2', '--memory-rounds', '2', '--memory-round-seconds', '0.5', '--no-progress', '--no-install', '--out', out],
-      { timeoutMs: 110_000 },
+      { timeoutMs: 170_000, env: { ...process.env, TMPDIR: tmp } },
     )
     code = r.code
     stderr = r.stderr
-  }, 120_000)
+  }, 180_000)
 
   afterAll(async () => {
     if (out) await rm(out, { recursive: true, force: true })
   })
 
-  it('exits 0 and measures fcfs and the ceiling with numbers above zero', async () => {
+  it('exits 0 and measures fcfs, fcfs-user and both ceilings with numbers above zero', async () => {
     expect(code, stderr).toBe(0)
     const { results } = JSON.parse(await readFile(path.join(out, 'results.json'), 'utf8')) as { results: Result[] }
     expect(results.map((r) => r.run.id).sort()).toEqual([
+      'c@unlimited/seq-read-640k-direct-j8',
       'ceiling@unlimited/seq-read-640k-direct-j8',
       'fcfs-pc@unlimited/seq-read-640k-buffered-j1',
+      'fcfs-user@unlimited/seq-read-640k-direct-j8',
       'fcfs@unlimited/seq-read-640k-direct-j8',
     ])
     for (const r of results) {
@@ -81,8 +102,7 @@ describe('npm run bench (smoke)', () => {
       expect(r.iops, r.run.id).toBeGreaterThan(0)
       expect(r.cpu, r.run.id).toBeGreaterThan(0)
     }
-    const fcfs = results.find((r) => r.run.subject === 'fcfs')!
-    expect(fcfs.peakOutstanding).toBeGreaterThanOrEqual(1)
+    for (const subject of ['fcfs', 'fcfs-user']) expect(results.find((r) => r.run.subject === subject)!.peakOutstanding, subject).toBeGreaterThanOrEqual(1)
   })
 
   it('runs every id once per round and reports the median of the two rounds, saying so', async () => {
@@ -94,13 +114,8 @@ describe('npm run bench (smoke)', () => {
 
   it('writes a Markdown report with the side-by-side row and an SVG chart', async () => {
     const md = await readFile(path.join(out, 'report.md'), 'utf8')
-    const row = md.split('\n').find((l) => l.startsWith('| seq-read-640k-direct-j8 |'))
-    expect(row, md).toBeDefined()
-    const cells = row!.split('|').map((c) => c.trim())
-    // workload | fcfs MB/s | ceiling MB/s | peer | direct | fcfs/ceiling ...
-    expect(Number(cells[2])).toBeGreaterThan(0)
-    expect(Number(cells[3])).toBeGreaterThan(0)
-    expect(Number(cells[6])).toBeGreaterThan(0)
+    const cells = rowOf(md, 'seq-read-640k-direct-j8')
+    for (const col of ['fcfs MB/s', 'ceiling MB/s', 'fcfs/ceiling']) expect(Number(cells[col]), col).toBeGreaterThan(0)
     // The engine as the fcfs mount said it in <mnt>/server (auto: raw as root, fuse-native otherwise).
     expect(md).toMatch(new RegExp(`^- fcfs FUSE engine: ${process.geteuid?.() === 0 ? 'raw' : 'native'} \\(.*as each mount's <mnt>/server said`, 'm'))
     // And its page cache, also as the mount said it (off unless --page-cache).
@@ -115,12 +130,32 @@ describe('npm run bench (smoke)', () => {
     if (process.geteuid?.() !== 0) throw new Error('fcfs-pc needs the raw engine: run the tests as root')
     const md = await readFile(path.join(out, 'report.md'), 'utf8')
     expect(md).toMatch(/^- fcfs-pc: fcfs mounted with --page-cache, .*; page cache on, as each mount's <mnt>\/server said$/m)
-    const head = md.split('\n').find((l) => l.startsWith('| workload | fcfs MB/s |'))!.split('|').map((c) => c.trim())
-    const row = md.split('\n').find((l) => l.startsWith('| seq-read-640k-buffered-j1 |'))
-    expect(row, md).toBeDefined()
-    const cells = row!.split('|').map((c) => c.trim())
-    expect(cells[head.indexOf('fcfs MB/s')]).toBe('—')
-    expect(Number(cells[head.indexOf('fcfs-pc MB/s')])).toBeGreaterThan(0)
+    const cells = rowOf(md, 'seq-read-640k-buffered-j1')
+    expect(cells['fcfs MB/s']).toBe('—')
+    expect(Number(cells['fcfs-pc MB/s'])).toBeGreaterThan(0)
+  })
+
+  it('builds and measures the C ceiling, whose note shows 1 MiB requests got through, and reports fcfs/c', async () => {
+    const { results } = JSON.parse(await readFile(path.join(out, 'results.json'), 'utf8')) as { results: Result[] }
+    const c = results.find((r) => r.run.subject === 'c')!
+    // The prefill writes 1 MiB blocks: the server saw them whole.
+    expect(c.note).toMatch(/largest READ 655360, largest WRITE 1048576, most WRITEs at once on one file [1-9]/)
+    const md = await readFile(path.join(out, 'report.md'), 'utf8')
+    expect(md).toMatch(/^- c: scripts\/bench\/c-ceiling\.c built with gcc -O2 against libfuse 3/m)
+    const cells = rowOf(md, 'seq-read-640k-direct-j8')
+    expect(Number(cells['c MB/s'])).toBeGreaterThan(0)
+    expect(Number(cells['fcfs/c'])).toBeGreaterThan(0)
+    expect(md).toMatch(/^\| issue 21 — unlimited: fcfs ≥ 80% of the C libfuse 3 server \(c\), .* \| (pass|FAIL) \| .*seq-read-640k-direct-j8 \d/m)
+    const svg = await readFile(path.join(out, 'ratios.svg'), 'utf8')
+    expect(svg).toContain('fcfs/c')
+  })
+
+  it('runs fcfs-user as the ordinary user fcfsbench and says which engine its mounts used', async () => {
+    if (process.geteuid?.() !== 0) throw new Error('fcfs-user needs root to run as another user: run the tests as root')
+    const md = await readFile(path.join(out, 'report.md'), 'utf8')
+    expect(md).toMatch(/^- fcfs-user: fcfs mounted by fcfsbench \(uid \d+\), no allow_other, fio run as fcfsbench too/m)
+    expect(md).toMatch(/^- fcfs-user FUSE engine: (raw|native) \(.*as each mount's <mnt>\/server said \(an ordinary user/m)
+    expect(Number(rowOf(md, 'seq-read-640k-direct-j8')['fcfs-user/fcfs'])).toBeGreaterThan(0)
   })
 
   it('runs the command-rate step against a null LUN and puts its figures into results.json', async () => {
@@ -179,6 +214,6 @@ describe('npm run bench (smoke)', () => {
 
   it('leaves no mount behind', async () => {
     const after = await mountPoints(true)
-    expect(after.filter((m) => !before.includes(m) && m.includes('fcfs-bench'))).toEqual([])
+    expect(after.filter((m) => !before.includes(m) && m.startsWith(`${out}/`))).toEqual([])
   })
 })
