@@ -5,7 +5,8 @@ import { closeSync, readSync, writeSync } from 'node:fs'
 import { checkLayout } from '../../src/util/layout.js'
 import { native } from '../../src/fs/rawfuse/native.js'
 import { InHeader, Op, OutHeader, WriteIn } from '../../src/fs/rawfuse/protocol.js'
-import { ENTRY_SIZE, IOVEC_AT, PAYLOAD_AT, PAYLOAD_SIZE, possibleCpus, requestAt, Sqe, URING_LAYOUTS, UringReqHeader, uringMode } from '../../src/fs/rawfuse/uring.js'
+import { lengthOf, packSlot, slotOf } from '../../src/fs/rawfuse/slots.js'
+import { ENTRY_SIZE, IOVEC_AT, MAX_ENTRIES, PAYLOAD_AT, PAYLOAD_SIZE, possibleCpus, requestAt, Sqe, URING_LAYOUTS, UringReqHeader, uringMode } from '../../src/fs/rawfuse/uring.js'
 
 describe('the io_uring and fuse_uring layouts', () => {
   it('tile their structs with no field outside and none overlapping', () => {
@@ -26,6 +27,13 @@ describe('an io_uring entry', () => {
     expect(PAYLOAD_AT % 4096).toBe(0)
     expect(ENTRY_SIZE % 4096).toBe(0)
     expect(PAYLOAD_SIZE).toBe(1024 * 1024)
+  })
+
+  it('numbers as a slot the session can hand between threads, the last of MAX_ENTRIES after 96 read(2) slots included', () => {
+    const last = packSlot(96 + MAX_ENTRIES - 1, ENTRY_SIZE)
+    expect(last).toBeLessThanOrEqual(0x7fffffff) // the rings hold int32s
+    expect(slotOf(last)).toBe(96 + MAX_ENTRIES - 1)
+    expect(lengthOf(last)).toBe(ENTRY_SIZE)
   })
 
   it('lays a request out as read(2) returns it: WRITE data right after fuse_write_in, a LOOKUP name right after the header', () => {

@@ -218,6 +218,11 @@ export function uringMode(env: string | undefined = process.env.FCFS_RAWFUSE_URI
  * write per answer and the answer a vCPU wake-up.
  */
 export const SPIN_US = 50
+/** Entries per queue ($FCFS_RAWFUSE_URING_DEPTH), fewer where DEPTH × queues × 1 MiB would pass MEMORY. */
+export const DEPTH = 16
+export const MEMORY = 64 * 1024 * 1024
+/** At most this many entries in all: the session numbers them as slots after its own (slots.ts packs a slot in an int32). */
+export const MAX_ENTRIES = 256
 
 export const ENABLE_URING = '/sys/module/fuse/parameters/enable_uring'
 
@@ -314,7 +319,9 @@ export class UringTransport {
     if (why) return why
     const n = native()
     const queues = possibleCpus()
-    const depth = positiveEnv('FCFS_RAWFUSE_URING_DEPTH', 16, 256)
+    // Every queue needs an entry, and every entry 1 MiB: DEPTH entries per queue while they fit in MEMORY.
+    const depth = Math.min(positiveEnv('FCFS_RAWFUSE_URING_DEPTH', Math.max(1, Math.min(DEPTH, Math.floor(MEMORY / (queues * ENTRY_SIZE)))), 256), Math.floor(MAX_ENTRIES / queues))
+    if (depth < 1) return `${queues} possible CPUs need ${queues} io_uring queues; fcfs serves at most ${MAX_ENTRIES} entries`
     const threads = Math.min(queues, positiveEnv('FCFS_RAWFUSE_URING_THREADS', 1, 64))
     const spinUs = process.env.FCFS_RAWFUSE_URING_SPIN_US === '0' ? 0 : positiveEnv('FCFS_RAWFUSE_URING_SPIN_US', SPIN_US, 1_000_000)
     const total = queues * depth
@@ -451,7 +458,7 @@ export class UringTransport {
 /** Logs and returns null when FUSE over io_uring is not to be used; else the prepared transport. */
 export async function prepareUring(mode: UringMode, fuseFd: number, log?: Logger): Promise<UringTransport | null> {
   if (mode === 'off') return null
-  const r = await UringTransport.prepare(fuseFd, log)
+  const r = await UringTransport.prepare(fuseFd, log).catch((e: Error) => e.message)
   if (typeof r !== 'string') return r
   // Forced on: a warning; auto: the machine just does not offer it.
   const level = mode === 'on' ? 'warn' : 'info'
