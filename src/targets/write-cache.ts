@@ -381,14 +381,19 @@ export class WriteCache extends BackendFilter {
     })
   }
 
-  /** Room is short: destage records picked at random until the waiting writes fit. */
+  /**
+   * Room is short: destage records picked at random until the waiting writes
+   * fit and the cache is down to its low-water mark, so the WRITEs after
+   * them find room at once rather than each wait for one more destage.
+   */
   private makeRoom(): void {
     if (this.pressureQueued) return
     this.pressureQueued = true
     const step = (gen: number): MaybeAsync<IoResult> => {
       this.admit()
-      if (this.waiters.length === 0 || this.liveRecs.length === 0 || gen !== this.gen) return null
-      const batch = this.pick(this.need())
+      const over = this.held - this.lowWater
+      if ((this.waiters.length === 0 && over <= 0) || this.liveRecs.length === 0 || gen !== this.gen) return null
+      const batch = this.pick(Math.max(over, this.waiters.length > 0 ? this.need() : 0))
       return andThen(
         parallel(batch.length, this.depth, (i) => (batch[i].live === 0 ? null : this.destageRecord(batch[i], gen))),
         (e) => (e !== null ? e : step(gen)),
@@ -404,6 +409,12 @@ export class WriteCache extends BackendFilter {
     }
     if (isPromise(r)) r.then(done)
     else done(r)
+  }
+
+  /** Where destaging under pressure stops: 1/16 of the cache (whole blocks) below full. */
+  private get lowWater(): number {
+    const bs = this.blockSize
+    return this.capacity - Math.floor(this.capacity / 16 / bs) * bs
   }
 
   /** Bytes the first waiting write (or its next piece) lacks. */
@@ -737,14 +748,22 @@ export class WriteCache extends BackendFilter {
   }
 }
 
+/** Copies up to this long are cut from shared slabs of SLAB bytes, not allocated one by one. */
+const SLAB = 1024 * 1024
+const SLAB_PIECE_MAX = 128 * 1024
+
 /**
  * Freed copies by length, for the next WRITEs of that length. It keeps at
  * most `room` bytes (what the cache may still take), so pool and cache
- * together never hold more than the cache's size.
+ * together never hold more than the cache's size. New small copies are cut
+ * from 1 MiB slabs: one ArrayBuffer each costs far more than the copy (a
+ * cache filling with 4 KiB writes asked for 16 Ki of them).
  */
 class BufferPool {
   private readonly free = new Map<number, Buffer[]>()
   private bytes = 0
+  private slab: Buffer | null = null
+  private slabUsed = 0
 
   /** A buffer of `length` bytes: a pooled one, else a new one (dropping pooled ones beyond `room`). */
   take(length: number, room: number): Buffer {
@@ -764,7 +783,13 @@ class BufferPool {
         if (this.bytes + length <= room) break
       }
     }
-    return Buffer.allocUnsafeSlow(length)
+    if (length > SLAB_PIECE_MAX) return Buffer.allocUnsafeSlow(length)
+    if (this.slab === null || this.slabUsed + length > SLAB) {
+      this.slab = Buffer.allocUnsafeSlow(SLAB)
+      this.slabUsed = 0
+    }
+    this.slabUsed += length
+    return this.slab.subarray(this.slabUsed - length, this.slabUsed)
   }
 
   give(buf: Buffer, room: number): void {
@@ -778,6 +803,7 @@ class BufferPool {
   clear(): void {
     this.free.clear()
     this.bytes = 0
+    this.slab = null
   }
 }
 
