@@ -2,23 +2,47 @@
 # libiscsi's conformance suite (iscsi-test-cu) against fcfs's iSCSI export and
 # against Linux tgt, in one run, one row per target × logical unit:
 #
-#   scripts/iscsi-conformance.sh [-t FAMILY] [-S|--allow-sanitize] [--targets "fcfs tgt"] [--units "plain write-protected"]
+#   scripts/iscsi-conformance.sh [-t FAMILY] [-S|--allow-sanitize] [--targets "fcfs tgt"] [--units "plain write-protected"] [--in-order]
 #
 #   -t FAMILY          what iscsi-test-cu runs: ALL (default: every SCSI, iSCSI
 #                      and MultipathIO test), SCSI, iSCSI, or FAMILY.SUITE[.TEST]
 #   -S, --allow-sanitize  passes --allow-sanitize (SANITIZE erases the unit); every
-#                      fcfs unit then gets "sanitizeTime": "5s", so Sanitize.Reset
-#                      finds one in progress 3 s after it began (it waits 60 s more)
+#                      fcfs unit then gets "sanitizeTime": "8s", so Sanitize.Reset
+#                      still finds one in progress after its 3 s wait, five task
+#                      management functions, a new login and a 1 s wait (it then
+#                      sleeps 60 s twice: once for the end, once for the reset's
+#                      unit attention, which waits for the end)
 #   --targets LIST     which targets to test (default both)
 #   --units LIST       which rows of UNITS below (default all)
+#   --in-order         run each -t value as iscsi-test-cu gets it, without the
+#                      one-test-per-suite split below (shows the two order artifacts)
 #
-# Every run is `iscsi-test-cu --dataloss -i IQN1 -I IQN2 URL1 URL2`: two
+# Every run is `iscsi-test-cu --dataloss -i IQN1 -I IQN2 URL1 URL2 -t LIST`: two
 # initiator names (the suite's reservation and 2-nexus tests log in as both)
 # and two paths to the same logical unit (its MultipathIO tests check they
 # are one unit). fcfs: a config file exports each unit (config logicalUnits)
 # through two target ports, i.e. two iSCSI targets iqn.2026-11.io.fcfs:<wwpn>;
 # tgt: one target reached through two portals (tgt has no second target port
 # for one unit).
+#
+# LIST is a test-list file (iscsi-test-cu reads one FAMILY.SUITE[.TEST] per
+# line, in order) with every test -t selects, in the suite's own order, one
+# line per suite -- except the suites in SPLIT_SUITES, one line per test. Each
+# line is a CUnit suite of its own: it logs both paths in, and at its end
+# clears PR state and logs them out (suite_init/suite_cleanup). In multipath
+# mode (two URLs) two suites leave state on path 2 that a later test of the
+# same suite cannot pass with, on any target that follows the standards:
+#   Sanitize    .Reservations takes RESERVE(6) through path 2 and never
+#               releases it (mpath_sd2_put logs out only a cloned session,
+#               libiscsi PR #182), so .Reset's SANITIZE gets RESERVATION
+#               CONFLICT (SBC: SANITIZE conflicts with RESERVE(6), as
+#               .Reservations itself checks).
+#   PreventAllow .WarmReset, .ColdReset and .LUNReset reset the unit through
+#               path 1, which raises POWER ON, RESET (29/00) for every I_T
+#               nexus (SAM-5), so path 2's first command in .2ITNexuses gets
+#               that unit attention before 53/02 (tgt fails it the same way;
+#               LIO raises it only for the initiator that asked).
+# Split, each test starts from fresh logins, as it does when run alone.
 #
 # The suite's own summary counts a test that skips itself ("[SKIPPED]
 # PERSISTENT RESERVE IN is not implemented") as passed; this script parses its
@@ -48,18 +72,21 @@ UNITS=(
 SIZE_MIB=64
 IQN1=iqn.2026-11.io.fcfs.test:initiator1
 IQN2=iqn.2026-11.io.fcfs.test:initiator2
+SPLIT_SUITES="Sanitize PreventAllow"
 
 FAMILY=ALL
 SANITIZE=
 TARGETS="fcfs tgt"
 ONLY_UNITS=
+IN_ORDER=
 while [[ $# -gt 0 ]]; do
   case $1 in
     -t | --family) FAMILY=$2; shift 2 ;;
     -S | --allow-sanitize) SANITIZE=--allow-sanitize; shift ;;
     --targets) TARGETS=$2; shift 2 ;;
     --units) ONLY_UNITS=$2; shift 2 ;;
-    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+    --in-order) IN_ORDER=1; shift ;;
+    -h | --help) sed -n '2,50p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -101,12 +128,34 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The test-list file for -t value $1 (see LIST above); prints its path. A file name is used as it is.
+test_list() {
+  [[ -z $IN_ORDER && ! -e $1 ]] || { echo "$1"; return; }
+  local f="$OUT/list.${1//[^A-Za-z0-9.]/_}"
+  iscsi-test-cu -l | python3 -c '
+import fnmatch, sys
+pattern, split = sys.argv[1], sys.argv[2].split()
+want = (pattern.split(".", 2) + ["*", "*"])[:3]
+lines = []
+for name in sys.stdin.read().split():
+    parts = name.split(".")
+    if len(parts) != 3 or not all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, want)):
+        continue
+    line = name if parts[1] in split else f"{parts[0]}.{parts[1]}.{want[2]}"
+    if line not in lines:
+        lines.append(line)
+print("\n".join(lines))' "$1" "$SPLIT_SUITES" >"$f"
+  [[ -s $f ]] || { echo "-t $1 selects no test (iscsi-test-cu -l lists them)" >&2; exit 2; }
+  echo "$f"
+}
+
 run_cu() { # log-name tests url1 url2
-  local t0=$(date +%s) n=0 t
+  local t0=$(date +%s) n=0 t list
   echo "${2:-$FAMILY}" >"$OUT/$1.tests"
   for t in ${2:-$FAMILY}; do
     n=$((n + 1))
-    stdbuf -o0 -e0 iscsi-test-cu --dataloss $SANITIZE -v -t "$t" -i "$IQN1" -I "$IQN2" "$3" "$4" >"$OUT/$1.$n.out" 2>&1 || true
+    list=$(test_list "$t") || exit 2
+    stdbuf -o0 -e0 iscsi-test-cu --dataloss $SANITIZE -v -t "$list" -i "$IQN1" -I "$IQN2" "$3" "$4" >"$OUT/$1.$n.out" 2>&1 || true
   done
   echo "$1: $(($(date +%s) - t0)) s" >&2
 }
@@ -147,7 +196,7 @@ for i, row in enumerate(rows):
     name, fc = row.split("|")[:2]
     if fc.strip() == "-":
         continue
-    units.append({"id": name, "size": f"{size}MiB", **({"sanitizeTime": "5s"} if sanitize else {}), **json.loads(fc)})
+    units.append({"id": name, "size": f"{size}MiB", **({"sanitizeTime": "8s"} if sanitize else {}), **json.loads(fc)})
     luns.append({"lun": i, "logicalUnit": name})
 json.dump({"targets": [{"wwpn": a, "luns": luns}, {"wwpn": b, "luns": luns}], "logicalUnits": units}, open(path, "w"), indent=1)
 EOF
