@@ -22,10 +22,14 @@
  * to the end (at most 2^32-1 blocks). Its LBA is the asked one even inside a physical
  * block of a 512e unit: SBC-4 (LBA status descriptor relationships) says
  * the first descriptor shall hold the STARTING LOGICAL BLOCK ADDRESS of the
- * CDB (REPORT TYPE 0). libiscsi's GetLBAStatus.UnmapSingle asks at LBA i+1
- * and wants i+LBPPB there, which only a unit with one logical block per
- * physical block can answer; it fails on the 512e unit and fcfs keeps the
- * standard's answer.
+ * CDB (REPORT TYPE 0), whatever the physical block or the unmap granularity.
+ * libiscsi's GetLBAStatus.UnmapSingle (test_get_lba_status_unmap_single.c)
+ * asks at LBA i+1 (line 120) and wants i+LBPPB there (line 134, "does not
+ * match request"), which only a unit with one logical block per physical
+ * block can answer: its first loop asks at i+LBPPB and checks i+LBPPB
+ * (lines 70, 84), and libiscsi 9e75b10 copied that check into the second
+ * loop, which asks at i+1. It fails on the 512e unit; fcfs keeps the
+ * standard's answer (scsi_debug answers the asked LBA too).
  */
 import type { Lun } from '../targets/types.js'
 import { readU32BE, readU64BE, writeU32BE, writeU64BE } from './bytes.js'
