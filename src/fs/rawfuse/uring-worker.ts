@@ -76,6 +76,12 @@ let unsubmitted = 0
 let outstanding = 0
 /** How long to keep looking for the main thread's answer before sleeping (ms; see UringWorkerData.spinUs). */
 const SPIN_MS = d.spinUs / 1000
+/**
+ * Whether to spin: off after a spin that saw no answer in time (the main
+ * thread is slow, or the CPUs are busy: spinning would only take CPU from
+ * it), back on once an answer comes within SPIN_MS of going to sleep.
+ */
+let spinNext = true
 
 // ---- the entries: global index e = d.first + i ----
 const headers: Buffer[] = []
@@ -230,7 +236,7 @@ if (Atomics.load(ctl, Ctl.GO) === Go.SERVE && attached) {
   while (Atomics.load(ctl, Ctl.GO) === Go.SERVE && dead < d.count) {
     takeCommits()
     reap()
-    if (outstanding > 0 && SPIN_MS > 0) {
+    if (outstanding > 0 && SPIN_MS > 0 && spinNext) {
       // The main thread is on its answers: send what is queued, and look for them a little
       // before sleeping (waking this thread again costs the main thread an eventfd write
       // and the answer a halted vCPU's wake-up).
@@ -238,6 +244,7 @@ if (Atomics.load(ctl, Ctl.GO) === Go.SERVE && attached) {
       const until = performance.now() + SPIN_MS
       while (commits.empty && Atomics.load(cq, CQ_TAIL) === cqHead && performance.now() < until);
       if (!commits.empty || Atomics.load(cq, CQ_TAIL) !== cqHead) continue
+      spinNext = false
     }
     Atomics.store(ctl, Ctl.STATE, State.SLEEPING)
     if (!commits.empty || Atomics.load(ctl, Ctl.GO) !== Go.SERVE) {
@@ -245,8 +252,10 @@ if (Atomics.load(ctl, Ctl.GO) === Go.SERVE && attached) {
       continue
     }
     // Submits the commits queued above and sleeps until a completion (returns at once if one is waiting).
+    const slept = SPIN_MS > 0 && outstanding > 0 ? performance.now() : 0
     const w = enter(1)
     Atomics.store(ctl, Ctl.STATE, State.AWAKE)
+    if (slept > 0 && !commits.empty && performance.now() - slept < SPIN_MS) spinNext = true
     if (w < 0 && w !== -16 && w !== -11) {
       parentPort!.postMessage({ error: `io_uring_enter: ${errnoName(w)}` })
       break
