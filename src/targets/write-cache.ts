@@ -7,8 +7,10 @@
  *
  *   write(offset, src)   GOOD (null) once a copy of src is in the cache. When
  *                        the cache is full the write waits (FIFO) while older
- *                        data is destaged to make room; a write larger than
- *                        the cache goes in as pieces, each as room appears.
+ *                        data, picked at random, is destaged to make room
+ *                        (down to 1/16 of the cache below full, so the next
+ *                        writes need not wait); a write larger than the cache
+ *                        goes in as pieces, each as room appears.
  *   read(offset, dst)    the medium, overlaid with the newest cached version
  *                        of every block.
  *   flush()              every cached block to the medium, then medium.flush().
