@@ -252,16 +252,32 @@ async function topCommand(mountpoint: string, interval: number, count: number): 
   await runTop(mnt, interval * 1000, count)
 }
 
+/**
+ * `fcfs status <mnt>`: each HBA's info, the target ports it sees and its stats. With one HBA the
+ * sections are as they always were ([<wwpn>], [hba 0 stats]); with several, every section names
+ * its HBA ([hba <n>], [hba <n> <wwpn>], [hba <n> stats]), since hosts see different ports.
+ */
 async function statusCommand(mountpoint: string): Promise<void> {
   const mnt = resolve(mountpoint)
   if (!(await isFuseMounted(mnt))) fail(`${mnt} is not a mounted fcfs`)
   const read = (p: string): Promise<string> => readFile(join(mnt, p), 'utf8')
-  process.stdout.write(await read('hba/0/info'))
   const { readdir } = await import('node:fs/promises')
-  for (const wwpn of await readdir(join(mnt, 'wwn'))) {
-    process.stdout.write(`\n[${wwpn}]\n` + (await read(`wwn/${wwpn}/info`)))
+  const hbas = (await readdir(join(mnt, 'hba')))
+    .filter((n) => /^\d+$/.test(n))
+    .map(Number)
+    .sort((a, b) => a - b)
+  const several = hbas.length > 1
+  const out: string[] = []
+  for (const n of hbas) {
+    out.push((several ? `[hba ${n}]\n` : '') + (await read(`hba/${n}/info`)))
+    for (const wwpn of (await readdir(join(mnt, 'hba', String(n), 'wwn'))).sort()) {
+      // A zone change or hot-unplug may take the port away between the listing and the read.
+      const info = await read(`hba/${n}/wwn/${wwpn}/info`).catch(() => null)
+      if (info !== null) out.push(`[${several ? `hba ${n} ` : ''}${wwpn}]\n` + info)
+    }
+    out.push(`[hba ${n} stats]\n` + (await read(`hba/${n}/stats`)))
   }
-  process.stdout.write('\n[hba 0 stats]\n' + (await read('hba/0/stats')))
+  process.stdout.write(out.join('\n'))
 }
 
 /** Writes control text to <mnt>/faults/control; a refused write exits 2 with the reason from faults/last_error. */
@@ -623,8 +639,8 @@ export function buildCli(argv: string[]): Argv {
     )
     .command(
       'status <mountpoint>',
-      'print the fabric and the HBA counters of a mount',
-      (y) => y.positional('mountpoint', { type: 'string', demandOption: true }).example('$0 status /mnt/fc', 'targets, LUNs and counters'),
+      "print each HBA's view of the fabric (its name, WWPN, the target ports it sees) and its counters",
+      (y) => y.positional('mountpoint', { type: 'string', demandOption: true }).example('$0 status /mnt/fc', 'per HBA: targets, LUNs and counters'),
       (a) => statusCommand(a.mountpoint as string),
     )
     .example('$0 mount /tmp/fc', 'mount the default fabric on /tmp/fc')

@@ -235,7 +235,9 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     readahead: tuning.readahead,
     queueFiles: tuning.queueFiles,
     fabric: hotplug({ fabric, driver, drivers, tuning, log }),
+    initiators,
     lunDetails: (wwpn, n, hba) => lunDetails(fabric, wwpn, n, initiators[hba ?? 0]?.wwpn ?? ''),
+    unitOf: (wwpn, n, hba) => lunSeen(fabric, wwpn, n, initiators[hba]?.wwpn ?? '')?.lun.naa,
     reservations: (wwpn, n, hba) => {
       const l = lunSeen(fabric, wwpn, n, initiators[hba ?? 0]?.wwpn ?? '')
       return l === undefined ? 'no logical unit\n' : logicalUnitFor(l.lun).renderReservations()

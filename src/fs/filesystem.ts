@@ -37,6 +37,8 @@ type Cb = (result: number) => void
 
 export interface FsOptions {
   drivers: HbaDriver[]
+  /** HBA n's initiator port (the config's initiators[n]): its name and WWPN in hba/<n>/info and /server. */
+  initiators?: readonly { name: string; wwpn: string }[]
   devices: BlockDevice[]
   log: Logger
   mountpoint: string
@@ -58,6 +60,11 @@ export interface FsOptions {
   invalidateData?: (path: string, start: number, end: number) => Promise<void>
   /** What the targets side knows of a LUN (backend, NAA name, port ids) for its info file; `lun` as HBA `hba` sees it. */
   lunDetails?: (wwpn: string, lun: number, hba?: number) => Record<string, string | number | boolean>
+  /**
+   * The logical unit behind a LUN as HBA `hba` sees it (its NAA name), so statfs counts a unit
+   * reached through several HBAs or target ports once; undefined when unknown (counted per LUN path).
+   */
+  unitOf?: (wwpn: string, lun: number, hba: number) => string | undefined
   /** A LUN's `reservations` file (its logical unit's persistent and SPC-2 reservations); `lun` as HBA `hba` sees it. No file when absent. */
   reservations?: (wwpn: string, lun: number, hba?: number) => string
   /** The `iscsi/sessions` file (the export's sessions, each an I_T nexus); no iscsi/ directory when absent. */
@@ -194,7 +201,7 @@ export class Filesystem {
         detach: () => drv.trace.detach(),
       })
       t.add({ kind: 'control', path: `/hba/${i}/control`, help: CONTROL_HELP, write: (text) => this.control(drv, i, text) })
-      t.add({ kind: 'info', path: `/hba/${i}/info`, render: () => hbaInfo(drv, i) })
+      t.add({ kind: 'info', path: `/hba/${i}/info`, render: () => hbaInfo(drv, i, this.opts.initiators?.[i]) })
       t.add({ kind: 'info', path: `/hba/${i}/ring`, render: () => hbaRing(drv) })
       t.add({ kind: 'info', path: `/hba/${i}/stats`, render: () => hbaStats(drv) })
       t.add({ kind: 'info', path: `/hba/${i}/stats.json`, render: () => hbaStatsJson(drv) })
@@ -217,6 +224,13 @@ export class Filesystem {
           ['page_cache', this.opts.pageCache?.() ? 'on' : 'off'],
           ['started', this.started.toISOString()],
           ['open_handles', this.ocbs.open],
+          // One record per HBA (a host's view of the fabric): what `fcfs status` walks.
+          ['hbas', this.opts.drivers.length],
+          ...this.opts.drivers.map((drv, i): [string, string] => {
+            const host = this.opts.initiators?.[i]
+            const luns = this.devices.filter((d) => d.present && this.hbaOf(d) === i).length
+            return [`hba_${i}`, `${host ? `name ${host.name} wwpn ${host.wwpn} ` : ''}targets ${drv.ports.length} luns ${luns}`]
+          }),
         ]),
     })
   }
@@ -619,9 +633,21 @@ export class Filesystem {
     cb(0)
   }
 
+  /**
+   * The mount holds every host's tree, so its size is every logical unit some HBA sees, each
+   * once: one unit reached through two HBAs (or two target ports) is multipath, not more storage.
+   * A unit only host B sees counts too (HBA 0's view alone would miss it).
+   */
   statfs(cb: (err: number, st?: object) => void): void {
     let bytes = 0
-    for (const d of this.devices) if (this.hbaOf(d) === 0) bytes += d.capacity
+    const counted = new Set<unknown>()
+    for (const d of this.devices) {
+      if (!d.present) continue
+      const unit = this.opts.unitOf?.(d.info.wwpn, d.info.lun, this.hbaOf(d)) ?? d
+      if (counted.has(unit)) continue
+      counted.add(unit)
+      bytes += d.capacity
+    }
     const blocks = Math.floor(bytes / 4096)
     cb(0, { bsize: 4096, frsize: 4096, blocks, bfree: 0, bavail: 0, files: 0, ffree: 0, favail: 0, fsid: 0, flag: 0, namemax: 255 })
   }

@@ -91,9 +91,10 @@ export function describeLastError(e: LastError | null): string {
   return lines(pairs)
 }
 
-export function hbaInfo(driver: HbaDriver, index: number): string {
+export function hbaInfo(driver: HbaDriver, index: number, host?: { name: string; wwpn: string }): string {
   return lines([
     ['hba', index],
+    ...(host ? ([['name', host.name], ['wwpn', host.wwpn]] as [string, string][]) : []),
     ['model', 'fcfs emulated ISP2300-style FC HBA'],
     ['targets', driver.ports.length],
     ...driver.ports.map((p): [string, string] => [`target_${p.loopId}`, `wwpn ${p.wwpn} port_id 0x${p.portId.toString(16).padStart(6, '0')}`]),

@@ -4,7 +4,7 @@
 // data is shared through the LUNs, unit attentions are per HBA, and bad input changes nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { randomBytes } from 'node:crypto'
-import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { readdir, readFile, statfs, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { CLI, MiB, python, requireFuse, run, startFcfs, type Fcfs } from '../helpers/mount.js'
 import { pread, pwrite } from '../helpers/pyio.js'
@@ -187,5 +187,64 @@ except OSError as e:
     expect(await ls('hba', '1', 'wwn', T1, 'lun')).toEqual(['0', '5'])
     expect((await pread(at('hba', '1', 'wwn', T1, 'rwbuf'), 0, data.length)).equals(data)).toBe(true)
     expect(await ls('wwn', T1, 'lun')).toEqual(['0', '1'])
+  })
+})
+
+describe('status, server and statfs of a fabric with two hosts that see different ports', () => {
+  const A_WWPN = '2100001b32000001'
+  // Host A is zoned with T1 only, host B with T1 and T2: T1 is one unit on two paths, T2 only B sees.
+  const VIEWS = {
+    initiators: [{ name: 'hostA' }, { name: 'hostB' }],
+    targets: [
+      { wwpn: T1, luns: [{ size: '8MiB' }] },
+      { wwpn: T2, luns: [{ size: '16MiB' }] },
+    ],
+    zones: [
+      { name: 'a', members: ['hostA', T1] },
+      { name: 'b', members: ['hostB', T1, T2] },
+    ],
+  }
+  let two: Fcfs
+  beforeAll(async () => {
+    requireFuse()
+    two = await startFcfs({ config: VIEWS })
+  })
+  afterAll(async () => {
+    await two?.stop()
+  })
+
+  /** `key: value` lines of a status section or an info file. */
+  const pairs = (text: string): Record<string, string> => Object.fromEntries(text.split('\n').filter((l) => l.includes(': ')).map((l) => [l.slice(0, l.indexOf(': ')), l.slice(l.indexOf(': ') + 2)]))
+
+  it('prints a section per HBA with `fcfs status`: its name, WWPN, the ports it sees and its own counters', async () => {
+    await pwrite(path.join(two.mnt, 'hba', '1', 'wwn', T2, 'rwbuf'), 0, randomBytes(64 * 1024))
+    const r = await run('node', [CLI, 'status', two.mnt])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout.match(/^\[.*\]$/gm)).toEqual(['[hba 0]', `[hba 0 ${T1}]`, '[hba 0 stats]', '[hba 1]', `[hba 1 ${T1}]`, `[hba 1 ${T2}]`, '[hba 1 stats]'])
+    const sections = Object.fromEntries(r.stdout.split(/^\[(.*)\]$/m).slice(1).reduce<[string, string][]>((acc, x, i, all) => (i % 2 === 0 ? [...acc, [x, all[i + 1]]] : acc), []))
+    expect(pairs(sections['hba 0'])).toMatchObject({ hba: '0', name: 'hostA', wwpn: A_WWPN, targets: '1' })
+    expect(pairs(sections['hba 1'])).toMatchObject({ hba: '1', name: 'hostB', wwpn: B_WWPN, targets: '2' })
+    expect(pairs(sections[`hba 1 ${T2}`]).wwpn).toBe(T2)
+    // Reading info files sends no command, so the counters are still the ones status printed.
+    for (const n of ['0', '1']) {
+      const now = pairs(await readFile(path.join(two.mnt, 'hba', n, 'stats'), 'utf8'))
+      expect(pairs(sections[`hba ${n} stats`]).commands, `hba ${n}`).toBe(now.commands)
+    }
+    expect(Number(pairs(sections['hba 1 stats']).commands)).toBeGreaterThan(Number(pairs(sections['hba 0 stats']).commands))
+  })
+
+  it('lists every HBA in <mnt>/server, one record each', async () => {
+    const server = await readFile(path.join(two.mnt, 'server'), 'utf8')
+    expect(server).toMatch(/^hbas: 2$/m)
+    expect(server).toMatch(new RegExp(`^hba_0: name hostA wwpn ${A_WWPN} targets 1 luns 1$`, 'm'))
+    expect(server).toMatch(new RegExp(`^hba_1: name hostB wwpn ${B_WWPN} targets 2 luns 2$`, 'm'))
+    expect(server).toMatch(/^pid: \d+$/m)
+  })
+
+  it('counts in statfs every unit some HBA sees, once: T1 on two paths and T2 that only host B sees', async () => {
+    const st = await statfs(two.mnt)
+    expect(st.bsize).toBe(4096)
+    expect(st.blocks).toBe((24 * MiB) / 4096)
   })
 })
