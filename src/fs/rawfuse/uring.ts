@@ -39,6 +39,7 @@ import type { Logger } from '../../log.js'
 import { errnoName, native, SYS_io_uring_setup } from './native.js'
 import { AccessIn, FlushIn, FsyncIn, GetattrIn, InHeader, Op, OpenIn, OutHeader, ReadIn, ReleaseIn, SetattrIn, WriteIn } from './protocol.js'
 import { f, offsets, type Layout } from '../../util/layout.js'
+import { quote } from '../../util/quote.js'
 import { ringMemory, SharedRing } from './ring.js'
 import { packSlot, RAW_MAX_WRITE } from './slots.js'
 
@@ -208,7 +209,7 @@ export function uringMode(env: string | undefined = process.env.FCFS_RAWFUSE_URI
   if (env === '1') return 'on'
   if (env === '0') return 'off'
   if (env === 'auto') return 'auto'
-  throw new ConfigError('FCFS_RAWFUSE_URING', `must be 1 (FUSE over io_uring), 0 (read/write on /dev/fuse) or auto, got ${JSON.stringify(env.slice(0, 40))}`)
+  throw new ConfigError('FCFS_RAWFUSE_URING', `must be 1 (FUSE over io_uring), 0 (read/write on /dev/fuse) or auto, got ${quote(env)}`)
 }
 
 /**
@@ -257,7 +258,7 @@ function positiveEnv(name: string, fallback: number, max: number): number {
   const v = process.env[name]
   if (v === undefined || v === '') return fallback
   const n = Number(v)
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new ConfigError(name, `must be an integer from 1 to ${max}, got ${JSON.stringify(v.slice(0, 40))}`)
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new ConfigError(name, `must be an integer from 1 to ${max}, got ${quote(v)}`)
   return n
 }
 
