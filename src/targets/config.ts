@@ -24,6 +24,7 @@ import type { AluaState, Fabric, Initiator, Lun, TargetPort, Zone } from './type
 import { defaultWwnn, defaultWwpn, parseWwn } from './wwn.js'
 import { DEFAULT_WRITE_CACHE_BYTES, WriteCache } from './write-cache.js'
 import { HostLogTap, LoggedWriteCache, MediumLogTap, WriteLog } from './write-log.js'
+import { parseMedium, SlowMedium, type MediumSpeed } from './medium.js'
 import { LockHeldError } from './lock.js'
 import { accessSchema, parseAccess, portAccess, type AccessConfig } from './access.js'
 import { checkInitiatorsAgainstTargets, initiatorSchema, parseInitiators, parseZones, zoneSchema } from './zoning.js'
@@ -57,6 +58,8 @@ export interface LunConfig {
   readonly removable?: boolean
   /** "sanitizeTime": the least time a SANITIZE takes, in ms. Absent: as fast as the backend goes. */
   readonly sanitizeMs?: number
+  /** "medium": the store made slow (targets/medium.ts), under the write cache. Absent: as fast as the store is. */
+  readonly medium?: MediumSpeed
 }
 
 export interface TargetConfig {
@@ -129,6 +132,7 @@ const unitFields = {
   writeSameToEnd: z.boolean().optional(),
   removable: z.boolean().optional(),
   sanitizeTime: z.union([z.string(), z.number()]).optional(),
+  medium: z.object({ latency: z.union([z.string(), z.number()]).optional(), bandwidth: z.union([z.string(), z.number()]).optional() }).strict().optional(),
 }
 
 const lunSchema = z
@@ -463,7 +467,7 @@ function validate(input: FileInput, baseDir: string): FabricConfig {
           const known = ids.slice(0, 8).map((k) => show(k)).join(', ') + (ids.length > 8 ? `, … (${ids.length} ids)` : '')
           throw new ConfigError(`${lat}.logicalUnit`, `no logicalUnits entry with id ${show(id)}${known ? ` (ids: ${known})` : ''}`)
         }
-        for (const k of ['size', 'blockSize', 'backend', 'serial', 'writeProtect', 'writeCache', 'writeCacheSize', 'writeLog', 'physicalBlockSize', 'writeSameToEnd', 'removable', 'sanitizeTime'] as const) {
+        for (const k of ['size', 'blockSize', 'backend', 'serial', 'writeProtect', 'writeCache', 'writeCacheSize', 'writeLog', 'physicalBlockSize', 'writeSameToEnd', 'removable', 'sanitizeTime', 'medium'] as const) {
           if (l[k] !== undefined) {
             throw new ConfigError(`${lat}.${k}`, `cannot be set on a LUN that exports logical unit ${show(id)}; set it in logicalUnits[${u.index}]`)
           }
@@ -625,9 +629,15 @@ function blockShapeOf(
 /** The longest "sanitizeTime": an hour. */
 const MAX_SANITIZE_MS = 3_600_000
 
-/** "removable" and "sanitizeTime" ("5s", "500ms", "2min", or a number of ms) of a LUN or shared unit. */
-function mediumOf(l: { removable?: boolean; sanitizeTime?: string | number }, at: string): { removable?: boolean; sanitizeMs?: number } {
-  const removable = l.removable === true ? { removable: true } : {}
+/** "removable", "sanitizeTime" ("5s", "500ms", "2min", or a number of ms) and "medium" (its speed) of a LUN or shared unit. */
+function mediumOf(
+  l: { removable?: boolean; sanitizeTime?: string | number; medium?: { latency?: string | number; bandwidth?: string | number } },
+  at: string,
+): { removable?: boolean; sanitizeMs?: number; medium?: MediumSpeed } {
+  const removable = {
+    ...(l.removable === true ? { removable: true } : {}),
+    ...(l.medium !== undefined ? { medium: parseMedium(l.medium, `${at}.medium`) } : {}),
+  }
   const t = l.sanitizeTime
   if (t === undefined) return removable
   const m = typeof t === 'number' ? null : /^\s*(\d+(?:\.\d+)?)\s*(ms|s|min)\s*$/.exec(t)
@@ -886,22 +896,24 @@ function ownFacts(l: LunConfig, backend: Backend): Partial<LunFacts> | undefined
 /**
  * The Lun of a unit: identity and geometry from the config, over which the opened store may report
  * its own (a remote LUN's). With a write log, the host tap is the Lun's backend and the medium tap
- * sits under the cache (targets/write-log.ts).
+ * sits under the cache (targets/write-log.ts). A slow medium (targets/medium.ts) sits under the
+ * cache too, over the medium tap: the log records a write when it reaches the store.
  */
 function lunOf(l: LunConfig, backend: Backend, wlog?: WriteLog): Lun {
   const facts: LunFacts = { blockSize: l.blockSize, blocks: l.size / l.blockSize, vendor: l.vendor, product: l.product, revision: l.revision, serial: l.serial }
   const own = ownFacts(l, backend)
   const logged = (b: Backend): Backend => (wlog ? new HostLogTap(b, wlog) : b)
+  const slow = (b: Backend): Backend => (l.medium ? new SlowMedium(b, l.medium) : b)
   const shape = {
     ...(l.physicalBlockSize !== undefined ? { physicalBlockSize: l.physicalBlockSize } : {}),
     ...(l.writeSameToEnd ? { writeSameToEnd: true } : {}),
     ...(l.removable ? { removable: true } : {}),
     ...(l.sanitizeMs !== undefined ? { sanitizeMs: l.sanitizeMs } : {}),
   }
-  if (l.writeCache === undefined) return { lun: l.lun, ...facts, ...own, ...shape, backend: logged(backend), naa: l.naa, writeProtect: l.writeProtect }
+  if (l.writeCache === undefined) return { lun: l.lun, ...facts, ...own, ...shape, backend: logged(slow(backend)), naa: l.naa, writeProtect: l.writeProtect }
   // The cache is the unit's: the Lun reaches the store through it, and close() writes it back first.
   const opts = { blockSize: own?.blockSize ?? l.blockSize, size: l.writeCache.size, name: l.naa }
-  const writeCache = wlog ? new LoggedWriteCache(new MediumLogTap(backend, wlog), opts, wlog) : new WriteCache(backend, opts)
+  const writeCache = wlog ? new LoggedWriteCache(slow(new MediumLogTap(backend, wlog)), opts, wlog) : new WriteCache(slow(backend), opts)
   return { lun: l.lun, ...facts, ...own, ...shape, backend: logged(writeCache), writeCache, naa: l.naa, writeProtect: l.writeProtect }
 }
 
