@@ -80,6 +80,8 @@ interface Args {
   'page-cache': boolean
   'write-cache'?: 'volatile' | 'off'
   backend: 'ram' | 'file'
+  'medium-latency'?: string
+  'medium-bandwidth'?: string
   profile: boolean
   progress: boolean
   install: boolean
@@ -119,6 +121,8 @@ function parseArgs(argv: string[]): Args {
     .option('page-cache', { type: 'boolean', default: false, describe: 'fcfs mount --page-cache: buffered opens use the kernel page cache (as the peer\'s do); O_DIRECT runs are unchanged' })
     .option('write-cache', { choices: ['volatile', 'off'] as const, describe: 'fcfs mount --write-cache: every LUN behind a volatile write cache (WRITE is GOOD once cached) or none (the default)' })
     .option('backend', { choices: ['ram', 'file'] as const, default: 'ram' as const, describe: "fcfs's LUNs: sparse RAM, or files in the run's temp directory (fcfs mount --backing-dir: a persistent backend, written through the host's page cache)" })
+    .option('medium-latency', { type: 'string', describe: "every fcfs LUN's store answers each call this much later (config \"medium\": a slow medium UNDER the write cache, as a disk's platters), e.g. 200us, 1ms" })
+    .option('medium-bandwidth', { type: 'string', describe: "every fcfs LUN's store moves data at this rate, one wire per LUN (config \"medium\"), e.g. 300MB/s" })
     .option('fuse-engine', { choices: ['native', 'raw'] as const, describe: 'fcfs mount --fuse-engine: fuse-native/libfuse 2 (native) or the kernel protocol on /dev/fuse (raw, root only)', defaultDescription: 'fcfs\'s default' })
     .option('profile', { type: 'boolean', default: false, describe: 'node --cpu-prof every fcfs server into <out>/profiles' })
     .option('progress', { type: 'boolean', default: true, describe: 'progress display on stderr (--no-progress: silent)' })
@@ -299,8 +303,9 @@ async function main(): Promise<number> {
   const pageCacheSeen = new Set<string>()
   const pageCacheSeenPc = new Set<string>()
   const engine = args['fuse-engine']
+  const medium = args['medium-latency'] !== undefined || args['medium-bandwidth'] !== undefined ? { ...(args['medium-latency'] !== undefined ? { latency: args['medium-latency'] } : {}), ...(args['medium-bandwidth'] !== undefined ? { bandwidth: args['medium-bandwidth'] } : {}) } : undefined
   const subjects: Record<SubjectName, Subject> = {
-    fcfs: fcfsSubject(probe, { engine, enginesSeen, pageCache: args['page-cache'], pageCacheSeen, writeCache: args['write-cache'], backend: args.backend }),
+    fcfs: fcfsSubject(probe, { engine, enginesSeen, pageCache: args['page-cache'], pageCacheSeen, writeCache: args['write-cache'], backend: args.backend, medium }),
     'fcfs-user': fcfsSubject(probe, {
       name: 'fcfs-user',
       engine,
@@ -308,6 +313,7 @@ async function main(): Promise<number> {
       pageCache: args['page-cache'],
       writeCache: args['write-cache'],
       backend: args.backend,
+      medium,
       user: BENCH_USER,
       onUser: (u) => (benchUser = u),
     }),
@@ -443,6 +449,7 @@ async function main(): Promise<number> {
     pageCacheNote(args['page-cache'], pageCacheSeen),
     ...(pageCacheSeenPc.size ? [pcNote(pageCacheSeenPc)] : []),
     ...(args.backend === 'file' ? [`fcfs backend: files (--backend file: every LUN a sparse file in the run's temp directory, fcfs mount --backing-dir; writes go through the host's page cache, SYNCHRONIZE CACHE is fdatasync)`] : []),
+    ...(medium ? [`fcfs medium: every LUN's store ${[medium.latency ? `answers ${medium.latency} later` : '', medium.bandwidth ? `moves ${medium.bandwidth} (one wire per LUN)` : ''].filter(Boolean).join(' and ')}, under the write cache (--medium-latency/--medium-bandwidth: config "medium", a slow medium as a disk's platters are)`] : []),
     ...(args['write-cache'] ? [`fcfs write cache: ${args['write-cache']} (--write-cache${args['write-cache'] === 'volatile' ? ': a WRITE is GOOD once it is in the LUN\'s volatile cache; fsync sends SYNCHRONIZE CACHE' : ''})`] : []),
   )
   if (repeat > 1 || rounds > 1) {

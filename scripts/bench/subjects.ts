@@ -6,7 +6,7 @@
  * finally. The direct subject runs its worker process instead of fio.
  */
 import { existsSync } from 'node:fs'
-import { chown, mkdtemp, rm, rmdir, mkdir } from 'node:fs/promises'
+import { chown, mkdtemp, rm, rmdir, mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -210,6 +210,11 @@ export interface FcfsSubjectOptions {
   writeCache?: 'volatile' | 'off'
   /** 'file': every LUN in a sparse file in the run's temp directory (--backing-dir); default sparse RAM */
   backend?: 'ram' | 'file'
+  /**
+   * Every LUN's store made slow under its write cache (config "medium", src/targets/medium.ts):
+   * the mount gets a config file of the same fabric (TARGETS LUNs of LUN_SIZE) instead of --targets.
+   */
+  medium?: { latency?: string; bandwidth?: string }
   /** gets each mount's `fuse_engine:` (<mnt>/server) */
   enginesSeen?: Set<string>
   /** gets each mount's `page_cache:` (on|off) */
@@ -225,7 +230,7 @@ export interface FcfsSubjectOptions {
 }
 
 export function fcfsSubject(probe: FcfsProbe, opts: FcfsSubjectOptions = {}): Subject {
-  const { engine, enginesSeen, pageCache = false, pageCacheSeen, writeCache, backend = 'ram' } = opts
+  const { engine, enginesSeen, pageCache = false, pageCacheSeen, writeCache, backend = 'ram', medium } = opts
   let user: BenchUser | undefined
   const unavailable = async (): Promise<string | null> => {
     if (!probe.built) return `${path.relative(REPO_ROOT, fcfsCli())} is not built (npm run build)`
@@ -257,14 +262,27 @@ export function fcfsSubject(probe: FcfsProbe, opts: FcfsSubjectOptions = {}): Su
         const node: string[] = []
         // Profiles are summarised for the fcfs subject only (and the user could not write them).
         if (ctx.profileDir && !as) node.push('--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', `${r.id.replace(/[^\w.-]+/g, '_')}.cpuprofile`)
-        const args = [...node, fcfsCli(), 'mount', mnt, '--targets', String(TARGETS), '--size', `${LUN_SIZE / 1024 ** 3}GiB`, '--log-level', 'warn']
+        const args = [...node, fcfsCli(), 'mount', mnt, '--log-level', 'warn']
+        if (medium) {
+          // --config excludes --targets, --size and --backing-dir: the same fabric, in the file.
+          const config = {
+            defaults: { size: `${LUN_SIZE / 1024 ** 3}GiB`, ...(backend === 'file' ? { backingDir: path.join(dir, 'backing') } : {}) },
+            targets: Array.from({ length: TARGETS }, () => ({ luns: [{ medium }] })),
+          }
+          const file = path.join(dir, 'fabric.json')
+          await writeFile(file, JSON.stringify(config))
+          if (as) await chown(file, as.uid, as.gid)
+          args.push('--config', file)
+        } else {
+          args.push('--targets', String(TARGETS), '--size', `${LUN_SIZE / 1024 ** 3}GiB`)
+          // Inside `dir`, so the files go when the run's directory does.
+          if (backend === 'file') args.push('--backing-dir', path.join(dir, 'backing'))
+        }
         if (probe.link) args.push('--link', r.link)
         if (probe.queueFiles && r.workload.queueFiles) args.push('--queue-files', String(QUEUE_FILES))
         if (engine) args.push('--fuse-engine', engine)
         if (pageCache) args.push('--page-cache')
         if (writeCache) args.push('--write-cache', writeCache)
-        // Inside `dir`, so the files go when the run's directory does.
-        if (backend === 'file') args.push('--backing-dir', path.join(dir, 'backing'))
         let proc: ChildProcess | undefined
         const stop = async (): Promise<void> => {
           if (proc) await stopChild(proc, 15_000)

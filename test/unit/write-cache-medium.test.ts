@@ -8,7 +8,7 @@ import { RamBackend } from '../../src/targets/ram.js'
 import { SlowMedium } from '../../src/targets/medium.js'
 import type { Lun } from '../../src/targets/types.js'
 import { WriteCache } from '../../src/targets/write-cache.js'
-import { readyLu, runAsync } from './scsi-helpers.js'
+import { CountingBackend, readyLu, runAsync } from './scsi-helpers.js'
 
 const W = '21000024ff000001'
 const WRITE10_4K = '2a00 00000010 00 0008 00' // LBA 16, 8 blocks of 512
@@ -99,5 +99,26 @@ describe('a slow medium under the write cache', () => {
     ).toThrow('targets[0].luns[0].medium: cannot be set on a LUN that exports logical unit "u"; set it in logicalUnits[0]')
     const shared = buildFabric(parseConfig({ logicalUnits: [{ id: 'u', size: '1MiB', medium: { latency: '2ms' } }], targets: [{ luns: [{ logicalUnit: 'u' }] }] }, ''))
     expect(shared.ports[0].luns.get(0)!.backend).toBeInstanceOf(SlowMedium)
+  })
+
+  it('destages only the newest version of an overwritten block: 64 overwrites of one 4 KiB region cost the medium one 4 KiB write', async () => {
+    const store = new CountingBackend(1 << 20)
+    const written: number[] = []
+    const medium = new SlowMedium(store, { latencyMs: 5, bytesPerSecond: Infinity })
+    const cache = new WriteCache(medium, { blockSize: 512, seed: 3, destageIntervalMs: 0 })
+    const spy = medium.write.bind(medium)
+    medium.write = (offset, src) => {
+      written.push(src.length)
+      return spy(offset, src)
+    }
+    for (let i = 0; i < 64; i++) expect(cache.write(8192, Buffer.alloc(4096, i))).toBeNull()
+    expect(cache.stats()).toMatchObject({ dirtyBytes: 4096, heldBytes: 64 * 4096 })
+    expect(await cache.flush()).toBeNull()
+    expect(written).toEqual([4096])
+    expect(cache.stats()).toMatchObject({ dirtyBytes: 0, heldBytes: 0, destagedBytes: 4096 })
+    const got = Buffer.alloc(4096)
+    expect(store.inner.read(8192, got)).toBeNull()
+    expect(got.equals(Buffer.alloc(4096, 63))).toBe(true)
+    await cache.close()
   })
 })
