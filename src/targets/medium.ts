@@ -18,8 +18,7 @@
  * Answer times never go backwards (the wire is FIFO and the latency fixed), so
  * pending calls are a FIFO queue behind one timer, and calls due within
  * SLACK_MS of each other answer together. Node's timers fire no sooner than
- * 1 ms, so a latency under 1 ms answers after about 1 ms when the medium is
- * idle (calls queued behind others on the wire are not delayed further).
+ * 1 ms, so a latency under 1 ms answers after about 1 ms.
  */
 import { ConfigError } from '../errors.js'
 import { quote } from '../util/quote.js'
