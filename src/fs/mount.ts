@@ -158,7 +158,7 @@ const PROBE_MS = 3000
  */
 export async function prepareMountpoint(mountpoint: string, log: Logger): Promise<void> {
   if (await isFuseMounted(mountpoint)) {
-    const probe = await within(
+    let probe = await within(
       stat(mountpoint).then(
         () => 'alive',
         (e: NodeJS.ErrnoException) => e.code ?? 'error',
@@ -166,12 +166,24 @@ export async function prepareMountpoint(mountpoint: string, log: Logger): Promis
       PROBE_MS,
       'hung',
     )
+    // The kernel answers a stat from attributes cached for up to a second after the server died;
+    // opening `server` needs the server, so a dead one shows there as ENOTCONN.
+    const text =
+      probe === 'alive'
+        ? await within(
+            readFile(join(mountpoint, 'server'), 'utf8').catch((e: NodeJS.ErrnoException) => {
+              if (e.code === 'ENOTCONN' || e.code === 'ECONNABORTED') probe = e.code
+              return ''
+            }),
+            PROBE_MS,
+            '',
+          )
+        : ''
     if (probe === 'ENOTCONN' || probe === 'ECONNABORTED') {
       log.warn({ event: 'stale_mount', mountpoint }, 'a stale FUSE mount (its server is gone) is on the mountpoint; unmounting it (fusermount -uz)')
       await fusermountUnmount(mountpoint)
       if (await isFuseMounted(mountpoint)) throw new MountError(`${mountpoint} still has a stale FUSE mount after fusermount -uz; unmount it by hand`)
     } else {
-      const text = probe === 'alive' ? await within(readFile(join(mountpoint, 'server'), 'utf8'), PROBE_MS, '') : ''
       const pid = /^pid: (\d+)$/m.exec(text)?.[1]
       const who = pid ? `another fcfs (pid ${pid})` : probe === 'hung' ? 'a FUSE filesystem that does not answer' : 'another FUSE filesystem'
       throw new MountError(`${mountpoint} is already mounted by ${who}: unmount it first (fcfs umount ${mountpoint}) or choose another mountpoint`)

@@ -222,9 +222,8 @@ print(json.dumps({'same': first == data and second == data, 'moved': read_bytes(
     first.proc.kill('SIGKILL')
     await first.exited
     expect(await isMounted(first.mnt)).toBe(true)
-    // The refused mount's stat cached the root's attributes for 1 s (answered without the server): let them expire.
-    await new Promise((r) => setTimeout(r, 1100))
-    expect((await asUser('stat', [first.mnt])).stderr).toContain('Transport endpoint is not connected')
+    // At once: the refused mount's stat cached the root's attributes for 1 s, so a stat still
+    // answers; the new server must see the dead one where the kernel asks it (opening `server`).
     // A new server on the same mountpoint, as the same user: it warns, unmounts the stale mount and serves.
     const second = spawnAsUser(process.execPath, [CLI, 'mount', first.mnt, '--api-socket', 'off', '--targets', '1', '--size', '16MiB'])
     try {
