@@ -26,16 +26,20 @@ import { encodeText } from '../../src/iscsi/text.js'
 import { silentLogger } from '../../src/log.js'
 import { decodeSense } from '../../src/scsi/sense.js'
 import { DataDirection } from '../../src/scsi/types.js'
-import type { IoResult } from '../../src/targets/backend.js'
+import type { IoResult, MaybeAsync } from '../../src/targets/backend.js'
+import { BackendFilter } from '../../src/targets/filter.js'
 import { RamBackend } from '../../src/targets/ram.js'
 import { testFabric, testLun } from '../helpers/fabric.js'
 import { RawPeer } from '../helpers/iscsi-raw.js'
 
 /** A RAM backend whose writes wait, while the gate is shut, until it opens. */
-class GateBackend extends RamBackend {
+class GateBackend extends BackendFilter {
   shut = true
   readonly waiting: (() => void)[] = []
-  override write(offset: number, src: Buffer): IoResult | Promise<IoResult> {
+  constructor(size: number) {
+    super(new RamBackend(size))
+  }
+  override write(offset: number, src: Buffer): MaybeAsync<IoResult> {
     if (!this.shut) return super.write(offset, src)
     return new Promise((resolve) => this.waiting.push(() => resolve(super.write(offset, src))))
   }
