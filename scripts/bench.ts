@@ -16,7 +16,7 @@
  *   npm run bench -- --only memory     just the three memory probes
  *   npm run bench -- --help            every option
  */
-import yargs from 'yargs'
+import { createRequire } from 'node:module'
 import { hideBin } from 'yargs/helpers'
 import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
@@ -63,6 +63,9 @@ import {
   type MemoryResults,
   type MemorySettings,
 } from './bench/memory.js'
+
+// yargs's CommonJS build: its ES module build wraps help in the middle of words (as src/cli.ts says).
+const yargs = createRequire(import.meta.url)('yargs') as typeof import('yargs').default
 
 interface Args {
   quick: boolean
