@@ -39,7 +39,7 @@ async function parallelRoundTrip(fab: Fcfs): Promise<void> {
   const dev = fab.rwbuf(0)
   const r = await run('fio', [
     '--name=uring', `--filename=${dev}`, '--ioengine=psync', '--direct=1', '--rw=randwrite', '--bs=64k', '--size=1M',
-    '--offset_increment=1M', '--numjobs=8', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--randrepeat=0', '--output-format=json',
+    '--offset_increment=1M', '--numjobs=8', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0', '--randrepeat=0', '--output-format=json',
   ])
   expect(r.code, r.stderr).toBe(0)
   const jobs = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs as { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[]
