@@ -162,7 +162,19 @@ export const requestAt = (opcode: number): number => PAYLOAD_AT - InHeader.SIZE 
  *   or about to be), KICKED (the main thread has written the eventfd).
  *   RESULT: 0 until registration is done, then 1 or -errno.
  */
-export const Ctl = { GO: 0, STATE: 1, RESULT: 2, EVENT_AT: 64, SIZE: 128 } as const
+export const CTL = {
+  name: 'io_uring worker control',
+  size: 128,
+  fields: { go: f(0, 4), state: f(4, 4), result: f(8, 4), reserved1: f(12, 52), event: f(64, 8), reserved2: f(72, 56) },
+} as const satisfies Layout
+/** CTL's Int32 word indices (Atomics work on words), its eventfd byte offset and size. */
+export const Ctl = {
+  GO: CTL.fields.go.offset / 4,
+  STATE: CTL.fields.state.offset / 4,
+  RESULT: CTL.fields.result.offset / 4,
+  EVENT_AT: CTL.fields.event.offset,
+  SIZE: CTL.size,
+} as const
 export const State = { AWAKE: 0, SLEEPING: 1, KICKED: 2 } as const
 export const Go = { WAIT: 0, SERVE: 1, STOP: 2 } as const
 
