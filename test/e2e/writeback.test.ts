@@ -465,13 +465,16 @@ describe('--writeback 0', () => {
   })
 })
 
-describe('a small write-back window (--writeback 1MiB on a 1G link)', () => {
+describe('a small write-back window (--writeback 1MiB on a 1G link, 50 ms per command)', () => {
   let fab: Fcfs
   const dev = (w: string) => path.join(fab.mnt, 'wwn', w, 'rwbuf')
 
   beforeAll(async () => {
     requireFuse()
-    fab = await startFcfs({ config: FABRIC, args: ['--writeback', '1MiB', '--link', '1G'] })
+    // 50 ms per command caps the window at 8 × 128 KiB / 50 ms ≈ 21 MB/s, below what dd feeds even
+    // on a loaded machine, so the window fills whatever the CPU does (the 1G link alone did not
+    // when the whole suite slowed dd below 100 MB/s).
+    fab = await startFcfs({ config: FABRIC, args: ['--writeback', '1MiB', '--link', '1G', '--latency', '50ms'] })
   })
   afterAll(async () => {
     await fab?.stop()
