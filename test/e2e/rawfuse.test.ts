@@ -5,7 +5,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { LAYOUTS } from '../../src/fs/rawfuse/protocol.js'
 import { CLI, MiB, REPO_ROOT, isMounted, makeTmp, python, requireFuse, run, runOk, startFcfs, type Fcfs } from '../helpers/mount.js'
@@ -102,8 +102,11 @@ describe('the raw FUSE engine (--fuse-engine raw)', () => {
   }, 120_000)
 
   it('gives each reader thread its own cloned /dev/fuse channel and answers every request on the channel it came from (fio verify, 8 jobs); one shared channel with FCFS_RAWFUSE_CLONE=0', async () => {
-    const fuseFds = async (pid: number): Promise<number> =>
-      (await runOk('ls', ['-l', `/proc/${pid}/fd`])).stdout.split('\n').filter((l) => l.endsWith(' -> /dev/fuse')).length
+    // readlink each fd, skipping one closed meanwhile (`ls -l` exits 1 when an fd goes between its readdir and lstat).
+    const fuseFds = async (pid: number): Promise<number> => {
+      const links = await Promise.all((await readdir(`/proc/${pid}/fd`)).map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')))
+      return links.filter((l) => l === '/dev/fuse').length
+    }
     // 3 readers: the session's fd plus one clone (FUSE_DEV_IOC_CLONE) each.
     const fab = await start(['--targets', '2', '--size', '128MiB'], { env: { FCFS_RAWFUSE_READERS: '3' } })
     expect(await fuseFds(fab.proc.pid!)).toBe(4)
