@@ -17,7 +17,7 @@
  *                                  its zones let it see, its LUNs under its masked numbers;
  *                                  /wwn is HBA 0's view (the same nodes as /hba/0/wwn)
  *   /fabric/{control,last_error,zones,masks}
- *   /server                        pid and mount facts (used by `fcfs umount`)
+ *   /server                        pid, mount facts, engine, every HBA (used by `fcfs umount`, `fcfs status`)
  */
 import type { BlockDevice } from './blockdev.js'
 
