@@ -268,6 +268,18 @@ export function writeErrorEntry(view: Buffer, offset: number, from: Buffer, from
   view[offset + HEADER.entryStatus.offset] = bits
 }
 
+/**
+ * Starts an entry at `offset`: checks it fits, zeroes it and writes the common header
+ * (type, count, entry_status) every entry shares.
+ */
+function startEntry(view: Buffer, offset: number, what: string, type: number, count: number, status = 0): void {
+  checkRoom(view, offset, ENTRY_SIZE, what)
+  view.fill(0, offset, offset + ENTRY_SIZE)
+  view[offset + HEADER.entryType.offset] = type
+  view[offset + HEADER.entryCount.offset] = count
+  view[offset + HEADER.entryStatus.offset] = status
+}
+
 /** Marks a consumed response entry, as qla2xxx does before giving it back. */
 export function stampProcessed(view: Buffer, offset: number): void {
   view.writeUInt32LE(RESPONSE_PROCESSED, offset + SIGNATURE_OFFSET)
@@ -320,11 +332,7 @@ export function newCommandT3Fields(): CommandT3Fields {
  * follow with writeDsegLE at commandDsegOffset.
  */
 export function writeCommandT3(view: Buffer, offset: number, f: CommandT3Fields, cdb: Uint8Array): void {
-  checkRoom(view, offset, ENTRY_SIZE, 'Command Type 3')
-  view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset + C3.entryType.offset] = EntryType.COMMAND_T3
-  view[offset + C3.entryCount.offset] = f.entryCount
-  view[offset + C3.entryStatus.offset] = f.entryStatus
+  startEntry(view, offset, 'Command Type 3', EntryType.COMMAND_T3, f.entryCount, f.entryStatus)
   view.writeUInt32LE(f.handle >>> 0, offset + C3.handle.offset)
   view.writeUInt16LE(f.target, offset + C3.target.offset)
   view.writeUInt16LE(f.lun, offset + C3.lun.offset)
@@ -358,10 +366,7 @@ export function readCommandCdb(view: Buffer, offset: number, into: Buffer, at = 
 
 /** Writes the header of a Continuation Type 1 entry at `offset` (zeroed; segments follow with writeDsegLE). */
 export function writeContinuationT1(view: Buffer, offset: number): void {
-  checkRoom(view, offset, ENTRY_SIZE, 'Continuation Type 1')
-  view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset + CT1.entryType.offset] = EntryType.CONTINUATION_T1
-  view[offset + CT1.entryCount.offset] = 1
+  startEntry(view, offset, 'Continuation Type 1', EntryType.CONTINUATION_T1, 1)
 }
 
 /** The fixed fields of a Status Type 0 entry (sense bytes travel separately). */
@@ -387,11 +392,7 @@ export function newStatusT0Fields(): StatusT0Fields {
  * the first ≤ 32 bytes of `sense` (the rest go into writeStatusCont entries).
  */
 export function writeStatusT0(view: Buffer, offset: number, f: StatusT0Fields, sense: Buffer | null): void {
-  checkRoom(view, offset, ENTRY_SIZE, 'Status Type 0')
-  view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset + S0.entryType.offset] = EntryType.STATUS_T0
-  view[offset + S0.entryCount.offset] = f.entryCount
-  view[offset + S0.entryStatus.offset] = f.entryStatus
+  startEntry(view, offset, 'Status Type 0', EntryType.STATUS_T0, f.entryCount, f.entryStatus)
   view.writeUInt32LE(f.handle >>> 0, offset + S0.handle.offset)
   view.writeUInt16LE(f.scsiStatus, offset + S0.scsiStatus.offset)
   view.writeUInt16LE(f.compStatus, offset + S0.compStatus.offset)
@@ -427,10 +428,7 @@ export function readStatusT0Sense(view: Buffer, offset: number, into: Buffer): n
 
 /** Writes a Status Continuation entry at `offset` with up to 60 bytes of `sense` starting at `from`. */
 export function writeStatusCont(view: Buffer, offset: number, sense: Buffer, from: number): void {
-  checkRoom(view, offset, ENTRY_SIZE, 'Status Continuation')
-  view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset + SC.entryType.offset] = EntryType.STATUS_CONT
-  view[offset + SC.entryCount.offset] = 1
+  startEntry(view, offset, 'Status Continuation', EntryType.STATUS_CONT, 1)
   sense.copy(view, offset + SC.sense.offset, from, Math.min(sense.length, from + SENSE_IN_CONT))
 }
 
@@ -566,10 +564,7 @@ export interface Marker {
 }
 
 export function encodeMarker(v: Marker, view: Buffer, offset: number): number {
-  checkRoom(view, offset, ENTRY_SIZE, 'Marker')
-  view.fill(0, offset, offset + ENTRY_SIZE)
-  view[offset + MK.entryType.offset] = EntryType.MARKER
-  view[offset + MK.entryCount.offset] = 1
+  startEntry(view, offset, 'Marker', EntryType.MARKER, 1)
   view.writeUInt16LE(v.target, offset + MK.target.offset)
   view[offset + MK.modifier.offset] = v.modifier
   view.writeUInt16LE(v.lun, offset + MK.lun.offset)
