@@ -12,7 +12,7 @@ import { closeFabric, configError, openFabric, withWriteCache, type FabricConfig
 import { writeCacheInfo } from './fs/info.js'
 import type { Fabric, Lun } from './targets/types.js'
 import { lunsSeenBy } from './targets/access.js'
-import { parseInitiators, visibleTargets } from './targets/zoning.js'
+import { parseInitiators, visibleTargets, zonesOf } from './targets/zoning.js'
 import type { LinkControl } from './faults/set.js'
 import { BlockDevice } from './fs/blockdev.js'
 import { scanPort } from './fs/scan.js'
@@ -23,7 +23,7 @@ import { FaultSet } from './faults/index.js'
 import { addFaultFiles } from './fs/fault-files.js'
 import { ConfigError } from './errors.js'
 import { hotplug } from './hotplug.js'
-import { startIscsiPortal, type IscsiPortal, type PortalOptions } from './iscsi/server.js'
+import { startIscsiPortal, type IscsiPortal, type PortalOptions, type SessionZoning } from './iscsi/server.js'
 import { IscsiBackend } from './iscsi/backend.js'
 import { iscsiBackendType } from './targets/iscsi.js'
 import { registerBackendType } from './targets/registry.js'
@@ -114,6 +114,8 @@ export interface StartedFabric {
   sessionHba: (initiatorId: string, tsih: number) => Promise<HbaDriver>
   /** Whether the name server shows target port `wwpn` to the sessions' HBAs (HBA 0's WWPN, so HBA 0's zones): IscsiPortal's reachable. */
   sessionSees: (wwpn: string) => boolean
+  /** The WWPN the sessions' HBAs log in under and the zones that name it (null: zoning off): IscsiPortal's zoning. */
+  sessionZoning: () => SessionZoning
 }
 
 /** A session's HBA: rings for one session's queue (64 commands of up to 64 MiB each wait in the driver beyond). */
@@ -191,7 +193,8 @@ export async function startFabric(config: FabricConfig, log: Logger, tuning: Tun
       return d
     }
     const sessionSees = (wwpn: string): boolean => visibleTargets(fabric, gateway.wwpn).some((p) => p.wwpn === wwpn)
-    return { fabric, driver: drivers[0], devices: hostDevices[0], drivers, hostDevices, faults, sessionHba, sessionSees }
+    const sessionZoning = (): SessionZoning => ({ initiator: gateway.wwpn, zones: zonesOf(fabric, gateway.wwpn) })
+    return { fabric, driver: drivers[0], devices: hostDevices[0], drivers, hostDevices, faults, sessionHba, sessionSees, sessionZoning }
   } catch (err) {
     faults.close()
     // Never leave backing files locked behind a failed start.
@@ -224,7 +227,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   // Before anything is touched: the config's fault rules are sound, a stale mount is cleaned, a live one or a bad directory refused.
   checkConfigFaults(opts.config)
   await prepareMountpoint(mountpoint, log)
-  const { fabric, driver, drivers, hostDevices, faults, sessionHba, sessionSees } = await startFabric(opts.config, log, tuning)
+  const { fabric, driver, drivers, hostDevices, faults, sessionHba, sessionSees, sessionZoning } = await startFabric(opts.config, log, tuning)
   const devices = hostDevices.flat()
   const initiators = fabric.initiators ?? parseInitiators(undefined)
   const fs = new Filesystem({
@@ -257,7 +260,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   let iscsi: IscsiPortal | undefined
   let api: ApiServer | undefined
   try {
-    if (opts.iscsi) iscsi = await startIscsiPortal({ ...opts.iscsi, driver, log, sessionHba, reachable: sessionSees })
+    if (opts.iscsi) iscsi = await startIscsiPortal({ ...opts.iscsi, driver, log, sessionHba, reachable: sessionSees, zoning: sessionZoning })
     if (opts.apiSocket !== false) {
       api = await startApiServer({ path: resolve(opts.apiSocket ?? defaultSocketPath(mountpoint)), driver, drivers, luns: fs.devices, log })
     }

@@ -81,6 +81,8 @@ export interface PortalContext {
   readonly chap?: ChapConfig
   readonly portalGroupTag: number
   findTarget(iqn: string): SessionTarget | undefined
+  /** Whether `initiatorName` may start a session with exported target `iqn` now (its zones); the refusal is logged there. */
+  loginAllowed(initiatorName: string, iqn: string): boolean
   createSession(n: NewSession): Session
   sessionExists(tsih: number): boolean
   connectionClosed(c: Connection): void
@@ -146,6 +148,7 @@ export class Connection implements Transport {
       chap: this.ctx.chap,
       portalGroupTag: this.ctx.portalGroupTag,
       targetExists: (n) => this.ctx.findTarget(n) !== undefined,
+      targetAllowed: (initiator, n) => this.ctx.loginAllowed(initiator, n),
     })
   }
 

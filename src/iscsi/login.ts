@@ -92,6 +92,13 @@ export interface LoginConfig {
   chap?: ChapConfig
   /** Whether a Normal session may name this target. */
   targetExists(name: string): boolean
+  /**
+   * Whether `initiator` may log in to existing target `name` (zoning);
+   * absent: always. Refused with 0x0202 AUTHORIZATION FAILURE, which
+   * RFC 7143 §11.13.5 defines as "the initiator is not allowed access to the
+   * given target" and LIO answers for an initiator without an ACL.
+   */
+  targetAllowed?(initiator: string, name: string): boolean
   /** Sent in the first response of a Normal session. */
   portalGroupTag: number
 }
@@ -228,6 +235,10 @@ export class LoginNegotiator {
       if (this.sessionType === 'Normal') {
         if (!this.targetName) return fail(LoginStatus.MISSING_PARAMETER, 'a Normal session needs a TargetName')
         if (!this.cfg.targetExists(this.targetName)) return fail(LoginStatus.NOT_FOUND, `no target named ${this.targetName}`)
+        // Before any authentication, as LIO checks its ACLs: a zoned-away target is not worth a CHAP exchange.
+        if (this.cfg.targetAllowed?.(this.initiatorName, this.targetName) === false) {
+          return fail(LoginStatus.AUTHORIZATION_FAILURE, `${this.initiatorName} may not access ${this.targetName} (its port is zoned away)`)
+        }
         out.push(['TargetPortalGroupTag', String(this.cfg.portalGroupTag)])
       }
     }

@@ -15,6 +15,10 @@
  * an iSCSI-to-FC gateway gives each iSCSI initiator a virtual initiator port.
  * Without `sessionHba` every session shares `driver`, one initiator (a portal
  * built in-process for tests that need no nexus of their own).
+ *
+ * Zones name WWPNs, never iSCSI names, so every initiator is under the portal
+ * HBA's zones: SendTargets lists only the exported targets they show now, and
+ * a new login to another is refused with 0x0202 (login.ts targetAllowed).
  */
 import { createServer, type Server as NetServer, type Socket } from 'node:net'
 import type { Logger } from '../log.js'
@@ -68,6 +72,19 @@ export interface PortalOptions {
    * answers as a port that shows it no LUN (session.ts answerUnzoned).
    */
   reachable?: (wwpn: string) => boolean
+  /**
+   * The zoning the sessions' initiator is under now: the WWPN its HBAs log
+   * in under and the names of the zones that name it (null while zoning is
+   * off). Unless it says zoning is off, SendTargets lists only the targets
+   * `reachable` shows, and a new login to any other is refused (login.ts).
+   */
+  zoning?: () => SessionZoning
+}
+
+/** See PortalOptions.zoning. */
+export interface SessionZoning {
+  initiator: string
+  zones: readonly string[] | null
 }
 
 export interface PortalAddress {
@@ -213,6 +230,22 @@ export class IscsiPortal implements PortalContext {
     return [...this.targets.keys()]
   }
 
+  /**
+   * Whether the name server hides `t`'s port from the sessions' initiator
+   * now (iSCSI initiator names cannot be zone members: every session logs in
+   * under HBA 0's WWPN, so its zones decide, as an iSNS discovery domain
+   * would). Zoning off hides nothing, not even a port that left the fabric.
+   */
+  private hidden(t: SessionTarget): boolean {
+    if (this.opts.reachable === undefined || this.opts.zoning?.().zones === null) return false
+    return !this.opts.reachable(t.port.wwpn)
+  }
+
+  /** The targets SendTargets may list now: every exported one the zones show. */
+  visibleTargetNames(): string[] {
+    return [...this.targets.values()].filter((t) => !this.hidden(t)).map((t) => t.iqn)
+  }
+
   get sessionCount(): number {
     return this.sessions.size
   }
@@ -248,6 +281,22 @@ export class IscsiPortal implements PortalContext {
     return this.targets.get(iqn)
   }
 
+  /**
+   * Whether a new login of `initiatorName` to exported target `iqn` may
+   * proceed: not when its port is zoned away (an FC host cannot log in to a
+   * port outside its zones). Logged with the zoning that decided.
+   */
+  loginAllowed(initiatorName: string, iqn: string): boolean {
+    const t = this.targets.get(iqn)
+    if (t === undefined || !this.hidden(t)) return true
+    const z = this.opts.zoning?.()
+    this.log.info(
+      { event: 'iscsi_login_zoned_away', initiator: initiatorName, target: iqn, wwpn: t.port.wwpn, zoneInitiator: z?.initiator, zones: z?.zones ?? undefined },
+      'login refused: the target port is outside the zones of the initiator',
+    )
+    return false
+  }
+
   sessionExists(tsih: number): boolean {
     return this.sessions.has(tsih)
   }
@@ -272,7 +321,7 @@ export class IscsiPortal implements PortalContext {
       initiatorName: n.initiatorName,
       type: n.type,
       target: n.target,
-      allTargets: () => this.targetNames(),
+      visibleTargets: () => this.visibleTargetNames(),
       driver: own ? this.opts.sessionHba!(iscsiNexusId(n.initiatorName, n.isid), tsih) : this.driver,
       ownsDriver: own,
       cmdSN: n.cmdSN,

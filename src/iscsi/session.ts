@@ -210,8 +210,8 @@ export interface SessionOptions {
   type: 'Normal' | 'Discovery'
   /** The target of a Normal session. */
   target: SessionTarget | null
-  /** All target names, for SendTargets=All. */
-  allTargets: () => readonly string[]
+  /** The target names the initiator's zones show now, for SendTargets. */
+  visibleTargets: () => readonly string[]
   /** The session's host adapter (a promise while it is brought up), or the portal's shared one. */
   driver: HbaDriver | Promise<HbaDriver>
   /** The driver is this session's own: it is shut down when the session ends (the nexus ends). */
@@ -1064,7 +1064,10 @@ export class Session {
       const out: KeyValues = []
       for (const [k, v] of kv) {
         if (k === 'SendTargets') {
-          out.push(...sendTargets(v, this.type === 'Discovery' ? this.opts.allTargets() : v === '' || v === 'All' ? [this.target!.iqn] : this.opts.allTargets(), this.target?.iqn ?? null, conn.portalAddress))
+          // Asked each time, so the answer follows zone changes; a Normal session's own target too, once zoned away.
+          const visible = this.opts.visibleTargets()
+          const own = this.target && visible.includes(this.target.iqn) ? this.target.iqn : null
+          out.push(...sendTargets(v, this.type === 'Discovery' ? visible : v === '' || v === 'All' ? (own ? [own] : []) : visible, own, conn.portalAddress))
         } else {
           out.push([k, 'NotUnderstood'])
         }

@@ -150,6 +150,13 @@ export function visibleTargets(fabric: Fabric, initiator: string): TargetPort[] 
   return fabric.ports.filter((p) => peers.has(p.wwpn))
 }
 
+/** The names of the zones that name `initiator` (a WWPN), in fabric order; null while zoning is off. */
+export function zonesOf(fabric: Fabric, initiator: string): string[] | null {
+  const zones = fabric.zones
+  if (zones === undefined || zones.length === 0) return null
+  return zones.filter((zn) => zn.members.includes(initiator)).map((zn) => zn.name)
+}
+
 /** One line per zone, "name: wwpn wwpn …" ("none" when zoning is off): the mount's fabric/zones file. */
 export function describeZones(zones: readonly Zone[] | undefined): string {
   if (!zones || zones.length === 0) return 'none (every initiator sees every target)\n'
