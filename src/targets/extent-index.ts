@@ -60,6 +60,15 @@ export class ExtentIndex<T extends Extent> {
     return c[firstEndingAfter(c, lo)].start < hi
   }
 
+  /** The first extent overlapping [lo, hi), or undefined: O(log n) however many overlap. */
+  first(lo: number, hi: number): T | undefined {
+    const ci = this.chunkAfter(lo)
+    if (ci === this.chunks.length) return undefined
+    const c = this.chunks[ci]
+    const e = c[firstEndingAfter(c, lo)]
+    return e.start < hi ? e : undefined
+  }
+
   insert(e: T): void {
     const chunks = this.chunks
     this.count++

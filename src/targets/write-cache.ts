@@ -33,6 +33,12 @@
  *                        Writes waiting for room and queued flushes fail.
  *                        Answers a PowerLossReport.
  *   powerOn()            power is back; the cache is empty.
+ *   provisioning(off, max)
+ *                        GET LBA STATUS (only when the medium can tell): a
+ *                        block with a cached version is mapped, whatever the
+ *                        medium holds under it; elsewhere the medium answers.
+ *                        Unmaps are not cached (unmap drops the versions), so
+ *                        nothing cached is deallocated.
  *   stats()              dirtyBytes, heldBytes, destagedBytes, flushes, …
  *   close()              an orderly shutdown: everything to the medium first.
  *
@@ -87,13 +93,15 @@
  */
 import type { Logger } from '../log.js'
 import { mulberry32, seedOf } from '../util/random.js'
-import { andThen, isPromise, sequence, type Backend, type BackendError, type IoResult, type MaybeAsync } from './backend.js'
+import { andThen, isPromise, sequence, type Backend, type BackendError, type IoResult, type MaybeAsync, type Provisioning } from './backend.js'
 import { ExtentIndex } from './extent-index.js'
 import { BackendFilter } from './filter.js'
 
 export const DEFAULT_WRITE_CACHE_BYTES = 64 * 1024 * 1024
 export const DEFAULT_DESTAGE_INTERVAL_MS = 1000
 export const DEFAULT_DESTAGE_DEPTH = 8
+/** Cached extents and medium runs one provisioning answer walks at most. */
+const MAPPING_STEPS = 1 << 16
 
 export type WriteCacheMode = 'volatile' | 'off'
 export type KeepPolicy = 'none' | 'random' | 'prefix'
@@ -290,6 +298,35 @@ export class WriteCache extends BackendFilter {
     const bs = this.blockSize
     this.dropVersions(Math.floor(offset / bs), Math.ceil((offset + length) / bs), null)
     return this.serial(() => this.inner.unmap(offset, length))
+  }
+
+  /**
+   * The run from `offset`: deallocated where neither the cache nor the medium holds the block,
+   * cut where the next cached extent starts; mapped through cached extents and the medium's
+   * mapped runs alike. After a power cut the index is empty and the medium's answer is what survived.
+   */
+  protected override mapping(offset: number, max: number): Provisioning {
+    const bs = this.blockSize
+    const end = offset + max
+    const hi = Math.ceil(end / bs)
+    let pos = offset
+    // Bounded, as the RAM store's walk is: a longer mapped run is answered in pieces, as SBC-4 allows.
+    for (let steps = 0; pos < end && steps < MAPPING_STEPS; steps++) {
+      const seg = this.index.first(Math.floor(pos / bs), hi)
+      if (seg !== undefined && seg.start * bs <= pos) {
+        pos = seg.end * bs
+        continue
+      }
+      const limit = seg === undefined ? end : seg.start * bs
+      const run = this.inner.provisioning!(pos, limit - pos)
+      if (!run.mapped) {
+        if (pos === offset) return run
+        break
+      }
+      pos += run.length
+      if (pos < limit) break
+    }
+    return { mapped: true, length: Math.min(pos, end) - offset }
   }
 
   override async close(): Promise<void> {

@@ -1,9 +1,10 @@
 // GET LBA STATUS tells mapped from deallocated where the backend can tell (the RAM backend, by
-// its 64 KiB chunks), and says "mapped or unknown" where it cannot (a filter in front of it).
+// its 64 KiB chunks), and says "mapped or unknown" where it cannot (nor can a filter in front of it;
+// filters in front of RAM: lba-status-filters.test.ts).
 import { describe, expect, it } from 'vitest'
 import { RamBackend } from '../../src/targets/ram.js'
 import { BackendFilter } from '../../src/targets/filter.js'
-import { hex, makeLun, readyLu, run } from './scsi-helpers.js'
+import { CountingBackend, hex, makeLun, readyLu, run } from './scsi-helpers.js'
 
 const h8 = (n: number) => n.toString(16).padStart(8, '0')
 const h16 = (n: number) => n.toString(16).padStart(16, '0')
@@ -34,9 +35,14 @@ describe('GET LBA STATUS on a RAM unit', () => {
     expect(hex(run(lu, status(0), { dataIn: 24 }).data)).toBe(descriptor(0, 2048, 1))
   })
 
-  it('answers mapped or unknown to the end when the backend cannot tell', () => {
+  it('answers mapped or unknown to the end when the backend cannot tell, and so does a filter in front of it', () => {
     class Opaque extends BackendFilter {}
-    const lu = readyLu(makeLun({ backend: new Opaque(new RamBackend(2048 * 512)) }))
-    expect(hex(run(lu, status(5), { dataIn: 24 }).data)).toBe(descriptor(5, 2043, 0))
+    const store = new CountingBackend(2048 * 512) // RAM underneath, but no provisioning of its own
+    expect(new Opaque(store).provisioning).toBeUndefined()
+    expect(new Opaque(new RamBackend(2048 * 512)).provisioning).toBeDefined()
+    for (const backend of [store, new Opaque(store)]) {
+      const lu = readyLu(makeLun({ backend }))
+      expect(hex(run(lu, status(5), { dataIn: 24 }).data)).toBe(descriptor(5, 2043, 0))
+    }
   })
 })
