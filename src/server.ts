@@ -249,6 +249,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
     iscsiSessions: opts.iscsi ? () => iscsi?.renderSessions() ?? 'portal starting\n' : undefined,
     // Read only through the mount, so only once mountFuse has answered.
     fuseEngine: () => mounted?.engine ?? 'starting',
+    fuseChannels: () => mounted?.channels?.(),
     invalidate: (path) => mounted?.invalidate?.(path) ?? Promise.resolve(),
     pageCache: () => pageCacheOn(),
     invalidateData: (path, start, end) => mounted?.invalidateData?.(path, start, end) ?? Promise.resolve(),

@@ -48,6 +48,8 @@ export interface FsOptions {
   apiInfo?: () => string
   /** The FUSE engine serving the mount (raw or native), for /server. */
   fuseEngine?: () => string
+  /** The raw engine's /dev/fuse readers and their request counts, for /server; no line when absent. */
+  fuseChannels?: () => string | undefined
   /** Drops the kernel's cached entry for a path hot-plug removed (the raw engine's Mounted.invalidate). */
   invalidate?: (path: string) => Promise<void>
   /**
@@ -221,6 +223,10 @@ export class Filesystem {
           ['pid', process.pid],
           ['mountpoint', this.opts.mountpoint],
           ['fuse_engine', this.opts.fuseEngine?.() ?? 'unknown'],
+          ...((): [string, string][] => {
+            const c = this.opts.fuseChannels?.()
+            return c === undefined ? [] : [['fuse_channels', c]]
+          })(),
           ['page_cache', this.opts.pageCache?.() ? 'on' : 'off'],
           ['started', this.started.toISOString()],
           ['open_handles', this.ocbs.open],

@@ -47,6 +47,8 @@ export interface Mounted {
    * engine, for --page-cache). fuse-native mounts direct_io: nothing is cached.
    */
   invalidateData?(path: string, start: number, end: number): Promise<void>
+  /** Raw engine: who reads /dev/fuse and how many requests each read (<mnt>/server fuse_channels). */
+  channels?(): string
 }
 
 export type FuseEngine = 'auto' | 'native' | 'raw'

@@ -107,9 +107,9 @@ describe('the raw FUSE engine (--fuse-engine raw)', () => {
       const links = await Promise.all((await readdir(`/proc/${pid}/fd`)).map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')))
       return links.filter((l) => l === '/dev/fuse').length
     }
-    // 3 readers: the session's fd plus one clone (FUSE_DEV_IOC_CLONE) each.
+    // 3 readers: the session's fd plus one clone (FUSE_DEV_IOC_CLONE) each, and the main thread's own clone.
     const fab = await start(['--targets', '2', '--size', '128MiB'], { env: { FCFS_RAWFUSE_READERS: '3' } })
-    expect(await fuseFds(fab.proc.pid!)).toBe(4)
+    expect(await fuseFds(fab.proc.pid!)).toBe(5)
     // A reply written on another channel than its request's is ENOENT to the kernel and the
     // caller would hang: 8 parallel jobs of mixed sizes must all complete and verify.
     const r = await run('fio', [
@@ -128,6 +128,47 @@ describe('the raw FUSE engine (--fuse-engine raw)', () => {
     await runOk('dd', [`if=${src}`, `of=${one.rwbuf(0)}`, 'bs=1M', 'oflag=direct'])
     await runOk('dd', [`if=${one.rwbuf(0)}`, `of=${back}`, 'bs=1M', 'count=4', 'iflag=direct'])
     await runOk('cmp', [src, back])
+  }, 120_000)
+
+  it('lets the main thread read small requests from its own non-blocking channel while 8 jobs run (fio verify), hands 1 MiB requests to the readers, counts both in <mnt>/server, and unmounts under load', async () => {
+    const channels = async (fab: Fcfs): Promise<Record<string, string>> => {
+      const line = (await readFile(path.join(fab.mnt, 'server'), 'utf8')).split('\n').find((l) => l.startsWith('fuse_channels: '))
+      expect(line, 'server has a fuse_channels line').toBeDefined()
+      const words = line!.slice('fuse_channels: '.length).split(' ')
+      return Object.fromEntries(words.flatMap((w, i) => (i % 2 === 0 ? [[w, words[i + 1]]] : [])))
+    }
+    const fab = await start(['--targets', '1', '--size', '128MiB'])
+    expect(await channels(fab)).toMatchObject({ readers: '2', cloned: 'yes', main_channel: 'yes', io_uring: 'no' })
+    const before = await channels(fab)
+    const small = await run('fio', [
+      '--name=v', `--filename=${fab.rwbuf(0)}`, '--rw=randwrite', '--bs=4k', '--direct=1', '--ioengine=psync', '--numjobs=8',
+      '--size=2m', '--offset_increment=4m', '--verify=crc32c', '--do_verify=1', '--verify_fatal=1', '--verify_state_save=0', '--group_reporting',
+    ], { timeoutMs: 60_000 })
+    expect(small.code, small.stdout + small.stderr).toBe(0)
+    expect(small.stdout).toMatch(/err= 0/)
+    const after = await channels(fab)
+    // 8 jobs × 2 MiB of 4 KiB writes and their verify reads: 8192 requests, most read by the main thread itself.
+    expect(Number(after.read_by_main) - Number(before.read_by_main)).toBeGreaterThan(1000)
+    // 1 MiB writes: the first one hands reading back to the readers (a big WRITE's read(2) is a 1 MiB copy).
+    const mid = await channels(fab)
+    await runOk('dd', ['if=/dev/zero', `of=${fab.rwbuf(0)}`, 'bs=1M', 'count=32', 'oflag=direct'])
+    const big = await channels(fab)
+    expect(Number(big.read_by_readers) - Number(mid.read_by_readers)).toBeGreaterThanOrEqual(28)
+    expect(Number(big.read_by_main) - Number(mid.read_by_main)).toBeLessThanOrEqual(8)
+    // Unmount while 8 jobs read: the main thread sees ENODEV on its channel, the parked readers are let go, the server exits 0.
+    const load = run('fio', ['--name=r', `--filename=${fab.rwbuf(0)}`, '--rw=randread', '--bs=4k', '--direct=1', '--ioengine=psync', '--numjobs=8', '--size=16m', '--time_based', '--runtime=20'], { timeoutMs: 60_000 })
+    await new Promise((r) => setTimeout(r, 1500))
+    const u = await run(process.execPath, [CLI, 'umount', fab.mnt], { timeoutMs: 30_000 })
+    expect(u.code, u.stderr).toBe(0)
+    expect(await fab.exited).toBe(0)
+    expect(await isMounted(fab.mnt)).toBe(false)
+    await load
+    // FCFS_RAWFUSE_OWN=0: the readers carry every request.
+    const off = await start(['--targets', '1', '--size', '16MiB'], { env: { FCFS_RAWFUSE_OWN: '0' } })
+    await runOk('dd', ['if=/dev/zero', `of=${off.rwbuf(0)}`, 'bs=4k', 'count=256', 'oflag=direct'])
+    const o = await channels(off)
+    expect(o).toMatchObject({ main_channel: 'no', read_by_main: '0' })
+    expect(Number(o.read_by_readers)).toBeGreaterThan(256)
   }, 120_000)
 
   it('sends a 1 MiB O_DIRECT write to the LUN as one WRITE command of 1 MiB', async () => {

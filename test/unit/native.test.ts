@@ -2,11 +2,12 @@
 // cannot make — receiving a descriptor (SCM_RIGHTS), ioctl, mmap, syscall —
 // made for real against the kernel, with results as numbers or -errno.
 import { afterEach, describe, expect, it } from 'vitest'
-import { spawn } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync, readFileSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync, writeSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { constants as os } from 'node:os'
+import { constants as fs } from 'node:fs'
 import {
   errnoName, FUSE_DEV_IOC_CLONE, MAP_SHARED, native, nativeUnavailable, PROT_READ, PROT_WRITE, SYS_io_uring_setup,
 } from '../../src/fs/rawfuse/native.js'
@@ -69,6 +70,24 @@ describe('native system calls', () => {
     n.close(theirs)
     toClose.splice(toClose.indexOf(theirs), 1)
     expect(errnoName(n.recvFd(ours))).toBe('ECONNRESET')
+  })
+
+  it('read without throwing: EPERM from a /dev/fuse nobody mounted, EAGAIN as a value from an empty non-blocking FIFO, then the byte count into a shared buffer, EBADF for a closed descriptor', () => {
+    // A /dev/fuse nobody mounted: the kernel answers at once instead of blocking (EPERM: no connection yet).
+    const fuse = openSync('/dev/fuse', fs.O_RDWR | fs.O_NONBLOCK)
+    toClose.push(fuse)
+    const buf = Buffer.from(new SharedArrayBuffer(8192))
+    expect(errnoName(n.read(fuse, buf))).toBe('EPERM')
+    // A non-blocking FIFO with nothing queued: EAGAIN as a value, then the bytes written.
+    dir = mkdtempSync(join(tmpdir(), 'fcfs-native-'))
+    execFileSync('mkfifo', [join(dir, 'p')])
+    const nb = openSync(join(dir, 'p'), fs.O_RDWR | fs.O_NONBLOCK)
+    toClose.push(nb)
+    expect(errnoName(n.read(nb, buf))).toBe('EAGAIN')
+    writeSync(nb, 'hello')
+    expect(n.read(nb, buf.subarray(0, 3))).toBe(3)
+    expect(buf.toString('latin1', 0, 3)).toBe('hel')
+    expect(errnoName(n.read(-1, buf))).toBe('EBADF')
   })
 
   it('give EBADF for an ioctl and a close on a descriptor that is not open', () => {

@@ -25,6 +25,11 @@
  *
  * A held slot's state names the reader, so its reply is written to that reader's
  * channel: the kernel looks a reply's request up only on the channel that read it.
+ *
+ * Parked: while the main thread reads requests itself (its own non-blocking
+ * channel, session.ts readOwn), it sets `park` to 1 and this thread waits on
+ * that flag instead of sleeping in read(2): the kernel then has no reader to
+ * wake for each request, and the client's write of a request wakes nobody.
  */
 import { readSync } from 'node:fs'
 import { parentPort, workerData } from 'node:worker_threads'
@@ -40,14 +45,17 @@ interface ReaderData {
   state: SharedArrayBuffer
   inbox: SharedArrayBuffer
   wake: SharedArrayBuffer
+  /** 1 while the main thread reads requests itself: wait here, not in read(2). */
+  park: SharedArrayBuffer
   slots: number
   first: number
 }
 
-const { fd, channel, memory, state, inbox, wake, slots, first } = workerData as ReaderData
+const { fd, channel, memory, state, inbox, wake, park, slots, first } = workerData as ReaderData
 const st = new Int32Array(state)
 const box = new SharedRing(inbox)
 const wk = new Int32Array(wake)
+const pk = new Int32Array(park)
 const views = slotViews(memory, slots)
 
 function claim(): number {
@@ -62,6 +70,7 @@ function claim(): number {
 }
 
 for (;;) {
+  while (Atomics.load(pk, 0) === 1) Atomics.wait(pk, 0, 1)
   const slot = claim()
   let n = -1
   while (n < 0) {
