@@ -166,7 +166,7 @@ const OWN_BATCH = 16
  * O_DIRECT: 0.77–0.97 of the readers alone when the main thread read them too).
  */
 const OWN_SMALL = 64 * 1024
-const OWN_HOLDOFF_MS = 5
+const OWN_HOLDOFF_MS = 20
 
 /** Atomics.waitAsync (Node ≥ 16; TypeScript's ES2022 lib does not declare it). */
 const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number): { async: false; value: string } | { async: true; value: Promise<string> } }).waitAsync
@@ -657,9 +657,10 @@ class Session {
         any = true
       }
     }
-    if (this.own >= 0 && (this.ownAfter === 0 || performance.now() >= this.ownAfter) && this.readOwn()) any = true
-    if (any) {
-      this.setParked(true)
+    const own = this.ownReading() && this.readOwn()
+    if (own || any) {
+      // Parked once the main thread got requests from its channel, unless one was big (bigRequest).
+      if (own) this.setParked(this.ownReading())
       return this.queueDrain()
     }
     // Polling for a quick client's next request (POLL_US) on the own channel, readers still parked.
@@ -686,6 +687,11 @@ class Session {
     const cloned = this.channels.some((c) => c !== this.fd) ? 'yes' : 'no'
     const main = this.ownNative ? (this.own >= 0 ? 'yes' : 'ended') : 'no'
     return `readers ${this.workers.length} cloned ${cloned} main_channel ${main} io_uring ${this.uring ? 'yes' : 'no'} read_by_main ${this.readByMain} read_by_readers ${this.readByReaders}`
+  }
+
+  /** Whether the main thread reads its own channel now: it has one, and no big request handed reading back lately. */
+  private ownReading(): boolean {
+    return this.own >= 0 && (this.ownAfter === 0 || performance.now() >= this.ownAfter)
   }
 
   /** Big requests are coming: the readers read for a while (OWN_SMALL). */
