@@ -74,8 +74,8 @@ const VALID_SEC = 1n
 const INLINE_REPLY_MAX = 64 * 1024
 
 /**
- * Microseconds the main thread keeps polling the readers' inboxes (one check
- * per event-loop turn, so nothing else waits) after answering its last
+ * Microseconds the main thread keeps polling the readers' inboxes and its own
+ * channel (one pass per event-loop turn, so nothing else waits) after answering its last
  * READ/WRITE, instead of sleeping until a reader wakes it: a client at depth
  * 1 sends its next request within that time, and waking a halted vCPU is
  * most of a 4 KiB request's latency on these VMs (depth-1 4 KiB O_DIRECT
@@ -115,22 +115,30 @@ function cloneChannels(fd: number, readers: number, log?: Logger): number[] {
   }
   const clones: number[] = []
   for (let r = 0; r < readers; r++) {
-    let c: number
     try {
-      c = openSync('/dev/fuse', 'r+')
+      clones.push(cloneOf(nat, fd, fsConstants.O_RDWR))
     } catch (e) {
       for (const x of clones) closeSync(x)
-      return one(`cannot open /dev/fuse: ${(e as Error).message}`)
+      return one((e as Error).message)
     }
-    const res = nat.ioctlInt(c, FUSE_DEV_IOC_CLONE, fd)
-    if (res < 0) {
-      closeSync(c)
-      for (const x of clones) closeSync(x)
-      return one(`FUSE_DEV_IOC_CLONE: ${errnoName(res)}`)
-    }
-    clones.push(c)
   }
   return clones
+}
+
+/** A fresh open of /dev/fuse made a clone of the session `fd` (FUSE_DEV_IOC_CLONE); throws naming the step that failed. */
+function cloneOf(nat: Native, fd: number, flags: number): number {
+  let c: number
+  try {
+    c = openSync('/dev/fuse', flags)
+  } catch (e) {
+    throw new Error(`cannot open /dev/fuse: ${(e as Error).message}`)
+  }
+  const res = nat.ioctlInt(c, FUSE_DEV_IOC_CLONE, fd)
+  if (res < 0) {
+    closeSync(c)
+    throw new Error(`FUSE_DEV_IOC_CLONE: ${errnoName(res)}`)
+  }
+  return c
 }
 
 /**
@@ -144,13 +152,7 @@ function ownChannel(fd: number, clones: number[], log?: Logger): { fd: number; n
   if (process.env.FCFS_RAWFUSE_OWN === '0' || clones.every((c) => c === fd)) return null
   try {
     const nat = native()
-    const c = openSync('/dev/fuse', fsConstants.O_RDWR | fsConstants.O_NONBLOCK)
-    const res = nat.ioctlInt(c, FUSE_DEV_IOC_CLONE, fd)
-    if (res < 0) {
-      closeSync(c)
-      throw new Error(`FUSE_DEV_IOC_CLONE: ${errnoName(res)}`)
-    }
-    return { fd: c, nat }
+    return { fd: cloneOf(nat, fd, fsConstants.O_RDWR | fsConstants.O_NONBLOCK), nat }
   } catch (e) {
     log?.info({ event: 'rawfuse_own_channel_unavailable', reason: (e as Error).message }, 'the main thread does not read /dev/fuse itself; the readers carry every request')
     return null
@@ -386,24 +388,14 @@ class Session {
   }
 
   /**
-   * Polling after the last answer (see POLL_US): until when (performance.now()
-   * ms), whether a poll is scheduled, when the main thread went idle, and
-   * whether the client's last turnaround was short enough to poll for.
+   * Polling after the last answer (see POLL_US; drain does it): until when
+   * (performance.now() ms), when the main thread went idle, and whether the
+   * client's last turnaround was short enough to poll for.
    */
   private pollUntil = 0
-  private polling = false
   private idleSince = 0
   private pollNext = true
   private readonly pollMs: number
-  private readonly poll = (): void => {
-    this.polling = false
-    if (this.closed || this.inFlight > 0) return
-    if (this.inboxes.some((b) => !b.empty)) return this.drain()
-    if (performance.now() < this.pollUntil) {
-      this.polling = true
-      setImmediate(this.poll)
-    }
-  }
 
   /** The main thread sleeps in the event loop until a reader flags `wake` (see drain). */
   private armed = false
@@ -587,13 +579,9 @@ class Session {
     const ring = this.replies
     if (this.inFlight === 0 && this.pollMs > 0) {
       const now = (this.idleSince = performance.now())
-      if (this.pollNext && this.own >= 0) {
+      if (this.pollNext) {
         this.pollUntil = now + this.pollMs
-        this.queueDrain() // drain polls the own channel until pollUntil
-      } else if (this.pollNext && !this.polling) {
-        this.pollUntil = now + this.pollMs
-        this.polling = true
-        setImmediate(this.poll)
+        this.queueDrain() // drain polls the inboxes and the own channel until pollUntil
       }
     }
     if (slot >= this.slots) return this.closed ? undefined : this.uring!.commit(slot - this.slots, len)
@@ -663,8 +651,8 @@ class Session {
       if (own) this.setParked(this.ownReading())
       return this.queueDrain()
     }
-    // Polling for a quick client's next request (POLL_US) on the own channel, readers still parked.
-    if (this.own >= 0 && this.inFlight === 0 && !this.closed && performance.now() < this.pollUntil) return this.queueDrain()
+    // Polling for a quick client's next request (POLL_US): once per event-loop turn, readers still parked.
+    if (this.inFlight === 0 && performance.now() < this.pollUntil) return this.queueDrain()
     // Going to sleep: the readers must be in read(2) again, or nobody would see the next request.
     this.setParked(false)
     Atomics.store(this.wake, 0, 0)
@@ -691,7 +679,12 @@ class Session {
 
   /** Whether the main thread reads its own channel now: it has one, and no big request handed reading back lately. */
   private ownReading(): boolean {
-    return this.own >= 0 && (this.ownAfter === 0 || performance.now() >= this.ownAfter)
+    if (this.own < 0) return false
+    if (this.ownAfter !== 0) {
+      if (performance.now() < this.ownAfter) return false
+      this.ownAfter = 0
+    }
+    return true
   }
 
   /** Big requests are coming: the readers read for a while (OWN_SMALL). */
