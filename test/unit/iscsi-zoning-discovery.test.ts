@@ -50,6 +50,15 @@ class Peer extends RawPeer {
   }
 }
 
+/** Closes the peers, the portal and the fabric a describe started. */
+async function stop(fab: StartedFabric | undefined, portal: IscsiPortal | undefined, peers: Peer[]): Promise<void> {
+  for (const p of peers) p.s.destroy()
+  await portal?.close()
+  fab?.faults.close()
+  for (const d of fab?.drivers ?? []) await d.shutdown(0)
+  if (fab) await closeFabric(fab.fabric, silentLogger)
+}
+
 describe('iSCSI discovery and login under zoning', () => {
   const records: Record<string, unknown>[] = []
   const log = pino({ level: 'info' }, { write: (s: string) => void records.push(JSON.parse(s)) })
@@ -72,13 +81,7 @@ describe('iSCSI discovery and login under zoning', () => {
     portal = await startIscsiPortal({ host: '127.0.0.1', port: 0, driver: fab.driver, log, sessionHba: fab.sessionHba, reachable: fab.sessionSees, zoning: fab.sessionZoning })
     address = `127.0.0.1:${portal.address().port},1`
   })
-  afterAll(async () => {
-    for (const p of peers) p.s.destroy()
-    await portal?.close()
-    fab?.faults.close()
-    for (const d of fab?.drivers ?? []) await d.shutdown(0)
-    if (fab) await closeFabric(fab.fabric, silentLogger)
-  })
+  afterAll(() => stop(fab, portal, peers))
 
   it('lists exactly the targets the zones show in SendTargets=All, before a zone change, after zoning one away and after zoning it back', async () => {
     const d = await open()
@@ -132,13 +135,7 @@ describe('iSCSI discovery without zoning', () => {
     fab = await startFabric(cfg, silentLogger)
     portal = await startIscsiPortal({ host: '127.0.0.1', port: 0, driver: fab.driver, log: silentLogger, sessionHba: fab.sessionHba, reachable: fab.sessionSees, zoning: fab.sessionZoning })
   })
-  afterAll(async () => {
-    for (const p of peers) p.s.destroy()
-    await portal?.close()
-    fab?.faults.close()
-    for (const d of fab?.drivers ?? []) await d.shutdown(0)
-    if (fab) await closeFabric(fab.fabric, silentLogger)
-  })
+  afterAll(() => stop(fab, portal, peers))
 
   it('lists every exported target and lets every login in', async () => {
     const address = `127.0.0.1:${portal.address().port},1`
